@@ -1,0 +1,182 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.OpenCL;
+
+namespace RetNet.Ilgpu.Devices;
+
+/// <summary>
+/// An opened accelerator: the ILGPU context and accelerator, the library's memory accounting and the cache of loaded
+/// kernels. Every tensor and operation of the library belongs to one device. Not thread-safe: drive one device from
+/// one thread at a time.
+/// </summary>
+public sealed class RetNetDevice : IDisposable
+{
+    private readonly Dictionary<System.Reflection.MethodInfo, Delegate> kernels = [];
+    private bool disposed;
+
+    private RetNetDevice(Context context, Accelerator accelerator, DeviceDescription description)
+    {
+        Context = context;
+        Accelerator = accelerator;
+        Description = description;
+    }
+
+    /// <summary>The ILGPU context that owns <see cref="Accelerator"/>.</summary>
+    public Context Context { get; }
+
+    /// <summary>The ILGPU accelerator kernels run on.</summary>
+    public Accelerator Accelerator { get; }
+
+    /// <summary>Name, kind and limits of the device.</summary>
+    public DeviceDescription Description { get; }
+
+    /// <summary>Cuda, OpenCL or Cpu (never Auto).</summary>
+    public DeviceKind Kind => Description.Kind;
+
+    /// <summary>True on ILGPU's CPU accelerator, where barrier-free kernel variants are chosen.</summary>
+    public bool IsCpuSimulator => Accelerator.AcceleratorType == AcceleratorType.CPU;
+
+    /// <summary>The largest group the accelerator launches.</summary>
+    public int MaxGroupSize => Accelerator.MaxNumThreadsPerGroup;
+
+    /// <summary>Bytes allocated through the library on this device: current and peak.</summary>
+    public MemoryTracker Memory { get; } = new();
+
+    /// <summary>
+    /// Opens a device of the requested kind. <see cref="DeviceKind.Auto"/> first honours <c>RETNET_DEVICE</c>, then
+    /// prefers CUDA, then an OpenCL GPU, then the CPU accelerator.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">No device of the requested kind is present; the message lists
+    /// the devices that are.</exception>
+    public static RetNetDevice Open(DeviceKind kind = DeviceKind.Auto)
+    {
+        var requested = DeviceKinds.ResolveFromEnvironment(kind);
+        var context = CreateContext();
+        try
+        {
+            var device = Choose(context, requested);
+            var accelerator = device is CPUDevice cpu
+                ? cpu.CreateCPUAccelerator(context, CPUAcceleratorMode.Parallel)
+                : device.CreateAccelerator(context);
+            return new RetNetDevice(context, accelerator, Describe(device));
+        }
+        catch
+        {
+            context.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Lists every accelerator ILGPU can open on this machine.</summary>
+    public static IReadOnlyList<DeviceDescription> List()
+    {
+        using var context = CreateContext();
+        return context.Devices.Select(Describe).ToList();
+    }
+
+    /// <summary>The kind <see cref="Open"/> picks for <see cref="DeviceKind.Auto"/> on this machine, ignoring <c>RETNET_DEVICE</c>.</summary>
+    public static DeviceKind AutoChoice()
+    {
+        using var context = CreateContext();
+        return Describe(Choose(context, DeviceKind.Auto)).Kind;
+    }
+
+    /// <summary>Creates the context every device and compile check uses: default devices, algorithms enabled
+    /// (without them XMath fails to compile for PTX).</summary>
+    internal static Context CreateContext() => Context.Create(builder => builder.Default().EnableAlgorithms());
+
+    private static Device Choose(Context context, DeviceKind requested)
+    {
+        var devices = context.Devices;
+        Device? chosen = requested switch
+        {
+            DeviceKind.Cuda => devices.FirstOrDefault(d => d.AcceleratorType == AcceleratorType.Cuda),
+            DeviceKind.OpenCL => devices.OfType<CLDevice>().OrderByDescending(d => d.DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU).FirstOrDefault(),
+            DeviceKind.Cpu => devices.FirstOrDefault(d => d.AcceleratorType == AcceleratorType.CPU),
+            _ => devices.FirstOrDefault(d => d.AcceleratorType == AcceleratorType.Cuda)
+                 ?? devices.OfType<CLDevice>().FirstOrDefault(d => d.DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU)
+                 ?? devices.FirstOrDefault(d => d.AcceleratorType == AcceleratorType.CPU),
+        };
+        if (chosen is null)
+        {
+            var present = !devices.Any()
+                ? "none"
+                : string.Join("; ", devices.Select(d => $"{Describe(d).Kind}: {d.Name}"));
+            throw new InvalidOperationException(
+                $"No {requested} device is present. Devices present: {present}. " +
+                $"Choose another kind with --device or {DeviceKinds.EnvironmentVariable} (auto|cuda|opencl|cpu).");
+        }
+        return chosen;
+    }
+
+    private static DeviceDescription Describe(Device device)
+    {
+        var kind = device.AcceleratorType switch
+        {
+            AcceleratorType.Cuda => DeviceKind.Cuda,
+            AcceleratorType.OpenCL => DeviceKind.OpenCL,
+            _ => DeviceKind.Cpu,
+        };
+        var isGpu = device switch
+        {
+            CLDevice cl => cl.DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU,
+            _ => kind == DeviceKind.Cuda,
+        };
+        return new DeviceDescription(
+            device.Name.Trim(), kind, device.MemorySize, device.WarpSize, device.MaxNumThreadsPerGroup, isGpu);
+    }
+
+    /// <summary>
+    /// Returns the launcher of a kernel, loading it on first use (~150 ms) and caching it per device after (~free).
+    /// The one way the library loads kernels: <paramref name="kernel"/> names the kernel method (its closed generic
+    /// form for specialised kernels) and <paramref name="load"/> is the ILGPU loader to use for it.
+    /// </summary>
+    internal TLauncher Kernel<TLauncher>(Delegate kernel, Func<Accelerator, TLauncher> load)
+        where TLauncher : Delegate
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        if (!kernels.TryGetValue(kernel.Method, out var launcher))
+        {
+            launcher = load(Accelerator);
+            kernels.Add(kernel.Method, launcher);
+        }
+        return (TLauncher)launcher;
+    }
+
+    /// <summary>The stream every operation of the library is queued on, so their order is their program order.</summary>
+    internal AcceleratorStream Stream => Accelerator.DefaultStream;
+
+    /// <summary>Waits until every queued operation has finished.</summary>
+    public void Synchronize() => Accelerator.Synchronize();
+
+    internal MemoryBuffer1D<T, Stride1D.Dense> Allocate<T>(long length) where T : unmanaged
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        var buffer = Accelerator.Allocate1D<T>(length);
+        Memory.OnAllocated(buffer.LengthInBytes);
+        return buffer;
+    }
+
+    internal void Free(MemoryBuffer buffer)
+    {
+        var bytes = buffer.LengthInBytes;
+        buffer.Dispose();
+        Memory.OnFreed(bytes);
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{Kind}: {Description.Name}";
+
+    /// <summary>Releases the accelerator and the context. Tensors of this device must be disposed first.</summary>
+    public void Dispose()
+    {
+        if (disposed)
+            return;
+        disposed = true;
+        kernels.Clear();
+        Accelerator.Dispose();
+        Context.Dispose();
+    }
+}

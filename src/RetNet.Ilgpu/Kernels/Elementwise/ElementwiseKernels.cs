@@ -1,0 +1,82 @@
+using ILGPU;
+using ILGPU.Algorithms;
+
+namespace RetNet.Ilgpu.Kernels.Elementwise;
+
+/// <summary>An elementwise function of one value and a scalar parameter.</summary>
+internal interface IUnaryOp
+{
+    float Apply(float x, float parameter);
+}
+
+/// <summary>An elementwise function of two values.</summary>
+internal interface IBinaryOp
+{
+    float Apply(float a, float b);
+}
+
+/// <summary>y = parameter · x.</summary>
+internal readonly struct ScaleOp : IUnaryOp
+{
+    public float Apply(float x, float parameter) => parameter * x;
+}
+
+/// <summary>y = x·σ(x).</summary>
+internal readonly struct SiluOp : IUnaryOp
+{
+    public float Apply(float x, float parameter) => KernelMath.Silu(x);
+}
+
+/// <summary>y = x·Φ(x), the exact (erf) GELU.</summary>
+internal readonly struct GeluOp : IUnaryOp
+{
+    public float Apply(float x, float parameter) => 0.5f * x * (1f + KernelMath.Erf(x * KernelMath.InvSqrt2));
+}
+
+/// <summary>y = a + b.</summary>
+internal readonly struct AddOp : IBinaryOp
+{
+    public float Apply(float a, float b) => a + b;
+}
+
+/// <summary>y = a · b.</summary>
+internal readonly struct MultiplyOp : IBinaryOp
+{
+    public float Apply(float a, float b) => a * b;
+}
+
+/// <summary>dx from (x, dy) for SiLU: dy · σ(x)(1 + x(1 − σ(x))).</summary>
+internal readonly struct SiluBackwardOp : IBinaryOp
+{
+    public float Apply(float x, float dy)
+    {
+        var s = KernelMath.Sigmoid(x);
+        return dy * s * (1f + x * (1f - s));
+    }
+}
+
+/// <summary>dx from (x, dy) for the exact GELU: dy · (Φ(x) + x·φ(x)).</summary>
+internal readonly struct GeluBackwardOp : IBinaryOp
+{
+    public float Apply(float x, float dy)
+    {
+        var cdf = 0.5f * (1f + KernelMath.Erf(x * KernelMath.InvSqrt2));
+        var pdf = KernelMath.InvSqrt2Pi * XMath.Exp(-0.5f * x * x);
+        return dy * (cdf + x * pdf);
+    }
+}
+
+/// <summary>Elementwise kernels: one thread per element, coalesced, specialised by operation at compile time.</summary>
+internal static class ElementwiseKernels
+{
+    /// <summary>y[i] = op(x[i], parameter).</summary>
+    [Kernel(KernelGrouping.Implicit, Specializations = [typeof(ScaleOp), typeof(SiluOp), typeof(GeluOp)])]
+    public static void Map<TOp>(Index1D i, ArrayView<float> x, ArrayView<float> y, float parameter)
+        where TOp : struct, IUnaryOp => y[i] = default(TOp).Apply(x[i], parameter);
+
+    /// <summary>y[i] = op(a[i], b[i]).</summary>
+    [Kernel(KernelGrouping.Implicit, Specializations =
+        [typeof(AddOp), typeof(MultiplyOp), typeof(SiluBackwardOp), typeof(GeluBackwardOp)])]
+    public static void Zip<TOp>(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y)
+        where TOp : struct, IBinaryOp => y[i] = default(TOp).Apply(a[i], b[i]);
+}

@@ -1,0 +1,107 @@
+namespace RetNet.Ilgpu.Tensors;
+
+/// <summary>
+/// The one place shapes are checked. Every error names the argument, the expected and the actual shape, and is raised
+/// before anything is written.
+/// </summary>
+public static class ShapeCheck
+{
+    /// <summary>Marks a dimension of an expected shape that may take any size.</summary>
+    public const int Any = -1;
+
+    /// <summary>Formats a shape as <c>[2, 3, 4]</c>; <see cref="Any"/> prints as <c>*</c>.</summary>
+    public static string Format(ReadOnlySpan<int> shape)
+    {
+        var parts = new string[shape.Length];
+        for (var i = 0; i < shape.Length; i++)
+            parts[i] = shape[i] == Any ? "*" : shape[i].ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return "[" + string.Join(", ", parts) + "]";
+    }
+
+    /// <summary>Requires <paramref name="tensor"/> to have exactly <paramref name="expected"/> (with <see cref="Any"/> wildcards).</summary>
+    /// <exception cref="ArgumentException">The rank or a dimension differs.</exception>
+    public static void Expect(Tensor tensor, string argument, params int[] expected) =>
+        Expect(tensor.Shape, argument, expected);
+
+    /// <summary>Requires <paramref name="actual"/> to match <paramref name="expected"/> (with <see cref="Any"/> wildcards).</summary>
+    /// <exception cref="ArgumentException">The rank or a dimension differs.</exception>
+    public static void Expect(ReadOnlySpan<int> actual, string argument, params int[] expected)
+    {
+        var ok = actual.Length == expected.Length;
+        for (var i = 0; ok && i < expected.Length; i++)
+            ok = expected[i] == Any || expected[i] == actual[i];
+        if (!ok)
+            throw new ArgumentException(
+                $"Argument '{argument}' has shape {Format(actual)}; expected {Format(expected)}.", argument);
+    }
+
+    /// <summary>Requires <paramref name="tensor"/> to have rank <paramref name="rank"/>.</summary>
+    /// <exception cref="ArgumentException">The rank differs.</exception>
+    public static void Rank(Tensor tensor, string argument, int rank)
+    {
+        if (tensor.Rank != rank)
+            throw new ArgumentException(
+                $"Argument '{argument}' has shape {Format(tensor.Shape)} of rank {tensor.Rank}; expected rank {rank}.",
+                argument);
+    }
+
+    /// <summary>Requires two tensors to have the same shape.</summary>
+    /// <exception cref="ArgumentException">The shapes differ; names <paramref name="argument"/>.</exception>
+    public static void Same(Tensor tensor, string argument, Tensor reference, string referenceName)
+    {
+        if (!tensor.Shape.SequenceEqual(reference.Shape))
+            throw new ArgumentException(
+                $"Argument '{argument}' has shape {Format(tensor.Shape)}; expected the shape of '{referenceName}', " +
+                $"{Format(reference.Shape)}.", argument);
+    }
+
+    /// <summary>Requires every tensor to live on <paramref name="device"/>.</summary>
+    /// <exception cref="ArgumentException">A tensor belongs to another device.</exception>
+    public static void SameDevice(Devices.RetNetDevice device, string argument, Tensor tensor)
+    {
+        if (!ReferenceEquals(tensor.Device, device))
+            throw new ArgumentException(
+                $"Argument '{argument}' lives on {tensor.Device}; expected a tensor of {device}.", argument);
+    }
+
+    /// <summary>Requires two tensors not to share storage (an output that aliases an input would be read half-written).</summary>
+    /// <exception cref="ArgumentException">They share storage.</exception>
+    public static void Distinct(Tensor output, string outputName, Tensor input, string inputName)
+    {
+        if (output.Overlaps(input))
+            throw new ArgumentException(
+                $"Argument '{outputName}' shares storage with '{inputName}'; the operation needs distinct tensors.",
+                outputName);
+    }
+
+    /// <summary>
+    /// For elementwise operations: the output may be exactly an input (in place) or distinct from it, never a shifted
+    /// view of the same storage (a thread would read an element another thread already overwrote).
+    /// </summary>
+    /// <exception cref="ArgumentException">The two overlap partially.</exception>
+    public static void DistinctOrSame(Tensor output, string outputName, Tensor input, string inputName)
+    {
+        if (output.Overlaps(input) && !output.IsSameViewAs(input))
+            throw new ArgumentException(
+                $"Argument '{outputName}' partially overlaps '{inputName}'; expected the same tensor (in place) or a " +
+                "distinct one.", outputName);
+    }
+
+    /// <summary>The number of elements of <paramref name="shape"/>, validating every dimension.</summary>
+    /// <exception cref="ArgumentException">A dimension is negative or the product exceeds <see cref="int.MaxValue"/>.</exception>
+    public static int ElementCount(ReadOnlySpan<int> shape, string argument = "shape")
+    {
+        long count = 1;
+        foreach (var dim in shape)
+        {
+            if (dim < 0)
+                throw new ArgumentException(
+                    $"Argument '{argument}' {Format(shape)} has a negative dimension; expected sizes ≥ 0.", argument);
+            count *= dim;
+            if (count > int.MaxValue)
+                throw new ArgumentException(
+                    $"Argument '{argument}' {Format(shape)} has more than {int.MaxValue} elements.", argument);
+        }
+        return (int)count;
+    }
+}
