@@ -28,6 +28,7 @@ mirror() {
 
 ensure() {
   [ -f "$stamp" ] && return 0
+  mkdir -p "$(dirname "$root")"
   [ "$(id -u)" = 0 ] || die "creating the chroot needs root"
   if ! command -v debootstrap >/dev/null; then
     apt-get update -qq >/dev/null && apt-get install -y -qq debootstrap >/dev/null
@@ -56,6 +57,9 @@ unmount_all() {
 }
 
 run() {
+  # One run at a time: concurrent runs would stack and then lazily unmount each other's bind mounts.
+  exec 9>"$(dirname "$root")/lane.lock"
+  flock 9
   ensure
   local dotnet_root here
   dotnet_root=$(dirname "$(readlink -f "$(command -v dotnet)")")

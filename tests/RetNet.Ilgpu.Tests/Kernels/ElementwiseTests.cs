@@ -7,7 +7,7 @@ namespace RetNet.Ilgpu.Tests.Kernels;
 [Collection(DeviceCollection.Name)]
 public sealed class ElementwiseTests(DeviceFixture fixture)
 {
-    private readonly Devices.RetNetDevice device = fixture.Device;
+    private readonly RetNetDevice device = fixture.Device;
 
     public static TheoryData<int> Sizes => [1, 7, 1000, 4099];
 
