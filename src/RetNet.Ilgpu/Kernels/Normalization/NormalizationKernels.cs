@@ -1,0 +1,281 @@
+using ILGPU;
+using ILGPU.Algorithms;
+
+namespace RetNet.Ilgpu.Kernels.Normalization;
+
+/// <summary>
+/// Which statistics a row normalisation uses. A struct type argument, so the branch on <see cref="Centered"/> is
+/// resolved when the kernel is compiled and one kernel source serves RMSNorm and LayerNorm.
+/// </summary>
+internal interface INormalizationKind
+{
+    /// <summary>True when the row mean is subtracted (LayerNorm); false for RMSNorm, which only rescales.</summary>
+    bool Centered { get; }
+}
+
+/// <summary>RMSNorm: x̂ = x / √(mean(x²) + eps).</summary>
+internal readonly struct RmsNormalization : INormalizationKind
+{
+    public bool Centered => false;
+}
+
+/// <summary>LayerNorm: x̂ = (x − mean) / √(var + eps).</summary>
+internal readonly struct LayerNormalization : INormalizationKind
+{
+    public bool Centered => true;
+}
+
+/// <summary>
+/// Bits of the <c>flags</c> argument of the row kernels. Absent tensors are passed as a placeholder view that a
+/// kernel never touches unless its bit is set (ILGPU kernels have no nullable views).
+/// </summary>
+internal static class NormalizationFlags
+{
+    /// <summary>A weight [D] multiplies x̂.</summary>
+    public const int Weight = 1;
+
+    /// <summary>A bias [D] is added after the weight.</summary>
+    public const int Bias = 2;
+
+    /// <summary>The forward kernel writes y (off when only the statistics are recomputed for a backward pass).</summary>
+    public const int Output = 4;
+
+    /// <summary>The forward kernel writes the row statistics: rstd [R], and mean [R] when centred.</summary>
+    public const int Statistics = 8;
+}
+
+/// <summary>
+/// Row normalisation kernels over x viewed as rows [R, D]: forward and input-gradient kernels in two forms (one group
+/// per row with a shared-memory tree reduction; one thread per row without barriers, for the CPU simulator), and
+/// the deterministic column reductions that produce the weight and bias gradients. Accumulation is fp32.
+/// </summary>
+internal static class NormalizationKernels
+{
+    /// <summary>
+    /// Forward, one group per row (grid R, power-of-two group G, dynamic shared memory of G floats). Thread t reads
+    /// elements t, t + G, … so each step of the group is one coalesced load. The variance is taken about the mean
+    /// in a second pass over the row, which avoids the cancellation of E[x²] − E[x]².
+    /// </summary>
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)])]
+    public static void ForwardGroup<TKind>(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> bias,
+        ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd, int dim, float eps, int flags)
+        where TKind : struct, INormalizationKind
+    {
+        var row = Grid.IdxX;
+        var t = Group.IdxX;
+        var size = Group.DimX;
+        var start = row * dim;
+
+        var mu = 0f;
+        if (default(TKind).Centered)
+        {
+            var sum = 0f;
+            for (var j = t; j < dim; j += size)
+                sum += x[start + j];
+            mu = GroupSum(sum, t, size) / dim;
+        }
+        var squares = 0f;
+        for (var j = t; j < dim; j += size)
+        {
+            var centred = x[start + j] - mu;
+            squares += centred * centred;
+        }
+        var r = 1f / XMath.Sqrt(GroupSum(squares, t, size) / dim + eps);
+
+        if (t == 0 && (flags & NormalizationFlags.Statistics) != 0)
+        {
+            rstd[row] = r;
+            if (default(TKind).Centered)
+                mean[row] = mu;
+        }
+        if ((flags & NormalizationFlags.Output) != 0)
+        {
+            for (var j = t; j < dim; j += size)
+            {
+                var w = (flags & NormalizationFlags.Weight) != 0 ? weight[j] : 1f;
+                var b = (flags & NormalizationFlags.Bias) != 0 ? bias[j] : 0f;
+                y[start + j] = (x[start + j] - mu) * r * w + b;
+            }
+        }
+    }
+
+    /// <summary>Forward, one thread per row (index space R): the same arithmetic as <see cref="ForwardGroup{TKind}"/>
+    /// without shared memory or barriers.</summary>
+    [Kernel(KernelGrouping.Implicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)])]
+    public static void ForwardRow<TKind>(Index1D row, ArrayView<float> x, ArrayView<float> weight,
+        ArrayView<float> bias, ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd, int dim, float eps,
+        int flags)
+        where TKind : struct, INormalizationKind
+    {
+        var start = row * dim;
+        var mu = 0f;
+        if (default(TKind).Centered)
+        {
+            var sum = 0f;
+            for (var j = 0; j < dim; j++)
+                sum += x[start + j];
+            mu = sum / dim;
+        }
+        var squares = 0f;
+        for (var j = 0; j < dim; j++)
+        {
+            var centred = x[start + j] - mu;
+            squares += centred * centred;
+        }
+        var r = 1f / XMath.Sqrt(squares / dim + eps);
+
+        if ((flags & NormalizationFlags.Statistics) != 0)
+        {
+            rstd[row] = r;
+            if (default(TKind).Centered)
+                mean[row] = mu;
+        }
+        if ((flags & NormalizationFlags.Output) != 0)
+        {
+            for (var j = 0; j < dim; j++)
+            {
+                var w = (flags & NormalizationFlags.Weight) != 0 ? weight[j] : 1f;
+                var b = (flags & NormalizationFlags.Bias) != 0 ? bias[j] : 0f;
+                y[start + j] = (x[start + j] - mu) * r * w + b;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Input gradient, one group per row, from saved statistics: with g = dy ⊙ w and x̂ = (x − mean)·rstd,
+    /// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)); RMSNorm drops the mean(g) term (it subtracts no mean).
+    /// </summary>
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)])]
+    public static void BackwardGroup<TKind>(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> dy,
+        ArrayView<float> dx, ArrayView<float> mean, ArrayView<float> rstd, int dim, int flags)
+        where TKind : struct, INormalizationKind
+    {
+        var row = Grid.IdxX;
+        var t = Group.IdxX;
+        var size = Group.DimX;
+        var start = row * dim;
+        var mu = default(TKind).Centered ? mean[row] : 0f;
+        var r = rstd[row];
+
+        var sumG = 0f;
+        var sumGX = 0f;
+        for (var j = t; j < dim; j += size)
+        {
+            var g = (flags & NormalizationFlags.Weight) != 0 ? dy[start + j] * weight[j] : dy[start + j];
+            sumG += g;
+            sumGX += g * (x[start + j] - mu) * r;
+        }
+        var meanG = default(TKind).Centered ? GroupSum(sumG, t, size) / dim : 0f;
+        var meanGX = GroupSum(sumGX, t, size) / dim;
+
+        for (var j = t; j < dim; j += size)
+        {
+            var g = (flags & NormalizationFlags.Weight) != 0 ? dy[start + j] * weight[j] : dy[start + j];
+            var xHat = (x[start + j] - mu) * r;
+            dx[start + j] = r * (g - meanG - xHat * meanGX);
+        }
+    }
+
+    /// <summary>Input gradient, one thread per row: the arithmetic of <see cref="BackwardGroup{TKind}"/> without barriers.</summary>
+    [Kernel(KernelGrouping.Implicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)])]
+    public static void BackwardRow<TKind>(Index1D row, ArrayView<float> x, ArrayView<float> weight,
+        ArrayView<float> dy, ArrayView<float> dx, ArrayView<float> mean, ArrayView<float> rstd, int dim, int flags)
+        where TKind : struct, INormalizationKind
+    {
+        var start = row * dim;
+        var mu = default(TKind).Centered ? mean[row] : 0f;
+        var r = rstd[row];
+
+        var sumG = 0f;
+        var sumGX = 0f;
+        for (var j = 0; j < dim; j++)
+        {
+            var g = (flags & NormalizationFlags.Weight) != 0 ? dy[start + j] * weight[j] : dy[start + j];
+            sumG += g;
+            sumGX += g * (x[start + j] - mu) * r;
+        }
+        var meanG = default(TKind).Centered ? sumG / dim : 0f;
+        var meanGX = sumGX / dim;
+
+        for (var j = 0; j < dim; j++)
+        {
+            var g = (flags & NormalizationFlags.Weight) != 0 ? dy[start + j] * weight[j] : dy[start + j];
+            var xHat = (x[start + j] - mu) * r;
+            dx[start + j] = r * (g - meanG - xHat * meanGX);
+        }
+    }
+
+    /// <summary>
+    /// First pass of the weight gradient, index space C·D: thread (c, j) sums dy·x̂ of column j over rows
+    /// [c·chunkRows, (c + 1)·chunkRows) in row order. Adjacent threads own adjacent columns, so every row step is a
+    /// coalesced load, and the fixed order makes the result identical run to run (no atomics).
+    /// </summary>
+    [Kernel(KernelGrouping.Implicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)])]
+    public static void WeightGradientPartial<TKind>(Index1D index, ArrayView<float> x, ArrayView<float> dy,
+        ArrayView<float> mean, ArrayView<float> rstd, ArrayView<float> partial, int rows, int dim, int chunkRows)
+        where TKind : struct, INormalizationKind
+    {
+        int i = index;
+        var chunk = i / dim;
+        var column = i - chunk * dim;
+        var first = chunk * chunkRows;
+        var end = IntrinsicMath.Min(rows, first + chunkRows);
+        var sum = 0f;
+        for (var row = first; row < end; row++)
+        {
+            var mu = default(TKind).Centered ? mean[row] : 0f;
+            var element = row * dim + column;
+            sum += dy[element] * (x[element] - mu) * rstd[row];
+        }
+        partial[i] = sum;
+    }
+
+    /// <summary>First pass of the bias gradient, index space C·D: thread (c, j) sums dy of column j over chunk c,
+    /// in row order (see <see cref="WeightGradientPartial{TKind}"/>).</summary>
+    [Kernel(KernelGrouping.Implicit)]
+    public static void BiasGradientPartial(Index1D index, ArrayView<float> dy, ArrayView<float> partial, int rows,
+        int dim, int chunkRows)
+    {
+        int i = index;
+        var chunk = i / dim;
+        var column = i - chunk * dim;
+        var first = chunk * chunkRows;
+        var end = IntrinsicMath.Min(rows, first + chunkRows);
+        var sum = 0f;
+        for (var row = first; row < end; row++)
+            sum += dy[row * dim + column];
+        partial[i] = sum;
+    }
+
+    /// <summary>Second pass, index space D: output[j] = Σ_c partial[c·D + j] in chunk order (deterministic).</summary>
+    [Kernel(KernelGrouping.Implicit)]
+    public static void ColumnSum(Index1D column, ArrayView<float> partial, ArrayView<float> output, int chunks,
+        int dim)
+    {
+        var sum = 0f;
+        for (var c = 0; c < chunks; c++)
+            sum += partial[c * dim + column];
+        output[column] = sum;
+    }
+
+    /// <summary>
+    /// Sums one value per thread over the group with a tree in dynamic shared memory (G floats, G a power of two):
+    /// log2(G) halving steps, each followed by a barrier. Every thread returns the total; the closing barrier lets
+    /// the next reduction reuse the shared memory.
+    /// </summary>
+    private static float GroupSum(float value, int t, int size)
+    {
+        var shared = SharedMemory.GetDynamic<float>();
+        shared[t] = value;
+        Group.Barrier();
+        for (var half = size / 2; half > 0; half /= 2)
+        {
+            if (t < half)
+                shared[t] += shared[t + half];
+            Group.Barrier();
+        }
+        var total = shared[0];
+        Group.Barrier();
+        return total;
+    }
+}

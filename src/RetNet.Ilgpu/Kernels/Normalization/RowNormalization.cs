@@ -1,0 +1,275 @@
+using ILGPU;
+using ILGPU.Runtime;
+using RetNet.Ilgpu.Devices;
+using RetNet.Ilgpu.Tensors;
+
+namespace RetNet.Ilgpu.Kernels.Normalization;
+
+/// <summary>
+/// The host side shared by <see cref="RmsNorm"/> and <see cref="LayerNorm"/>: argument checks, then the launches
+/// of <see cref="NormalizationKernels"/> on the device stream. x is viewed as rows [R, D], D its last dimension.
+/// </summary>
+internal static class RowNormalization
+{
+    /// <summary>Checks every argument, then launches the forward kernel. <paramref name="mean"/> is used only when
+    /// <typeparamref name="TKind"/> is centred.</summary>
+    public static void Forward<TKind>(Tensor x, Tensor? weight, Tensor? bias, float eps, Tensor y, Tensor? mean,
+        Tensor? rstd, NormalizationOptions? options)
+        where TKind : struct, INormalizationKind
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(y);
+        CheckEps(eps);
+        var (rows, dim) = RowsOf(x);
+        var device = x.Device;
+        CheckParameter(weight, nameof(weight), dim, device);
+        CheckParameter(bias, nameof(bias), dim, device);
+        ShapeCheck.SameDevice(device, nameof(y), y);
+        ShapeCheck.Same(y, nameof(y), x, nameof(x));
+        CheckStatistics<TKind>(mean, rstd, rows, device);
+        // y may be x itself: each thread reads x[j] before it writes y[j], and only after the row's reductions.
+        ShapeCheck.DistinctOrSame(y, nameof(y), x, nameof(x));
+        Distinct(y, nameof(y), (weight, nameof(weight)), (bias, nameof(bias)), (mean, nameof(mean)),
+            (rstd, nameof(rstd)));
+        Distinct(mean, nameof(mean), (x, nameof(x)), (weight, nameof(weight)), (bias, nameof(bias)),
+            (rstd, nameof(rstd)));
+        Distinct(rstd, nameof(rstd), (x, nameof(x)), (weight, nameof(weight)), (bias, nameof(bias)));
+        var launch = Resolve(options, device, dim);
+
+        if (rows == 0)
+            return;
+        var flags = NormalizationFlags.Output;
+        if (weight is not null)
+            flags |= NormalizationFlags.Weight;
+        if (bias is not null)
+            flags |= NormalizationFlags.Bias;
+        if (rstd is not null)
+            flags |= NormalizationFlags.Statistics;
+        LaunchForward<TKind>(launch, x, weight, bias, y, mean, rstd, rows, dim, eps, flags);
+    }
+
+    /// <summary>
+    /// Checks every argument, then computes dx and, where their tensors are given, dWeight and dBias. Without saved
+    /// statistics they are first recomputed into temporaries, which are freed after the stream has drained.
+    /// </summary>
+    public static void Backward<TKind>(Tensor x, Tensor? weight, Tensor dy, float eps, Tensor dx, Tensor? dWeight,
+        Tensor? dBias, Tensor? mean, Tensor? rstd, NormalizationOptions? options)
+        where TKind : struct, INormalizationKind
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(dy);
+        ArgumentNullException.ThrowIfNull(dx);
+        CheckEps(eps);
+        var (rows, dim) = RowsOf(x);
+        var device = x.Device;
+        CheckParameter(weight, nameof(weight), dim, device);
+        ShapeCheck.SameDevice(device, nameof(dy), dy);
+        ShapeCheck.Same(dy, nameof(dy), x, nameof(x));
+        ShapeCheck.SameDevice(device, nameof(dx), dx);
+        ShapeCheck.Same(dx, nameof(dx), x, nameof(x));
+        if (dWeight is not null && weight is null)
+            throw new ArgumentException(
+                "Argument 'dWeight' is given but 'weight' is null; expected no weight gradient without a weight.",
+                nameof(dWeight));
+        CheckParameter(dWeight, nameof(dWeight), dim, device);
+        CheckParameter(dBias, nameof(dBias), dim, device);
+        CheckStatistics<TKind>(mean, rstd, rows, device);
+        // dx is also the scratch of the gradient partial sums, written while x and dy are still read.
+        Distinct(dx, nameof(dx), (x, nameof(x)), (dy, nameof(dy)), (weight, nameof(weight)), (mean, nameof(mean)),
+            (rstd, nameof(rstd)), (dWeight, nameof(dWeight)), (dBias, nameof(dBias)));
+        Distinct(dWeight, nameof(dWeight), (x, nameof(x)), (dy, nameof(dy)), (weight, nameof(weight)),
+            (mean, nameof(mean)), (rstd, nameof(rstd)), (dBias, nameof(dBias)));
+        Distinct(dBias, nameof(dBias), (x, nameof(x)), (dy, nameof(dy)), (weight, nameof(weight)),
+            (mean, nameof(mean)), (rstd, nameof(rstd)));
+        var launch = Resolve(options, device, dim);
+
+        if (rows == 0)
+        {
+            // A sum over no rows: the parameter gradients are zero.
+            dWeight?.View.MemSetToZero(device.Stream);
+            dBias?.View.MemSetToZero(device.Stream);
+            return;
+        }
+
+        Tensor? savedMean = null, savedRstd = null;
+        if (rstd is null)
+        {
+            savedRstd = Tensor.Uninitialized(device, rows);
+            savedMean = default(TKind).Centered ? Tensor.Uninitialized(device, rows) : null;
+            LaunchForward<TKind>(launch, x, weight: null, bias: null, y: null, savedMean, savedRstd, rows, dim, eps,
+                NormalizationFlags.Statistics);
+            mean = savedMean;
+            rstd = savedRstd;
+        }
+        try
+        {
+            if (dWeight is not null)
+                LaunchParameterGradient<TKind>(launch, x, dy, mean, rstd, dx, dWeight, rows, dim, bias: false);
+            if (dBias is not null)
+                LaunchParameterGradient<TKind>(launch, x, dy, mean, rstd, dx, dBias, rows, dim, bias: true);
+            LaunchInputGradient<TKind>(launch, x, weight, dy, dx, mean, rstd, rows, dim);
+        }
+        finally
+        {
+            if (savedRstd is not null)
+            {
+                // Kernels that read the temporaries may still be queued: free them only once the stream has drained.
+                device.Stream.Synchronize();
+                savedRstd.Dispose();
+                savedMean?.Dispose();
+            }
+        }
+    }
+
+    private static void LaunchForward<TKind>(NormalizationOptions launch, Tensor x, Tensor? weight, Tensor? bias,
+        Tensor? y, Tensor? mean, Tensor? rstd, int rows, int dim, float eps, int flags)
+        where TKind : struct, INormalizationKind
+    {
+        var device = x.Device;
+        // Kernels have no nullable views: an absent tensor is replaced by x, which the flags keep untouched.
+        var placeholder = x.View;
+        var weightView = weight?.View ?? placeholder;
+        var biasView = bias?.View ?? placeholder;
+        var yView = y?.View ?? placeholder;
+        var meanView = mean?.View ?? placeholder;
+        var rstdView = rstd?.View ?? placeholder;
+        if (launch.Form == NormalizationForm.GroupPerRow)
+        {
+            var kernel = device.Kernel(NormalizationKernels.ForwardGroup<TKind>, accelerator =>
+                accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, int, float, int>(NormalizationKernels.ForwardGroup<TKind>));
+            kernel(device.Stream, GroupPerRow(rows, launch.GroupSize), x.View, weightView, biasView, yView, meanView,
+                rstdView, dim, eps, flags);
+        }
+        else
+        {
+            var kernel = device.Kernel(NormalizationKernels.ForwardRow<TKind>, accelerator =>
+                accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, int>(
+                    NormalizationKernels.ForwardRow<TKind>));
+            kernel(device.Stream, rows, x.View, weightView, biasView, yView, meanView, rstdView, dim, eps, flags);
+        }
+    }
+
+    private static void LaunchInputGradient<TKind>(NormalizationOptions launch, Tensor x, Tensor? weight, Tensor dy,
+        Tensor dx, Tensor? mean, Tensor rstd, int rows, int dim)
+        where TKind : struct, INormalizationKind
+    {
+        var device = x.Device;
+        var weightView = weight?.View ?? x.View;
+        var meanView = mean?.View ?? x.View;
+        var flags = weight is null ? 0 : NormalizationFlags.Weight;
+        if (launch.Form == NormalizationForm.GroupPerRow)
+        {
+            var kernel = device.Kernel(NormalizationKernels.BackwardGroup<TKind>, accelerator =>
+                accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, int, int>(NormalizationKernels.BackwardGroup<TKind>));
+            kernel(device.Stream, GroupPerRow(rows, launch.GroupSize), x.View, weightView, dy.View, dx.View, meanView,
+                rstd.View, dim, flags);
+        }
+        else
+        {
+            var kernel = device.Kernel(NormalizationKernels.BackwardRow<TKind>, accelerator =>
+                accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(
+                    NormalizationKernels.BackwardRow<TKind>));
+            kernel(device.Stream, rows, x.View, weightView, dy.View, dx.View, meanView, rstd.View, dim, flags);
+        }
+    }
+
+    /// <summary>
+    /// dWeight = Σ_rows dy ⊙ x̂ or dBias = Σ_rows dy, in two deterministic passes: per-chunk column sums, then the
+    /// sum of the chunks in order. The partial sums (C·D ≤ R·D floats) live in dx, which is written only afterwards,
+    /// so the pass needs no temporary; a single chunk is written to the gradient directly.
+    /// </summary>
+    private static void LaunchParameterGradient<TKind>(NormalizationOptions launch, Tensor x, Tensor dy, Tensor? mean,
+        Tensor rstd, Tensor scratch, Tensor gradient, int rows, int dim, bool bias)
+        where TKind : struct, INormalizationKind
+    {
+        var device = x.Device;
+        var chunks = Launch.CeilDiv(rows, launch.ChunkRows);
+        var partial = chunks == 1 ? gradient.View : scratch.View.SubView(0, chunks * dim);
+        if (bias)
+        {
+            var kernel = device.Kernel(NormalizationKernels.BiasGradientPartial, accelerator =>
+                accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int, int>(
+                    NormalizationKernels.BiasGradientPartial));
+            kernel(device.Stream, chunks * dim, dy.View, partial, rows, dim, launch.ChunkRows);
+        }
+        else
+        {
+            var kernel = device.Kernel(NormalizationKernels.WeightGradientPartial<TKind>, accelerator =>
+                accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, int, int, int>(NormalizationKernels.WeightGradientPartial<TKind>));
+            kernel(device.Stream, chunks * dim, x.View, dy.View, mean?.View ?? x.View, rstd.View, partial, rows, dim,
+                launch.ChunkRows);
+        }
+        if (chunks == 1)
+            return;
+        var sum = device.Kernel(NormalizationKernels.ColumnSum, accelerator =>
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int>(
+                NormalizationKernels.ColumnSum));
+        sum(device.Stream, dim, partial, gradient.View, chunks, dim);
+    }
+
+    private static KernelConfig GroupPerRow(int rows, int groupSize) =>
+        new(rows, groupSize, SharedMemoryConfig.RequestDynamic<float>(groupSize));
+
+    private static NormalizationOptions Resolve(NormalizationOptions? options, RetNetDevice device, int dim)
+    {
+        var launch = options ?? NormalizationOptions.For(device, dim);
+        launch.Validate(device);
+        return launch;
+    }
+
+    private static void CheckEps(float eps)
+    {
+        if (!float.IsFinite(eps) || eps < 0f)
+            throw new ArgumentOutOfRangeException(nameof(eps), eps, "Expected a finite eps ≥ 0.");
+    }
+
+    /// <summary>R and D of x viewed as rows [R, D]; rejects scalars and empty rows, which have no statistics.</summary>
+    private static (int Rows, int Dim) RowsOf(Tensor x)
+    {
+        if (x.Rank < 1)
+            throw new ArgumentException(
+                $"Argument 'x' has shape {ShapeCheck.Format(x.Shape)}; expected rank ≥ 1 (rows along the last dimension).",
+                nameof(x));
+        var dim = x.Dim(-1);
+        if (dim == 0)
+            throw new ArgumentException(
+                $"Argument 'x' has shape {ShapeCheck.Format(x.Shape)}; expected a last dimension ≥ 1 (an empty row " +
+                "has no mean).", nameof(x));
+        return (x.Length / dim, dim);
+    }
+
+    private static void CheckParameter(Tensor? parameter, string name, int dim, RetNetDevice device)
+    {
+        if (parameter is null)
+            return;
+        ShapeCheck.SameDevice(device, name, parameter);
+        ShapeCheck.Expect(parameter, name, dim);
+    }
+
+    private static void CheckStatistics<TKind>(Tensor? mean, Tensor? rstd, int rows, RetNetDevice device)
+        where TKind : struct, INormalizationKind
+    {
+        if (default(TKind).Centered && (mean is null) != (rstd is null))
+            throw new ArgumentException(
+                $"Argument '{(mean is null ? nameof(mean) : nameof(rstd))}' is null but its partner is given; " +
+                "expected mean and rstd together (both or neither).", mean is null ? nameof(mean) : nameof(rstd));
+        CheckParameter(mean, nameof(mean), rows, device);
+        CheckParameter(rstd, nameof(rstd), rows, device);
+    }
+
+    private static void Distinct(Tensor? output, string outputName, params (Tensor? Tensor, string Name)[] others)
+    {
+        if (output is null)
+            return;
+        foreach (var (other, name) in others)
+        {
+            if (other is not null)
+                ShapeCheck.Distinct(output, outputName, other, name);
+        }
+    }
+}
