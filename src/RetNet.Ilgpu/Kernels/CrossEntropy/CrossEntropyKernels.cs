@@ -1,0 +1,128 @@
+using ILGPU;
+using ILGPU.Algorithms;
+
+namespace RetNet.Ilgpu.Kernels.CrossEntropy;
+
+/// <summary>
+/// Fused softmax cross-entropy, forward and backward in one pass over each row of logits [N, V]:
+/// losses[n] = logsumexp(x[n, :]) − x[n, t_n] and dLogits[n, :] = gradientScale · (softmax(x[n, :]) − onehot(t_n)),
+/// both 0 for rows whose target is the ignore index. Softmax is taken online: a running maximum m and a running
+/// Σ exp(x − m) rescaled whenever m grows, so each row is read twice (statistics, gradient) instead of three times.
+/// dLogits may be logits itself: every thread reads an element before writing it and writes only its own elements,
+/// and the target logit is read before anything is written.
+/// </summary>
+internal static class CrossEntropyKernels
+{
+    /// <summary>
+    /// One group per row (grid = N groups), threads striding over the classes, the per-thread (max, sum) pairs combined
+    /// in a shared-memory tree. The group size must be a power of two; dynamic shared memory holds 2 floats per thread.
+    /// </summary>
+    [Kernel(KernelGrouping.Explicit)]
+    public static void RowPerGroup(ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> dLogits,
+        ArrayView<float> losses, int classes, int ignoreIndex, float gradientScale)
+    {
+        var row = Grid.IdxX;
+        var thread = Group.IdxX;
+        var size = Group.DimX;
+        var start = (long)row * classes;
+        var target = targets[row];
+
+        if (target == ignoreIndex)
+        {
+            // Uniform across the group, so leaving before the barriers is safe.
+            for (var c = thread; c < classes; c += size)
+                dLogits[start + c] = 0f;
+            if (thread == 0)
+                losses[row] = 0f;
+            return;
+        }
+        var targetLogit = thread == 0 ? logits[start + target] : 0f;
+
+        var max = float.NegativeInfinity;
+        var sum = 0f;
+        for (var c = thread; c < classes; c += size)
+            Accumulate(logits[start + c], ref max, ref sum);
+
+        var shared = SharedMemory.GetDynamic<float>();
+        var maxima = shared.SubView(0, size);
+        var sums = shared.SubView(size, size);
+        maxima[thread] = max;
+        sums[thread] = sum;
+        Group.Barrier();
+        for (var half = size / 2; half > 0; half /= 2)
+        {
+            if (thread < half)
+            {
+                var otherMax = maxima[thread + half];
+                var otherSum = sums[thread + half];
+                var ownMax = maxima[thread];
+                var ownSum = sums[thread];
+                var combined = XMath.Max(ownMax, otherMax);
+                sums[thread] = Rescale(ownSum, ownMax, combined) + Rescale(otherSum, otherMax, combined);
+                maxima[thread] = combined;
+            }
+            Group.Barrier();
+        }
+        var rowMax = maxima[0];
+        var rowSum = sums[0];
+
+        if (thread == 0)
+            losses[row] = rowMax + XMath.Log(rowSum) - targetLogit;
+        var probabilityScale = gradientScale / rowSum;
+        for (var c = thread; c < classes; c += size)
+        {
+            var p = XMath.Exp(logits[start + c] - rowMax) * probabilityScale;
+            dLogits[start + c] = c == target ? p - gradientScale : p;
+        }
+    }
+
+    /// <summary>
+    /// One thread per row, no shared memory, no barriers: the form for the CPU accelerator, where barrier rounds are
+    /// expensive and one long loop per thread is cheap.
+    /// </summary>
+    [Kernel(KernelGrouping.Implicit)]
+    public static void RowPerThread(Index1D row, ArrayView<float> logits, ArrayView<int> targets,
+        ArrayView<float> dLogits, ArrayView<float> losses, int classes, int ignoreIndex, float gradientScale)
+    {
+        var start = (long)row.X * classes;
+        var target = targets[row];
+        if (target == ignoreIndex)
+        {
+            for (var c = 0; c < classes; c++)
+                dLogits[start + c] = 0f;
+            losses[row] = 0f;
+            return;
+        }
+        var targetLogit = logits[start + target];
+
+        var max = float.NegativeInfinity;
+        var sum = 0f;
+        for (var c = 0; c < classes; c++)
+            Accumulate(logits[start + c], ref max, ref sum);
+
+        losses[row] = max + XMath.Log(sum) - targetLogit;
+        var probabilityScale = gradientScale / sum;
+        for (var c = 0; c < classes; c++)
+        {
+            var p = XMath.Exp(logits[start + c] - max) * probabilityScale;
+            dLogits[start + c] = c == target ? p - gradientScale : p;
+        }
+    }
+
+    /// <summary>Adds exp(x − max) to the running sum, raising max (and rescaling the sum) when x exceeds it.</summary>
+    private static void Accumulate(float x, ref float max, ref float sum)
+    {
+        if (x > max)
+        {
+            sum = Rescale(sum, max, x) + 1f;
+            max = x;
+        }
+        else
+        {
+            sum += XMath.Exp(x - max);
+        }
+    }
+
+    /// <summary>sum · exp(from − to) for to ≥ from; exact when equal, so two empty (−∞, 0) pairs stay (−∞, 0).</summary>
+    private static float Rescale(float sum, float from, float to) => from == to ? sum : sum * XMath.Exp(from - to);
+}

@@ -1,0 +1,35 @@
+using ILGPU;
+
+namespace RetNet.Ilgpu.Kernels.Embedding;
+
+/// <summary>Token embedding kernels: a gather forward and a deterministic, atomic-free scatter-add backward.</summary>
+internal static class EmbeddingKernels
+{
+    /// <summary>output[n, d] = table[ids[n], d], one thread per output element (consecutive threads, consecutive d).</summary>
+    [Kernel(KernelGrouping.Implicit)]
+    public static void Gather(Index1D i, ArrayView<int> ids, ArrayView<float> table, ArrayView<float> output, int width)
+    {
+        var n = i.X / width;
+        var d = i.X - n * width;
+        output[i] = table[(long)ids[n] * width + d];
+    }
+
+    /// <summary>
+    /// dTable[uniqueIds[u], d] += Σ_p dOutput[positions[p], d] for p in [offsets[u], offsets[u + 1]), one thread per
+    /// (distinct id u, column d). The positions of each id are in increasing order and summed in that order by one
+    /// thread, so no two threads write one element and the result is the same bits every run, without float atomics.
+    /// </summary>
+    [Kernel(KernelGrouping.Implicit)]
+    public static void ScatterAddGrouped(Index1D i, ArrayView<int> uniqueIds, ArrayView<int> offsets,
+        ArrayView<int> positions, ArrayView<float> dOutput, ArrayView<float> dTable, int width)
+    {
+        var u = i.X / width;
+        var d = i.X - u * width;
+        var end = offsets[u + 1];
+        var sum = 0f;
+        for (var p = offsets[u]; p < end; p++)
+            sum += dOutput[(long)positions[p] * width + d];
+        var element = (long)uniqueIds[u] * width + d;
+        dTable[element] += sum;
+    }
+}
