@@ -64,6 +64,27 @@ public static class ShapeCheck
                 $"Argument '{argument}' lives on {tensor.Device}; expected a tensor of {device}.", argument);
     }
 
+    /// <summary>Requires an index tensor to live on <paramref name="device"/>.</summary>
+    /// <exception cref="ArgumentException">It belongs to another device.</exception>
+    public static void SameDevice(Devices.RetNetDevice device, string argument, IndexTensor tensor)
+    {
+        if (!ReferenceEquals(tensor.Device, device))
+            throw new ArgumentException(
+                $"Argument '{argument}' lives on {tensor.Device}; expected a tensor of {device}.", argument);
+    }
+
+    /// <summary>The multi-index of row-major position <paramref name="flat"/> in <paramref name="shape"/>, as <c>[i, j, …]</c>.</summary>
+    public static string FormatIndex(int flat, ReadOnlySpan<int> shape)
+    {
+        var index = new int[shape.Length];
+        for (var d = shape.Length - 1; d >= 0; d--)
+        {
+            index[d] = flat % shape[d];
+            flat /= shape[d];
+        }
+        return Format(index);
+    }
+
     /// <summary>Requires two tensors not to share storage (an output that aliases an input would be read half-written).</summary>
     /// <exception cref="ArgumentException">They share storage.</exception>
     public static void Distinct(Tensor output, string outputName, Tensor input, string inputName)

@@ -68,9 +68,7 @@ public static class CrossEntropy
         ArgumentNullException.ThrowIfNull(dLogits);
         ArgumentNullException.ThrowIfNull(loss);
         var device = logits.Device;
-        if (!ReferenceEquals(targets.Device, device))
-            throw new ArgumentException(
-                $"Argument 'targets' lives on {targets.Device}; expected a tensor of {device}.", nameof(targets));
+        ShapeCheck.SameDevice(device, nameof(targets), targets);
         ShapeCheck.SameDevice(device, nameof(dLogits), dLogits);
         ShapeCheck.SameDevice(device, nameof(loss), loss);
         if (logits.Rank == 0)
@@ -131,23 +129,12 @@ public static class CrossEntropy
                 continue;
             if (t < 0 || t >= classes)
                 throw new ArgumentException(
-                    $"Argument 'targets' has {t} at position {i} (index {IndexOf(i, targets.Shape)}); expected a class in " +
+                    $"Argument 'targets' has {t} at position {i} (index {ShapeCheck.FormatIndex(i, targets.Shape)}); expected a class in " +
                     $"[0, {classes}) (V = {classes}, the last dimension of 'logits') or the ignore index {ignoreIndex}.",
                     nameof(targets));
             count++;
         }
         return count;
-    }
-
-    private static string IndexOf(int flat, ReadOnlySpan<int> shape)
-    {
-        var index = new int[shape.Length];
-        for (var d = shape.Length - 1; d >= 0; d--)
-        {
-            index[d] = flat % shape[d];
-            flat /= shape[d];
-        }
-        return ShapeCheck.Format(index);
     }
 }
 

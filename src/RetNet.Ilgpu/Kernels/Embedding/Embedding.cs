@@ -106,9 +106,7 @@ public static class Embedding
     private static void CheckShapes(Tensor table, string tableName, IndexTensor ids, Tensor rows, string rowsName)
     {
         ShapeCheck.SameDevice(table.Device, rowsName, rows);
-        if (!ReferenceEquals(ids.Device, table.Device))
-            throw new ArgumentException(
-                $"Argument 'ids' lives on {ids.Device}; expected a tensor of {table.Device}.", nameof(ids));
+        ShapeCheck.SameDevice(table.Device, nameof(ids), ids);
         ShapeCheck.Expect(table, tableName, ShapeCheck.Any, ShapeCheck.Any);
         ShapeCheck.Expect(rows, rowsName, [.. ids.Shape, table.Dim(1)]);
     }
@@ -120,20 +118,9 @@ public static class Embedding
         {
             if (host[i] < 0 || host[i] >= vocabulary)
                 throw new ArgumentException(
-                    $"Argument 'ids' has id {host[i]} at position {i} (index {IndexOf(i, ids.Shape)}); expected ids in " +
+                    $"Argument 'ids' has id {host[i]} at position {i} (index {ShapeCheck.FormatIndex(i, ids.Shape)}); expected ids in " +
                     $"[0, {vocabulary}) for a vocabulary of V = {vocabulary}.", nameof(ids));
         }
         return host;
-    }
-
-    private static string IndexOf(int flat, ReadOnlySpan<int> shape)
-    {
-        var index = new int[shape.Length];
-        for (var d = shape.Length - 1; d >= 0; d--)
-        {
-            index[d] = flat % shape[d];
-            flat /= shape[d];
-        }
-        return ShapeCheck.Format(index);
     }
 }
