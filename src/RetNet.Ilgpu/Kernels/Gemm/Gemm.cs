@@ -25,6 +25,7 @@ public static class Gemm
     /// tensors live on different devices, or <paramref name="c"/> shares storage with an input.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="alpha"/> or <paramref name="beta"/> is not finite,
     /// or <paramref name="variant"/> is not a defined value.</exception>
+    /// <exception cref="NotSupportedException">The tiled variant on a device whose groups hold fewer than 16 threads.</exception>
     public static void Run(Tensor a, Tensor b, Tensor c, bool transposeA = false, bool transposeB = false,
         float alpha = 1f, float beta = 0f, GemmVariant variant = GemmVariant.Auto)
     {
@@ -32,16 +33,18 @@ public static class Gemm
         if (!Enum.IsDefined(variant))
             throw new ArgumentOutOfRangeException(nameof(variant), variant, "Expected Auto, Tiled or Simple.");
         var device = a.Device;
-        var resolved = Resolve(device, variant);
-        var tile = resolved == GemmVariant.Tiled ? AutoTile(device) : null;
+        var args = new GemmArguments(shape, alpha, beta);
+        if (Resolve(device, variant) == GemmVariant.Simple)
+        {
+            if (c.Length > 0)
+                LaunchSimple(device, a, b, c, args);
+            return;
+        }
+        var tile = AutoTile(device);
         if (c.Length == 0)
             return;
-        var args = new GemmArguments(shape, alpha, beta);
         switch (tile)
         {
-            case null:
-                LaunchSimple(device, a, b, c, args);
-                break;
             case GemmTile64x64:
                 LaunchTiled<GemmTile64x64>(device, shape, a, b, c, args);
                 break;
