@@ -1,0 +1,123 @@
+using System.Diagnostics;
+using RetNet.Ilgpu.Devices;
+using RetNet.Ilgpu.Kernels.Gemm;
+using RetNet.Ilgpu.Tensors;
+
+namespace RetNet.Ilgpu.Benchmarks;
+
+/// <summary>One timed GEMM implementation at one shape, C[M, N] = A[M, K]·B[K, N].</summary>
+/// <param name="Implementation"><c>tiled</c>, <c>simple</c> (the <see cref="GemmVariant"/>s on the device) or
+/// <c>csharp-reference</c> (<see cref="GemmReference.Forward"/>, a single-threaded double loop on the host).</param>
+/// <param name="M">Rows of A and C.</param>
+/// <param name="N">Columns of B and C.</param>
+/// <param name="K">The inner dimension.</param>
+/// <param name="MedianMs">Median wall time of one product in milliseconds, launch to synchronisation.</param>
+/// <param name="GFlops">2·M·N·K / median time, in 10⁹ floating-point operations per second.</param>
+public sealed record GemmBenchmarkResult(string Implementation, int M, int N, int K, double MedianMs, double GFlops);
+
+/// <summary>Times the GEMM variants against the plain C# loop, so a figure says how far a kernel is from the hardware.</summary>
+public static class GemmBenchmark
+{
+    /// <summary>Implementation name of <see cref="GemmVariant.Tiled"/>.</summary>
+    public const string Tiled = "tiled";
+
+    /// <summary>Implementation name of <see cref="GemmVariant.Simple"/>.</summary>
+    public const string Simple = "simple";
+
+    /// <summary>Implementation name of the host loop <see cref="GemmReference.Forward"/>.</summary>
+    public const string CSharpReference = "csharp-reference";
+
+    // Above this many floating-point operations the host loop takes seconds per product: it is run once, unwarmed.
+    private const double ReferenceRepeatLimit = 1e9;
+
+    /// <summary>
+    /// Shapes (M, N, K) sized for the device: on ILGPU's CPU accelerator small ones (the tiled variant runs 16-thread
+    /// groups whose barriers cost ~0.1 ms a round there, so a full run stays well under a minute), on real
+    /// accelerators large ones.
+    /// </summary>
+    public static IReadOnlyList<(int M, int N, int K)> DefaultShapes(RetNetDevice device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        return device.IsCpuSimulator
+            ? [(64, 64, 64), (128, 128, 128)]
+            : [(1024, 1024, 1024), (2048, 2048, 2048), (4096, 4096, 1024)];
+    }
+
+    /// <summary>
+    /// Times every implementation at every shape on random inputs: <paramref name="warmup"/> untimed products, then
+    /// the median of <paramref name="repetitions"/> products, each timed from launch to
+    /// <see cref="RetNetDevice.Synchronize"/>. The host loop is timed the same way, except that above 10⁹ operations
+    /// it runs once without warm-up. Results come per shape in the order tiled, simple, csharp-reference.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">A count or dimension is out of range.</exception>
+    public static IReadOnlyList<GemmBenchmarkResult> Run(RetNetDevice device, IReadOnlyList<(int M, int N, int K)> shapes,
+        int warmup, int repetitions)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(shapes);
+        ArgumentOutOfRangeException.ThrowIfNegative(warmup);
+        ArgumentOutOfRangeException.ThrowIfLessThan(repetitions, 1);
+        foreach (var (m, n, k) in shapes)
+        {
+            if (m < 1 || n < 1 || k < 1)
+                throw new ArgumentOutOfRangeException(nameof(shapes), $"({m}, {n}, {k})",
+                    "Expected every dimension of a benchmark shape to be at least 1.");
+        }
+
+        var results = new List<GemmBenchmarkResult>();
+        var seed = 0;
+        foreach (var (m, n, k) in shapes)
+        {
+            var hostA = RandomValues(++seed, m * k);
+            var hostB = RandomValues(++seed, k * n);
+            using var a = Tensor.FromHost(device, hostA, m, k);
+            using var b = Tensor.FromHost(device, hostB, k, n);
+            using var c = Tensor.Uninitialized(device, m, n);
+            var flops = 2.0 * m * n * k;
+
+            foreach (var (name, variant) in new[] { (Tiled, GemmVariant.Tiled), (Simple, GemmVariant.Simple) })
+            {
+                var ms = Median(warmup, repetitions, () =>
+                {
+                    Gemm.Run(a, b, c, variant: variant);
+                    device.Synchronize();
+                }, before: device.Synchronize);
+                results.Add(new GemmBenchmarkResult(name, m, n, k, ms, flops / (ms * 1e6)));
+            }
+
+            var shape = new GemmShape(1, m, n, k);
+            var (referenceWarmup, referenceRepetitions) = flops > ReferenceRepeatLimit ? (0, 1) : (warmup, repetitions);
+            var referenceMs = Median(referenceWarmup, referenceRepetitions,
+                () => GemmReference.Forward(shape, hostA, hostB), before: null);
+            results.Add(new GemmBenchmarkResult(CSharpReference, m, n, k, referenceMs, flops / (referenceMs * 1e6)));
+        }
+        return results;
+    }
+
+    private static double Median(int warmup, int repetitions, Action run, Action? before)
+    {
+        for (var i = 0; i < warmup; i++)
+            run();
+        var times = new double[repetitions];
+        for (var i = 0; i < repetitions; i++)
+        {
+            before?.Invoke();
+            var watch = Stopwatch.StartNew();
+            run();
+            times[i] = watch.Elapsed.TotalMilliseconds;
+        }
+        Array.Sort(times);
+        return repetitions % 2 == 1
+            ? times[repetitions / 2]
+            : 0.5 * (times[repetitions / 2 - 1] + times[repetitions / 2]);
+    }
+
+    private static float[] RandomValues(int seed, int count)
+    {
+        var random = new Random(seed);
+        var values = new float[count];
+        for (var i = 0; i < count; i++)
+            values[i] = (float)(random.NextDouble() * 2 - 1);
+        return values;
+    }
+}

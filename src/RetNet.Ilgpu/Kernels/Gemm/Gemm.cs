@@ -1,0 +1,129 @@
+using ILGPU;
+using ILGPU.Runtime;
+using RetNet.Ilgpu.Devices;
+using RetNet.Ilgpu.Tensors;
+
+namespace RetNet.Ilgpu.Kernels.Gemm;
+
+/// <summary>
+/// General matrix multiply on row-major tensors: C = alpha·op(A)·op(B) + beta·C, op = identity or transpose per
+/// operand, over a batch. The gradients of a product are products too: for C = A·B, dA = dC·Bᵀ and dB = Aᵀ·dC.
+/// </summary>
+public static class Gemm
+{
+    // CUDA limits the grid's y and z extents to 65535; the tiled kernel strides over any larger batch.
+    private const int MaxGridZ = 65535;
+
+    /// <summary>
+    /// C = alpha·op(A)·op(B) + beta·C. <paramref name="a"/> is [M, K] ([K, M] when <paramref name="transposeA"/>) or
+    /// [batch, M, K]; <paramref name="b"/> is [K, N] ([N, K] when <paramref name="transposeB"/>) or [batch, K, N]; a
+    /// matrix against a batched other operand is broadcast across the batch (a Linear layer's weight). <paramref name="c"/>
+    /// is [M, N] when both operands are matrices, else [batch, M, N]. With <paramref name="beta"/> = 0 the old
+    /// contents of <paramref name="c"/> are ignored, even NaN.
+    /// </summary>
+    /// <exception cref="ArgumentException">A shape does not fit (names the argument and the shapes involved), the
+    /// tensors live on different devices, or <paramref name="c"/> shares storage with an input.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="alpha"/> or <paramref name="beta"/> is not finite,
+    /// or <paramref name="variant"/> is not a defined value.</exception>
+    /// <exception cref="NotSupportedException">The tiled variant on a device whose groups hold fewer than 16 threads.</exception>
+    public static void Run(Tensor a, Tensor b, Tensor c, bool transposeA = false, bool transposeB = false,
+        float alpha = 1f, float beta = 0f, GemmVariant variant = GemmVariant.Auto)
+    {
+        var shape = Validate(a, b, c, transposeA, transposeB, alpha, beta);
+        if (!Enum.IsDefined(variant))
+            throw new ArgumentOutOfRangeException(nameof(variant), variant, "Expected Auto, Tiled or Simple.");
+        var device = a.Device;
+        var args = new GemmArguments(shape, alpha, beta);
+        if (Resolve(device, variant) == GemmVariant.Simple)
+        {
+            if (c.Length > 0)
+                LaunchSimple(device, a, b, c, args);
+            return;
+        }
+        var tile = AutoTile(device);
+        if (c.Length == 0)
+            return;
+        switch (tile)
+        {
+            case GemmTile64x64:
+                LaunchTiled<GemmTile64x64>(device, shape, a, b, c, args);
+                break;
+            case GemmTile64x32:
+                LaunchTiled<GemmTile64x32>(device, shape, a, b, c, args);
+                break;
+            case GemmTile16x16:
+                LaunchTiled<GemmTile16x16>(device, shape, a, b, c, args);
+                break;
+            default:
+                throw new InvalidOperationException($"No launcher for GEMM tile {tile.GetType().Name}.");
+        }
+    }
+
+    /// <summary><see cref="Run"/> with the tiled kernel at a given tile, so tests reach every tile.</summary>
+    /// <exception cref="NotSupportedException">The tile's group is larger than the device allows.</exception>
+    internal static void RunTiled<TTile>(Tensor a, Tensor b, Tensor c, bool transposeA = false,
+        bool transposeB = false, float alpha = 1f, float beta = 0f) where TTile : struct, IGemmTile
+    {
+        var shape = Validate(a, b, c, transposeA, transposeB, alpha, beta);
+        var device = a.Device;
+        var threads = GemmTiles.Threads(default(TTile));
+        if (threads > device.MaxGroupSize)
+            throw new NotSupportedException(
+                $"GEMM tile {GemmTiles.Describe(default(TTile))} needs {threads} threads per group; {device} allows " +
+                $"{device.MaxGroupSize}.");
+        if (c.Length > 0)
+            LaunchTiled<TTile>(device, shape, a, b, c, new GemmArguments(shape, alpha, beta));
+    }
+
+    /// <summary>The variant <paramref name="variant"/> stands for on <paramref name="device"/>.</summary>
+    internal static GemmVariant Resolve(RetNetDevice device, GemmVariant variant) =>
+        variant != GemmVariant.Auto ? variant
+        : device.IsCpuSimulator ? GemmVariant.Simple
+        : GemmVariant.Tiled;
+
+    /// <summary>The tile the tiled variant uses on <paramref name="device"/>: the largest whose group fits.</summary>
+    internal static IGemmTile AutoTile(RetNetDevice device) => GemmTiles.Largest(device.MaxGroupSize);
+
+    /// <summary>Grid and group of the tiled kernel: one group per output tile, z over (at most 65535 of) the batch.</summary>
+    internal static KernelConfig TiledConfig(IGemmTile tile, GemmShape shape) =>
+        new(new Index3D(Launch.CeilDiv(shape.M, tile.BM), Launch.CeilDiv(shape.N, tile.BN),
+                Math.Min(shape.Batch, MaxGridZ)),
+            new Index3D(GemmTiles.Threads(tile), 1, 1));
+
+    private static GemmShape Validate(Tensor a, Tensor b, Tensor c, bool transposeA, bool transposeB, float alpha,
+        float beta)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        ArgumentNullException.ThrowIfNull(c);
+        ShapeCheck.SameDevice(a.Device, nameof(b), b);
+        ShapeCheck.SameDevice(a.Device, nameof(c), c);
+        if (!float.IsFinite(alpha))
+            throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "Expected a finite alpha.");
+        if (!float.IsFinite(beta))
+            throw new ArgumentOutOfRangeException(nameof(beta), beta, "Expected a finite beta.");
+        var shape = GemmShape.Of(a, b, transposeA, transposeB);
+        int[] expectedC = a.Rank == 3 || b.Rank == 3 ? [shape.Batch, shape.M, shape.N] : [shape.M, shape.N];
+        ShapeCheck.Expect(c, nameof(c), expectedC);
+        ShapeCheck.Distinct(c, nameof(c), a, nameof(a));
+        ShapeCheck.Distinct(c, nameof(c), b, nameof(b));
+        return shape;
+    }
+
+    private static void LaunchSimple(RetNetDevice device, Tensor a, Tensor b, Tensor c, GemmArguments args)
+    {
+        var kernel = device.Kernel(GemmKernels.Simple, accelerator =>
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                GemmArguments>(GemmKernels.Simple));
+        kernel(device.Stream, c.Length, a.View, b.View, c.View, args);
+    }
+
+    private static void LaunchTiled<TTile>(RetNetDevice device, GemmShape shape, Tensor a, Tensor b, Tensor c,
+        GemmArguments args) where TTile : struct, IGemmTile
+    {
+        var kernel = device.Kernel(GemmKernels.Tiled<TTile>, accelerator =>
+            accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArguments>(
+                GemmKernels.Tiled<TTile>));
+        kernel(device.Stream, TiledConfig(default(TTile), shape), a.View, b.View, c.View, args);
+    }
+}

@@ -1,0 +1,469 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using RetNet.Ilgpu.Benchmarks;
+using RetNet.Ilgpu.Kernels.Gemm;
+using RetNet.Ilgpu.Tests.Support;
+using Xunit.Abstractions;
+
+namespace RetNet.Ilgpu.Tests.Kernels;
+
+/// <summary>
+/// One GEMM problem as tests state it: which operands carry a batch dimension (a rank-2 operand against a batched one
+/// is broadcast), and the alpha and beta to apply. With beta = 0, C starts as NaN garbage that must not leak through.
+/// </summary>
+public sealed record GemmCase(int Batch, int M, int N, int K, bool BatchedA, bool BatchedB, float Alpha = 1f,
+    float Beta = 0f)
+{
+    /// <summary>The shape with the given transpositions.</summary>
+    public GemmShape Shape(bool transposeA, bool transposeB) =>
+        new(Batch, M, N, K, transposeA, transposeB,
+            BroadcastA: !BatchedA && BatchedB, BroadcastB: BatchedA && !BatchedB);
+
+    /// <summary>Tensor dimensions of A, B and C for <paramref name="shape"/>.</summary>
+    public (int[] A, int[] B, int[] C) Dims(GemmShape shape)
+    {
+        int[] a = shape.TransposeA ? [K, M] : [M, K];
+        int[] b = shape.TransposeB ? [N, K] : [K, N];
+        int[] c = [M, N];
+        return (BatchedA ? [Batch, .. a] : a, BatchedB ? [Batch, .. b] : b, BatchedA || BatchedB ? [Batch, .. c] : c);
+    }
+
+    /// <summary>Random A and B; C random when beta ≠ 0, else NaN everywhere.</summary>
+    public (float[] A, float[] B, float[] C) Inputs(GemmShape shape, int seed)
+    {
+        var c = Beta != 0f ? Numerics.Uniform(seed + 2, shape.ElementsC) : Enumerable.Repeat(float.NaN, shape.ElementsC).ToArray();
+        return (Numerics.Uniform(seed, shape.ElementsA), Numerics.Uniform(seed + 1, shape.ElementsB), c);
+    }
+}
+
+[Collection(DeviceCollection.Name)]
+public sealed class GemmTests(DeviceFixture fixture, ITestOutputHelper output)
+{
+    private readonly RetNetDevice device = fixture.Device;
+
+    public static TheoryData<GemmVariant, bool, bool, int, int, int> VariantsTranspositionsAndSizes()
+    {
+        var data = new TheoryData<GemmVariant, bool, bool, int, int, int>();
+        foreach (var variant in new[] { GemmVariant.Tiled, GemmVariant.Simple, GemmVariant.Auto })
+        {
+            foreach (var (ta, tb) in new[] { (false, false), (true, false), (false, true), (true, true) })
+            {
+                foreach (var (m, n, k) in new[] { (1, 1, 1), (13, 7, 5), (17, 33, 9) })
+                    data.Add(variant, ta, tb, m, n, k);
+            }
+        }
+        return data;
+    }
+
+    [Theory, MemberData(nameof(VariantsTranspositionsAndSizes))]
+    public void Every_variant_matches_the_reference_for_every_transposition(GemmVariant variant, bool transposeA,
+        bool transposeB, int m, int n, int k) =>
+        AssertMatchesReference(new GemmCase(1, m, n, k, false, false), transposeA, transposeB, variant, seed: m * 100 + k);
+
+    public static TheoryData<GemmVariant, bool, bool> VariantsAndTranspositions()
+    {
+        var data = new TheoryData<GemmVariant, bool, bool>();
+        foreach (var variant in new[] { GemmVariant.Tiled, GemmVariant.Simple })
+        {
+            foreach (var (ta, tb) in new[] { (false, false), (true, false), (false, true), (true, true) })
+                data.Add(variant, ta, tb);
+        }
+        return data;
+    }
+
+    [Theory, MemberData(nameof(VariantsAndTranspositions))]
+    public void Batched_products_use_each_batch_entry_and_broadcast_a_matrix_operand(GemmVariant variant,
+        bool transposeA, bool transposeB)
+    {
+        AssertMatchesReference(new GemmCase(3, 11, 10, 9, BatchedA: true, BatchedB: true), transposeA, transposeB, variant, 1);
+        AssertMatchesReference(new GemmCase(3, 12, 9, 7, BatchedA: true, BatchedB: false), transposeA, transposeB, variant, 2);
+        AssertMatchesReference(new GemmCase(2, 5, 17, 6, BatchedA: false, BatchedB: true), transposeA, transposeB, variant, 3);
+    }
+
+    [Theory, MemberData(nameof(VariantsAndTranspositions))]
+    public void Alpha_scales_the_product_and_beta_accumulates_into_the_old_c(GemmVariant variant, bool transposeA,
+        bool transposeB)
+    {
+        AssertMatchesReference(new GemmCase(2, 9, 14, 11, true, true, Alpha: -0.75f, Beta: 1f), transposeA, transposeB, variant, 4);
+        AssertMatchesReference(new GemmCase(1, 6, 5, 3, false, false, Alpha: 2.5f, Beta: -0.5f), transposeA, transposeB, variant, 5);
+        AssertMatchesReference(new GemmCase(2, 7, 3, 4, true, false, Alpha: 0f, Beta: 0.25f), transposeA, transposeB, variant, 6);
+    }
+
+    [Theory, InlineData(GemmVariant.Tiled), InlineData(GemmVariant.Simple)]
+    public void Beta_zero_ignores_nan_garbage_in_an_uninitialized_output(GemmVariant variant)
+    {
+        var a = Numerics.Uniform(7, 6 * 5);
+        var b = Numerics.Uniform(8, 5 * 4);
+        using var ta = Tensor.FromHost(device, a, 6, 5);
+        using var tb = Tensor.FromHost(device, b, 5, 4);
+        using var c = Tensor.Uninitialized(device, 6, 4);
+        c.CopyFromHost(Enumerable.Repeat(float.NaN, 24).ToArray());
+
+        Gemm.Run(ta, tb, c, variant: variant);
+
+        Numerics.AssertClose("c", c.ToHost(), GemmReference.Forward(new GemmShape(1, 6, 4, 5), a, b));
+    }
+
+    [Theory, InlineData(GemmVariant.Tiled), InlineData(GemmVariant.Simple)]
+    public void An_empty_inner_dimension_leaves_beta_times_c(GemmVariant variant)
+    {
+        using var a = Tensor.Zeros(device, 3, 0);
+        using var b = Tensor.Zeros(device, 0, 4);
+        var old = Numerics.Uniform(9, 12);
+        using var c = Tensor.FromHost(device, old, 3, 4);
+
+        Gemm.Run(a, b, c, alpha: 2f, beta: 0.5f, variant: variant);
+
+        Numerics.AssertClose("c", c.ToHost(), old.Select(v => 0.5 * v).ToArray());
+    }
+
+    [Theory, InlineData(GemmVariant.Tiled), InlineData(GemmVariant.Simple)]
+    public void Gradients_of_a_product_are_products_with_a_transposed_operand(GemmVariant variant)
+    {
+        // Y[batch, M, N] = X[batch, M, K]·W[K, N] with W shared by the batch (a Linear layer):
+        // dX = dY·Wᵀ per entry, and dW = Σ_p X_pᵀ·dY_p, one product once the batch is folded into the rows.
+        const int batch = 3, m = 5, n = 4, k = 7;
+        var shape = new GemmShape(batch, m, n, k, BroadcastB: true);
+        var x = Numerics.Uniform(10, batch * m * k);
+        var w = Numerics.Uniform(11, k * n);
+        var dy = Numerics.Uniform(12, batch * m * n);
+        using var tx = Tensor.FromHost(device, x, batch, m, k);
+        using var tw = Tensor.FromHost(device, w, k, n);
+        using var tdy = Tensor.FromHost(device, dy, batch, m, n);
+        using var dx = Tensor.Uninitialized(device, batch, m, k);
+        using var dw = Tensor.Uninitialized(device, k, n);
+
+        Gemm.Run(tdy, tw, dx, transposeB: true, variant: variant);
+        Gemm.Run(tx.Reshape(batch * m, k), tdy.Reshape(batch * m, n), dw, transposeA: true, variant: variant);
+
+        var (expectedDx, expectedDw) = GemmReference.Backward(shape, x, w, dy);
+        Numerics.AssertClose("dX", dx.ToHost(), expectedDx);
+        Numerics.AssertClose("dW", dw.ToHost(), expectedDw);
+    }
+
+    [Fact]
+    public void Auto_is_simple_on_the_cpu_accelerator_and_tiled_elsewhere()
+    {
+        Assert.Equal(device.IsCpuSimulator ? GemmVariant.Simple : GemmVariant.Tiled, Gemm.Resolve(device, GemmVariant.Auto));
+        Assert.Equal(GemmVariant.Tiled, Gemm.Resolve(device, GemmVariant.Tiled));
+        Assert.Equal(GemmVariant.Simple, Gemm.Resolve(device, GemmVariant.Simple));
+    }
+
+    [Fact]
+    public void Tiled_variant_uses_the_largest_tile_whose_group_fits_the_device()
+    {
+        Assert.IsType<GemmTile16x16>(GemmTiles.Largest(16));
+        Assert.IsType<GemmTile64x32>(GemmTiles.Largest(128));
+        Assert.IsType<GemmTile64x32>(GemmTiles.Largest(255));
+        Assert.IsType<GemmTile64x64>(GemmTiles.Largest(256));
+        Assert.IsType<GemmTile64x64>(GemmTiles.Largest(4096));
+        Assert.Throws<NotSupportedException>(() => GemmTiles.Largest(8));
+
+        var tile = Gemm.AutoTile(device);
+        output.WriteLine($"{device} (max group {device.MaxGroupSize}): tiled GEMM uses {GemmTiles.Describe(tile)}");
+        Assert.True(GemmTiles.Threads(tile) <= device.MaxGroupSize);
+        Assert.All(GemmTiles.All, t => Assert.True(GemmTiles.Threads(t) > device.MaxGroupSize || GemmTiles.Threads(t) <= GemmTiles.Threads(tile)));
+    }
+
+    [Fact]
+    public void A_tile_larger_than_the_device_group_limit_is_refused()
+    {
+        if (device.MaxGroupSize >= GemmTiles.Threads(default(GemmTile64x64)))
+            return;
+        using var a = Tensor.Zeros(device, 2, 2);
+        using var b = Tensor.Zeros(device, 2, 2);
+        using var c = Tensor.Zeros(device, 2, 2);
+        Assert.Throws<NotSupportedException>(() => Gemm.RunTiled<GemmTile64x64>(a, b, c));
+    }
+
+    [Fact]
+    public void Mismatched_inner_dimensions_are_rejected_naming_b_and_both_shapes()
+    {
+        using var a = Tensor.Zeros(device, 3, 5);
+        using var b = Tensor.Zeros(device, 6, 4);
+        using var c = Tensor.Zeros(device, 3, 4);
+        var error = Assert.Throws<ArgumentException>(() => Gemm.Run(a, b, c));
+        Assert.Equal("b", error.ParamName);
+        Assert.Contains("inner dimensions differ: a has K=5, b has K=6", error.Message);
+        Assert.Contains("[3, 5]", error.Message);
+        Assert.Contains("[6, 4]", error.Message);
+
+        // Transposed, a [5, 3] holds Aᵀ with K = 5 and b [4, 6] holds Bᵀ with K = 6.
+        using var at = Tensor.Zeros(device, 5, 3);
+        using var bt = Tensor.Zeros(device, 4, 6);
+        var transposed = Assert.Throws<ArgumentException>(() => Gemm.Run(at, bt, c, transposeA: true, transposeB: true));
+        Assert.Equal("b", transposed.ParamName);
+        Assert.Contains("a has K=5, b has K=6", transposed.Message);
+    }
+
+    [Fact]
+    public void Wrong_ranks_batches_and_outputs_are_rejected_naming_the_argument_and_shapes()
+    {
+        using var vector = Tensor.Zeros(device, 5);
+        using var a = Tensor.Zeros(device, 2, 3, 5);
+        using var b = Tensor.Zeros(device, 5, 4);
+        using var c = Tensor.Zeros(device, 2, 3, 4);
+
+        var rank = Assert.Throws<ArgumentException>(() => Gemm.Run(vector, b, c));
+        Assert.Equal("a", rank.ParamName);
+        Assert.Contains("[5]", rank.Message);
+
+        using var otherBatch = Tensor.Zeros(device, 3, 5, 4);
+        var batch = Assert.Throws<ArgumentException>(() => Gemm.Run(a, otherBatch, c));
+        Assert.Equal("b", batch.ParamName);
+        Assert.Contains("[2, 3, 5]", batch.Message);
+        Assert.Contains("[3, 5, 4]", batch.Message);
+
+        using var unbatchedC = Tensor.Zeros(device, 3, 4);
+        var output = Assert.Throws<ArgumentException>(() => Gemm.Run(a, b, unbatchedC));
+        Assert.Equal("c", output.ParamName);
+        Assert.Contains("[3, 4]", output.Message);
+        Assert.Contains("[2, 3, 4]", output.Message);
+
+        using var a2 = Tensor.Zeros(device, 3, 5);
+        using var transposedC = Tensor.Zeros(device, 4, 3);
+        var swapped = Assert.Throws<ArgumentException>(() => Gemm.Run(a2, b, transposedC));
+        Assert.Equal("c", swapped.ParamName);
+        Assert.Contains("[4, 3]", swapped.Message);
+        Assert.Contains("[3, 4]", swapped.Message);
+    }
+
+    [Fact]
+    public void Aliased_outputs_and_non_finite_scalars_are_rejected_before_anything_is_written()
+    {
+        using var square = Tensor.FromHost(device, Numerics.Uniform(13, 16), 4, 4);
+        using var other = Tensor.FromHost(device, Numerics.Uniform(14, 16), 4, 4);
+        var before = square.ToHost();
+
+        Assert.Equal("c", Assert.Throws<ArgumentException>(() => Gemm.Run(square, other, square)).ParamName);
+        Assert.Equal("c", Assert.Throws<ArgumentException>(() => Gemm.Run(other, square, square)).ParamName);
+        Assert.Equal("alpha", Assert.Throws<ArgumentOutOfRangeException>(
+            () => Gemm.Run(other, other, square, alpha: float.NaN)).ParamName);
+        Assert.Equal("beta", Assert.Throws<ArgumentOutOfRangeException>(
+            () => Gemm.Run(other, other, square, beta: float.PositiveInfinity)).ParamName);
+        Assert.Equal("variant", Assert.Throws<ArgumentOutOfRangeException>(
+            () => Gemm.Run(other, other, square, variant: (GemmVariant)7)).ParamName);
+        Assert.Equal(before, square.ToHost());
+    }
+
+    private void AssertMatchesReference(GemmCase problem, bool transposeA, bool transposeB, GemmVariant variant, int seed)
+    {
+        var shape = problem.Shape(transposeA, transposeB);
+        var (dimsA, dimsB, dimsC) = problem.Dims(shape);
+        var (a, b, c) = problem.Inputs(shape, seed);
+        using var ta = Tensor.FromHost(device, a, dimsA);
+        using var tb = Tensor.FromHost(device, b, dimsB);
+        using var tc = Tensor.FromHost(device, c, dimsC);
+
+        Gemm.Run(ta, tb, tc, transposeA, transposeB, problem.Alpha, problem.Beta, variant);
+
+        Numerics.AssertClose($"{variant} {shape} alpha={problem.Alpha} beta={problem.Beta}", tc.ToHost(),
+            GemmReference.Forward(shape, a, b, problem.Alpha, problem.Beta, c));
+    }
+}
+
+/// <summary>Every tile of the tiled kernel against the reference, on shapes that cut every tile edge.</summary>
+[Collection(DeviceCollection.Name)]
+public sealed class GemmTileTests(DeviceFixture fixture, GemmWideCpuAccelerator wideCpu)
+    : IClassFixture<GemmWideCpuAccelerator>
+{
+    private readonly RetNetDevice device = fixture.Device;
+
+    // Shapes are multiples of no tile edge (16, 32, 64), and cover a lone element, a matrix
+    // product, a batched one and both broadcasts; one accumulates with alpha and beta, the others overwrite NaN.
+    private static readonly GemmCase[] Cases =
+    [
+        new(1, 1, 1, 1, false, false),
+        new(1, 13, 7, 5, false, false),
+        new(2, 17, 33, 9, true, true, Alpha: 0.5f, Beta: -1.5f),
+        new(3, 70, 37, 21, true, false),
+        new(2, 9, 66, 17, false, true),
+    ];
+
+    public static TheoryData<string, bool, bool> TilesAndTranspositions()
+    {
+        var data = new TheoryData<string, bool, bool>();
+        foreach (var tile in GemmTiles.All)
+        {
+            foreach (var (ta, tb) in new[] { (false, false), (true, false), (false, true), (true, true) })
+                data.Add(tile.GetType().Name, ta, tb);
+        }
+        return data;
+    }
+
+    [Theory, MemberData(nameof(TilesAndTranspositions))]
+    public void Every_tile_matches_the_reference(string tile, bool transposeA, bool transposeB)
+    {
+        switch (tile)
+        {
+            case nameof(GemmTile64x64):
+                AssertTileMatchesReference<GemmTile64x64>(transposeA, transposeB);
+                break;
+            case nameof(GemmTile64x32):
+                AssertTileMatchesReference<GemmTile64x32>(transposeA, transposeB);
+                break;
+            case nameof(GemmTile16x16):
+                AssertTileMatchesReference<GemmTile16x16>(transposeA, transposeB);
+                break;
+            default:
+                Assert.Fail($"No test dispatch for tile {tile}.");
+                break;
+        }
+    }
+
+    private void AssertTileMatchesReference<TTile>(bool transposeA, bool transposeB) where TTile : struct, IGemmTile
+    {
+        // A tile whose group the test device cannot launch (ILGPU's default CPU accelerator stops at 16 threads) runs
+        // on a CPU accelerator with 256-thread groups instead.
+        var onDevice = GemmTiles.Threads(default(TTile)) <= device.MaxGroupSize;
+        for (var i = 0; i < Cases.Length; i++)
+        {
+            var problem = Cases[i];
+            var shape = problem.Shape(transposeA, transposeB);
+            var (a, b, c) = problem.Inputs(shape, seed: 20 + i);
+            float[] actual;
+            if (onDevice)
+            {
+                var (dimsA, dimsB, dimsC) = problem.Dims(shape);
+                using var ta = Tensor.FromHost(device, a, dimsA);
+                using var tb = Tensor.FromHost(device, b, dimsB);
+                using var tc = Tensor.FromHost(device, c, dimsC);
+                Gemm.RunTiled<TTile>(ta, tb, tc, transposeA, transposeB, problem.Alpha, problem.Beta);
+                actual = tc.ToHost();
+            }
+            else
+            {
+                actual = wideCpu.RunTiled<TTile>(shape, a, b, c, problem.Alpha, problem.Beta);
+            }
+            Numerics.AssertClose($"{GemmTiles.Describe(default(TTile))} {shape}", actual,
+                GemmReference.Forward(shape, a, b, problem.Alpha, problem.Beta, c));
+        }
+    }
+}
+
+/// <summary>
+/// ILGPU's CPU accelerator with 256-thread groups (4 threads a warp, 64 warps), for the tiles the default CPU device
+/// (16 threads a group) cannot launch. The library opens only default devices, so this loads the kernel directly,
+/// with the grid and arguments <see cref="Gemm"/> computes.
+/// </summary>
+public sealed class GemmWideCpuAccelerator : IDisposable
+{
+    private readonly Lazy<(Context Context, Accelerator Accelerator)> cpu = new(() =>
+    {
+        var context = Context.Create(builder => builder.CPU(new CPUDevice(4, 64, 1)).EnableAlgorithms());
+        return (context, context.CreateCPUAccelerator(0, CPUAcceleratorMode.Parallel));
+    });
+
+    internal float[] RunTiled<TTile>(GemmShape shape, float[] a, float[] b, float[] c, float alpha, float beta)
+        where TTile : struct, IGemmTile
+    {
+        var accelerator = cpu.Value.Accelerator;
+        Assert.True(GemmTiles.Threads(default(TTile)) <= accelerator.MaxNumThreadsPerGroup);
+        using var da = accelerator.Allocate1D<float>(a.Length);
+        using var db = accelerator.Allocate1D<float>(b.Length);
+        using var dc = accelerator.Allocate1D<float>(c.Length);
+        da.View.CopyFromCPU(a);
+        db.View.CopyFromCPU(b);
+        dc.View.CopyFromCPU(c);
+        var kernel = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArguments>(
+            GemmKernels.Tiled<TTile>);
+        kernel(accelerator.DefaultStream, Gemm.TiledConfig(default(TTile), shape), da.View, db.View, dc.View,
+            new GemmArguments(shape, alpha, beta));
+        accelerator.Synchronize();
+        return dc.GetAsArray1D();
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (!cpu.IsValueCreated)
+            return;
+        cpu.Value.Accelerator.Dispose();
+        cpu.Value.Context.Dispose();
+    }
+}
+
+public sealed class GemmReferenceTests
+{
+    [Fact]
+    public void Reference_multiplies_a_known_product_in_every_storage_layout()
+    {
+        // [[1, 2], [3, 4]]·[[5, 6], [7, 8]] = [[19, 22], [43, 50]]; the transposed storages hold the same matrices.
+        float[] a = [1, 2, 3, 4], at = [1, 3, 2, 4], b = [5, 6, 7, 8], bt = [5, 7, 6, 8];
+        double[] expected = [19, 22, 43, 50];
+        Assert.Equal(expected, GemmReference.Forward(new GemmShape(1, 2, 2, 2), a, b));
+        Assert.Equal(expected, GemmReference.Forward(new GemmShape(1, 2, 2, 2, TransposeA: true), at, b));
+        Assert.Equal(expected, GemmReference.Forward(new GemmShape(1, 2, 2, 2, TransposeB: true), a, bt));
+        Assert.Equal(expected, GemmReference.Forward(new GemmShape(1, 2, 2, 2, true, true), at, bt));
+        Assert.Equal([2 * 19 + 1, 2 * 22 - 1, 2 * 43 + 1, 2 * 50 - 1],
+            GemmReference.Forward(new GemmShape(1, 2, 2, 2), a, b, alpha: 2, beta: 1, c: [1, -1, 1, -1]));
+    }
+
+    [Theory]
+    [InlineData(false, false, false)]
+    [InlineData(true, false, false)]
+    [InlineData(false, true, true)]
+    [InlineData(true, true, true)]
+    public void Reference_gradient_agrees_with_finite_differences(bool transposeA, bool transposeB, bool broadcastB)
+    {
+        // loss = Σ dC ⊙ C is linear in each operand, so a central difference is exact up to rounding; the step is
+        // divided by the perturbation float storage actually made.
+        var shape = new GemmShape(2, 3, 4, 5, transposeA, transposeB, BroadcastB: broadcastB);
+        var a = Numerics.Uniform(30, shape.ElementsA);
+        var b = Numerics.Uniform(31, shape.ElementsB);
+        var dC = Numerics.Uniform(32, shape.ElementsC);
+        const double alpha = 1.5;
+        var (da, db) = GemmReference.Backward(shape, a, b, dC, alpha);
+
+        double Loss(float[] x, float[] y) =>
+            GemmReference.Forward(shape, x, y, alpha).Select((v, i) => v * dC[i]).Sum();
+        double Difference(float[] values, int i, Func<float[], double> loss)
+        {
+            var original = values[i];
+            values[i] = original + 0.25f;
+            var up = values[i];
+            var lossUp = loss(values);
+            values[i] = original - 0.25f;
+            var down = values[i];
+            var lossDown = loss(values);
+            values[i] = original;
+            return (lossUp - lossDown) / ((double)up - down);
+        }
+
+        for (var i = 0; i < a.Length; i++)
+            Assert.Equal(Difference(a, i, x => Loss(x, b)), da[i], 1e-9);
+        for (var i = 0; i < b.Length; i++)
+            Assert.Equal(Difference(b, i, y => Loss(a, y)), db[i], 1e-9);
+    }
+
+    [Fact]
+    public void Reference_rejects_arrays_of_the_wrong_length()
+    {
+        var error = Assert.Throws<ArgumentException>(
+            () => GemmReference.Forward(new GemmShape(1, 2, 2, 3), new float[6], new float[5]));
+        Assert.Equal("b", error.ParamName);
+    }
+}
+
+[Collection(DeviceCollection.Name)]
+public sealed class GemmBenchmarkTests(DeviceFixture fixture)
+{
+    private readonly RetNetDevice device = fixture.Device;
+
+    [Fact]
+    public void Benchmark_reports_every_implementation_with_positive_times()
+    {
+        var results = GemmBenchmark.Run(device, [(16, 8, 12)], warmup: 1, repetitions: 3);
+
+        Assert.Equal([GemmBenchmark.Tiled, GemmBenchmark.Simple, GemmBenchmark.CSharpReference],
+            results.Select(r => r.Implementation));
+        Assert.All(results, r =>
+        {
+            Assert.Equal((16, 8, 12), (r.M, r.N, r.K));
+            Assert.True(r.MedianMs > 0, $"{r.Implementation}: {r.MedianMs} ms");
+            Assert.True(double.IsFinite(r.GFlops) && r.GFlops > 0, $"{r.Implementation}: {r.GFlops} GFLOP/s");
+        });
+        Assert.NotEmpty(GemmBenchmark.DefaultShapes(device));
+    }
+}
