@@ -124,8 +124,12 @@ public sealed class RetNetDevice : IDisposable
             CLDevice cl => cl.DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU,
             _ => kind == DeviceKind.Cuda,
         };
+        // The CPU accelerator reports long.MaxValue; its memory is the host's.
+        var memory = device.AcceleratorType == AcceleratorType.CPU
+            ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes
+            : device.MemorySize;
         return new DeviceDescription(
-            device.Name.Trim(), kind, device.MemorySize, device.WarpSize, device.MaxNumThreadsPerGroup, isGpu);
+            device.Name.Trim(), kind, memory, device.WarpSize, device.MaxNumThreadsPerGroup, isGpu);
     }
 
     /// <summary>

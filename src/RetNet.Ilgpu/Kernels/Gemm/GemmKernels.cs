@@ -1,9 +1,4 @@
-using System.Runtime.CompilerServices;
 using ILGPU;
-
-// The CPU accelerator emits each kernel's launcher into a dynamic assembly named ILGPURuntime; it must see the internal
-// GemmArguments struct, which a kernel takes as an argument.
-[assembly: InternalsVisibleTo("ILGPURuntime")]
 
 namespace RetNet.Ilgpu.Kernels.Gemm;
 

@@ -1,0 +1,65 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using RetNet.Ilgpu.Devices;
+
+namespace RetNet.Ilgpu.Cli.Commands;
+
+/// <summary>Options shared by several commands, and the one way commands report failures.</summary>
+internal static class CommonOptions
+{
+    /// <summary>--device auto|cuda|opencl|cpu (auto honours RETNET_DEVICE).</summary>
+    public static Option<DeviceKind> Device() => new("--device")
+    {
+        Description = "Accelerator: auto (RETNET_DEVICE, else CUDA, an OpenCL GPU, the CPU), cuda, opencl or cpu.",
+        DefaultValueFactory = _ => DeviceKind.Auto,
+        HelpName = "auto|cuda|opencl|cpu",
+        CustomParser = ParseDevice,
+    };
+
+    /// <summary>--json FILE: also write the results as JSON.</summary>
+    public static Option<FileInfo?> Json() => new("--json")
+    {
+        Description = "Also write the results to this JSON file (written to a temporary name, then renamed).",
+    };
+
+    private static DeviceKind ParseDevice(ArgumentResult result)
+    {
+        var text = result.Tokens.Count == 0 ? "auto" : result.Tokens[0].Value;
+        try
+        {
+            return DeviceKinds.Parse(text, "--device");
+        }
+        catch (ArgumentException e)
+        {
+            result.AddError(e.Message.Split(" (Parameter")[0]);
+            return DeviceKind.Auto;
+        }
+    }
+
+    /// <summary>
+    /// Runs a command body, turning library exceptions into one clear line on stderr and exit code 1 (argument
+    /// errors are the user's to fix, so no stack trace).
+    /// </summary>
+    public static int Run(Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException
+                                      or UnauthorizedAccessException or NotSupportedException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+    }
+
+    /// <summary>Opens the requested device and says which one was opened.</summary>
+    public static RetNetDevice OpenDevice(DeviceKind kind)
+    {
+        var device = RetNetDevice.Open(kind);
+        Console.WriteLine($"device: {device.Description.Name} ({device.Kind}, {Format.Bytes(device.Description.MemoryBytes)}, " +
+                          $"max group {device.MaxGroupSize})");
+        return device;
+    }
+}

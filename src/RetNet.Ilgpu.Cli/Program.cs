@@ -1,0 +1,11 @@
+using System.CommandLine;
+using RetNet.Ilgpu.Cli.Commands;
+
+var root = new RootCommand("retnet: Retentive Networks on any GPU from .NET (ILGPU: CUDA, OpenCL, CPU).")
+{
+    DevicesCommand.Create(),
+    KernelsCommand.Create(),
+    BenchCommand.Create(),
+    DemoCommand.Create(),
+};
+return root.Parse(args).Invoke();
