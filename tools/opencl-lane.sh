@@ -65,6 +65,7 @@ run() {
   dotnet_root=$(dirname "$(readlink -f "$(command -v dotnet)")")
   here=$(pwd)
   trap unmount_all EXIT
+  trap 'exit 143' TERM INT
   mount_bind /proc; mount_bind /sys; mount_bind /dev
   mount_bind "$dotnet_root"
   mkdir -p "$HOME/.nuget/packages"

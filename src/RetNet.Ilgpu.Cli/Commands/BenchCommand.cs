@@ -25,10 +25,14 @@ internal static class BenchCommand
             Description = "Timed runs; the median is reported.",
             DefaultValueFactory = _ => 5,
         };
+        var shapes = new Option<string?>("--shapes")
+        {
+            Description = "Comma-separated MxNxK shapes, e.g. 256x256x256,512x512x128 (default: sized for the device).",
+        };
         var command = new Command("gemm",
             "Time the tiled and the barrier-free GEMM kernels next to the plain C# reference on the same shapes.")
         {
-            device, json, warmup, repetitions,
+            device, json, warmup, repetitions, shapes,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -38,8 +42,9 @@ internal static class BenchCommand
                 throw new ArgumentException($"--repetitions must be ≥ 1; got {reps}.");
             if (warm < 0)
                 throw new ArgumentException($"--warmup must be ≥ 0; got {warm}.");
+            var requested = ParseShapes(parse.GetValue(shapes));
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            var results = GemmBenchmark.Run(opened, GemmBenchmark.DefaultShapes(opened), warm, reps);
+            var results = GemmBenchmark.Run(opened, requested ?? GemmBenchmark.DefaultShapes(opened), warm, reps);
             var reference = results.Where(r => r.Implementation == "csharp-reference")
                 .ToDictionary(r => (r.M, r.N, r.K), r => r.MedianMs);
             Console.Write(Format.Table(
@@ -70,5 +75,18 @@ internal static class BenchCommand
             return 0;
         }));
         return command;
+    }
+
+    private static IReadOnlyList<(int M, int N, int K)>? ParseShapes(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+            return null;
+        return text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(item =>
+        {
+            var parts = item.Split('x', 'X', '×');
+            if (parts.Length != 3 || !parts.All(p => int.TryParse(p, out var v) && v > 0))
+                throw new ArgumentException($"--shapes: '{item}' is not MxNxK with three positive integers.");
+            return (int.Parse(parts[0]), int.Parse(parts[1]), int.Parse(parts[2]));
+        }).ToList();
     }
 }
