@@ -30,6 +30,27 @@ internal static class NormalizationConfigurations
         _ => new NormalizationOptions(NormalizationForm.GroupPerRow, configuration, chunkRows),
     };
 
+    /// <summary>eps × configuration.</summary>
+    public static TheoryData<float, int> EpsCases()
+    {
+        var data = new TheoryData<float, int>();
+        foreach (var eps in new[] { 0f, 1e-6f, 1e-5f })
+            foreach (var configuration in All)
+                data.Add(eps, configuration);
+        return data;
+    }
+
+    /// <summary>input scale × eps × configuration.</summary>
+    public static TheoryData<float, float, int> MagnitudeCases()
+    {
+        var data = new TheoryData<float, float, int>();
+        foreach (var scale in new[] { 1e3f, 1e-3f })
+            foreach (var eps in new[] { 0f, 1e-5f })
+                foreach (var configuration in All)
+                    data.Add(scale, eps, configuration);
+        return data;
+    }
+
     public static int[] ParseShape(string shape) => shape.Split('x').Select(int.Parse).ToArray();
 
     public static double[] ToDouble(float[]? values) => values is null ? [] : values.Select(v => (double)v).ToArray();
@@ -64,34 +85,15 @@ public sealed class NormalizationRmsNormTests(DeviceFixture fixture)
         return data;
     }
 
-    public static TheoryData<float, int> EpsCases()
-    {
-        var data = new TheoryData<float, int>();
-        foreach (var eps in new[] { 0f, 1e-6f, 1e-5f })
-            foreach (var configuration in NormalizationConfigurations.All)
-                data.Add(eps, configuration);
-        return data;
-    }
-
-    public static TheoryData<float, float, int> MagnitudeCases()
-    {
-        var data = new TheoryData<float, float, int>();
-        foreach (var scale in new[] { 1e3f, 1e-3f })
-            foreach (var eps in new[] { 0f, 1e-5f })
-                foreach (var configuration in NormalizationConfigurations.All)
-                    data.Add(scale, eps, configuration);
-        return data;
-    }
-
     [Theory, MemberData(nameof(Cases))]
     public void Forward_and_backward_match_the_reference(string shape, int configuration, bool weighted) =>
         Check(NormalizationConfigurations.ParseShape(shape), weighted, 1e-6f, configuration);
 
-    [Theory, MemberData(nameof(EpsCases))]
+    [Theory, MemberData(nameof(NormalizationConfigurations.EpsCases), MemberType = typeof(NormalizationConfigurations))]
     public void Any_eps_from_zero_up_matches_the_reference(float eps, int configuration) =>
         Check([4, 37], weighted: true, eps, configuration);
 
-    [Theory, MemberData(nameof(MagnitudeCases))]
+    [Theory, MemberData(nameof(NormalizationConfigurations.MagnitudeCases), MemberType = typeof(NormalizationConfigurations))]
     public void Large_and_tiny_inputs_match_the_reference_relatively(float scale, float eps, int configuration) =>
         Check([7, 300], weighted: true, eps, configuration, scale, relative: true);
 
@@ -196,34 +198,15 @@ public sealed class NormalizationLayerNormTests(DeviceFixture fixture)
         return data;
     }
 
-    public static TheoryData<float, int> EpsCases()
-    {
-        var data = new TheoryData<float, int>();
-        foreach (var eps in new[] { 0f, 1e-6f, 1e-5f })
-            foreach (var configuration in NormalizationConfigurations.All)
-                data.Add(eps, configuration);
-        return data;
-    }
-
-    public static TheoryData<float, float, int> MagnitudeCases()
-    {
-        var data = new TheoryData<float, float, int>();
-        foreach (var scale in new[] { 1e3f, 1e-3f })
-            foreach (var eps in new[] { 0f, 1e-5f })
-                foreach (var configuration in NormalizationConfigurations.All)
-                    data.Add(scale, eps, configuration);
-        return data;
-    }
-
     [Theory, MemberData(nameof(Cases))]
     public void Forward_and_backward_match_the_reference(string shape, int configuration, bool weighted, bool biased) =>
         Check(NormalizationConfigurations.ParseShape(shape), weighted, biased, 1e-5f, configuration);
 
-    [Theory, MemberData(nameof(EpsCases))]
+    [Theory, MemberData(nameof(NormalizationConfigurations.EpsCases), MemberType = typeof(NormalizationConfigurations))]
     public void Any_eps_from_zero_up_matches_the_reference(float eps, int configuration) =>
         Check([4, 37], weighted: true, biased: true, eps, configuration);
 
-    [Theory, MemberData(nameof(MagnitudeCases))]
+    [Theory, MemberData(nameof(NormalizationConfigurations.MagnitudeCases), MemberType = typeof(NormalizationConfigurations))]
     public void Large_and_tiny_inputs_match_the_reference_relatively(float scale, float eps, int configuration) =>
         Check([7, 300], weighted: true, biased: true, eps, configuration, scale, relative: true);
 
