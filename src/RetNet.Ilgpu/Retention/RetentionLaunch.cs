@@ -31,7 +31,7 @@ internal abstract class RetentionLaunch
     /// <summary>The group size of tiled launches on a GPU: enough threads to give each a few tile elements.</summary>
     public const int DefaultGroupSize = 256;
 
-    /// <summary>Barrier-free kernels (one thread per output row or state element).</summary>
+    /// <summary>Barrier-free kernels (one thread per output row or state column).</summary>
     public static RetentionLaunch BarrierFree { get; } = new BarrierFreeLaunch();
 
     /// <summary>Tiled kernels with tile <typeparamref name="TTile"/> and <paramref name="groupSize"/> threads per group.</summary>
@@ -134,10 +134,10 @@ internal abstract class RetentionLaunch
         {
             var device = o.X.Device;
             var problem = Problem(o);
-            var kernel = device.Kernel(RetentionKernels.StatesElements, accelerator =>
+            var kernel = device.Kernel(RetentionKernels.StatesColumns, accelerator =>
                 accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, ArrayView<float>, StateProblem>(RetentionKernels.StatesElements));
-            kernel(device.Stream, o.X.Dim(0) * problem.Heads * problem.RowDim * problem.ColDim, o.X.View, o.Y.View,
+                    ArrayView<float>, ArrayView<float>, ArrayView<float>, StateProblem>(RetentionKernels.StatesColumns));
+            kernel(device.Stream, o.X.Dim(0) * problem.Heads * problem.ColDim, o.X.View, o.Y.View,
                 ViewOrPlaceholder(o.Initial, o.Decay), o.Decay.View, ViewOrPlaceholder(o.ChunkStates, o.Decay),
                 ViewOrPlaceholder(o.Final, o.Decay), problem);
         }
