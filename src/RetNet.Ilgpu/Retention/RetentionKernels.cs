@@ -23,7 +23,7 @@ internal interface IRetentionTile
     int Columns { get; }
 }
 
-/// <summary>16 tokens × 16 deep × 16 columns: for narrow heads (≤ 16 output columns); 15 KB of shared memory.</summary>
+/// <summary>16 tokens × 16 deep × 16 columns: for narrow heads (≤ 16 output columns); 6 KB of shared memory.</summary>
 internal readonly struct RetentionTile16 : IRetentionTile
 {
     public int Rows => 16;
