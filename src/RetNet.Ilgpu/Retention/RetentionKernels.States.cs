@@ -165,20 +165,39 @@ internal static partial class RetentionKernels
                 else
                     final[targetBase + i * p.ColDim] = s;
             }
-            for (var j = 0; j < n; j++)
+            // Four tokens per pass over the column: one read-modify-write of each state element serves four tokens.
+            var j = 0;
+            for (; j + 3 < n; j += 4)
+            {
+                var row0 = firstRow + (start + j) * p.Heads;
+                var row1 = row0 + p.Heads;
+                var row2 = row1 + p.Heads;
+                var row3 = row2 + p.Heads;
+                var w0 = y[row0 * p.ColDim + e] * Decay(logGamma, reverse ? j + 1 : n - 1 - j);
+                var w1 = y[row1 * p.ColDim + e] * Decay(logGamma, reverse ? j + 2 : n - 2 - j);
+                var w2 = y[row2 * p.ColDim + e] * Decay(logGamma, reverse ? j + 3 : n - 3 - j);
+                var w3 = y[row3 * p.ColDim + e] * Decay(logGamma, reverse ? j + 4 : n - 4 - j);
+                for (var i = 0; i < p.RowDim; i++)
+                {
+                    var update = x[row0 * p.RowDim + i] * w0 + x[row1 * p.RowDim + i] * w1 +
+                                 x[row2 * p.RowDim + i] * w2 + x[row3 * p.RowDim + i] * w3;
+                    if (targetInChunkStates)
+                        chunkStates[targetBase + i * p.ColDim] += update;
+                    else
+                        final[targetBase + i * p.ColDim] += update;
+                }
+            }
+            for (; j < n; j++)
             {
                 var row = firstRow + (start + j) * p.Heads;
                 var weighted = y[row * p.ColDim + e] * Decay(logGamma, reverse ? j + 1 : n - 1 - j);
-                var xRow = row * p.RowDim;
-                if (targetInChunkStates)
+                for (var i = 0; i < p.RowDim; i++)
                 {
-                    for (var i = 0; i < p.RowDim; i++)
-                        chunkStates[targetBase + i * p.ColDim] += x[xRow + i] * weighted;
-                }
-                else
-                {
-                    for (var i = 0; i < p.RowDim; i++)
-                        final[targetBase + i * p.ColDim] += x[xRow + i] * weighted;
+                    var update = x[row * p.RowDim + i] * weighted;
+                    if (targetInChunkStates)
+                        chunkStates[targetBase + i * p.ColDim] += update;
+                    else
+                        final[targetBase + i * p.ColDim] += update;
                 }
             }
         }
