@@ -1,0 +1,158 @@
+using FsCheck;
+using FsCheck.Fluent;
+using FsCheck.Xunit;
+using RetNet.Ilgpu.Retention;
+using RetNet.Ilgpu.Tests.Retention;
+using RetNet.Ilgpu.Tests.Support;
+
+namespace RetNet.Ilgpu.Properties.Retention;
+
+/// <summary>
+/// One random retention problem. Sizes cover issue 3's ranges — B ∈ [1, 3], H ∈ [1, 8], T ∈ [1, 300], Dk, Dv ∈ [1, 64],
+/// C ∈ [1, T + 5] — but the CPU accelerator is slow, so they are drawn by class: most problems are short (T ≤ 24) with
+/// any B, H, Dk, Dv; some are medium (T ≤ 100, Dk, Dv ≤ 40); a few are long (T ≤ 300, B ≤ 2, H ≤ 4, Dk, Dv ≤ 32);
+/// one in fifty is long with every size at full range.
+/// </summary>
+public sealed record RetentionProblem(RetentionShape Shape, double[] Gammas, string Schedule, float Scale,
+    bool WithInitialState, bool WithOutputGradient, bool WithFinalStateGradient, int ChunkSize, int Split, int Seed)
+{
+    /// <summary>The decay schedule.</summary>
+    public DecaySchedule Decay => DecaySchedule.FromValues(Gammas);
+
+    /// <summary>Inputs on the device and the double references.</summary>
+    public RetentionTestCase Build(RetNetDevice device) =>
+        new(device, Shape, Decay, Seed, Scale, WithInitialState, WithOutputGradient, WithFinalStateGradient);
+
+    /// <inheritdoc/>
+    public override string ToString() =>
+        $"{Shape} C={ChunkSize} split={Split} {Schedule} γ=[{string.Join(", ", Gammas.Select(g => g.ToString("R")))}] " +
+        $"scale={Scale} S0={WithInitialState} dO={WithOutputGradient} dS_T={WithFinalStateGradient} seed={Seed}";
+
+    /// <summary>Problems of every size class; <paramref name="minSeqLen"/> ≥ 2 leaves room to split the sequence.</summary>
+    public static Arbitrary<RetentionProblem> Arbitrary(int minSeqLen = 1) =>
+        (from shape in Gen.Frequency(
+             (60, Shapes(minSeqLen, 24, batch: 3, heads: 8, width: 64)),
+             (30, Shapes(25, 100, batch: 3, heads: 8, width: 40)),
+             (8, Shapes(101, 300, batch: 2, heads: 4, width: 32)),
+             (2, Shapes(101, 300, batch: 3, heads: 8, width: 64)))
+         from decay in Decays(shape.Heads)
+         from scale in Gen.Elements(1f, 1e-3f)
+         from flags in Gen.Elements(true, false).Three()
+         from chunkSize in Gen.Choose(1, shape.SeqLen + 5)
+         from split in Gen.Choose(Math.Min(1, shape.SeqLen - 1), shape.SeqLen - 1)
+         from seed in Gen.Choose(0, int.MaxValue / 2)
+         select new RetentionProblem(shape, decay.Gammas, decay.Schedule, scale, flags.Item1, flags.Item2,
+             flags.Item3, chunkSize, split, seed)).ToArbitrary();
+
+    private static Gen<RetentionShape> Shapes(int minSeqLen, int maxSeqLen, int batch, int heads, int width) =>
+        from b in Gen.Choose(1, batch)
+        from t in Gen.Choose(minSeqLen, maxSeqLen)
+        from h in Gen.Choose(1, heads)
+        from dk in Gen.Choose(1, width)
+        from dv in Gen.Choose(1, width)
+        select new RetentionShape(b, t, h, dk, dv);
+
+    private static Gen<(double[] Gammas, string Schedule)> Decays(int heads)
+    {
+        var uniform = Gen.Choose(1, 999_999).Select(i => i / 1e6);
+        var nearOne = Gen.Choose(1, 1000).Select(i => 1 - i * 1e-9);
+        var tiny = Gen.Choose(1, 30).Select(e => Math.Pow(10, -e));
+        var oneGamma = Gen.Frequency((3, uniform), (2, nearOne), (1, tiny));
+        return Gen.OneOf(
+            Gen.Constant(((double[])[.. DecaySchedule.Torchscale(heads).Gammas], "torchscale")),
+            Gen.Constant(((double[])[.. DecaySchedule.Paper(heads).Gammas], "paper")),
+            oneGamma.ArrayOf(heads).Select(g => (g, "random")));
+    }
+}
+
+/// <summary>
+/// The three forms are one function: on random problems, parallel = recurrent = chunkwise = the double reference
+/// (outputs and final states), a sequence split anywhere and continued from the carried state equals one run, and the
+/// parallel and chunkwise gradients equal the reference's. Every comparison uses the project's one tolerance rule,
+/// <see cref="Numerics.AssertClose(string, IReadOnlyList{float}, IReadOnlyList{double}, double)"/>:
+/// max |a − b| ≤ 1e-4 · (1 + max |reference|).
+/// </summary>
+[Collection(PropertyDeviceCollection.Name)]
+public sealed class RetentionProperties(DeviceFixture fixture)
+{
+    private readonly RetNetDevice device = fixture.Device;
+
+    [Property(MaxTest = 100)]
+    public Property Parallel_recurrent_and_chunkwise_forms_equal_the_double_reference() =>
+        Prop.ForAll(RetentionProblem.Arbitrary(), problem =>
+        {
+            using var test = problem.Build(device);
+            using var output = test.NewOutput();
+            using var state = test.NewState();
+
+            ParallelRetention.Forward(test.QueryTensor, test.KeyTensor, test.ValueTensor, test.Decay, output,
+                test.InitialStateTensor, state);
+            test.AssertForward($"parallel, {problem}", output, state);
+
+            ChunkwiseRetention.Forward(test.QueryTensor, test.KeyTensor, test.ValueTensor, test.Decay,
+                problem.ChunkSize, output, test.InitialStateTensor, state);
+            test.AssertForward($"chunkwise, {problem}", output, state);
+
+            if (test.InitialStateTensor is null)
+                state.CopyFromHost(new float[problem.Shape.StateLength]);
+            else
+                state.CopyFrom(test.InitialStateTensor);
+            RecurrentRetention.Forward(test.QueryTensor, test.KeyTensor, test.ValueTensor, test.Decay, output, state);
+            test.AssertForward($"recurrent, {problem}", output, state);
+        });
+
+    [Property(MaxTest = 60)]
+    public Property Splitting_the_sequence_and_carrying_the_state_equals_one_run() =>
+        Prop.ForAll(RetentionProblem.Arbitrary(minSeqLen: 2), problem =>
+        {
+            using var test = problem.Build(device);
+            var s = problem.Shape;
+            var (head, tail) = (s with { SeqLen = problem.Split }, s with { SeqLen = s.SeqLen - problem.Split });
+            Tensor Segment(float[] x, int dim, int start, int count) =>
+                Tensor.FromHost(device, RetentionTokens.Slice(x, s, dim, start, count), s.Batch, count, s.Heads, dim);
+            using var q1 = Segment(test.Q, s.KeyDim, 0, head.SeqLen);
+            using var k1 = Segment(test.K, s.KeyDim, 0, head.SeqLen);
+            using var v1 = Segment(test.V, s.ValueDim, 0, head.SeqLen);
+            using var q2 = Segment(test.Q, s.KeyDim, problem.Split, tail.SeqLen);
+            using var k2 = Segment(test.K, s.KeyDim, problem.Split, tail.SeqLen);
+            using var v2 = Segment(test.V, s.ValueDim, problem.Split, tail.SeqLen);
+            using var o1 = Tensor.Zeros(device, head.ValueShape);
+            using var o2 = Tensor.Zeros(device, tail.ValueShape);
+            using var carried = test.NewState();
+            using var final = test.NewState();
+
+            ChunkwiseRetention.Forward(q1, k1, v1, test.Decay, problem.ChunkSize, o1, test.InitialStateTensor, carried);
+            ChunkwiseRetention.Forward(q2, k2, v2, test.Decay, Math.Max(1, problem.ChunkSize / 2), o2, carried, final);
+            AssertSplit("chunkwise then chunkwise", o1, o2, final);
+
+            RecurrentRetention.Forward(q2, k2, v2, test.Decay, o2, carried);
+            AssertSplit("chunkwise then recurrent", o1, o2, carried);
+
+            void AssertSplit(string what, Tensor first, Tensor second, Tensor state)
+            {
+                var outputs = new float[s.ValueLength];
+                RetentionTokens.Place(first.ToHost(), outputs, s, s.ValueDim, 0, head.SeqLen);
+                RetentionTokens.Place(second.ToHost(), outputs, s, s.ValueDim, problem.Split, tail.SeqLen);
+                Numerics.AssertClose($"{what}: output, {problem}", outputs, test.Reference.Output);
+                Numerics.AssertClose($"{what}: final state, {problem}", state.ToHost(), test.Reference.FinalState);
+            }
+        });
+
+    [Property(MaxTest = 80)]
+    public Property Parallel_and_chunkwise_gradients_equal_the_double_reference() =>
+        Prop.ForAll(RetentionProblem.Arbitrary(), problem =>
+        {
+            using var test = problem.Build(device);
+            using var gradients = test.NewGradients();
+
+            ParallelRetention.Backward(test.QueryTensor, test.KeyTensor, test.ValueTensor, test.Decay,
+                test.InitialStateTensor, test.OutputGradientTensor, test.FinalStateGradientTensor, gradients.Dq,
+                gradients.Dk, gradients.Dv, gradients.DInitialState);
+            test.AssertBackward($"parallel backward, {problem}", gradients);
+
+            ChunkwiseRetention.Backward(test.QueryTensor, test.KeyTensor, test.ValueTensor, test.Decay,
+                problem.ChunkSize, test.InitialStateTensor, test.OutputGradientTensor, test.FinalStateGradientTensor,
+                gradients.Dq, gradients.Dk, gradients.Dv, gradients.DInitialState);
+            test.AssertBackward($"chunkwise backward, {problem}", gradients);
+        });
+}

@@ -1,0 +1,110 @@
+using RetNet.Ilgpu.Tensors;
+
+namespace RetNet.Ilgpu.Retention;
+
+/// <summary>
+/// The chunkwise form of retention, the fast path for training and prefill: tokens in chunks of C; within a chunk the
+/// parallel form, across chunks a state carried by the recurrence (RETNET-SPEC.md §1). Linear in T: time
+/// O(T·C·(Dk + Dv) + T·Dk·Dv), memory one [Dk, Dv] state per chunk. Two kernels: a state walk that writes the state
+/// entering every chunk, then an output kernel parallel over (b, h, chunk, dv-tile). Identical to the parallel and
+/// recurrent forms up to fp32 rounding, for any C ≥ 1 (C need not divide T; C > T is one chunk).
+/// Layout: q, k [B, T, H, Dk]; v, o [B, T, H, Dv]; states [B, H, Dk, Dv]; all fp32.
+/// </summary>
+public static class ChunkwiseRetention
+{
+    /// <summary>
+    /// output[b, t, h] = Σ_{j≤t} γ_h^(t−j) (q_t·k_j) v_j + γ_h^(t+1) q_t S_0, and optionally the final state S_T, computed
+    /// chunk by chunk.
+    /// </summary>
+    /// <param name="q">Queries [B, T, H, Dk].</param>
+    /// <param name="k">Keys [B, T, H, Dk].</param>
+    /// <param name="v">Values [B, T, H, Dv].</param>
+    /// <param name="decay">γ per head (H values).</param>
+    /// <param name="chunkSize">C ≥ 1, tokens per chunk.</param>
+    /// <param name="output">Written: o [B, T, H, Dv].</param>
+    /// <param name="initialState">S_0 [B, H, Dk, Dv] (e.g. carried from the previous segment); null means zeros.</param>
+    /// <param name="finalState">Written when given: S_T [B, H, Dk, Dv], the state to carry into the next segment. May
+    /// be <paramref name="initialState"/> itself (the state advances in place).</param>
+    /// <exception cref="ArgumentException">A shape, the head count of <paramref name="decay"/>, a device or an aliasing
+    /// is wrong (the message names the argument, expected and actual shape), or C &lt; 1.</exception>
+    public static void Forward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, int chunkSize, Tensor output,
+        Tensor? initialState = null, Tensor? finalState = null) =>
+        Forward(q, k, v, decay, chunkSize, output, initialState, finalState, launch: null);
+
+    /// <summary>
+    /// Gradients of <see cref="Forward(Tensor, Tensor, Tensor, DecaySchedule, int, Tensor, Tensor?, Tensor?)"/>. Keeps
+    /// nothing from the forward pass but its inputs: the chunk states are recomputed, the state gradients walk the
+    /// chunks in reverse, then dq, dk, dv are formed per chunk.
+    /// </summary>
+    /// <param name="q">Queries [B, T, H, Dk] of the forward pass.</param>
+    /// <param name="k">Keys [B, T, H, Dk].</param>
+    /// <param name="v">Values [B, T, H, Dv].</param>
+    /// <param name="decay">γ per head.</param>
+    /// <param name="chunkSize">C ≥ 1 (any value gives the same gradients up to rounding).</param>
+    /// <param name="initialState">S_0 of the forward pass, or null for zeros.</param>
+    /// <param name="dOutput">∂L/∂o [B, T, H, Dv], or null when the loss does not depend on the output.</param>
+    /// <param name="dFinalState">∂L/∂S_T [B, H, Dk, Dv], or null when the loss does not depend on the final state.</param>
+    /// <param name="dq">Written: ∂L/∂q [B, T, H, Dk].</param>
+    /// <param name="dk">Written: ∂L/∂k [B, T, H, Dk].</param>
+    /// <param name="dv">Written: ∂L/∂v [B, T, H, Dv].</param>
+    /// <param name="dInitialState">Written when given: ∂L/∂S_0 [B, H, Dk, Dv]. May be <paramref name="dFinalState"/>
+    /// itself.</param>
+    /// <exception cref="ArgumentException">A shape, the head count, a device or an aliasing is wrong, or C &lt; 1.</exception>
+    public static void Backward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, int chunkSize, Tensor? initialState,
+        Tensor? dOutput, Tensor? dFinalState, Tensor dq, Tensor dk, Tensor dv, Tensor? dInitialState = null) =>
+        Backward(q, k, v, decay, chunkSize, initialState, dOutput, dFinalState, dq, dk, dv, dInitialState, launch: null);
+
+    internal static void Forward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, int chunkSize, Tensor output,
+        Tensor? initialState, Tensor? finalState, RetentionLaunch? launch)
+    {
+        var shape = RetentionChecks.Inputs(q, k, v, decay);
+        RetentionChecks.ChunkSize(chunkSize);
+        RetentionChecks.Required(output, nameof(output), q, shape.ValueShape);
+        RetentionChecks.Optional(initialState, nameof(initialState), q, shape.StateShape);
+        RetentionChecks.Optional(finalState, nameof(finalState), q, shape.StateShape);
+        RetentionChecks.NoAliasing([(output, nameof(output)), (finalState, nameof(finalState))],
+            [(q, nameof(q)), (k, nameof(k)), (v, nameof(v))]);
+        if (initialState is not null)
+        {
+            ShapeCheck.Distinct(output, nameof(output), initialState, nameof(initialState));
+            if (finalState is not null)
+                ShapeCheck.DistinctOrSame(finalState, nameof(finalState), initialState, nameof(initialState));
+        }
+
+        var device = q.Device;
+        launch ??= RetentionLaunch.For(device);
+        var size = Math.Min(chunkSize, shape.SeqLen);
+        using var table = decay.Upload(device);
+        using var chunkStates = ChunkStates(shape, size, device);
+        launch.States(new StateOperands(k, v, initialState, table, chunkStates, finalState, size, Reverse: false));
+        launch.Causal(new CausalOperands(q, k, v, chunkStates, false, table, output, size, Reverse: false));
+    }
+
+    internal static void Backward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, int chunkSize,
+        Tensor? initialState, Tensor? dOutput, Tensor? dFinalState, Tensor dq, Tensor dk, Tensor dv,
+        Tensor? dInitialState, RetentionLaunch? launch)
+    {
+        var shape = RetentionChecks.Inputs(q, k, v, decay);
+        RetentionChecks.ChunkSize(chunkSize);
+        RetentionChecks.Backward(shape, q, k, v, initialState, dOutput, dFinalState, dq, dk, dv, dInitialState);
+
+        var device = q.Device;
+        launch ??= RetentionLaunch.For(device);
+        var size = Math.Min(chunkSize, shape.SeqLen);
+        using var table = decay.Upload(device);
+        using var zeros = dOutput is null ? Tensor.Zeros(device, shape.ValueShape) : null;
+        var dO = dOutput ?? zeros!;
+        // One buffer serves twice: first the recomputed states S_c (for dq), then the state gradients leaving each
+        // chunk (for dk, dv), so the backward pass holds one state per chunk, like the forward pass.
+        using var chunkStates = ChunkStates(shape, size, device);
+        launch.States(new StateOperands(k, v, initialState, table, chunkStates, null, size, Reverse: false));
+        launch.Causal(new CausalOperands(dO, v, k, chunkStates, true, table, dq, size, Reverse: false));
+        launch.States(new StateOperands(q, dO, dFinalState, table, chunkStates, dInitialState, size, Reverse: true));
+        launch.Causal(new CausalOperands(v, dO, q, chunkStates, true, table, dk, size, Reverse: true));
+        launch.Causal(new CausalOperands(k, q, dO, chunkStates, false, table, dv, size, Reverse: true));
+    }
+
+    private static Tensor ChunkStates(RetentionShape shape, int chunkSize, Devices.RetNetDevice device) =>
+        Tensor.Uninitialized(device, shape.Batch, shape.Heads, shape.ChunkCount(chunkSize), shape.KeyDim,
+            shape.ValueDim);
+}

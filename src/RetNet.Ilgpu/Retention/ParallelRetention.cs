@@ -1,0 +1,98 @@
+using RetNet.Ilgpu.Tensors;
+
+namespace RetNet.Ilgpu.Retention;
+
+/// <summary>
+/// The parallel form of retention, O = ((Q Kᵀ) ⊙ D) V + the initial-state term, with D[t, j] = γ^(t−j) for j ≤ t: the
+/// quadratic form, exact for any T, computed tile by tile without ever holding the T × T scores or the decay matrix
+/// (O(T²) time, O(T) memory). Layout: q, k [B, T, H, Dk]; v, o [B, T, H, Dv]; states [B, H, Dk, Dv]; all fp32.
+/// </summary>
+public static class ParallelRetention
+{
+    /// <summary>
+    /// output[b, t, h] = Σ_{j≤t} γ_h^(t−j) (q_t·k_j) v_j + γ_h^(t+1) q_t S_0, and optionally the final state
+    /// S_T = γ^T S_0 + Σ_j γ^(T−1−j) k_jᵀ v_j.
+    /// </summary>
+    /// <param name="q">Queries [B, T, H, Dk].</param>
+    /// <param name="k">Keys [B, T, H, Dk].</param>
+    /// <param name="v">Values [B, T, H, Dv].</param>
+    /// <param name="decay">γ per head (H values).</param>
+    /// <param name="output">Written: o [B, T, H, Dv].</param>
+    /// <param name="initialState">S_0 [B, H, Dk, Dv], the state before token 0 (e.g. a carried prefix); null means zeros.</param>
+    /// <param name="finalState">Written when given: S_T [B, H, Dk, Dv]. May be <paramref name="initialState"/> itself
+    /// (the state advances in place).</param>
+    /// <exception cref="ArgumentException">A shape, the head count of <paramref name="decay"/>, a device or an aliasing
+    /// of outputs and inputs is wrong; the message names the argument and the expected and actual shape.</exception>
+    public static void Forward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, Tensor output,
+        Tensor? initialState = null, Tensor? finalState = null) =>
+        Forward(q, k, v, decay, output, initialState, finalState, launch: null);
+
+    /// <summary>
+    /// Gradients of <see cref="Forward(Tensor, Tensor, Tensor, DecaySchedule, Tensor, Tensor?, Tensor?)"/> for a loss
+    /// with gradient dOutput on the output and dFinalState on the final state (either absent means zero).
+    /// </summary>
+    /// <param name="q">Queries [B, T, H, Dk] of the forward pass.</param>
+    /// <param name="k">Keys [B, T, H, Dk].</param>
+    /// <param name="v">Values [B, T, H, Dv].</param>
+    /// <param name="decay">γ per head.</param>
+    /// <param name="initialState">S_0 of the forward pass, or null for zeros.</param>
+    /// <param name="dOutput">∂L/∂o [B, T, H, Dv], or null when the loss does not depend on the output.</param>
+    /// <param name="dFinalState">∂L/∂S_T [B, H, Dk, Dv], or null when the loss does not depend on the final state.</param>
+    /// <param name="dq">Written: ∂L/∂q [B, T, H, Dk].</param>
+    /// <param name="dk">Written: ∂L/∂k [B, T, H, Dk].</param>
+    /// <param name="dv">Written: ∂L/∂v [B, T, H, Dv].</param>
+    /// <param name="dInitialState">Written when given: ∂L/∂S_0 [B, H, Dk, Dv]. May be <paramref name="dFinalState"/>
+    /// itself.</param>
+    /// <exception cref="ArgumentException">A shape, the head count of <paramref name="decay"/>, a device or an aliasing
+    /// is wrong.</exception>
+    public static void Backward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, Tensor? initialState,
+        Tensor? dOutput, Tensor? dFinalState, Tensor dq, Tensor dk, Tensor dv, Tensor? dInitialState = null) =>
+        Backward(q, k, v, decay, initialState, dOutput, dFinalState, dq, dk, dv, dInitialState, launch: null);
+
+    internal static void Forward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, Tensor output,
+        Tensor? initialState, Tensor? finalState, RetentionLaunch? launch)
+    {
+        var shape = RetentionChecks.Inputs(q, k, v, decay);
+        RetentionChecks.Required(output, nameof(output), q, shape.ValueShape);
+        RetentionChecks.Optional(initialState, nameof(initialState), q, shape.StateShape);
+        RetentionChecks.Optional(finalState, nameof(finalState), q, shape.StateShape);
+        RetentionChecks.NoAliasing([(output, nameof(output)), (finalState, nameof(finalState))],
+            [(q, nameof(q)), (k, nameof(k)), (v, nameof(v))]);
+        if (initialState is not null)
+        {
+            ShapeCheck.Distinct(output, nameof(output), initialState, nameof(initialState));
+            if (finalState is not null)
+                ShapeCheck.DistinctOrSame(finalState, nameof(finalState), initialState, nameof(initialState));
+        }
+
+        var device = q.Device;
+        launch ??= RetentionLaunch.For(device);
+        using var table = decay.Upload(device);
+        var seqLen = shape.SeqLen;
+        launch.Causal(new CausalOperands(q, k, v, initialState, false, table, output, seqLen, Reverse: false));
+        // After the output: the final state may overwrite the initial state in place.
+        if (finalState is not null)
+            launch.States(new StateOperands(k, v, initialState, table, null, finalState, seqLen, Reverse: false));
+    }
+
+    internal static void Backward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, Tensor? initialState,
+        Tensor? dOutput, Tensor? dFinalState, Tensor dq, Tensor dk, Tensor dv, Tensor? dInitialState,
+        RetentionLaunch? launch)
+    {
+        var shape = RetentionChecks.Inputs(q, k, v, decay);
+        RetentionChecks.Backward(shape, q, k, v, initialState, dOutput, dFinalState, dq, dk, dv, dInitialState);
+
+        var device = q.Device;
+        launch ??= RetentionLaunch.For(device);
+        using var table = decay.Upload(device);
+        using var zeros = dOutput is null ? Tensor.Zeros(device, shape.ValueShape) : null;
+        var dO = dOutput ?? zeros!;
+        var seqLen = shape.SeqLen;
+        launch.Causal(new CausalOperands(dO, v, k, initialState, true, table, dq, seqLen, Reverse: false));
+        launch.Causal(new CausalOperands(v, dO, q, dFinalState, true, table, dk, seqLen, Reverse: true));
+        launch.Causal(new CausalOperands(k, q, dO, dFinalState, false, table, dv, seqLen, Reverse: true));
+        // Last: dInitialState may overwrite dFinalState in place.
+        if (dInitialState is not null)
+            launch.States(new StateOperands(q, dO, dFinalState, table, null, dInitialState, seqLen, Reverse: true));
+    }
+}

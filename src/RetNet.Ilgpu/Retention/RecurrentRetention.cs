@@ -1,0 +1,50 @@
+using ILGPU;
+using ILGPU.Runtime;
+using RetNet.Ilgpu.Tensors;
+
+namespace RetNet.Ilgpu.Retention;
+
+/// <summary>
+/// The recurrent form of retention: S_t = γ S_(t−1) + k_tᵀ v_t, o_t = q_t S_t, one token after another, for decoding.
+/// Each call advances a caller-owned state [B, H, Dk, Dv] in place (one state per sequence of the batch); T = 1 is the
+/// decoding step and costs O(Dk·Dv) per head whatever the position. Layout: q, k [B, T, H, Dk]; v, o [B, T, H, Dv].
+/// </summary>
+public static class RecurrentRetention
+{
+    /// <summary>
+    /// Runs T ≥ 1 tokens through the recurrence: for each t, state ← γ_h state + k_tᵀ v_t and o_t = q_t state.
+    /// A state of zeros starts a sequence; the state a chunkwise or parallel prefill returns continues one.
+    /// </summary>
+    /// <param name="q">Queries [B, T, H, Dk].</param>
+    /// <param name="k">Keys [B, T, H, Dk].</param>
+    /// <param name="v">Values [B, T, H, Dv].</param>
+    /// <param name="decay">γ per head (H values).</param>
+    /// <param name="output">Written: o [B, T, H, Dv].</param>
+    /// <param name="state">Read and written: the state [B, H, Dk, Dv] before the first token, replaced by the state
+    /// after the last.</param>
+    /// <exception cref="ArgumentException">A shape, the head count of <paramref name="decay"/>, a device or an aliasing
+    /// is wrong; the message names the argument and the expected and actual shape.</exception>
+    public static void Forward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, Tensor output, Tensor state)
+    {
+        var shape = RetentionChecks.Inputs(q, k, v, decay);
+        RetentionChecks.Required(output, nameof(output), q, shape.ValueShape);
+        RetentionChecks.Required(state, nameof(state), q, shape.StateShape);
+        RetentionChecks.NoAliasing([(output, nameof(output)), (state, nameof(state))],
+            [(q, nameof(q)), (k, nameof(k)), (v, nameof(v))]);
+
+        var device = q.Device;
+        using var table = decay.Upload(device);
+        var problem = new RecurrentProblem
+        {
+            Heads = shape.Heads,
+            SeqLen = shape.SeqLen,
+            KeyDim = shape.KeyDim,
+            ValueDim = shape.ValueDim,
+        };
+        var kernel = device.Kernel(RetentionKernels.RecurrentScan, accelerator =>
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, RecurrentProblem>(RetentionKernels.RecurrentScan));
+        kernel(device.Stream, shape.Batch * shape.Heads * shape.ValueDim, q.View, k.View, v.View, table.View,
+            state.View, output.View, problem);
+    }
+}

@@ -1,0 +1,43 @@
+using ILGPU;
+using RetNet.Ilgpu.Kernels;
+
+namespace RetNet.Ilgpu.Retention;
+
+internal static partial class RetentionKernels
+{
+    /// <summary>
+    /// The recurrent form: one thread per state column (b, h, e) walks the tokens, S[:, e] ← γ S[:, e] + k_t v_t[e]
+    /// and o_t[e] = q_t · S[:, e], updating the state in place. Columns are independent, so no thread waits for
+    /// another; with T = 1 this is the decoding step, O(Dk·Dv) per head whatever the position.
+    /// Index: (b·H + h)·Dv + e.
+    /// </summary>
+    [Kernel(KernelGrouping.Implicit)]
+    public static void RecurrentScan(Index1D index, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v,
+        ArrayView<float> decay, ArrayView<float> state, ArrayView<float> output, RecurrentProblem p)
+    {
+        int column = index;
+        var bh = column / p.ValueDim;
+        var e = column - bh * p.ValueDim;
+        var b = bh / p.Heads;
+        var h = bh - b * p.Heads;
+        var gammaMinusOne = decay[p.Heads + h];
+        var stateColumn = bh * p.KeyDim * p.ValueDim + e;
+        var firstRow = b * p.SeqLen * p.Heads + h;
+        for (var t = 0; t < p.SeqLen; t++)
+        {
+            var row = firstRow + t * p.Heads;
+            var value = v[row * p.ValueDim + e];
+            var sum = 0f;
+            for (var i = 0; i < p.KeyDim; i++)
+            {
+                var cell = stateColumn + i * p.ValueDim;
+                var s = state[cell];
+                s += gammaMinusOne * s;
+                s += k[row * p.KeyDim + i] * value;
+                state[cell] = s;
+                sum += q[row * p.KeyDim + i] * s;
+            }
+            output[row * p.ValueDim + e] = sum;
+        }
+    }
+}

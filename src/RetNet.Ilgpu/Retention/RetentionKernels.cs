@@ -1,0 +1,117 @@
+using System.Runtime.CompilerServices;
+using ILGPU.Algorithms;
+
+// The CPU accelerator runs kernels through a task type ILGPU emits in its "ILGPURuntime" assembly; that type holds the
+// kernel's parameters, so internal parameter structs (CausalProblem, StateProblem, …) must be visible to it.
+[assembly: InternalsVisibleTo("ILGPURuntime")]
+
+namespace RetNet.Ilgpu.Retention;
+
+/// <summary>
+/// The shared-memory tile of the tiled retention kernels, fixed at compile time (static shared memory needs constant
+/// sizes). The group size is not part of it: threads stride over the tile, so any group size runs any tile.
+/// </summary>
+internal interface IRetentionTile
+{
+    /// <summary>Tokens per tile: query rows, key rows, and the token rows of a state update.</summary>
+    int Rows { get; }
+
+    /// <summary>Slice of the contracted dimension (Dk for scores, the state's rows) held at once.</summary>
+    int Depth { get; }
+
+    /// <summary>Output columns per group (the dv-tile).</summary>
+    int Columns { get; }
+}
+
+/// <summary>16 tokens × 16 deep × 16 columns: for narrow heads (≤ 16 output columns); 6 KB of shared memory.</summary>
+internal readonly struct RetentionTile16 : IRetentionTile
+{
+    public int Rows => 16;
+    public int Depth => 16;
+    public int Columns => 16;
+}
+
+/// <summary>32 tokens × 16 deep × 64 columns: for ordinary heads; 28 KB of shared memory.</summary>
+internal readonly struct RetentionTile32x64 : IRetentionTile
+{
+    public int Rows => 32;
+    public int Depth => 16;
+    public int Columns => 64;
+}
+
+/// <summary>
+/// The decayed causal product both the parallel and the chunkwise forms are made of. For every row r of a window of
+/// tokens (the whole sequence for the parallel form, one chunk for the chunkwise form):
+/// <code>
+///   forward:  out_r = γ^(r−start+1) x_r S_w  + Σ_{start ≤ c ≤ r} γ^(r−c) (x_r·y_c) z_c
+///   reverse:  out_r = γ^(end−1−r)   x_r S_w  + Σ_{r ≤ c &lt; end}  γ^(c−r) (x_r·y_c) z_c
+/// </code>
+/// with x, y [B, T, H, RowDim], z, out [B, T, H, OutDim] and S_w the window's state, a [RowDim, OutDim] matrix read
+/// with the given strides (so a stored [Dk, Dv] state can be read transposed). The output is o (forward: q, k, v, S),
+/// dq (forward: dO, v, k, Sᵀ), dk (reverse: v, dO, q, dSᵀ) or dv (reverse: k, q, dO, dS).
+/// </summary>
+internal struct CausalProblem
+{
+    public int Heads;
+    public int SeqLen;
+    public int RowDim;
+    public int OutDim;
+
+    /// <summary>Window length C (≤ T); the last window may be shorter.</summary>
+    public int ChunkSize;
+
+    /// <summary>Windows per sequence, ⌈T / C⌉; states are stored [B, H, ChunkCount, RowDim·OutDim].</summary>
+    public int ChunkCount;
+
+    public int StateRowStride;
+    public int StateColStride;
+
+    /// <summary>1 when a state term is added, 0 when there is no state (the state view is then a placeholder).</summary>
+    public int HasState;
+
+    /// <summary>1 for the anti-causal (reverse) product of the backward pass.</summary>
+    public int Reverse;
+}
+
+/// <summary>
+/// The chunk-state walk. Per (b, h), a [RowDim, ColDim] matrix S runs over the chunks:
+/// <code>
+///   forward (states):          S_(c+1) = γ^n S_c + Σ_{j&lt;n} γ^(n−1−j) x_jᵀ y_j   (x = k, y = v; S_0 = initial)
+///   reverse (state gradients): G_c     = γ^n G_(c+1) + Σ_{j&lt;n} γ^(j+1) x_jᵀ y_j (x = q, y = dO; G_last+1 = dS_T)
+/// </code>
+/// j counting tokens of the chunk from its start and n its length. It writes, when asked, the matrix entering every
+/// chunk in walk order (forward: S_c; reverse: the gradient leaving chunk c) and the final one (S_T or dS_0).
+/// </summary>
+internal struct StateProblem
+{
+    public int Heads;
+    public int SeqLen;
+    public int RowDim;
+    public int ColDim;
+    public int ChunkSize;
+    public int ChunkCount;
+    public int HasInitial;
+    public int WriteChunkStates;
+    public int WriteFinal;
+    public int Reverse;
+}
+
+/// <summary>Sizes of the recurrent scan.</summary>
+internal struct RecurrentProblem
+{
+    public int Heads;
+    public int SeqLen;
+    public int KeyDim;
+    public int ValueDim;
+}
+
+/// <summary>
+/// Device code of retention. Every kernel reads the decay table [2, H] = [log γ_h ; γ_h − 1] (computed in double on the
+/// host): decays are exp((log γ)·m) with m ≥ 0, a masked pair is zeroed by index, never by an infinite exponent, and the
+/// recurrent scan multiplies by γ as s + (γ − 1)·s, so γ within 1e-7 of 1 keeps its fp32 relative accuracy. Sums in fp32.
+/// </summary>
+internal static partial class RetentionKernels
+{
+    /// <summary>γ^m for m ≥ 0 from log γ: underflows to 0 for long distances, never overflows.</summary>
+    private static float Decay(float logGamma, int m) => XMath.Exp(logGamma * m);
+}

@@ -1,0 +1,195 @@
+using ILGPU;
+using ILGPU.Runtime;
+using RetNet.Ilgpu.Devices;
+using RetNet.Ilgpu.Tensors;
+
+namespace RetNet.Ilgpu.Retention;
+
+/// <summary>
+/// Operands of one decayed causal product (<see cref="CausalProblem"/>): rows x and keys y [B, T, H, RowDim], values z
+/// and output [B, T, H, OutDim], the window states [B, H, ⌈T/C⌉, ·] stored [RowDim, OutDim] or, when
+/// <paramref name="TransposeState"/>, [OutDim, RowDim].
+/// </summary>
+internal readonly record struct CausalOperands(
+    Tensor Rows, Tensor Keys, Tensor Values, Tensor? State, bool TransposeState, Tensor Decay, Tensor Output,
+    int ChunkSize, bool Reverse);
+
+/// <summary>
+/// Operands of one chunk-state walk (<see cref="StateProblem"/>): x [B, T, H, RowDim], y [B, T, H, ColDim], the optional
+/// initial matrix [B, H, RowDim, ColDim], the optional per-chunk output [B, H, ⌈T/C⌉, RowDim, ColDim] and the optional
+/// final matrix (which may be the initial one itself: every element is read before it is written, by one thread).
+/// </summary>
+internal readonly record struct StateOperands(
+    Tensor X, Tensor Y, Tensor? Initial, Tensor Decay, Tensor? ChunkStates, Tensor? Final, int ChunkSize, bool Reverse);
+
+/// <summary>
+/// Which retention kernels a call launches, and with what tile and group size: barrier-free on the CPU accelerator,
+/// tiled elsewhere. Tests pass every configuration explicitly through the forms' internal overloads.
+/// </summary>
+internal abstract class RetentionLaunch
+{
+    /// <summary>The group size of tiled launches on a GPU: enough threads to give each a few tile elements.</summary>
+    public const int DefaultGroupSize = 256;
+
+    /// <summary>Barrier-free kernels (one thread per output row or state column).</summary>
+    public static RetentionLaunch BarrierFree { get; } = new BarrierFreeLaunch();
+
+    /// <summary>Tiled kernels with tile <typeparamref name="TTile"/> and <paramref name="groupSize"/> threads per group.</summary>
+    public static RetentionLaunch Tiled<TTile>(int groupSize) where TTile : struct, IRetentionTile =>
+        new TiledLaunch<TTile>(groupSize);
+
+    /// <summary>What the library launches on <paramref name="device"/>.</summary>
+    public static RetentionLaunch For(RetNetDevice device) =>
+        device.IsCpuSimulator ? BarrierFree : new AutoTiledLaunch(Math.Min(DefaultGroupSize, device.MaxGroupSize));
+
+    /// <summary>
+    /// Every configuration the library can launch on a device with groups of at most <paramref name="maxGroupSize"/>:
+    /// the barrier-free kernels, and each tile at the default group size and at 7 threads (fewer threads than tile
+    /// elements, not dividing them).
+    /// </summary>
+    public static IReadOnlyList<RetentionLaunch> Configurations(int maxGroupSize)
+    {
+        var full = Math.Min(DefaultGroupSize, maxGroupSize);
+        return
+        [
+            BarrierFree,
+            Tiled<RetentionTile16>(full), Tiled<RetentionTile16>(7),
+            Tiled<RetentionTile32x64>(full), Tiled<RetentionTile32x64>(7),
+        ];
+    }
+
+    /// <summary>A short description, for test names and messages.</summary>
+    public abstract string Name { get; }
+
+    /// <summary>Queues the decayed causal product on the device's stream.</summary>
+    public abstract void Causal(in CausalOperands operands);
+
+    /// <summary>Queues the chunk-state walk on the device's stream.</summary>
+    public abstract void States(in StateOperands operands);
+
+    /// <inheritdoc/>
+    public override string ToString() => Name;
+
+    protected static CausalProblem Problem(in CausalOperands o, out int chunkCount)
+    {
+        var seqLen = o.Rows.Dim(1);
+        var rowDim = o.Rows.Dim(3);
+        var outDim = o.Values.Dim(3);
+        var chunkSize = Math.Min(o.ChunkSize, seqLen);
+        chunkCount = (seqLen + chunkSize - 1) / chunkSize;
+        return new CausalProblem
+        {
+            Heads = o.Rows.Dim(2),
+            SeqLen = seqLen,
+            RowDim = rowDim,
+            OutDim = outDim,
+            ChunkSize = chunkSize,
+            ChunkCount = chunkCount,
+            StateRowStride = o.TransposeState ? 1 : outDim,
+            StateColStride = o.TransposeState ? rowDim : 1,
+            HasState = o.State is null ? 0 : 1,
+            Reverse = o.Reverse ? 1 : 0,
+        };
+    }
+
+    protected static StateProblem Problem(in StateOperands o)
+    {
+        var seqLen = o.X.Dim(1);
+        var chunkSize = Math.Min(o.ChunkSize, seqLen);
+        return new StateProblem
+        {
+            Heads = o.X.Dim(2),
+            SeqLen = seqLen,
+            RowDim = o.X.Dim(3),
+            ColDim = o.Y.Dim(3),
+            ChunkSize = chunkSize,
+            ChunkCount = (seqLen + chunkSize - 1) / chunkSize,
+            HasInitial = o.Initial is null ? 0 : 1,
+            WriteChunkStates = o.ChunkStates is null ? 0 : 1,
+            WriteFinal = o.Final is null ? 0 : 1,
+            Reverse = o.Reverse ? 1 : 0,
+        };
+    }
+
+    /// <summary>The view of an optional tensor; absent ones get a placeholder the kernel never reads (its flag is 0).</summary>
+    protected static ArrayView<float> ViewOrPlaceholder(Tensor? tensor, Tensor placeholder) =>
+        (tensor ?? placeholder).View;
+
+    private sealed class BarrierFreeLaunch : RetentionLaunch
+    {
+        public override string Name => "barrier-free";
+
+        public override void Causal(in CausalOperands o)
+        {
+            var device = o.Rows.Device;
+            var problem = Problem(o, out _);
+            var kernel = device.Kernel(RetentionKernels.CausalRows, accelerator =>
+                accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, ArrayView<float>, CausalProblem>(RetentionKernels.CausalRows));
+            kernel(device.Stream, o.Rows.Dim(0) * problem.SeqLen * problem.Heads, o.Rows.View, o.Keys.View,
+                o.Values.View, ViewOrPlaceholder(o.State, o.Decay), o.Decay.View, o.Output.View, problem);
+        }
+
+        public override void States(in StateOperands o)
+        {
+            var device = o.X.Device;
+            var problem = Problem(o);
+            var kernel = device.Kernel(RetentionKernels.StatesColumns, accelerator =>
+                accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, ArrayView<float>, StateProblem>(RetentionKernels.StatesColumns));
+            kernel(device.Stream, o.X.Dim(0) * problem.Heads * problem.ColDim, o.X.View, o.Y.View,
+                ViewOrPlaceholder(o.Initial, o.Decay), o.Decay.View, ViewOrPlaceholder(o.ChunkStates, o.Decay),
+                ViewOrPlaceholder(o.Final, o.Decay), problem);
+        }
+    }
+
+    private sealed class TiledLaunch<TTile>(int groupSize) : RetentionLaunch where TTile : struct, IRetentionTile
+    {
+        public override string Name => $"tiled {typeof(TTile).Name} × {groupSize} threads";
+
+        public override void Causal(in CausalOperands o)
+        {
+            var device = o.Rows.Device;
+            var tile = default(TTile);
+            var problem = Problem(o, out var chunkCount);
+            var tilesPerChunk = (problem.ChunkSize + tile.Rows - 1) / tile.Rows;
+            var grid = new Index3D(chunkCount * tilesPerChunk, (problem.OutDim + tile.Columns - 1) / tile.Columns,
+                o.Rows.Dim(0) * problem.Heads);
+            var kernel = device.Kernel(RetentionKernels.CausalTiled<TTile>, accelerator =>
+                accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, CausalProblem>(RetentionKernels.CausalTiled<TTile>));
+            kernel(device.Stream, new KernelConfig(grid, new Index3D(groupSize, 1, 1)), o.Rows.View, o.Keys.View,
+                o.Values.View, ViewOrPlaceholder(o.State, o.Decay), o.Decay.View, o.Output.View, problem);
+        }
+
+        public override void States(in StateOperands o)
+        {
+            var device = o.X.Device;
+            var tile = default(TTile);
+            var problem = Problem(o);
+            var grid = new Index3D((problem.RowDim + tile.Depth - 1) / tile.Depth,
+                (problem.ColDim + tile.Columns - 1) / tile.Columns, o.X.Dim(0) * problem.Heads);
+            var kernel = device.Kernel(RetentionKernels.StatesTiled<TTile>, accelerator =>
+                accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, StateProblem>(RetentionKernels.StatesTiled<TTile>));
+            kernel(device.Stream, new KernelConfig(grid, new Index3D(groupSize, 1, 1)), o.X.View, o.Y.View,
+                ViewOrPlaceholder(o.Initial, o.Decay), o.Decay.View, ViewOrPlaceholder(o.ChunkStates, o.Decay),
+                ViewOrPlaceholder(o.Final, o.Decay), problem);
+        }
+    }
+
+    /// <summary>Tiled, with the narrow tile when the output has at most 16 columns and the wide one otherwise.</summary>
+    private sealed class AutoTiledLaunch(int groupSize) : RetentionLaunch
+    {
+        private readonly RetentionLaunch narrow = new TiledLaunch<RetentionTile16>(groupSize);
+        private readonly RetentionLaunch wide = new TiledLaunch<RetentionTile32x64>(groupSize);
+
+        public override string Name => $"tiled (auto) × {groupSize} threads";
+
+        public override void Causal(in CausalOperands o) =>
+            (o.Values.Dim(3) <= default(RetentionTile16).Columns ? narrow : wide).Causal(o);
+
+        public override void States(in StateOperands o) =>
+            (o.Y.Dim(3) <= default(RetentionTile16).Columns ? narrow : wide).States(o);
+    }
+}

@@ -1,0 +1,136 @@
+using RetNet.Ilgpu.Tensors;
+
+namespace RetNet.Ilgpu.Retention;
+
+/// <summary>
+/// The sizes of one retention problem: q, k [B, T, H, Dk]; v, o [B, T, H, Dv]; state [B, H, Dk, Dv].
+/// </summary>
+/// <param name="Batch">B, the number of independent sequences.</param>
+/// <param name="SeqLen">T, tokens per sequence.</param>
+/// <param name="Heads">H, retention heads (one γ each).</param>
+/// <param name="KeyDim">Dk, the query and key size per head.</param>
+/// <param name="ValueDim">Dv, the value and output size per head.</param>
+public readonly record struct RetentionShape(int Batch, int SeqLen, int Heads, int KeyDim, int ValueDim)
+{
+    /// <summary>The shape of q and k: [B, T, H, Dk].</summary>
+    public int[] QueryShape => [Batch, SeqLen, Heads, KeyDim];
+
+    /// <summary>The shape of v and o: [B, T, H, Dv].</summary>
+    public int[] ValueShape => [Batch, SeqLen, Heads, ValueDim];
+
+    /// <summary>The shape of a state: [B, H, Dk, Dv].</summary>
+    public int[] StateShape => [Batch, Heads, KeyDim, ValueDim];
+
+    /// <summary>Elements of q (and of k).</summary>
+    public int QueryLength => Batch * SeqLen * Heads * KeyDim;
+
+    /// <summary>Elements of v (and of o).</summary>
+    public int ValueLength => Batch * SeqLen * Heads * ValueDim;
+
+    /// <summary>Elements of a state.</summary>
+    public int StateLength => Batch * Heads * KeyDim * ValueDim;
+
+    /// <summary>The number of chunks of at most <paramref name="chunkSize"/> tokens that cover T.</summary>
+    public int ChunkCount(int chunkSize) => (SeqLen + chunkSize - 1) / chunkSize;
+
+    /// <inheritdoc/>
+    public override string ToString() => $"B={Batch} T={SeqLen} H={Heads} Dk={KeyDim} Dv={ValueDim}";
+}
+
+/// <summary>
+/// Argument checks shared by the three forms. Everything is checked before anything is launched or written.
+/// </summary>
+internal static class RetentionChecks
+{
+    /// <summary>Checks q, k [B, T, H, Dk], v [B, T, H, Dv] (every size ≥ 1, one device) and the decay's head count.</summary>
+    public static RetentionShape Inputs(Tensor q, Tensor k, Tensor v, DecaySchedule decay)
+    {
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(k);
+        ArgumentNullException.ThrowIfNull(v);
+        ArgumentNullException.ThrowIfNull(decay);
+        ShapeCheck.SameDevice(q.Device, nameof(k), k);
+        ShapeCheck.SameDevice(q.Device, nameof(v), v);
+        ShapeCheck.Rank(q, nameof(q), 4);
+        if (q.Length == 0)
+            throw new ArgumentException(
+                $"Argument 'q' has shape {ShapeCheck.Format(q.Shape)}; expected [B, T, H, Dk] with every size ≥ 1.",
+                nameof(q));
+        ShapeCheck.Expect(k, nameof(k), q.ShapeArray);
+        ShapeCheck.Expect(v, nameof(v), q.Dim(0), q.Dim(1), q.Dim(2), ShapeCheck.Any);
+        if (v.Dim(3) == 0)
+            throw new ArgumentException(
+                $"Argument 'v' has shape {ShapeCheck.Format(v.Shape)}; expected [B, T, H, Dv] with Dv ≥ 1.", nameof(v));
+        var shape = new RetentionShape(q.Dim(0), q.Dim(1), q.Dim(2), q.Dim(3), v.Dim(3));
+        if (decay.Heads != shape.Heads)
+            throw new ArgumentException(
+                $"Argument 'decay' has {decay.Heads} heads; expected H = {shape.Heads} from q {ShapeCheck.Format(q.Shape)}.",
+                nameof(decay));
+        return shape;
+    }
+
+    /// <summary>Requires a tensor of the given shape on the device of <paramref name="input"/> (skipped when absent).</summary>
+    public static void Optional(Tensor? tensor, string argument, Tensor input, int[] expected)
+    {
+        if (tensor is null)
+            return;
+        Required(tensor, argument, input, expected);
+    }
+
+    /// <summary>Requires a tensor of the given shape on the device of <paramref name="input"/>.</summary>
+    public static void Required(Tensor? tensor, string argument, Tensor input, int[] expected)
+    {
+        ArgumentNullException.ThrowIfNull(tensor, argument);
+        ShapeCheck.SameDevice(input.Device, argument, tensor);
+        ShapeCheck.Expect(tensor, argument, expected);
+    }
+
+    /// <summary>Requires C ≥ 1.</summary>
+    public static void ChunkSize(int chunkSize)
+    {
+        if (chunkSize < 1)
+            throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize,
+                $"Argument 'chunkSize' is {chunkSize}; expected a chunk size ≥ 1.");
+    }
+
+    /// <summary>
+    /// Requires every output to share no storage with any input or with another output: each kernel reads its inputs
+    /// while writing its outputs.
+    /// </summary>
+    public static void NoAliasing(
+        IEnumerable<(Tensor? Tensor, string Name)> outputs, IEnumerable<(Tensor? Tensor, string Name)> inputs)
+    {
+        var outs = outputs.Where(o => o.Tensor is not null).ToList();
+        var ins = inputs.Where(i => i.Tensor is not null).ToList();
+        for (var i = 0; i < outs.Count; i++)
+        {
+            foreach (var input in ins)
+                ShapeCheck.Distinct(outs[i].Tensor!, outs[i].Name, input.Tensor!, input.Name);
+            for (var j = 0; j < i; j++)
+                ShapeCheck.Distinct(outs[i].Tensor!, outs[i].Name, outs[j].Tensor!, outs[j].Name);
+        }
+    }
+
+    /// <summary>The checks of the parallel and chunkwise backward passes, after <see cref="Inputs"/>.</summary>
+    public static void Backward(RetentionShape shape, Tensor q, Tensor k, Tensor v, Tensor? initialState,
+        Tensor? dOutput, Tensor? dFinalState, Tensor dq, Tensor dk, Tensor dv, Tensor? dInitialState)
+    {
+        Optional(initialState, nameof(initialState), q, shape.StateShape);
+        Optional(dOutput, nameof(dOutput), q, shape.ValueShape);
+        Optional(dFinalState, nameof(dFinalState), q, shape.StateShape);
+        Required(dq, nameof(dq), q, shape.QueryShape);
+        Required(dk, nameof(dk), q, shape.QueryShape);
+        Required(dv, nameof(dv), q, shape.ValueShape);
+        Optional(dInitialState, nameof(dInitialState), q, shape.StateShape);
+        NoAliasing(
+            [(dq, nameof(dq)), (dk, nameof(dk)), (dv, nameof(dv)), (dInitialState, nameof(dInitialState))],
+            [(q, nameof(q)), (k, nameof(k)), (v, nameof(v)), (initialState, nameof(initialState)),
+             (dOutput, nameof(dOutput))]);
+        if (dFinalState is null)
+            return;
+        foreach (var (gradient, name) in new[] { (dq, nameof(dq)), (dk, nameof(dk)), (dv, nameof(dv)) })
+            ShapeCheck.Distinct(gradient, name, dFinalState, nameof(dFinalState));
+        if (dInitialState is not null)
+            ShapeCheck.DistinctOrSame(dInitialState, nameof(dInitialState), dFinalState, nameof(dFinalState));
+    }
+}

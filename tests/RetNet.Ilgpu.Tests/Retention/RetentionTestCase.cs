@@ -1,0 +1,177 @@
+using RetNet.Ilgpu.Retention;
+using RetNet.Ilgpu.Tests.Support;
+
+namespace RetNet.Ilgpu.Tests.Retention;
+
+/// <summary>
+/// One random retention problem: host inputs, the same inputs on the device, and the double references of the forward
+/// and backward pass. Shared by the tests and the property suite so both compare the same way, with
+/// <see cref="Numerics.AssertClose(string, IReadOnlyList{float}, IReadOnlyList{double}, double)"/> (the project's one
+/// tolerance rule).
+/// </summary>
+public sealed class RetentionTestCase : IDisposable
+{
+    private readonly Lazy<RetentionReferenceOutput> forward;
+    private readonly Lazy<RetentionReferenceGradients> backward;
+
+    /// <summary>Draws q, k, v (and S_0, dO, dS_T when asked) uniformly in [−scale, scale) from the seed.</summary>
+    public RetentionTestCase(RetNetDevice device, RetentionShape shape, DecaySchedule decay, int seed, float scale = 1f,
+        bool withInitialState = true, bool withOutputGradient = true, bool withFinalStateGradient = true)
+    {
+        Device = device;
+        Shape = shape;
+        Decay = decay;
+        Q = Numerics.Uniform(seed, shape.QueryLength, scale);
+        K = Numerics.Uniform(seed + 1, shape.QueryLength, scale);
+        V = Numerics.Uniform(seed + 2, shape.ValueLength, scale);
+        InitialState = withInitialState ? Numerics.Uniform(seed + 3, shape.StateLength, scale) : null;
+        OutputGradient = withOutputGradient ? Numerics.Uniform(seed + 4, shape.ValueLength) : null;
+        FinalStateGradient = withFinalStateGradient ? Numerics.Uniform(seed + 5, shape.StateLength) : null;
+        QueryTensor = Tensor.FromHost(device, Q, shape.QueryShape);
+        KeyTensor = Tensor.FromHost(device, K, shape.QueryShape);
+        ValueTensor = Tensor.FromHost(device, V, shape.ValueShape);
+        InitialStateTensor = InitialState is null ? null : Tensor.FromHost(device, InitialState, shape.StateShape);
+        OutputGradientTensor = OutputGradient is null ? null : Tensor.FromHost(device, OutputGradient, shape.ValueShape);
+        FinalStateGradientTensor = FinalStateGradient is null
+            ? null
+            : Tensor.FromHost(device, FinalStateGradient, shape.StateShape);
+        forward = new(() => RetentionReference.Parallel(shape, decay, Q, K, V, InitialState));
+        backward = new(() => RetentionReference.ParallelBackward(
+            shape, decay, Q, K, V, InitialState, OutputGradient, FinalStateGradient));
+    }
+
+    /// <summary>The device the tensors live on.</summary>
+    public RetNetDevice Device { get; }
+
+    /// <summary>The sizes.</summary>
+    public RetentionShape Shape { get; }
+
+    /// <summary>γ per head.</summary>
+    public DecaySchedule Decay { get; }
+
+    /// <summary>Host inputs.</summary>
+    public float[] Q { get; }
+
+    /// <summary>Host keys.</summary>
+    public float[] K { get; }
+
+    /// <summary>Host values.</summary>
+    public float[] V { get; }
+
+    /// <summary>Host S_0, or null.</summary>
+    public float[]? InitialState { get; }
+
+    /// <summary>Host dO, or null.</summary>
+    public float[]? OutputGradient { get; }
+
+    /// <summary>Host dS_T, or null.</summary>
+    public float[]? FinalStateGradient { get; }
+
+    /// <summary>q on the device.</summary>
+    public Tensor QueryTensor { get; }
+
+    /// <summary>k on the device.</summary>
+    public Tensor KeyTensor { get; }
+
+    /// <summary>v on the device.</summary>
+    public Tensor ValueTensor { get; }
+
+    /// <summary>S_0 on the device, or null.</summary>
+    public Tensor? InitialStateTensor { get; }
+
+    /// <summary>dO on the device, or null.</summary>
+    public Tensor? OutputGradientTensor { get; }
+
+    /// <summary>dS_T on the device, or null.</summary>
+    public Tensor? FinalStateGradientTensor { get; }
+
+    /// <summary>The double-precision quadratic-form forward pass.</summary>
+    public RetentionReferenceOutput Reference => forward.Value;
+
+    /// <summary>The double-precision quadratic-form backward pass.</summary>
+    public RetentionReferenceGradients ReferenceGradients => backward.Value;
+
+    /// <summary>A new output tensor [B, T, H, Dv].</summary>
+    public Tensor NewOutput() => Tensor.Zeros(Device, Shape.ValueShape);
+
+    /// <summary>A new state tensor [B, H, Dk, Dv].</summary>
+    public Tensor NewState() => Tensor.Zeros(Device, Shape.StateShape);
+
+    /// <summary>New gradient tensors dq, dk, dv, dS_0.</summary>
+    public RetentionGradientTensors NewGradients() => new(
+        Tensor.Zeros(Device, Shape.QueryShape), Tensor.Zeros(Device, Shape.QueryShape),
+        Tensor.Zeros(Device, Shape.ValueShape), Tensor.Zeros(Device, Shape.StateShape));
+
+    /// <summary>Asserts output and final state against the reference.</summary>
+    public void AssertForward(string what, Tensor output, Tensor? finalState)
+    {
+        Numerics.AssertClose($"{what}: output", output.ToHost(), Reference.Output);
+        if (finalState is not null)
+            Numerics.AssertClose($"{what}: final state", finalState.ToHost(), Reference.FinalState);
+    }
+
+    /// <summary>Asserts dq, dk, dv, dS_0 against the reference.</summary>
+    public void AssertBackward(string what, RetentionGradientTensors gradients)
+    {
+        var expected = ReferenceGradients;
+        Numerics.AssertClose($"{what}: dq", gradients.Dq.ToHost(), expected.QueryGradient);
+        Numerics.AssertClose($"{what}: dk", gradients.Dk.ToHost(), expected.KeyGradient);
+        Numerics.AssertClose($"{what}: dv", gradients.Dv.ToHost(), expected.ValueGradient);
+        Numerics.AssertClose($"{what}: dS0", gradients.DInitialState.ToHost(), expected.InitialStateGradient);
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        QueryTensor.Dispose();
+        KeyTensor.Dispose();
+        ValueTensor.Dispose();
+        InitialStateTensor?.Dispose();
+        OutputGradientTensor?.Dispose();
+        FinalStateGradientTensor?.Dispose();
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() =>
+        $"{Shape} {Decay} S0={(InitialState is null ? "no" : "yes")} dO={(OutputGradient is null ? "no" : "yes")} " +
+        $"dS_T={(FinalStateGradient is null ? "no" : "yes")}";
+}
+
+/// <summary>Gradient outputs of one backward pass.</summary>
+/// <param name="Dq">dq [B, T, H, Dk].</param>
+/// <param name="Dk">dk [B, T, H, Dk].</param>
+/// <param name="Dv">dv [B, T, H, Dv].</param>
+/// <param name="DInitialState">dS_0 [B, H, Dk, Dv].</param>
+public sealed record RetentionGradientTensors(Tensor Dq, Tensor Dk, Tensor Dv, Tensor DInitialState) : IDisposable
+{
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        Dq.Dispose();
+        Dk.Dispose();
+        Dv.Dispose();
+        DInitialState.Dispose();
+    }
+}
+
+/// <summary>Host-side slicing of [B, T, H, D] arrays along T, to cut a sequence into segments.</summary>
+public static class RetentionTokens
+{
+    /// <summary>Tokens [start, start + count) of a [B, T, H, dim] array, as a [B, count, H, dim] array.</summary>
+    public static float[] Slice(float[] x, RetentionShape shape, int dim, int start, int count)
+    {
+        var rowLength = shape.Heads * dim;
+        var result = new float[shape.Batch * count * rowLength];
+        for (var b = 0; b < shape.Batch; b++)
+            Array.Copy(x, (b * shape.SeqLen + start) * rowLength, result, b * count * rowLength, count * rowLength);
+        return result;
+    }
+
+    /// <summary>Writes a [B, count, H, dim] array into tokens [start, start + count) of a [B, T, H, dim] array.</summary>
+    public static void Place(float[] segment, float[] x, RetentionShape shape, int dim, int start, int count)
+    {
+        var rowLength = shape.Heads * dim;
+        for (var b = 0; b < shape.Batch; b++)
+            Array.Copy(segment, b * count * rowLength, x, (b * shape.SeqLen + start) * rowLength, count * rowLength);
+    }
+}
