@@ -13,7 +13,139 @@ internal static class BenchCommand
     public static Command Create() => new("bench", "Measure kernels on a device (medians after warm-up).")
     {
         Gemm(),
+        Retention(),
     };
+
+    private static Command Retention()
+    {
+        var device = CommonOptions.Device();
+        var json = CommonOptions.Json();
+        var batch = new Option<int>("--batch") { Description = "Batch size B.", DefaultValueFactory = _ => 1 };
+        var heads = new Option<int>("--heads") { Description = "Heads H.", DefaultValueFactory = _ => 4 };
+        var dk = new Option<int>("--dk") { Description = "Key head dimension.", DefaultValueFactory = _ => 64 };
+        var dv = new Option<int>("--dv") { Description = "Value head dimension.", DefaultValueFactory = _ => 64 };
+        var chunk = new Option<int>("--chunk-size") { Description = "Chunk size C.", DefaultValueFactory = _ => 64 };
+        var seqLens = new Option<string>("--seq-lens")
+        {
+            Description = "Comma-separated sequence lengths.",
+            DefaultValueFactory = _ => "256,512,1024,2048,4096",
+        };
+        var repetitions = new Option<int>("--repetitions")
+        {
+            Description = "Timed runs per case (fewer when a case exceeds --seconds-per-case); the median is reported.",
+            DefaultValueFactory = _ => 5,
+        };
+        var secondsPerCase = new Option<double>("--seconds-per-case")
+        {
+            Description = "Stop repeating a case after this many seconds (at least one run).",
+            DefaultValueFactory = _ => 10,
+        };
+        var command = new Command("retention",
+            "Time each retention form (median, peak device bytes) forward and forward+backward over sequence lengths.")
+        {
+            device, json, batch, heads, dk, dv, chunk, seqLens, repetitions, secondsPerCase,
+        };
+        command.SetAction(parse => CommonOptions.Run(() =>
+        {
+            var options = new RetentionBenchmarkOptions
+            {
+                Batch = parse.GetValue(batch),
+                Heads = parse.GetValue(heads),
+                KeyDim = parse.GetValue(dk),
+                ValueDim = parse.GetValue(dv),
+                ChunkSize = parse.GetValue(chunk),
+                SeqLens = ParsePositiveList(parse.GetValue(seqLens) ?? "", "--seq-lens"),
+                Repetitions = parse.GetValue(repetitions),
+                SecondsPerCase = parse.GetValue(secondsPerCase),
+            };
+            using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
+            Console.WriteLine($"B={options.Batch} H={options.Heads} Dk={options.KeyDim} Dv={options.ValueDim} " +
+                              $"C={options.ChunkSize}");
+            string[] header = ["form", "direction", "T", "median ms", "peak bytes", "GFLOP/s", "GB/s"];
+            var widths = new[] { 9, 16, 5, 10, 11, 8, 8 };
+            string Row(IReadOnlyList<string> cells) =>
+                string.Join("  ", cells.Select((c, i) => c.PadLeft(widths[i]))).TrimEnd();
+            var printedHeader = false;
+            var results = RetentionBenchmark.Run(opened, options, r =>
+            {
+                // The header follows the library's validation of the options, so an error stands alone.
+                if (!printedHeader)
+                    Console.WriteLine(Row(header));
+                printedHeader = true;
+                Console.WriteLine(Row(
+            [
+                r.Form, r.Direction, r.SeqLen.ToString(), Format.Number(r.MedianMs, "0.00"), r.PeakBytes.ToString(),
+                Format.Number(RetentionBenchmark.GflopsPerSecond(r), "0.000"),
+                Format.Number(RetentionBenchmark.GigabytesPerSecond(r), "0.000"),
+            ]));
+            });
+            PrintScaling(results, options);
+            var file = parse.GetValue(json);
+            if (file is not null)
+            {
+                var records = results.Select(r => new
+                {
+                    form = r.Form,
+                    direction = r.Direction,
+                    batch = r.Batch,
+                    heads = r.Heads,
+                    dk = r.Dk,
+                    dv = r.Dv,
+                    seqLen = r.SeqLen,
+                    chunkSize = r.ChunkSize,
+                    medianMs = r.MedianMs,
+                    peakBytes = r.PeakBytes,
+                    gflops = RetentionBenchmark.GflopsPerSecond(r),
+                    gbps = RetentionBenchmark.GigabytesPerSecond(r),
+                    device = opened.Description.Name,
+                    deviceKind = opened.Kind.ToString(),
+                });
+                AtomicFile.WriteAllText(file.FullName, JsonSerializer.Serialize(records, JsonOptions));
+                Console.WriteLine($"wrote {file.FullName}");
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>The ratios the retention claims rest on, read off this run's table.</summary>
+    private static void PrintScaling(IReadOnlyList<RetentionBenchmarkResult> results, RetentionBenchmarkOptions options)
+    {
+        var lengths = options.SeqLens.Distinct().Order().ToList();
+        if (lengths.Count < 2)
+            return;
+        var (shortest, longest) = (lengths.Count > 2 && lengths.Contains(512) ? 512 : lengths[0], lengths[^1]);
+        RetentionBenchmarkResult? Find(string form, string direction, int t) =>
+            results.FirstOrDefault(r => r.Form == form && r.Direction == direction && r.SeqLen == t);
+        foreach (var direction in RetentionBenchmark.Directions)
+        {
+            var chunkShort = Find("chunkwise", direction, shortest);
+            var chunkLong = Find("chunkwise", direction, longest);
+            var parallelLong = Find("parallel", direction, longest);
+            if (chunkShort is null || chunkLong is null || parallelLong is null)
+                continue;
+            Console.WriteLine(
+                $"{direction}: chunkwise time T={longest}/T={shortest} = " +
+                $"{Format.Number(chunkLong.MedianMs / chunkShort.MedianMs, "0.00")} (T ratio {longest / (double)shortest:0.##}), " +
+                $"peak bytes ratio {Format.Number(chunkLong.PeakBytes / (double)chunkShort.PeakBytes, "0.00")}; " +
+                $"parallel/chunkwise time at T={longest} = {Format.Number(parallelLong.MedianMs / chunkLong.MedianMs, "0.00")}");
+        }
+        var parallel = Find("parallel", "forward", longest);
+        if (parallel is not null)
+        {
+            var scores = 4.0 * options.Batch * options.Heads * longest * longest;
+            Console.WriteLine($"parallel forward peak at T={longest}: {parallel.PeakBytes} bytes; one T×T fp32 score " +
+                              $"buffer per head would be {scores:0} bytes ({Format.Number(scores / parallel.PeakBytes, "0.#")}×)");
+        }
+    }
+
+    private static IReadOnlyList<int> ParsePositiveList(string text, string option)
+    {
+        var items = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (items.Length == 0 || !items.All(i => int.TryParse(i, out var v) && v > 0))
+            throw new ArgumentException($"{option}: '{text}' is not a comma-separated list of positive integers.");
+        return items.Select(int.Parse).ToList();
+    }
 
     private static Command Gemm()
     {

@@ -149,6 +149,29 @@ public static class RetentionBenchmark
     public static double GflopsPerSecond(RetentionBenchmarkResult result) =>
         FlopCount(result) / (result.MedianMs * 1e6);
 
+    /// <summary>
+    /// The bytes a call must move at the least: forward reads q, k, v and writes o; forward+backward also reads q, k, v
+    /// and dO again and writes dq, dk, dv. Divided by the median time it gives the achieved GB/s, the figure to hold
+    /// against the memory bandwidth for the linear-cost forms.
+    /// </summary>
+    /// <exception cref="ArgumentException">The direction is unknown.</exception>
+    public static double CompulsoryBytes(RetentionBenchmarkResult result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        double tokens = (double)result.Batch * result.SeqLen * result.Heads;
+        var forward = tokens * (2 * result.Dk + 2 * result.Dv) * sizeof(float);
+        return result.Direction switch
+        {
+            "forward" => forward,
+            "forward+backward" => forward + tokens * (4 * result.Dk + 4 * result.Dv) * sizeof(float),
+            _ => throw new ArgumentException($"Unknown direction '{result.Direction}'.", nameof(result)),
+        };
+    }
+
+    /// <summary>Achieved GB/s of a result: <see cref="CompulsoryBytes"/> / median time.</summary>
+    public static double GigabytesPerSecond(RetentionBenchmarkResult result) =>
+        CompulsoryBytes(result) / (result.MedianMs * 1e6);
+
     /// <summary>Pairs (t, j), j ≤ t, within windows of <paramref name="window"/> tokens covering T.</summary>
     private static double Pairs(int seqLen, int window)
     {

@@ -1,9 +1,4 @@
-using System.Runtime.CompilerServices;
 using ILGPU.Algorithms;
-
-// The CPU accelerator runs kernels through a task type ILGPU emits in its "ILGPURuntime" assembly; that type holds the
-// kernel's parameters, so internal parameter structs (CausalProblem, StateProblem, …) must be visible to it.
-[assembly: InternalsVisibleTo("ILGPURuntime")]
 
 namespace RetNet.Ilgpu.Retention;
 
