@@ -134,8 +134,8 @@ internal static class BenchCommand
         if (parallel is not null)
         {
             var scores = 4.0 * options.Batch * options.Heads * longest * longest;
-            Console.WriteLine($"parallel forward peak at T={longest}: {parallel.PeakBytes} bytes; one T×T fp32 score " +
-                              $"buffer per head would be {scores:0} bytes ({Format.Number(scores / parallel.PeakBytes, "0.#")}×)");
+            Console.WriteLine($"parallel forward peak at T={longest}: {parallel.PeakBytes} bytes; T×T fp32 score " +
+                              $"buffers for all B·H heads would be {scores:0} bytes ({Format.Number(scores / parallel.PeakBytes, "0.#")}×)");
         }
     }
 

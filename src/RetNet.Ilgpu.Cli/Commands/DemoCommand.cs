@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using RetNet.Ilgpu.Kernels.Gemm;
+using RetNet.Ilgpu.Retention;
 using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Cli.Commands;
@@ -14,7 +15,8 @@ internal static class DemoCommand
     public static Command Create()
     {
         var device = CommonOptions.Device();
-        var command = new Command("demo", "Run a GEMM on the device against its C# reference and compile-check every kernel.")
+        var command = new Command("demo",
+            "Run a GEMM and the three retention forms on the device against their C# references; compile-check every kernel.")
         {
             device,
         };
@@ -22,9 +24,11 @@ internal static class DemoCommand
         {
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             var gemmOk = RunGemm(opened);
+            var retentionOk = RunRetention(opened);
             var kernelsOk = KernelsCommand.Check(quiet: true) == 0;
-            Console.WriteLine(gemmOk && kernelsOk ? "demo: all checks passed" : "demo: FAILED");
-            return gemmOk && kernelsOk ? 0 : 1;
+            var ok = gemmOk && retentionOk && kernelsOk;
+            Console.WriteLine(ok ? "demo: all checks passed" : "demo: FAILED");
+            return ok ? 0 : 1;
         }));
         return command;
     }
@@ -51,13 +55,7 @@ internal static class DemoCommand
 
         var shape = GemmShape.Of(tx, tw, transposeB: true);
         var expected = GemmReference.Forward(shape, x, w);
-        var actual = ty.ToHost();
-        double maxDiff = 0, maxRef = 0;
-        for (var i = 0; i < expected.Length; i++)
-        {
-            maxDiff = Math.Max(maxDiff, Math.Abs(actual[i] - expected[i]));
-            maxRef = Math.Max(maxRef, Math.Abs(expected[i]));
-        }
+        var (maxDiff, maxRef) = MaxDiff(ty.ToHost(), expected);
         // The project's fp32 tolerance rule: max |Δ| ≤ 1e-4 · (1 + max |reference|).
         var bound = 1e-4 * (1 + maxRef);
         var ok = maxDiff <= bound;
@@ -66,5 +64,72 @@ internal static class DemoCommand
             $"in {Format.Number(elapsed, "0.##")} ms ({Format.Number(shape.Flops / elapsed / 1e6, "0.###")} GFLOP/s); " +
             $"max |Δ| vs double reference {maxDiff:G3} (bound {bound:G3}) {(ok ? "ok" : "FAIL")}");
         return ok;
+    }
+
+    /// <summary>
+    /// The three forms of retention on one input: parallel, chunkwise and token-by-token recurrent outputs and final
+    /// states, each against the double-precision reference.
+    /// </summary>
+    private static bool RunRetention(Devices.RetNetDevice device)
+    {
+        var shape = new RetentionShape(Batch: 1, SeqLen: 192, Heads: 4, KeyDim: 32, ValueDim: 32);
+        const int chunkSize = 64;
+        var decay = DecaySchedule.Torchscale(shape.Heads);
+        var random = new Random(2023);
+        float[] Random(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var (q, k, v) = (Random(shape.QueryLength), Random(shape.QueryLength), Random(shape.ValueLength));
+        var reference = RetentionReference.Parallel(shape, decay, q, k, v);
+
+        using var tq = Tensor.FromHost(device, q, shape.QueryShape);
+        using var tk = Tensor.FromHost(device, k, shape.QueryShape);
+        using var tv = Tensor.FromHost(device, v, shape.ValueShape);
+        using var output = Tensor.Zeros(device, shape.ValueShape);
+        using var state = Tensor.Zeros(device, shape.StateShape);
+        var ok = true;
+        void Report(string form, double ms)
+        {
+            var (outputDiff, outputRef) = MaxDiff(output.ToHost(), reference.Output);
+            var (stateDiff, stateRef) = MaxDiff(state.ToHost(), reference.FinalState);
+            var pass = outputDiff <= 1e-4 * (1 + outputRef) && stateDiff <= 1e-4 * (1 + stateRef);
+            ok &= pass;
+            Console.WriteLine($"retention {form,-10} {Format.Number(ms, "0.##"),8} ms   max |Δ| output {outputDiff:G3}, " +
+                              $"final state {stateDiff:G3} {(pass ? "ok" : "FAIL")}");
+        }
+
+        Console.WriteLine($"retention: B={shape.Batch} T={shape.SeqLen} H={shape.Heads} Dk={shape.KeyDim} " +
+                          $"Dv={shape.ValueDim}, torchscale decay, vs double reference (bound 1e-4·(1 + max |ref|)); " +
+                          "times are first calls and include loading the kernels");
+        var timer = Stopwatch.StartNew();
+        ParallelRetention.Forward(tq, tk, tv, decay, output, finalState: state);
+        device.Synchronize();
+        Report("parallel", timer.Elapsed.TotalMilliseconds);
+
+        timer.Restart();
+        ChunkwiseRetention.Forward(tq, tk, tv, decay, chunkSize, output, finalState: state);
+        device.Synchronize();
+        Report($"chunk={chunkSize}", timer.Elapsed.TotalMilliseconds);
+
+        // Token by token, as in decoding: each step reads and advances the state in place.
+        using var zero = Tensor.Zeros(device, shape.StateShape);
+        state.CopyFrom(zero);
+        timer.Restart();
+        // With B = 1, token t of a [1, T, H, D] tensor is row t of its [T, H, D] view: no copies.
+        Tensor Token(Tensor x, int t) => x.Reshape(shape.SeqLen, shape.Heads, -1).Slice(t, 1).Reshape(1, 1, shape.Heads, -1);
+        for (var t = 0; t < shape.SeqLen; t++)
+            RecurrentRetention.Forward(Token(tq, t), Token(tk, t), Token(tv, t), decay, Token(output, t), state);
+        device.Synchronize();
+        Report("recurrent", timer.Elapsed.TotalMilliseconds);
+        return ok;
+    }
+
+    private static (double MaxDiff, double MaxRef) MaxDiff(float[] actual, double[] expected)
+    {
+        double maxDiff = 0, maxRef = 0;
+        for (var i = 0; i < expected.Length; i++)
+        {
+            maxDiff = Math.Max(maxDiff, Math.Abs(actual[i] - expected[i]));
+            maxRef = Math.Max(maxRef, Math.Abs(expected[i]));
+        }
+        return (maxDiff, maxRef);
     }
 }
