@@ -80,10 +80,7 @@ internal static class BenchCommand
             ]));
             });
             PrintScaling(results, options);
-            var file = parse.GetValue(json);
-            if (file is not null)
-            {
-                var records = results.Select(r => new
+            WriteJson(parse.GetValue(json), results.Select(r => new
                 {
                     form = r.Form,
                     direction = r.Direction,
@@ -99,10 +96,7 @@ internal static class BenchCommand
                     gbps = RetentionBenchmark.GigabytesPerSecond(r),
                     device = opened.Description.Name,
                     deviceKind = opened.Kind.ToString(),
-                });
-                AtomicFile.WriteAllText(file.FullName, JsonSerializer.Serialize(records, JsonOptions));
-                Console.WriteLine($"wrote {file.FullName}");
-            }
+                }));
             return 0;
         }));
         return command;
@@ -137,6 +131,15 @@ internal static class BenchCommand
             Console.WriteLine($"parallel forward peak at T={longest}: {parallel.PeakBytes} bytes; T×T fp32 score " +
                               $"buffers for all B·H heads would be {scores:0} bytes ({Format.Number(scores / parallel.PeakBytes, "0.#")}×)");
         }
+    }
+
+    /// <summary>Writes the records as an indented JSON array, atomically, when a file was asked for.</summary>
+    private static void WriteJson<T>(FileInfo? file, IEnumerable<T> records)
+    {
+        if (file is null)
+            return;
+        AtomicFile.WriteAllText(file.FullName, JsonSerializer.Serialize(records.ToList(), JsonOptions));
+        Console.WriteLine($"wrote {file.FullName}");
     }
 
     private static IReadOnlyList<int> ParsePositiveList(string text, string option)
@@ -187,10 +190,7 @@ internal static class BenchCommand
                     Format.Number(r.GFlops, "0.###"),
                     reference.TryGetValue((r.M, r.N, r.K), out var cs) ? Format.Number(cs / r.MedianMs, "0.##") + "×" : "",
                 ])));
-            var file = parse.GetValue(json);
-            if (file is not null)
-            {
-                var records = results.Select(r => new
+            WriteJson(parse.GetValue(json), results.Select(r => new
                 {
                     device = opened.Description.Name,
                     deviceKind = opened.Kind.ToString(),
@@ -200,10 +200,7 @@ internal static class BenchCommand
                     k = r.K,
                     medianMs = r.MedianMs,
                     gflops = r.GFlops,
-                });
-                AtomicFile.WriteAllText(file.FullName, JsonSerializer.Serialize(records, JsonOptions));
-                Console.WriteLine($"wrote {file.FullName}");
-            }
+                }));
             return 0;
         }));
         return command;

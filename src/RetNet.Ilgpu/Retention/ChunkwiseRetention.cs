@@ -59,17 +59,7 @@ public static class ChunkwiseRetention
     {
         var shape = RetentionChecks.Inputs(q, k, v, decay);
         RetentionChecks.ChunkSize(chunkSize);
-        RetentionChecks.Required(output, nameof(output), q, shape.ValueShape);
-        RetentionChecks.Optional(initialState, nameof(initialState), q, shape.StateShape);
-        RetentionChecks.Optional(finalState, nameof(finalState), q, shape.StateShape);
-        RetentionChecks.NoAliasing([(output, nameof(output)), (finalState, nameof(finalState))],
-            [(q, nameof(q)), (k, nameof(k)), (v, nameof(v))]);
-        if (initialState is not null)
-        {
-            ShapeCheck.Distinct(output, nameof(output), initialState, nameof(initialState));
-            if (finalState is not null)
-                ShapeCheck.DistinctOrSame(finalState, nameof(finalState), initialState, nameof(initialState));
-        }
+        RetentionChecks.ForwardOutputs(shape, q, k, v, output, initialState, finalState);
 
         var device = q.Device;
         launch ??= RetentionLaunch.For(device);

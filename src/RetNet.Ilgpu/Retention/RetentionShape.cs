@@ -112,6 +112,26 @@ internal static class RetentionChecks
     }
 
     /// <summary>The checks of the parallel and chunkwise backward passes, after <see cref="Inputs"/>.</summary>
+    /// <summary>
+    /// The outputs of a whole-sequence forward (parallel or chunkwise): o [B, T, H, Dv], optional S_0 and S_T
+    /// [B, H, Dk, Dv]; outputs distinct from the inputs, except that S_T may be S_0 itself (updated in place).
+    /// </summary>
+    public static void ForwardOutputs(RetentionShape shape, Tensor q, Tensor k, Tensor v, Tensor output,
+        Tensor? initialState, Tensor? finalState)
+    {
+        Required(output, nameof(output), q, shape.ValueShape);
+        Optional(initialState, nameof(initialState), q, shape.StateShape);
+        Optional(finalState, nameof(finalState), q, shape.StateShape);
+        NoAliasing([(output, nameof(output)), (finalState, nameof(finalState))],
+            [(q, nameof(q)), (k, nameof(k)), (v, nameof(v))]);
+        if (initialState is not null)
+        {
+            ShapeCheck.Distinct(output, nameof(output), initialState, nameof(initialState));
+            if (finalState is not null)
+                ShapeCheck.DistinctOrSame(finalState, nameof(finalState), initialState, nameof(initialState));
+        }
+    }
+
     public static void Backward(RetentionShape shape, Tensor q, Tensor k, Tensor v, Tensor? initialState,
         Tensor? dOutput, Tensor? dFinalState, Tensor dq, Tensor dk, Tensor dv, Tensor? dInitialState)
     {
