@@ -1,0 +1,64 @@
+using ILGPU;
+using ILGPU.Runtime;
+using RetNet.Ilgpu.Tensors;
+
+namespace RetNet.Ilgpu.Kernels.Rotation;
+
+/// <summary>
+/// torchscale's rotation of queries and keys ("theta shift", RETNET-SPEC.md §2) at absolute positions: for head
+/// dimension Dk, angle_i = 10000^(−linspace(0, 1, Dk/2)_i) (linspace includes 1), and each interleaved pair
+/// (2i, 2i+1) of a head row at position p becomes (x0 cos pθ_i − x1 sin pθ_i, x1 cos pθ_i + x0 sin pθ_i). Positions
+/// are per sequence: token t of sequence b sits at starts[b] + t, so a batch may continue prompts of different
+/// lengths. An optional factor scales the result (the keys' Dk^(−1/2)). The angle p·θ is formed in fp32, as torchscale
+/// does; at position 4096 its rounding is ~2e-4 rad.
+/// </summary>
+public static class ThetaShift
+{
+    /// <summary>θ_i = 10000^(−linspace(0, 1, Dk/2)_i) for i = 0 … Dk/2 − 1, computed in double and rounded once.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="headDim"/> is not a positive even number.</exception>
+    public static float[] Angles(int headDim) => RotationReference.Angles(headDim).Select(a => (float)a).ToArray();
+
+    /// <summary>Rotates x [B, T, H, Dk] in place, token t of sequence b at position startPositions[b] + t, and
+    /// multiplies by <paramref name="scale"/>.</summary>
+    /// <exception cref="ArgumentException">x is not rank 4, Dk is odd, or the start count is not B; a start is negative.</exception>
+    public static void Apply(Tensor x, IReadOnlyList<int> startPositions, float scale = 1f)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(startPositions);
+        Validate(x, startPositions.Count);
+        if (startPositions.Any(s => s < 0))
+            throw new ArgumentException("Argument 'startPositions' holds a negative position.", nameof(startPositions));
+        using var angles = Tensor.FromHost(x.Device, Angles(x.Dim(3)), x.Dim(3) / 2);
+        using var starts = new DeviceInts(x.Device, startPositions.Count);
+        starts.Upload(startPositions.ToArray());
+        Apply(x, starts, 0, angles, scale);
+        x.Device.Synchronize();
+    }
+
+    /// <summary>The model's launch: starts are read from <paramref name="starts"/> at <paramref name="offset"/>,
+    /// angles [Dk/2] come from <see cref="Angles"/>.</summary>
+    internal static void Apply(Tensor x, DeviceInts starts, int offset, Tensor angles, float scale)
+    {
+        Validate(x, x.Dim(0));
+        if (x.Length == 0)
+            return;
+        var device = x.Device;
+        var problem = new RotationProblem { SeqLen = x.Dim(1), Heads = x.Dim(2), HeadDim = x.Dim(3), Scale = scale };
+        var kernel = device.Kernel(RotationKernels.ThetaShift, accelerator =>
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>,
+                RotationProblem>(RotationKernels.ThetaShift));
+        kernel(device.Stream, x.Length / 2, x.View, starts.View(offset, x.Dim(0)), angles.View, problem);
+    }
+
+    private static void Validate(Tensor x, int starts)
+    {
+        ShapeCheck.Rank(x, nameof(x), 4);
+        if (x.Dim(3) % 2 != 0)
+            throw new ArgumentException(
+                $"Argument 'x' has shape {ShapeCheck.Format(x.Shape)}; expected an even head dimension Dk.", nameof(x));
+        if (starts != x.Dim(0))
+            throw new ArgumentException(
+                $"Argument 'startPositions' has {starts} values; expected one per sequence ({x.Dim(0)}).",
+                "startPositions");
+    }
+}

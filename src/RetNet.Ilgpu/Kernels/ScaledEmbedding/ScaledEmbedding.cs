@@ -1,0 +1,55 @@
+using ILGPU;
+using ILGPU.Runtime;
+using RetNet.Ilgpu.Kernels.Rotation;
+using RetNet.Ilgpu.Tensors;
+
+namespace RetNet.Ilgpu.Kernels.ScaledEmbedding;
+
+/// <summary>
+/// The model's input: output[n, :] = scale · table[ids[n], :] (RetNet multiplies embeddings by √d). Unlike
+/// <see cref="Embedding.Embedding"/>, the ids come from the host, are validated there and uploaded into a reusable
+/// buffer, so the decoding step needs no read-back before its launch.
+/// </summary>
+public static class ScaledEmbedding
+{
+    /// <summary>output [N, D] = scale · table [V, D] rows at <paramref name="ids"/> (N ids, each in [0, V)).</summary>
+    /// <exception cref="ArgumentException">Shapes disagree or an id is outside [0, V).</exception>
+    public static void Forward(Tensor table, IReadOnlyList<int> ids, float scale, Tensor output)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        var values = ids.ToArray();
+        Validate(table, values, output);
+        using var buffer = new DeviceInts(table.Device, values.Length);
+        buffer.Upload(values);
+        Launch(table, buffer, 0, scale, output);
+        table.Device.Synchronize();
+    }
+
+    /// <summary>Checks shapes and ids on the host before anything is launched.</summary>
+    internal static void Validate(Tensor table, ReadOnlySpan<int> ids, Tensor output)
+    {
+        ArgumentNullException.ThrowIfNull(table);
+        ArgumentNullException.ThrowIfNull(output);
+        ShapeCheck.Rank(table, nameof(table), 2);
+        ShapeCheck.SameDevice(table.Device, nameof(output), output);
+        ShapeCheck.Expect(output, nameof(output), ids.Length, table.Dim(1));
+        ShapeCheck.Distinct(output, nameof(output), table, nameof(table));
+        for (var n = 0; n < ids.Length; n++)
+            if ((uint)ids[n] >= (uint)table.Dim(0))
+                throw new ArgumentException(
+                    $"Argument 'ids' has id {ids[n]} at position {n}; expected an id in [0, {table.Dim(0)}).", "ids");
+    }
+
+    /// <summary>Launches the gather over ids already validated and uploaded at <paramref name="offset"/>.</summary>
+    internal static void Launch(Tensor table, DeviceInts ids, int offset, float scale, Tensor output)
+    {
+        if (output.Length == 0)
+            return;
+        var device = table.Device;
+        var kernel = device.Kernel(ScaledEmbeddingKernels.Gather, accelerator =>
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, int,
+                float>(ScaledEmbeddingKernels.Gather));
+        kernel(device.Stream, output.Length, ids.View(offset, output.Dim(0)), table.View, output.View, table.Dim(1),
+            scale);
+    }
+}

@@ -1,0 +1,357 @@
+using RetNet.Ilgpu.Devices;
+using RetNet.Ilgpu.IO;
+using RetNet.Ilgpu.Kernels.Gemm;
+using RetNet.Ilgpu.Kernels.Normalization;
+using RetNet.Ilgpu.Kernels.Rotation;
+using RetNet.Ilgpu.Kernels.ScaledEmbedding;
+using RetNet.Ilgpu.Retention;
+using RetNet.Ilgpu.Tensors;
+
+namespace RetNet.Ilgpu.Model;
+
+/// <summary>Logits of the last token of each prompt and the state that continues every sequence.</summary>
+/// <param name="Logits">One row of V logits per sequence.</param>
+/// <param name="State">The decoding state after the prompts; the caller disposes it.</param>
+public sealed record PrefillResult(float[][] Logits, DecodingState State);
+
+/// <summary>
+/// A RetNet language model for inference, in torchscale's layout (RETNET-SPEC.md §2–4): scaled token embedding,
+/// pre-norm blocks of multi-scale retention and a gated FFN, a final RMSNorm and a tied or untied output projection.
+/// The weights live on one device and are owned by the model. Three ways to run it: <see cref="Forward"/> over a
+/// whole token batch in any retention form; <see cref="Prefill"/> then <see cref="Step"/> for decoding, where a step
+/// costs the same at every position (the state is [B, H, Dk, Dv] per layer, whatever the length so far). Not
+/// thread-safe, like its device.
+/// </summary>
+public sealed class RetNetModel : IDisposable
+{
+    private readonly Dictionary<string, Tensor> parameters;
+    private readonly RetentionConstants constants;
+    private readonly RetNetBlock[] blocks;
+    private readonly Tensor embedding;
+    private readonly Tensor finalNorm;
+    private readonly Tensor outputWeight;
+    private bool disposed;
+
+    private RetNetModel(RetNetDevice device, RetNetConfig config, Dictionary<string, Tensor> parameters,
+        RetentionConstants constants)
+    {
+        Device = device;
+        Config = config;
+        this.parameters = parameters;
+        this.constants = constants;
+        embedding = parameters["embed_tokens.weight"];
+        finalNorm = parameters["layer_norm.weight"];
+        outputWeight = config.ShareInputOutputEmbed ? embedding : parameters["output_projection.weight"];
+        var eps = (float)config.LayerNormEps;
+        blocks = new RetNetBlock[config.Layers];
+        for (var i = 0; i < config.Layers; i++)
+        {
+            Tensor P(string name) => parameters[$"layers.{i}.{name}"];
+            var retention = new MultiScaleRetention(P("retention.q_proj.weight"), P("retention.k_proj.weight"),
+                P("retention.v_proj.weight"), P("retention.g_proj.weight"), P("retention.out_proj.weight"), constants);
+            var ffn = new GatedFeedForward(P("ffn.fc1.weight"), P("ffn.gate.weight"), P("ffn.fc2.weight"),
+                config.ActivationFn == "gelu");
+            blocks[i] = new RetNetBlock(P("retention_layer_norm.weight"), retention, P("final_layer_norm.weight"), ffn,
+                eps);
+        }
+    }
+
+    /// <summary>The device the weights live on.</summary>
+    public RetNetDevice Device { get; }
+
+    /// <summary>The model's shape.</summary>
+    public RetNetConfig Config { get; }
+
+    /// <summary>The number of parameters (a tied output counted once).</summary>
+    public long ParameterCount => parameters.Values.Sum(p => (long)p.Length);
+
+    /// <summary>Bytes of the weights on the device (fp32).</summary>
+    public long WeightBytes => 4 * ParameterCount;
+
+    /// <summary>Bytes of a decoding state for <paramref name="batch"/> sequences: layers · B · H · Dk · Dv · 4,
+    /// whatever the position.</summary>
+    public long StateBytes(int batch) =>
+        4L * Config.Layers * batch * Config.RetentionHeads * Config.KeyHeadDim * Config.ValueHeadDim;
+
+    /// <summary>A model with torchscale's initialisation (<see cref="WeightLayout.Initialize"/>), reproducible from
+    /// <paramref name="seed"/>.</summary>
+    /// <exception cref="ArgumentException">The config is invalid.</exception>
+    public static RetNetModel Create(RetNetDevice device, RetNetConfig config, int seed = 0) =>
+        FromWeights(device, config, WeightLayout.Initialize(config, seed));
+
+    /// <summary>
+    /// A model from host weights with torchscale's names (an optional <c>decoder.</c> or <c>model.</c> prefix on every
+    /// name). Everything is checked before any device memory is allocated; nothing stays allocated on failure.
+    /// </summary>
+    /// <exception cref="ArgumentException">The config is invalid.</exception>
+    /// <exception cref="CheckpointMismatchException">Tensors are missing, unexpected or wrongly shaped (all listed).</exception>
+    public static RetNetModel FromWeights(RetNetDevice device, RetNetConfig config,
+        IReadOnlyDictionary<string, HostTensor> weights)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        var valid = WeightLayout.Validate(config, weights);
+        var parameters = new Dictionary<string, Tensor>();
+        Tensor? angles = null, table = null;
+        try
+        {
+            foreach (var (name, _) in WeightLayout.Expected(config))
+                parameters.Add(name, valid[name].ToDevice(device));
+            angles = Tensor.FromHost(device, ThetaShift.Angles(config.KeyHeadDim), config.KeyHeadDim / 2);
+            var decay = DecaySchedule.Torchscale(config.RetentionHeads);
+            table = decay.Upload(device);
+            return new RetNetModel(device, config, parameters, new RetentionConstants(config, angles, decay, table));
+        }
+        catch
+        {
+            foreach (var p in parameters.Values)
+                p.Dispose();
+            angles?.Dispose();
+            table?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The weights by torchscale's names, copied to the host (no output_projection.weight when tied).</summary>
+    public IReadOnlyDictionary<string, HostTensor> ExportWeights()
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        return WeightLayout.Expected(Config).ToDictionary(e => e.Name, e => HostTensor.From(parameters[e.Name]));
+    }
+
+    /// <summary>Writes <paramref name="folder"/>/config.json and model.safetensors (F32), each atomically.</summary>
+    public void Save(string folder)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(folder);
+        Directory.CreateDirectory(folder);
+        Safetensors.Write(Path.Combine(folder, "model.safetensors"), ExportWeights(),
+            new Dictionary<string, string> { ["format"] = "pt" });
+        Config.Save(Path.Combine(folder, "config.json"));
+    }
+
+    /// <summary>Loads a folder written by <see cref="Save"/> or converted from torchscale.</summary>
+    /// <exception cref="FileNotFoundException">config.json or model.safetensors is absent.</exception>
+    /// <exception cref="ArgumentException">The config is invalid.</exception>
+    /// <exception cref="CheckpointMismatchException">The tensors do not fit the config.</exception>
+    public static RetNetModel Load(RetNetDevice device, string folder)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(folder);
+        var configPath = Path.Combine(folder, "config.json");
+        var weightsPath = Path.Combine(folder, "model.safetensors");
+        foreach (var path in new[] { configPath, weightsPath })
+            if (!File.Exists(path))
+                throw new FileNotFoundException($"The model folder {folder} has no {Path.GetFileName(path)}.", path);
+        var config = RetNetConfig.Load(configPath);
+        return FromWeights(device, config, Safetensors.Read(weightsPath).Tensors);
+    }
+
+    /// <summary>
+    /// Logits [B, T, V] of every position of <paramref name="tokens"/> [B, T], each sequence starting at position 0,
+    /// retention in the form <paramref name="mode"/> asks for. The caller disposes the result.
+    /// </summary>
+    /// <exception cref="ArgumentException">B or T is 0, an id is outside [0, V), or the chunk size is &lt; 1.</exception>
+    public Tensor Forward(int[,] tokens, ForwardMode mode)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        ArgumentNullException.ThrowIfNull(tokens);
+        int batch = tokens.GetLength(0), seqLen = tokens.GetLength(1);
+        if (batch == 0 || seqLen == 0)
+            throw new ArgumentException($"Argument 'tokens' is [{batch}, {seqLen}]; expected at least one token.",
+                nameof(tokens));
+        CheckMode(mode);
+        var n = batch * seqLen;
+        var ids = new int[n + batch];
+        Buffer.BlockCopy(tokens, 0, ids, 0, n * sizeof(int));
+        CheckIds(ids.AsSpan(0, n), nameof(tokens));
+        var logits = Tensor.Uninitialized(Device, batch, seqLen, Config.VocabSize);
+        var states = new List<Tensor>();
+        try
+        {
+            using var workspace = new ModelWorkspace(this, n, batch, 0);
+            if (mode.Form == RetentionForm.Recurrent)
+                for (var i = 0; i < blocks.Length; i++)
+                    states.Add(Tensor.Zeros(Device, StateShape(batch)));
+            workspace.Ids.Upload(ids);
+            var rows = workspace.Rows(n);
+            ScaledEmbedding.Launch(embedding, workspace.Ids, 0, Config.EmbedScale, rows.X);
+            for (var i = 0; i < blocks.Length; i++)
+                blocks[i].Forward(rows, batch, seqLen, workspace.Ids, n, mode, states.Count > 0 ? states[i] : null);
+            RmsNorm.Forward(rows.X, finalNorm, (float)Config.LayerNormEps, rows.Normed);
+            Linear.Apply(rows.Normed, outputWeight, logits.Reshape(n, Config.VocabSize));
+            Device.Synchronize();
+            return logits;
+        }
+        catch
+        {
+            logits.Dispose();
+            throw;
+        }
+        finally
+        {
+            foreach (var s in states)
+                s.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Runs each prompt (lengths may differ; each ≥ 1 token) through the model chunkwise and returns the logits of its
+    /// last token and a decoding state holding every sequence's retention states and position. Sequences are processed
+    /// one after another, each writing its own rows of the batch state: a batch of prompts gives exactly what each
+    /// prompt gives alone.
+    /// </summary>
+    /// <exception cref="ArgumentException">No prompt, an empty prompt, an id outside [0, V), or a chunk size &lt; 1.</exception>
+    public PrefillResult Prefill(IReadOnlyList<int[]> prompts, int chunkSize = ForwardMode.DefaultChunkSize)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        ArgumentNullException.ThrowIfNull(prompts);
+        if (prompts.Count == 0)
+            throw new ArgumentException("Argument 'prompts' is empty; expected at least one prompt.", nameof(prompts));
+        CheckSequences(prompts, nameof(prompts));
+        CheckMode(ForwardMode.Chunkwise(chunkSize));
+        var state = DecodingState.Zeros(this, prompts.Count);
+        try
+        {
+            return new PrefillResult(Extend(state, prompts, chunkSize), state);
+        }
+        catch
+        {
+            state.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Continues every sequence of <paramref name="state"/> with its own further tokens (lengths may differ; each
+    /// ≥ 1), chunkwise, at its absolute positions; returns each sequence's last-token logits. A prefill split into
+    /// parts gives the same state as one prefill of the whole.
+    /// </summary>
+    /// <exception cref="ArgumentException">The count differs from the state's batch, a sequence is empty, an id is out
+    /// of range, the state belongs to another model, or the chunk size is &lt; 1.</exception>
+    public float[][] Extend(DecodingState state, IReadOnlyList<int[]> tokens,
+        int chunkSize = ForwardMode.DefaultChunkSize)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        CheckState(state);
+        ArgumentNullException.ThrowIfNull(tokens);
+        if (tokens.Count != state.Batch)
+            throw new ArgumentException(
+                $"Argument 'tokens' has {tokens.Count} sequences; expected one per sequence of the state ({state.Batch}).",
+                nameof(tokens));
+        CheckSequences(tokens, nameof(tokens));
+        var mode = ForwardMode.Chunkwise(chunkSize);
+        CheckMode(mode);
+        var longest = tokens.Max(t => t.Length);
+        var result = new float[tokens.Count][];
+        using var workspace = new ModelWorkspace(this, longest, 1, 1);
+        for (var b = 0; b < tokens.Count; b++)
+        {
+            var length = tokens[b].Length;
+            var ids = new int[length + 1];
+            tokens[b].CopyTo(ids, 0);
+            ids[length] = state.PositionArray[b];
+            workspace.Ids.Upload(ids);
+            var rows = workspace.Rows(length);
+            ScaledEmbedding.Launch(embedding, workspace.Ids, 0, Config.EmbedScale, rows.X);
+            for (var i = 0; i < blocks.Length; i++)
+                blocks[i].Forward(rows, 1, length, workspace.Ids, length, mode, state.LayerStates[i].Slice(b, 1));
+            result[b] = LastLogits(rows.X.Slice(length - 1, 1), rows.Normed.Slice(0, 1), workspace.Logits)[0];
+            state.PositionArray[b] += length;
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// One decoding step: feeds token <paramref name="tokens"/>[b] to sequence b at its current position, advances the
+    /// state in place and returns the next-token logits [B][V]. O(1) in the position: the recurrent form on the
+    /// state, with buffers kept in the state, one upload of the tokens and positions and one read of the logits.
+    /// </summary>
+    /// <exception cref="ArgumentException">The token count differs from the state's batch, an id is out of range, or
+    /// the state belongs to another model.</exception>
+    public float[][] Step(ReadOnlySpan<int> tokens, DecodingState state)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        CheckState(state);
+        var batch = state.Batch;
+        if (tokens.Length != batch)
+            throw new ArgumentException(
+                $"Argument 'tokens' has {tokens.Length} ids; expected one per sequence of the state ({batch}).",
+                nameof(tokens));
+        CheckIds(tokens, nameof(tokens));
+        var workspace = state.StepWorkspace();
+        var input = state.StepInput;
+        tokens.CopyTo(input);
+        state.PositionArray.CopyTo(input, batch);
+        workspace.Ids.Upload(input);
+        var rows = workspace.Rows(batch);
+        ScaledEmbedding.Launch(embedding, workspace.Ids, 0, Config.EmbedScale, rows.X);
+        for (var i = 0; i < blocks.Length; i++)
+            blocks[i].Forward(rows, batch, 1, workspace.Ids, batch, ForwardMode.Recurrent, state.LayerStates[i]);
+        var logits = LastLogits(rows.X, rows.Normed, workspace.Logits);
+        for (var b = 0; b < batch; b++)
+            state.PositionArray[b]++;
+        return logits;
+    }
+
+    /// <summary>The shape of one layer's retention state for <paramref name="batch"/> sequences: [B, H, Dk, Dv].</summary>
+    public int[] StateShape(int batch) => [batch, Config.RetentionHeads, Config.KeyHeadDim, Config.ValueHeadDim];
+
+    private float[][] LastLogits(Tensor x, Tensor normed, Tensor logitsBuffer)
+    {
+        var rows = x.Dim(0);
+        RmsNorm.Forward(x, finalNorm, (float)Config.LayerNormEps, normed);
+        var logits = logitsBuffer.Slice(0, rows);
+        Linear.Apply(normed, outputWeight, logits);
+        var flat = logits.ToHost();
+        var vocab = Config.VocabSize;
+        var result = new float[rows][];
+        for (var r = 0; r < rows; r++)
+            result[r] = flat.AsSpan(r * vocab, vocab).ToArray();
+        return result;
+    }
+
+    private void CheckIds(ReadOnlySpan<int> ids, string argument)
+    {
+        for (var i = 0; i < ids.Length; i++)
+            if ((uint)ids[i] >= (uint)Config.VocabSize)
+                throw new ArgumentException(
+                    $"Argument '{argument}' has id {ids[i]} at index {i}; expected an id in [0, {Config.VocabSize}).",
+                    argument);
+    }
+
+    private void CheckSequences(IReadOnlyList<int[]> sequences, string argument)
+    {
+        for (var b = 0; b < sequences.Count; b++)
+        {
+            if (sequences[b] is null || sequences[b].Length == 0)
+                throw new ArgumentException(
+                    $"Argument '{argument}' has an empty sequence at index {b}; expected at least one token.", argument);
+            CheckIds(sequences[b], $"{argument}[{b}]");
+        }
+    }
+
+    private static void CheckMode(ForwardMode mode)
+    {
+        if (!Enum.IsDefined(mode.Form))
+            throw new ArgumentException($"Argument 'mode' has form {mode.Form}; expected parallel, chunkwise or recurrent.",
+                nameof(mode));
+        if (mode.Form == RetentionForm.Chunkwise && mode.ChunkSize < 1)
+            throw new ArgumentException($"Argument 'mode' has chunk size {mode.ChunkSize}; expected ≥ 1.", nameof(mode));
+    }
+
+    private void CheckState(DecodingState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        if (!ReferenceEquals(state.Model, this))
+            throw new ArgumentException("Argument 'state' belongs to another model.", nameof(state));
+    }
+
+    /// <summary>Frees the weights. States of this model must be disposed separately.</summary>
+    public void Dispose()
+    {
+        if (disposed)
+            return;
+        disposed = true;
+        foreach (var p in parameters.Values)
+            p.Dispose();
+        constants.Dispose();
+    }
+}
