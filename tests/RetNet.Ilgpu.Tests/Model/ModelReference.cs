@@ -1,0 +1,130 @@
+using MathNet.Numerics;
+using RetNet.Ilgpu.IO;
+using RetNet.Ilgpu.Model;
+
+namespace RetNet.Ilgpu.Tests.Model;
+
+/// <summary>
+/// torchscale's parallel forward of the RetNet LM in double precision, written from RETNET-SPEC.md §2–3 independently
+/// of the library: scaled embedding, pre-norm blocks (RMSNorm, multi-scale retention with theta shift, canonical
+/// parallel retention, per-head RMSNorm, swish gate; gated FFN), final RMSNorm, tied or untied output.
+/// </summary>
+public static class ModelReference
+{
+    /// <summary>Logits [B, T, V] flattened, for tokens [B, T] all starting at position 0.</summary>
+    public static double[] Forward(RetNetConfig c, IReadOnlyDictionary<string, HostTensor> w, int[,] tokens)
+    {
+        int batch = tokens.GetLength(0), seqLen = tokens.GetLength(1);
+        int d = c.EmbedDim, vocab = c.VocabSize;
+        var logits = new double[batch * seqLen * vocab];
+        for (var b = 0; b < batch; b++)
+        {
+            var x = new double[seqLen][];
+            var scale = c.NoScaleEmbedding ? 1.0 : Math.Sqrt(d);
+            for (var t = 0; t < seqLen; t++)
+                x[t] = Row(w["embed_tokens.weight"], tokens[b, t]).Select(e => scale * e).ToArray();
+            for (var l = 0; l < c.Layers; l++)
+            {
+                var p = $"layers.{l}.";
+                var h = x.Select(r => RmsNorm(r, w[p + "retention_layer_norm.weight"].Data, c.LayerNormEps)).ToArray();
+                var msr = Retention(c, w, p, h);
+                for (var t = 0; t < seqLen; t++)
+                    x[t] = Add(x[t], msr[t]);
+                h = x.Select(r => RmsNorm(r, w[p + "final_layer_norm.weight"].Data, c.LayerNormEps)).ToArray();
+                for (var t = 0; t < seqLen; t++)
+                {
+                    var a = MatVec(w[p + "ffn.fc1.weight"], h[t]);
+                    var gate = MatVec(w[p + "ffn.gate.weight"], h[t]);
+                    var act = a.Select((v, i) => (c.ActivationFn == "gelu" ? Gelu(v) : Silu(v)) * gate[i]).ToArray();
+                    x[t] = Add(x[t], MatVec(w[p + "ffn.fc2.weight"], act));
+                }
+            }
+            var output = c.ShareInputOutputEmbed ? w["embed_tokens.weight"] : w["output_projection.weight"];
+            for (var t = 0; t < seqLen; t++)
+            {
+                var y = MatVec(output, RmsNorm(x[t], w["layer_norm.weight"].Data, c.LayerNormEps));
+                Array.Copy(y, 0, logits, (b * seqLen + t) * vocab, vocab);
+            }
+        }
+        return logits;
+    }
+
+    private static double[][] Retention(RetNetConfig c, IReadOnlyDictionary<string, HostTensor> w, string p,
+        double[][] x)
+    {
+        int seqLen = x.Length, heads = c.RetentionHeads, dk = c.KeyHeadDim, dv = c.ValueHeadDim;
+        var q = x.Select(r => MatVec(w[p + "retention.q_proj.weight"], r)).ToArray();
+        var k = x.Select(r => MatVec(w[p + "retention.k_proj.weight"], r).Select(e => e / Math.Sqrt(dk)).ToArray())
+            .ToArray();
+        var v = x.Select(r => MatVec(w[p + "retention.v_proj.weight"], r)).ToArray();
+        var g = x.Select(r => MatVec(w[p + "retention.g_proj.weight"], r)).ToArray();
+        var half = dk / 2;
+        for (var t = 0; t < seqLen; t++)
+        for (var h = 0; h < heads; h++)
+        for (var i = 0; i < half; i++)
+        {
+            // torchscale: angle = 1 / 10000^linspace(0, 1, dk/2), repeated for the interleaved pair.
+            var angle = 1 / Math.Pow(10000, half == 1 ? 0 : (double)i / (half - 1));
+            var (s, cos) = Math.SinCos(t * angle);
+            foreach (var m in new[] { q[t], k[t] })
+            {
+                var at = h * dk + 2 * i;
+                double x0 = m[at], x1 = m[at + 1];
+                m[at] = x0 * cos - x1 * s;
+                m[at + 1] = x1 * cos + x0 * s;
+            }
+        }
+        var y = new double[seqLen][];
+        for (var t = 0; t < seqLen; t++)
+        {
+            y[t] = new double[heads * dv];
+            for (var h = 0; h < heads; h++)
+            {
+                var gamma = 1 - Math.Pow(2, -5 - h);
+                for (var j = 0; j <= t; j++)
+                {
+                    var score = 0.0;
+                    for (var i = 0; i < dk; i++)
+                        score += q[t][h * dk + i] * k[j][h * dk + i];
+                    score *= Math.Pow(gamma, t - j);
+                    for (var e = 0; e < dv; e++)
+                        y[t][h * dv + e] += score * v[j][h * dv + e];
+                }
+                var head = RmsNorm(y[t].AsSpan(h * dv, dv).ToArray(), null, c.LayerNormEps);
+                head.CopyTo(y[t], h * dv);
+            }
+            for (var e = 0; e < y[t].Length; e++)
+                y[t][e] *= Silu(g[t][e]);
+        }
+        return y.Select(r => MatVec(w[p + "retention.out_proj.weight"], r)).ToArray();
+    }
+
+    private static double[] Row(HostTensor table, int row) =>
+        table.Data.AsSpan(row * table.Shape[1], table.Shape[1]).ToArray().Select(f => (double)f).ToArray();
+
+    private static double[] MatVec(HostTensor weight, double[] x)
+    {
+        int rows = weight.Shape[0], cols = weight.Shape[1];
+        var y = new double[rows];
+        for (var r = 0; r < rows; r++)
+        {
+            var sum = 0.0;
+            for (var i = 0; i < cols; i++)
+                sum += weight.Data[r * cols + i] * x[i];
+            y[r] = sum;
+        }
+        return y;
+    }
+
+    private static double[] RmsNorm(double[] x, float[]? weight, double eps)
+    {
+        var rstd = 1 / Math.Sqrt(x.Select(e => e * e).Average() + eps);
+        return x.Select((e, i) => e * rstd * (weight?[i] ?? 1)).ToArray();
+    }
+
+    private static double[] Add(double[] a, double[] b) => a.Select((e, i) => e + b[i]).ToArray();
+
+    private static double Silu(double x) => x / (1 + Math.Exp(-x));
+
+    private static double Gelu(double x) => 0.5 * x * (1 + SpecialFunctions.Erf(x / Math.Sqrt(2)));
+}

@@ -1,0 +1,63 @@
+using RetNet.Ilgpu.IO;
+using RetNet.Ilgpu.Model;
+
+namespace RetNet.Ilgpu.Tests.Model;
+
+/// <summary>Small configs, perturbed weights and token batches shared by the model tests and properties.</summary>
+public static class ModelTestSupport
+{
+    /// <summary>A config small enough for the CPU accelerator: d 32, value 64, 2 heads (Dk 16, Dv 32), 2 layers.</summary>
+    public static RetNetConfig Micro(string activation = "swish", bool tied = false, bool scaleEmbedding = true,
+        int heads = 2, int layers = 2) => new()
+    {
+        EmbedDim = 16 * heads, ValueEmbedDim = 32 * heads, RetentionHeads = heads, FfnEmbedDim = 48,
+        Layers = layers, VocabSize = 40, ActivationFn = activation, ShareInputOutputEmbed = tied,
+        NoScaleEmbedding = !scaleEmbedding,
+    };
+
+    /// <summary>torchscale's initialisation with the norm weights moved off 1, so that they matter in comparisons.</summary>
+    public static IReadOnlyDictionary<string, HostTensor> Weights(RetNetConfig config, int seed)
+    {
+        var weights = WeightLayout.Initialize(config, seed);
+        var random = new Random(seed + 7);
+        foreach (var (name, tensor) in weights)
+            if (tensor.Shape.Length == 1)
+                for (var i = 0; i < tensor.Data.Length; i++)
+                    tensor.Data[i] = (float)(0.5 + random.NextDouble());
+        return weights;
+    }
+
+    /// <summary>Random token ids [B, T] in [0, V).</summary>
+    public static int[,] Tokens(int seed, int batch, int seqLen, int vocab)
+    {
+        var random = new Random(seed);
+        var tokens = new int[batch, seqLen];
+        for (var b = 0; b < batch; b++)
+        for (var t = 0; t < seqLen; t++)
+            tokens[b, t] = random.Next(vocab);
+        return tokens;
+    }
+
+    /// <summary>Row b of tokens [B, T], or its first <paramref name="length"/> ids.</summary>
+    public static int[] Row(int[,] tokens, int b, int length = -1)
+    {
+        var n = length < 0 ? tokens.GetLength(1) : length;
+        var row = new int[n];
+        for (var t = 0; t < n; t++)
+            row[t] = tokens[b, t];
+        return row;
+    }
+
+    /// <summary>max |Δ| / max |ref|, the acceptance measure of the issue.</summary>
+    public static double RelativeError(IReadOnlyList<float> actual, IReadOnlyList<double> expected)
+    {
+        double maxRef = 0, maxDiff = 0;
+        for (var i = 0; i < expected.Count; i++)
+        {
+            maxRef = Math.Max(maxRef, Math.Abs(expected[i]));
+            var diff = Math.Abs(actual[i] - expected[i]);
+            maxDiff = double.IsNaN(diff) ? double.PositiveInfinity : Math.Max(maxDiff, diff);
+        }
+        return maxDiff / maxRef;
+    }
+}
