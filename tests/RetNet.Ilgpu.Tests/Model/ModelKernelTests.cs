@@ -1,0 +1,94 @@
+using RetNet.Ilgpu.Kernels.Rotation;
+using RetNet.Ilgpu.Kernels.ScaledEmbedding;
+using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Tests.Support;
+
+namespace RetNet.Ilgpu.Tests.Model;
+
+[Collection(DeviceCollection.Name)]
+public sealed class ModelKernelTests(DeviceFixture fixture)
+{
+    private readonly RetNetDevice device = fixture.Device;
+
+    [Theory]
+    [InlineData(2, 5, 3, 8, 1f)]
+    [InlineData(1, 3, 1, 2, 0.25f)]
+    [InlineData(3, 1, 2, 16, 1f)]
+    public void ThetaShift_matches_the_double_reference_at_per_sequence_positions(int batch, int seqLen, int heads,
+        int headDim, float scale)
+    {
+        var x = Numerics.Uniform(batch * 10 + seqLen, batch * seqLen * heads * headDim);
+        var starts = Enumerable.Range(0, batch).Select(b => b * 37 + 1000 * (b % 2)).ToArray();
+        using var tensor = Tensor.FromHost(device, x, batch, seqLen, heads, headDim);
+        ThetaShift.Apply(tensor, starts, scale);
+        var expected = RotationReference.Apply(x.Select(v => (double)v).ToArray(), batch, seqLen, heads, headDim,
+            starts, scale);
+        Numerics.AssertClose("theta shift", tensor.ToHost(), expected, 1e-3);
+    }
+
+    [Fact]
+    public void Angles_follow_torchscale_linspace_including_one()
+    {
+        var angles = RotationReference.Angles(8);
+        Assert.Equal(1.0, angles[0]);
+        Assert.Equal(1e-4, angles[3], 12);
+        Assert.Equal([1.0], RotationReference.Angles(2));
+        Assert.Throws<ArgumentOutOfRangeException>(() => RotationReference.Angles(3));
+    }
+
+    [Fact]
+    public void ThetaShift_rejects_bad_arguments()
+    {
+        using var odd = Tensor.Zeros(device, 1, 2, 1, 3);
+        Assert.Equal("x", Assert.Throws<ArgumentException>(() => ThetaShift.Apply(odd, [0])).ParamName);
+        using var x = Tensor.Zeros(device, 2, 2, 1, 4);
+        Assert.Equal("startPositions", Assert.Throws<ArgumentException>(() => ThetaShift.Apply(x, [0])).ParamName);
+        Assert.Equal("startPositions", Assert.Throws<ArgumentException>(() => ThetaShift.Apply(x, [0, -1])).ParamName);
+    }
+
+    [Fact]
+    public void ScaledEmbedding_gathers_scaled_rows_and_rejects_bad_ids()
+    {
+        var table = Numerics.Uniform(3, 5 * 4);
+        using var t = Tensor.FromHost(device, table, 5, 4);
+        using var output = Tensor.Zeros(device, 3, 4);
+        ScaledEmbedding.Forward(t, [4, 0, 4], 2f, output);
+        var expected = new[] { 4, 0, 4 }.SelectMany(id => table.Skip(id * 4).Take(4).Select(v => 2.0 * v)).ToArray();
+        Numerics.AssertClose("gather", output.ToHost(), expected, 0);
+        Assert.Equal("ids", Assert.Throws<ArgumentException>(() => ScaledEmbedding.Forward(t, [0, 5, 1], 1f, output)).ParamName);
+        Assert.Equal("output", Assert.Throws<ArgumentException>(() => ScaledEmbedding.Forward(t, [0, 1], 1f, output)).ParamName);
+    }
+
+    [Fact]
+    public void Model_entry_points_reject_bad_tokens_and_foreign_states()
+    {
+        var config = ModelTestSupport.Micro();
+        using var model = RetNetModel.Create(device, config, 1);
+        using var other = RetNetModel.Create(device, config, 2);
+        Assert.Equal("tokens", Assert.Throws<ArgumentException>(() => model.Forward(new int[1, 2] { { 0, 40 } }, ForwardMode.Parallel)).ParamName);
+        Assert.Equal("tokens", Assert.Throws<ArgumentException>(() => model.Forward(new int[0, 2], ForwardMode.Parallel)).ParamName);
+        Assert.Equal("mode", Assert.Throws<ArgumentException>(() => model.Forward(new int[1, 2], ForwardMode.Chunkwise(0))).ParamName);
+        Assert.Equal("prompts", Assert.Throws<ArgumentException>(() => model.Prefill([[1], []])).ParamName);
+        Assert.Throws<ArgumentException>(() => model.Prefill([[1, -1]]));
+        var prefill = model.Prefill([[1, 2]]);
+        using var state = prefill.State;
+        Assert.Equal("tokens", Assert.Throws<ArgumentException>(() => model.Step([1, 2], state)).ParamName);
+        Assert.Equal("state", Assert.Throws<ArgumentException>(() => other.Step([1], state)).ParamName);
+        Assert.Equal("tokens", Assert.Throws<ArgumentException>(() => model.Extend(state, [[1], [2]])).ParamName);
+    }
+
+    [Fact]
+    public void Extend_in_parts_equals_one_prefill()
+    {
+        var config = ModelTestSupport.Micro();
+        using var model = RetNetModel.FromWeights(device, config, ModelTestSupport.Weights(config, 12));
+        var whole = model.Prefill([[1, 2, 3, 4, 5, 6, 7]], chunkSize: 4);
+        using var wholeState = whole.State;
+        var part = model.Prefill([[1, 2, 3]], chunkSize: 2);
+        using var partState = part.State;
+        var rest = model.Extend(partState, [[4, 5, 6, 7]], chunkSize: 3);
+        Numerics.AssertClose("extended logits", rest[0], whole.Logits[0]);
+        Assert.Equal([7], partState.Positions);
+        Numerics.AssertClose("next step", model.Step([9], partState)[0], model.Step([9], wholeState)[0]);
+    }
+}
