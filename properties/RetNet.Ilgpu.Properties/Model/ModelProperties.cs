@@ -1,0 +1,140 @@
+using FsCheck;
+using FsCheck.Fluent;
+using FsCheck.Xunit;
+using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Tests.Model;
+using RetNet.Ilgpu.Tests.Support;
+
+namespace RetNet.Ilgpu.Properties.Model;
+
+[Collection(PropertyDeviceCollection.Name)]
+public sealed class ModelProperties(DeviceFixture fixture)
+{
+    private readonly RetNetDevice device = fixture.Device;
+
+    /// <summary>A random tiny model: 1–3 heads, 1–2 layers, either activation, tied or not, scaled or not.</summary>
+    private static Gen<RetNetConfig> Configs =>
+        from heads in Gen.Choose(1, 3)
+        from layers in Gen.Choose(1, 2)
+        from gelu in Gen.Elements(false, true)
+        from tied in Gen.Elements(false, true)
+        from scale in Gen.Elements(false, true)
+        select ModelTestSupport.Micro(gelu ? "gelu" : "swish", tied, scale, heads, layers);
+
+    private static Arbitrary<(RetNetConfig Config, int Seed, int Batch, int SeqLen, int ChunkSize)> Cases =>
+        (from config in Configs
+         from seed in Gen.Choose(0, 100_000)
+         from batch in Gen.Choose(1, 2)
+         from seqLen in Gen.Choose(1, 9)
+         from chunk in Gen.Choose(1, 10)
+         select (config, seed, batch, seqLen, chunk)).ToArbitrary();
+
+    [Property(MaxTest = 30)]
+    public Property Parallel_chunkwise_at_any_chunk_size_and_recurrent_logits_agree() =>
+        Prop.ForAll(Cases, c =>
+        {
+            using var model = RetNetModel.FromWeights(device, c.Config, ModelTestSupport.Weights(c.Config, c.Seed));
+            var tokens = ModelTestSupport.Tokens(c.Seed, c.Batch, c.SeqLen, c.Config.VocabSize);
+            using var parallel = model.Forward(tokens, ForwardMode.Parallel);
+            using var chunkwise = model.Forward(tokens, ForwardMode.Chunkwise(c.ChunkSize));
+            using var recurrent = model.Forward(tokens, ForwardMode.Recurrent);
+            var expected = parallel.ToHost();
+            Numerics.AssertClose("chunkwise", chunkwise.ToHost(), expected);
+            Numerics.AssertClose("recurrent", recurrent.ToHost(), expected);
+        });
+
+    [Property(MaxTest = 20)]
+    public Property Prefill_then_steps_equal_the_full_forward() =>
+        Prop.ForAll(Cases, c =>
+        {
+            var seqLen = c.SeqLen + 1;
+            using var model = RetNetModel.FromWeights(device, c.Config, ModelTestSupport.Weights(c.Config, c.Seed));
+            var tokens = ModelTestSupport.Tokens(c.Seed, c.Batch, seqLen, c.Config.VocabSize);
+            using var full = model.Forward(tokens, ForwardMode.Parallel);
+            var expected = full.ToHost();
+            var vocab = c.Config.VocabSize;
+            var split = 1 + c.Seed % (seqLen - 1 == 0 ? 1 : seqLen - 1);
+            var prompts = Enumerable.Range(0, c.Batch).Select(b => ModelTestSupport.Row(tokens, b, split)).ToList();
+            var prefill = model.Prefill(prompts, c.ChunkSize);
+            using var state = prefill.State;
+            var logits = prefill.Logits;
+            for (var t = split - 1; t < seqLen; t++)
+            {
+                for (var b = 0; b < c.Batch; b++)
+                    Numerics.AssertClose($"b{b} t{t}", logits[b], expected.AsSpan((b * seqLen + t) * vocab, vocab).ToArray());
+                if (t + 1 < seqLen)
+                    logits = model.Step(Enumerable.Range(0, c.Batch).Select(b => tokens[b, t + 1]).ToArray(), state);
+            }
+        });
+
+    [Property(MaxTest = 15)]
+    public Property A_batch_of_different_prompt_lengths_equals_each_sequence_alone() =>
+        Prop.ForAll(Cases, c =>
+        {
+            using var model = RetNetModel.FromWeights(device, c.Config, ModelTestSupport.Weights(c.Config, c.Seed));
+            var random = new Random(c.Seed);
+            var prompts = Enumerable.Range(0, 3)
+                .Select(_ => Enumerable.Range(0, random.Next(1, 8)).Select(_ => random.Next(c.Config.VocabSize)).ToArray())
+                .ToList();
+            var next = prompts.Select(_ => random.Next(c.Config.VocabSize)).ToArray();
+            var batch = model.Prefill(prompts, c.ChunkSize);
+            using var batchState = batch.State;
+            var batchStep = model.Step(next, batchState);
+            for (var b = 0; b < prompts.Count; b++)
+            {
+                var alone = model.Prefill([prompts[b]], c.ChunkSize);
+                using var aloneState = alone.State;
+                Numerics.AssertClose($"prefill {b}", batch.Logits[b], alone.Logits[0]);
+                Numerics.AssertClose($"step {b}", batchStep[b], model.Step([next[b]], aloneState)[0]);
+            }
+        });
+
+    [Property(MaxTest = 6)]
+    public Property A_saved_state_reloads_and_continues_identically() =>
+        Prop.ForAll(Cases, c =>
+        {
+            using var model = RetNetModel.FromWeights(device, c.Config, ModelTestSupport.Weights(c.Config, c.Seed));
+            var tokens = ModelTestSupport.Tokens(c.Seed, c.Batch, c.SeqLen, c.Config.VocabSize);
+            var prefill = model.Prefill(Enumerable.Range(0, c.Batch).Select(b => ModelTestSupport.Row(tokens, b)).ToList());
+            using var state = prefill.State;
+            var path = Path.Combine(Path.GetTempPath(), $"retnet-state-{Guid.NewGuid():N}.safetensors");
+            try
+            {
+                state.Save(path);
+                using var loaded = DecodingState.Load(path, model);
+                var next = Enumerable.Range(0, c.Batch).Select(b => tokens[b, 0]).ToArray();
+                var a = model.Step(next, state);
+                var b = model.Step(next, loaded);
+                for (var i = 0; i < c.Batch; i++)
+                    Assert.Equal(a[i], b[i]);
+                Assert.Equal(state.Positions, loaded.Positions);
+            }
+            finally
+            {
+                File.Delete(path);
+            }
+        });
+
+    [Property(MaxTest = 6)]
+    public Property Checkpoint_save_then_load_round_trips_every_tensor_bit_for_bit() =>
+        Prop.ForAll(Cases, c =>
+        {
+            var folder = Path.Combine(Path.GetTempPath(), $"retnet-model-{Guid.NewGuid():N}");
+            try
+            {
+                using var model = RetNetModel.Create(device, c.Config, c.Seed);
+                model.Save(folder);
+                using var loaded = RetNetModel.Load(device, folder);
+                var expected = model.ExportWeights();
+                var actual = loaded.ExportWeights();
+                Assert.Equal(expected.Keys, actual.Keys);
+                foreach (var (name, tensor) in actual)
+                    Assert.True(tensor.Data.AsSpan().SequenceEqual(expected[name].Data), name);
+            }
+            finally
+            {
+                if (Directory.Exists(folder))
+                    Directory.Delete(folder, recursive: true);
+            }
+        });
+}
