@@ -1,0 +1,122 @@
+using System.Diagnostics;
+using RetNet.Ilgpu.Devices;
+using RetNet.Ilgpu.Model;
+
+namespace RetNet.Ilgpu.Benchmarks;
+
+/// <summary>One measured case of <see cref="DecodeBenchmark"/>.</summary>
+/// <param name="Model">"retnet".</param>
+/// <param name="Batch">B, the sequences decoded together.</param>
+/// <param name="Position">The position of the first timed token (tokens already in the state).</param>
+/// <param name="MsPerToken">Median wall time of one decoding step in milliseconds (one step produces B tokens),
+/// upload of the tokens through the read-back of the logits.</param>
+/// <param name="StateBytes">Bytes of the decoding state: the same at every position.</param>
+/// <param name="WeightBytes">Bytes of the model's weights.</param>
+public sealed record DecodeBenchmarkResult(string Model, int Batch, int Position, double MsPerToken, long StateBytes,
+    long WeightBytes);
+
+/// <summary>What <see cref="DecodeBenchmark.Run"/> measures; the defaults are issue 4's <c>retnet bench decode</c>.</summary>
+public sealed record DecodeBenchmarkOptions
+{
+    /// <summary>The model's config; the "small" preset by default (small enough for the CPU accelerator).</summary>
+    public RetNetConfig Config { get; init; } = RetNetConfig.Preset("small");
+
+    /// <summary>The positions at which steps are timed, increasing.</summary>
+    public IReadOnlyList<int> Positions { get; init; } = [64, 256, 1024, 4096];
+
+    /// <summary>The batch sizes, each measured over every position.</summary>
+    public IReadOnlyList<int> Batches { get; init; } = [1, 4];
+
+    /// <summary>Timed steps per position (the median is reported).</summary>
+    public int Steps { get; init; } = 16;
+
+    /// <summary>Untimed steps before the first position (kernel loading).</summary>
+    public int WarmupSteps { get; init; } = 2;
+
+    /// <summary>Chunk size of the prefill that reaches each position.</summary>
+    public int ChunkSize { get; init; } = 64;
+
+    /// <summary>Seed of the weights and the random tokens.</summary>
+    public int Seed { get; init; }
+}
+
+/// <summary>
+/// Per-token decoding cost against position: for each batch size, prefills random tokens chunkwise up to each
+/// position in turn (continuing the same state, so reaching 4096 costs one prefill of 4096 tokens, not one per
+/// position), then times single steps there. A step's work is O(1) in the position, so the medians should be flat and
+/// the state's bytes constant; a growing time would reveal work that depends on the history.
+/// </summary>
+public static class DecodeBenchmark
+{
+    /// <summary>Measures every (batch, position) of <paramref name="options"/>.</summary>
+    /// <param name="device">The device to measure.</param>
+    /// <param name="options">Sizes; null for the defaults.</param>
+    /// <param name="progress">Called with each result as soon as it is measured.</param>
+    /// <exception cref="ArgumentException">Positions are not increasing and ≥ 1, a batch or the step count is &lt; 1,
+    /// or the config is invalid.</exception>
+    public static IReadOnlyList<DecodeBenchmarkResult> Run(RetNetDevice device, DecodeBenchmarkOptions? options = null,
+        Action<DecodeBenchmarkResult>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        options ??= new DecodeBenchmarkOptions();
+        Validate(options);
+        using var model = RetNetModel.Create(device, options.Config, options.Seed);
+        var random = new Random(options.Seed);
+        var vocab = options.Config.VocabSize;
+        int[] Tokens(int count) => Enumerable.Range(0, count).Select(_ => random.Next(vocab)).ToArray();
+        var results = new List<DecodeBenchmarkResult>();
+        var warm = false;
+        foreach (var batch in options.Batches)
+        {
+            using var state = DecodingState.Zeros(model, batch);
+            foreach (var position in options.Positions)
+            {
+                var missing = position - state.Positions[0];
+                if (missing > 0)
+                    model.Extend(state, Enumerable.Range(0, batch).Select(_ => Tokens(missing)).ToList(),
+                        options.ChunkSize);
+                if (!warm)
+                {
+                    using var scratch = state.Clone();
+                    for (var i = 0; i < options.WarmupSteps; i++)
+                        model.Step(Tokens(batch), scratch);
+                    warm = true;
+                }
+                var times = new double[options.Steps];
+                for (var i = 0; i < options.Steps; i++)
+                {
+                    var tokens = Tokens(batch);
+                    var start = Stopwatch.GetTimestamp();
+                    model.Step(tokens, state);
+                    times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                }
+                Array.Sort(times);
+                var median = times.Length % 2 == 1
+                    ? times[times.Length / 2]
+                    : (times[times.Length / 2 - 1] + times[times.Length / 2]) / 2;
+                var result = new DecodeBenchmarkResult("retnet", batch, position, median, state.Bytes,
+                    model.WeightBytes);
+                results.Add(result);
+                progress?.Invoke(result);
+            }
+        }
+        return results;
+    }
+
+    private static void Validate(DecodeBenchmarkOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options.Config, nameof(options.Config));
+        options.Config.Validate();
+        if (options.Positions.Count == 0 || options.Positions[0] < 1 ||
+            options.Positions.Zip(options.Positions.Skip(1)).Any(p => p.Second <= p.First + options.Steps))
+            throw new ArgumentException(
+                $"Argument 'options' has positions [{string.Join(", ", options.Positions)}]; expected ≥ 1 and each " +
+                $"more than {options.Steps} (the timed steps) beyond the previous.", nameof(options));
+        if (options.Batches.Count == 0 || options.Batches.Any(b => b < 1))
+            throw new ArgumentException("Argument 'options' needs batch sizes ≥ 1.", nameof(options));
+        if (options.Steps < 1 || options.WarmupSteps < 0 || options.ChunkSize < 1)
+            throw new ArgumentException(
+                $"Argument 'options' has {options.Steps} steps, {options.WarmupSteps} warm-up steps, chunk size " +
+                $"{options.ChunkSize}; expected ≥ 1, ≥ 0, ≥ 1.", nameof(options));
+    }
+}
