@@ -30,7 +30,8 @@ public sealed record DecodeBenchmarkOptions
     /// <summary>Timed steps per position (the median is reported).</summary>
     public int Steps { get; init; } = 16;
 
-    /// <summary>Untimed steps before the first position (kernel loading).</summary>
+    /// <summary>Untimed steps just before each position's timed steps (the first load the kernels); the prefill
+    /// stops this many tokens short, so the timed steps start exactly at the position.</summary>
     public int WarmupSteps { get; init; } = 2;
 
     /// <summary>Chunk size of the prefill that reaches each position.</summary>
@@ -41,9 +42,10 @@ public sealed record DecodeBenchmarkOptions
 }
 
 /// <summary>
-/// Per-token decoding cost against position: for each batch size, prefills random tokens chunkwise up to each
-/// position in turn (continuing the same state, so reaching 4096 costs one prefill of 4096 tokens, not one per
-/// position), then times single steps there. A step's work is O(1) in the position, so the medians should be flat and
+/// Per-token decoding cost against position: prefills one sequence of random tokens chunkwise up to each position in
+/// turn (continuing the same state, so reaching 4096 costs one prefill of 4096 tokens, not one per position), copies
+/// it into a batch of B identical sequences (<see cref="DecodingState.Reorder"/>; a step's cost does not depend on the
+/// state's values), then times single steps there. A step's work is O(1) in the position, so the medians should be flat and
 /// the state's bytes constant; a growing time would reveal work that depends on the history.
 /// </summary>
 public static class DecodeBenchmark
@@ -65,23 +67,20 @@ public static class DecodeBenchmark
         var vocab = options.Config.VocabSize;
         int[] Tokens(int count) => Enumerable.Range(0, count).Select(_ => random.Next(vocab)).ToArray();
         var results = new List<DecodeBenchmarkResult>();
-        var warm = false;
-        foreach (var batch in options.Batches)
+        using var prefix = DecodingState.Zeros(model, 1);
+        foreach (var position in options.Positions)
         {
-            using var state = DecodingState.Zeros(model, batch);
-            foreach (var position in options.Positions)
+            var missing = position - options.WarmupSteps - prefix.Positions[0];
+            model.Extend(prefix, [Tokens(missing)], options.ChunkSize);
+            foreach (var batch in options.Batches)
             {
-                var missing = position - state.Positions[0];
-                if (missing > 0)
-                    model.Extend(state, Enumerable.Range(0, batch).Select(_ => Tokens(missing)).ToList(),
-                        options.ChunkSize);
-                if (!warm)
-                {
-                    using var scratch = state.Clone();
-                    for (var i = 0; i < options.WarmupSteps; i++)
-                        model.Step(Tokens(batch), scratch);
-                    warm = true;
-                }
+                using var state = prefix.Clone();
+                state.Reorder(new int[batch]);
+                // The prefill's large temporaries are garbage now; collect them before timing, not during.
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                for (var i = 0; i < options.WarmupSteps; i++)
+                    model.Step(Tokens(batch), state);
                 var times = new double[options.Steps];
                 for (var i = 0; i < options.Steps; i++)
                 {
@@ -100,18 +99,18 @@ public static class DecodeBenchmark
                 progress?.Invoke(result);
             }
         }
-        return results;
+        return results.OrderBy(r => r.Batch).ThenBy(r => r.Position).ToList();
     }
 
     private static void Validate(DecodeBenchmarkOptions options)
     {
         ArgumentNullException.ThrowIfNull(options.Config, nameof(options.Config));
         options.Config.Validate();
-        if (options.Positions.Count == 0 || options.Positions[0] < 1 ||
-            options.Positions.Zip(options.Positions.Skip(1)).Any(p => p.Second <= p.First + options.Steps))
+        if (options.Positions.Count == 0 || options.Positions[0] <= options.WarmupSteps ||
+            options.Positions.Zip(options.Positions.Skip(1)).Any(p => p.Second <= p.First + options.WarmupSteps))
             throw new ArgumentException(
-                $"Argument 'options' has positions [{string.Join(", ", options.Positions)}]; expected ≥ 1 and each " +
-                $"more than {options.Steps} (the timed steps) beyond the previous.", nameof(options));
+                $"Argument 'options' has positions [{string.Join(", ", options.Positions)}]; expected each " +
+                $"more than {options.WarmupSteps} (the warm-up steps) beyond the previous, and the first too.", nameof(options));
         if (options.Batches.Count == 0 || options.Batches.Any(b => b < 1))
             throw new ArgumentException("Argument 'options' needs batch sizes ≥ 1.", nameof(options));
         if (options.Steps < 1 || options.WarmupSteps < 0 || options.ChunkSize < 1)
