@@ -4,6 +4,8 @@ using RetNet.Ilgpu.Cli.Commands;
 var root = new RootCommand("retnet: Retentive Networks on any GPU from .NET (ILGPU: CUDA, OpenCL, CPU).")
 {
     DevicesCommand.Create(),
+    ModelCommands.Init(),
+    ModelCommands.Forward(),
     KernelsCommand.Create(),
     BenchCommand.Create(),
     DemoCommand.Create(),

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using RetNet.Ilgpu.Benchmarks;
 using RetNet.Ilgpu.IO;
+using RetNet.Ilgpu.Model;
 
 namespace RetNet.Ilgpu.Cli.Commands;
 
@@ -14,7 +15,79 @@ internal static class BenchCommand
     {
         Gemm(),
         Retention(),
+        Decode(),
     };
+
+    private static Command Decode()
+    {
+        var device = CommonOptions.Device();
+        var json = CommonOptions.Json();
+        var preset = new Option<string>("--preset")
+        {
+            Description = $"Model preset ({string.Join(", ", RetNetConfig.PresetNames)}).",
+            DefaultValueFactory = _ => "small",
+        };
+        var positions = new Option<string>("--positions")
+        {
+            Description = "Comma-separated positions to decode at.",
+            DefaultValueFactory = _ => "64,256,1024,4096",
+        };
+        var batches = new Option<string>("--batches") { Description = "Comma-separated batch sizes.", DefaultValueFactory = _ => "1,4" };
+        var steps = new Option<int>("--steps") { Description = "Timed steps per point.", DefaultValueFactory = _ => 16 };
+        var command = new Command("decode",
+            "Median per-token decode time at growing positions, with the decoding state's and the weights' bytes.")
+        {
+            device, json, preset, positions, batches, steps,
+        };
+        command.SetAction(parse => CommonOptions.Run(() =>
+        {
+            var options = new DecodeBenchmarkOptions
+            {
+                Config = RetNetConfig.Preset(parse.GetValue(preset) ?? "small"),
+                Positions = ParsePositiveList(parse.GetValue(positions) ?? "", "--positions"),
+                Batches = ParsePositiveList(parse.GetValue(batches) ?? "", "--batches"),
+                Steps = parse.GetValue(steps),
+            };
+            using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
+            Console.WriteLine($"model: {parse.GetValue(preset)} (d={options.Config.EmbedDim}, {options.Config.Layers} layers, " +
+                              $"{options.Config.RetentionHeads} heads, vocab {options.Config.VocabSize})");
+            string[] header = ["batch", "position", "ms/token", "state bytes", "weight bytes"];
+            var widths = new[] { 5, 8, 9, 11, 12 };
+            string Row(IReadOnlyList<string> cells) =>
+                string.Join("  ", cells.Select((c, i) => c.PadLeft(widths[i]))).TrimEnd();
+            var printedHeader = false;
+            var results = DecodeBenchmark.Run(opened, options, r =>
+            {
+                if (!printedHeader)
+                    Console.WriteLine(Row(header));
+                printedHeader = true;
+                Console.WriteLine(Row([r.Batch.ToString(), r.Position.ToString(), Format.Number(r.MsPerToken, "0.000"),
+                    r.StateBytes.ToString(), r.WeightBytes.ToString()]));
+            });
+            foreach (var group in results.GroupBy(r => r.Batch))
+            {
+                var first = group.MinBy(r => r.Position)!;
+                var last = group.MaxBy(r => r.Position)!;
+                Console.WriteLine($"batch {group.Key}: ms/token at position {last.Position} is " +
+                                  $"{Format.Number(100 * (last.MsPerToken / first.MsPerToken - 1), "+0.0;-0.0")}% vs " +
+                                  $"position {first.Position}; state bytes {(group.All(r => r.StateBytes == first.StateBytes) ? "constant" : "CHANGED")} " +
+                                  $"({first.StateBytes})");
+            }
+            WriteJson(parse.GetValue(json), results.Select(r => new
+            {
+                model = r.Model,
+                batch = r.Batch,
+                position = r.Position,
+                msPerToken = r.MsPerToken,
+                stateBytes = r.StateBytes,
+                weightBytes = r.WeightBytes,
+                device = opened.Description.Name,
+                deviceKind = opened.Kind.ToString(),
+            }));
+            return 0;
+        }));
+        return command;
+    }
 
     private static Command Retention()
     {

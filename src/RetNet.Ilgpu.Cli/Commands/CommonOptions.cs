@@ -49,7 +49,11 @@ internal static class CommonOptions
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException
                                       or UnauthorizedAccessException or NotSupportedException)
         {
-            Console.Error.WriteLine($"error: {e.Message}");
+            // ArgumentException appends " (Parameter 'x')"; the message already names the argument.
+            var message = e is ArgumentException { ParamName: not null } argument
+                ? argument.Message.Replace($" (Parameter '{argument.ParamName}')", "", StringComparison.Ordinal)
+                : e.Message;
+            Console.Error.WriteLine($"error: {message}");
             return 1;
         }
     }
