@@ -1,0 +1,148 @@
+namespace RetNet.Ilgpu.Generation;
+
+/// <summary>
+/// Autoregressive generation over an <see cref="ITokenDecoder"/>: prefill the prompts, then sample a token per
+/// sequence and feed it back, streaming each token the moment it is sampled.
+/// </summary>
+/// <remarks>
+/// A sequence stops when it samples a stop token (not emitted) or has emitted <see cref="SamplingOptions.MaxTokens"/>
+/// tokens; the others go on. Generation ends when every sequence has stopped, without a final
+/// <see cref="ITokenDecoder.Step"/> whose logits nobody would use.
+/// </remarks>
+public static class Generator
+{
+    /// <summary>
+    /// Continues one prompt, yielding each token as soon as it is sampled (lazily: nothing runs until enumeration,
+    /// and the decoder does one step per token pulled). Arguments are validated on the call.
+    /// </summary>
+    /// <exception cref="ArgumentException">The prompt is empty or holds an id outside [0, V), or a stop token is ≥ V.</exception>
+    public static IEnumerable<GeneratedToken> Generate(ITokenDecoder decoder, IReadOnlyList<int> prompt,
+        SamplingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        return Generate(decoder, [prompt], options);
+    }
+
+    /// <summary>
+    /// Continues a batch of prompts (lengths may differ), yielding each token as soon as it is sampled: step by
+    /// step, and within a step in sequence order, skipping sequences that have stopped. Lazy like the single-prompt
+    /// overload; arguments are validated on the call.
+    /// </summary>
+    /// <exception cref="ArgumentException">
+    /// There are no prompts, a prompt is empty or holds an id outside [0, V), or a stop token is ≥ V.
+    /// </exception>
+    public static IEnumerable<GeneratedToken> Generate(ITokenDecoder decoder,
+        IReadOnlyList<IReadOnlyList<int>> prompts, SamplingOptions options)
+    {
+        Validate(decoder, prompts, options);
+        return Run(decoder, prompts, options, new FinishReason[prompts.Count]);
+    }
+
+    /// <summary>Runs <see cref="Generate(ITokenDecoder, IReadOnlyList{IReadOnlyList{int}}, SamplingOptions)"/> to the end and collects each sequence's tokens and finish reason.</summary>
+    public static IReadOnlyList<GeneratedSequence> Complete(ITokenDecoder decoder,
+        IReadOnlyList<IReadOnlyList<int>> prompts, SamplingOptions options)
+    {
+        Validate(decoder, prompts, options);
+        var reasons = new FinishReason[prompts.Count];
+        var tokens = new List<int>[prompts.Count];
+        for (var b = 0; b < tokens.Length; b++)
+            tokens[b] = [];
+        foreach (var token in Run(decoder, prompts, options, reasons))
+            tokens[token.Sequence].Add(token.TokenId);
+        var result = new GeneratedSequence[prompts.Count];
+        for (var b = 0; b < result.Length; b++)
+            result[b] = new GeneratedSequence(tokens[b], reasons[b]);
+        return result;
+    }
+
+    private static IEnumerable<GeneratedToken> Run(ITokenDecoder decoder, IReadOnlyList<IReadOnlyList<int>> prompts,
+        SamplingOptions options, FinishReason[] reasons)
+    {
+        var batch = prompts.Count;
+        var vocabulary = decoder.VocabularySize;
+        var samplers = new Sampler[batch];
+        for (var b = 0; b < batch; b++)
+            samplers[b] = new Sampler(options, options.Seed is { } seed ? unchecked(seed + b) : null);
+
+        var active = new bool[batch];
+        Array.Fill(active, true);
+        var remaining = batch;
+        // Finished rows are fed their last token again: any valid id would do, since their logits are ignored.
+        var next = new int[batch];
+        for (var b = 0; b < batch; b++)
+            next[b] = prompts[b][^1];
+
+        var logits = CheckLogits(decoder.Prefill(prompts), batch, vocabulary, nameof(ITokenDecoder.Prefill));
+        for (var index = 0; ; index++)
+        {
+            for (var b = 0; b < batch; b++)
+            {
+                if (!active[b])
+                    continue;
+                var token = samplers[b].Next(logits[b]);
+                if (options.StopTokens.Contains(token))
+                {
+                    Finish(b, FinishReason.StopToken);
+                    continue;
+                }
+                next[b] = token;
+                yield return new GeneratedToken(b, index, token);
+                if (index + 1 == options.MaxTokens)
+                    Finish(b, FinishReason.MaxTokens);
+            }
+            if (remaining == 0)
+                yield break;
+            logits = CheckLogits(decoder.Step((int[])next.Clone()), batch, vocabulary, nameof(ITokenDecoder.Step));
+        }
+
+        void Finish(int b, FinishReason reason)
+        {
+            active[b] = false;
+            reasons[b] = reason;
+            remaining--;
+        }
+    }
+
+    private static void Validate(ITokenDecoder decoder, IReadOnlyList<IReadOnlyList<int>> prompts,
+        SamplingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(decoder);
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(options);
+        var vocabulary = decoder.VocabularySize;
+        if (vocabulary < 1)
+            throw new ArgumentException($"The decoder's vocabulary size is {vocabulary}; expected ≥ 1.",
+                nameof(decoder));
+        if (prompts.Count == 0)
+            throw new ArgumentException("Argument 'prompts' is empty; expected at least one prompt.", nameof(prompts));
+        for (var b = 0; b < prompts.Count; b++)
+        {
+            var prompt = prompts[b] ?? throw new ArgumentException($"Prompt {b} is null.", nameof(prompts));
+            if (prompt.Count == 0)
+                throw new ArgumentException(
+                    $"Prompt {b} is empty; expected at least one token (the logits continue its last token).",
+                    nameof(prompts));
+            for (var t = 0; t < prompt.Count; t++)
+                if (prompt[t] < 0 || prompt[t] >= vocabulary)
+                    throw new ArgumentException(
+                        $"Prompt {b} has token id {prompt[t]} at position {t}; expected an id in [0, {vocabulary}).",
+                        nameof(prompts));
+        }
+        foreach (var stop in options.StopTokens)
+            if (stop >= vocabulary)
+                throw new ArgumentException(
+                    $"Stop token {stop} is outside the decoder's vocabulary [0, {vocabulary}).", nameof(options));
+    }
+
+    private static float[][] CheckLogits(float[][]? logits, int batch, int vocabulary, string call)
+    {
+        if (logits is null || logits.Length != batch)
+            throw new InvalidOperationException(
+                $"ITokenDecoder.{call} returned {logits?.Length.ToString() ?? "null"} logit rows; expected {batch}.");
+        for (var b = 0; b < batch; b++)
+            if (logits[b] is null || logits[b].Length != vocabulary)
+                throw new InvalidOperationException(
+                    $"ITokenDecoder.{call} returned {logits[b]?.Length.ToString() ?? "null"} logits for sequence {b}; expected {vocabulary}.");
+        return logits;
+    }
+}

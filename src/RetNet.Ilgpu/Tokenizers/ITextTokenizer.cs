@@ -1,0 +1,30 @@
+namespace RetNet.Ilgpu.Tokenizers;
+
+/// <summary>Maps text to token ids and back. Every token stands for a fixed byte string of UTF-8 text.</summary>
+public interface ITextTokenizer
+{
+    /// <summary>The name <see cref="TextTokenizers.Create"/> knows it by.</summary>
+    string Name { get; }
+
+    /// <summary>V: ids are in [0, V).</summary>
+    int VocabularySize { get; }
+
+    /// <summary>The id that marks the end of a text, if the vocabulary has one (a natural stop token).</summary>
+    int? EndOfText { get; }
+
+    /// <summary>The token ids of <paramref name="text"/>.</summary>
+    IReadOnlyList<int> Encode(string text);
+
+    /// <summary>
+    /// The text of <paramref name="ids"/>: their bytes concatenated and read as UTF-8, each invalid or incomplete
+    /// sequence becoming U+FFFD.
+    /// </summary>
+    /// <exception cref="ArgumentException">An id is outside [0, V).</exception>
+    string Decode(IReadOnlyList<int> ids);
+
+    /// <summary>
+    /// The UTF-8 bytes token <paramref name="id"/> stands for; one token may hold only part of a character.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The id is outside [0, V).</exception>
+    ReadOnlyMemory<byte> TokenBytes(int id);
+}
