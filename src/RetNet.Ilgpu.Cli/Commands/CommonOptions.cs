@@ -51,7 +51,7 @@ internal static class CommonOptions
         {
             // ArgumentException appends " (Parameter 'x')"; the message already names the argument.
             var message = e is ArgumentException { ParamName: not null } argument
-                ? argument.Message.Replace($" (Parameter '{argument.ParamName}')", "", StringComparison.Ordinal)
+                ? argument.Message.Split('\n')[0].Replace($" (Parameter '{argument.ParamName}')", "", StringComparison.Ordinal)
                 : e.Message;
             Console.Error.WriteLine($"error: {message}");
             return 1;

@@ -1,7 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
+using RetNet.Ilgpu.Generation;
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Tokenizers;
 
 namespace RetNet.Ilgpu.Cli.Commands;
 
@@ -88,6 +90,76 @@ internal static class ModelCommands
             return 0;
         }));
         return command;
+    }
+
+    public static Command Generate()
+    {
+        var modelDir = new Option<DirectoryInfo>("--model") { Description = "A model folder.", Required = true };
+        var prompt = new Option<string>("--prompt") { Description = "The text to continue.", Required = true };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens to generate at most.", DefaultValueFactory = _ => 64 };
+        var temperature = new Option<double>("--temperature")
+        {
+            Description = "Sampling temperature; 0 is greedy.",
+            DefaultValueFactory = _ => 1.0,
+        };
+        var topK = new Option<int>("--top-k") { Description = "Keep the K most likely tokens; 0 is off.", DefaultValueFactory = _ => 0 };
+        var topP = new Option<double>("--top-p")
+        {
+            Description = "Keep the smallest set of tokens with this total probability; 1 is off.",
+            DefaultValueFactory = _ => 1.0,
+        };
+        var seed = new Option<int?>("--seed") { Description = "Seed for reproducible sampling." };
+        var tokenizer = new Option<string>("--tokenizer")
+        {
+            Description = "byte, gpt2, or auto (byte for a 256-token vocabulary, gpt2 for 50257).",
+            DefaultValueFactory = _ => "auto",
+        };
+        var device = CommonOptions.Device();
+        var command = new Command("generate", "Continue a prompt with a model, streaming the text as it is produced.")
+        {
+            modelDir, prompt, maxTokens, temperature, topK, topP, seed, tokenizer, device,
+        };
+        command.SetAction(parse => CommonOptions.Run(() =>
+        {
+            using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
+            using var model = RetNetModel.Load(opened, parse.GetValue(modelDir)!.FullName);
+            var text = ChooseTokenizer(parse.GetValue(tokenizer) ?? "auto", model.Config.VocabSize);
+            var options = new SamplingOptions
+            {
+                MaxTokens = parse.GetValue(maxTokens),
+                Temperature = parse.GetValue(temperature),
+                TopK = parse.GetValue(topK),
+                TopP = parse.GetValue(topP),
+                Seed = parse.GetValue(seed),
+                StopTokens = text.EndOfText is { } end ? new HashSet<int> { end } : new HashSet<int>(),
+            };
+            using var decoder = new RetNetTokenDecoder(model);
+            Console.WriteLine($"tokenizer: {text.Name}; sampling: {(options.IsGreedy ? "greedy" : $"temperature {options.Temperature}, top-k {options.TopK}, top-p {options.TopP}")}");
+            var promptText = parse.GetValue(prompt) ?? "";
+            Console.Write(promptText);
+            foreach (var piece in TextGenerator.Generate(decoder, text, promptText, options))
+            {
+                Console.Write(piece);
+                Console.Out.Flush();
+            }
+            Console.WriteLine();
+            return 0;
+        }));
+        return command;
+    }
+
+    private static ITextTokenizer ChooseTokenizer(string name, int vocabulary)
+    {
+        if (!name.Equals("auto", StringComparison.OrdinalIgnoreCase))
+            return TextTokenizers.Create(name);
+        foreach (var candidate in TextTokenizers.Names)
+        {
+            var tokenizer = TextTokenizers.Create(candidate);
+            if (tokenizer.VocabularySize == vocabulary)
+                return tokenizer;
+        }
+        throw new ArgumentException($"--tokenizer auto: no built-in tokenizer has the model's vocabulary of {vocabulary} " +
+                                    $"(byte: 256, gpt2: 50257); choose one with --tokenizer {string.Join("|", TextTokenizers.Names)}.");
     }
 
     /// <summary>Reads one sequence of ids per non-empty line; every line must have the same length.</summary>
