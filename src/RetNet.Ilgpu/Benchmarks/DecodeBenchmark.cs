@@ -50,6 +50,9 @@ public sealed record DecodeBenchmarkOptions
 /// </summary>
 public static class DecodeBenchmark
 {
+    /// <summary>Untimed steps per batch size before any measurement (see <see cref="Run"/>).</summary>
+    private const int ProcessWarmupSteps = 40;
+
     /// <summary>Measures every (batch, position) of <paramref name="options"/>.</summary>
     /// <param name="device">The device to measure.</param>
     /// <param name="options">Sizes; null for the defaults.</param>
@@ -67,6 +70,15 @@ public static class DecodeBenchmark
         var vocab = options.Config.VocabSize;
         int[] Tokens(int count) => Enumerable.Range(0, count).Select(_ => random.Next(vocab)).ToArray();
         var results = new List<DecodeBenchmarkResult>();
+        // Warm up the whole step path once per batch size before the first point: .NET recompiles hot methods
+        // (the CPU accelerator's kernels are C#) after some dozens of calls, which would otherwise make the first,
+        // lowest position look slowest.
+        foreach (var batch in options.Batches)
+        {
+            using var warm = DecodingState.Zeros(model, batch);
+            for (var i = 0; i < ProcessWarmupSteps; i++)
+                model.Step(Tokens(batch), warm);
+        }
         using var prefix = DecodingState.Zeros(model, 1);
         foreach (var position in options.Positions)
         {
