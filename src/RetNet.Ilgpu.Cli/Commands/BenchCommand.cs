@@ -51,19 +51,10 @@ internal static class BenchCommand
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             Console.WriteLine($"model: {parse.GetValue(preset)} (d={options.Config.EmbedDim}, {options.Config.Layers} layers, " +
                               $"{options.Config.RetentionHeads} heads, vocab {options.Config.VocabSize})");
-            string[] header = ["batch", "position", "ms/token", "state bytes", "weight bytes"];
-            var widths = new[] { 5, 8, 9, 11, 12 };
-            string Row(IReadOnlyList<string> cells) =>
-                string.Join("  ", cells.Select((c, i) => c.PadLeft(widths[i]))).TrimEnd();
-            var printedHeader = false;
-            var results = DecodeBenchmark.Run(opened, options, r =>
-            {
-                if (!printedHeader)
-                    Console.WriteLine(Row(header));
-                printedHeader = true;
-                Console.WriteLine(Row([r.Batch.ToString(), r.Position.ToString(), Format.Number(r.MsPerToken, "0.000"),
-                    r.StateBytes.ToString(), r.WeightBytes.ToString()]));
-            });
+            var print = Format.StreamingTable(["batch", "position", "ms/token", "state bytes", "weight bytes"],
+                [5, 8, 9, 11, 12]);
+            var results = DecodeBenchmark.Run(opened, options, r => print([r.Batch.ToString(), r.Position.ToString(),
+                Format.Number(r.MsPerToken, "0.000"), r.StateBytes.ToString(), r.WeightBytes.ToString()]));
             foreach (var group in results.GroupBy(r => r.Batch))
             {
                 var first = group.MinBy(r => r.Position)!;
@@ -134,24 +125,14 @@ internal static class BenchCommand
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             Console.WriteLine($"B={options.Batch} H={options.Heads} Dk={options.KeyDim} Dv={options.ValueDim} " +
                               $"C={options.ChunkSize}");
-            string[] header = ["form", "direction", "T", "median ms", "peak bytes", "GFLOP/s", "GB/s"];
-            var widths = new[] { 9, 16, 5, 10, 11, 8, 8 };
-            string Row(IReadOnlyList<string> cells) =>
-                string.Join("  ", cells.Select((c, i) => c.PadLeft(widths[i]))).TrimEnd();
-            var printedHeader = false;
-            var results = RetentionBenchmark.Run(opened, options, r =>
-            {
-                // The header follows the library's validation of the options, so an error stands alone.
-                if (!printedHeader)
-                    Console.WriteLine(Row(header));
-                printedHeader = true;
-                Console.WriteLine(Row(
+            var print = Format.StreamingTable(["form", "direction", "T", "median ms", "peak bytes", "GFLOP/s", "GB/s"],
+                [9, 16, 5, 10, 11, 8, 8]);
+            var results = RetentionBenchmark.Run(opened, options, r => print(
             [
                 r.Form, r.Direction, r.SeqLen.ToString(), Format.Number(r.MedianMs, "0.00"), r.PeakBytes.ToString(),
                 Format.Number(RetentionBenchmark.GflopsPerSecond(r), "0.000"),
                 Format.Number(RetentionBenchmark.GigabytesPerSecond(r), "0.000"),
             ]));
-            });
             PrintScaling(results, options);
             WriteJson(parse.GetValue(json), results.Select(r => new
                 {

@@ -42,4 +42,22 @@ internal static class Format
         }
         return text.ToString();
     }
+
+    /// <summary>
+    /// A printer of right-aligned rows for results that arrive one by one (long benchmarks); the header is printed with
+    /// the first row, so an error raised before any result stands alone.
+    /// </summary>
+    public static Action<IReadOnlyList<string>> StreamingTable(IReadOnlyList<string> header, IReadOnlyList<int> widths)
+    {
+        string Row(IReadOnlyList<string> cells) =>
+            string.Join("  ", cells.Select((c, i) => c.PadLeft(widths[i]))).TrimEnd();
+        var printedHeader = false;
+        return cells =>
+        {
+            if (!printedHeader)
+                Console.WriteLine(Row(header));
+            printedHeader = true;
+            Console.WriteLine(Row(cells));
+        };
+    }
 }
