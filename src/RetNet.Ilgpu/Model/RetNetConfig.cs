@@ -54,6 +54,30 @@ public sealed record RetNetConfig
     [JsonPropertyName("share_decoder_input_output_embed")]
     public bool ShareInputOutputEmbed { get; init; }
 
+    /// <summary>
+    /// The per-head decay schedule when <see cref="RetentionDecay"/> is absent: "torchscale" (γ_h = 1 − 2^(−5−h), the
+    /// default) or "paper" (γ = 1 − exp(linspace(log 1/32, log 1/512, H))). Not a torchscale field.
+    /// </summary>
+    [JsonPropertyName("retention_decay_schedule")]
+    public string DecayScheduleName { get; init; } = "torchscale";
+
+    /// <summary>Explicit per-head decays γ_h, each in (0, 1); overrides <see cref="DecayScheduleName"/>. Not a torchscale field.</summary>
+    [JsonPropertyName("retention_decay")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double[]? RetentionDecay { get; init; }
+
+    /// <summary>The decay of every head, from <see cref="RetentionDecay"/> or <see cref="DecayScheduleName"/>.</summary>
+    /// <exception cref="ArgumentException">The config is invalid (see <see cref="Validate"/>).</exception>
+    public Retention.DecaySchedule Decay()
+    {
+        Validate();
+        return RetentionDecay is { } gammas
+            ? Retention.DecaySchedule.FromValues(gammas)
+            : DecayScheduleName == "paper"
+                ? Retention.DecaySchedule.Paper(RetentionHeads)
+                : Retention.DecaySchedule.Torchscale(RetentionHeads);
+    }
+
     /// <summary>Dk = d / H, the key (and query) head dimension.</summary>
     [JsonIgnore]
     public int KeyHeadDim => RetentionHeads > 0 ? EmbedDim / RetentionHeads : 0;
@@ -125,7 +149,16 @@ public sealed record RetNetConfig
         Positive("decoder_ffn_embed_dim", FfnEmbedDim);
         Positive("decoder_layers", Layers);
         Positive("vocab_size", VocabSize);
-        if (RetentionHeads > 47)
+        if (RetentionDecay is { } gammas)
+        {
+            if (gammas.Length != RetentionHeads)
+                problems.Add($"retention_decay has {gammas.Length} values; expected one per head ({RetentionHeads})");
+            foreach (var gamma in gammas.Where(g => !(double.IsFinite(g) && g > 0 && g < 1)))
+                problems.Add($"retention_decay has {gamma.ToString("R", CultureInfo.InvariantCulture)}; expected 0 < γ < 1");
+        }
+        else if (DecayScheduleName is not ("torchscale" or "paper"))
+            problems.Add($"retention_decay_schedule is '{DecayScheduleName}'; expected \"torchscale\" or \"paper\"");
+        else if (DecayScheduleName == "torchscale" && RetentionHeads > 47)
             problems.Add($"decoder_retention_heads is {RetentionHeads}; expected ≤ 47 (γ = 1 − 2^(−5−h) rounds to 1 beyond)");
         if (RetentionHeads > 0 && EmbedDim > 0 && EmbedDim % RetentionHeads != 0)
             problems.Add($"decoder_embed_dim {EmbedDim} is not divisible by decoder_retention_heads {RetentionHeads}");

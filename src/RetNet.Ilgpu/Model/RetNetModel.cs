@@ -97,7 +97,7 @@ public sealed class RetNetModel : IDisposable
             foreach (var (name, _) in WeightLayout.Expected(config))
                 parameters.Add(name, valid[name].ToDevice(device));
             angles = Tensor.FromHost(device, ThetaShift.Angles(config.KeyHeadDim), config.KeyHeadDim / 2);
-            var decay = DecaySchedule.Torchscale(config.RetentionHeads);
+            var decay = config.Decay();
             table = decay.Upload(device);
             return new RetNetModel(device, config, parameters, new RetentionConstants(config, angles, decay, table));
         }

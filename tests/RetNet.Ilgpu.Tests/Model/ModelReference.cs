@@ -80,7 +80,9 @@ public static class ModelReference
             y[t] = new double[heads * dv];
             for (var h = 0; h < heads; h++)
             {
-                var gamma = 1 - Math.Pow(2, -5 - h);
+                var gamma = c.RetentionDecay?[h] ?? (c.DecayScheduleName == "paper"
+                    ? 1 - Math.Exp(Math.Log(1.0 / 32) + (heads == 1 ? 0 : h * (Math.Log(1.0 / 512) - Math.Log(1.0 / 32)) / (heads - 1)))
+                    : 1 - Math.Pow(2, -5 - h));
                 for (var j = 0; j <= t; j++)
                 {
                     var score = 0.0;
