@@ -124,6 +124,9 @@ internal static class ModelCommands
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             using var model = RetNetModel.Load(opened, parse.GetValue(modelDir)!.FullName);
             var text = ChooseTokenizer(parse.GetValue(tokenizer) ?? "auto", model.Config.VocabSize);
+            if (text.VocabularySize != model.Config.VocabSize)
+                throw new ArgumentException($"--tokenizer {text.Name} has {text.VocabularySize} ids but the model's " +
+                                            $"vocabulary has {model.Config.VocabSize}; they must be equal.");
             var options = new SamplingOptions
             {
                 MaxTokens = parse.GetValue(maxTokens),
