@@ -27,14 +27,13 @@ public static class Embedding
         var device = table.Device;
         CheckShapes(table, nameof(table), ids, output, nameof(output));
         ShapeCheck.Distinct(output, nameof(output), table, nameof(table));
-        var width = table.Dim(1);
         ReadValidIds(ids, table.Dim(0));
         if (output.Length == 0)
             return;
         var kernel = device.Kernel(EmbeddingKernels.Gather, accelerator =>
-            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, int>(
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, float>(
                 EmbeddingKernels.Gather));
-        kernel(device.Stream, output.Length, ids.View, table.View, output.View, width);
+        kernel(device.Stream, output.Length, ids.View, table.View, output.View, table.Dim(1), 1f);
     }
 
     /// <summary>

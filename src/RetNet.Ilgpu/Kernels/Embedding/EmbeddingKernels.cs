@@ -5,13 +5,17 @@ namespace RetNet.Ilgpu.Kernels.Embedding;
 /// <summary>Token embedding kernels: a gather forward and a deterministic, atomic-free scatter-add backward.</summary>
 internal static class EmbeddingKernels
 {
-    /// <summary>output[n, d] = table[ids[n], d], one thread per output element (consecutive threads, consecutive d).</summary>
+    /// <summary>
+    /// output[n, d] = scale · table[ids[n], d], one thread per output element (consecutive threads, consecutive d). The
+    /// scale serves RetNet's √d input scaling; plain lookups pass 1 (exact).
+    /// </summary>
     [Kernel(KernelGrouping.Implicit)]
-    public static void Gather(Index1D i, ArrayView<int> ids, ArrayView<float> table, ArrayView<float> output, int width)
+    public static void Gather(Index1D i, ArrayView<int> ids, ArrayView<float> table, ArrayView<float> output, int width,
+        float scale)
     {
         var n = i.X / width;
         var d = i.X - n * width;
-        output[i] = table[(long)ids[n] * width + d];
+        output[i] = scale * table[(long)ids[n] * width + d];
     }
 
     /// <summary>

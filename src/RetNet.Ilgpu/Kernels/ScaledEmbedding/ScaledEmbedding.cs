@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using RetNet.Ilgpu.Kernels.Embedding;
 using RetNet.Ilgpu.Kernels.Rotation;
 using RetNet.Ilgpu.Tensors;
 
@@ -46,9 +47,10 @@ public static class ScaledEmbedding
         if (output.Length == 0)
             return;
         var device = table.Device;
-        var kernel = device.Kernel(ScaledEmbeddingKernels.Gather, accelerator =>
-            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, int,
-                float>(ScaledEmbeddingKernels.Gather));
+        // The same gather kernel as Embedding.Forward, here with the ids of a reusable buffer and a scale.
+        var kernel = device.Kernel(EmbeddingKernels.Gather, accelerator =>
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, float>(
+                EmbeddingKernels.Gather));
         kernel(device.Stream, output.Length, ids.View(offset, output.Dim(0)), table.View, output.View, table.Dim(1),
             scale);
     }
