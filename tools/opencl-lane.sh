@@ -58,6 +58,7 @@ unmount_all() {
 
 run() {
   # One run at a time: concurrent runs would stack and then lazily unmount each other's bind mounts.
+  mkdir -p "$(dirname "$root")"
   exec 9>"$(dirname "$root")/lane.lock"
   flock 9
   ensure
