@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using RetNet.Ilgpu.Devices;
+using RetNet.Ilgpu.Model;
 
 namespace RetNet.Ilgpu.Cli.Commands;
 
@@ -65,5 +66,15 @@ internal static class CommonOptions
         Console.WriteLine($"device: {device.Description.Name} ({device.Kind}, {Format.Bytes(device.Description.MemoryBytes)}, " +
                           $"max group {device.MaxGroupSize})");
         return device;
+    }
+
+    /// <summary>Loads a model folder and prints on stderr what loading adapted (e.g. decays taken from the
+    /// checkpoint's buffer), so that nothing about the weights changes silently.</summary>
+    public static RetNetModel LoadModel(RetNetDevice device, DirectoryInfo folder)
+    {
+        var model = RetNetModel.Load(device, folder.FullName);
+        foreach (var notice in model.Notices)
+            Console.Error.WriteLine($"note: {notice}");
+        return model;
     }
 }

@@ -81,7 +81,7 @@ internal static class ModelCommands
                 _ => ForwardMode.Parallel,
             };
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            using var model = RetNetModel.Load(opened, parse.GetValue(modelDir)!.FullName);
+            using var model = CommonOptions.LoadModel(opened, parse.GetValue(modelDir)!);
             using var logits = model.Forward(ids, forwardMode);
             var path = parse.GetValue(output)!.FullName;
             Safetensors.Write(path, new Dictionary<string, HostTensor> { ["logits"] = HostTensor.From(logits) },
@@ -122,7 +122,7 @@ internal static class ModelCommands
         command.SetAction(parse => CommonOptions.Run(() =>
         {
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            using var model = RetNetModel.Load(opened, parse.GetValue(modelDir)!.FullName);
+            using var model = CommonOptions.LoadModel(opened, parse.GetValue(modelDir)!);
             var text = ChooseTokenizer(parse.GetValue(tokenizer) ?? "auto", model.Config.VocabSize);
             if (text.VocabularySize != model.Config.VocabSize)
                 throw new ArgumentException($"--tokenizer {text.Name} has {text.VocabularySize} ids but the model's " +

@@ -24,6 +24,22 @@ internal static class KernelMath
         return sign * (1f - poly * XMath.Exp(-a * a));
     }
 
+    /// <summary>
+    /// e^x − 1 accurate to a few ulps for every x, small |x| included, where e^x − 1 itself loses all digits
+    /// (Kahan's trick: the rounding error of u = e^x cancels in (u − 1)·x / log u). Neither PTX nor OpenCL C offers
+    /// expm1 through ILGPU's XMath.
+    /// </summary>
+    public static float Expm1(float x)
+    {
+        var u = XMath.Exp(x);
+        if (u == 1f)
+            return x;
+        var um1 = u - 1f;
+        if (um1 == -1f)
+            return -1f;
+        return um1 * x / XMath.Log(u);
+    }
+
     /// <summary>x·σ(x), computed without overflow for large |x|.</summary>
     public static float Silu(float x) => x * Sigmoid(x);
 

@@ -18,11 +18,11 @@ internal static class Linear
 /// <summary>The gated FFN: fc2(act(fc1 x) ⊙ gate x), act swish or gelu; no biases.</summary>
 internal sealed class GatedFeedForward(Tensor fc1, Tensor gate, Tensor fc2, bool gelu)
 {
-    /// <summary>rows.Branch = FFN(rows.Normed).</summary>
-    public void Forward(ModelRows rows)
+    /// <summary>rows.Branch = FFN(<paramref name="input"/>), input [N, d].</summary>
+    public void Forward(Tensor input, ModelRows rows)
     {
-        Linear.Apply(rows.Normed, fc1, rows.Hidden);
-        Linear.Apply(rows.Normed, gate, rows.Gate);
+        Linear.Apply(input, fc1, rows.Hidden);
+        Linear.Apply(input, gate, rows.Gate);
         if (gelu)
             Elementwise.Gelu(rows.Hidden, rows.Hidden);
         else
@@ -49,27 +49,29 @@ internal sealed class RetentionConstants(RetNetConfig config, Tensor angles, Dec
 }
 
 /// <summary>
-/// torchscale's multi-scale retention (RETNET-SPEC.md §2): q, k, v, g projections; k·Dk^(−1/2); rotation at absolute
-/// positions; retention in the chosen form; per-head RMSNorm over Dv without weight; silu(g) ⊙ Y; out projection.
+/// torchscale's multi-scale retention (docs/MATH.md §5): q, k, v, g projections; k·Dk^(−1/2); rotation at absolute
+/// positions; canonical retention in the chosen form; the decay-normalised per-head RMSNorm over Dv without weight
+/// (§4); silu(g) ⊙ Y; out projection.
 /// </summary>
 internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g, Tensor output,
     RetentionConstants constants)
 {
     /// <summary>
-    /// rows.Branch = MSR(rows.Normed) for <paramref name="batch"/> sequences of <paramref name="seqLen"/> tokens whose
-    /// start positions sit in <paramref name="ids"/> at <paramref name="startsOffset"/>. <paramref name="state"/>
-    /// [B, H, Dk, Dv] is the state entering the tokens and is advanced past them; null (parallel or chunkwise only)
-    /// means zeros and no state kept.
+    /// rows.Branch = MSR(<paramref name="input"/> [N, d]) for <paramref name="batch"/> sequences of
+    /// <paramref name="seqLen"/> tokens whose start positions sit in <paramref name="ids"/> at
+    /// <paramref name="startsOffset"/>; rows.DecaySums must hold each row's decay sum s_t (computed once per pass).
+    /// <paramref name="state"/> [B, H, Dk, Dv] is the state entering the tokens and is advanced past them; null
+    /// (parallel or chunkwise only) means zeros and no state kept.
     /// </summary>
-    public void Forward(ModelRows rows, int batch, int seqLen, DeviceInts ids, int startsOffset, ForwardMode mode,
-        Tensor? state)
+    public void Forward(Tensor input, ModelRows rows, int batch, int seqLen, DeviceInts ids, int startsOffset,
+        ForwardMode mode, Tensor? state)
     {
         var c = constants.Config;
         int heads = c.RetentionHeads, dk = c.KeyHeadDim, dv = c.ValueHeadDim;
-        Linear.Apply(rows.Normed, q, rows.Q);
-        Linear.Apply(rows.Normed, k, rows.K);
-        Linear.Apply(rows.Normed, v, rows.V);
-        Linear.Apply(rows.Normed, g, rows.G);
+        Linear.Apply(input, q, rows.Q);
+        Linear.Apply(input, k, rows.K);
+        Linear.Apply(input, v, rows.V);
+        Linear.Apply(input, g, rows.G);
         var q4 = rows.Q.Reshape(batch, seqLen, heads, dk);
         var k4 = rows.K.Reshape(batch, seqLen, heads, dk);
         var v4 = rows.V.Reshape(batch, seqLen, heads, dv);
@@ -88,8 +90,9 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
                 Recurrent(q4, k4, v4, o4, state ?? throw new InvalidOperationException("The recurrent form needs a state."));
                 break;
         }
+        // The decay normalisation: (o/√s)/√(mean((o/√s)²) + eps) = o/√(mean(o²) + eps·s), a per-row eps.
         var perHead = rows.O.Reshape(rows.Count * heads, dv);
-        RmsNorm.Forward(perHead, null, (float)c.LayerNormEps, perHead);
+        RmsNorm.Forward(perHead, null, (float)c.LayerNormEps, perHead, rstd: null, options: null, rows.DecaySums);
         Elementwise.Silu(rows.G, rows.G);
         Elementwise.Multiply(rows.G, rows.O, rows.O);
         Linear.Apply(rows.O, output, rows.Branch);
@@ -117,18 +120,36 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
     }
 }
 
-/// <summary>The pre-norm block: x += MSR(RMSNorm(x)); x += FFN(RMSNorm(x)).</summary>
+/// <summary>
+/// A block (docs/MATH.md §6). Pre-norm: x = α·x + MSR(RMSNorm(x)); x = α·x + FFN(RMSNorm(x)). Post-norm:
+/// x = RMSNorm(α·x + MSR(x)); x = RMSNorm(α·x + FFN(x)). α is deepnorm's residual scale (1 without it).
+/// </summary>
 internal sealed class RetNetBlock(Tensor retentionNorm, MultiScaleRetention retention, Tensor finalNorm,
-    GatedFeedForward ffn, float eps)
+    GatedFeedForward ffn, RetNetConfig config)
 {
+    private readonly float eps = (float)config.LayerNormEps;
+    private readonly float alpha = config.ResidualScale;
+
     public void Forward(ModelRows rows, int batch, int seqLen, DeviceInts ids, int startsOffset, ForwardMode mode,
         Tensor? state)
     {
-        RmsNorm.Forward(rows.X, retentionNorm, eps, rows.Normed);
-        retention.Forward(rows, batch, seqLen, ids, startsOffset, mode, state);
-        Elementwise.Add(rows.X, rows.Branch, rows.X);
-        RmsNorm.Forward(rows.X, finalNorm, eps, rows.Normed);
-        ffn.Forward(rows);
-        Elementwise.Add(rows.X, rows.Branch, rows.X);
+        if (config.NormalizeBefore)
+        {
+            RmsNorm.Forward(rows.X, retentionNorm, eps, rows.Normed);
+            retention.Forward(rows.Normed, rows, batch, seqLen, ids, startsOffset, mode, state);
+            Elementwise.ScaleAdd(rows.X, alpha, rows.Branch, rows.X);
+            RmsNorm.Forward(rows.X, finalNorm, eps, rows.Normed);
+            ffn.Forward(rows.Normed, rows);
+            Elementwise.ScaleAdd(rows.X, alpha, rows.Branch, rows.X);
+        }
+        else
+        {
+            retention.Forward(rows.X, rows, batch, seqLen, ids, startsOffset, mode, state);
+            Elementwise.ScaleAdd(rows.X, alpha, rows.Branch, rows.X);
+            RmsNorm.Forward(rows.X, retentionNorm, eps, rows.X);
+            ffn.Forward(rows.X, rows);
+            Elementwise.ScaleAdd(rows.X, alpha, rows.Branch, rows.X);
+            RmsNorm.Forward(rows.X, finalNorm, eps, rows.X);
+        }
     }
 }

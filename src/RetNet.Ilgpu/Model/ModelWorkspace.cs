@@ -10,7 +10,7 @@ namespace RetNet.Ilgpu.Model;
 /// </summary>
 internal sealed class ModelWorkspace : IDisposable
 {
-    private readonly Tensor x, normed, q, k, v, g, o, sum, hidden, gate;
+    private readonly Tensor x, normed, q, k, v, g, o, sum, hidden, gate, decaySums;
 
     public ModelWorkspace(RetNetModel model, int capacity, int sequences, int logitRows)
     {
@@ -36,6 +36,7 @@ internal sealed class ModelWorkspace : IDisposable
             sum = Make(capacity, c.EmbedDim);
             hidden = Make(capacity, c.FfnEmbedDim);
             gate = Make(capacity, c.FfnEmbedDim);
+            decaySums = Make(capacity, c.RetentionHeads);
             Logits = Make(Math.Max(logitRows, 1), c.VocabSize);
             Ids = new DeviceInts(device, capacity + sequences);
         }
@@ -58,20 +59,21 @@ internal sealed class ModelWorkspace : IDisposable
     /// <summary>Views of the first <paramref name="rows"/> rows of every activation.</summary>
     public ModelRows Rows(int rows) => new(x.Slice(0, rows), normed.Slice(0, rows), q.Slice(0, rows),
         k.Slice(0, rows), v.Slice(0, rows), g.Slice(0, rows), o.Slice(0, rows), sum.Slice(0, rows),
-        hidden.Slice(0, rows), gate.Slice(0, rows));
+        hidden.Slice(0, rows), gate.Slice(0, rows), decaySums.Slice(0, rows).Reshape(rows * decaySums.Dim(1)));
 
     public void Dispose()
     {
-        foreach (var t in new[] { x, normed, q, k, v, g, o, sum, hidden, gate, Logits })
+        foreach (var t in new[] { x, normed, q, k, v, g, o, sum, hidden, gate, decaySums, Logits })
             t.Dispose();
         Ids.Dispose();
     }
 }
 
 /// <summary>Row views [N, ·] of a workspace: the residual stream X, its normalised copy, the retention projections
-/// Q, K [N, d], V, G, O [N, value dim], a branch output Branch [N, d] and the FFN's Hidden, Gate [N, ffn].</summary>
+/// Q, K [N, d], V, G, O [N, value dim], a branch output Branch [N, d], the FFN's Hidden, Gate [N, ffn] and the decay
+/// sums s_t of every row and head [N·H], the head norm's per-row eps scale.</summary>
 internal sealed record ModelRows(Tensor X, Tensor Normed, Tensor Q, Tensor K, Tensor V, Tensor G, Tensor O,
-    Tensor Branch, Tensor Hidden, Tensor Gate)
+    Tensor Branch, Tensor Hidden, Tensor Gate, Tensor DecaySums)
 {
     public int Count => X.Dim(0);
 }

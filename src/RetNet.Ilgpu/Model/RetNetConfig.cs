@@ -7,10 +7,11 @@ using RetNet.Ilgpu.IO;
 namespace RetNet.Ilgpu.Model;
 
 /// <summary>
-/// The shape of a RetNet language model, with torchscale's RetNetConfig field names in JSON (RETNET-SPEC.md §3–4).
+/// The shape of a RetNet language model, with torchscale's RetNetConfig field names in JSON (docs/MATH.md §6–7).
 /// The key head dimension is d / heads and the value head dimension value_dim / heads; decays follow torchscale's
-/// schedule γ_h = 1 − 2^(−5−h). Fields torchscale has but this inference model does not use (dropout, moe_*, …) are
-/// ignored when reading.
+/// schedule γ_h = 1 − 2^(−5−h) unless chosen otherwise. torchscale fields that cannot change what the model computes
+/// (dropout, fsdp, …) are accepted and ignored; those that would change it and are not implemented (moe_freq,
+/// multiway, no_output_layer, …) are refused by name (<see cref="FromJson"/>).
 /// </summary>
 public sealed record RetNetConfig
 {
@@ -55,6 +56,25 @@ public sealed record RetNetConfig
     public bool ShareInputOutputEmbed { get; init; }
 
     /// <summary>
+    /// Pre-norm blocks (true, torchscale's default): x = α·x + f(RMSNorm(x)), then a final layer_norm. False gives
+    /// post-norm blocks x = RMSNorm(α·x + f(x)) and no final norm (<c>decoder_normalize_before</c>).
+    /// </summary>
+    [JsonPropertyName("decoder_normalize_before")]
+    public bool NormalizeBefore { get; init; } = true;
+
+    /// <summary>
+    /// DeepNet's residual scaling (<c>deepnorm</c>): every residual is multiplied by α = (2·layers)^(1/4) before the
+    /// branch is added, and initialisation divides fc1, fc2, out_proj and v_proj by (8·layers)^(1/4).
+    /// </summary>
+    [JsonPropertyName("deepnorm")]
+    public bool Deepnorm { get; init; }
+
+    /// <summary>An RMSNorm (weight <c>layernorm_embedding.weight</c>) right after the scaled embedding
+    /// (<c>layernorm_embedding</c>).</summary>
+    [JsonPropertyName("layernorm_embedding")]
+    public bool LayerNormEmbedding { get; init; }
+
+    /// <summary>
     /// The per-head decay schedule when <see cref="RetentionDecay"/> is absent: "torchscale" (γ_h = 1 − 2^(−5−h), the
     /// default) or "paper" (γ = 1 − exp(linspace(log 1/32, log 1/512, H))). Not a torchscale field.
     /// </summary>
@@ -90,15 +110,23 @@ public sealed record RetNetConfig
     [JsonIgnore]
     public float EmbedScale => NoScaleEmbedding ? 1f : (float)Math.Sqrt(EmbedDim);
 
-    /// <summary>The preset names <see cref="Preset"/> accepts: the paper's sizes and small ones for tests and demos.</summary>
+    /// <summary>α, the factor of every residual: (2·layers)^(1/4) with <see cref="Deepnorm"/>, else 1.</summary>
+    [JsonIgnore]
+    public float ResidualScale => Deepnorm ? (float)Math.Pow(2.0 * Layers, 0.25) : 1f;
+
+    /// <summary>The preset names <see cref="Preset"/> accepts: torchscale's registered sizes and small ones for tests
+    /// and demos.</summary>
     public static IReadOnlyList<string> PresetNames { get; } =
-        ["tiny", "small", "base", "medium", "xl", "3b", "7b", "13b"];
+        ["tiny", "small", "base", "medium", "xl", "3b", "7b", "13b", "65b"];
 
     /// <summary>
-    /// A named configuration. The paper's sizes (base … 13b: d / value dim / heads / layers of RETNET-SPEC.md §3, FFN
-    /// 2d, key head dim 256, GPT-2's vocabulary of 50257, embeddings scaled, swish FFN as in the paper) and two small
-    /// ones: "tiny" (d 64, value 128, 2 heads, 2 layers, FFN 128, vocab 256) for tests and "small" (d 128, value 256,
-    /// 2 heads, 2 layers, FFN 256, vocab 256) for the decode benchmark and the demo on the CPU accelerator.
+    /// A named configuration. torchscale's registered sizes, exactly (d / value dim / FFN / layers / heads): base
+    /// 512/864/864/6/2, medium 1024/1728/1728/16/4, xl 2048/3456/3456/24/8, 3b 2560/4280/4280/32/10, 7b
+    /// 4096/6912/6912/32/16, 13b 5120/8560/8560/40/20, 65b 8192/13824/13824/64/32 (key head dim 256 throughout, FFN
+    /// equal to the value dim), with GPT-2's vocabulary of 50257, scaled embeddings and a swish FFN as torchscale's
+    /// retnet_base_architecture sets them. Two small ones: "tiny" (d 64, value 128, 2 heads, 2 layers, FFN 128,
+    /// vocab 256) for tests and "small" (d 128, value 256, 2 heads, 2 layers, FFN 256, vocab 256) for the decode
+    /// benchmark and the demo on the CPU accelerator.
     /// </summary>
     /// <exception cref="ArgumentException">The name is not one of <see cref="PresetNames"/>.</exception>
     public static RetNetConfig Preset(string name)
@@ -108,12 +136,13 @@ public sealed record RetNetConfig
         {
             "tiny" => Small(64, 128, 2, 2, 128),
             "small" => Small(128, 256, 2, 2, 256),
-            "base" => Paper(512, 864, 2, 6),
-            "medium" => Paper(1024, 1728, 4, 16),
-            "xl" => Paper(2048, 3456, 8, 24),
-            "3b" => Paper(2560, 4280, 10, 32),
-            "7b" => Paper(4096, 6912, 16, 32),
-            "13b" => Paper(5120, 8560, 20, 40),
+            "base" => Torchscale(512, 864, 6, 2),
+            "medium" => Torchscale(1024, 1728, 16, 4),
+            "xl" => Torchscale(2048, 3456, 24, 8),
+            "3b" => Torchscale(2560, 4280, 32, 10),
+            "7b" => Torchscale(4096, 6912, 32, 16),
+            "13b" => Torchscale(5120, 8560, 40, 20),
+            "65b" => Torchscale(8192, 13824, 64, 32),
             _ => throw new ArgumentException(
                 $"Argument 'name' is '{name}'; expected one of {string.Join(", ", PresetNames)}.", nameof(name)),
         };
@@ -125,9 +154,9 @@ public sealed record RetNetConfig
         VocabSize = 256, ActivationFn = "swish", NoScaleEmbedding = false,
     };
 
-    private static RetNetConfig Paper(int d, int value, int heads, int layers) => new()
+    private static RetNetConfig Torchscale(int d, int value, int layers, int heads) => new()
     {
-        EmbedDim = d, ValueEmbedDim = value, RetentionHeads = heads, Layers = layers, FfnEmbedDim = 2 * d,
+        EmbedDim = d, ValueEmbedDim = value, RetentionHeads = heads, Layers = layers, FfnEmbedDim = value,
         VocabSize = 50257, ActivationFn = "swish", NoScaleEmbedding = false,
     };
 
@@ -183,15 +212,31 @@ public sealed record RetNetConfig
         "decoder_layers", "vocab_size",
     ];
 
+    /// <summary>
+    /// torchscale fields that change what the model computes and are not implemented here, with what they would ask
+    /// for. A value other than the default (0 or false; null counts as absent) is refused.
+    /// </summary>
+    private static readonly (string Field, string Feature)[] UnsupportedFields =
+    [
+        ("moe_freq", "mixture-of-experts FFN layers"),
+        ("use_xmoe", "X-MoE routing"),
+        ("multiway", "multiway (per-modality) projections and norms"),
+        ("no_output_layer", "a decoder without output projection (features instead of logits)"),
+        ("xpos_rel_pos", "xPos relative positions (torchscale's RetNetDecoder never applies them: RetNet rotates " +
+                         "with its own theta shift and decays)"),
+    ];
+
     /// <summary>The config as torchscale-style JSON.</summary>
     public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
 
     /// <summary>
-    /// Parses torchscale-style JSON: the six size fields are required, the others default to torchscale's values,
-    /// unknown fields are ignored. The result is validated.
+    /// Parses torchscale-style JSON: the six size fields are required, the others default to torchscale's values.
+    /// Fields that would change the computation but are not implemented (moe_freq ≠ 0, use_xmoe, multiway,
+    /// no_output_layer, xpos_rel_pos) are refused, every one named; fields that cannot change it (dropout, fsdp,
+    /// chunkwise_recurrent, …) and unknown fields are ignored. The result is validated.
     /// </summary>
     /// <exception cref="ArgumentException">The JSON is malformed, a size field is missing, a field has the wrong type,
-    /// or <see cref="Validate"/> fails.</exception>
+    /// an unsupported field is set, or <see cref="Validate"/> fails.</exception>
     public static RetNetConfig FromJson(string json)
     {
         ArgumentNullException.ThrowIfNull(json);
@@ -204,6 +249,15 @@ public sealed record RetNetConfig
             if (missing.Count > 0)
                 throw new ArgumentException(
                     $"The RetNet config JSON lacks {string.Join(", ", missing)}.", nameof(json));
+            var unsupported = UnsupportedFields
+                .Where(f => node[f.Field] is JsonValue value && !IsDefault(value))
+                .Select(f => $"{f.Field} is {node[f.Field]!.ToJsonString()}: {f.Feature} is not implemented " +
+                             "(expected 0, false or absent)")
+                .ToList();
+            if (unsupported.Count > 0)
+                throw new ArgumentException(
+                    $"The RetNet config sets fields that change the computation: {string.Join("; ", unsupported)}.",
+                    nameof(json));
             config = node.Deserialize<RetNetConfig>(JsonOptions);
         }
         catch (JsonException e)
@@ -215,6 +269,14 @@ public sealed record RetNetConfig
         config.Validate();
         return config;
     }
+
+    private static bool IsDefault(JsonValue value) =>
+        value.GetValueKind() switch
+        {
+            JsonValueKind.False or JsonValueKind.Null => true,
+            JsonValueKind.Number => value.GetValue<double>() == 0,
+            _ => false,
+        };
 
     /// <summary>Reads a config.json file (see <see cref="FromJson"/>).</summary>
     /// <exception cref="ArgumentException">The content is not a valid config; the message names the file.</exception>

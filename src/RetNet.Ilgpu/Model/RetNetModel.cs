@@ -1,5 +1,6 @@
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.IO;
+using RetNet.Ilgpu.Kernels.DecayNormalization;
 using RetNet.Ilgpu.Kernels.Gemm;
 using RetNet.Ilgpu.Kernels.Normalization;
 using RetNet.Ilgpu.Kernels.Rotation;
@@ -15,8 +16,9 @@ namespace RetNet.Ilgpu.Model;
 public sealed record PrefillResult(float[][] Logits, DecodingState State);
 
 /// <summary>
-/// A RetNet language model for inference, in torchscale's layout (RETNET-SPEC.md §2–4): scaled token embedding,
-/// pre-norm blocks of multi-scale retention and a gated FFN, a final RMSNorm and a tied or untied output projection.
+/// A RetNet language model for inference, in torchscale's layout (docs/MATH.md §5–8): scaled token embedding (with an
+/// optional RMSNorm), pre- or post-norm blocks of multi-scale retention and a gated FFN (with deepnorm's residual
+/// scale when configured), a final RMSNorm (pre-norm) and a tied or untied output projection.
 /// The weights live on one device and are owned by the model. Three ways to run it: <see cref="Forward"/> over a
 /// whole token batch in any retention form; <see cref="Prefill"/> then <see cref="Step"/> for decoding, where a step
 /// costs the same at every position (the state is [B, H, Dk, Dv] per layer, whatever the length so far). Not
@@ -28,21 +30,23 @@ public sealed class RetNetModel : IDisposable
     private readonly RetentionConstants constants;
     private readonly RetNetBlock[] blocks;
     private readonly Tensor embedding;
-    private readonly Tensor finalNorm;
+    private readonly Tensor? embeddingNorm;
+    private readonly Tensor? finalNorm;
     private readonly Tensor outputWeight;
     private bool disposed;
 
     private RetNetModel(RetNetDevice device, RetNetConfig config, Dictionary<string, Tensor> parameters,
-        RetentionConstants constants)
+        RetentionConstants constants, IReadOnlyList<string> notices)
     {
         Device = device;
         Config = config;
+        Notices = notices;
         this.parameters = parameters;
         this.constants = constants;
         embedding = parameters["embed_tokens.weight"];
-        finalNorm = parameters["layer_norm.weight"];
+        embeddingNorm = config.LayerNormEmbedding ? parameters["layernorm_embedding.weight"] : null;
+        finalNorm = config.NormalizeBefore ? parameters["layer_norm.weight"] : null;
         outputWeight = config.ShareInputOutputEmbed ? embedding : parameters["output_projection.weight"];
-        var eps = (float)config.LayerNormEps;
         blocks = new RetNetBlock[config.Layers];
         for (var i = 0; i < config.Layers; i++)
         {
@@ -52,15 +56,19 @@ public sealed class RetNetModel : IDisposable
             var ffn = new GatedFeedForward(P("ffn.fc1.weight"), P("ffn.gate.weight"), P("ffn.fc2.weight"),
                 config.ActivationFn == "gelu");
             blocks[i] = new RetNetBlock(P("retention_layer_norm.weight"), retention, P("final_layer_norm.weight"), ffn,
-                eps);
+                config);
         }
     }
 
     /// <summary>The device the weights live on.</summary>
     public RetNetDevice Device { get; }
 
-    /// <summary>The model's shape.</summary>
+    /// <summary>The model's shape (with the decays of the checkpoint's decay buffer when it had other ones).</summary>
     public RetNetConfig Config { get; }
+
+    /// <summary>What loading had to adapt, in sentences for the user (e.g. decays taken from the checkpoint's
+    /// buffer); empty when the weights matched the config as given.</summary>
+    public IReadOnlyList<string> Notices { get; }
 
     /// <summary>The number of parameters (a tied output counted once).</summary>
     public long ParameterCount => parameters.Values.Sum(p => (long)p.Length);
@@ -81,15 +89,19 @@ public sealed class RetNetModel : IDisposable
 
     /// <summary>
     /// A model from host weights with torchscale's names (an optional <c>decoder.</c> or <c>model.</c> prefix on every
-    /// name). Everything is checked before any device memory is allocated; nothing stays allocated on failure.
+    /// name) and, optionally, torchscale's buffers (<see cref="WeightLayout.Resolve"/>: a decay buffer that differs from
+    /// the config's decays is used, and <see cref="Notices"/> says so). Everything is checked before any device memory
+    /// is allocated; nothing stays allocated on failure.
     /// </summary>
-    /// <exception cref="ArgumentException">The config is invalid.</exception>
+    /// <exception cref="ArgumentException">The config is invalid, or the angle buffer does not fit it.</exception>
     /// <exception cref="CheckpointMismatchException">Tensors are missing, unexpected or wrongly shaped (all listed).</exception>
     public static RetNetModel FromWeights(RetNetDevice device, RetNetConfig config,
         IReadOnlyDictionary<string, HostTensor> weights)
     {
         ArgumentNullException.ThrowIfNull(device);
-        var valid = WeightLayout.Validate(config, weights);
+        var resolved = WeightLayout.Resolve(config, weights);
+        config = resolved.Config;
+        var valid = resolved.Parameters;
         var parameters = new Dictionary<string, Tensor>();
         Tensor? angles = null, table = null;
         try
@@ -99,7 +111,8 @@ public sealed class RetNetModel : IDisposable
             angles = Tensor.FromHost(device, ThetaShift.Angles(config.KeyHeadDim), config.KeyHeadDim / 2);
             var decay = config.Decay();
             table = decay.Upload(device);
-            return new RetNetModel(device, config, parameters, new RetentionConstants(config, angles, decay, table));
+            return new RetNetModel(device, config, parameters, new RetentionConstants(config, angles, decay, table),
+                resolved.Notices);
         }
         catch
         {
@@ -118,12 +131,21 @@ public sealed class RetNetModel : IDisposable
         return WeightLayout.Expected(Config).ToDictionary(e => e.Name, e => HostTensor.From(parameters[e.Name]));
     }
 
-    /// <summary>Writes <paramref name="folder"/>/config.json and model.safetensors (F32), each atomically.</summary>
+    /// <summary>Writes <paramref name="folder"/>/config.json and model.safetensors (F32), each atomically. The file
+    /// holds what torchscale's state_dict holds, so torchscale's strict load accepts it: the parameters, a tied
+    /// output projection under its own name too, and the two buffers.</summary>
     public void Save(string folder)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(folder);
+        ObjectDisposedException.ThrowIf(disposed, this);
         Directory.CreateDirectory(folder);
-        Safetensors.Write(Path.Combine(folder, "model.safetensors"), ExportWeights(),
+        var tensors = new Dictionary<string, HostTensor>(ExportWeights());
+        // PyTorch lists a tied output under both names; torchscale's strict load expects both.
+        if (Config.ShareInputOutputEmbed)
+            tensors.Add("output_projection.weight", tensors["embed_tokens.weight"]);
+        foreach (var (name, buffer) in WeightLayout.Buffers(Config))
+            tensors.Add(name, buffer);
+        Safetensors.Write(Path.Combine(folder, "model.safetensors"), tensors,
             new Dictionary<string, string> { ["format"] = "pt" });
         Config.Save(Path.Combine(folder, "config.json"));
     }
@@ -172,11 +194,10 @@ public sealed class RetNetModel : IDisposable
                     states.Add(Tensor.Zeros(Device, StateShape(batch)));
             workspace.Ids.Upload(ids);
             var rows = workspace.Rows(n);
-            ScaledEmbedding.Launch(embedding, workspace.Ids, 0, Config.EmbedScale, rows.X);
+            Embed(rows, workspace.Ids, batch, seqLen, n);
             for (var i = 0; i < blocks.Length; i++)
                 blocks[i].Forward(rows, batch, seqLen, workspace.Ids, n, mode, states.Count > 0 ? states[i] : null);
-            RmsNorm.Forward(rows.X, finalNorm, (float)Config.LayerNormEps, rows.Normed);
-            Linear.Apply(rows.Normed, outputWeight, logits.Reshape(n, Config.VocabSize));
+            Linear.Apply(FinalNorm(rows.X, rows.Normed), outputWeight, logits.Reshape(n, Config.VocabSize));
             Device.Synchronize();
             return logits;
         }
@@ -250,7 +271,7 @@ public sealed class RetNetModel : IDisposable
             ids[length] = state.PositionArray[b];
             workspace.Ids.Upload(ids);
             var rows = workspace.Rows(length);
-            ScaledEmbedding.Launch(embedding, workspace.Ids, 0, Config.EmbedScale, rows.X);
+            Embed(rows, workspace.Ids, 1, length, length);
             for (var i = 0; i < blocks.Length; i++)
                 blocks[i].Forward(rows, 1, length, workspace.Ids, length, mode, state.LayerStates[i].Slice(b, 1));
             result[b] = LastLogits(rows.X.Slice(length - 1, 1), rows.Normed.Slice(0, 1), workspace.Logits)[0];
@@ -282,7 +303,7 @@ public sealed class RetNetModel : IDisposable
         state.PositionArray.CopyTo(input, batch);
         workspace.Ids.Upload(input);
         var rows = workspace.Rows(batch);
-        ScaledEmbedding.Launch(embedding, workspace.Ids, 0, Config.EmbedScale, rows.X);
+        Embed(rows, workspace.Ids, batch, 1, batch);
         for (var i = 0; i < blocks.Length; i++)
             blocks[i].Forward(rows, batch, 1, workspace.Ids, batch, ForwardMode.Recurrent, state.LayerStates[i]);
         var logits = LastLogits(rows.X, rows.Normed, workspace.Logits);
@@ -294,12 +315,35 @@ public sealed class RetNetModel : IDisposable
     /// <summary>The shape of one layer's retention state for <paramref name="batch"/> sequences: [B, H, Dk, Dv].</summary>
     public int[] StateShape(int batch) => [batch, Config.RetentionHeads, Config.KeyHeadDim, Config.ValueHeadDim];
 
+    /// <summary>
+    /// The start of every pass over <paramref name="batch"/> sequences of <paramref name="seqLen"/> tokens whose ids
+    /// sit at the start of <paramref name="ids"/> and start positions at <paramref name="startsOffset"/>: rows.X = the
+    /// scaled embeddings (then RMSNorm with layernorm_embedding), and the decay sums of every row and head, which
+    /// every layer's head norm reads.
+    /// </summary>
+    private void Embed(ModelRows rows, DeviceInts ids, int batch, int seqLen, int startsOffset)
+    {
+        ScaledEmbedding.Launch(embedding, ids, 0, Config.EmbedScale, rows.X);
+        if (embeddingNorm is not null)
+            RmsNorm.Forward(rows.X, embeddingNorm, (float)Config.LayerNormEps, rows.X);
+        DecayNormalization.Launch(ids, startsOffset, constants.DecayTable, batch, seqLen, rows.DecaySums);
+    }
+
+    /// <summary>The final layer_norm of x into <paramref name="normed"/> (pre-norm); post-norm blocks end normalised,
+    /// so x itself.</summary>
+    private Tensor FinalNorm(Tensor x, Tensor normed)
+    {
+        if (finalNorm is null)
+            return x;
+        RmsNorm.Forward(x, finalNorm, (float)Config.LayerNormEps, normed);
+        return normed;
+    }
+
     private float[][] LastLogits(Tensor x, Tensor normed, Tensor logitsBuffer)
     {
         var rows = x.Dim(0);
-        RmsNorm.Forward(x, finalNorm, (float)Config.LayerNormEps, normed);
         var logits = logitsBuffer.Slice(0, rows);
-        Linear.Apply(normed, outputWeight, logits);
+        Linear.Apply(FinalNorm(x, normed), outputWeight, logits);
         var flat = logits.ToHost();
         var vocab = Config.VocabSize;
         var result = new float[rows][];

@@ -12,7 +12,7 @@ public sealed class ElementwiseTests(DeviceFixture fixture)
     public static TheoryData<int> Sizes => [1, 7, 1000, 4099];
 
     [Theory, MemberData(nameof(Sizes))]
-    public void Add_multiply_and_scale_match_the_reference(int n)
+    public void Add_scale_add_multiply_and_scale_match_the_reference(int n)
     {
         var a = Numerics.Uniform(1, n, 3f);
         var b = Numerics.Uniform(2, n, 3f);
@@ -22,6 +22,8 @@ public sealed class ElementwiseTests(DeviceFixture fixture)
 
         Elementwise.Add(ta, tb, output);
         Numerics.AssertClose("add", output.ToHost(), ElementwiseReference.Zip(a, b, (x, y) => x + y));
+        Elementwise.ScaleAdd(ta, 2.5f, tb, output);
+        Numerics.AssertClose("scale-add", output.ToHost(), ElementwiseReference.Zip(a, b, (x, y) => 2.5 * x + y));
         Elementwise.Multiply(ta, tb, output);
         Numerics.AssertClose("multiply", output.ToHost(), ElementwiseReference.Zip(a, b, (x, y) => x * y));
         Elementwise.Scale(ta, -0.25f, output);

@@ -24,11 +24,11 @@ public sealed class ModelConfigTests
     }
 
     [Fact]
-    public void Presets_are_valid_with_key_head_dim_256_for_the_paper_sizes()
+    public void Presets_are_valid_with_key_head_dim_256_for_torchscales_sizes()
     {
         foreach (var name in RetNetConfig.PresetNames)
             RetNetConfig.Preset(name).Validate();
-        foreach (var name in new[] { "base", "medium", "xl", "3b", "7b", "13b" })
+        foreach (var name in new[] { "base", "medium", "xl", "3b", "7b", "13b", "65b" })
             Assert.Equal(256, RetNetConfig.Preset(name).KeyHeadDim);
         Assert.Equal(6912, RetNetConfig.Preset("7b").ValueEmbedDim);
         Assert.Throws<ArgumentException>(() => RetNetConfig.Preset("huge"));

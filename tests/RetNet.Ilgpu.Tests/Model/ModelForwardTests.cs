@@ -34,6 +34,54 @@ public sealed class ModelForwardTests(DeviceFixture fixture)
         }
     }
 
+    public static TheoryData<string> Variants => ["postnorm", "deepnorm-postnorm", "deepnorm-prenorm", "layernorm-embedding"];
+
+    private static RetNetConfig Variant(string name) => name switch
+    {
+        "postnorm" => ModelTestSupport.Micro() with { NormalizeBefore = false, LayerNormEps = 1e-5 },
+        "deepnorm-postnorm" => ModelTestSupport.Micro("gelu", layers: 3) with { NormalizeBefore = false, Deepnorm = true },
+        "deepnorm-prenorm" => ModelTestSupport.Micro(heads: 4) with { Deepnorm = true },
+        _ => ModelTestSupport.Micro("gelu", tied: true) with { LayerNormEmbedding = true },
+    };
+
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void Post_norm_deepnorm_and_layernorm_embedding_match_the_float64_forward_in_every_form(string variant)
+    {
+        var config = Variant(variant);
+        var weights = ModelTestSupport.Weights(config, seed: 21);
+        var tokens = ModelTestSupport.Tokens(seed: 6, batch: 2, seqLen: 9, config.VocabSize);
+        var expected = ModelReference.Forward(config, weights, tokens);
+        using var model = RetNetModel.FromWeights(device, config, weights);
+        foreach (var mode in new[] { ForwardMode.Parallel, ForwardMode.Chunkwise(4), ForwardMode.Recurrent })
+        {
+            using var logits = model.Forward(tokens, mode);
+            var error = ModelTestSupport.RelativeError(logits.ToHost(), expected);
+            Assert.True(error <= 2e-4, $"{variant} {mode}: max|Δ|/max|ref| = {error:G3}");
+        }
+        var prefill = model.Prefill([ModelTestSupport.Row(tokens, 0, 4)]);
+        using var state = prefill.State;
+        AssertRow(expected.Select(v => (float)v).ToArray(), config.VocabSize, 9, 0, 3, prefill.Logits[0], "prefill");
+        var step = model.Step([tokens[0, 4]], state);
+        AssertRow(expected.Select(v => (float)v).ToArray(), config.VocabSize, 9, 0, 4, step[0], "step");
+    }
+
+    [Fact]
+    public void The_forward_check_rejects_a_reference_without_the_decay_normalisation()
+    {
+        // eps 1e-5 with unscaled embeddings: the case where leaving the factor out matters most.
+        var config = ModelTestSupport.Micro("gelu", scaleEmbedding: false) with { LayerNormEps = 1e-5 };
+        var weights = ModelTestSupport.Weights(config, seed: 11);
+        var tokens = ModelTestSupport.Tokens(seed: 5, batch: 2, seqLen: 7, config.VocabSize);
+        using var model = RetNetModel.FromWeights(device, config, weights);
+        using var logits = model.Forward(tokens, ForwardMode.Parallel);
+        var withFactor = ModelTestSupport.RelativeError(logits.ToHost(), ModelReference.Forward(config, weights, tokens));
+        var without = ModelTestSupport.RelativeError(logits.ToHost(),
+            ModelReference.Forward(config, weights, tokens, decayNormalisation: false));
+        Assert.True(withFactor <= 2e-4, $"with the factor: {withFactor:G3}");
+        Assert.True(without > 2e-4, $"the check cannot see the decay normalisation: {without:G3}");
+    }
+
     [Fact]
     public void Prefill_then_steps_equal_the_full_forward()
     {

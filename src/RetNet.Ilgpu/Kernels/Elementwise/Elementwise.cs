@@ -13,6 +13,15 @@ public static class Elementwise
     /// <summary>output = a + b. The backward of a sum passes the output gradient to both inputs unchanged.</summary>
     public static void Add(Tensor a, Tensor b, Tensor output) => Zip<AddOp>(a, nameof(a), b, nameof(b), output);
 
+    /// <summary>output = alpha · a + b (a residual scaled by alpha, as deepnorm does). Gradients: alpha · dOutput for
+    /// a, dOutput for b.</summary>
+    public static void ScaleAdd(Tensor a, float alpha, Tensor b, Tensor output)
+    {
+        if (!float.IsFinite(alpha))
+            throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "Expected a finite scale factor.");
+        Zip<ScaleAddOp>(a, nameof(a), b, nameof(b), output, parameter: alpha);
+    }
+
     /// <summary>output = a ⊙ b.</summary>
     public static void Multiply(Tensor a, Tensor b, Tensor output) =>
         Zip<MultiplyOp>(a, nameof(a), b, nameof(b), output);
@@ -69,7 +78,7 @@ public static class Elementwise
     }
 
     private static void Zip<TOp>(Tensor a, string aName, Tensor b, string bName, Tensor output,
-        string outputName = "output") where TOp : struct, IBinaryOp
+        string outputName = "output", float parameter = 0f) where TOp : struct, IBinaryOp
     {
         ArgumentNullException.ThrowIfNull(a, aName);
         ArgumentNullException.ThrowIfNull(b, bName);
@@ -84,8 +93,8 @@ public static class Elementwise
             return;
         var device = a.Device;
         var kernel = device.Kernel(ElementwiseKernels.Zip<TOp>, accelerator =>
-            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>>(
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, float>(
                 ElementwiseKernels.Zip<TOp>));
-        kernel(device.Stream, a.Length, a.View, b.View, output.View);
+        kernel(device.Stream, a.Length, a.View, b.View, output.View, parameter);
     }
 }

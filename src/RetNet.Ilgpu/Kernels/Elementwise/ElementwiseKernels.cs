@@ -9,10 +9,10 @@ internal interface IUnaryOp
     float Apply(float x, float parameter);
 }
 
-/// <summary>An elementwise function of two values.</summary>
+/// <summary>An elementwise function of two values and a scalar parameter.</summary>
 internal interface IBinaryOp
 {
-    float Apply(float a, float b);
+    float Apply(float a, float b, float parameter);
 }
 
 /// <summary>y = parameter · x.</summary>
@@ -36,19 +36,25 @@ internal readonly struct GeluOp : IUnaryOp
 /// <summary>y = a + b.</summary>
 internal readonly struct AddOp : IBinaryOp
 {
-    public float Apply(float a, float b) => a + b;
+    public float Apply(float a, float b, float parameter) => a + b;
+}
+
+/// <summary>y = parameter · a + b (deepnorm's scaled residual).</summary>
+internal readonly struct ScaleAddOp : IBinaryOp
+{
+    public float Apply(float a, float b, float parameter) => parameter * a + b;
 }
 
 /// <summary>y = a · b.</summary>
 internal readonly struct MultiplyOp : IBinaryOp
 {
-    public float Apply(float a, float b) => a * b;
+    public float Apply(float a, float b, float parameter) => a * b;
 }
 
 /// <summary>dx from (x, dy) for SiLU: dy · σ(x)(1 + x(1 − σ(x))).</summary>
 internal readonly struct SiluBackwardOp : IBinaryOp
 {
-    public float Apply(float x, float dy)
+    public float Apply(float x, float dy, float parameter)
     {
         var s = KernelMath.Sigmoid(x);
         return dy * s * (1f + x * (1f - s));
@@ -58,7 +64,7 @@ internal readonly struct SiluBackwardOp : IBinaryOp
 /// <summary>dx from (x, dy) for the exact GELU: dy · (Φ(x) + x·φ(x)).</summary>
 internal readonly struct GeluBackwardOp : IBinaryOp
 {
-    public float Apply(float x, float dy)
+    public float Apply(float x, float dy, float parameter)
     {
         var cdf = 0.5f * (1f + KernelMath.Erf(x * KernelMath.InvSqrt2));
         var pdf = KernelMath.InvSqrt2Pi * XMath.Exp(-0.5f * x * x);
@@ -74,9 +80,10 @@ internal static class ElementwiseKernels
     public static void Map<TOp>(Index1D i, ArrayView<float> x, ArrayView<float> y, float parameter)
         where TOp : struct, IUnaryOp => y[i] = default(TOp).Apply(x[i], parameter);
 
-    /// <summary>y[i] = op(a[i], b[i]).</summary>
+    /// <summary>y[i] = op(a[i], b[i], parameter).</summary>
     [Kernel(KernelGrouping.Implicit, Specializations =
-        [typeof(AddOp), typeof(MultiplyOp), typeof(SiluBackwardOp), typeof(GeluBackwardOp)])]
-    public static void Zip<TOp>(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y)
-        where TOp : struct, IBinaryOp => y[i] = default(TOp).Apply(a[i], b[i]);
+        [typeof(AddOp), typeof(ScaleAddOp), typeof(MultiplyOp), typeof(SiluBackwardOp), typeof(GeluBackwardOp)])]
+    public static void Zip<TOp>(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y,
+        float parameter)
+        where TOp : struct, IBinaryOp => y[i] = default(TOp).Apply(a[i], b[i], parameter);
 }

@@ -42,6 +42,9 @@ internal static class NormalizationFlags
 
     /// <summary>The forward kernel writes the row statistics: rstd [R], and mean [R] when centred.</summary>
     public const int Statistics = 8;
+
+    /// <summary>Row r adds eps·epsScale[r] instead of eps (RetNet's decay-normalised head norm).</summary>
+    public const int RowEps = 16;
 }
 
 /// <summary>
@@ -58,7 +61,8 @@ internal static class NormalizationKernels
     /// </summary>
     [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)])]
     public static void ForwardGroup<TKind>(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> bias,
-        ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd, int dim, float eps, int flags)
+        ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd, ArrayView<float> epsScale, int dim,
+        float eps, int flags)
         where TKind : struct, INormalizationKind
     {
         var row = Grid.IdxX;
@@ -80,7 +84,8 @@ internal static class NormalizationKernels
             var centred = x[start + j] - mu;
             squares += centred * centred;
         }
-        var r = 1f / XMath.Sqrt(GroupSum(squares, t, size) / dim + eps);
+        var rowEps = (flags & NormalizationFlags.RowEps) != 0 ? eps * epsScale[row] : eps;
+        var r = 1f / XMath.Sqrt(GroupSum(squares, t, size) / dim + rowEps);
 
         if (t == 0 && (flags & NormalizationFlags.Statistics) != 0)
         {
@@ -103,8 +108,8 @@ internal static class NormalizationKernels
     /// without shared memory or barriers.</summary>
     [Kernel(KernelGrouping.Implicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)])]
     public static void ForwardRow<TKind>(Index1D row, ArrayView<float> x, ArrayView<float> weight,
-        ArrayView<float> bias, ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd, int dim, float eps,
-        int flags)
+        ArrayView<float> bias, ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd,
+        ArrayView<float> epsScale, int dim, float eps, int flags)
         where TKind : struct, INormalizationKind
     {
         var start = row * dim;
@@ -122,7 +127,8 @@ internal static class NormalizationKernels
             var centred = x[start + j] - mu;
             squares += centred * centred;
         }
-        var r = 1f / XMath.Sqrt(squares / dim + eps);
+        var rowEps = (flags & NormalizationFlags.RowEps) != 0 ? eps * epsScale[row] : eps;
+        var r = 1f / XMath.Sqrt(squares / dim + rowEps);
 
         if ((flags & NormalizationFlags.Statistics) != 0)
         {

@@ -19,15 +19,16 @@ public sealed record NormalizationGradients(double[] Dx, double[] DWeight, doubl
 /// </summary>
 public static class NormalizationReference
 {
-    /// <summary>y = x·rstd ⊙ weight, rstd = 1/√(mean(x²) + eps) per row.</summary>
+    /// <summary>y = x·rstd ⊙ weight, rstd = 1/√(mean(x²) + eps·epsScale[r]) per row r (epsScale absent: 1).</summary>
     public static NormalizationForwardResult RmsNormForward(IReadOnlyList<double> x, IReadOnlyList<double>? weight,
-        int dim, double eps) =>
-        Forward(x, weight, bias: null, dim, eps, centered: false);
+        int dim, double eps, IReadOnlyList<double>? epsScale = null) =>
+        Forward(x, weight, bias: null, dim, eps, centered: false, epsScale);
 
-    /// <summary>dx = rstd·(g − x̂·mean(g·x̂)) with g = dy ⊙ weight, x̂ = x·rstd; dWeight = Σ_rows dy ⊙ x̂.</summary>
+    /// <summary>dx = rstd·(g − x̂·mean(g·x̂)) with g = dy ⊙ weight, x̂ = x·rstd; dWeight = Σ_rows dy ⊙ x̂ (rstd with
+    /// the per-row eps of <see cref="RmsNormForward"/>).</summary>
     public static NormalizationGradients RmsNormBackward(IReadOnlyList<double> x, IReadOnlyList<double>? weight,
-        IReadOnlyList<double> dy, int dim, double eps) =>
-        Backward(x, weight, dy, dim, eps, centered: false);
+        IReadOnlyList<double> dy, int dim, double eps, IReadOnlyList<double>? epsScale = null) =>
+        Backward(x, weight, dy, dim, eps, centered: false, epsScale);
 
     /// <summary>y = (x − mean)·rstd ⊙ weight + bias, rstd = 1/√(var + eps), var = mean((x − mean)²) per row.</summary>
     public static NormalizationForwardResult LayerNormForward(IReadOnlyList<double> x, IReadOnlyList<double>? weight,
@@ -40,15 +41,16 @@ public static class NormalizationReference
         Backward(x, weight, dy, dim, eps, centered: true);
 
     private static NormalizationForwardResult Forward(IReadOnlyList<double> x, IReadOnlyList<double>? weight,
-        IReadOnlyList<double>? bias, int dim, double eps, bool centered)
+        IReadOnlyList<double>? bias, int dim, double eps, bool centered, IReadOnlyList<double>? epsScale = null)
     {
         var rows = RowsOf(x, dim);
+        CheckEpsScale(epsScale, rows);
         var y = new double[x.Count];
         var mean = new double[rows];
         var rstd = new double[rows];
         for (var r = 0; r < rows; r++)
         {
-            (mean[r], rstd[r]) = Statistics(x, r, dim, eps, centered);
+            (mean[r], rstd[r]) = Statistics(x, r, dim, eps * (epsScale?[r] ?? 1.0), centered);
             for (var j = 0; j < dim; j++)
             {
                 var xHat = (x[r * dim + j] - mean[r]) * rstd[r];
@@ -59,9 +61,10 @@ public static class NormalizationReference
     }
 
     private static NormalizationGradients Backward(IReadOnlyList<double> x, IReadOnlyList<double>? weight,
-        IReadOnlyList<double> dy, int dim, double eps, bool centered)
+        IReadOnlyList<double> dy, int dim, double eps, bool centered, IReadOnlyList<double>? epsScale = null)
     {
         var rows = RowsOf(x, dim);
+        CheckEpsScale(epsScale, rows);
         if (dy.Count != x.Count)
             throw new ArgumentException($"Argument 'dy' has {dy.Count} elements; expected {x.Count} like 'x'.",
                 nameof(dy));
@@ -72,7 +75,7 @@ public static class NormalizationReference
         var g = new double[dim];
         for (var r = 0; r < rows; r++)
         {
-            var (mean, rstd) = Statistics(x, r, dim, eps, centered);
+            var (mean, rstd) = Statistics(x, r, dim, eps * (epsScale?[r] ?? 1.0), centered);
             double meanG = 0, meanGX = 0;
             for (var j = 0; j < dim; j++)
             {
@@ -108,6 +111,13 @@ public static class NormalizationReference
             squares += c * c;
         }
         return (mean, 1 / Math.Sqrt(squares / dim + eps));
+    }
+
+    private static void CheckEpsScale(IReadOnlyList<double>? epsScale, int rows)
+    {
+        if (epsScale is not null && epsScale.Count != rows)
+            throw new ArgumentException(
+                $"Argument 'epsScale' has {epsScale.Count} values; expected one per row ({rows}).", nameof(epsScale));
     }
 
     private static int RowsOf(IReadOnlyList<double> x, int dim)

@@ -42,14 +42,20 @@ public static class RmsNorm
         Tensor? rstd = null) =>
         Backward(x, weight, dy, eps, dx, dWeight, rstd, null);
 
-    /// <summary><see cref="Forward(Tensor, Tensor?, float, Tensor, Tensor?)"/> with an explicit launch configuration (tests).</summary>
+    /// <summary>
+    /// <see cref="Forward(Tensor, Tensor?, float, Tensor, Tensor?)"/> with an explicit launch configuration (null: the
+    /// device's) and, when <paramref name="epsScale"/> [R] is given, eps·epsScale[r] added in row r instead of eps:
+    /// the model's decay-normalised head norm (docs/MATH.md §4).
+    /// </summary>
     internal static void Forward(Tensor x, Tensor? weight, float eps, Tensor y, Tensor? rstd,
-        NormalizationOptions? options) =>
-        RowNormalization.Forward<RmsNormalization>(x, weight, bias: null, eps, y, mean: null, rstd, options);
+        NormalizationOptions? options, Tensor? epsScale = null) =>
+        RowNormalization.Forward<RmsNormalization>(x, weight, bias: null, eps, y, mean: null, rstd, options, epsScale);
 
-    /// <summary><see cref="Backward(Tensor, Tensor?, Tensor, float, Tensor, Tensor?, Tensor?)"/> with an explicit launch configuration (tests).</summary>
+    /// <summary><see cref="Backward(Tensor, Tensor?, Tensor, float, Tensor, Tensor?, Tensor?)"/> with an explicit
+    /// launch configuration and the per-row eps of <see cref="Forward(Tensor, Tensor?, float, Tensor, Tensor?, NormalizationOptions?, Tensor?)"/>
+    /// (used when rstd is recomputed).</summary>
     internal static void Backward(Tensor x, Tensor? weight, Tensor dy, float eps, Tensor dx, Tensor? dWeight,
-        Tensor? rstd, NormalizationOptions? options) =>
+        Tensor? rstd, NormalizationOptions? options, Tensor? epsScale = null) =>
         RowNormalization.Backward<RmsNormalization>(x, weight, dy, eps, dx, dWeight, dBias: null, mean: null, rstd,
-            options);
+            options, epsScale);
 }

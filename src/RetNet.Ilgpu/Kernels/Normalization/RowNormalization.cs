@@ -12,9 +12,10 @@ namespace RetNet.Ilgpu.Kernels.Normalization;
 internal static class RowNormalization
 {
     /// <summary>Checks every argument, then launches the forward kernel. <paramref name="mean"/> is used only when
-    /// <typeparamref name="TKind"/> is centred.</summary>
+    /// <typeparamref name="TKind"/> is centred; <paramref name="epsScale"/> [R], when given, makes row r add
+    /// eps·epsScale[r] instead of eps.</summary>
     public static void Forward<TKind>(Tensor x, Tensor? weight, Tensor? bias, float eps, Tensor y, Tensor? mean,
-        Tensor? rstd, NormalizationOptions? options)
+        Tensor? rstd, NormalizationOptions? options, Tensor? epsScale = null)
         where TKind : struct, INormalizationKind
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -27,13 +28,16 @@ internal static class RowNormalization
         ShapeCheck.SameDevice(device, nameof(y), y);
         ShapeCheck.Same(y, nameof(y), x, nameof(x));
         CheckStatistics<TKind>(mean, rstd, rows, device);
+        CheckParameter(epsScale, nameof(epsScale), rows, device);
         // y may be x itself: each thread reads x[j] before it writes y[j], and only after the row's reductions.
         ShapeCheck.DistinctOrSame(y, nameof(y), x, nameof(x));
         Distinct(y, nameof(y), (weight, nameof(weight)), (bias, nameof(bias)), (mean, nameof(mean)),
             (rstd, nameof(rstd)));
         Distinct(mean, nameof(mean), (x, nameof(x)), (weight, nameof(weight)), (bias, nameof(bias)),
             (rstd, nameof(rstd)));
-        Distinct(rstd, nameof(rstd), (x, nameof(x)), (weight, nameof(weight)), (bias, nameof(bias)));
+        Distinct(rstd, nameof(rstd), (x, nameof(x)), (weight, nameof(weight)), (bias, nameof(bias)),
+            (epsScale, nameof(epsScale)));
+        Distinct(y, nameof(y), (epsScale, nameof(epsScale)));
         var launch = Resolve(options, device, dim);
 
         if (rows == 0)
@@ -45,7 +49,7 @@ internal static class RowNormalization
             flags |= NormalizationFlags.Bias;
         if (rstd is not null)
             flags |= NormalizationFlags.Statistics;
-        LaunchForward<TKind>(launch, x, weight, bias, y, mean, rstd, rows, dim, eps, flags);
+        LaunchForward<TKind>(launch, x, weight, bias, y, mean, rstd, epsScale, rows, dim, eps, flags);
     }
 
     /// <summary>
@@ -53,7 +57,7 @@ internal static class RowNormalization
     /// statistics they are first recomputed into temporaries, which are freed after the stream has drained.
     /// </summary>
     public static void Backward<TKind>(Tensor x, Tensor? weight, Tensor dy, float eps, Tensor dx, Tensor? dWeight,
-        Tensor? dBias, Tensor? mean, Tensor? rstd, NormalizationOptions? options)
+        Tensor? dBias, Tensor? mean, Tensor? rstd, NormalizationOptions? options, Tensor? epsScale = null)
         where TKind : struct, INormalizationKind
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -74,9 +78,10 @@ internal static class RowNormalization
         CheckParameter(dWeight, nameof(dWeight), dim, device);
         CheckParameter(dBias, nameof(dBias), dim, device);
         CheckStatistics<TKind>(mean, rstd, rows, device);
+        CheckParameter(epsScale, nameof(epsScale), rows, device);
         // dx is also the scratch of the gradient partial sums, written while x and dy are still read.
         Distinct(dx, nameof(dx), (x, nameof(x)), (dy, nameof(dy)), (weight, nameof(weight)), (mean, nameof(mean)),
-            (rstd, nameof(rstd)), (dWeight, nameof(dWeight)), (dBias, nameof(dBias)));
+            (rstd, nameof(rstd)), (dWeight, nameof(dWeight)), (dBias, nameof(dBias)), (epsScale, nameof(epsScale)));
         Distinct(dWeight, nameof(dWeight), (x, nameof(x)), (dy, nameof(dy)), (weight, nameof(weight)),
             (mean, nameof(mean)), (rstd, nameof(rstd)), (dBias, nameof(dBias)));
         Distinct(dBias, nameof(dBias), (x, nameof(x)), (dy, nameof(dy)), (weight, nameof(weight)),
@@ -96,8 +101,8 @@ internal static class RowNormalization
         {
             savedRstd = Tensor.Uninitialized(device, rows);
             savedMean = default(TKind).Centered ? Tensor.Uninitialized(device, rows) : null;
-            LaunchForward<TKind>(launch, x, weight: null, bias: null, y: null, savedMean, savedRstd, rows, dim, eps,
-                NormalizationFlags.Statistics);
+            LaunchForward<TKind>(launch, x, weight: null, bias: null, y: null, savedMean, savedRstd, epsScale, rows,
+                dim, eps, NormalizationFlags.Statistics);
             mean = savedMean;
             rstd = savedRstd;
         }
@@ -122,7 +127,7 @@ internal static class RowNormalization
     }
 
     private static void LaunchForward<TKind>(NormalizationOptions launch, Tensor x, Tensor? weight, Tensor? bias,
-        Tensor? y, Tensor? mean, Tensor? rstd, int rows, int dim, float eps, int flags)
+        Tensor? y, Tensor? mean, Tensor? rstd, Tensor? epsScale, int rows, int dim, float eps, int flags)
         where TKind : struct, INormalizationKind
     {
         var device = x.Device;
@@ -133,21 +138,26 @@ internal static class RowNormalization
         var yView = y?.View ?? placeholder;
         var meanView = mean?.View ?? placeholder;
         var rstdView = rstd?.View ?? placeholder;
+        var epsScaleView = epsScale?.View ?? placeholder;
+        if (epsScale is not null)
+            flags |= NormalizationFlags.RowEps;
         if (launch.Form == NormalizationForm.GroupPerRow)
         {
             var kernel = device.Kernel(NormalizationKernels.ForwardGroup<TKind>, accelerator =>
                 accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, int, float, int>(NormalizationKernels.ForwardGroup<TKind>));
+                    ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, int>(
+                    NormalizationKernels.ForwardGroup<TKind>));
             kernel(device.Stream, GroupPerRow(rows, launch.GroupSize), x.View, weightView, biasView, yView, meanView,
-                rstdView, dim, eps, flags);
+                rstdView, epsScaleView, dim, eps, flags);
         }
         else
         {
             var kernel = device.Kernel(NormalizationKernels.ForwardRow<TKind>, accelerator =>
                 accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, int>(
+                    ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, int>(
                     NormalizationKernels.ForwardRow<TKind>));
-            kernel(device.Stream, rows, x.View, weightView, biasView, yView, meanView, rstdView, dim, eps, flags);
+            kernel(device.Stream, rows, x.View, weightView, biasView, yView, meanView, rstdView, epsScaleView, dim, eps,
+                flags);
         }
     }
 
