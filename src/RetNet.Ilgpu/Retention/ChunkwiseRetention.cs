@@ -4,7 +4,7 @@ namespace RetNet.Ilgpu.Retention;
 
 /// <summary>
 /// The chunkwise form of retention, the fast path for training and prefill: tokens in chunks of C; within a chunk the
-/// parallel form, across chunks a state carried by the recurrence (RETNET-SPEC.md §1). Linear in T: time
+/// parallel form, across chunks a state carried by the recurrence (docs/MATH.md §2). Linear in T: time
 /// O(T·C·(Dk + Dv) + T·Dk·Dv), memory one [Dk, Dv] state per chunk. Two kernels: a state walk that writes the state
 /// entering every chunk, then an output kernel parallel over (b, h, chunk, dv-tile). Identical to the parallel and
 /// recurrent forms up to fp32 rounding, for any C ≥ 1 (C need not divide T; C > T is one chunk).

@@ -14,9 +14,9 @@ public sealed record RetentionReferenceGradients(
     double[] QueryGradient, double[] KeyGradient, double[] ValueGradient, double[] InitialStateGradient);
 
 /// <summary>
-/// Plain C# references of canonical retention in double precision (RETNET-SPEC.md §1), in two independent forms: the
-/// quadratic (parallel) form and the step-by-step recurrence, each forward and backward. Tests, properties and
-/// <c>retnet verify</c> hold the kernels against them. Absent optional tensors (initial state, gradients) are zeros.
+/// Plain C# references of canonical retention in double precision (docs/MATH.md §1), in two independent forms: the
+/// quadratic (parallel) form and the step-by-step recurrence, each forward and backward. The tests and properties
+/// hold the kernels against them. Absent optional tensors (initial state, gradients) are zeros.
 /// </summary>
 public static class RetentionReference
 {

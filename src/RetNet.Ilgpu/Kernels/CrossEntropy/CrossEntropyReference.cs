@@ -1,6 +1,6 @@
 namespace RetNet.Ilgpu.Kernels.CrossEntropy;
 
-/// <summary>Double-precision reference of <see cref="CrossEntropy"/>, used by tests and <c>retnet verify</c>.</summary>
+/// <summary>Double-precision reference of <see cref="CrossEntropy"/>, used by the tests.</summary>
 public static class CrossEntropyReference
 {
     /// <summary>

@@ -2,7 +2,7 @@ using MathNet.Numerics;
 
 namespace RetNet.Ilgpu.Kernels.Elementwise;
 
-/// <summary>Double-precision references of <see cref="Elementwise"/>, used by tests and <c>retnet verify</c>.</summary>
+/// <summary>Double-precision references of <see cref="Elementwise"/>, used by the tests.</summary>
 public static class ElementwiseReference
 {
     /// <summary>x·σ(x).</summary>

@@ -1,6 +1,6 @@
 namespace RetNet.Ilgpu.Kernels.Embedding;
 
-/// <summary>Double-precision references of <see cref="Embedding"/>, used by tests and <c>retnet verify</c>.</summary>
+/// <summary>Double-precision references of <see cref="Embedding"/>, used by the tests.</summary>
 public static class EmbeddingReference
 {
     /// <summary>output[n, :] = table[ids[n], :] for a row-major table [V, D]; output [N · D].</summary>

@@ -14,7 +14,7 @@ public sealed record NormalizationGradients(double[] Dx, double[] DWeight, doubl
 
 /// <summary>
 /// Double-precision references of <see cref="RmsNorm"/> and <see cref="LayerNorm"/> over rows of
-/// <c>dim</c> elements (x row-major [R, dim]), used by tests and <c>retnet verify</c>. Straight from the formulas:
+/// <c>dim</c> elements (x row-major [R, dim]), used by the tests. Straight from the formulas:
 /// no fusion, two passes for the variance.
 /// </summary>
 public static class NormalizationReference

@@ -1,6 +1,6 @@
 namespace RetNet.Ilgpu.Kernels.Reductions;
 
-/// <summary>Double-precision references of <see cref="Reductions"/>, used by tests and <c>retnet verify</c>.</summary>
+/// <summary>Double-precision references of <see cref="Reductions"/>, used by the tests.</summary>
 public static class ReductionReference
 {
     /// <summary>Σ x in double precision.</summary>

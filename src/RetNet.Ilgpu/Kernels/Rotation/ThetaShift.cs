@@ -5,7 +5,7 @@ using RetNet.Ilgpu.Tensors;
 namespace RetNet.Ilgpu.Kernels.Rotation;
 
 /// <summary>
-/// torchscale's rotation of queries and keys ("theta shift", RETNET-SPEC.md §2) at absolute positions: for head
+/// torchscale's rotation of queries and keys ("theta shift", docs/MATH.md §5) at absolute positions: for head
 /// dimension Dk, angle_i = 10000^(−linspace(0, 1, Dk/2)_i) (linspace includes 1), and each interleaved pair
 /// (2i, 2i+1) of a head row at position p becomes (x0 cos pθ_i − x1 sin pθ_i, x1 cos pθ_i + x0 sin pθ_i). Positions
 /// are per sequence: token t of sequence b sits at starts[b] + t, so a batch may continue prompts of different
