@@ -20,12 +20,7 @@ public sealed class ModelDecayTests(DeviceFixture fixture)
         var tokens = ModelTestSupport.Tokens(seed: 2, batch: 2, seqLen: 7, config.VocabSize);
         var expected = ModelReference.Forward(config, weights, tokens);
         using var model = RetNetModel.FromWeights(fixture.Device, config, weights);
-        foreach (var mode in new[] { ForwardMode.Parallel, ForwardMode.Chunkwise(3), ForwardMode.Recurrent })
-        {
-            using var logits = model.Forward(tokens, mode);
-            var error = ModelTestSupport.RelativeError(logits.ToHost(), expected);
-            Assert.True(error <= 2e-4, $"{schedule} {mode}: max|Δ|/max|ref| = {error:G3}");
-        }
+        ModelTestSupport.AssertEveryFormMatches(model, tokens, expected, schedule, 3);
         Assert.Equal(config, RetNetConfig.FromJson(config.ToJson()) with { RetentionDecay = config.RetentionDecay });
         Assert.Equal(explicitDecay, RetNetConfig.FromJson(config.ToJson()).RetentionDecay);
     }

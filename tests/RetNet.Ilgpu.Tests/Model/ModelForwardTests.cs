@@ -25,13 +25,7 @@ public sealed class ModelForwardTests(DeviceFixture fixture)
         var tokens = ModelTestSupport.Tokens(seed: 5, batch: 2, seqLen: 7, config.VocabSize);
         var expected = ModelReference.Forward(config, weights, tokens);
         using var model = RetNetModel.FromWeights(device, config, weights);
-        foreach (var mode in new[] { ForwardMode.Parallel, ForwardMode.Chunkwise(3), ForwardMode.Recurrent })
-        {
-            using var logits = model.Forward(tokens, mode);
-            Assert.Equal([2, 7, config.VocabSize], logits.ShapeArray);
-            var error = ModelTestSupport.RelativeError(logits.ToHost(), expected);
-            Assert.True(error <= 2e-4, $"{mode}: max|Δ|/max|ref| = {error:G3}");
-        }
+        ModelTestSupport.AssertEveryFormMatches(model, tokens, expected, $"{activation} tied={tied} scaled={scale}", 3);
     }
 
     public static TheoryData<string> Variants => ["postnorm", "deepnorm-postnorm", "deepnorm-prenorm", "layernorm-embedding"];
@@ -53,12 +47,7 @@ public sealed class ModelForwardTests(DeviceFixture fixture)
         var tokens = ModelTestSupport.Tokens(seed: 6, batch: 2, seqLen: 9, config.VocabSize);
         var expected = ModelReference.Forward(config, weights, tokens);
         using var model = RetNetModel.FromWeights(device, config, weights);
-        foreach (var mode in new[] { ForwardMode.Parallel, ForwardMode.Chunkwise(4), ForwardMode.Recurrent })
-        {
-            using var logits = model.Forward(tokens, mode);
-            var error = ModelTestSupport.RelativeError(logits.ToHost(), expected);
-            Assert.True(error <= 2e-4, $"{variant} {mode}: max|Δ|/max|ref| = {error:G3}");
-        }
+        ModelTestSupport.AssertEveryFormMatches(model, tokens, expected, variant, 4);
         var prefill = model.Prefill([ModelTestSupport.Row(tokens, 0, 4)]);
         using var state = prefill.State;
         AssertRow(expected.Select(v => (float)v).ToArray(), config.VocabSize, 9, 0, 3, prefill.Logits[0], "prefill");

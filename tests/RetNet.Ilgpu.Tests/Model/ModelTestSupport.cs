@@ -48,6 +48,25 @@ public static class ModelTestSupport
         return row;
     }
 
+    /// <summary>The three forms the model tests run: parallel, chunkwise with a chunk that does not divide their
+    /// lengths, recurrent.</summary>
+    public static ForwardMode[] EveryForm(int chunkSize) =>
+        [ForwardMode.Parallel, ForwardMode.Chunkwise(chunkSize), ForwardMode.Recurrent];
+
+    /// <summary>Asserts that the logits of <paramref name="model"/> in every form of <see cref="EveryForm"/> are within
+    /// 2e-4 of <paramref name="expected"/> by <see cref="RelativeError"/>.</summary>
+    public static void AssertEveryFormMatches(RetNetModel model, int[,] tokens, IReadOnlyList<double> expected,
+        string what, int chunkSize)
+    {
+        foreach (var mode in EveryForm(chunkSize))
+        {
+            using var logits = model.Forward(tokens, mode);
+            Assert.Equal([tokens.GetLength(0), tokens.GetLength(1), model.Config.VocabSize], logits.ShapeArray);
+            var error = RelativeError(logits.ToHost(), expected);
+            Assert.True(error <= 2e-4, $"{what} {mode}: max|Δ|/max|ref| = {error:G3}");
+        }
+    }
+
     /// <summary>max |Δ| / max |ref|, the acceptance measure of the issue.</summary>
     public static double RelativeError(IReadOnlyList<float> actual, IReadOnlyList<double> expected)
     {
