@@ -69,7 +69,7 @@ public sealed record RetentionProblem(RetentionShape Shape, double[] Gammas, str
 /// The three forms are one function: on random problems, parallel = recurrent = chunkwise = the double reference
 /// (outputs and final states), a sequence split anywhere and continued from the carried state equals one run, and the
 /// parallel and chunkwise gradients equal the reference's. Every comparison uses the project's one tolerance rule,
-/// <see cref="Numerics.AssertClose(string, IReadOnlyList{float}, IReadOnlyList{double}, double)"/>:
+/// <see cref="Numerics.AssertClose(string, IReadOnlyList{float}, IReadOnlyList{double}, double, double)"/>:
 /// max |a − b| ≤ 1e-4 · (1 + max |reference|).
 /// </summary>
 [Collection(PropertyDeviceCollection.Name)]

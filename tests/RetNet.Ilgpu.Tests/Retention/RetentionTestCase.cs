@@ -6,7 +6,7 @@ namespace RetNet.Ilgpu.Tests.Retention;
 /// <summary>
 /// One random retention problem: host inputs, the same inputs on the device, and the double references of the forward
 /// and backward pass. Shared by the tests and the property suite so both compare the same way, with
-/// <see cref="Numerics.AssertClose(string, IReadOnlyList{float}, IReadOnlyList{double}, double)"/> (the project's one
+/// <see cref="Numerics.AssertClose(string, IReadOnlyList{float}, IReadOnlyList{double}, double, double)"/> (the project's one
 /// tolerance rule).
 /// </summary>
 public sealed class RetentionTestCase : IDisposable
