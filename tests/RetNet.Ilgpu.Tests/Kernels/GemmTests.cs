@@ -247,6 +247,47 @@ public sealed class GemmTests(DeviceFixture fixture, ITestOutputHelper output)
         Assert.Equal(before, square.ToHost());
     }
 
+    [Theory, InlineData(GemmVariant.Tiled), InlineData(GemmVariant.Simple)]
+    public void Check_rejects_a_transposed_operand(GemmVariant variant)
+    {
+        // Square operands fit either storage, so a kernel that read B transposed would run without complaint.
+        var shape = new GemmShape(1, 13, 13, 13);
+        var a = Numerics.Uniform(40, shape.ElementsA);
+        var b = Numerics.Uniform(41, shape.ElementsB);
+        using var ta = Tensor.FromHost(device, a, 13, 13);
+        using var tb = Tensor.FromHost(device, b, 13, 13);
+        using var c = Tensor.Uninitialized(device, 13, 13);
+        var expected = GemmReference.Forward(shape, a, b);
+
+        Gemm.Run(ta, tb, c, variant: variant);
+        Numerics.AssertClose("A·B", c.ToHost(), expected);
+        Gemm.Run(ta, tb, c, transposeB: true, variant: variant);
+        AssertRejected(Numerics.Check("A·Bᵀ against A·B", c.ToHost(), expected));
+    }
+
+    [Theory, InlineData(GemmVariant.Tiled), InlineData(GemmVariant.Simple)]
+    public void Check_rejects_zero_output_of_small_operands(GemmVariant variant)
+    {
+        // Operands of 1e-3 give |C| ~ 1e-6: under the former bound 1e-4·(1 + max |ref|) zeros passed.
+        var shape = new GemmShape(1, 9, 14, 11);
+        var a = Numerics.Uniform(42, shape.ElementsA, 1e-3f);
+        var b = Numerics.Uniform(43, shape.ElementsB, 1e-3f);
+        using var ta = Tensor.FromHost(device, a, 9, 11);
+        using var tb = Tensor.FromHost(device, b, 11, 14);
+        using var c = Tensor.Uninitialized(device, 9, 14);
+        var expected = GemmReference.Forward(shape, a, b);
+
+        Gemm.Run(ta, tb, c, variant: variant);
+        Numerics.AssertClose("A·B at scale 1e-3", c.ToHost(), expected);
+        AssertRejected(Numerics.Check("zeros", new float[shape.ElementsC], expected));
+    }
+
+    private void AssertRejected(Closeness check)
+    {
+        output.WriteLine(check.Message);
+        Numerics.AssertRejected(check);
+    }
+
     private void AssertMatchesReference(GemmCase problem, bool transposeA, bool transposeB, GemmVariant variant, int seed)
     {
         var shape = problem.Shape(transposeA, transposeB);

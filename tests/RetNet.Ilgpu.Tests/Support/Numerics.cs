@@ -135,16 +135,11 @@ public static class Numerics
         AssertClose(what, actual, expected.Select(v => (double)v).ToArray(), tolerance, floor);
 
     /// <summary>
-    /// Asserts that <see cref="Check(string, IReadOnlyList{float}, IReadOnlyList{double}, double, double)"/> rejects the values: the
-    /// negative control of a comparison. Returns the verdict, whose message says by how much.
+    /// Asserts that a verdict of <see cref="Check(string, IReadOnlyList{float}, IReadOnlyList{double}, double, double)"/>
+    /// is a rejection: the negative control of a comparison, a wrong result the check must not let through.
     /// </summary>
-    public static Closeness AssertRejected(string what, IReadOnlyList<float> actual, IReadOnlyList<double> expected,
-        double tolerance = DefaultTolerance, double floor = 0)
-    {
-        var result = Check(what, actual, expected, tolerance, floor);
-        Assert.False(result.Passed, $"the check accepted what it must reject: {result.Message}");
-        return result;
-    }
+    public static void AssertRejected(Closeness verdict) =>
+        Assert.False(verdict.Passed, $"the check accepted what it must reject: {verdict.Message}");
 
     private static string Format(double value) => value.ToString("G4", CultureInfo.InvariantCulture);
 }
