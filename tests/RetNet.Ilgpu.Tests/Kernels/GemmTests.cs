@@ -167,14 +167,40 @@ public sealed class GemmTests(DeviceFixture fixture, ITestOutputHelper output)
     }
 
     [Fact]
-    public void A_tile_larger_than_the_device_group_limit_is_refused()
+    public void A_tile_runs_exactly_when_its_group_fits_the_device_and_is_refused_otherwise()
     {
-        if (device.MaxGroupSize >= GemmTiles.Threads(default(GemmTile64x64)))
-            return;
-        using var a = Tensor.Zeros(device, 2, 2);
-        using var b = Tensor.Zeros(device, 2, 2);
-        using var c = Tensor.Zeros(device, 2, 2);
-        Assert.Throws<NotSupportedException>(() => Gemm.RunTiled<GemmTile64x64>(a, b, c));
+        AssertTileRunsOrIsRefused<GemmTile64x64>(device);
+        AssertTileRunsOrIsRefused<GemmTile64x32>(device);
+        AssertTileRunsOrIsRefused<GemmTile16x16>(device);
+
+        // The refusal on every machine: the CPU accelerator is always present and its groups hold 16 threads.
+        using var cpu = device.IsCpuSimulator ? null : RetNetDevice.Open(DeviceKind.Cpu);
+        var small = cpu ?? device;
+        Assert.True(GemmTiles.Threads(default(GemmTile64x64)) > small.MaxGroupSize,
+            $"{small} launches groups of {small.MaxGroupSize} threads");
+        AssertTileRunsOrIsRefused<GemmTile64x64>(small);
+    }
+
+    private static void AssertTileRunsOrIsRefused<TTile>(RetNetDevice target) where TTile : struct, IGemmTile
+    {
+        var shape = new GemmShape(1, 13, 7, 5);
+        var a = Numerics.Uniform(44, shape.ElementsA);
+        var b = Numerics.Uniform(45, shape.ElementsB);
+        var garbage = Enumerable.Repeat(float.NaN, shape.ElementsC).ToArray();
+        using var ta = Tensor.FromHost(target, a, 13, 5);
+        using var tb = Tensor.FromHost(target, b, 5, 7);
+        using var tc = Tensor.FromHost(target, garbage, 13, 7);
+        var what = $"{GemmTiles.Describe(default(TTile))} on {target} (groups of at most {target.MaxGroupSize})";
+        if (GemmTiles.Threads(default(TTile)) <= target.MaxGroupSize)
+        {
+            Gemm.RunTiled<TTile>(ta, tb, tc);
+            Numerics.AssertClose(what, tc.ToHost(), GemmReference.Forward(shape, a, b));
+        }
+        else
+        {
+            Assert.Throws<NotSupportedException>(() => Gemm.RunTiled<TTile>(ta, tb, tc));
+            Assert.All(tc.ToHost(), v => Assert.True(float.IsNaN(v), $"{what}: a refused launch wrote {v}"));
+        }
     }
 
     [Fact]
@@ -418,10 +444,11 @@ public sealed class GemmWideCpuAccelerator : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        if (!cpu.IsValueCreated)
-            return;
-        cpu.Value.Accelerator.Dispose();
-        cpu.Value.Context.Dispose();
+        if (cpu.IsValueCreated)
+        {
+            cpu.Value.Accelerator.Dispose();
+            cpu.Value.Context.Dispose();
+        }
     }
 }
 
