@@ -44,6 +44,33 @@ public sealed record RetentionProblem(RetentionShape Shape, double[] Gammas, str
          select new RetentionProblem(shape, decay.Gammas, decay.Schedule, scale, flags.Item1, flags.Item2,
              flags.Item3, chunkSize, split, seed)).ToArbitrary();
 
+    /// <summary>
+    /// Small problems for the tiled kernels, which the CPU accelerator runs with a barrier round of ~0.1 ms per
+    /// shared-memory step: B, H ≤ 2; T ≤ 40 mostly and up to 70 in one problem of four, so a window spans up to five
+    /// 16-row or three 32-row tiles (C ∈ [1, T + 5] cuts them anywhere); Dk ≤ 40, up to three 16-deep slices;
+    /// Dv ≤ 40, up to three 16-column tiles, and up to 80 in one problem of eight, two 64-column tiles.
+    /// </summary>
+    public static Arbitrary<RetentionProblem> Tiled() =>
+        (from shape in Gen.Frequency(
+             (3, TiledShapes(40, valueWidth: 40)),
+             (1, TiledShapes(70, valueWidth: 40)),
+             (1, TiledShapes(40, valueWidth: 80)))
+         from decay in Decays(shape.Heads)
+         from scale in Gen.Elements(1f, 1e-3f)
+         from flags in Gen.Elements(true, false).Three()
+         from chunkSize in Gen.Choose(1, shape.SeqLen + 5)
+         from seed in Gen.Choose(0, int.MaxValue / 2)
+         select new RetentionProblem(shape, decay.Gammas, decay.Schedule, scale, flags.Item1, flags.Item2,
+             flags.Item3, chunkSize, 0, seed)).ToArbitrary();
+
+    private static Gen<RetentionShape> TiledShapes(int maxSeqLen, int valueWidth) =>
+        from b in Gen.Choose(1, 2)
+        from t in Gen.Choose(1, maxSeqLen)
+        from h in Gen.Choose(1, 2)
+        from dk in Gen.Choose(1, 40)
+        from dv in Gen.Choose(1, valueWidth)
+        select new RetentionShape(b, t, h, dk, dv);
+
     private static Gen<RetentionShape> Shapes(int minSeqLen, int maxSeqLen, int batch, int heads, int width) =>
         from b in Gen.Choose(1, batch)
         from t in Gen.Choose(minSeqLen, maxSeqLen)
@@ -68,9 +95,11 @@ public sealed record RetentionProblem(RetentionShape Shape, double[] Gammas, str
 /// <summary>
 /// The three forms are one function: on random problems, parallel = recurrent = chunkwise = the double reference
 /// (outputs and final states), a sequence split anywhere and continued from the carried state equals one run, and the
-/// parallel and chunkwise gradients equal the reference's. Every comparison uses the project's one tolerance rule,
-/// <see cref="Numerics.AssertClose(string, IReadOnlyList{float}, IReadOnlyList{double}, double)"/>:
-/// max |a − b| ≤ 1e-4 · (1 + max |reference|).
+/// parallel and chunkwise gradients equal the reference's, with the device's own kernels and with every tiled kernel
+/// configuration forced. Every comparison uses the project's one tolerance rule,
+/// <see cref="Numerics.AssertClose(string, IReadOnlyList{float}, IReadOnlyList{double}, double, double)"/>:
+/// max |a − b| ≤ 1e-4 · max |reference|, so the problems drawn at input scale 1e-3 (|o| ≲ 1e-5) are held to their own
+/// scale, and every drawn problem checks that zeros fail its comparison.
 /// </summary>
 [Collection(PropertyDeviceCollection.Name)]
 public sealed class RetentionProperties(DeviceFixture fixture)
@@ -99,7 +128,46 @@ public sealed class RetentionProperties(DeviceFixture fixture)
                 state.CopyFrom(test.InitialStateTensor);
             RecurrentRetention.Forward(test.QueryTensor, test.KeyTensor, test.ValueTensor, test.Decay, output, state);
             test.AssertForward($"recurrent, {problem}", output, state);
+
+            // The negative control: at any drawn scale the comparison is not vacuous.
+            test.AssertZerosAreRejected(problem.ToString());
         });
+
+    /// <summary>
+    /// The tiled kernels, which the library launches on GPUs, on every device: each problem runs the parallel and
+    /// chunkwise forms forward and backward with one tiled configuration (either tile, at the device's group size or
+    /// at 7 threads) drawn at random.
+    /// </summary>
+    [Property(MaxTest = 40)]
+    public Property Tiled_kernels_equal_the_double_reference_forward_and_backward() =>
+        Prop.ForAll(RetentionProblem.Tiled(), Gen.Choose(1, TiledConfigurations - 1).ToArbitrary(),
+            (problem, configuration) =>
+        {
+            var launch = RetentionLaunch.Configurations(device.MaxGroupSize)[configuration];
+            using var test = problem.Build(device);
+            using var output = test.NewOutput();
+            using var state = test.NewState();
+            using var gradients = test.NewGradients();
+
+            ParallelRetention.Forward(test.QueryTensor, test.KeyTensor, test.ValueTensor, test.Decay, output,
+                test.InitialStateTensor, state, launch);
+            test.AssertForward($"parallel, {launch}, {problem}", output, state);
+            ChunkwiseRetention.Forward(test.QueryTensor, test.KeyTensor, test.ValueTensor, test.Decay,
+                problem.ChunkSize, output, test.InitialStateTensor, state, launch);
+            test.AssertForward($"chunkwise, {launch}, {problem}", output, state);
+
+            ParallelRetention.Backward(test.QueryTensor, test.KeyTensor, test.ValueTensor, test.Decay,
+                test.InitialStateTensor, test.OutputGradientTensor, test.FinalStateGradientTensor, gradients.Dq,
+                gradients.Dk, gradients.Dv, gradients.DInitialState, launch);
+            test.AssertBackward($"parallel backward, {launch}, {problem}", gradients);
+            ChunkwiseRetention.Backward(test.QueryTensor, test.KeyTensor, test.ValueTensor, test.Decay,
+                problem.ChunkSize, test.InitialStateTensor, test.OutputGradientTensor, test.FinalStateGradientTensor,
+                gradients.Dq, gradients.Dk, gradients.Dv, gradients.DInitialState, launch);
+            test.AssertBackward($"chunkwise backward, {launch}, {problem}", gradients);
+        });
+
+    /// <summary>Index 0 of <see cref="RetentionLaunch.Configurations"/> is the barrier-free launch; the rest are tiled.</summary>
+    private static readonly int TiledConfigurations = RetentionLaunch.Configurations(RetentionLaunch.DefaultGroupSize).Count;
 
     [Property(MaxTest = 60)]
     public Property Splitting_the_sequence_and_carrying_the_state_equals_one_run() =>

@@ -167,14 +167,40 @@ public sealed class GemmTests(DeviceFixture fixture, ITestOutputHelper output)
     }
 
     [Fact]
-    public void A_tile_larger_than_the_device_group_limit_is_refused()
+    public void A_tile_runs_exactly_when_its_group_fits_the_device_and_is_refused_otherwise()
     {
-        if (device.MaxGroupSize >= GemmTiles.Threads(default(GemmTile64x64)))
-            return;
-        using var a = Tensor.Zeros(device, 2, 2);
-        using var b = Tensor.Zeros(device, 2, 2);
-        using var c = Tensor.Zeros(device, 2, 2);
-        Assert.Throws<NotSupportedException>(() => Gemm.RunTiled<GemmTile64x64>(a, b, c));
+        AssertTileRunsOrIsRefused<GemmTile64x64>(device);
+        AssertTileRunsOrIsRefused<GemmTile64x32>(device);
+        AssertTileRunsOrIsRefused<GemmTile16x16>(device);
+
+        // The refusal on every machine: the CPU accelerator is always present and its groups hold 16 threads.
+        using var cpu = device.IsCpuSimulator ? null : RetNetDevice.Open(DeviceKind.Cpu);
+        var small = cpu ?? device;
+        Assert.True(GemmTiles.Threads(default(GemmTile64x64)) > small.MaxGroupSize,
+            $"{small} launches groups of {small.MaxGroupSize} threads");
+        AssertTileRunsOrIsRefused<GemmTile64x64>(small);
+    }
+
+    private static void AssertTileRunsOrIsRefused<TTile>(RetNetDevice target) where TTile : struct, IGemmTile
+    {
+        var shape = new GemmShape(1, 13, 7, 5);
+        var a = Numerics.Uniform(44, shape.ElementsA);
+        var b = Numerics.Uniform(45, shape.ElementsB);
+        var garbage = Enumerable.Repeat(float.NaN, shape.ElementsC).ToArray();
+        using var ta = Tensor.FromHost(target, a, 13, 5);
+        using var tb = Tensor.FromHost(target, b, 5, 7);
+        using var tc = Tensor.FromHost(target, garbage, 13, 7);
+        var what = $"{GemmTiles.Describe(default(TTile))} on {target} (groups of at most {target.MaxGroupSize})";
+        if (GemmTiles.Threads(default(TTile)) <= target.MaxGroupSize)
+        {
+            Gemm.RunTiled<TTile>(ta, tb, tc);
+            Numerics.AssertClose(what, tc.ToHost(), GemmReference.Forward(shape, a, b));
+        }
+        else
+        {
+            Assert.Throws<NotSupportedException>(() => Gemm.RunTiled<TTile>(ta, tb, tc));
+            Assert.All(tc.ToHost(), v => Assert.True(float.IsNaN(v), $"{what}: a refused launch wrote {v}"));
+        }
     }
 
     [Fact]
@@ -245,6 +271,47 @@ public sealed class GemmTests(DeviceFixture fixture, ITestOutputHelper output)
         Assert.Equal("variant", Assert.Throws<ArgumentOutOfRangeException>(
             () => Gemm.Run(other, other, square, variant: (GemmVariant)7)).ParamName);
         Assert.Equal(before, square.ToHost());
+    }
+
+    [Theory, InlineData(GemmVariant.Tiled), InlineData(GemmVariant.Simple)]
+    public void Check_rejects_a_transposed_operand(GemmVariant variant)
+    {
+        // Square operands fit either storage, so a kernel that read B transposed would run without complaint.
+        var shape = new GemmShape(1, 13, 13, 13);
+        var a = Numerics.Uniform(40, shape.ElementsA);
+        var b = Numerics.Uniform(41, shape.ElementsB);
+        using var ta = Tensor.FromHost(device, a, 13, 13);
+        using var tb = Tensor.FromHost(device, b, 13, 13);
+        using var c = Tensor.Uninitialized(device, 13, 13);
+        var expected = GemmReference.Forward(shape, a, b);
+
+        Gemm.Run(ta, tb, c, variant: variant);
+        Numerics.AssertClose("A·B", c.ToHost(), expected);
+        Gemm.Run(ta, tb, c, transposeB: true, variant: variant);
+        AssertRejected(Numerics.Check("A·Bᵀ against A·B", c.ToHost(), expected));
+    }
+
+    [Theory, InlineData(GemmVariant.Tiled), InlineData(GemmVariant.Simple)]
+    public void Check_rejects_zero_output_of_small_operands(GemmVariant variant)
+    {
+        // Operands of 1e-3 give |C| ~ 1e-6: under the former bound 1e-4·(1 + max |ref|) zeros passed.
+        var shape = new GemmShape(1, 9, 14, 11);
+        var a = Numerics.Uniform(42, shape.ElementsA, 1e-3f);
+        var b = Numerics.Uniform(43, shape.ElementsB, 1e-3f);
+        using var ta = Tensor.FromHost(device, a, 9, 11);
+        using var tb = Tensor.FromHost(device, b, 11, 14);
+        using var c = Tensor.Uninitialized(device, 9, 14);
+        var expected = GemmReference.Forward(shape, a, b);
+
+        Gemm.Run(ta, tb, c, variant: variant);
+        Numerics.AssertClose("A·B at scale 1e-3", c.ToHost(), expected);
+        AssertRejected(Numerics.Check("zeros", new float[shape.ElementsC], expected));
+    }
+
+    private void AssertRejected(Closeness check)
+    {
+        output.WriteLine(check.Message);
+        Numerics.AssertRejected(check);
     }
 
     private void AssertMatchesReference(GemmCase problem, bool transposeA, bool transposeB, GemmVariant variant, int seed)
@@ -377,10 +444,11 @@ public sealed class GemmWideCpuAccelerator : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        if (!cpu.IsValueCreated)
-            return;
-        cpu.Value.Accelerator.Dispose();
-        cpu.Value.Context.Dispose();
+        if (cpu.IsValueCreated)
+        {
+            cpu.Value.Accelerator.Dispose();
+            cpu.Value.Context.Dispose();
+        }
     }
 }
 

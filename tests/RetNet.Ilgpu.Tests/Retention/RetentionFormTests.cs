@@ -1,5 +1,6 @@
 using RetNet.Ilgpu.Retention;
 using RetNet.Ilgpu.Tests.Support;
+using Xunit.Abstractions;
 
 namespace RetNet.Ilgpu.Tests.Retention;
 
@@ -9,7 +10,7 @@ namespace RetNet.Ilgpu.Tests.Retention;
 /// yet cover several row tiles, depth slices and column tiles of both tiles, ragged edges and short last chunks.
 /// </summary>
 [Collection(DeviceCollection.Name)]
-public sealed class RetentionFormTests(DeviceFixture fixture)
+public sealed class RetentionFormTests(DeviceFixture fixture, ITestOutputHelper log)
 {
     private readonly RetNetDevice device = fixture.Device;
 
@@ -229,5 +230,88 @@ public sealed class RetentionFormTests(DeviceFixture fixture)
         ChunkwiseRetention.Backward(test.QueryTensor, test.KeyTensor, test.ValueTensor, test.Decay, 16, null,
             test.OutputGradientTensor, null, gradients.Dq, gradients.Dk, gradients.Dv);
         Assert.Equal(before, device.Memory.CurrentBytes);
+    }
+
+    // Negative controls: results that are wrong in ways a vacuous or too-loose check would miss, each of which the
+    // project's check must reject. Each logs the rejection (difference against bound).
+
+    [Fact]
+    public void Check_rejects_zero_output_and_gradients_at_input_scale_1e_minus_3()
+    {
+        // Inputs of 1e-3 give |o| ≲ 1e-5 (q·S_0 and (q·k)v are products of two and three of them), far below the
+        // former absolute bound 1e-4·(1 + max |ref|), which let zeros pass. The kernels' own results must still pass.
+        using var test = new RetentionTestCase(device, Shapes[2], DecaySchedule.Paper(Shapes[2].Heads), 1000, 1e-3f);
+        using var output = test.NewOutput();
+        using var final = test.NewState();
+        using var gradients = test.NewGradients();
+        ParallelRetention.Forward(test.QueryTensor, test.KeyTensor, test.ValueTensor, test.Decay, output,
+            test.InitialStateTensor, final);
+        test.AssertForward("parallel at scale 1e-3", output, final);
+        ParallelRetention.Backward(test.QueryTensor, test.KeyTensor, test.ValueTensor, test.Decay,
+            test.InitialStateTensor, test.OutputGradientTensor, test.FinalStateGradientTensor, gradients.Dq,
+            gradients.Dk, gradients.Dv, gradients.DInitialState);
+        test.AssertBackward("parallel backward at scale 1e-3", gradients);
+
+        var s = test.Shape;
+        var zeros = test.CheckOutput("zeros", new float[s.ValueLength]);
+        Rejected(zeros);
+        var maxReference = zeros.MaxDifference; // zeros miss the reference by the reference itself
+        Assert.True(maxReference <= 1e-4 * (1 + maxReference), "the former rule would have accepted these zeros");
+        Rejected(test.CheckFinalState("zeros", new float[s.StateLength]));
+        foreach (var check in test.CheckBackward("zeros", new float[s.QueryLength], new float[s.QueryLength],
+                     new float[s.ValueLength], new float[s.StateLength]))
+            Rejected(check);
+    }
+
+    [Fact]
+    public void Check_rejects_a_decay_rounded_to_one_in_fp32_over_a_long_sequence()
+    {
+        // γ = 1 − 2⁻²⁶ rounds to 1 in fp32. Over T = 2¹⁵ tokens that write nothing (k = v = 0) the initial state
+        // decays by γ^T = 1 − 4.9e-4, about five times the tolerance: a kernel that took γ as fp32 keeps S_0 whole.
+        // The kernels get log γ from double and pass; γ = 1 − 1e-13, whose powers up to T round to exactly 1 in fp32,
+        // stands for γ = 1 (which DecaySchedule refuses). Chunkwise only: the parallel form is O(T²), and the recurrent
+        // form's fp32 state cannot decay by less than half an ulp per token (s + (γ − 1)·s rounds back to s), so at
+        // this γ it computes γ = 1 too: a limit of decoding with an fp32 state, not of the check.
+        const double gamma = 1 - 1.0 / (1 << 26);
+        Assert.Equal(1f, (float)gamma);
+        var shape = new RetentionShape(1, 1 << 15, 1, 4, 4);
+        var q = Numerics.Uniform(1200, shape.QueryLength);
+        var s0 = Numerics.Uniform(1201, shape.StateLength);
+        var zerosK = new float[shape.QueryLength];
+        var zerosV = new float[shape.ValueLength];
+        var reference = RetentionReference.Recurrent(shape, DecaySchedule.FromValues(gamma), q, zerosK, zerosV, s0);
+        using var tq = Tensor.FromHost(device, q, shape.QueryShape);
+        using var tk = Tensor.FromHost(device, zerosK, shape.QueryShape);
+        using var tv = Tensor.FromHost(device, zerosV, shape.ValueShape);
+        using var initial = Tensor.FromHost(device, s0, shape.StateShape);
+        using var output = Tensor.Zeros(device, shape.ValueShape);
+        using var final = Tensor.Zeros(device, shape.StateShape);
+
+        ChunkwiseRetention.Forward(tq, tk, tv, DecaySchedule.FromValues(gamma), 256, output, initial, final);
+        Numerics.AssertClose("true γ: output", output.ToHost(), reference.Output);
+        Numerics.AssertClose("true γ: final state", final.ToHost(), reference.FinalState);
+
+        ChunkwiseRetention.Forward(tq, tk, tv, DecaySchedule.FromValues(1 - 1e-13), 256, output, initial, final);
+        Rejected(Numerics.Check("γ rounded to 1: output", output.ToHost(), reference.Output));
+        Rejected(Numerics.Check("γ rounded to 1: final state", final.ToHost(), reference.FinalState));
+    }
+
+    [Fact]
+    public void Check_rejects_swapped_queries_and_keys()
+    {
+        // o_t = Σ_j γ^(t−j) (q_t·k_j) v_j: swapping q and k scores key t against query j, a different sum.
+        using var test = Case(2, 1300);
+        using var output = test.NewOutput();
+        using var final = test.NewState();
+        ParallelRetention.Forward(test.KeyTensor, test.QueryTensor, test.ValueTensor, test.Decay, output,
+            test.InitialStateTensor, final);
+        Rejected(test.CheckOutput("q and k swapped", output.ToHost()));
+        Rejected(test.CheckFinalState("q and k swapped", final.ToHost()));
+    }
+
+    private void Rejected(Closeness check)
+    {
+        log.WriteLine(check.Message);
+        Numerics.AssertRejected(check);
     }
 }

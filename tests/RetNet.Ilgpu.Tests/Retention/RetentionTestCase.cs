@@ -6,7 +6,7 @@ namespace RetNet.Ilgpu.Tests.Retention;
 /// <summary>
 /// One random retention problem: host inputs, the same inputs on the device, and the double references of the forward
 /// and backward pass. Shared by the tests and the property suite so both compare the same way, with
-/// <see cref="Numerics.AssertClose(string, IReadOnlyList{float}, IReadOnlyList{double}, double)"/> (the project's one
+/// <see cref="Numerics.AssertClose(string, IReadOnlyList{float}, IReadOnlyList{double}, double, double)"/> (the project's one
 /// tolerance rule).
 /// </summary>
 public sealed class RetentionTestCase : IDisposable
@@ -102,23 +102,55 @@ public sealed class RetentionTestCase : IDisposable
         Tensor.Zeros(Device, Shape.QueryShape), Tensor.Zeros(Device, Shape.QueryShape),
         Tensor.Zeros(Device, Shape.ValueShape), Tensor.Zeros(Device, Shape.StateShape));
 
+    /// <summary>The output against the reference, by the project's rule; negative controls assert it rejects.</summary>
+    public Closeness CheckOutput(string what, IReadOnlyList<float> output) =>
+        Numerics.Check($"{what}: output", output, Reference.Output);
+
+    /// <summary>The final state against the reference, by the project's rule.</summary>
+    public Closeness CheckFinalState(string what, IReadOnlyList<float> finalState) =>
+        Numerics.Check($"{what}: final state", finalState, Reference.FinalState);
+
+    /// <summary>dq, dk, dv and dS_0 against the reference, by the project's rule, in that order.</summary>
+    public IReadOnlyList<Closeness> CheckBackward(string what, IReadOnlyList<float> dq, IReadOnlyList<float> dk,
+        IReadOnlyList<float> dv, IReadOnlyList<float> dInitialState)
+    {
+        var expected = ReferenceGradients;
+        return
+        [
+            Numerics.Check($"{what}: dq", dq, expected.QueryGradient),
+            Numerics.Check($"{what}: dk", dk, expected.KeyGradient),
+            Numerics.Check($"{what}: dv", dv, expected.ValueGradient),
+            Numerics.Check($"{what}: dS0", dInitialState, expected.InitialStateGradient),
+        ];
+    }
+
     /// <summary>Asserts output and final state against the reference.</summary>
     public void AssertForward(string what, Tensor output, Tensor? finalState)
     {
-        Numerics.AssertClose($"{what}: output", output.ToHost(), Reference.Output);
+        AssertPassed(CheckOutput(what, output.ToHost()));
         if (finalState is not null)
-            Numerics.AssertClose($"{what}: final state", finalState.ToHost(), Reference.FinalState);
+            AssertPassed(CheckFinalState(what, finalState.ToHost()));
     }
 
     /// <summary>Asserts dq, dk, dv, dS_0 against the reference.</summary>
     public void AssertBackward(string what, RetentionGradientTensors gradients)
     {
-        var expected = ReferenceGradients;
-        Numerics.AssertClose($"{what}: dq", gradients.Dq.ToHost(), expected.QueryGradient);
-        Numerics.AssertClose($"{what}: dk", gradients.Dk.ToHost(), expected.KeyGradient);
-        Numerics.AssertClose($"{what}: dv", gradients.Dv.ToHost(), expected.ValueGradient);
-        Numerics.AssertClose($"{what}: dS0", gradients.DInitialState.ToHost(), expected.InitialStateGradient);
+        foreach (var check in CheckBackward(what, gradients.Dq.ToHost(), gradients.Dk.ToHost(), gradients.Dv.ToHost(),
+                     gradients.DInitialState.ToHost()))
+            AssertPassed(check);
     }
+
+    /// <summary>
+    /// Asserts the check rejects zeros for the output and the final state: the negative control that the comparison
+    /// of this problem is not vacuous, whatever the scale of its inputs.
+    /// </summary>
+    public void AssertZerosAreRejected(string what)
+    {
+        Numerics.AssertRejected(CheckOutput($"{what}, zeros", new float[Shape.ValueLength]));
+        Numerics.AssertRejected(CheckFinalState($"{what}, zeros", new float[Shape.StateLength]));
+    }
+
+    private static void AssertPassed(Closeness check) => Assert.True(check.Passed, check.Message);
 
     /// <inheritdoc/>
     public void Dispose()
