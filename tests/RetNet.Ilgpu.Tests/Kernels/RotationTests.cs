@@ -14,7 +14,7 @@ public sealed class RotationTests(DeviceFixture fixture, ITestOutputHelper log)
     private readonly RetNetDevice device = fixture.Device;
 
     // The kernel forms the angle p·θ in fp32: at positions past 1000 that carries ~1e-4 rad of rounding, so the
-    // rotation is held to 1e-3 (the tolerance of the model's theta-shift test), still far below a position's turn.
+    // rotation is held to 1e-3, still far below the turn of one position.
     private const double Tolerance = 1e-3;
 
     private const int Batch = 3, SeqLen = 5, Heads = 2, HeadDim = 16;
@@ -31,11 +31,40 @@ public sealed class RotationTests(DeviceFixture fixture, ITestOutputHelper log)
     private static double[] Reference(float[] x, IReadOnlyList<int> starts) =>
         RotationReference.Apply(x.Select(v => (double)v).ToArray(), Batch, SeqLen, Heads, HeadDim, starts);
 
-    [Fact]
-    public void ThetaShift_matches_the_reference_at_each_sequences_positions()
+    [Theory]
+    [InlineData(2, 5, 3, 8, 1f)]
+    [InlineData(1, 3, 1, 2, 0.25f)]
+    [InlineData(3, 1, 2, 16, 1f)]
+    public void ThetaShift_matches_the_double_reference_at_per_sequence_positions(int batch, int seqLen, int heads,
+        int headDim, float scale)
     {
-        var x = Numerics.Uniform(50, Batch * SeqLen * Heads * HeadDim);
-        Numerics.AssertClose("theta shift", Rotated(x), Reference(x, Starts), Tolerance);
+        var x = Numerics.Uniform(batch * 10 + seqLen, batch * seqLen * heads * headDim);
+        var starts = Enumerable.Range(0, batch).Select(b => b * 37 + 1000 * (b % 2)).ToArray();
+        using var tensor = Tensor.FromHost(device, x, batch, seqLen, heads, headDim);
+        ThetaShift.Apply(tensor, starts, scale);
+        var expected = RotationReference.Apply(x.Select(v => (double)v).ToArray(), batch, seqLen, heads, headDim,
+            starts, scale);
+        Numerics.AssertClose("theta shift", tensor.ToHost(), expected, Tolerance);
+    }
+
+    [Fact]
+    public void Angles_follow_torchscale_linspace_including_one()
+    {
+        var angles = RotationReference.Angles(8);
+        Assert.Equal(1.0, angles[0]);
+        Assert.Equal(1e-4, angles[3], 12);
+        Assert.Equal([1.0], RotationReference.Angles(2));
+        Assert.Throws<ArgumentOutOfRangeException>(() => RotationReference.Angles(3));
+    }
+
+    [Fact]
+    public void ThetaShift_rejects_bad_arguments()
+    {
+        using var odd = Tensor.Zeros(device, 1, 2, 1, 3);
+        Assert.Equal("x", Assert.Throws<ArgumentException>(() => ThetaShift.Apply(odd, [0])).ParamName);
+        using var x = Tensor.Zeros(device, 2, 2, 1, 4);
+        Assert.Equal("startPositions", Assert.Throws<ArgumentException>(() => ThetaShift.Apply(x, [0])).ParamName);
+        Assert.Equal("startPositions", Assert.Throws<ArgumentException>(() => ThetaShift.Apply(x, [0, -1])).ParamName);
     }
 
     [Fact]
