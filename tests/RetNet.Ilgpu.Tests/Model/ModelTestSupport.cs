@@ -1,5 +1,6 @@
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Tests.Support;
 
 namespace RetNet.Ilgpu.Tests.Model;
 
@@ -53,8 +54,11 @@ public static class ModelTestSupport
     public static ForwardMode[] EveryForm(int chunkSize) =>
         [ForwardMode.Parallel, ForwardMode.Chunkwise(chunkSize), ForwardMode.Recurrent];
 
+    /// <summary>The model's acceptance bound: max |Δ| ≤ 2e-4 · max |reference| (fp32 model, float64 reference).</summary>
+    public const double ParityTolerance = 2e-4;
+
     /// <summary>Asserts that the logits of <paramref name="model"/> in every form of <see cref="EveryForm"/> are within
-    /// 2e-4 of <paramref name="expected"/> by <see cref="RelativeError"/>.</summary>
+    /// <see cref="ParityTolerance"/> of <paramref name="expected"/> by the project's rule.</summary>
     public static void AssertEveryFormMatches(RetNetModel model, int[,] tokens, IReadOnlyList<double> expected,
         string what, int chunkSize)
     {
@@ -62,21 +66,7 @@ public static class ModelTestSupport
         {
             using var logits = model.Forward(tokens, mode);
             Assert.Equal([tokens.GetLength(0), tokens.GetLength(1), model.Config.VocabSize], logits.ShapeArray);
-            var error = RelativeError(logits.ToHost(), expected);
-            Assert.True(error <= 2e-4, $"{what} {mode}: max|Δ|/max|ref| = {error:G3}");
+            Numerics.AssertClose($"{what} {mode}", logits.ToHost(), expected, ParityTolerance);
         }
-    }
-
-    /// <summary>max |Δ| / max |ref|, the acceptance measure of the issue.</summary>
-    public static double RelativeError(IReadOnlyList<float> actual, IReadOnlyList<double> expected)
-    {
-        double maxRef = 0, maxDiff = 0;
-        for (var i = 0; i < expected.Count; i++)
-        {
-            maxRef = Math.Max(maxRef, Math.Abs(expected[i]));
-            var diff = Math.Abs(actual[i] - expected[i]);
-            maxDiff = double.IsNaN(diff) ? double.PositiveInfinity : Math.Max(maxDiff, diff);
-        }
-        return maxDiff / maxRef;
     }
 }

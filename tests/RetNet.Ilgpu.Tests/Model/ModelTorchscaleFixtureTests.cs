@@ -220,48 +220,23 @@ public sealed class ModelTorchscaleFixtureTests(DeviceFixture fixture)
     }
 }
 
-/// <summary>The acceptance check against torchscale's logits: max |a − b| / max |reference| over the whole
-/// tensor.</summary>
+/// <summary>The acceptance check against torchscale's logits: the project's rule (<see cref="Numerics.Check"/>),
+/// max |Δ| ≤ 2e-4 · max |reference| over the whole [B, T, V] tensor.</summary>
 public static class TorchscaleLogitCheck
 {
     /// <summary>The largest accepted max |Δ| / max |reference|: fp32 arithmetic against a float64 reference.</summary>
     public const double Tolerance = 2e-4;
 
-    /// <summary>
-    /// Fails, naming the fixture, the mode, the reference, the worst [b, t, v] and its two values, unless
-    /// max |actual − expected| ≤ <see cref="Tolerance"/> · max |expected|. NaN anywhere fails.
-    /// </summary>
+    /// <summary>Fails, naming the fixture, the mode, the reference and the worst element, unless
+    /// max |actual − expected| ≤ <see cref="Tolerance"/> · max |expected|. NaN anywhere fails.</summary>
     public static void AssertMatches(string fixture, string mode, string reference, IReadOnlyList<float> actual,
         HostTensor expected)
     {
         ArgumentNullException.ThrowIfNull(actual);
         ArgumentNullException.ThrowIfNull(expected);
-        var values = expected.Data;
-        Assert.True(actual.Count == values.Length,
-            $"{fixture}, {mode}: {actual.Count} logits; expected {values.Length} " +
-            $"([{string.Join(", ", expected.Shape)}]).");
-        double maxRef = 0, maxDiff = 0;
-        var worst = 0;
-        for (var i = 0; i < values.Length; i++)
-        {
-            maxRef = Math.Max(maxRef, Math.Abs((double)values[i]));
-            var diff = Math.Abs((double)actual[i] - values[i]);
-            if (double.IsNaN(diff))
-                diff = double.PositiveInfinity;
-            if (diff > maxDiff)
-            {
-                maxDiff = diff;
-                worst = i;
-            }
-        }
-        var error = maxDiff / maxRef;
-        if (error <= Tolerance)
-            return;
-        var (seqLen, vocab) = (expected.Shape[1], expected.Shape[2]);
-        Assert.Fail(
-            $"{fixture}, {mode} vs torchscale's {reference} logits: max|Δ|/max|ref| = {error:G3} > {Tolerance:G2}; " +
-            $"worst at [b {worst / (seqLen * vocab)}, t {worst / vocab % seqLen}, v {worst % vocab}]: got " +
-            $"{actual[worst]:G7}, expected {values[worst]:G7} (max|ref| {maxRef:G4}).");
+        Numerics.AssertClose(
+            $"{fixture}, {mode} vs torchscale's {reference} logits [{string.Join(", ", expected.Shape)}]", actual,
+            expected.Data, Tolerance);
     }
 }
 
