@@ -76,4 +76,13 @@ internal sealed record ModelRows(Tensor X, Tensor Normed, Tensor Q, Tensor K, Te
     Tensor Branch, Tensor Hidden, Tensor Gate, Tensor DecaySums)
 {
     public int Count => X.Dim(0);
+
+    /// <summary>The block's tensors as inference runs them: updated in place, each intermediate overwriting the one
+    /// it came from (nothing is kept for a backward pass).</summary>
+    public BlockTensors Block(bool preNorm)
+    {
+        var sublayer = new SublayerTensors(X, X, preNorm ? Normed : X, null);
+        return new BlockTensors(sublayer, new RetentionTensors(Q, K, V, G, O, O, G, O, null, Branch), sublayer,
+            new FeedForwardTensors(Hidden, Gate, Hidden, Hidden, Branch));
+    }
 }

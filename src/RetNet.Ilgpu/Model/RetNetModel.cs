@@ -24,7 +24,7 @@ public sealed record PrefillResult(float[][] Logits, DecodingState State);
 /// costs the same at every position (the state is [B, H, Dk, Dv] per layer, whatever the length so far). Not
 /// thread-safe, like its device.
 /// </summary>
-public sealed class RetNetModel : IDisposable
+public sealed partial class RetNetModel : IDisposable
 {
     private readonly Dictionary<string, Tensor> parameters;
     private readonly RetentionConstants constants;
@@ -52,11 +52,12 @@ public sealed class RetNetModel : IDisposable
         {
             Tensor P(string name) => parameters[$"layers.{i}.{name}"];
             var retention = new MultiScaleRetention(P("retention.q_proj.weight"), P("retention.k_proj.weight"),
-                P("retention.v_proj.weight"), P("retention.g_proj.weight"), P("retention.out_proj.weight"), constants);
+                P("retention.v_proj.weight"), P("retention.g_proj.weight"), P("retention.out_proj.weight"), constants,
+                $"layers.{i}.retention.");
             var ffn = new GatedFeedForward(P("ffn.fc1.weight"), P("ffn.gate.weight"), P("ffn.fc2.weight"),
-                config.ActivationFn == "gelu");
+                config.ActivationFn == "gelu", $"layers.{i}.ffn.");
             blocks[i] = new RetNetBlock(P("retention_layer_norm.weight"), retention, P("final_layer_norm.weight"), ffn,
-                config);
+                config, $"layers.{i}.");
         }
     }
 
@@ -103,22 +104,25 @@ public sealed class RetNetModel : IDisposable
         config = resolved.Config;
         var valid = resolved.Parameters;
         var parameters = new Dictionary<string, Tensor>();
-        Tensor? angles = null, table = null;
+        Tensor? angles = null, inverseAngles = null, table = null;
         try
         {
             foreach (var (name, _) in WeightLayout.Expected(config))
                 parameters.Add(name, valid[name].ToDevice(device));
-            angles = Tensor.FromHost(device, ThetaShift.Angles(config.KeyHeadDim), config.KeyHeadDim / 2);
+            var theta = ThetaShift.Angles(config.KeyHeadDim);
+            angles = Tensor.FromHost(device, theta, theta.Length);
+            inverseAngles = Tensor.FromHost(device, theta.Select(a => -a).ToArray(), theta.Length);
             var decay = config.Decay();
             table = decay.Upload(device);
-            return new RetNetModel(device, config, parameters, new RetentionConstants(config, angles, decay, table),
-                resolved.Notices);
+            return new RetNetModel(device, config, parameters,
+                new RetentionConstants(config, angles, inverseAngles, decay, table), resolved.Notices);
         }
         catch
         {
             foreach (var p in parameters.Values)
                 p.Dispose();
             angles?.Dispose();
+            inverseAngles?.Dispose();
             table?.Dispose();
             throw;
         }
@@ -195,8 +199,10 @@ public sealed class RetNetModel : IDisposable
             workspace.Ids.Upload(ids);
             var rows = workspace.Rows(n);
             Embed(rows, workspace.Ids, batch, seqLen, n);
+            var block = rows.Block(Config.NormalizeBefore);
             for (var i = 0; i < blocks.Length; i++)
-                blocks[i].Forward(rows, batch, seqLen, workspace.Ids, n, mode, states.Count > 0 ? states[i] : null);
+                blocks[i].Forward(block, rows.DecaySums, batch, seqLen, workspace.Ids, n, mode,
+                    states.Count > 0 ? states[i] : null);
             Linear.Apply(FinalNorm(rows.X, rows.Normed), outputWeight, logits.Reshape(n, Config.VocabSize));
             Device.Synchronize();
             return logits;
@@ -272,8 +278,10 @@ public sealed class RetNetModel : IDisposable
             workspace.Ids.Upload(ids);
             var rows = workspace.Rows(length);
             Embed(rows, workspace.Ids, 1, length, length);
+            var block = rows.Block(Config.NormalizeBefore);
             for (var i = 0; i < blocks.Length; i++)
-                blocks[i].Forward(rows, 1, length, workspace.Ids, length, mode, state.LayerStates[i].Slice(b, 1));
+                blocks[i].Forward(block, rows.DecaySums, 1, length, workspace.Ids, length, mode,
+                    state.LayerStates[i].Slice(b, 1));
             result[b] = LastLogits(rows.X.Slice(length - 1, 1), rows.Normed.Slice(0, 1), workspace.Logits)[0];
             state.PositionArray[b] += length;
         }
@@ -304,8 +312,10 @@ public sealed class RetNetModel : IDisposable
         workspace.Ids.Upload(input);
         var rows = workspace.Rows(batch);
         Embed(rows, workspace.Ids, batch, 1, batch);
+        var block = rows.Block(Config.NormalizeBefore);
         for (var i = 0; i < blocks.Length; i++)
-            blocks[i].Forward(rows, batch, 1, workspace.Ids, batch, ForwardMode.Recurrent, state.LayerStates[i]);
+            blocks[i].Forward(block, rows.DecaySums, batch, 1, workspace.Ids, batch, ForwardMode.Recurrent,
+                state.LayerStates[i]);
         var logits = LastLogits(rows.X, rows.Normed, workspace.Logits);
         for (var b = 0; b < batch; b++)
             state.PositionArray[b]++;
