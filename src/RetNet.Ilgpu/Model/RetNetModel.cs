@@ -404,6 +404,7 @@ public sealed partial class RetNetModel : IDisposable
         if (disposed)
             return;
         disposed = true;
+        trainingWorkspace?.Dispose();
         foreach (var p in parameters.Values)
             p.Dispose();
         constants.Dispose();

@@ -63,6 +63,23 @@ public sealed class IndexTensor : IDisposable
         return tensor;
     }
 
+    /// <summary>Overwrites the elements with <paramref name="data"/> (row-major) and waits for the copy (the source is
+    /// managed memory the collector may move): a training loop refills its id buffers each step without allocating.</summary>
+    /// <exception cref="ArgumentException">The data length differs from <see cref="Length"/>.</exception>
+    public void CopyFromHost(ReadOnlySpan<int> data)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        if (data.Length != Length)
+            throw new ArgumentException(
+                $"Argument 'data' has {data.Length} elements; expected {Length} for shape {ShapeCheck.Format(shape)}.",
+                nameof(data));
+        if (Length > 0)
+        {
+            View.CopyFromCPU(Device.Stream, data);
+            Device.Stream.Synchronize();
+        }
+    }
+
     /// <summary>Copies the elements to a new host array.</summary>
     public int[] ToHost()
     {

@@ -1,0 +1,297 @@
+using ILGPU.Runtime;
+using RetNet.Ilgpu.IO;
+using RetNet.Ilgpu.Kernels.CrossEntropy;
+using RetNet.Ilgpu.Kernels.DecayNormalization;
+using RetNet.Ilgpu.Kernels.Elementwise;
+using RetNet.Ilgpu.Kernels.Embedding;
+using RetNet.Ilgpu.Kernels.Normalization;
+using RetNet.Ilgpu.Kernels.Rotation;
+using RetNet.Ilgpu.Kernels.ScaledEmbedding;
+using RetNet.Ilgpu.Tensors;
+
+namespace RetNet.Ilgpu.Model;
+
+/// <summary>
+/// The gradient of every parameter of a model, as device tensors named and shaped like the checkpoint's parameters
+/// (a tied output projection has none of its own: its gradient is part of embed_tokens.weight's). The one rule of
+/// every backward pass: it adds into these tensors (+=), so <see cref="Zero"/> them once per optimiser step and
+/// micro-batches accumulate.
+/// </summary>
+public sealed class ModelGradients : IDisposable
+{
+    private readonly Dictionary<string, Tensor> tensors;
+    private bool disposed;
+
+    private ModelGradients(RetNetModel model, Dictionary<string, Tensor> tensors)
+    {
+        Model = model;
+        this.tensors = tensors;
+    }
+
+    /// <summary>The model these gradients belong to.</summary>
+    public RetNetModel Model { get; }
+
+    /// <summary>The gradients by parameter name.</summary>
+    public IReadOnlyDictionary<string, Tensor> Tensors
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            return tensors;
+        }
+    }
+
+    /// <summary>Zero gradients for every parameter of <paramref name="model"/>.</summary>
+    public static ModelGradients Zeros(RetNetModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var tensors = new Dictionary<string, Tensor>();
+        try
+        {
+            foreach (var (name, shape) in WeightLayout.Expected(model.Config))
+                tensors.Add(name, Tensor.Zeros(model.Device, shape));
+        }
+        catch
+        {
+            foreach (var t in tensors.Values)
+                t.Dispose();
+            throw;
+        }
+        return new ModelGradients(model, tensors);
+    }
+
+    /// <summary>Sets every gradient to zero.</summary>
+    public void Zero()
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        foreach (var t in tensors.Values)
+            t.View.MemSetToZero(t.Device.Stream);
+    }
+
+    /// <summary>The gradients copied to the host, by parameter name.</summary>
+    public IReadOnlyDictionary<string, HostTensor> ToHost()
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        return tensors.ToDictionary(kv => kv.Key, kv => HostTensor.From(kv.Value));
+    }
+
+    /// <summary>Frees the gradients.</summary>
+    public void Dispose()
+    {
+        if (disposed)
+            return;
+        disposed = true;
+        foreach (var t in tensors.Values)
+            t.Dispose();
+    }
+}
+
+/// <summary>
+/// What a training pass over B windows of T tokens keeps for its backward pass, allocated once per (B, T) and reused:
+/// every block's activations in buffers of their own (nothing is overwritten in place), the logits (their gradient
+/// overwrites them), and the scratch of the backward pass.
+/// </summary>
+internal sealed class TrainingWorkspace : IDisposable
+{
+    private readonly List<Tensor> owned = [];
+
+    public TrainingWorkspace(RetNetModel model, int batch, int seqLen)
+    {
+        var c = model.Config;
+        var device = model.Device;
+        Batch = batch;
+        SeqLen = seqLen;
+        var n = batch * seqLen;
+        int d = c.EmbedDim, dv = c.ValueEmbedDim, ffn = c.FfnEmbedDim;
+        try
+        {
+            Ids = new DeviceInts(device, n + batch);
+            InputIds = IndexTensor.FromHost(device, new int[n], n);
+            Targets = IndexTensor.FromHost(device, new int[n], n);
+            Embedded = Make(n, d);
+            (EmbeddingNormed, EmbeddingRstd) = c.LayerNormEmbedding ? (Make(n, d), Make(n)) : (null, null);
+            DecaySums = Make(n * c.RetentionHeads);
+            var branch = Make(n, d);
+            var x = EmbeddingNormed ?? Embedded;
+            var blocks = new BlockTensors[c.Layers];
+            for (var i = 0; i < blocks.Length; i++)
+            {
+                var retentionSublayer = new SublayerTensors(x, Make(n, d), Make(n, d), Make(n));
+                var retention = new RetentionTensors(Make(n, d), Make(n, d), Make(n, dv), Make(n, dv), Make(n, dv),
+                    Make(n, dv), Make(n, dv), Make(n, dv), Make(n * c.RetentionHeads), branch);
+                var ffnSublayer = new SublayerTensors(retentionSublayer.Output(c.NormalizeBefore), Make(n, d),
+                    Make(n, d), Make(n));
+                var feedForward = new FeedForwardTensors(Make(n, ffn), Make(n, ffn), Make(n, ffn), Make(n, ffn), branch);
+                blocks[i] = new BlockTensors(retentionSublayer, retention, ffnSublayer, feedForward);
+                x = ffnSublayer.Output(c.NormalizeBefore);
+            }
+            Blocks = blocks;
+            Features = x;
+            (FinalNormed, FinalRstd) = c.NormalizeBefore ? (Make(n, d), Make(n)) : (null, null);
+            Logits = Make(n, c.VocabSize);
+            Loss = Make(1);
+            Scratch = new BackwardScratch([Make(n, d), Make(n, d), Make(n, d), Make(n, d)],
+                [Make(n, dv), Make(n, dv), Make(n, dv), Make(n, dv)], [Make(n, ffn), Make(n, ffn)], Make(d));
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+
+        Tensor Make(params int[] shape)
+        {
+            var t = Tensor.Uninitialized(device, shape);
+            owned.Add(t);
+            return t;
+        }
+    }
+
+    public int Batch { get; }
+    public int SeqLen { get; }
+
+    /// <summary>Input ids [N] then one start position (0) per sequence.</summary>
+    public DeviceInts Ids { get; }
+    public IndexTensor InputIds { get; }
+    public IndexTensor Targets { get; }
+    public Tensor Embedded { get; }
+    public Tensor? EmbeddingNormed { get; }
+    public Tensor? EmbeddingRstd { get; }
+    public Tensor DecaySums { get; }
+    public IReadOnlyList<BlockTensors> Blocks { get; }
+
+    /// <summary>The last block's output [N, d].</summary>
+    public Tensor Features { get; }
+    public Tensor? FinalNormed { get; }
+    public Tensor? FinalRstd { get; }
+    public Tensor Logits { get; }
+    public Tensor Loss { get; }
+    public BackwardScratch Scratch { get; }
+
+    public void Dispose()
+    {
+        foreach (var t in owned)
+            t.Dispose();
+        owned.Clear();
+        Ids?.Dispose();
+        InputIds?.Dispose();
+        Targets?.Dispose();
+    }
+}
+
+public sealed partial class RetNetModel
+{
+    private TrainingWorkspace? trainingWorkspace;
+
+    /// <summary>The parameters on the device, by checkpoint name (what an optimiser updates in place).</summary>
+    public IReadOnlyDictionary<string, Tensor> Parameters
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            return parameters;
+        }
+    }
+
+    /// <summary>
+    /// One training pass: the mean next-token cross-entropy of <paramref name="windows"/> [B, T + 1] (tokens 1 … T
+    /// predicted from tokens 0 … T − 1, every sequence starting at position 0), and its gradient times
+    /// <paramref name="gradientScale"/> ADDED to <paramref name="gradients"/> (zero them first; accumulate
+    /// micro-batches by calling again). Retention runs parallel or chunkwise (<paramref name="mode"/>); every
+    /// activation the backward pass reads is kept from the forward pass (docs/MATH.md §11).
+    /// </summary>
+    /// <returns>The mean loss in nats per predicted token (unscaled).</returns>
+    /// <exception cref="ArgumentException">Fewer than 2 tokens per window, an id outside [0, V), a recurrent mode,
+    /// gradients of another model, or a chunk size &lt; 1.</exception>
+    public float ForwardBackward(int[,] windows, ModelGradients gradients, ForwardMode mode,
+        float gradientScale = 1f)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        ArgumentNullException.ThrowIfNull(windows);
+        ArgumentNullException.ThrowIfNull(gradients);
+        if (!ReferenceEquals(gradients.Model, this))
+            throw new ArgumentException("Argument 'gradients' belongs to another model.", nameof(gradients));
+        CheckMode(mode);
+        if (mode.Form == RetentionForm.Recurrent)
+            throw new ArgumentException(
+                "Argument 'mode' is recurrent; expected parallel or chunkwise (the recurrent form is for decoding and " +
+                "has no backward).", nameof(mode));
+        if (!float.IsFinite(gradientScale))
+            throw new ArgumentOutOfRangeException(nameof(gradientScale), gradientScale, "Expected a finite scale.");
+        int batch = windows.GetLength(0), seqLen = windows.GetLength(1) - 1;
+        if (batch == 0 || seqLen < 1)
+            throw new ArgumentException(
+                $"Argument 'windows' is [{batch}, {seqLen + 1}]; expected at least one window of at least 2 tokens.",
+                nameof(windows));
+        var n = batch * seqLen;
+        var inputs = new int[n + batch];
+        var targets = new int[n];
+        for (var b = 0; b < batch; b++)
+        for (var t = 0; t < seqLen; t++)
+        {
+            inputs[b * seqLen + t] = windows[b, t];
+            targets[b * seqLen + t] = windows[b, t + 1];
+        }
+        CheckIds(inputs.AsSpan(0, n), nameof(windows));
+        CheckIds(targets, nameof(windows));
+
+        var w = TrainingWorkspaceFor(batch, seqLen);
+        w.Ids.Upload(inputs);
+        w.InputIds.CopyFromHost(inputs.AsSpan(0, n));
+        w.Targets.CopyFromHost(targets);
+        var g = gradients.Tensors;
+        var eps = (float)Config.LayerNormEps;
+
+        ScaledEmbedding.Launch(embedding, w.Ids, 0, Config.EmbedScale, w.Embedded);
+        if (embeddingNorm is not null)
+            RmsNorm.Forward(w.Embedded, embeddingNorm, eps, w.EmbeddingNormed!, w.EmbeddingRstd);
+        DecayNormalization.Launch(w.Ids, n, constants.DecayTable, batch, seqLen, w.DecaySums);
+        for (var i = 0; i < blocks.Length; i++)
+            blocks[i].Forward(w.Blocks[i], w.DecaySums, batch, seqLen, w.Ids, n, mode, state: null);
+        var features = w.Features;
+        if (finalNorm is not null)
+        {
+            RmsNorm.Forward(w.Features, finalNorm, eps, w.FinalNormed!, w.FinalRstd);
+            features = w.FinalNormed!;
+        }
+        Linear.Apply(features, outputWeight, w.Logits);
+        CrossEntropy.ForwardBackward(w.Logits, w.Targets, w.Logits, w.Loss, gradientScale: gradientScale);
+
+        var scratch = w.Scratch;
+        var dX = scratch.Rows[0];
+        Linear.BackwardWeight(w.Logits, features,
+            g[Config.ShareInputOutputEmbed ? "embed_tokens.weight" : "output_projection.weight"]);
+        if (finalNorm is not null)
+        {
+            Linear.BackwardInput(w.Logits, outputWeight, scratch.Rows[1], accumulate: false);
+            RmsNorm.Backward(w.Features, finalNorm, scratch.Rows[1], eps, dX, scratch.NormWeight, w.FinalRstd);
+            Elementwise.Add(g["layer_norm.weight"], scratch.NormWeight, g["layer_norm.weight"]);
+        }
+        else
+        {
+            Linear.BackwardInput(w.Logits, outputWeight, dX, accumulate: false);
+        }
+        for (var i = blocks.Length - 1; i >= 0; i--)
+            blocks[i].Backward(w.Blocks[i], w.DecaySums, batch, seqLen, w.Ids, n, mode, dX, g, scratch);
+        if (embeddingNorm is not null)
+        {
+            RmsNorm.Backward(w.Embedded, embeddingNorm, dX, eps, scratch.Rows[1], scratch.NormWeight, w.EmbeddingRstd);
+            Elementwise.Add(g["layernorm_embedding.weight"], scratch.NormWeight, g["layernorm_embedding.weight"]);
+            dX = scratch.Rows[1];
+        }
+        if (Config.EmbedScale != 1f)
+            Elementwise.Scale(dX, Config.EmbedScale, dX);
+        Embedding.Backward(w.InputIds, dX, g["embed_tokens.weight"]);
+        return w.Loss.ToHost()[0];
+    }
+
+    private TrainingWorkspace TrainingWorkspaceFor(int batch, int seqLen)
+    {
+        if (trainingWorkspace is { } w && w.Batch == batch && w.SeqLen == seqLen)
+            return w;
+        trainingWorkspace?.Dispose();
+        trainingWorkspace = null;
+        trainingWorkspace = new TrainingWorkspace(this, batch, seqLen);
+        return trainingWorkspace;
+    }
+}
