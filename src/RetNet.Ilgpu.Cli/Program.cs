@@ -6,6 +6,7 @@ var root = new RootCommand("retnet: Retentive Networks on any GPU from .NET (ILG
     DevicesCommand.Create(),
     ModelCommands.Init(),
     ModelCommands.Forward(),
+    ModelCommands.Gradients(),
     ModelCommands.Generate(),
     KernelsCommand.Create(),
     BenchCommand.Create(),

@@ -7,7 +7,8 @@ using RetNet.Ilgpu.Tokenizers;
 
 namespace RetNet.Ilgpu.Cli.Commands;
 
-/// <summary><c>retnet init</c> and <c>retnet forward</c>: make a model folder, run one over token ids.</summary>
+/// <summary><c>retnet init</c>, <c>forward</c>, <c>gradients</c> and <c>generate</c>: make a model folder, run one
+/// over token ids, take the gradients of its next-token loss, continue a prompt.</summary>
 internal static class ModelCommands
 {
     public static Command Init()
@@ -87,6 +88,59 @@ internal static class ModelCommands
             Safetensors.Write(path, new Dictionary<string, HostTensor> { ["logits"] = HostTensor.From(logits) },
                 new Dictionary<string, string> { ["mode"] = forwardMode.ToString() });
             Console.WriteLine($"wrote {path}: logits {Tensors.ShapeCheck.Format(logits.Shape)} ({forwardMode})");
+            return 0;
+        }));
+        return command;
+    }
+
+    public static Command Gradients()
+    {
+        var modelDir = new Option<DirectoryInfo>("--model") { Description = "A model folder.", Required = true };
+        var tokens = new Option<FileInfo>("--tokens")
+        {
+            Description = "Token rows: one sequence per line, ids separated by spaces, all lines the same length " +
+                          "(at least 2): tokens[:, 1:] are predicted from tokens[:, :-1].",
+            Required = true,
+        };
+        var form = new Option<string>("--form")
+        {
+            Description = "The retention form of the training pass: chunkwise or parallel.",
+            DefaultValueFactory = _ => "chunkwise",
+        };
+        form.AcceptOnlyFromAmong("chunkwise", "parallel");
+        var chunk = new Option<int>("--chunk-size")
+        {
+            Description = "Chunk size for --form chunkwise.",
+            DefaultValueFactory = _ => ForwardMode.DefaultChunkSize,
+        };
+        var output = new Option<FileInfo>("--output")
+        {
+            Description = "The safetensors file to write: the gradient of every parameter (F32, the checkpoint's " +
+                          "names), the loss in __metadata__ as \"loss\".",
+            Required = true,
+        };
+        var device = CommonOptions.Device();
+        var command = new Command("gradients",
+            "The mean next-token cross-entropy of token rows and the gradient of every parameter, to a safetensors file.")
+        {
+            modelDir, tokens, form, chunk, output, device,
+        };
+        command.SetAction(parse => CommonOptions.Run(() =>
+        {
+            var windows = ReadTokens(parse.GetValue(tokens)!.FullName);
+            var mode = parse.GetValue(form) == "parallel" ? ForwardMode.Parallel : ForwardMode.Chunkwise(parse.GetValue(chunk));
+            using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
+            using var model = CommonOptions.LoadModel(opened, parse.GetValue(modelDir)!);
+            using var gradients = ModelGradients.Zeros(model);
+            var loss = model.ForwardBackward(windows, gradients, mode);
+            var path = parse.GetValue(output)!.FullName;
+            var lossText = loss.ToString("R", CultureInfo.InvariantCulture);
+            Safetensors.Write(path, gradients.ToHost(), new Dictionary<string, string>
+            {
+                ["format"] = "pt", ["loss"] = lossText, ["form"] = mode.ToString(),
+            });
+            Console.WriteLine($"loss {lossText} nats/token over {windows.GetLength(0)}×{windows.GetLength(1) - 1} " +
+                              $"predicted tokens ({mode}); wrote {path}: {gradients.Tensors.Count} gradients");
             return 0;
         }));
         return command;
