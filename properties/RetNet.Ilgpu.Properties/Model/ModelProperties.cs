@@ -52,6 +52,32 @@ public sealed class ModelProperties(DeviceFixture fixture)
             Numerics.AssertClose("recurrent", recurrent.ToHost(), expected);
         });
 
+    /// <summary>Any block layout: pre- or post-norm, with or without deepnorm and layernorm_embedding.</summary>
+    private static Gen<RetNetConfig> Layouts(Gen<RetNetConfig> configs) =>
+        from config in configs
+        from postNorm in Gen.Elements(false, true)
+        from deepnorm in Gen.Elements(false, true)
+        from embeddingNorm in Gen.Elements(false, true)
+        select config with { NormalizeBefore = !postNorm, Deepnorm = deepnorm, LayerNormEmbedding = embeddingNorm };
+
+    [Property(MaxTest = 15)]
+    public Property Training_gradients_of_chunkwise_at_any_chunk_size_equal_parallel() =>
+        Prop.ForAll((from c in Cases.Generator
+                     from config in Layouts(Gen.Constant(c.Config))
+                     select c with { Config = config, SeqLen = Math.Min(c.SeqLen, 40) + 1 }).ToArbitrary(), c =>
+        {
+            using var model = RetNetModel.FromWeights(device, c.Config, ModelTestSupport.Weights(c.Config, c.Seed));
+            var windows = ModelTestSupport.Tokens(c.Seed, c.Batch, c.SeqLen, c.Config.VocabSize);
+            using var parallel = ModelGradients.Zeros(model);
+            using var chunkwise = ModelGradients.Zeros(model);
+            var parallelLoss = model.ForwardBackward(windows, parallel, ForwardMode.Parallel);
+            var chunkwiseLoss = model.ForwardBackward(windows, chunkwise, ForwardMode.Chunkwise(c.ChunkSize));
+            Numerics.AssertClose("loss", [chunkwiseLoss], [parallelLoss]);
+            var expected = parallel.ToHost();
+            foreach (var (name, gradient) in chunkwise.ToHost())
+                Numerics.AssertClose($"d{name}", gradient.Data, expected[name].Data, 1e-3);
+        });
+
     [Property(MaxTest = 20)]
     public Property Prefill_then_steps_equal_the_full_forward() =>
         Prop.ForAll(Cases, c =>
