@@ -85,6 +85,61 @@ public sealed class ModelGradientTests(DeviceFixture fixture)
         Numerics.AssertRejected(Numerics.Check("shifted", gradients.ToHost()[probe].Data, reference, GradientTolerance));
     }
 
+    public static TheoryData<string> Layouts => ["prenorm-tied", "postnorm-deepnorm", "prenorm-embedding-norm-gelu"];
+
+    private static RetNetConfig Layout(string name) => name switch
+    {
+        "prenorm-tied" => ModelTestSupport.Micro(tied: true) with { LayerNormEps = 1e-5 },
+        "postnorm-deepnorm" => ModelTestSupport.Micro("gelu", heads: 1) with { NormalizeBefore = false, Deepnorm = true },
+        _ => ModelTestSupport.Micro("gelu", scaleEmbedding: false) with { LayerNormEmbedding = true },
+    };
+
+    [Theory, MemberData(nameof(Layouts))]
+    public void Gradients_match_central_differences_of_the_float64_reference_for_every_parameter(string layout)
+    {
+        var config = Layout(layout);
+        var weights = ModelTestSupport.Weights(config, seed: 17);
+        var windows = ModelTestSupport.Tokens(seed: 4, batch: 2, seqLen: 7, config.VocabSize);
+        using var model = RetNetModel.FromWeights(device, config, weights);
+        using var gradients = ModelGradients.Zeros(model);
+        var loss = model.ForwardBackward(windows, gradients, ForwardMode.Chunkwise(3));
+        Assert.True(Math.Abs(loss - ModelReference.Loss(config, weights, windows)) <= LossTolerance * loss,
+            $"{layout}: loss {loss} vs the float64 reference");
+
+        var random = new Random(5);
+        foreach (var (name, gradient) in gradients.ToHost())
+        {
+            var parameter = weights[name].Data;
+            var indices = Enumerable.Range(0, 4).Select(_ => random.Next(parameter.Length)).ToArray();
+            var differences = indices.Select(i => CentralDifference(config, weights, windows, name, i)).ToArray();
+            var sampled = indices.Select(i => gradient.Data[i]).ToArray();
+            // Relative to the largest gradient of the tensor: a sampled entry may itself be near zero.
+            var scale = gradient.Data.Max(v => Math.Abs((double)v));
+            Numerics.AssertClose($"{layout} d{name} at {string.Join(",", indices)}", sampled, differences, 2e-3, scale);
+            var neighbours = indices.Select(i => gradient.Data[(i + 1) % parameter.Length]).ToArray();
+            if (parameter.Length > 1 && differences.Any(d => Math.Abs(d) > 0.05 * scale))
+                Numerics.AssertRejected(Numerics.Check($"{layout} d{name} one entry off", neighbours, differences, 2e-3,
+                    scale));
+        }
+    }
+
+    /// <summary>(L(w + h) − L(w − h)) / (δ₊ + δ₋) with δ the steps fp32 can actually take, L the float64 loss.</summary>
+    private static double CentralDifference(RetNetConfig config, IReadOnlyDictionary<string, HostTensor> weights,
+        int[,] windows, string name, int index)
+    {
+        var data = weights[name].Data;
+        var original = data[index];
+        const double h = 1e-3;
+        data[index] = (float)(original + h);
+        var up = ModelReference.Loss(config, weights, windows);
+        var stepUp = (double)data[index] - original;
+        data[index] = (float)(original - h);
+        var down = ModelReference.Loss(config, weights, windows);
+        var stepDown = original - (double)data[index];
+        data[index] = original;
+        return (up - down) / (stepUp + stepDown);
+    }
+
     [Fact]
     public void Bad_training_arguments_are_rejected_by_name()
     {

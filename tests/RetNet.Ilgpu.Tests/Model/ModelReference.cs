@@ -66,6 +66,32 @@ public static class ModelReference
         return logits;
     }
 
+    /// <summary>The mean next-token cross-entropy of windows [B, T + 1] in double: tokens 1 … T predicted from the
+    /// logits of tokens 0 … T − 1.</summary>
+    public static double Loss(RetNetConfig c, IReadOnlyDictionary<string, HostTensor> w, int[,] windows)
+    {
+        int batch = windows.GetLength(0), seqLen = windows.GetLength(1) - 1, vocab = c.VocabSize;
+        var inputs = new int[batch, seqLen];
+        for (var b = 0; b < batch; b++)
+        for (var t = 0; t < seqLen; t++)
+            inputs[b, t] = windows[b, t];
+        var logits = Forward(c, w, inputs);
+        var total = 0.0;
+        for (var b = 0; b < batch; b++)
+        for (var t = 0; t < seqLen; t++)
+        {
+            var row = logits.AsSpan((b * seqLen + t) * vocab, vocab);
+            var max = double.NegativeInfinity;
+            foreach (var v in row)
+                max = Math.Max(max, v);
+            var sum = 0.0;
+            foreach (var v in row)
+                sum += Math.Exp(v - max);
+            total += max + Math.Log(sum) - row[windows[b, t + 1]];
+        }
+        return total / (batch * seqLen);
+    }
+
     private static double[][] Retention(RetNetConfig c, IReadOnlyDictionary<string, HostTensor> w, string p,
         double[][] x, bool decayNormalisation)
     {
