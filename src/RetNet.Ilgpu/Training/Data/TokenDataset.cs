@@ -19,9 +19,10 @@ namespace RetNet.Ilgpu.Training.Data;
 /// uint16). A file is one document; where the tokenizer has an end-of-text id, that id is placed between two adjacent
 /// text files (not before the first, not after the last, and not next to a .bin file, whose documents carry their own
 /// delimiters). A leading UTF-8 byte-order mark is skipped. Large files are tokenized in chunks of a few MiB, each
-/// ending before a line break that follows a printable ASCII character, where GPT-2's pre-tokenizer always starts a
-/// new piece, so the ids equal those of the whole file tokenized at once; only a chunk with no such line break (a line
-/// longer than a chunk) is split elsewhere, which may change the ids next to that split.
+/// ending at a line break (or failing that a space) before a printable ASCII character, where GPT-2's pre-tokenizer
+/// always starts a new piece, so the ids equal those of the whole file tokenized at once; only a chunk with no such
+/// place (a few MiB without a space before a printable character) is split elsewhere, which may change the ids next
+/// to that split.
 /// </para>
 /// <para>Reads (<see cref="CopyTo"/>, the indexer) may run on several threads at once.</para>
 /// </remarks>

@@ -198,7 +198,7 @@ internal sealed class TextTokenSource : TokenSource
             if (filled == 0)
                 break;
             var begin = bufferOffset == 0 && buffer.AsSpan(0, filled).StartsWith(Encoding.UTF8.Preamble) ? 3 : 0;
-            var cut = endOfFile ? filled : SplitPoint(buffer.AsSpan(0, filled));
+            var cut = Math.Max(begin, endOfFile ? filled : SplitPoint(buffer.AsSpan(0, filled)));
             var status = Utf8.ToUtf16(
                 buffer.AsSpan(begin, cut - begin), chars, out var bytesRead, out var charsWritten,
                 replaceInvalidSequences: false, isFinalBlock: true);
@@ -219,16 +219,21 @@ internal sealed class TextTokenSource : TokenSource
     public override void CopyTo(long start, Span<int> destination) => ids.CopyTo(start, destination);
 
     /// <summary>
-    /// Where to end a chunk: before a line break that follows a printable ASCII character, where GPT-2's
-    /// pre-tokenizer always starts a new piece (no piece joins a non-space character to the whitespace after it, and
-    /// the whitespace run's look-ahead lies after the split), so chunked and whole-file ids agree. Failing that,
-    /// after the last line break; failing that, before the last UTF-8 lead byte. Those two fallbacks may change the
-    /// ids next to the split, and arise only for lines longer than a chunk or chunks of whitespace-ended lines.
+    /// Where to end a chunk: before the last character of a whitespace run that is followed by a printable ASCII
+    /// character, preferring a line break. GPT-2's pre-tokenizer always ends a piece there (a whitespace run followed
+    /// by a non-space splits as the run less its last character, then that character alone or joined to the word
+    /// after it), and the chunk's trailing whitespace is then read as one piece at the end of the string exactly as it
+    /// was before the last character, so chunked and whole-file ids agree. Failing that (a chunk without a space or
+    /// line break before a printable character), after the last line break; failing that, before the last UTF-8 lead
+    /// byte. Those two fallbacks may change the ids next to the split.
     /// </summary>
     internal static int SplitPoint(ReadOnlySpan<byte> bytes)
     {
-        for (var i = bytes.Length - 1; i >= 1; i--)
-            if (bytes[i] is (byte)'\n' or (byte)'\r' && bytes[i - 1] is >= 0x21 and <= 0x7E)
+        for (var i = bytes.Length - 2; i >= 1; i--)
+            if (bytes[i] == (byte)'\n' && IsPrintableAscii(bytes[i + 1]))
+                return i;
+        for (var i = bytes.Length - 2; i >= 1; i--)
+            if (bytes[i] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n' or 0x0B or 0x0C && IsPrintableAscii(bytes[i + 1]))
                 return i;
         var newline = bytes.LastIndexOf((byte)'\n');
         if (newline >= 0)
@@ -239,6 +244,8 @@ internal sealed class TextTokenSource : TokenSource
         // Nothing but continuation bytes: not UTF-8, and decoding the whole buffer reports where.
         return bytes.Length;
     }
+
+    private static bool IsPrintableAscii(byte b) => b is >= 0x21 and <= 0x7E;
 }
 
 /// <summary>A growable id array: 2 bytes per id when the vocabulary fits in uint16, otherwise 4.</summary>
