@@ -38,6 +38,11 @@ public static class SdkCorpus
     private static readonly HashSet<string> BlockElements = ["para", "p", "list", "listheader", "item", "li", "ul", "ol", "br"];
     private static readonly Regex Whitespace = new(@"\s+", RegexOptions.Compiled | RegexOptions.CultureInvariant);
 
+    // A few documents spell references as raw ids in their text or in a langword ("T:System.IO.IOException"); they
+    // read as names too.
+    private static readonly Regex RawReference = new(
+        @"(?<![\w.])[TMPFE]:[A-Za-z_][\w.`#]*[\w`]", RegexOptions.Compiled | RegexOptions.CultureInvariant);
+
     // A sentence ends at . ! or ? followed by whitespace and a capital letter, digit or quote: crude, but it only
     // decides what counts as a repeat, and it never splits inside "e.g. the" or "System.String".
     private static readonly Regex SentenceEnd = new(
@@ -197,7 +202,7 @@ public static class SdkCorpus
         {
             if (node is XText text)
             {
-                current.Append(text.Value);
+                current.Append(ReadableText(text.Value));
                 continue;
             }
             if (node is not XElement child)
@@ -228,12 +233,14 @@ public static class SdkCorpus
     }
 
     private static string ReferenceName(XElement reference) =>
-        (string?)reference.Attribute("langword")
+        ((string?)reference.Attribute("langword") is { } word ? ReadableText(word) : null)
         ?? ((string?)reference.Attribute("cref") ?? (string?)reference.Attribute("href") ?? (string?)reference.Attribute("uid")) switch
         {
             { } target => ReadableName(target),
             null => "",
         };
+
+    private static string ReadableText(string text) => RawReference.Replace(text, m => ReadableName(m.Value));
 
     private static void Flush(StringBuilder current, List<string> paragraphs)
     {
