@@ -32,6 +32,9 @@ public sealed class DataSdkCorpusTests : IDisposable
               <exception cref="T:System.ArgumentException">Never included in the corpus text.</exception>
               <returns>The number of turns made, or T:System.IO.IOException on <see langword="M:Sample.Fail" />.</returns>
               <param name="x">Too short.</param>
+              <param name="y">__m128d _mm_cmpord_sd (__m128d a, __m128d b)</param>
+              <param name="z">A64: ADDP Vd.2S, Vn.2S, Vm.2S</param>
+              <param name="w">int8_t vmaxvq_s8 in words, that ends a sentence.</param>
             </member>
           </members>
         </doc>
@@ -50,7 +53,8 @@ public sealed class DataSdkCorpusTests : IDisposable
             "The first paragraph says count is null.",
             "Use Widget.Spin or the spin method here.",
             "Spins the widget. Represents a widget that is new.",
-            // The param repeats the first summary sentence and is dropped; "Too short." has two words.
+            // The param repeats the first summary sentence and is dropped; "Too short." has two words; the
+            // intrinsic signatures do not start with a letter, do not end a sentence, or name a C type.
             "The number of turns made, or IOException on Fail.",
         ], paragraphs);
     }

@@ -25,7 +25,9 @@ public sealed record SdkCorpusSplit(long TrainBytes, long ValidationBytes, int T
 /// String, <c>&lt;paramref name="x"/&gt;</c> → x, <c>&lt;see langword="null"/&gt;</c> → null), code blocks are
 /// dropped, para and list items start new paragraphs, and whitespace is collapsed. The documentation repeats itself
 /// heavily ("The object to compare with the current object."), so each sentence is kept only the first time it
-/// appears, and paragraphs left with fewer than three words are dropped. The output depends only on the pack's files.
+/// appears. Paragraphs that are not prose are dropped: fewer than three words, not starting with a letter or not
+/// ending a sentence, or naming C functions and types (the hardware-intrinsic signatures). The output depends only on
+/// the pack's files.
 /// </remarks>
 public static class SdkCorpus
 {
@@ -42,6 +44,9 @@ public static class SdkCorpus
     // read as names too.
     private static readonly Regex RawReference = new(
         @"(?<![\w.])[TMPFE]:[A-Za-z_][\w.`#]*[\w`]", RegexOptions.Compiled | RegexOptions.CultureInvariant);
+
+    private static readonly Regex CCode = new(
+        @"\w_\w*\s*\(|\b\w+_t\b", RegexOptions.Compiled | RegexOptions.CultureInvariant);
 
     // A sentence ends at . ! or ? followed by whitespace and a capital letter, digit or quote: crude, but it only
     // decides what counts as a repeat, and it never splits inside "e.g. the" or "System.String".
@@ -92,7 +97,7 @@ public static class SdkCorpus
                 if (kept.Count == 0)
                     continue;
                 var paragraph = string.Join(' ', kept);
-                if (paragraph.Count(c => c == ' ') >= 2)
+                if (IsProse(paragraph))
                     yield return paragraph;
             }
         }
@@ -239,6 +244,15 @@ public static class SdkCorpus
             { } target => ReadableName(target),
             null => "",
         };
+
+    // The hardware-intrinsic documentation (a sixth of the text) is mostly C signatures and instruction encodings
+    // ("__m128d _mm_cmpord_sd (__m128d a, __m128d b)", "A64: ADDP Vd.2S, Vn.2S, Vm.2S"): a paragraph counts as prose
+    // when it has three words or more, starts with a letter, ends a sentence, and names no C function or _t type.
+    private static bool IsProse(string paragraph) =>
+        paragraph.Count(c => c == ' ') >= 2
+        && char.IsLetter(paragraph[0])
+        && paragraph[^1] is '.' or '!' or '?' or ':'
+        && !CCode.IsMatch(paragraph);
 
     private static string ReadableText(string text) => RawReference.Replace(text, m => ReadableName(m.Value));
 
