@@ -1,0 +1,112 @@
+using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Tests.Model;
+using RetNet.Ilgpu.Tests.Support;
+using RetNet.Ilgpu.Training;
+using RetNet.Ilgpu.Training.Data;
+
+namespace RetNet.Ilgpu.Tests.Training;
+
+/// <summary>The training loop end to end on a micro model: it learns, it is deterministic, and a stopped run resumed
+/// from its checkpoint ends bit-identical to one that was not stopped.</summary>
+[Collection(DeviceCollection.Name)]
+public sealed class TrainerTests(DeviceFixture fixture) : IDisposable
+{
+    private readonly RetNetDevice device = fixture.Device;
+    private readonly string root = Path.Combine(Path.GetTempPath(), $"retnet-train-{Guid.NewGuid():N}");
+
+    /// <summary>A micro model and a token file of a repeating pattern (learnable: each token predicts the next).</summary>
+    private (string Model, TrainingSettings Settings) Setup(int steps, ulong seed = 7)
+    {
+        var model = Path.Combine(root, "model");
+        if (!Directory.Exists(model))
+        {
+            using var created = RetNetModel.Create(device, ModelTestSupport.Micro(), seed: 3);
+            created.Save(model);
+            var pattern = Enumerable.Range(0, 600).Select(i => (i * 7 + i / 40) % 40).ToArray();
+            TokenDataset.WriteTokenFile(Path.Combine(root, "train.bin"), pattern);
+            TokenDataset.WriteTokenFile(Path.Combine(root, "val.bin"), pattern.Take(200).ToArray());
+        }
+        return (model, new TrainingSettings
+        {
+            Steps = steps, Batch = 2, SeqLen = 8, LearningRate = 1e-2, Warmup = 2, Clip = 1.0, ChunkSize = 3,
+            Seed = seed, Data = [Path.Combine(root, "train.bin")], ValidationData = [Path.Combine(root, "val.bin")],
+        });
+    }
+
+    private byte[] Train(string output, TrainingSettings settings, string model, int? stopAfter = null)
+    {
+        using var trainer = Trainer.Start(device, model, settings, output);
+        while (trainer.Step < (stopAfter ?? settings.Steps))
+            trainer.RunStep();
+        trainer.Save();
+        return File.ReadAllBytes(Path.Combine(output, "model.safetensors"));
+    }
+
+    [Fact]
+    public void The_loss_falls_on_learnable_data_and_validation_loss_follows()
+    {
+        var (model, settings) = Setup(steps: 40);
+        using var trainer = Trainer.Start(device, model, settings, Path.Combine(root, "run"));
+        var before = trainer.EvaluateValidation();
+        var losses = new List<double>();
+        while (trainer.Step < settings.Steps)
+            losses.Add(trainer.RunStep().Loss);
+        var after = trainer.EvaluateValidation();
+        Assert.True(losses.TakeLast(5).Average() < 0.5 * losses.Take(5).Average(),
+            $"training loss {losses.Take(5).Average():F3} → {losses.TakeLast(5).Average():F3}");
+        Assert.True(after.Loss < 0.5 * before.Loss, $"validation loss {before.Loss:F3} → {after.Loss:F3}");
+        Assert.Equal(24 * 8, after.Tokens);
+        Assert.Null(after.BitsPerByte);
+    }
+
+    [Fact]
+    public void The_same_seed_gives_bit_identical_weights_and_another_seed_does_not()
+    {
+        var (model, settings) = Setup(steps: 4);
+        var a = Train(Path.Combine(root, "a"), settings, model);
+        var b = Train(Path.Combine(root, "b"), settings, model);
+        var c = Train(Path.Combine(root, "c"), settings with { Seed = 8 }, model);
+        Assert.Equal(a, b);
+        Assert.NotEqual(a, c);
+    }
+
+    [Fact]
+    public void A_run_stopped_and_resumed_ends_bit_identical_to_one_that_was_not()
+    {
+        var (model, settings) = Setup(steps: 6);
+        var straight = Train(Path.Combine(root, "straight"), settings, model);
+        var stopped = Path.Combine(root, "stopped");
+        var halfway = Train(stopped, settings, model, stopAfter: 3);
+        Assert.NotEqual(straight, halfway);
+        using (var resumed = Trainer.Resume(device, stopped, Path.Combine(root, "resumed")))
+        {
+            Assert.Equal(3, resumed.Step);
+            while (resumed.Step < settings.Steps)
+                resumed.RunStep();
+            resumed.Save();
+            Assert.Throws<InvalidOperationException>(() => resumed.RunStep());
+        }
+        Assert.Equal(straight, File.ReadAllBytes(Path.Combine(root, "resumed", "model.safetensors")));
+        using var loaded = RetNetModel.Load(device, Path.Combine(root, "resumed"));
+        Assert.Empty(loaded.Notices);
+    }
+
+    [Fact]
+    public void Bad_settings_and_checkpoints_are_rejected_clearly()
+    {
+        var (model, settings) = Setup(steps: 2);
+        var error = Assert.Throws<ArgumentException>(() =>
+            Trainer.Start(device, model, settings with { Steps = 0, Warmup = 5, Form = "recurrent" }, root));
+        Assert.Contains("--steps is 0", error.Message);
+        Assert.Contains("--form is 'recurrent'", error.Message);
+        Assert.Throws<FileNotFoundException>(() => Trainer.Resume(device, model));
+        Assert.Throws<ArgumentException>(() =>
+            Trainer.Start(device, model, settings with { SeqLen = 1000 }, Path.Combine(root, "x")));
+    }
+
+    public void Dispose()
+    {
+        if (Directory.Exists(root))
+            Directory.Delete(root, recursive: true);
+    }
+}
