@@ -80,6 +80,13 @@ public sealed class DataTokenDatasetTests : IDisposable
         Assert.Throws<ArgumentOutOfRangeException>(() => data.CopyTo(5, new int[4]));
     }
 
+    [Fact]
+    public void A_command_line_list_splits_at_commas()
+    {
+        Assert.Equal(["a.bin", "dir/b c.txt"], TokenDataset.ParsePathList(" a.bin, dir/b c.txt ,"));
+        Assert.Equal("list", Assert.Throws<ArgumentException>(() => TokenDataset.ParsePathList(" , ")).ParamName);
+    }
+
     public static TheoryData<string, int, int, int, int, string> BadTokenFiles => new()
     {
         { "short.bin", 20240520, 1, 0, -1000, "shorter than the 1024-byte llm.c header" },

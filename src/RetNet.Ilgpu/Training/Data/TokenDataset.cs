@@ -162,6 +162,19 @@ public sealed class TokenDataset : IDisposable
         }
     }
 
+    /// <summary>
+    /// The paths of a command-line list, "a.bin,b.bin": split at commas, each trimmed, empty entries dropped.
+    /// </summary>
+    /// <exception cref="ArgumentException">The list names no file.</exception>
+    public static IReadOnlyList<string> ParsePathList(string list)
+    {
+        ArgumentNullException.ThrowIfNull(list);
+        var paths = list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        return paths.Length > 0
+            ? paths
+            : throw new ArgumentException($"The dataset list '{list}' names no file.", nameof(list));
+    }
+
     /// <summary>Whether <see cref="Open"/> reads <paramref name="path"/> as an llm.c token file: its name ends in .bin.</summary>
     public static bool IsTokenFile(string path) =>
         path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase);
