@@ -1,0 +1,222 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using RetNet.Ilgpu.IO;
+using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Training;
+using RetNet.Ilgpu.Training.Data;
+
+namespace RetNet.Ilgpu.Cli.Commands;
+
+/// <summary><c>retnet train</c> and <c>retnet eval</c>.</summary>
+internal static class TrainCommands
+{
+    private static readonly JsonSerializerOptions LogJson = new() { WriteIndented = false };
+
+    public static Command Train()
+    {
+        var defaults = new TrainingSettings();
+        var model = new Option<DirectoryInfo?>("--model") { Description = "The model folder to start from." };
+        var resume = new Option<DirectoryInfo?>("--resume") { Description = "A checkpoint folder to continue to its --steps." };
+        var data = new Option<string?>("--data") { Description = "Training data: text or llm.c .bin files, comma-separated." };
+        var validation = new Option<string?>("--val-data") { Description = "Validation data, comma-separated." };
+        var output = new Option<DirectoryInfo?>("--output") { Description = "The checkpoint folder to write (with --resume: default the same)." };
+        var tokenizer = new Option<string>("--tokenizer") { Description = "byte, gpt2 or auto (from the vocabulary size), for text.", DefaultValueFactory = _ => "auto" };
+        var steps = new Option<int>("--steps") { Description = "The schedule's length in optimiser steps." };
+        var stopAfter = new Option<int?>("--stop-after") { Description = "Stop after this step as if interrupted, leaving a resumable checkpoint." };
+        var batch = new Option<int>("--batch") { Description = "Windows per micro-batch.", DefaultValueFactory = _ => defaults.Batch };
+        var seqLen = new Option<int>("--seq-len") { Description = "Predicted tokens per window.", DefaultValueFactory = _ => defaults.SeqLen };
+        var accumulation = new Option<int>("--grad-accum") { Description = "Micro-batches per optimiser step.", DefaultValueFactory = _ => 1 };
+        var rate = new Option<double>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => defaults.LearningRate };
+        var warmup = new Option<int>("--warmup") { Description = "Linear warm-up steps.", DefaultValueFactory = _ => 0 };
+        var schedule = new Option<string>("--schedule") { Description = "cosine, linear, polynomial or constant.", DefaultValueFactory = _ => defaults.Schedule };
+        var minRatio = new Option<double>("--min-lr-ratio") { Description = "Final learning rate / peak.", DefaultValueFactory = _ => defaults.MinLrRatio };
+        var decay = new Option<double>("--weight-decay") { Description = "Decoupled weight decay of the matrices.", DefaultValueFactory = _ => defaults.WeightDecay };
+        var betas = new Option<string>("--betas") { Description = "AdamW's β1,β2.", DefaultValueFactory = _ => "0.9,0.98" };
+        var eps = new Option<double>("--eps") { Description = "AdamW's eps.", DefaultValueFactory = _ => defaults.Eps };
+        var clip = new Option<double>("--clip") { Description = "Clip the global gradient norm to this (0: off).", DefaultValueFactory = _ => defaults.Clip };
+        var form = new Option<string>("--form") { Description = "Retention form of training: chunkwise or parallel.", DefaultValueFactory = _ => "chunkwise" };
+        var chunk = new Option<int>("--chunk-size") { Description = "Chunk size of the chunkwise form.", DefaultValueFactory = _ => ForwardMode.DefaultChunkSize };
+        var evalEvery = new Option<int>("--eval-every") { Description = "Evaluate on --val-data every N steps (0: at the end).", DefaultValueFactory = _ => 0 };
+        var saveEvery = new Option<int>("--save-every") { Description = "Checkpoint every N steps (0: at the end).", DefaultValueFactory = _ => 0 };
+        var seed = new Option<ulong>("--seed") { Description = "Seed of the window sampler.", DefaultValueFactory = _ => 0 };
+        var log = new Option<FileInfo?>("--log") { Description = "Append every step and evaluation to this JSONL file." };
+        var device = CommonOptions.Device();
+        var command = new Command("train",
+            "Train a model on text or token files; checkpoints are resumable and bit-identical on one device.")
+        {
+            model, resume, data, validation, output, tokenizer, steps, stopAfter, batch, seqLen, accumulation, rate,
+            warmup, schedule, minRatio, decay, betas, eps, clip, form, chunk, evalEvery, saveEvery, seed, log, device,
+        };
+        command.SetAction(parse => CommonOptions.Run(() =>
+        {
+            using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
+            Trainer trainer;
+            if (parse.GetValue(resume) is { } checkpoint)
+            {
+                trainer = Trainer.Resume(opened, checkpoint.FullName, parse.GetValue(output)?.FullName);
+                Console.WriteLine($"resuming {checkpoint.FullName} at step {trainer.Step} of {trainer.Settings.Steps}");
+            }
+            else
+            {
+                var start = parse.GetValue(model) ?? throw new ArgumentException("Give --model DIR (or --resume DIR).");
+                var target = parse.GetValue(output) ?? throw new ArgumentException("Give --output DIR.");
+                var betaParts = (parse.GetValue(betas) ?? "").Split(',');
+                if (betaParts.Length != 2 ||
+                    !double.TryParse(betaParts[0], NumberStyles.Float, CultureInfo.InvariantCulture, out var beta1) ||
+                    !double.TryParse(betaParts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out var beta2))
+                    throw new ArgumentException($"--betas is '{parse.GetValue(betas)}'; expected two numbers, e.g. 0.9,0.98.");
+                var settings = new TrainingSettings
+                {
+                    Steps = parse.GetValue(steps), Batch = parse.GetValue(batch), SeqLen = parse.GetValue(seqLen),
+                    GradAccum = parse.GetValue(accumulation), LearningRate = parse.GetValue(rate),
+                    Warmup = parse.GetValue(warmup), Schedule = parse.GetValue(schedule) ?? "cosine",
+                    MinLrRatio = parse.GetValue(minRatio), WeightDecay = parse.GetValue(decay), Beta1 = beta1,
+                    Beta2 = beta2, Eps = parse.GetValue(eps), Clip = parse.GetValue(clip),
+                    Form = parse.GetValue(form) ?? "chunkwise", ChunkSize = parse.GetValue(chunk),
+                    EvalEvery = parse.GetValue(evalEvery), SaveEvery = parse.GetValue(saveEvery),
+                    Seed = parse.GetValue(seed), Tokenizer = parse.GetValue(tokenizer) ?? "auto",
+                    Data = TokenDataset.ParsePathList(parse.GetValue(data) ?? ""),
+                    ValidationData = parse.GetValue(validation) is { } v ? TokenDataset.ParsePathList(v) : [],
+                };
+                trainer = Trainer.Start(opened, start.FullName, settings, target.FullName);
+            }
+            using (trainer)
+                return Run(trainer, parse.GetValue(stopAfter), parse.GetValue(log)?.FullName);
+        }));
+        return command;
+    }
+
+    private static int Run(Trainer trainer, int? stopAfter, string? logPath)
+    {
+        var s = trainer.Settings;
+        var stop = Math.Min(stopAfter ?? s.Steps, s.Steps);
+        var live = !Console.IsOutputRedirected;
+        using var log = logPath is null ? null : new StreamWriter(logPath, append: true);
+        Console.WriteLine($"training {trainer.Model.ParameterCount:N0} parameters on {trainer.TrainingTokens:N0} tokens: " +
+                          $"{s.Steps} steps of {s.GradAccum}×{s.Batch}×{s.SeqLen} tokens, {s.Mode}, lr {s.LearningRate} " +
+                          $"({s.Schedule}, warm-up {s.Warmup}), checkpoints in {trainer.OutputFolder}");
+        double seconds = 0;
+        long tokens = 0;
+        var done = 0;
+        while (trainer.Step < stop)
+        {
+            var r = trainer.RunStep();
+            seconds += r.Seconds;
+            tokens += r.Tokens;
+            done++;
+            var perSecond = tokens / seconds;
+            var eta = TimeSpan.FromSeconds(seconds / done * (stop - r.Step));
+            var line = string.Create(CultureInfo.InvariantCulture,
+                $"step {r.Step}/{s.Steps}  loss {r.Loss:F4}  lr {r.LearningRate:E2}  grad norm {r.GradientNorm:F3}  " +
+                $"{perSecond:F0} tokens/s  ETA {eta:hh\\:mm\\:ss}");
+            if (live)
+                Console.Write($"\r{line}   ");
+            else
+                Console.WriteLine(line);
+            Write(log, new { type = "step", step = r.Step, loss = r.Loss, lr = r.LearningRate, grad_norm = r.GradientNorm,
+                tokens_per_second = r.Tokens / r.Seconds });
+            var last = r.Step == stop;
+            if (trainer.HasValidation && ((s.EvalEvery > 0 && r.Step % s.EvalEvery == 0) || (last && r.Step == s.Steps)))
+                Evaluate(trainer, log, live);
+            if ((s.SaveEvery > 0 && r.Step % s.SaveEvery == 0) || last)
+                trainer.Save();
+        }
+        if (live)
+            Console.WriteLine();
+        Console.WriteLine(trainer.Step >= s.Steps
+            ? $"done: {trainer.Step} steps, {tokens / Math.Max(seconds, 1e-9):F0} tokens/s; wrote {trainer.OutputFolder}"
+            : $"stopped after step {trainer.Step} of {s.Steps}; resume with: retnet train --resume {trainer.OutputFolder}");
+        return 0;
+    }
+
+    private static void Evaluate(Trainer trainer, StreamWriter? log, bool live)
+    {
+        var e = trainer.EvaluateValidation();
+        if (live)
+            Console.WriteLine();
+        Console.WriteLine($"eval at step {trainer.Step}: {Describe(e)}");
+        Write(log, new { type = "eval", step = trainer.Step, loss = e.Loss, perplexity = e.Perplexity, tokens = e.Tokens,
+            bitsPerByte = e.BitsPerByte });
+    }
+
+    private static string Describe(Evaluation e)
+    {
+        var bits = e.BitsPerByte is { } bpb ? string.Create(CultureInfo.InvariantCulture, $", {bpb:F4} bits/byte") : "";
+        return string.Create(CultureInfo.InvariantCulture,
+            $"loss {e.Loss:F4} nats/token, perplexity {e.Perplexity:F2}{bits} over {e.Tokens:N0} tokens");
+    }
+
+    private static void Write(StreamWriter? log, object record)
+    {
+        if (log is null)
+            return;
+        log.WriteLine(JsonSerializer.Serialize(record, LogJson));
+        log.Flush();
+    }
+
+    public static Command Corpus()
+    {
+        var train = new Option<FileInfo>("--train") { Description = "The training text file to write.", Required = true };
+        var validation = new Option<FileInfo>("--val") { Description = "The held-out text file to write.", Required = true };
+        var trainBytes = new Option<int>("--train-bytes") { Description = "At most this many UTF-8 bytes of training text.", DefaultValueFactory = _ => 2_000_000 };
+        var validationBytes = new Option<int>("--val-bytes") { Description = "At most this many bytes of held-out text.", DefaultValueFactory = _ => 200_000 };
+        var command = new Command("corpus",
+            "Write English text found on every machine with the .NET SDK (the prose of its reference documentation) " +
+            $"as a training file and a held-out file (every {SdkCorpus.ValidationEvery}th paragraph).")
+        {
+            train, validation, trainBytes, validationBytes,
+        };
+        command.SetAction(parse => CommonOptions.Run(() =>
+        {
+            var split = SdkCorpus.Write(parse.GetValue(train)!.FullName, parse.GetValue(validation)!.FullName,
+                parse.GetValue(trainBytes), parse.GetValue(validationBytes));
+            Console.WriteLine($"from {SdkCorpus.Find()}: wrote {split.TrainBytes:N0} bytes ({split.TrainParagraphs:N0} " +
+                              $"paragraphs) of training text and {split.ValidationBytes:N0} bytes " +
+                              $"({split.ValidationParagraphs:N0}) held out");
+            return 0;
+        }));
+        return command;
+    }
+
+    public static Command Eval()
+    {
+        var model = new Option<DirectoryInfo>("--model") { Description = "A model folder.", Required = true };
+        var data = new Option<string>("--data") { Description = "Text or llm.c .bin files, comma-separated.", Required = true };
+        var tokenizer = new Option<string>("--tokenizer") { Description = "byte, gpt2 or auto, for text.", DefaultValueFactory = _ => "auto" };
+        var seqLen = new Option<int>("--seq-len") { Description = "Predicted tokens per window (windows of T + 1, stride T).", Required = true };
+        var batch = new Option<int>("--batch") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 8 };
+        var form = new Option<string>("--form") { Description = "chunkwise or parallel.", DefaultValueFactory = _ => "chunkwise" };
+        form.AcceptOnlyFromAmong("chunkwise", "parallel");
+        var chunk = new Option<int>("--chunk-size") { Description = "Chunk size of the chunkwise form.", DefaultValueFactory = _ => ForwardMode.DefaultChunkSize };
+        var json = CommonOptions.Json();
+        var device = CommonOptions.Device();
+        var command = new Command("eval",
+            "The mean next-token loss of a model over whole data (windows of T + 1 tokens, stride T), perplexity and bits per byte.")
+        {
+            model, data, tokenizer, seqLen, batch, form, chunk, json, device,
+        };
+        command.SetAction(parse => CommonOptions.Run(() =>
+        {
+            var t = parse.GetValue(seqLen);
+            var b = parse.GetValue(batch);
+            if (t < 1 || b < 1)
+                throw new ArgumentException($"--seq-len {t} and --batch {b} must be ≥ 1.");
+            using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
+            using var loaded = CommonOptions.LoadModel(opened, parse.GetValue(model)!);
+            var text = Trainer.ChooseTokenizer(parse.GetValue(tokenizer) ?? "auto", loaded.Config.VocabSize);
+            using var dataset = TokenDataset.Open(TokenDataset.ParsePathList(parse.GetValue(data)!), text,
+                loaded.Config.VocabSize);
+            var mode = parse.GetValue(form) == "parallel" ? ForwardMode.Parallel : ForwardMode.Chunkwise(parse.GetValue(chunk));
+            var e = Trainer.Evaluate(loaded, dataset, text, t, b, mode);
+            Console.WriteLine(Describe(e));
+            if (parse.GetValue(json) is { } file)
+                AtomicFile.WriteAllText(file.FullName, JsonSerializer.Serialize(new
+                {
+                    loss = e.Loss, perplexity = e.Perplexity, tokens = e.Tokens, bitsPerByte = e.BitsPerByte,
+                }, new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        }));
+        return command;
+    }
+}
