@@ -22,6 +22,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # no __pycache__ beside make_fixtures.py in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "torchscale-fixtures"))
 import make_fixtures  # noqa: E402  (pinning and import helpers; imports neither torch nor torchscale by itself)
 
