@@ -16,7 +16,68 @@ internal static class BenchCommand
         Gemm(),
         Retention(),
         Decode(),
+        Train(),
     };
+
+    private static Command Train()
+    {
+        var device = CommonOptions.Device();
+        var json = CommonOptions.Json();
+        var architecture = new Option<string>("--arch") { Description = "The architecture: retnet.", DefaultValueFactory = _ => "retnet" };
+        architecture.AcceptOnlyFromAmong("retnet");
+        var preset = new Option<string>("--preset")
+        {
+            Description = $"Model preset ({string.Join(", ", RetNetConfig.PresetNames)}).",
+            DefaultValueFactory = _ => "tiny",
+        };
+        var seqLens = new Option<string>("--seq-lens") { Description = "Comma-separated sequence lengths.", DefaultValueFactory = _ => "512,1024,2048,4096,8192" };
+        var batch = new Option<int>("--batch") { Description = "Windows per step.", DefaultValueFactory = _ => 1 };
+        var form = new Option<string>("--form") { Description = "chunkwise or parallel.", DefaultValueFactory = _ => "chunkwise" };
+        form.AcceptOnlyFromAmong("chunkwise", "parallel");
+        var chunk = new Option<int>("--chunk-size") { Description = "Chunk size of the chunkwise form.", DefaultValueFactory = _ => ForwardMode.DefaultChunkSize };
+        var steps = new Option<int>("--steps") { Description = "Timed steps per length.", DefaultValueFactory = _ => 3 };
+        var command = new Command("train",
+            "Median time, tokens/s and peak device bytes of one optimiser step (training pass, clipping, AdamW) per sequence length.")
+        {
+            device, json, architecture, preset, seqLens, batch, form, chunk, steps,
+        };
+        command.SetAction(parse => CommonOptions.Run(() =>
+        {
+            var options = new TrainBenchmarkOptions
+            {
+                Architecture = parse.GetValue(architecture) ?? "retnet",
+                Config = RetNetConfig.Preset(parse.GetValue(preset) ?? "tiny"),
+                SeqLens = ParsePositiveList(parse.GetValue(seqLens) ?? "", "--seq-lens"),
+                Batch = parse.GetValue(batch),
+                Mode = parse.GetValue(form) == "parallel" ? ForwardMode.Parallel : ForwardMode.Chunkwise(parse.GetValue(chunk)),
+                Steps = parse.GetValue(steps),
+            };
+            using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
+            Console.WriteLine($"model: {options.Architecture} {parse.GetValue(preset)} (d={options.Config.EmbedDim}, " +
+                              $"{options.Config.Layers} layers), batch {options.Batch}, {options.Mode}");
+            var print = Format.StreamingTable(["seq len", "ms/step", "tokens/s", "peak bytes"], [7, 10, 10, 12]);
+            var results = TrainBenchmark.Run(opened, options, r => print([r.SeqLen.ToString(),
+                Format.Number(r.MsPerStep, "0.0"), Format.Number(r.TokensPerSecond, "0"), r.PeakBytes.ToString()]));
+            if (results.Count > 1)
+                Console.WriteLine($"from T={results[0].SeqLen} to T={results[^1].SeqLen}: time ×" +
+                                  $"{Format.Number(results[^1].MsPerStep / results[0].MsPerStep, "0.00")}, peak bytes ×" +
+                                  $"{Format.Number((double)results[^1].PeakBytes / results[0].PeakBytes, "0.00")} for " +
+                                  $"×{Format.Number((double)results[^1].SeqLen / results[0].SeqLen, "0")} tokens");
+            WriteJson(parse.GetValue(json), results.Select(r => new
+            {
+                model = r.Model,
+                form = r.Form,
+                batch = r.Batch,
+                seqLen = r.SeqLen,
+                msPerStep = r.MsPerStep,
+                tokensPerSecond = r.TokensPerSecond,
+                peakBytes = r.PeakBytes,
+                device = opened.Description.Name,
+            }));
+            return 0;
+        }));
+        return command;
+    }
 
     private static Command Decode()
     {

@@ -1,0 +1,108 @@
+using System.Diagnostics;
+using RetNet.Ilgpu.Devices;
+using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Training;
+
+namespace RetNet.Ilgpu.Benchmarks;
+
+/// <summary>One measured case of <see cref="TrainBenchmark"/>.</summary>
+/// <param name="Model">The architecture ("retnet").</param>
+/// <param name="Form">The retention form of the training pass.</param>
+/// <param name="Batch">Windows per step, B.</param>
+/// <param name="SeqLen">Predicted tokens per window, T.</param>
+/// <param name="MsPerStep">Median wall time of one optimiser step (training pass, clipping norm, AdamW).</param>
+/// <param name="TokensPerSecond">B·T / the median step time.</param>
+/// <param name="PeakBytes">The most device memory allocated through the library during the timed steps: weights,
+/// gradients, moments and the training pass's activations.</param>
+public sealed record TrainBenchmarkResult(string Model, string Form, int Batch, int SeqLen, double MsPerStep,
+    double TokensPerSecond, long PeakBytes);
+
+/// <summary>What <see cref="TrainBenchmark.Run"/> measures.</summary>
+public sealed record TrainBenchmarkOptions
+{
+    /// <summary>The architecture: "retnet" (the only one so far; the comparison Transformer comes later).</summary>
+    public string Architecture { get; init; } = "retnet";
+
+    /// <summary>The model's config; the tiny preset by default.</summary>
+    public RetNetConfig Config { get; init; } = RetNetConfig.Preset("tiny");
+
+    /// <summary>The sequence lengths, each measured in turn.</summary>
+    public IReadOnlyList<int> SeqLens { get; init; } = [512, 1024, 2048, 4096, 8192];
+
+    /// <summary>Windows per step.</summary>
+    public int Batch { get; init; } = 1;
+
+    /// <summary>The retention form of the training pass.</summary>
+    public ForwardMode Mode { get; init; } = ForwardMode.Chunkwise();
+
+    /// <summary>Timed steps per length (the median is reported) after one untimed step.</summary>
+    public int Steps { get; init; } = 3;
+
+    /// <summary>Seed of the weights and the random tokens.</summary>
+    public int Seed { get; init; }
+}
+
+/// <summary>
+/// The cost of one optimiser step against sequence length: random token windows through
+/// <see cref="RetNetModel.ForwardBackward"/>, the global gradient norm and an AdamW update, as <see cref="Trainer"/>
+/// runs them. Chunkwise time and memory should grow linearly with T.
+/// </summary>
+public static class TrainBenchmark
+{
+    /// <summary>Measures every length of <paramref name="options"/>.</summary>
+    /// <exception cref="ArgumentException">An unknown architecture, a length, batch or step count &lt; 1, a recurrent
+    /// form, or an invalid config.</exception>
+    public static IReadOnlyList<TrainBenchmarkResult> Run(RetNetDevice device, TrainBenchmarkOptions? options = null,
+        Action<TrainBenchmarkResult>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        options ??= new TrainBenchmarkOptions();
+        if (options.Architecture != "retnet")
+            throw new ArgumentException(
+                $"Argument 'options' has architecture '{options.Architecture}'; expected \"retnet\".", nameof(options));
+        if (options.SeqLens.Count == 0 || options.SeqLens.Any(t => t < 1) || options.Batch < 1 || options.Steps < 1)
+            throw new ArgumentException(
+                "Argument 'options' needs lengths, a batch and a step count, each ≥ 1.", nameof(options));
+        if (options.Mode.Form == RetentionForm.Recurrent)
+            throw new ArgumentException("Argument 'options' has the recurrent form; training runs parallel or chunkwise.",
+                nameof(options));
+        using var model = RetNetModel.Create(device, options.Config, options.Seed);
+        using var gradients = ModelGradients.Zeros(model);
+        var names = WeightLayout.Expected(model.Config).Select(e => e.Name).ToArray();
+        using var optimizer = new AdamW(names.Select(n => new OptimizedParameter(n, model.Parameters[n],
+            AdamW.DecaysByDefault(n, model.Parameters[n].Rank))).ToList());
+        var random = new Random(options.Seed);
+        var results = new List<TrainBenchmarkResult>();
+        foreach (var seqLen in options.SeqLens)
+        {
+            var windows = new int[options.Batch, seqLen + 1];
+            for (var b = 0; b < options.Batch; b++)
+            for (var t = 0; t <= seqLen; t++)
+                windows[b, t] = random.Next(model.Config.VocabSize);
+            void Step()
+            {
+                gradients.Zero();
+                model.ForwardBackward(windows, gradients, options.Mode);
+                var norm = GradientClipping.GlobalNorm(names.Select(n => gradients.Tensors[n]).ToList());
+                optimizer.Step(gradients.Tensors, 1e-4, GradientClipping.ClipScale(norm, 1.0));
+                device.Synchronize();
+            }
+            Step();
+            device.Memory.ResetPeak();
+            var times = new double[options.Steps];
+            for (var i = 0; i < times.Length; i++)
+            {
+                var timer = Stopwatch.StartNew();
+                Step();
+                times[i] = timer.Elapsed.TotalMilliseconds;
+            }
+            Array.Sort(times);
+            var median = times[times.Length / 2];
+            var result = new TrainBenchmarkResult(options.Architecture, options.Mode.ToString(), options.Batch, seqLen,
+                median, options.Batch * seqLen / (median / 1000), device.Memory.PeakBytes);
+            results.Add(result);
+            progress?.Invoke(result);
+        }
+        return results;
+    }
+}

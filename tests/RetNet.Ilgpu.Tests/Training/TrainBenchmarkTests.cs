@@ -1,0 +1,36 @@
+using RetNet.Ilgpu.Benchmarks;
+using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Tests.Model;
+using RetNet.Ilgpu.Tests.Support;
+
+namespace RetNet.Ilgpu.Tests.Training;
+
+[Collection(DeviceCollection.Name)]
+public sealed class TrainBenchmarkTests(DeviceFixture fixture)
+{
+    [Fact]
+    public void Every_length_gets_a_record_whose_memory_grows_with_the_length()
+    {
+        var options = new TrainBenchmarkOptions
+        {
+            Config = ModelTestSupport.Micro(), SeqLens = [8, 32], Steps = 1, Mode = ForwardMode.Chunkwise(4),
+        };
+        var results = TrainBenchmark.Run(fixture.Device, options);
+        Assert.Equal([8, 32], results.Select(r => r.SeqLen));
+        Assert.All(results, r =>
+        {
+            Assert.Equal("retnet", r.Model);
+            Assert.Equal("chunkwise(4)", r.Form);
+            Assert.True(r.MsPerStep > 0 && double.IsFinite(r.TokensPerSecond));
+        });
+        Assert.True(results[1].PeakBytes > results[0].PeakBytes, "the activations of 32 tokens need more than of 8");
+    }
+
+    [Fact]
+    public void Bad_options_are_refused()
+    {
+        Assert.Throws<ArgumentException>(() => TrainBenchmark.Run(fixture.Device, new TrainBenchmarkOptions { Architecture = "transformer" }));
+        Assert.Throws<ArgumentException>(() => TrainBenchmark.Run(fixture.Device, new TrainBenchmarkOptions { SeqLens = [0] }));
+        Assert.Throws<ArgumentException>(() => TrainBenchmark.Run(fixture.Device, new TrainBenchmarkOptions { Mode = ForwardMode.Recurrent }));
+    }
+}
