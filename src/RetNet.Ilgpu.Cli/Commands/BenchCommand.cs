@@ -36,10 +36,11 @@ internal static class BenchCommand
         form.AcceptOnlyFromAmong("chunkwise", "parallel");
         var chunk = new Option<int>("--chunk-size") { Description = "Chunk size of the chunkwise form.", DefaultValueFactory = _ => ForwardMode.DefaultChunkSize };
         var steps = new Option<int>("--steps") { Description = "Timed steps per length.", DefaultValueFactory = _ => 3 };
+        var checkpoint = new Option<bool>("--checkpoint-activations") { Description = "Keep only block inputs; recompute in backward." };
         var command = new Command("train",
             "Median time, tokens/s and peak device bytes of one optimiser step (training pass, clipping, AdamW) per sequence length.")
         {
-            device, json, architecture, preset, seqLens, batch, form, chunk, steps,
+            device, json, architecture, preset, seqLens, batch, form, chunk, steps, checkpoint,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -51,10 +52,12 @@ internal static class BenchCommand
                 Batch = parse.GetValue(batch),
                 Mode = parse.GetValue(form) == "parallel" ? ForwardMode.Parallel : ForwardMode.Chunkwise(parse.GetValue(chunk)),
                 Steps = parse.GetValue(steps),
+                CheckpointActivations = parse.GetValue(checkpoint),
             };
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             Console.WriteLine($"model: {options.Architecture} {parse.GetValue(preset)} (d={options.Config.EmbedDim}, " +
-                              $"{options.Config.Layers} layers), batch {options.Batch}, {options.Mode}");
+                              $"{options.Config.Layers} layers), batch {options.Batch}, {options.Mode}" +
+                              (options.CheckpointActivations ? ", activations checkpointed" : ""));
             var print = Format.StreamingTable(["seq len", "ms/step", "tokens/s", "peak bytes"], [7, 10, 10, 12]);
             var results = TrainBenchmark.Run(opened, options, r => print([r.SeqLen.ToString(),
                 Format.Number(r.MsPerStep, "0.0"), Format.Number(r.TokensPerSecond, "0"), r.PeakBytes.ToString()]));

@@ -37,6 +37,10 @@ internal static class TrainCommands
         var clip = new Option<double>("--clip") { Description = "Clip the global gradient norm to this (0: off).", DefaultValueFactory = _ => defaults.Clip };
         var form = new Option<string>("--form") { Description = "Retention form of training: chunkwise or parallel.", DefaultValueFactory = _ => "chunkwise" };
         var chunk = new Option<int>("--chunk-size") { Description = "Chunk size of the chunkwise form.", DefaultValueFactory = _ => ForwardMode.DefaultChunkSize };
+        var checkpointActivations = new Option<bool>("--checkpoint-activations")
+        {
+            Description = "Keep only each block's input and recompute its activations in the backward pass.",
+        };
         var evalEvery = new Option<int>("--eval-every") { Description = "Evaluate on --val-data every N steps (0: at the end).", DefaultValueFactory = _ => 0 };
         var saveEvery = new Option<int>("--save-every") { Description = "Checkpoint every N steps (0: at the end).", DefaultValueFactory = _ => 0 };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the window sampler.", DefaultValueFactory = _ => 0 };
@@ -46,7 +50,8 @@ internal static class TrainCommands
             "Train a model on text or token files; checkpoints are resumable and bit-identical on one device.")
         {
             model, resume, data, validation, output, tokenizer, steps, stopAfter, batch, seqLen, accumulation, rate,
-            warmup, schedule, minRatio, decay, betas, eps, clip, form, chunk, evalEvery, saveEvery, seed, log, device,
+            warmup, schedule, minRatio, decay, betas, eps, clip, form, chunk, checkpointActivations, evalEvery, saveEvery,
+            seed, log, device,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -74,6 +79,7 @@ internal static class TrainCommands
                     MinLrRatio = parse.GetValue(minRatio), WeightDecay = parse.GetValue(decay), Beta1 = beta1,
                     Beta2 = beta2, Eps = parse.GetValue(eps), Clip = parse.GetValue(clip),
                     Form = parse.GetValue(form) ?? "chunkwise", ChunkSize = parse.GetValue(chunk),
+                    CheckpointActivations = parse.GetValue(checkpointActivations),
                     EvalEvery = parse.GetValue(evalEvery), SaveEvery = parse.GetValue(saveEvery),
                     Seed = parse.GetValue(seed), Tokenizer = parse.GetValue(tokenizer) ?? "auto",
                     Data = TokenDataset.ParsePathList(parse.GetValue(data) ?? ""),

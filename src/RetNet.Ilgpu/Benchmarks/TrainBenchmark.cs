@@ -35,6 +35,9 @@ public sealed record TrainBenchmarkOptions
     /// <summary>The retention form of the training pass.</summary>
     public ForwardMode Mode { get; init; } = ForwardMode.Chunkwise();
 
+    /// <summary>Whether the training pass keeps only block inputs and recomputes the rest.</summary>
+    public bool CheckpointActivations { get; init; }
+
     /// <summary>Timed steps per length (the median is reported) after one untimed step.</summary>
     public int Steps { get; init; } = 3;
 
@@ -82,7 +85,8 @@ public static class TrainBenchmark
             void Step()
             {
                 gradients.Zero();
-                model.ForwardBackward(windows, gradients, options.Mode);
+                model.ForwardBackward(windows, gradients, options.Mode,
+                    checkpointActivations: options.CheckpointActivations);
                 var norm = GradientClipping.GlobalNorm(names.Select(n => gradients.Tensors[n]).ToList());
                 optimizer.Step(gradients.Tensors, 1e-4, GradientClipping.ClipScale(norm, 1.0));
                 device.Synchronize();

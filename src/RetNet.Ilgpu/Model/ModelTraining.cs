@@ -89,18 +89,21 @@ public sealed class ModelGradients : IDisposable
 /// <summary>
 /// What a training pass over B windows of T tokens keeps for its backward pass, allocated once per (B, T) and reused:
 /// every block's activations in buffers of their own (nothing is overwritten in place), the logits (their gradient
-/// overwrites them), and the scratch of the backward pass.
+/// overwrites them), and the scratch of the backward pass. With activation checkpointing only each block's input is
+/// kept: the blocks share one set of activation buffers, which the backward pass refills by running each block's
+/// forward again from its saved input.
 /// </summary>
 internal sealed class TrainingWorkspace : IDisposable
 {
     private readonly List<Tensor> owned = [];
 
-    public TrainingWorkspace(RetNetModel model, int batch, int seqLen)
+    public TrainingWorkspace(RetNetModel model, int batch, int seqLen, bool checkpointed)
     {
         var c = model.Config;
         var device = model.Device;
         Batch = batch;
         SeqLen = seqLen;
+        Checkpointed = checkpointed;
         var n = batch * seqLen;
         int d = c.EmbedDim, dv = c.ValueEmbedDim, ffn = c.FfnEmbedDim;
         try
@@ -113,20 +116,34 @@ internal sealed class TrainingWorkspace : IDisposable
             DecaySums = Make(n * c.RetentionHeads);
             var branch = Make(n, d);
             var x = EmbeddingNormed ?? Embedded;
-            var blocks = new BlockTensors[c.Layers];
-            for (var i = 0; i < blocks.Length; i++)
+            BlockTensors NewBlock(Tensor input)
             {
-                var retentionSublayer = new SublayerTensors(x, Make(n, d), Make(n, d), Make(n));
+                var retentionSublayer = new SublayerTensors(input, Make(n, d), Make(n, d), Make(n));
                 var retention = new RetentionTensors(Make(n, d), Make(n, d), Make(n, dv), Make(n, dv), Make(n, dv),
                     Make(n, dv), Make(n, dv), Make(n, dv), Make(n * c.RetentionHeads), branch);
                 var ffnSublayer = new SublayerTensors(retentionSublayer.Output(c.NormalizeBefore), Make(n, d),
                     Make(n, d), Make(n));
                 var feedForward = new FeedForwardTensors(Make(n, ffn), Make(n, ffn), Make(n, ffn), Make(n, ffn), branch);
-                blocks[i] = new BlockTensors(retentionSublayer, retention, ffnSublayer, feedForward);
-                x = ffnSublayer.Output(c.NormalizeBefore);
+                return new BlockTensors(retentionSublayer, retention, ffnSublayer, feedForward);
+            }
+            var blocks = new BlockTensors[c.Layers];
+            if (checkpointed)
+            {
+                var shared = NewBlock(x);
+                for (var i = 0; i < blocks.Length; i++)
+                    blocks[i] = shared with { RetentionSublayer = shared.RetentionSublayer with { In = i == 0 ? x : Make(n, d) } };
+                Features = Make(n, d);
+            }
+            else
+            {
+                for (var i = 0; i < blocks.Length; i++)
+                {
+                    blocks[i] = NewBlock(x);
+                    x = blocks[i].FeedForwardSublayer.Output(c.NormalizeBefore);
+                }
+                Features = x;
             }
             Blocks = blocks;
-            Features = x;
             (FinalNormed, FinalRstd) = c.NormalizeBefore ? (Make(n, d), Make(n)) : (null, null);
             Logits = Make(n, c.VocabSize);
             Loss = Make(1);
@@ -149,6 +166,9 @@ internal sealed class TrainingWorkspace : IDisposable
 
     public int Batch { get; }
     public int SeqLen { get; }
+
+    /// <summary>Whether the blocks share their activations and keep only their inputs.</summary>
+    public bool Checkpointed { get; }
 
     /// <summary>Input ids [N] then one start position (0) per sequence.</summary>
     public DeviceInts Ids { get; }
@@ -200,11 +220,18 @@ public sealed partial class RetNetModel
     /// micro-batches by calling again). Retention runs parallel or chunkwise (<paramref name="mode"/>); every
     /// activation the backward pass reads is kept from the forward pass (docs/MATH.md §11).
     /// </summary>
+    /// <param name="windows">Token windows [B, T + 1].</param>
+    /// <param name="gradients">The gradients to add to.</param>
+    /// <param name="mode">Parallel or chunkwise retention.</param>
+    /// <param name="gradientScale">The factor of the gradient (1/A for A micro-batches).</param>
+    /// <param name="checkpointActivations">Keep only each block's input and run each block's forward again during the
+    /// backward pass: activation memory of one block instead of all, for about one more forward pass of time. The
+    /// gradients are bit-identical either way.</param>
     /// <returns>The mean loss in nats per predicted token (unscaled).</returns>
     /// <exception cref="ArgumentException">Fewer than 2 tokens per window, an id outside [0, V), a recurrent mode,
     /// gradients of another model, or a chunk size &lt; 1.</exception>
     public float ForwardBackward(int[,] windows, ModelGradients gradients, ForwardMode mode,
-        float gradientScale = 1f)
+        float gradientScale = 1f, bool checkpointActivations = false)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
         ArgumentNullException.ThrowIfNull(windows);
@@ -235,7 +262,7 @@ public sealed partial class RetNetModel
         CheckIds(inputs.AsSpan(0, n), nameof(windows));
         CheckIds(targets, nameof(windows));
 
-        var w = TrainingWorkspaceFor(batch, seqLen);
+        var w = TrainingWorkspaceFor(batch, seqLen, checkpointActivations);
         w.Ids.Upload(inputs);
         w.InputIds.CopyFromHost(inputs.AsSpan(0, n));
         w.Targets.CopyFromHost(targets);
@@ -247,7 +274,12 @@ public sealed partial class RetNetModel
             RmsNorm.Forward(w.Embedded, embeddingNorm, eps, w.EmbeddingNormed!, w.EmbeddingRstd);
         DecayNormalization.Launch(w.Ids, n, constants.DecayTable, batch, seqLen, w.DecaySums);
         for (var i = 0; i < blocks.Length; i++)
+        {
             blocks[i].Forward(w.Blocks[i], w.DecaySums, batch, seqLen, w.Ids, n, mode, state: null);
+            if (w.Checkpointed)
+                Elementwise.Scale(w.Blocks[i].FeedForwardSublayer.Output(Config.NormalizeBefore), 1f,
+                    i + 1 < blocks.Length ? w.Blocks[i + 1].RetentionSublayer.In : w.Features);
+        }
         var features = w.Features;
         if (finalNorm is not null)
         {
@@ -272,7 +304,11 @@ public sealed partial class RetNetModel
             Linear.BackwardInput(w.Logits, outputWeight, dX, accumulate: false);
         }
         for (var i = blocks.Length - 1; i >= 0; i--)
+        {
+            if (w.Checkpointed)
+                blocks[i].Forward(w.Blocks[i], w.DecaySums, batch, seqLen, w.Ids, n, mode, state: null);
             blocks[i].Backward(w.Blocks[i], w.DecaySums, batch, seqLen, w.Ids, n, mode, dX, g, scratch);
+        }
         if (embeddingNorm is not null)
         {
             RmsNorm.Backward(w.Embedded, embeddingNorm, dX, eps, scratch.Rows[1], scratch.NormWeight, w.EmbeddingRstd);
@@ -285,13 +321,13 @@ public sealed partial class RetNetModel
         return w.Loss.ToHost()[0];
     }
 
-    private TrainingWorkspace TrainingWorkspaceFor(int batch, int seqLen)
+    private TrainingWorkspace TrainingWorkspaceFor(int batch, int seqLen, bool checkpointed)
     {
-        if (trainingWorkspace is { } w && w.Batch == batch && w.SeqLen == seqLen)
+        if (trainingWorkspace is { } w && w.Batch == batch && w.SeqLen == seqLen && w.Checkpointed == checkpointed)
             return w;
         trainingWorkspace?.Dispose();
         trainingWorkspace = null;
-        trainingWorkspace = new TrainingWorkspace(this, batch, seqLen);
+        trainingWorkspace = new TrainingWorkspace(this, batch, seqLen, checkpointed);
         return trainingWorkspace;
     }
 }

@@ -62,6 +62,10 @@ public sealed record TrainingSettings
     /// <summary>Chunk size of the chunkwise form.</summary>
     [JsonPropertyName("chunk_size")] public int ChunkSize { get; init; } = ForwardMode.DefaultChunkSize;
 
+    /// <summary>Keep only each block's input and recompute its activations in the backward pass (less memory, about
+    /// one more forward pass of time; the same gradients).</summary>
+    [JsonPropertyName("checkpoint_activations")] public bool CheckpointActivations { get; init; }
+
     /// <summary>Evaluate on the validation data every this many steps (0: only at the end, when there is any).</summary>
     [JsonPropertyName("eval_every")] public int EvalEvery { get; init; }
 
@@ -354,7 +358,8 @@ public sealed class Trainer : IDisposable
         for (var a = 0; a < accumulation; a++)
         {
             sampler.Next(windows);
-            loss += Model.ForwardBackward(windows, gradients, Settings.Mode, 1f / accumulation) / accumulation;
+            loss += Model.ForwardBackward(windows, gradients, Settings.Mode, 1f / accumulation,
+                Settings.CheckpointActivations) / accumulation;
         }
         var norm = GradientClipping.GlobalNorm(order.Select(name => gradients.Tensors[name]).ToList());
         var scale = GradientClipping.ClipScale(norm, Settings.Clip);

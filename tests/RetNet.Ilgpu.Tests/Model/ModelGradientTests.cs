@@ -140,6 +140,28 @@ public sealed class ModelGradientTests(DeviceFixture fixture)
         return (up - down) / (stepUp + stepDown);
     }
 
+    [Theory, MemberData(nameof(Layouts))]
+    public void Checkpointed_activations_give_bit_identical_gradients_in_less_memory(string layout)
+    {
+        var config = Layout(layout) with { Layers = 3 };
+        var windows = ModelTestSupport.Tokens(seed: 6, batch: 2, seqLen: 17, config.VocabSize);
+        IReadOnlyDictionary<string, HostTensor> Run(bool checkpoint, out long workspaceBytes)
+        {
+            using var model = RetNetModel.FromWeights(device, config, ModelTestSupport.Weights(config, seed: 19));
+            using var gradients = ModelGradients.Zeros(model);
+            var before = device.Memory.CurrentBytes;
+            model.ForwardBackward(windows, gradients, ForwardMode.Chunkwise(5), checkpointActivations: checkpoint);
+            workspaceBytes = device.Memory.CurrentBytes - before;
+            return gradients.ToHost();
+        }
+        var full = Run(false, out var fullBytes);
+        var checkpointed = Run(true, out var checkpointedBytes);
+        foreach (var (name, gradient) in full)
+            Assert.True(gradient.Data.AsSpan().SequenceEqual(checkpointed[name].Data), $"{layout} d{name} differs");
+        Assert.True(checkpointedBytes < 0.6 * fullBytes,
+            $"{layout}: checkpointed workspace {checkpointedBytes} bytes vs {fullBytes} without");
+    }
+
     [Fact]
     public void Bad_training_arguments_are_rejected_by_name()
     {
