@@ -177,10 +177,10 @@ internal static class ModelCommands
         {
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             using var model = CommonOptions.LoadModel(opened, parse.GetValue(modelDir)!);
-            var text = ChooseTokenizer(parse.GetValue(tokenizer) ?? "auto", model.Config.VocabSize);
-            if (text.VocabularySize != model.Config.VocabSize)
-                throw new ArgumentException($"--tokenizer {text.Name} has {text.VocabularySize} ids but the model's " +
-                                            $"vocabulary has {model.Config.VocabSize}; they must be equal.");
+            var text = TextTokenizers.ForVocabulary(parse.GetValue(tokenizer) ?? "auto", model.Config.VocabSize)
+                ?? throw new ArgumentException($"--tokenizer auto: no built-in tokenizer has the model's vocabulary of " +
+                                               $"{model.Config.VocabSize} (byte: 256, gpt2: 50257); choose one with " +
+                                               $"--tokenizer {string.Join("|", TextTokenizers.Names)}.");
             var options = new SamplingOptions
             {
                 MaxTokens = parse.GetValue(maxTokens),
@@ -203,20 +203,6 @@ internal static class ModelCommands
             return 0;
         }));
         return command;
-    }
-
-    private static ITextTokenizer ChooseTokenizer(string name, int vocabulary)
-    {
-        if (!name.Equals("auto", StringComparison.OrdinalIgnoreCase))
-            return TextTokenizers.Create(name);
-        foreach (var candidate in TextTokenizers.Names)
-        {
-            var tokenizer = TextTokenizers.Create(candidate);
-            if (tokenizer.VocabularySize == vocabulary)
-                return tokenizer;
-        }
-        throw new ArgumentException($"--tokenizer auto: no built-in tokenizer has the model's vocabulary of {vocabulary} " +
-                                    $"(byte: 256, gpt2: 50257); choose one with --tokenizer {string.Join("|", TextTokenizers.Names)}.");
     }
 
     /// <summary>Reads one sequence of ids per non-empty line; every line must have the same length.</summary>

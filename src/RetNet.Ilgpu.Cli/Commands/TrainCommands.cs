@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Tokenizers;
 using RetNet.Ilgpu.Training;
 using RetNet.Ilgpu.Training.Data;
 
@@ -210,7 +211,7 @@ internal static class TrainCommands
                 throw new ArgumentException($"--seq-len {t} and --batch {b} must be ≥ 1.");
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             using var loaded = CommonOptions.LoadModel(opened, parse.GetValue(model)!);
-            var text = Trainer.ChooseTokenizer(parse.GetValue(tokenizer) ?? "auto", loaded.Config.VocabSize);
+            var text = TextTokenizers.ForVocabulary(parse.GetValue(tokenizer) ?? "auto", loaded.Config.VocabSize);
             using var dataset = TokenDataset.Open(TokenDataset.ParsePathList(parse.GetValue(data)!), text,
                 loaded.Config.VocabSize);
             var mode = parse.GetValue(form) == "parallel" ? ForwardMode.Parallel : ForwardMode.Chunkwise(parse.GetValue(chunk));

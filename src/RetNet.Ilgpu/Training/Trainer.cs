@@ -300,7 +300,7 @@ public sealed class Trainer : IDisposable
 
     private static Trainer Open(RetNetModel model, TrainingSettings settings, string outputFolder, ulong[]? sampler)
     {
-        var tokenizer = ChooseTokenizer(settings.Tokenizer, model.Config.VocabSize);
+        var tokenizer = TextTokenizers.ForVocabulary(settings.Tokenizer, model.Config.VocabSize);
         var data = TokenDataset.Open(settings.Data, tokenizer, model.Config.VocabSize);
         TokenDataset? validation = null;
         try
@@ -318,26 +318,6 @@ public sealed class Trainer : IDisposable
             validation?.Dispose();
             throw;
         }
-    }
-
-    /// <summary>The tokenizer for text data: by name, or from the vocabulary size (256: byte, 50257: GPT-2).</summary>
-    /// <exception cref="ArgumentException">The name is unknown, or its vocabulary differs from the model's.</exception>
-    public static ITextTokenizer? ChooseTokenizer(string name, int vocabularySize)
-    {
-        ArgumentNullException.ThrowIfNull(name);
-        ITextTokenizer? tokenizer = name.Equals("auto", StringComparison.OrdinalIgnoreCase)
-            ? vocabularySize switch
-            {
-                256 => ByteTokenizer.Instance,
-                50257 => Gpt2Tokenizer.Instance,
-                _ => null,
-            }
-            : TextTokenizers.Create(name);
-        if (tokenizer is not null && tokenizer.VocabularySize != vocabularySize)
-            throw new ArgumentException(
-                $"--tokenizer {tokenizer.Name} has {tokenizer.VocabularySize} ids but the model's vocabulary has " +
-                $"{vocabularySize}; they must be equal.", nameof(name));
-        return tokenizer;
     }
 
     /// <summary>
