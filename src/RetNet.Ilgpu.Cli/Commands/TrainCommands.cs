@@ -89,7 +89,11 @@ internal static class TrainCommands
                 trainer = Trainer.Start(opened, start.FullName, settings, target.FullName);
             }
             using (trainer)
+            {
+                foreach (var notice in trainer.Model.Notices)
+                    Console.Error.WriteLine($"note: {notice}");
                 return Run(trainer, parse.GetValue(stopAfter), parse.GetValue(log)?.FullName);
+            }
         }));
         return command;
     }
