@@ -195,6 +195,7 @@ internal static unsafe class HostGemm
         bool Last)
     {
         /// <summary>Packs column panel <paramref name="jr"/>: Kc rows of NR consecutive floats, zeros past N.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void PackB(int jr)
         {
             var nr = P.NR;
@@ -233,6 +234,7 @@ internal static unsafe class HostGemm
         }
 
         /// <summary>Rows i0 … i0+mc of C against column panels jr0 … jr1 of the packed B.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Compute(int i0, int mc, int jr0, int jr1)
         {
             var panelsA = (mc + MR - 1) / MR;
@@ -297,6 +299,7 @@ internal static unsafe class HostGemm
         }
 
         /// <summary>Packs rows i0 … i0+mc of op(A), K-block Pc: per MR-row panel, Kc columns of MR floats.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void PackA(float* dst, int i0, int mc)
         {
             var panels = (mc + MR - 1) / MR;
@@ -335,6 +338,10 @@ internal static unsafe class HostGemm
         }
     }
 
+    // AggressiveOptimization on the packing and compute loops: a benchmark or a training step calls them a few dozen
+    // times within the 100 ms before tiered compilation would replace the unoptimised first JIT, which packs several
+    // times slower.
+    //
     // The micro-kernels: acc starts at 0 (first K-block) or at C's running sum, takes one fused multiply-add per k,
     // then stores either the running sum or, after the last K-block, alpha·acc (+ beta·old when beta ≠ 0), the
     // kernels' formula.
@@ -480,6 +487,7 @@ internal static unsafe class HostGemm
         Vector256.Store(v1, c + 8);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void KernelScalar(int kc, float* a, float* b, float* c, int ldc, float* old, int ldo, bool first,
         bool last, float alpha, float beta)
     {
