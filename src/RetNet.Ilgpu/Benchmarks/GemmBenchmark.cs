@@ -7,7 +7,8 @@ namespace RetNet.Ilgpu.Benchmarks;
 
 /// <summary>One timed GEMM implementation at one shape, C[M, N] = A[M, K]·B[K, N].</summary>
 /// <param name="Implementation"><c>tiled</c>, <c>simple</c>, <c>host-simd</c> (the <see cref="GemmVariant"/>s on the
-/// device; host-simd only on ILGPU's CPU accelerator) or <c>csharp-reference</c> (<see cref="GemmReference.Forward"/>, a single-threaded double loop on the host).</param>
+/// device; host-simd only on ILGPU's CPU accelerator) or <c>csharp-reference</c> (<see cref="GemmReference.Forward"/>,
+/// a single-threaded double loop on the host).</param>
 /// <param name="M">Rows of A and C.</param>
 /// <param name="N">Columns of B and C.</param>
 /// <param name="K">The inner dimension.</param>

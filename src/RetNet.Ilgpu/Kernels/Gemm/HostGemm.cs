@@ -37,8 +37,8 @@ internal enum HostGemmPath
 internal static unsafe class HostGemm
 {
     /// <summary>Rows of the register block: with two B vectors a row, 6·2 accumulators + 2 B vectors + 1 broadcast
-    /// fill 15 of the 16 vector registers AVX2 has (AVX-512 has 32 but executes 512-bit FMAs at half rate on Zen 4,
-    /// so a larger block would not help there).</summary>
+    /// fill 15 of the 16 vector registers AVX2 has; 12 independent FMA chains also cover the FMA latency (4 cycles,
+    /// two pipes). AVX-512 keeps the same rows so every path shares one packing of A.</summary>
     internal const int MR = 6;
 
     /// <summary>Depth of one packed K-block: a 256×32 B panel is 32 KiB and stays in L1 while the A panels stream.</summary>
