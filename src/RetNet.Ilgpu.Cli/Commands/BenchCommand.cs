@@ -283,7 +283,7 @@ internal static class BenchCommand
             Description = "Comma-separated MxNxK shapes, e.g. 256x256x256,512x512x128 (default: sized for the device).",
         };
         var command = new Command("gemm",
-            "Time the tiled and the barrier-free GEMM kernels next to the plain C# reference on the same shapes.")
+            "Time the tiled and the barrier-free GEMM kernels (and, on the CPU accelerator, the host SIMD GEMM) next to the plain C# reference on the same shapes.")
         {
             device, json, warmup, repetitions, shapes,
         };

@@ -6,8 +6,9 @@ using RetNet.Ilgpu.Tensors;
 namespace RetNet.Ilgpu.Benchmarks;
 
 /// <summary>One timed GEMM implementation at one shape, C[M, N] = A[M, K]·B[K, N].</summary>
-/// <param name="Implementation"><c>tiled</c>, <c>simple</c> (the <see cref="GemmVariant"/>s on the device) or
-/// <c>csharp-reference</c> (<see cref="GemmReference.Forward"/>, a single-threaded double loop on the host).</param>
+/// <param name="Implementation"><c>tiled</c>, <c>simple</c>, <c>host-simd</c> (the <see cref="GemmVariant"/>s on the
+/// device; host-simd only on ILGPU's CPU accelerator) or <c>csharp-reference</c> (<see cref="GemmReference.Forward"/>,
+/// a single-threaded double loop on the host).</param>
 /// <param name="M">Rows of A and C.</param>
 /// <param name="N">Columns of B and C.</param>
 /// <param name="K">The inner dimension.</param>
@@ -23,6 +24,9 @@ public static class GemmBenchmark
 
     /// <summary>Implementation name of <see cref="GemmVariant.Simple"/>.</summary>
     public const string Simple = "simple";
+
+    /// <summary>Implementation name of <see cref="GemmVariant.HostSimd"/>.</summary>
+    public const string HostSimd = "host-simd";
 
     /// <summary>Implementation name of the host loop <see cref="GemmReference.Forward"/>.</summary>
     public const string CSharpReference = "csharp-reference";
@@ -47,7 +51,8 @@ public static class GemmBenchmark
     /// Times every implementation at every shape on random inputs: <paramref name="warmup"/> untimed products, then
     /// the median of <paramref name="repetitions"/> products, each timed from launch to
     /// <see cref="RetNetDevice.Synchronize"/>. The host loop is timed the same way, except that above 10⁹ operations
-    /// it runs once without warm-up. Results come per shape in the order tiled, simple, csharp-reference.
+    /// it runs once without warm-up. Results come per shape in the order tiled, simple, host-simd (on ILGPU's CPU
+    /// accelerator only), csharp-reference.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">A count or dimension is out of range.</exception>
     public static IReadOnlyList<GemmBenchmarkResult> Run(RetNetDevice device, IReadOnlyList<(int M, int N, int K)> shapes,
@@ -75,7 +80,10 @@ public static class GemmBenchmark
             using var c = Tensor.Uninitialized(device, m, n);
             var flops = 2.0 * m * n * k;
 
-            foreach (var (name, variant) in new[] { (Tiled, GemmVariant.Tiled), (Simple, GemmVariant.Simple) })
+            (string, GemmVariant)[] variants = device.IsCpuSimulator
+                ? [(Tiled, GemmVariant.Tiled), (Simple, GemmVariant.Simple), (HostSimd, GemmVariant.HostSimd)]
+                : [(Tiled, GemmVariant.Tiled), (Simple, GemmVariant.Simple)];
+            foreach (var (name, variant) in variants)
             {
                 var ms = Median(warmup, repetitions, () =>
                 {

@@ -38,14 +38,19 @@ public sealed record GemmCase(int Batch, int M, int N, int K, bool BatchedA, boo
 }
 
 [Collection(DeviceCollection.Name)]
-public sealed class GemmTests(DeviceFixture fixture, ITestOutputHelper output)
+public sealed class GemmTests(DeviceFixture fixture, GemmHostCpu hostCpu, ITestOutputHelper output)
+    : IClassFixture<GemmHostCpu>
 {
     private readonly RetNetDevice device = fixture.Device;
+
+    // HostSimd exists only on ILGPU's CPU accelerator: on another lane its cases run on a CPU device of their own, so
+    // every lane holds it to the same checks.
+    private RetNetDevice On(GemmVariant variant) => variant == GemmVariant.HostSimd ? hostCpu.For(device) : device;
 
     public static TheoryData<GemmVariant, bool, bool, int, int, int> VariantsTranspositionsAndSizes()
     {
         var data = new TheoryData<GemmVariant, bool, bool, int, int, int>();
-        foreach (var variant in new[] { GemmVariant.Tiled, GemmVariant.Simple, GemmVariant.Auto })
+        foreach (var variant in new[] { GemmVariant.Tiled, GemmVariant.Simple, GemmVariant.HostSimd, GemmVariant.Auto })
         {
             foreach (var (ta, tb) in new[] { (false, false), (true, false), (false, true), (true, true) })
             {
@@ -64,7 +69,7 @@ public sealed class GemmTests(DeviceFixture fixture, ITestOutputHelper output)
     public static TheoryData<GemmVariant, bool, bool> VariantsAndTranspositions()
     {
         var data = new TheoryData<GemmVariant, bool, bool>();
-        foreach (var variant in new[] { GemmVariant.Tiled, GemmVariant.Simple })
+        foreach (var variant in new[] { GemmVariant.Tiled, GemmVariant.Simple, GemmVariant.HostSimd })
         {
             foreach (var (ta, tb) in new[] { (false, false), (true, false), (false, true), (true, true) })
                 data.Add(variant, ta, tb);
@@ -90,9 +95,10 @@ public sealed class GemmTests(DeviceFixture fixture, ITestOutputHelper output)
         AssertMatchesReference(new GemmCase(2, 7, 3, 4, true, false, Alpha: 0f, Beta: 0.25f), transposeA, transposeB, variant, 6);
     }
 
-    [Theory, InlineData(GemmVariant.Tiled), InlineData(GemmVariant.Simple)]
+    [Theory, InlineData(GemmVariant.Tiled), InlineData(GemmVariant.Simple), InlineData(GemmVariant.HostSimd)]
     public void Beta_zero_ignores_nan_garbage_in_an_uninitialized_output(GemmVariant variant)
     {
+        var device = On(variant);
         var a = Numerics.Uniform(7, 6 * 5);
         var b = Numerics.Uniform(8, 5 * 4);
         using var ta = Tensor.FromHost(device, a, 6, 5);
@@ -105,9 +111,10 @@ public sealed class GemmTests(DeviceFixture fixture, ITestOutputHelper output)
         Numerics.AssertClose("c", c.ToHost(), GemmReference.Forward(new GemmShape(1, 6, 4, 5), a, b));
     }
 
-    [Theory, InlineData(GemmVariant.Tiled), InlineData(GemmVariant.Simple)]
+    [Theory, InlineData(GemmVariant.Tiled), InlineData(GemmVariant.Simple), InlineData(GemmVariant.HostSimd)]
     public void An_empty_inner_dimension_leaves_beta_times_c(GemmVariant variant)
     {
+        var device = On(variant);
         using var a = Tensor.Zeros(device, 3, 0);
         using var b = Tensor.Zeros(device, 0, 4);
         var old = Numerics.Uniform(9, 12);
@@ -118,9 +125,10 @@ public sealed class GemmTests(DeviceFixture fixture, ITestOutputHelper output)
         Numerics.AssertClose("c", c.ToHost(), old.Select(v => 0.5 * v).ToArray());
     }
 
-    [Theory, InlineData(GemmVariant.Tiled), InlineData(GemmVariant.Simple)]
+    [Theory, InlineData(GemmVariant.Tiled), InlineData(GemmVariant.Simple), InlineData(GemmVariant.HostSimd)]
     public void Gradients_of_a_product_are_products_with_a_transposed_operand(GemmVariant variant)
     {
+        var device = On(variant);
         // Y[batch, M, N] = X[batch, M, K]·W[K, N] with W shared by the batch (a Linear layer):
         // dX = dY·Wᵀ per entry, and dW = Σ_p X_pᵀ·dY_p, one product once the batch is folded into the rows.
         const int batch = 3, m = 5, n = 4, k = 7;
@@ -143,11 +151,140 @@ public sealed class GemmTests(DeviceFixture fixture, ITestOutputHelper output)
     }
 
     [Fact]
-    public void Auto_is_simple_on_the_cpu_accelerator_and_tiled_elsewhere()
+    public void Auto_is_host_simd_on_the_cpu_accelerator_and_tiled_elsewhere()
     {
-        Assert.Equal(device.IsCpuSimulator ? GemmVariant.Simple : GemmVariant.Tiled, Gemm.Resolve(device, GemmVariant.Auto));
+        Assert.Equal(device.IsCpuSimulator ? GemmVariant.HostSimd : GemmVariant.Tiled, Gemm.Resolve(device, GemmVariant.Auto));
         Assert.Equal(GemmVariant.Tiled, Gemm.Resolve(device, GemmVariant.Tiled));
         Assert.Equal(GemmVariant.Simple, Gemm.Resolve(device, GemmVariant.Simple));
+        var cpu = hostCpu.For(device);
+        Assert.Equal(GemmVariant.HostSimd, Gemm.Resolve(cpu, GemmVariant.Auto));
+        Assert.Equal(GemmVariant.HostSimd, Gemm.Resolve(cpu, GemmVariant.HostSimd));
+    }
+
+    [Fact]
+    public void Host_simd_is_refused_on_a_device_other_than_the_cpu_accelerator()
+    {
+        if (device.IsCpuSimulator)
+        {
+            output.WriteLine($"{device} is the CPU accelerator: nothing to refuse on this lane.");
+            return;
+        }
+        using var a = Tensor.FromHost(device, Numerics.Uniform(46, 12), 3, 4);
+        using var b = Tensor.FromHost(device, Numerics.Uniform(47, 8), 4, 2);
+        using var c = Tensor.FromHost(device, Enumerable.Repeat(float.NaN, 6).ToArray(), 3, 2);
+        var error = Assert.Throws<NotSupportedException>(() => Gemm.Run(a, b, c, variant: GemmVariant.HostSimd));
+        Assert.Contains("CPU accelerator", error.Message);
+        Assert.Throws<NotSupportedException>(() => Gemm.RunHostSimd(a, b, c, HostGemmPath.Scalar, 1));
+        Assert.All(c.ToHost(), v => Assert.True(float.IsNaN(v), $"a refused HostSimd wrote {v}"));
+    }
+
+    // Shapes that cut the 6-row and 8/16/32-column register blocks, the 256-deep K-blocks (with beta ≠ 0 across
+    // several K-blocks, where the old C is kept aside), the 2048-column B block, the parallel row and column splits,
+    // the thread-per-entry batch schedule and the folding of a batched A against a broadcast B.
+    private static readonly GemmCase[] HostCases =
+    [
+        new(1, 1, 1, 1, false, false),
+        new(1, 13, 17, 19, false, false),
+        new(1, 7, 9, 1, false, false, Alpha: 1.5f, Beta: 0.5f),
+        new(1, 5, 37, 1000, false, false, Alpha: -0.5f, Beta: 2f),
+        new(1, 150, 140, 300, false, false),
+        new(1, 7, 2100, 3, false, false),
+        new(1, 3, 700, 260, false, false, Alpha: 0.75f, Beta: -1f),
+        new(3, 11, 10, 9, true, true, Alpha: 2f, Beta: 1f),
+        new(5, 12, 9, 7, true, false),
+        new(2, 5, 17, 6, false, true),
+        new(6, 20, 33, 40, true, true),
+    ];
+
+    // Paths travel as names: the enum is internal to the library and theory methods are public.
+    public static TheoryData<string, int, bool, bool> HostPathsThreadsAndTranspositions()
+    {
+        var data = new TheoryData<string, int, bool, bool>();
+        foreach (var (path, threads) in new[]
+                 {
+                     (HostGemmPath.Auto, 2), (HostGemmPath.Vector512, 3), (HostGemmPath.Vector256, 2),
+                     (HostGemmPath.Scalar, 1),
+                 })
+        {
+            foreach (var (ta, tb) in new[] { (false, false), (true, false), (false, true), (true, true) })
+                data.Add(path.ToString(), threads, ta, tb);
+        }
+        return data;
+    }
+
+    [Theory, MemberData(nameof(HostPathsThreadsAndTranspositions))]
+    public void Host_simd_paths_match_the_reference_on_edge_shapes(string pathName, int threads, bool transposeA,
+        bool transposeB)
+    {
+        var path = Enum.Parse<HostGemmPath>(pathName);
+        var cpu = hostCpu.For(device);
+        output.WriteLine($"fastest host path here: {HostGemm.Best}; testing {path} on {threads} threads");
+        for (var i = 0; i < HostCases.Length; i++)
+        {
+            var problem = HostCases[i];
+            var shape = problem.Shape(transposeA, transposeB);
+            var (a, b, c) = problem.Inputs(shape, seed: 60 + i);
+            var actual = RunHost(cpu, problem, shape, a, b, c, path, threads);
+            Numerics.AssertClose($"HostSimd {path} ×{threads} {shape} alpha={problem.Alpha} beta={problem.Beta}",
+                actual, GemmReference.Forward(shape, a, b, problem.Alpha, problem.Beta, c));
+        }
+    }
+
+    [Fact]
+    public void Host_simd_results_are_bit_identical_across_paths_thread_counts_and_runs()
+    {
+        // Every path takes one fused multiply-add per k in ascending k and threads never split K, so neither the
+        // instruction set nor the schedule may change a single bit.
+        var cpu = hostCpu.For(device);
+        foreach (var problem in new[] { HostCases[3], HostCases[4], HostCases[6], HostCases[10] })
+        {
+            var shape = problem.Shape(true, false);
+            var (a, b, c) = problem.Inputs(shape, seed: 80);
+            var first = RunHost(cpu, problem, shape, a, b, c, HostGemmPath.Scalar, 1);
+            foreach (var (path, threads) in new[]
+                     {
+                         (HostGemmPath.Scalar, 1), (HostGemmPath.Vector256, 1), (HostGemmPath.Vector256, 2),
+                         (HostGemmPath.Vector512, 2), (HostGemmPath.Vector512, 3), (HostGemmPath.Auto, 4),
+                     })
+            {
+                Assert.Equal(first, RunHost(cpu, problem, shape, a, b, c, path, threads));
+            }
+        }
+    }
+
+    [Fact]
+    public void Host_simd_reads_and_writes_views_at_offsets_only()
+    {
+        // Operands and output are slices in the middle of larger tensors: the pointers must start at the views'
+        // offsets, and the neighbouring rows must come out untouched.
+        var cpu = hostCpu.For(device);
+        var shape = new GemmShape(1, 9, 35, 13);
+        var a = Numerics.Uniform(90, 20 * 13);
+        var b = Numerics.Uniform(91, 30 * 35);
+        var c = Numerics.Uniform(92, 15 * 35);
+        using var ta = Tensor.FromHost(cpu, a, 20, 13);
+        using var tb = Tensor.FromHost(cpu, b, 30, 35);
+        using var tc = Tensor.FromHost(cpu, c, 15, 35);
+
+        Gemm.Run(ta.Slice(4, 9), tb.Slice(11, 13), tc.Slice(3, 9), alpha: 1f, beta: 0.5f, variant: GemmVariant.HostSimd);
+
+        var result = tc.ToHost();
+        var expected = GemmReference.Forward(shape, a.AsSpan(4 * 13, 9 * 13), b.AsSpan(11 * 35, 13 * 35), 1, 0.5,
+            c.AsSpan(3 * 35, 9 * 35));
+        Numerics.AssertClose("sliced product", result.AsSpan(3 * 35, 9 * 35).ToArray(), expected);
+        Assert.Equal(c[..(3 * 35)], result[..(3 * 35)]);
+        Assert.Equal(c[(12 * 35)..], result[(12 * 35)..]);
+    }
+
+    private static float[] RunHost(RetNetDevice cpu, GemmCase problem, GemmShape shape, float[] a, float[] b,
+        float[] c, HostGemmPath path, int threads)
+    {
+        var (dimsA, dimsB, dimsC) = problem.Dims(shape);
+        using var ta = Tensor.FromHost(cpu, a, dimsA);
+        using var tb = Tensor.FromHost(cpu, b, dimsB);
+        using var tc = Tensor.FromHost(cpu, c, dimsC);
+        Gemm.RunHostSimd(ta, tb, tc, path, threads, shape.TransposeA, shape.TransposeB, problem.Alpha, problem.Beta);
+        return tc.ToHost();
     }
 
     [Fact]
@@ -273,9 +410,10 @@ public sealed class GemmTests(DeviceFixture fixture, ITestOutputHelper output)
         Assert.Equal(before, square.ToHost());
     }
 
-    [Theory, InlineData(GemmVariant.Tiled), InlineData(GemmVariant.Simple)]
+    [Theory, InlineData(GemmVariant.Tiled), InlineData(GemmVariant.Simple), InlineData(GemmVariant.HostSimd)]
     public void Check_rejects_a_transposed_operand(GemmVariant variant)
     {
+        var device = On(variant);
         // Square operands fit either storage, so a kernel that read B transposed would run without complaint.
         var shape = new GemmShape(1, 13, 13, 13);
         var a = Numerics.Uniform(40, shape.ElementsA);
@@ -291,9 +429,10 @@ public sealed class GemmTests(DeviceFixture fixture, ITestOutputHelper output)
         AssertRejected(Numerics.Check("A·Bᵀ against A·B", c.ToHost(), expected));
     }
 
-    [Theory, InlineData(GemmVariant.Tiled), InlineData(GemmVariant.Simple)]
+    [Theory, InlineData(GemmVariant.Tiled), InlineData(GemmVariant.Simple), InlineData(GemmVariant.HostSimd)]
     public void Check_rejects_zero_output_of_small_operands(GemmVariant variant)
     {
+        var device = On(variant);
         // Operands of 1e-3 give |C| ~ 1e-6: under the former bound 1e-4·(1 + max |ref|) zeros passed.
         var shape = new GemmShape(1, 9, 14, 11);
         var a = Numerics.Uniform(42, shape.ElementsA, 1e-3f);
@@ -316,6 +455,7 @@ public sealed class GemmTests(DeviceFixture fixture, ITestOutputHelper output)
 
     private void AssertMatchesReference(GemmCase problem, bool transposeA, bool transposeB, GemmVariant variant, int seed)
     {
+        var device = On(variant);
         var shape = problem.Shape(transposeA, transposeB);
         var (dimsA, dimsB, dimsC) = problem.Dims(shape);
         var (a, b, c) = problem.Inputs(shape, seed);
@@ -452,6 +592,25 @@ public sealed class GemmWideCpuAccelerator : IDisposable
     }
 }
 
+/// <summary>
+/// A CPU accelerator for <see cref="GemmVariant.HostSimd"/> when the test device is another one (the OpenCL lane);
+/// on the CPU lane the test device itself.
+/// </summary>
+public sealed class GemmHostCpu : IDisposable
+{
+    private readonly Lazy<RetNetDevice> cpu = new(() => RetNetDevice.Open(DeviceKind.Cpu));
+
+    /// <summary><paramref name="device"/> when it is the CPU accelerator, else a CPU accelerator opened once.</summary>
+    public RetNetDevice For(RetNetDevice device) => device.IsCpuSimulator ? device : cpu.Value;
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (cpu.IsValueCreated)
+            cpu.Value.Dispose();
+    }
+}
+
 public sealed class GemmReferenceTests
 {
     [Fact]
@@ -524,8 +683,10 @@ public sealed class GemmBenchmarkTests(DeviceFixture fixture)
     {
         var results = GemmBenchmark.Run(device, [(16, 8, 12)], warmup: 1, repetitions: 3);
 
-        Assert.Equal([GemmBenchmark.Tiled, GemmBenchmark.Simple, GemmBenchmark.CSharpReference],
-            results.Select(r => r.Implementation));
+        string[] expected = device.IsCpuSimulator
+            ? [GemmBenchmark.Tiled, GemmBenchmark.Simple, GemmBenchmark.HostSimd, GemmBenchmark.CSharpReference]
+            : [GemmBenchmark.Tiled, GemmBenchmark.Simple, GemmBenchmark.CSharpReference];
+        Assert.Equal(expected, results.Select(r => r.Implementation));
         Assert.All(results, r =>
         {
             Assert.Equal((16, 8, 12), (r.M, r.N, r.K));

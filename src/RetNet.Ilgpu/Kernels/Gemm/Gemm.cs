@@ -25,16 +25,23 @@ public static class Gemm
     /// tensors live on different devices, or <paramref name="c"/> shares storage with an input.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="alpha"/> or <paramref name="beta"/> is not finite,
     /// or <paramref name="variant"/> is not a defined value.</exception>
-    /// <exception cref="NotSupportedException">The tiled variant on a device whose groups hold fewer than 16 threads.</exception>
+    /// <exception cref="NotSupportedException">The tiled variant on a device whose groups hold fewer than 16 threads, or
+    /// <see cref="GemmVariant.HostSimd"/> on a device other than ILGPU's CPU accelerator.</exception>
     public static void Run(Tensor a, Tensor b, Tensor c, bool transposeA = false, bool transposeB = false,
         float alpha = 1f, float beta = 0f, GemmVariant variant = GemmVariant.Auto)
     {
         var shape = Validate(a, b, c, transposeA, transposeB, alpha, beta);
         if (!Enum.IsDefined(variant))
-            throw new ArgumentOutOfRangeException(nameof(variant), variant, "Expected Auto, Tiled or Simple.");
+            throw new ArgumentOutOfRangeException(nameof(variant), variant, "Expected Auto, Tiled, Simple or HostSimd.");
         var device = a.Device;
+        var resolved = Resolve(device, variant);
+        if (resolved == GemmVariant.HostSimd)
+        {
+            RunHost(device, shape, a, b, c, alpha, beta, HostGemmPath.Auto, Environment.ProcessorCount);
+            return;
+        }
         var args = new GemmArguments(shape, alpha, beta);
-        if (Resolve(device, variant) == GemmVariant.Simple)
+        if (resolved == GemmVariant.Simple)
         {
             if (c.Length > 0)
                 LaunchSimple(device, a, b, c, args);
@@ -75,11 +82,47 @@ public static class Gemm
             LaunchTiled<TTile>(device, shape, a, b, c, new GemmArguments(shape, alpha, beta));
     }
 
+    /// <summary>
+    /// <see cref="Run"/> with <see cref="GemmVariant.HostSimd"/> on a forced instruction-set path and thread count, so
+    /// tests reach the AVX2 and scalar micro-kernels (and the single-threaded schedule) on any machine.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The device is not ILGPU's CPU accelerator.</exception>
+    internal static void RunHostSimd(Tensor a, Tensor b, Tensor c, HostGemmPath path, int threads,
+        bool transposeA = false, bool transposeB = false, float alpha = 1f, float beta = 0f)
+    {
+        var shape = Validate(a, b, c, transposeA, transposeB, alpha, beta);
+        RunHost(a.Device, shape, a, b, c, alpha, beta, path, threads);
+    }
+
     /// <summary>The variant <paramref name="variant"/> stands for on <paramref name="device"/>.</summary>
-    internal static GemmVariant Resolve(RetNetDevice device, GemmVariant variant) =>
-        variant != GemmVariant.Auto ? variant
-        : device.IsCpuSimulator ? GemmVariant.Simple
-        : GemmVariant.Tiled;
+    /// <exception cref="NotSupportedException"><see cref="GemmVariant.HostSimd"/> on a device other than ILGPU's CPU
+    /// accelerator.</exception>
+    internal static GemmVariant Resolve(RetNetDevice device, GemmVariant variant) => variant switch
+    {
+        GemmVariant.Auto => device.IsCpuSimulator ? GemmVariant.HostSimd : GemmVariant.Tiled,
+        GemmVariant.HostSimd when !device.IsCpuSimulator => throw HostSimdUnsupported(device),
+        _ => variant,
+    };
+
+    private static NotSupportedException HostSimdUnsupported(RetNetDevice device) =>
+        new($"GemmVariant.HostSimd runs on the host over host memory and needs ILGPU's CPU accelerator; {device} " +
+            "keeps its buffers in device memory. Use Auto, Tiled or Simple.");
+
+    private static unsafe void RunHost(RetNetDevice device, GemmShape shape, Tensor a, Tensor b, Tensor c, float alpha,
+        float beta, HostGemmPath path, int threads)
+    {
+        if (!device.IsCpuSimulator)
+            throw HostSimdUnsupported(device);
+        if (c.Length == 0)
+            return;
+        // The CPU accelerator's buffers are pinned host memory, but kernels queued before this call may still be
+        // writing them: wait, then work on the memory directly. Nothing is queued behind, so no fence is needed after.
+        device.Stream.Synchronize();
+        var pa = (float*)a.View.LoadEffectiveAddressAsPtr();
+        var pb = (float*)b.View.LoadEffectiveAddressAsPtr();
+        var pc = (float*)c.View.LoadEffectiveAddressAsPtr();
+        HostGemm.Run(pa, pb, pc, shape, alpha, beta, path, threads);
+    }
 
     /// <summary>The tile the tiled variant uses on <paramref name="device"/>: the largest whose group fits.</summary>
     internal static IGemmTile AutoTile(RetNetDevice device) => GemmTiles.Largest(device.MaxGroupSize);

@@ -5,7 +5,8 @@ namespace RetNet.Ilgpu.Kernels.Gemm;
 /// <summary>Which GEMM kernel <see cref="Gemm.Run"/> launches.</summary>
 public enum GemmVariant
 {
-    /// <summary><see cref="Simple"/> on ILGPU's CPU accelerator (where barriers are slow), <see cref="Tiled"/> elsewhere.</summary>
+    /// <summary><see cref="HostSimd"/> on ILGPU's CPU accelerator (whose simulated threads cannot use SIMD),
+    /// <see cref="Tiled"/> elsewhere.</summary>
     Auto,
 
     /// <summary>Shared-memory tiles with register blocking; the largest tile that fits the device's groups.</summary>
@@ -13,6 +14,12 @@ public enum GemmVariant
 
     /// <summary>One thread per element of C with a K loop: no shared memory, no barriers.</summary>
     Simple,
+
+    /// <summary>
+    /// Not a kernel: packed panels and an AVX-512/AVX2/scalar fused multiply-add micro-kernel run as host code on the
+    /// CPU accelerator's host memory, over all processor cores. Only on ILGPU's CPU accelerator.
+    /// </summary>
+    HostSimd,
 }
 
 /// <summary>

@@ -1,0 +1,537 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace RetNet.Ilgpu.Kernels.Gemm;
+
+/// <summary>The instruction set <see cref="HostGemm"/> runs its micro-kernel with.</summary>
+internal enum HostGemmPath
+{
+    /// <summary>The widest path the processor executes in hardware (<see cref="HostGemm.Best"/>).</summary>
+    Auto,
+
+    /// <summary>6×32 register block of sixteen-lane vectors (AVX-512).</summary>
+    Vector512,
+
+    /// <summary>6×16 register block of eight-lane vectors (AVX2 with FMA).</summary>
+    Vector256,
+
+    /// <summary>6×8 block of scalars: any processor.</summary>
+    Scalar,
+}
+
+/// <summary>
+/// GEMM as host code over host memory, for ILGPU's CPU accelerator: its buffers are ordinary pinned host memory, and
+/// its kernels run as simulated threads (~1 µs each) that cannot use SIMD intrinsics, so the processor's vector units
+/// are reached only from here. The layout is the classic one of high-performance CPU GEMMs: op(B) is packed into
+/// KC×NR column panels and op(A) into MR×KC row panels (zero-padded past the matrix edges), and a register-blocked
+/// micro-kernel accumulates one MR×NR tile of C with fused multiply-adds.
+/// </summary>
+/// <remarks>
+/// Determinism: every element of C is the fused multiply-add chain over k = 0, 1, …, K−1 in that order, rounded to
+/// float at each K-block edge the same way on every run; threads only split the rows and column panels of C, never K,
+/// so neither the thread count nor the scheduling changes a single sum. All three paths use fused multiply-adds and
+/// the same KC, so they give bit-identical results.
+/// </remarks>
+internal static unsafe class HostGemm
+{
+    /// <summary>Rows of the register block: with two B vectors a row, 6·2 accumulators + 2 B vectors + 1 broadcast
+    /// fill 15 of the 16 vector registers AVX2 has; 12 independent FMA chains also cover the FMA latency (4 cycles,
+    /// two pipes). AVX-512 keeps the same rows so every path shares one packing of A.</summary>
+    internal const int MR = 6;
+
+    /// <summary>Depth of one packed K-block: a 256×32 B panel is 32 KiB and stays in L1 while the A panels stream.</summary>
+    internal const int KC = 256;
+
+    // Rows of A one task packs (a multiple of MR): 144×256 floats are 144 KiB, resident in a 1 MiB L2.
+    private const int MCMax = 144;
+
+    // Columns of B packed at once: 256×2048 floats are 2 MiB, which lives in L3.
+    private const int NCMax = 2048;
+
+    // Below this many flops per parallel region (~40 µs on one core) a fork-join costs more than it saves.
+    private const double ParallelFlops = 1 << 21;
+
+    [ThreadStatic] private static float[]? packedA;
+    [ThreadStatic] private static float[]? packedB;
+
+    /// <summary>The widest path executed in hardware: AVX-512, else AVX2 with FMA, else scalar.</summary>
+    internal static HostGemmPath Best =>
+        Vector512.IsHardwareAccelerated && Avx512F.IsSupported ? HostGemmPath.Vector512
+        : Vector256.IsHardwareAccelerated && Fma.IsSupported ? HostGemmPath.Vector256
+        : HostGemmPath.Scalar;
+
+    /// <summary>Columns of the register block of <paramref name="path"/>.</summary>
+    internal static int PanelWidth(HostGemmPath path) => path switch
+    {
+        HostGemmPath.Vector512 => 32,
+        HostGemmPath.Vector256 => 16,
+        HostGemmPath.Scalar => 8,
+        _ => PanelWidth(Best),
+    };
+
+    /// <summary>
+    /// C = alpha·op(A)·op(B) + beta·C on host pointers laid out as <paramref name="shape"/> says; with beta = 0 the old
+    /// C is never read. <paramref name="threads"/> caps the threads used.
+    /// </summary>
+    internal static void Run(float* a, float* b, float* c, GemmShape shape, float alpha, float beta,
+        HostGemmPath path, int threads)
+    {
+        if (path == HostGemmPath.Auto)
+            path = Best;
+        if (shape.Batch == 0 || shape.M == 0 || shape.N == 0)
+            return;
+        if (shape.K == 0)
+        {
+            // No products: the kernels' alpha·0 + beta·C, with beta = 0 overwriting whatever C held.
+            var total = (long)shape.ElementsC;
+            for (long i = 0; i < total; i++)
+                c[i] = beta == 0f ? alpha * 0f : alpha * 0f + beta * c[i];
+            return;
+        }
+        // A batched, untransposed A against a broadcast B is one product with batch·M rows: A's matrices follow one
+        // another row by row, and so do C's. Each element's K loop is unchanged.
+        if (shape.BroadcastB && !shape.TransposeA && shape.Batch > 1)
+            shape = new GemmShape(1, shape.Batch * shape.M, shape.N, shape.K, false, shape.TransposeB);
+
+        var (sam, sak) = shape.TransposeA ? (1, shape.M) : (shape.K, 1);
+        var (sbk, sbn) = shape.TransposeB ? (1, shape.K) : (shape.N, 1);
+        var problem = new Problem((nint)a, (nint)b, (nint)c, shape.M, shape.N, shape.K, sam, sak, sbk, sbn, alpha,
+            beta, path, PanelWidth(path));
+        var entryFlops = 2.0 * shape.M * shape.N * shape.K;
+        threads = Math.Max(1, threads);
+
+        // Many entries: one thread per entry, each with its own packed panels. Few large entries: split each.
+        if (shape.Batch > 1 && threads > 1 && (shape.Batch >= 2 * threads || entryFlops < ParallelFlops))
+        {
+            Parallel.For(0, shape.Batch, new ParallelOptions { MaxDegreeOfParallelism = threads }, p =>
+                problem.Entry(p, shape).Multiply(1));
+            return;
+        }
+        for (var p = 0; p < shape.Batch; p++)
+            problem.Entry(p, shape).Multiply(threads);
+    }
+
+    /// <summary>One product's operands: base pointers (as nint so lambdas can carry them) and strides.</summary>
+    private readonly record struct Problem(nint A, nint B, nint C, int M, int N, int K, int Sam, int Sak, int Sbk,
+        int Sbn, float Alpha, float Beta, HostGemmPath Path, int NR)
+    {
+        public Problem Entry(int p, GemmShape shape) => this with
+        {
+            A = A + (nint)p * shape.BatchStrideA * sizeof(float),
+            B = B + (nint)p * shape.BatchStrideB * sizeof(float),
+            C = C + (nint)p * shape.BatchStrideC * sizeof(float),
+        };
+
+        public void Multiply(int threads)
+        {
+            var (m, n, k) = (M, N, K);
+            var c = (float*)C;
+            var kBlocks = (K + KC - 1) / KC;
+            // With several K-blocks, C holds the running sums between blocks, so beta·C needs the old C kept aside.
+            float[]? saved = null;
+            float* old = c;
+            if (Beta != 0f && kBlocks > 1)
+            {
+                saved = GC.AllocateUninitializedArray<float>(M * N, pinned: true);
+                new ReadOnlySpan<float>(c, M * N).CopyTo(saved);
+                old = Pointer(saved);
+            }
+            var packB = Buffer(ref packedB, KC * Math.Min(RoundUp(N, NR), NCMax));
+            for (var jc = 0; jc < N; jc += NCMax)
+            {
+                var nc = Math.Min(NCMax, N - jc);
+                var panels = (nc + NR - 1) / NR;
+                for (var pc = 0; pc < K; pc += KC)
+                {
+                    var kc = Math.Min(KC, K - pc);
+                    var block = new Block(this, (nint)packB, (nint)old, jc, nc, pc, kc, pc == 0, pc + kc == K);
+                    var parallel = threads > 1 && 2.0 * M * nc * kc >= ParallelFlops;
+                    if (parallel)
+                    {
+                        Parallel.For(0, panels, new ParallelOptions { MaxDegreeOfParallelism = threads },
+                            block.PackB);
+                    }
+                    else
+                    {
+                        for (var jr = 0; jr < panels; jr++)
+                            block.PackB(jr);
+                    }
+
+                    // Tasks: row blocks of at most MCMax rows, as many as a multiple of the thread count so the
+                    // threads finish together; when M is short, the column panels are split too.
+                    var workers = parallel ? threads : 1;
+                    var rowTasks = workers * ((M + workers * MCMax - 1) / (workers * MCMax));
+                    var mc = RoundUp((M + rowTasks - 1) / rowTasks, MR);
+                    rowTasks = (M + mc - 1) / mc;
+                    var columnTasks = Math.Min(panels, Math.Max(1, (workers + rowTasks - 1) / rowTasks));
+                    var panelsPerTask = (panels + columnTasks - 1) / columnTasks;
+                    columnTasks = (panels + panelsPerTask - 1) / panelsPerTask;
+                    var tasks = rowTasks * columnTasks;
+                    void RunTask(int t)
+                    {
+                        var i0 = t / columnTasks * mc;
+                        var jr0 = t % columnTasks * panelsPerTask;
+                        block.Compute(i0, Math.Min(mc, m - i0), jr0, Math.Min(panels, jr0 + panelsPerTask));
+                    }
+                    if (parallel && tasks > 1)
+                    {
+                        Parallel.For(0, tasks, new ParallelOptions { MaxDegreeOfParallelism = threads }, RunTask);
+                    }
+                    else
+                    {
+                        for (var t = 0; t < tasks; t++)
+                            RunTask(t);
+                    }
+                }
+            }
+            GC.KeepAlive(saved);
+        }
+    }
+
+    /// <summary>One K-block of one column block: packs its B panels and computes row blocks of C against them.</summary>
+    private readonly record struct Block(Problem P, nint PackedB, nint Old, int Jc, int Nc, int Pc, int Kc, bool First,
+        bool Last)
+    {
+        /// <summary>Packs column panel <paramref name="jr"/>: Kc rows of NR consecutive floats, zeros past N.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void PackB(int jr)
+        {
+            var nr = P.NR;
+            var dst = (float*)PackedB + (nint)jr * Kc * nr;
+            var j0 = Jc + jr * nr;
+            var width = Math.Min(nr, P.N - j0);
+            var src = (float*)P.B + (nint)Pc * P.Sbk + (nint)j0 * P.Sbn;
+            if (P.Sbn == 1)
+            {
+                // Rows of B are contiguous: copy each row's NR floats.
+                for (var k = 0; k < Kc; k++)
+                {
+                    var row = src + (nint)k * P.Sbk;
+                    var d = dst + k * nr;
+                    for (var j = 0; j < width; j++)
+                        d[j] = row[j];
+                    for (var j = width; j < nr; j++)
+                        d[j] = 0f;
+                }
+            }
+            else
+            {
+                // Bᵀ is stored: K is contiguous, so read down each column.
+                for (var j = 0; j < width; j++)
+                {
+                    var column = src + (nint)j * P.Sbn;
+                    for (var k = 0; k < Kc; k++)
+                        dst[k * nr + j] = column[k];
+                }
+                for (var j = width; j < nr; j++)
+                {
+                    for (var k = 0; k < Kc; k++)
+                        dst[k * nr + j] = 0f;
+                }
+            }
+        }
+
+        /// <summary>Rows i0 … i0+mc of C against column panels jr0 … jr1 of the packed B.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Compute(int i0, int mc, int jr0, int jr1)
+        {
+            var panelsA = (mc + MR - 1) / MR;
+            var packA = Buffer(ref packedA, panelsA * MR * Kc);
+            PackA(packA, i0, mc);
+            var nr = P.NR;
+            var c = (float*)P.C;
+            var old = (float*)Old;
+            // Edge tiles run the same micro-kernel on a full tile copied to the stack, so every element of C goes
+            // through identical arithmetic.
+            var edge = stackalloc float[MR * 32];
+            var edgeOld = stackalloc float[MR * 32];
+            for (var jr = jr0; jr < jr1; jr++)
+            {
+                var j0 = Jc + jr * nr;
+                var width = Math.Min(nr, P.N - j0);
+                var bp = (float*)PackedB + (nint)jr * Kc * nr;
+                for (var ir = 0; ir < panelsA; ir++)
+                {
+                    var row0 = i0 + ir * MR;
+                    var rows = Math.Min(MR, P.M - row0);
+                    var ap = packA + (nint)ir * MR * Kc;
+                    var tile = c + (nint)row0 * P.N + j0;
+                    var oldTile = old + (nint)row0 * P.N + j0;
+                    if (rows == MR && width == nr)
+                    {
+                        Tile(ap, bp, tile, P.N, oldTile, P.N);
+                        continue;
+                    }
+                    for (var i = 0; i < rows; i++)
+                    {
+                        for (var j = 0; j < width; j++)
+                        {
+                            edge[i * nr + j] = First ? 0f : tile[(nint)i * P.N + j];
+                            edgeOld[i * nr + j] = Last && P.Beta != 0f ? oldTile[(nint)i * P.N + j] : 0f;
+                        }
+                    }
+                    Tile(ap, bp, edge, nr, edgeOld, nr);
+                    for (var i = 0; i < rows; i++)
+                    {
+                        for (var j = 0; j < width; j++)
+                            tile[(nint)i * P.N + j] = edge[i * nr + j];
+                    }
+                }
+            }
+        }
+
+        private void Tile(float* ap, float* bp, float* c, int ldc, float* old, int ldo)
+        {
+            switch (P.Path)
+            {
+                case HostGemmPath.Vector512:
+                    Kernel512(Kc, ap, bp, c, ldc, old, ldo, First, Last, P.Alpha, P.Beta);
+                    break;
+                case HostGemmPath.Vector256:
+                    Kernel256(Kc, ap, bp, c, ldc, old, ldo, First, Last, P.Alpha, P.Beta);
+                    break;
+                default:
+                    KernelScalar(Kc, ap, bp, c, ldc, old, ldo, First, Last, P.Alpha, P.Beta);
+                    break;
+            }
+        }
+
+        /// <summary>Packs rows i0 … i0+mc of op(A), K-block Pc: per MR-row panel, Kc columns of MR floats.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void PackA(float* dst, int i0, int mc)
+        {
+            var panels = (mc + MR - 1) / MR;
+            for (var ir = 0; ir < panels; ir++)
+            {
+                var d = dst + (nint)ir * MR * Kc;
+                var row0 = i0 + ir * MR;
+                var rows = Math.Min(MR, P.M - row0);
+                var src = (float*)P.A + (nint)row0 * P.Sam + (nint)Pc * P.Sak;
+                if (P.Sak == 1)
+                {
+                    // Rows of A are contiguous: read along each row.
+                    for (var i = 0; i < rows; i++)
+                    {
+                        var row = src + (nint)i * P.Sam;
+                        for (var k = 0; k < Kc; k++)
+                            d[k * MR + i] = row[k];
+                    }
+                }
+                else
+                {
+                    // Aᵀ is stored: the MR rows of one k are contiguous.
+                    for (var k = 0; k < Kc; k++)
+                    {
+                        var column = src + (nint)k * P.Sak;
+                        for (var i = 0; i < rows; i++)
+                            d[k * MR + i] = column[i];
+                    }
+                }
+                for (var i = rows; i < MR; i++)
+                {
+                    for (var k = 0; k < Kc; k++)
+                        d[k * MR + i] = 0f;
+                }
+            }
+        }
+    }
+
+    // AggressiveOptimization on the packing and compute loops: a benchmark or a training step calls them a few dozen
+    // times within the 100 ms before tiered compilation would replace the unoptimised first JIT, which packs several
+    // times slower.
+    //
+    // The micro-kernels: acc starts at 0 (first K-block) or at C's running sum, takes one fused multiply-add per k,
+    // then stores either the running sum or, after the last K-block, alpha·acc (+ beta·old when beta ≠ 0), the
+    // kernels' formula.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel512(int kc, float* a, float* b, float* c, int ldc, float* old, int ldo, bool first,
+        bool last, float alpha, float beta)
+    {
+        Vector512<float> c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+        if (first)
+        {
+            c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = Vector512<float>.Zero;
+        }
+        else
+        {
+            c00 = Vector512.Load(c); c01 = Vector512.Load(c + 16);
+            c10 = Vector512.Load(c + ldc); c11 = Vector512.Load(c + ldc + 16);
+            c20 = Vector512.Load(c + 2 * ldc); c21 = Vector512.Load(c + 2 * ldc + 16);
+            c30 = Vector512.Load(c + 3 * ldc); c31 = Vector512.Load(c + 3 * ldc + 16);
+            c40 = Vector512.Load(c + 4 * ldc); c41 = Vector512.Load(c + 4 * ldc + 16);
+            c50 = Vector512.Load(c + 5 * ldc); c51 = Vector512.Load(c + 5 * ldc + 16);
+        }
+        for (var k = 0; k < kc; k++)
+        {
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
+            var a0 = Vector512.Create(a[0]);
+            c00 = Vector512.FusedMultiplyAdd(a0, b0, c00);
+            c01 = Vector512.FusedMultiplyAdd(a0, b1, c01);
+            var a1 = Vector512.Create(a[1]);
+            c10 = Vector512.FusedMultiplyAdd(a1, b0, c10);
+            c11 = Vector512.FusedMultiplyAdd(a1, b1, c11);
+            var a2 = Vector512.Create(a[2]);
+            c20 = Vector512.FusedMultiplyAdd(a2, b0, c20);
+            c21 = Vector512.FusedMultiplyAdd(a2, b1, c21);
+            var a3 = Vector512.Create(a[3]);
+            c30 = Vector512.FusedMultiplyAdd(a3, b0, c30);
+            c31 = Vector512.FusedMultiplyAdd(a3, b1, c31);
+            var a4 = Vector512.Create(a[4]);
+            c40 = Vector512.FusedMultiplyAdd(a4, b0, c40);
+            c41 = Vector512.FusedMultiplyAdd(a4, b1, c41);
+            var a5 = Vector512.Create(a[5]);
+            c50 = Vector512.FusedMultiplyAdd(a5, b0, c50);
+            c51 = Vector512.FusedMultiplyAdd(a5, b1, c51);
+            a += MR;
+            b += 32;
+        }
+        Store512(c, old, c00, c01, last, alpha, beta);
+        Store512(c + ldc, old + ldo, c10, c11, last, alpha, beta);
+        Store512(c + 2 * ldc, old + 2 * ldo, c20, c21, last, alpha, beta);
+        Store512(c + 3 * ldc, old + 3 * ldo, c30, c31, last, alpha, beta);
+        Store512(c + 4 * ldc, old + 4 * ldo, c40, c41, last, alpha, beta);
+        Store512(c + 5 * ldc, old + 5 * ldo, c50, c51, last, alpha, beta);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store512(float* c, float* old, Vector512<float> v0, Vector512<float> v1, bool last,
+        float alpha, float beta)
+    {
+        if (last)
+        {
+            var va = Vector512.Create(alpha);
+            v0 *= va;
+            v1 *= va;
+            if (beta != 0f)
+            {
+                var vb = Vector512.Create(beta);
+                v0 += vb * Vector512.Load(old);
+                v1 += vb * Vector512.Load(old + 16);
+            }
+        }
+        Vector512.Store(v0, c);
+        Vector512.Store(v1, c + 16);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel256(int kc, float* a, float* b, float* c, int ldc, float* old, int ldo, bool first,
+        bool last, float alpha, float beta)
+    {
+        Vector256<float> c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+        if (first)
+        {
+            c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = Vector256<float>.Zero;
+        }
+        else
+        {
+            c00 = Vector256.Load(c); c01 = Vector256.Load(c + 8);
+            c10 = Vector256.Load(c + ldc); c11 = Vector256.Load(c + ldc + 8);
+            c20 = Vector256.Load(c + 2 * ldc); c21 = Vector256.Load(c + 2 * ldc + 8);
+            c30 = Vector256.Load(c + 3 * ldc); c31 = Vector256.Load(c + 3 * ldc + 8);
+            c40 = Vector256.Load(c + 4 * ldc); c41 = Vector256.Load(c + 4 * ldc + 8);
+            c50 = Vector256.Load(c + 5 * ldc); c51 = Vector256.Load(c + 5 * ldc + 8);
+        }
+        for (var k = 0; k < kc; k++)
+        {
+            var b0 = Vector256.Load(b);
+            var b1 = Vector256.Load(b + 8);
+            var a0 = Vector256.Create(a[0]);
+            c00 = Vector256.FusedMultiplyAdd(a0, b0, c00);
+            c01 = Vector256.FusedMultiplyAdd(a0, b1, c01);
+            var a1 = Vector256.Create(a[1]);
+            c10 = Vector256.FusedMultiplyAdd(a1, b0, c10);
+            c11 = Vector256.FusedMultiplyAdd(a1, b1, c11);
+            var a2 = Vector256.Create(a[2]);
+            c20 = Vector256.FusedMultiplyAdd(a2, b0, c20);
+            c21 = Vector256.FusedMultiplyAdd(a2, b1, c21);
+            var a3 = Vector256.Create(a[3]);
+            c30 = Vector256.FusedMultiplyAdd(a3, b0, c30);
+            c31 = Vector256.FusedMultiplyAdd(a3, b1, c31);
+            var a4 = Vector256.Create(a[4]);
+            c40 = Vector256.FusedMultiplyAdd(a4, b0, c40);
+            c41 = Vector256.FusedMultiplyAdd(a4, b1, c41);
+            var a5 = Vector256.Create(a[5]);
+            c50 = Vector256.FusedMultiplyAdd(a5, b0, c50);
+            c51 = Vector256.FusedMultiplyAdd(a5, b1, c51);
+            a += MR;
+            b += 16;
+        }
+        Store256(c, old, c00, c01, last, alpha, beta);
+        Store256(c + ldc, old + ldo, c10, c11, last, alpha, beta);
+        Store256(c + 2 * ldc, old + 2 * ldo, c20, c21, last, alpha, beta);
+        Store256(c + 3 * ldc, old + 3 * ldo, c30, c31, last, alpha, beta);
+        Store256(c + 4 * ldc, old + 4 * ldo, c40, c41, last, alpha, beta);
+        Store256(c + 5 * ldc, old + 5 * ldo, c50, c51, last, alpha, beta);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store256(float* c, float* old, Vector256<float> v0, Vector256<float> v1, bool last,
+        float alpha, float beta)
+    {
+        if (last)
+        {
+            var va = Vector256.Create(alpha);
+            v0 *= va;
+            v1 *= va;
+            if (beta != 0f)
+            {
+                var vb = Vector256.Create(beta);
+                v0 += vb * Vector256.Load(old);
+                v1 += vb * Vector256.Load(old + 8);
+            }
+        }
+        Vector256.Store(v0, c);
+        Vector256.Store(v1, c + 8);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void KernelScalar(int kc, float* a, float* b, float* c, int ldc, float* old, int ldo, bool first,
+        bool last, float alpha, float beta)
+    {
+        const int nr = 8;
+        var acc = stackalloc float[MR * nr];
+        for (var i = 0; i < MR; i++)
+        {
+            for (var j = 0; j < nr; j++)
+                acc[i * nr + j] = first ? 0f : c[(nint)i * ldc + j];
+        }
+        for (var k = 0; k < kc; k++)
+        {
+            for (var i = 0; i < MR; i++)
+            {
+                var av = a[i];
+                for (var j = 0; j < nr; j++)
+                    acc[i * nr + j] = MathF.FusedMultiplyAdd(av, b[j], acc[i * nr + j]);
+            }
+            a += MR;
+            b += nr;
+        }
+        for (var i = 0; i < MR; i++)
+        {
+            for (var j = 0; j < nr; j++)
+            {
+                var v = acc[i * nr + j];
+                if (last)
+                    v = beta != 0f ? alpha * v + beta * old[(nint)i * ldo + j] : alpha * v;
+                c[(nint)i * ldc + j] = v;
+            }
+        }
+    }
+
+    private static float* Buffer(ref float[]? cache, int length)
+    {
+        // Pinned, so the pointer stays valid without a fixed block; kept per thread so steady-state calls allocate
+        // nothing.
+        if (cache is null || cache.Length < length)
+            cache = GC.AllocateUninitializedArray<float>(length, pinned: true);
+        return Pointer(cache);
+    }
+
+    private static float* Pointer(float[] pinned) =>
+        (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
+
+    private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
+}
