@@ -172,7 +172,8 @@ internal static class DemoCommand
         using var tx = Tensor.FromHost(device, x, batch, tokens, input);
         using var tw = Tensor.FromHost(device, w, output, input);
         using var ty = Tensor.Uninitialized(device, batch, tokens, output);
-        var variant = device.IsCpuSimulator ? GemmVariant.Simple : GemmVariant.Tiled;
+        // The variant Auto picks: the host SIMD GEMM on the CPU accelerator, the tiled kernel elsewhere.
+        var variant = device.IsCpuSimulator ? GemmVariant.HostSimd : GemmVariant.Tiled;
         Gemm.Run(tx, tw, ty, transposeB: true, variant: variant);
         device.Synchronize();
         var timer = Stopwatch.StartNew();
