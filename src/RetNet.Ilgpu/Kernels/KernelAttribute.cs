@@ -3,7 +3,8 @@ namespace RetNet.Ilgpu.Kernels;
 /// <summary>How a kernel's threads are organised.</summary>
 public enum KernelGrouping
 {
-    /// <summary>Launched over an index space; ILGPU picks the group size (no shared memory, no barriers).</summary>
+    /// <summary>Launched over the thread count <c>Launch.Spread</c> picks, each thread looping over its share of the
+    /// items; ILGPU picks the group size (no shared memory, no barriers).</summary>
     Implicit,
 
     /// <summary>Launched with an explicit grid and group size; uses Grid/Group indices, shared memory, barriers.</summary>

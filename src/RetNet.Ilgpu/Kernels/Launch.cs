@@ -3,9 +3,24 @@ using ILGPU.Runtime;
 
 namespace RetNet.Ilgpu.Kernels;
 
-/// <summary>Grid arithmetic shared by every explicitly grouped launch.</summary>
+/// <summary>Grid arithmetic shared by every launch: explicit grids, and the thread count of implicit ones.</summary>
 internal static class Launch
 {
+    /// <summary>
+    /// The geometry of an implicitly grouped launch over <paramref name="count"/> items, decided here for every such
+    /// kernel. On ILGPU's CPU accelerator each simulated thread costs about a microsecond while a loop iteration costs
+    /// nanoseconds, so a few threads per core (<see cref="Devices.RetNetDevice.LaunchThreads"/>) each take one
+    /// contiguous range. Elsewhere the launch covers the work one item a thread (up to the same cap) and strides, so
+    /// neighbouring threads read neighbouring items. <see cref="Devices.RetNetDevice.ForcedLaunchThreads"/> replaces the
+    /// thread count exactly, even above the item count, so tests can check the kernels for any split.
+    /// </summary>
+    public static Spread Spread(Devices.RetNetDevice device, int count)
+    {
+        var threads = device.ForcedLaunchThreads ?? Math.Clamp(count, 1, device.LaunchThreads);
+        var chunk = device.IsCpuSimulator ? Math.Max(1, CeilDiv(count, threads)) : 1;
+        return new Spread(count, threads, chunk);
+    }
+
     /// <summary>Enough groups of <paramref name="groupSize"/> threads to cover <paramref name="count"/> items, one each.</summary>
     public static KernelConfig Cover(int count, int groupSize) =>
         new(Math.Max(1, CeilDiv(count, groupSize)), groupSize);

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Kernels.Elementwise;
 using RetNet.Ilgpu.Kernels.Gemm;
 using RetNet.Ilgpu.Kernels.Normalization;
@@ -249,9 +250,11 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
         };
         var kernel = device.Kernel(RetentionKernels.RecurrentScan, accelerator =>
             accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, RecurrentProblem>(RetentionKernels.RecurrentScan));
-        kernel(device.Stream, q4.Dim(0) * problem.Heads * problem.ValueDim, q4.View, k4.View, v4.View,
-            constants.DecayTable.View, state.View, o4.View, problem);
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, RecurrentProblem, Spread>(
+                RetentionKernels.RecurrentScan));
+        var spread = Kernels.Launch.Spread(device, q4.Dim(0) * problem.Heads * problem.ValueDim);
+        kernel(device.Stream, spread.Threads, q4.View, k4.View, v4.View, constants.DecayTable.View, state.View,
+            o4.View, problem, spread);
     }
 }
 

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Retention;
@@ -43,8 +44,10 @@ public static class RecurrentRetention
         };
         var kernel = device.Kernel(RetentionKernels.RecurrentScan, accelerator =>
             accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, RecurrentProblem>(RetentionKernels.RecurrentScan));
-        kernel(device.Stream, shape.Batch * shape.Heads * shape.ValueDim, q.View, k.View, v.View, table.View,
-            state.View, output.View, problem);
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, RecurrentProblem, Spread>(
+                RetentionKernels.RecurrentScan));
+        var spread = Kernels.Launch.Spread(device, shape.Batch * shape.Heads * shape.ValueDim);
+        kernel(device.Stream, spread.Threads, q.View, k.View, v.View, table.View, state.View, output.View, problem,
+            spread);
     }
 }

@@ -159,78 +159,85 @@ internal static partial class RetentionKernels
     /// minimum, without shared memory. Index: the row (b·T + t)·H + h.
     /// </summary>
     [Kernel(KernelGrouping.Implicit)]
-    public static void CausalRows(Index1D index, ArrayView<float> x, ArrayView<float> y, ArrayView<float> z,
-        ArrayView<float> state, ArrayView<float> decay, ArrayView<float> output, CausalProblem p)
+    public static void CausalRows(Index1D thread, ArrayView<float> x, ArrayView<float> y, ArrayView<float> z,
+        ArrayView<float> state, ArrayView<float> decay, ArrayView<float> output, CausalProblem p, Spread spread)
     {
-        int row = index;
-        var h = row % p.Heads;
-        var t = row / p.Heads % p.SeqLen;
-        var b = row / (p.Heads * p.SeqLen);
-        var logGamma = decay[h];
-        var reverse = p.Reverse != 0;
-        var chunk = t / p.ChunkSize;
-        var chunkStart = chunk * p.ChunkSize;
-        var chunkEnd = Math.Min(chunkStart + p.ChunkSize, p.SeqLen);
-        var xRow = row * p.RowDim;
-        var outRow = row * p.OutDim;
+        // Each item (row) is handled by exactly one thread; Launch.Spread decides which.
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
+        {
+            var runEnd = spread.End(runStart);
+            for (var row = runStart; row < runEnd; row++)
+            {
+                var h = row % p.Heads;
+                var t = row / p.Heads % p.SeqLen;
+                var b = row / (p.Heads * p.SeqLen);
+                var logGamma = decay[h];
+                var reverse = p.Reverse != 0;
+                var chunk = t / p.ChunkSize;
+                var chunkStart = chunk * p.ChunkSize;
+                var chunkEnd = Math.Min(chunkStart + p.ChunkSize, p.SeqLen);
+                var xRow = row * p.RowDim;
+                var outRow = row * p.OutDim;
 
-        if (p.HasState != 0)
-        {
-            var stateBase = ((b * p.Heads + h) * p.ChunkCount + chunk) * p.RowDim * p.OutDim;
-            var scale = Decay(logGamma, reverse ? chunkEnd - 1 - t : t - chunkStart + 1);
-            for (var e = 0; e < p.OutDim; e++)
-            {
-                var sum = 0f;
-                for (var d = 0; d < p.RowDim; d++)
-                    sum += x[xRow + d] * state[stateBase + d * p.StateRowStride + e * p.StateColStride];
-                output[outRow + e] = scale * sum;
-            }
-        }
-        else
-        {
-            for (var e = 0; e < p.OutDim; e++)
-                output[outRow + e] = 0f;
-        }
+                if (p.HasState != 0)
+                {
+                    var stateBase = ((b * p.Heads + h) * p.ChunkCount + chunk) * p.RowDim * p.OutDim;
+                    var scale = Decay(logGamma, reverse ? chunkEnd - 1 - t : t - chunkStart + 1);
+                    for (var e = 0; e < p.OutDim; e++)
+                    {
+                        var sum = 0f;
+                        for (var d = 0; d < p.RowDim; d++)
+                            sum += x[xRow + d] * state[stateBase + d * p.StateRowStride + e * p.StateColStride];
+                        output[outRow + e] = scale * sum;
+                    }
+                }
+                else
+                {
+                    for (var e = 0; e < p.OutDim; e++)
+                        output[outRow + e] = 0f;
+                }
 
-        // Four keys per pass: each element of x and each read-modify-write of the output row serves four keys, which
-        // halves the memory operations per pair on the CPU accelerator, where every view access is costly.
-        var first = reverse ? t : chunkStart;
-        var end = reverse ? chunkEnd : t + 1;
-        var c = first;
-        for (; c + 3 < end; c += 4)
-        {
-            var key0 = row + (c - t) * p.Heads;
-            var key1 = key0 + p.Heads;
-            var key2 = key1 + p.Heads;
-            var key3 = key2 + p.Heads;
-            float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
-            for (var d = 0; d < p.RowDim; d++)
-            {
-                var xd = x[xRow + d];
-                s0 += xd * y[key0 * p.RowDim + d];
-                s1 += xd * y[key1 * p.RowDim + d];
-                s2 += xd * y[key2 * p.RowDim + d];
-                s3 += xd * y[key3 * p.RowDim + d];
+                // Four keys per pass: each element of x and each read-modify-write of the output row serves four keys, which
+                // halves the memory operations per pair on the CPU accelerator, where every view access is costly.
+                var first = reverse ? t : chunkStart;
+                var end = reverse ? chunkEnd : t + 1;
+                var c = first;
+                for (; c + 3 < end; c += 4)
+                {
+                    var key0 = row + (c - t) * p.Heads;
+                    var key1 = key0 + p.Heads;
+                    var key2 = key1 + p.Heads;
+                    var key3 = key2 + p.Heads;
+                    float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
+                    for (var d = 0; d < p.RowDim; d++)
+                    {
+                        var xd = x[xRow + d];
+                        s0 += xd * y[key0 * p.RowDim + d];
+                        s1 += xd * y[key1 * p.RowDim + d];
+                        s2 += xd * y[key2 * p.RowDim + d];
+                        s3 += xd * y[key3 * p.RowDim + d];
+                    }
+                    s0 *= Decay(logGamma, reverse ? c - t : t - c);
+                    s1 *= Decay(logGamma, reverse ? c + 1 - t : t - c - 1);
+                    s2 *= Decay(logGamma, reverse ? c + 2 - t : t - c - 2);
+                    s3 *= Decay(logGamma, reverse ? c + 3 - t : t - c - 3);
+                    for (var e = 0; e < p.OutDim; e++)
+                    {
+                        output[outRow + e] += s0 * z[key0 * p.OutDim + e] + s1 * z[key1 * p.OutDim + e] +
+                                              s2 * z[key2 * p.OutDim + e] + s3 * z[key3 * p.OutDim + e];
+                    }
+                }
+                for (; c < end; c++)
+                {
+                    var key = row + (c - t) * p.Heads;
+                    var score = 0f;
+                    for (var d = 0; d < p.RowDim; d++)
+                        score += x[xRow + d] * y[key * p.RowDim + d];
+                    score *= Decay(logGamma, reverse ? c - t : t - c);
+                    for (var e = 0; e < p.OutDim; e++)
+                        output[outRow + e] += score * z[key * p.OutDim + e];
+                }
             }
-            s0 *= Decay(logGamma, reverse ? c - t : t - c);
-            s1 *= Decay(logGamma, reverse ? c + 1 - t : t - c - 1);
-            s2 *= Decay(logGamma, reverse ? c + 2 - t : t - c - 2);
-            s3 *= Decay(logGamma, reverse ? c + 3 - t : t - c - 3);
-            for (var e = 0; e < p.OutDim; e++)
-            {
-                output[outRow + e] += s0 * z[key0 * p.OutDim + e] + s1 * z[key1 * p.OutDim + e] +
-                                      s2 * z[key2 * p.OutDim + e] + s3 * z[key3 * p.OutDim + e];
-            }
-        }
-        for (; c < end; c++)
-        {
-            var key = row + (c - t) * p.Heads;
-            var score = 0f;
-            for (var d = 0; d < p.RowDim; d++)
-                score += x[xRow + d] * y[key * p.RowDim + d];
-            score *= Decay(logGamma, reverse ? c - t : t - c);
-            for (var e = 0; e < p.OutDim; e++)
-                output[outRow + e] += score * z[key * p.OutDim + e];
         }
     }
 }

@@ -12,32 +12,39 @@ internal static partial class RetentionKernels
     /// Index: (b·H + h)·Dv + e.
     /// </summary>
     [Kernel(KernelGrouping.Implicit)]
-    public static void RecurrentScan(Index1D index, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v,
-        ArrayView<float> decay, ArrayView<float> state, ArrayView<float> output, RecurrentProblem p)
+    public static void RecurrentScan(Index1D thread, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v,
+        ArrayView<float> decay, ArrayView<float> state, ArrayView<float> output, RecurrentProblem p, Spread spread)
     {
-        int column = index;
-        var bh = column / p.ValueDim;
-        var e = column - bh * p.ValueDim;
-        var b = bh / p.Heads;
-        var h = bh - b * p.Heads;
-        var gammaMinusOne = decay[p.Heads + h];
-        var stateColumn = bh * p.KeyDim * p.ValueDim + e;
-        var firstRow = b * p.SeqLen * p.Heads + h;
-        for (var t = 0; t < p.SeqLen; t++)
+        // Each item (state column) is handled by exactly one thread; Launch.Spread decides which.
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
         {
-            var row = firstRow + t * p.Heads;
-            var value = v[row * p.ValueDim + e];
-            var sum = 0f;
-            for (var i = 0; i < p.KeyDim; i++)
+            var runEnd = spread.End(runStart);
+            for (var column = runStart; column < runEnd; column++)
             {
-                var cell = stateColumn + i * p.ValueDim;
-                var s = state[cell];
-                s += gammaMinusOne * s;
-                s += k[row * p.KeyDim + i] * value;
-                state[cell] = s;
-                sum += q[row * p.KeyDim + i] * s;
+                var bh = column / p.ValueDim;
+                var e = column - bh * p.ValueDim;
+                var b = bh / p.Heads;
+                var h = bh - b * p.Heads;
+                var gammaMinusOne = decay[p.Heads + h];
+                var stateColumn = bh * p.KeyDim * p.ValueDim + e;
+                var firstRow = b * p.SeqLen * p.Heads + h;
+                for (var t = 0; t < p.SeqLen; t++)
+                {
+                    var row = firstRow + t * p.Heads;
+                    var value = v[row * p.ValueDim + e];
+                    var sum = 0f;
+                    for (var i = 0; i < p.KeyDim; i++)
+                    {
+                        var cell = stateColumn + i * p.ValueDim;
+                        var s = state[cell];
+                        s += gammaMinusOne * s;
+                        s += k[row * p.KeyDim + i] * value;
+                        state[cell] = s;
+                        sum += q[row * p.KeyDim + i] * s;
+                    }
+                    output[row * p.ValueDim + e] = sum;
+                }
             }
-            output[row * p.ValueDim + e] = sum;
         }
     }
 }

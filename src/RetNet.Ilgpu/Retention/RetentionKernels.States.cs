@@ -112,92 +112,99 @@ internal static partial class RetentionKernels
     /// accelerator pays ~4 µs per simulated thread, so fewer, longer threads win there. Index: (b·H + h)·ColDim + e.
     /// </summary>
     [Kernel(KernelGrouping.Implicit)]
-    public static void StatesColumns(Index1D index, ArrayView<float> x, ArrayView<float> y, ArrayView<float> initial,
-        ArrayView<float> decay, ArrayView<float> chunkStates, ArrayView<float> final, StateProblem p)
+    public static void StatesColumns(Index1D thread, ArrayView<float> x, ArrayView<float> y, ArrayView<float> initial,
+        ArrayView<float> decay, ArrayView<float> chunkStates, ArrayView<float> final, StateProblem p, Spread spread)
     {
-        int column = index;
-        var bh = column / p.ColDim;
-        var e = column - bh * p.ColDim;
-        var b = bh / p.Heads;
-        var h = bh - b * p.Heads;
-        var logGamma = decay[h];
-        var reverse = p.Reverse != 0;
-        var firstRow = b * p.SeqLen * p.Heads + h;
-        var matrix = p.RowDim * p.ColDim;
-        var own = bh * matrix + e;
-        var inChunkStates = p.WriteChunkStates != 0;
-        if (!inChunkStates && p.WriteFinal == 0)
-            return;
-
-        // The matrix entering the walk: the first visited chunk's slot, or final when no snapshots are kept (final
-        // may be initial itself: each element is read before it is written, by this thread only).
-        var firstChunk = reverse ? p.ChunkCount - 1 : 0;
-        var firstBase = inChunkStates ? (bh * p.ChunkCount + firstChunk) * matrix + e : own;
-        for (var i = 0; i < p.RowDim; i++)
+        // Each item (state column) is handled by exactly one thread; Launch.Spread decides which.
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
         {
-            var s = p.HasInitial != 0 ? initial[own + i * p.ColDim] : 0f;
-            if (inChunkStates)
-                chunkStates[firstBase + i * p.ColDim] = s;
-            else
-                final[firstBase + i * p.ColDim] = s;
-        }
+            var runEnd = spread.End(runStart);
+            for (var column = runStart; column < runEnd; column++)
+            {
+                var bh = column / p.ColDim;
+                var e = column - bh * p.ColDim;
+                var b = bh / p.Heads;
+                var h = bh - b * p.Heads;
+                var logGamma = decay[h];
+                var reverse = p.Reverse != 0;
+                var firstRow = b * p.SeqLen * p.Heads + h;
+                var matrix = p.RowDim * p.ColDim;
+                var own = bh * matrix + e;
+                var inChunkStates = p.WriteChunkStates != 0;
+                if (!inChunkStates && p.WriteFinal == 0)
+                    continue;
 
-        for (var step = 0; step < p.ChunkCount; step++)
-        {
-            var last = step == p.ChunkCount - 1;
-            if (last && p.WriteFinal == 0)
-                break;
-            var chunk = reverse ? p.ChunkCount - 1 - step : step;
-            var start = chunk * p.ChunkSize;
-            var n = Math.Min(p.ChunkSize, p.SeqLen - start);
-            var sourceBase = inChunkStates ? (bh * p.ChunkCount + chunk) * matrix + e : own;
-            var targetInChunkStates = inChunkStates && !last;
-            var targetBase = targetInChunkStates
-                ? (bh * p.ChunkCount + (reverse ? chunk - 1 : chunk + 1)) * matrix + e
-                : own;
-            var chunkDecay = Decay(logGamma, n);
-            for (var i = 0; i < p.RowDim; i++)
-            {
-                var source = sourceBase + i * p.ColDim;
-                var s = chunkDecay * (inChunkStates ? chunkStates[source] : final[source]);
-                if (targetInChunkStates)
-                    chunkStates[targetBase + i * p.ColDim] = s;
-                else
-                    final[targetBase + i * p.ColDim] = s;
-            }
-            // Four tokens per pass over the column: one read-modify-write of each state element serves four tokens.
-            var j = 0;
-            for (; j + 3 < n; j += 4)
-            {
-                var row0 = firstRow + (start + j) * p.Heads;
-                var row1 = row0 + p.Heads;
-                var row2 = row1 + p.Heads;
-                var row3 = row2 + p.Heads;
-                var w0 = y[row0 * p.ColDim + e] * Decay(logGamma, reverse ? j + 1 : n - 1 - j);
-                var w1 = y[row1 * p.ColDim + e] * Decay(logGamma, reverse ? j + 2 : n - 2 - j);
-                var w2 = y[row2 * p.ColDim + e] * Decay(logGamma, reverse ? j + 3 : n - 3 - j);
-                var w3 = y[row3 * p.ColDim + e] * Decay(logGamma, reverse ? j + 4 : n - 4 - j);
+                // The matrix entering the walk: the first visited chunk's slot, or final when no snapshots are kept (final
+                // may be initial itself: each element is read before it is written, by this thread only).
+                var firstChunk = reverse ? p.ChunkCount - 1 : 0;
+                var firstBase = inChunkStates ? (bh * p.ChunkCount + firstChunk) * matrix + e : own;
                 for (var i = 0; i < p.RowDim; i++)
                 {
-                    var update = x[row0 * p.RowDim + i] * w0 + x[row1 * p.RowDim + i] * w1 +
-                                 x[row2 * p.RowDim + i] * w2 + x[row3 * p.RowDim + i] * w3;
-                    if (targetInChunkStates)
-                        chunkStates[targetBase + i * p.ColDim] += update;
+                    var s = p.HasInitial != 0 ? initial[own + i * p.ColDim] : 0f;
+                    if (inChunkStates)
+                        chunkStates[firstBase + i * p.ColDim] = s;
                     else
-                        final[targetBase + i * p.ColDim] += update;
+                        final[firstBase + i * p.ColDim] = s;
                 }
-            }
-            for (; j < n; j++)
-            {
-                var row = firstRow + (start + j) * p.Heads;
-                var weighted = y[row * p.ColDim + e] * Decay(logGamma, reverse ? j + 1 : n - 1 - j);
-                for (var i = 0; i < p.RowDim; i++)
+
+                for (var step = 0; step < p.ChunkCount; step++)
                 {
-                    var update = x[row * p.RowDim + i] * weighted;
-                    if (targetInChunkStates)
-                        chunkStates[targetBase + i * p.ColDim] += update;
-                    else
-                        final[targetBase + i * p.ColDim] += update;
+                    var last = step == p.ChunkCount - 1;
+                    if (last && p.WriteFinal == 0)
+                        break;
+                    var chunk = reverse ? p.ChunkCount - 1 - step : step;
+                    var start = chunk * p.ChunkSize;
+                    var n = Math.Min(p.ChunkSize, p.SeqLen - start);
+                    var sourceBase = inChunkStates ? (bh * p.ChunkCount + chunk) * matrix + e : own;
+                    var targetInChunkStates = inChunkStates && !last;
+                    var targetBase = targetInChunkStates
+                        ? (bh * p.ChunkCount + (reverse ? chunk - 1 : chunk + 1)) * matrix + e
+                        : own;
+                    var chunkDecay = Decay(logGamma, n);
+                    for (var i = 0; i < p.RowDim; i++)
+                    {
+                        var source = sourceBase + i * p.ColDim;
+                        var s = chunkDecay * (inChunkStates ? chunkStates[source] : final[source]);
+                        if (targetInChunkStates)
+                            chunkStates[targetBase + i * p.ColDim] = s;
+                        else
+                            final[targetBase + i * p.ColDim] = s;
+                    }
+                    // Four tokens per pass over the column: one read-modify-write of each state element serves four tokens.
+                    var j = 0;
+                    for (; j + 3 < n; j += 4)
+                    {
+                        var row0 = firstRow + (start + j) * p.Heads;
+                        var row1 = row0 + p.Heads;
+                        var row2 = row1 + p.Heads;
+                        var row3 = row2 + p.Heads;
+                        var w0 = y[row0 * p.ColDim + e] * Decay(logGamma, reverse ? j + 1 : n - 1 - j);
+                        var w1 = y[row1 * p.ColDim + e] * Decay(logGamma, reverse ? j + 2 : n - 2 - j);
+                        var w2 = y[row2 * p.ColDim + e] * Decay(logGamma, reverse ? j + 3 : n - 3 - j);
+                        var w3 = y[row3 * p.ColDim + e] * Decay(logGamma, reverse ? j + 4 : n - 4 - j);
+                        for (var i = 0; i < p.RowDim; i++)
+                        {
+                            var update = x[row0 * p.RowDim + i] * w0 + x[row1 * p.RowDim + i] * w1 +
+                                         x[row2 * p.RowDim + i] * w2 + x[row3 * p.RowDim + i] * w3;
+                            if (targetInChunkStates)
+                                chunkStates[targetBase + i * p.ColDim] += update;
+                            else
+                                final[targetBase + i * p.ColDim] += update;
+                        }
+                    }
+                    for (; j < n; j++)
+                    {
+                        var row = firstRow + (start + j) * p.Heads;
+                        var weighted = y[row * p.ColDim + e] * Decay(logGamma, reverse ? j + 1 : n - 1 - j);
+                        for (var i = 0; i < p.RowDim; i++)
+                        {
+                            var update = x[row * p.RowDim + i] * weighted;
+                            if (targetInChunkStates)
+                                chunkStates[targetBase + i * p.ColDim] += update;
+                            else
+                                final[targetBase + i * p.ColDim] += update;
+                        }
+                    }
                 }
             }
         }

@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using RetNet.Ilgpu.Devices;
+using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Retention;
@@ -125,9 +126,11 @@ internal abstract class RetentionLaunch
             var problem = Problem(o, out _);
             var kernel = device.Kernel(RetentionKernels.CausalRows, accelerator =>
                 accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, ArrayView<float>, CausalProblem>(RetentionKernels.CausalRows));
-            kernel(device.Stream, o.Rows.Dim(0) * problem.SeqLen * problem.Heads, o.Rows.View, o.Keys.View,
-                o.Values.View, ViewOrPlaceholder(o.State, o.Decay), o.Decay.View, o.Output.View, problem);
+                    ArrayView<float>, ArrayView<float>, ArrayView<float>, CausalProblem, Spread>(
+                    RetentionKernels.CausalRows));
+            var spread = Kernels.Launch.Spread(device, o.Rows.Dim(0) * problem.SeqLen * problem.Heads);
+            kernel(device.Stream, spread.Threads, o.Rows.View, o.Keys.View, o.Values.View,
+                ViewOrPlaceholder(o.State, o.Decay), o.Decay.View, o.Output.View, problem, spread);
         }
 
         public override void States(in StateOperands o)
@@ -136,10 +139,12 @@ internal abstract class RetentionLaunch
             var problem = Problem(o);
             var kernel = device.Kernel(RetentionKernels.StatesColumns, accelerator =>
                 accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, ArrayView<float>, StateProblem>(RetentionKernels.StatesColumns));
-            kernel(device.Stream, o.X.Dim(0) * problem.Heads * problem.ColDim, o.X.View, o.Y.View,
-                ViewOrPlaceholder(o.Initial, o.Decay), o.Decay.View, ViewOrPlaceholder(o.ChunkStates, o.Decay),
-                ViewOrPlaceholder(o.Final, o.Decay), problem);
+                    ArrayView<float>, ArrayView<float>, ArrayView<float>, StateProblem, Spread>(
+                    RetentionKernels.StatesColumns));
+            var spread = Kernels.Launch.Spread(device, o.X.Dim(0) * problem.Heads * problem.ColDim);
+            kernel(device.Stream, spread.Threads, o.X.View, o.Y.View, ViewOrPlaceholder(o.Initial, o.Decay),
+                o.Decay.View, ViewOrPlaceholder(o.ChunkStates, o.Decay), ViewOrPlaceholder(o.Final, o.Decay), problem,
+                spread);
         }
     }
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using ILGPU;
 using ILGPU.Runtime;
 using RetNet.Ilgpu.IO;
+using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Kernels.Optimizer;
 using RetNet.Ilgpu.Tensors;
 
@@ -172,7 +173,6 @@ public sealed class AdamW : IDisposable
             var value = parameters[k].Value;
             if (value.Length == 0)
                 continue;
-            var threads = value.Device.IsCpuSimulator ? Math.Min(value.Length, CpuSimulatorThreads) : value.Length;
             var arguments = new AdamWStep
             {
                 GradientScale = (float)gradientScale,
@@ -183,19 +183,16 @@ public sealed class AdamW : IDisposable
                 StepSize = (float)stepSize,
                 BiasCorrection2Sqrt = (float)Math.Sqrt(biasCorrection2),
                 Epsilon = (float)Options.Eps,
-                Length = value.Length,
-                Stride = threads,
             };
             var kernel = value.Device.Kernel(AdamWKernels.Update, accelerator =>
                 accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, AdamWStep>(AdamWKernels.Update));
-            kernel(value.Device.Stream, threads, value.View, ordered[k].View, expAvg[k].View, expAvgSq[k].View, arguments);
+                    ArrayView<float>, AdamWStep, Spread>(AdamWKernels.Update));
+            var spread = Launch.Spread(value.Device, value.Length);
+            kernel(value.Device.Stream, spread.Threads, value.View, ordered[k].View, expAvg[k].View, expAvgSq[k].View,
+                arguments, spread);
         }
         StepCount = step;
     }
-
-    // The CPU accelerator pays per simulated thread, not per loop iteration: few threads, each striding far.
-    private const int CpuSimulatorThreads = 256;
 
     private Tensor[] ValidateGradients(IReadOnlyDictionary<string, Tensor> gradients)
     {

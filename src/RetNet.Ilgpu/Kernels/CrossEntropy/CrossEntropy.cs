@@ -107,9 +107,10 @@ public static class CrossEntropy
             {
                 var kernel = device.Kernel(CrossEntropyKernels.RowPerThread, accelerator =>
                     accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>,
-                        ArrayView<float>, int, int, float>(CrossEntropyKernels.RowPerThread));
-                kernel(device.Stream, rows, logits.View, targets.View, dLogits.View, rowLosses.View, classes,
-                    ignoreIndex, rowScale);
+                        ArrayView<float>, int, int, float, Spread>(CrossEntropyKernels.RowPerThread));
+                var spread = Kernels.Launch.Spread(device, rows);
+                kernel(device.Stream, spread.Threads, logits.View, targets.View, dLogits.View, rowLosses.View, classes,
+                    ignoreIndex, rowScale, spread);
             }
         }
         // Ignored rows hold an exact 0, so with count = 0 the mean is 0 · 0 = 0.

@@ -81,31 +81,39 @@ internal static class CrossEntropyKernels
     /// expensive and one long loop per thread is cheap.
     /// </summary>
     [Kernel(KernelGrouping.Implicit)]
-    public static void RowPerThread(Index1D row, ArrayView<float> logits, ArrayView<int> targets,
-        ArrayView<float> dLogits, ArrayView<float> losses, int classes, int ignoreIndex, float gradientScale)
+    public static void RowPerThread(Index1D thread, ArrayView<float> logits, ArrayView<int> targets,
+        ArrayView<float> dLogits, ArrayView<float> losses, int classes, int ignoreIndex, float gradientScale, Spread spread)
     {
-        var start = (long)row.X * classes;
-        var target = targets[row];
-        if (target == ignoreIndex)
+        // Each item (row) is handled by exactly one thread; Launch.Spread decides which.
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
         {
-            for (var c = 0; c < classes; c++)
-                dLogits[start + c] = 0f;
-            losses[row] = 0f;
-            return;
-        }
-        var targetLogit = logits[start + target];
+            var runEnd = spread.End(runStart);
+            for (var row = runStart; row < runEnd; row++)
+            {
+                var start = (long)row * classes;
+                var target = targets[row];
+                if (target == ignoreIndex)
+                {
+                    for (var c = 0; c < classes; c++)
+                        dLogits[start + c] = 0f;
+                    losses[row] = 0f;
+                    continue;
+                }
+                var targetLogit = logits[start + target];
 
-        var max = float.NegativeInfinity;
-        var sum = 0f;
-        for (var c = 0; c < classes; c++)
-            Accumulate(logits[start + c], ref max, ref sum);
+                var max = float.NegativeInfinity;
+                var sum = 0f;
+                for (var c = 0; c < classes; c++)
+                    Accumulate(logits[start + c], ref max, ref sum);
 
-        losses[row] = max + XMath.Log(sum) - targetLogit;
-        var probabilityScale = gradientScale / sum;
-        for (var c = 0; c < classes; c++)
-        {
-            var p = XMath.Exp(logits[start + c] - max) * probabilityScale;
-            dLogits[start + c] = c == target ? p - gradientScale : p;
+                losses[row] = max + XMath.Log(sum) - targetLogit;
+                var probabilityScale = gradientScale / sum;
+                for (var c = 0; c < classes; c++)
+                {
+                    var p = XMath.Exp(logits[start + c] - max) * probabilityScale;
+                    dLogits[start + c] = c == target ? p - gradientScale : p;
+                }
+            }
         }
     }
 

@@ -56,7 +56,8 @@ public static class DecayNormalization
         var problem = new DecaySumProblem { SeqLen = seqLen, Heads = heads };
         var kernel = device.Kernel(DecayNormalizationKernels.RowDecaySums, accelerator =>
             accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>,
-                DecaySumProblem>(DecayNormalizationKernels.RowDecaySums));
-        kernel(device.Stream, sums.Length, starts.View(offset, batch), decayTable.View, sums.View, problem);
+                DecaySumProblem, Spread>(DecayNormalizationKernels.RowDecaySums));
+        var spread = Kernels.Launch.Spread(device, sums.Length);
+        kernel(device.Stream, spread.Threads, starts.View(offset, batch), decayTable.View, sums.View, problem, spread);
     }
 }

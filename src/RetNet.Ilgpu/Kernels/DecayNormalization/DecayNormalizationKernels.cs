@@ -19,15 +19,22 @@ internal static class DecayNormalizationKernels
     /// formed directly would cancel).
     /// </summary>
     [Kernel(KernelGrouping.Implicit)]
-    public static void RowDecaySums(Index1D index, ArrayView<int> starts, ArrayView<float> decay,
-        ArrayView<float> sums, DecaySumProblem p)
+    public static void RowDecaySums(Index1D thread, ArrayView<int> starts, ArrayView<float> decay,
+        ArrayView<float> sums, DecaySumProblem p, Spread spread)
     {
-        int row = index;
-        var bt = row / p.Heads;
-        var h = row - bt * p.Heads;
-        var b = bt / p.SeqLen;
-        var t = bt - b * p.SeqLen;
-        var terms = (float)(starts[b] + t + 1);
-        sums[row] = KernelMath.Expm1(terms * decay[h]) / decay[p.Heads + h];
+        // Each item (row) is handled by exactly one thread; Launch.Spread decides which.
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
+        {
+            var runEnd = spread.End(runStart);
+            for (var row = runStart; row < runEnd; row++)
+            {
+                var bt = row / p.Heads;
+                var h = row - bt * p.Heads;
+                var b = bt / p.SeqLen;
+                var t = bt - b * p.SeqLen;
+                var terms = (float)(starts[b] + t + 1);
+                sums[row] = KernelMath.Expm1(terms * decay[h]) / decay[p.Heads + h];
+            }
+        }
     }
 }

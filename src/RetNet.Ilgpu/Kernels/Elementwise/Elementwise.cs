@@ -72,9 +72,10 @@ public static class Elementwise
             return;
         var device = x.Device;
         var kernel = device.Kernel(ElementwiseKernels.Map<TOp>, accelerator =>
-            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, float>(
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, float, Spread>(
                 ElementwiseKernels.Map<TOp>));
-        kernel(device.Stream, x.Length, x.View, output.View, parameter);
+        var spread = Launch.Spread(device, x.Length);
+        kernel(device.Stream, spread.Threads, x.View, output.View, parameter, spread);
     }
 
     private static void Zip<TOp>(Tensor a, string aName, Tensor b, string bName, Tensor output,
@@ -93,8 +94,9 @@ public static class Elementwise
             return;
         var device = a.Device;
         var kernel = device.Kernel(ElementwiseKernels.Zip<TOp>, accelerator =>
-            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, float>(
-                ElementwiseKernels.Zip<TOp>));
-        kernel(device.Stream, a.Length, a.View, b.View, output.View, parameter);
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, float,
+                Spread>(ElementwiseKernels.Zip<TOp>));
+        var spread = Launch.Spread(device, a.Length);
+        kernel(device.Stream, spread.Threads, a.View, b.View, output.View, parameter, spread);
     }
 }

@@ -72,18 +72,36 @@ internal readonly struct GeluBackwardOp : IBinaryOp
     }
 }
 
-/// <summary>Elementwise kernels: one thread per element, coalesced, specialised by operation at compile time.</summary>
+/// <summary>Elementwise kernels over a <see cref="Spread"/> of the elements, specialised by operation at compile
+/// time.</summary>
 internal static class ElementwiseKernels
 {
-    /// <summary>y[i] = op(x[i], parameter).</summary>
+    /// <summary>y[i] = op(x[i], parameter) for the elements of this thread.</summary>
     [Kernel(KernelGrouping.Implicit, Specializations = [typeof(ScaleOp), typeof(SiluOp), typeof(GeluOp)])]
-    public static void Map<TOp>(Index1D i, ArrayView<float> x, ArrayView<float> y, float parameter)
-        where TOp : struct, IUnaryOp => y[i] = default(TOp).Apply(x[i], parameter);
+    public static void Map<TOp>(Index1D thread, ArrayView<float> x, ArrayView<float> y, float parameter,
+        Spread spread)
+        where TOp : struct, IUnaryOp
+    {
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
+        {
+            var runEnd = spread.End(runStart);
+            for (var i = runStart; i < runEnd; i++)
+                y[i] = default(TOp).Apply(x[i], parameter);
+        }
+    }
 
-    /// <summary>y[i] = op(a[i], b[i], parameter).</summary>
+    /// <summary>y[i] = op(a[i], b[i], parameter) for the elements of this thread.</summary>
     [Kernel(KernelGrouping.Implicit, Specializations =
         [typeof(AddOp), typeof(ScaleAddOp), typeof(MultiplyOp), typeof(SiluBackwardOp), typeof(GeluBackwardOp)])]
-    public static void Zip<TOp>(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y,
-        float parameter)
-        where TOp : struct, IBinaryOp => y[i] = default(TOp).Apply(a[i], b[i], parameter);
+    public static void Zip<TOp>(Index1D thread, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y,
+        float parameter, Spread spread)
+        where TOp : struct, IBinaryOp
+    {
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
+        {
+            var runEnd = spread.End(runStart);
+            for (var i = runStart; i < runEnd; i++)
+                y[i] = default(TOp).Apply(a[i], b[i], parameter);
+        }
+    }
 }

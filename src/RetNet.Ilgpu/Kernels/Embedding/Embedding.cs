@@ -31,9 +31,10 @@ public static class Embedding
         if (output.Length == 0)
             return;
         var kernel = device.Kernel(EmbeddingKernels.Gather, accelerator =>
-            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, float>(
-                EmbeddingKernels.Gather));
-        kernel(device.Stream, output.Length, ids.View, table.View, output.View, table.Dim(1), 1f);
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, float,
+                Spread>(EmbeddingKernels.Gather));
+        var spread = Kernels.Launch.Spread(device, output.Length);
+        kernel(device.Stream, spread.Threads, ids.View, table.View, output.View, table.Dim(1), 1f, spread);
     }
 
     /// <summary>
@@ -66,9 +67,10 @@ public static class Embedding
         using var positionTensor = IndexTensor.FromHost(device, positions, positions.Length);
         var kernel = device.Kernel(EmbeddingKernels.ScatterAddGrouped, accelerator =>
             accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<int>, ArrayView<int>, ArrayView<int>,
-                ArrayView<float>, ArrayView<float>, int>(EmbeddingKernels.ScatterAddGrouped));
-        kernel(device.Stream, uniqueIds.Length * width, uniqueTensor.View, offsetTensor.View, positionTensor.View,
-            dOutput.View, dTable.View, width);
+                ArrayView<float>, ArrayView<float>, int, Spread>(EmbeddingKernels.ScatterAddGrouped));
+        var pairs = Kernels.Launch.Spread(device, uniqueIds.Length * width);
+        kernel(device.Stream, pairs.Threads, uniqueTensor.View, offsetTensor.View, positionTensor.View,
+            dOutput.View, dTable.View, width, pairs);
         // The grouping buffers are freed on leaving; not every backend defers a free until queued kernels finish.
         device.Stream.Synchronize();
     }

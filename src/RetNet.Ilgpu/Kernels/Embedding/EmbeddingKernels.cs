@@ -10,12 +10,20 @@ internal static class EmbeddingKernels
     /// scale serves RetNet's √d input scaling; plain lookups pass 1 (exact).
     /// </summary>
     [Kernel(KernelGrouping.Implicit)]
-    public static void Gather(Index1D i, ArrayView<int> ids, ArrayView<float> table, ArrayView<float> output, int width,
-        float scale)
+    public static void Gather(Index1D thread, ArrayView<int> ids, ArrayView<float> table, ArrayView<float> output, int width,
+        float scale, Spread spread)
     {
-        var n = i.X / width;
-        var d = i.X - n * width;
-        output[i] = scale * table[(long)ids[n] * width + d];
+        // Each item (output element) is handled by exactly one thread; Launch.Spread decides which.
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
+        {
+            var runEnd = spread.End(runStart);
+            for (var i = runStart; i < runEnd; i++)
+            {
+                var n = i / width;
+                var d = i - n * width;
+                output[i] = scale * table[(long)ids[n] * width + d];
+            }
+        }
     }
 
     /// <summary>
@@ -24,16 +32,24 @@ internal static class EmbeddingKernels
     /// thread, so no two threads write one element and the result is the same bits every run, without float atomics.
     /// </summary>
     [Kernel(KernelGrouping.Implicit)]
-    public static void ScatterAddGrouped(Index1D i, ArrayView<int> uniqueIds, ArrayView<int> offsets,
-        ArrayView<int> positions, ArrayView<float> dOutput, ArrayView<float> dTable, int width)
+    public static void ScatterAddGrouped(Index1D thread, ArrayView<int> uniqueIds, ArrayView<int> offsets,
+        ArrayView<int> positions, ArrayView<float> dOutput, ArrayView<float> dTable, int width, Spread spread)
     {
-        var u = i.X / width;
-        var d = i.X - u * width;
-        var end = offsets[u + 1];
-        var sum = 0f;
-        for (var p = offsets[u]; p < end; p++)
-            sum += dOutput[(long)positions[p] * width + d];
-        var element = (long)uniqueIds[u] * width + d;
-        dTable[element] += sum;
+        // Each item ((id, column) pair) is handled by exactly one thread; Launch.Spread decides which.
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
+        {
+            var runEnd = spread.End(runStart);
+            for (var i = runStart; i < runEnd; i++)
+            {
+                var u = i / width;
+                var d = i - u * width;
+                var end = offsets[u + 1];
+                var sum = 0f;
+                for (var p = offsets[u]; p < end; p++)
+                    sum += dOutput[(long)positions[p] * width + d];
+                var element = (long)uniqueIds[u] * width + d;
+                dTable[element] += sum;
+            }
+        }
     }
 }

@@ -107,42 +107,50 @@ internal static class NormalizationKernels
     /// <summary>Forward, one thread per row (index space R): the same arithmetic as <see cref="ForwardGroup{TKind}"/>
     /// without shared memory or barriers.</summary>
     [Kernel(KernelGrouping.Implicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)])]
-    public static void ForwardRow<TKind>(Index1D row, ArrayView<float> x, ArrayView<float> weight,
+    public static void ForwardRow<TKind>(Index1D thread, ArrayView<float> x, ArrayView<float> weight,
         ArrayView<float> bias, ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd,
-        ArrayView<float> epsScale, int dim, float eps, int flags)
+        ArrayView<float> epsScale, int dim, float eps, int flags, Spread spread)
         where TKind : struct, INormalizationKind
     {
-        var start = row * dim;
-        var mu = 0f;
-        if (default(TKind).Centered)
+        // Each item (row) is handled by exactly one thread; Launch.Spread decides which.
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
         {
-            var sum = 0f;
-            for (var j = 0; j < dim; j++)
-                sum += x[start + j];
-            mu = sum / dim;
-        }
-        var squares = 0f;
-        for (var j = 0; j < dim; j++)
-        {
-            var centred = x[start + j] - mu;
-            squares += centred * centred;
-        }
-        var rowEps = (flags & NormalizationFlags.RowEps) != 0 ? eps * epsScale[row] : eps;
-        var r = 1f / XMath.Sqrt(squares / dim + rowEps);
-
-        if ((flags & NormalizationFlags.Statistics) != 0)
-        {
-            rstd[row] = r;
-            if (default(TKind).Centered)
-                mean[row] = mu;
-        }
-        if ((flags & NormalizationFlags.Output) != 0)
-        {
-            for (var j = 0; j < dim; j++)
+            var runEnd = spread.End(runStart);
+            for (var row = runStart; row < runEnd; row++)
             {
-                var w = (flags & NormalizationFlags.Weight) != 0 ? weight[j] : 1f;
-                var b = (flags & NormalizationFlags.Bias) != 0 ? bias[j] : 0f;
-                y[start + j] = (x[start + j] - mu) * r * w + b;
+                var start = row * dim;
+                var mu = 0f;
+                if (default(TKind).Centered)
+                {
+                    var sum = 0f;
+                    for (var j = 0; j < dim; j++)
+                        sum += x[start + j];
+                    mu = sum / dim;
+                }
+                var squares = 0f;
+                for (var j = 0; j < dim; j++)
+                {
+                    var centred = x[start + j] - mu;
+                    squares += centred * centred;
+                }
+                var rowEps = (flags & NormalizationFlags.RowEps) != 0 ? eps * epsScale[row] : eps;
+                var r = 1f / XMath.Sqrt(squares / dim + rowEps);
+
+                if ((flags & NormalizationFlags.Statistics) != 0)
+                {
+                    rstd[row] = r;
+                    if (default(TKind).Centered)
+                        mean[row] = mu;
+                }
+                if ((flags & NormalizationFlags.Output) != 0)
+                {
+                    for (var j = 0; j < dim; j++)
+                    {
+                        var w = (flags & NormalizationFlags.Weight) != 0 ? weight[j] : 1f;
+                        var b = (flags & NormalizationFlags.Bias) != 0 ? bias[j] : 0f;
+                        y[start + j] = (x[start + j] - mu) * r * w + b;
+                    }
+                }
             }
         }
     }
@@ -184,30 +192,38 @@ internal static class NormalizationKernels
 
     /// <summary>Input gradient, one thread per row: the arithmetic of <see cref="BackwardGroup{TKind}"/> without barriers.</summary>
     [Kernel(KernelGrouping.Implicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)])]
-    public static void BackwardRow<TKind>(Index1D row, ArrayView<float> x, ArrayView<float> weight,
-        ArrayView<float> dy, ArrayView<float> dx, ArrayView<float> mean, ArrayView<float> rstd, int dim, int flags)
+    public static void BackwardRow<TKind>(Index1D thread, ArrayView<float> x, ArrayView<float> weight,
+        ArrayView<float> dy, ArrayView<float> dx, ArrayView<float> mean, ArrayView<float> rstd, int dim, int flags, Spread spread)
         where TKind : struct, INormalizationKind
     {
-        var start = row * dim;
-        var mu = default(TKind).Centered ? mean[row] : 0f;
-        var r = rstd[row];
-
-        var sumG = 0f;
-        var sumGX = 0f;
-        for (var j = 0; j < dim; j++)
+        // Each item (row) is handled by exactly one thread; Launch.Spread decides which.
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
         {
-            var g = (flags & NormalizationFlags.Weight) != 0 ? dy[start + j] * weight[j] : dy[start + j];
-            sumG += g;
-            sumGX += g * (x[start + j] - mu) * r;
-        }
-        var meanG = default(TKind).Centered ? sumG / dim : 0f;
-        var meanGX = sumGX / dim;
+            var runEnd = spread.End(runStart);
+            for (var row = runStart; row < runEnd; row++)
+            {
+                var start = row * dim;
+                var mu = default(TKind).Centered ? mean[row] : 0f;
+                var r = rstd[row];
 
-        for (var j = 0; j < dim; j++)
-        {
-            var g = (flags & NormalizationFlags.Weight) != 0 ? dy[start + j] * weight[j] : dy[start + j];
-            var xHat = (x[start + j] - mu) * r;
-            dx[start + j] = r * (g - meanG - xHat * meanGX);
+                var sumG = 0f;
+                var sumGX = 0f;
+                for (var j = 0; j < dim; j++)
+                {
+                    var g = (flags & NormalizationFlags.Weight) != 0 ? dy[start + j] * weight[j] : dy[start + j];
+                    sumG += g;
+                    sumGX += g * (x[start + j] - mu) * r;
+                }
+                var meanG = default(TKind).Centered ? sumG / dim : 0f;
+                var meanGX = sumGX / dim;
+
+                for (var j = 0; j < dim; j++)
+                {
+                    var g = (flags & NormalizationFlags.Weight) != 0 ? dy[start + j] * weight[j] : dy[start + j];
+                    var xHat = (x[start + j] - mu) * r;
+                    dx[start + j] = r * (g - meanG - xHat * meanGX);
+                }
+            }
         }
     }
 
@@ -217,51 +233,73 @@ internal static class NormalizationKernels
     /// coalesced load, and the fixed order makes the result identical run to run (no atomics).
     /// </summary>
     [Kernel(KernelGrouping.Implicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)])]
-    public static void WeightGradientPartial<TKind>(Index1D index, ArrayView<float> x, ArrayView<float> dy,
-        ArrayView<float> mean, ArrayView<float> rstd, ArrayView<float> partial, int rows, int dim, int chunkRows)
+    public static void WeightGradientPartial<TKind>(Index1D thread, ArrayView<float> x, ArrayView<float> dy,
+        ArrayView<float> mean, ArrayView<float> rstd, ArrayView<float> partial, int rows, int dim, int chunkRows, Spread spread)
         where TKind : struct, INormalizationKind
     {
-        int i = index;
-        var chunk = i / dim;
-        var column = i - chunk * dim;
-        var first = chunk * chunkRows;
-        var end = IntrinsicMath.Min(rows, first + chunkRows);
-        var sum = 0f;
-        for (var row = first; row < end; row++)
+        // Each item ((chunk, column) pair) is handled by exactly one thread; Launch.Spread decides which.
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
         {
-            var mu = default(TKind).Centered ? mean[row] : 0f;
-            var element = row * dim + column;
-            sum += dy[element] * (x[element] - mu) * rstd[row];
+            var runEnd = spread.End(runStart);
+            for (var i = runStart; i < runEnd; i++)
+            {
+                var chunk = i / dim;
+                var column = i - chunk * dim;
+                var first = chunk * chunkRows;
+                var end = IntrinsicMath.Min(rows, first + chunkRows);
+                var sum = 0f;
+                for (var row = first; row < end; row++)
+                {
+                    var mu = default(TKind).Centered ? mean[row] : 0f;
+                    var element = row * dim + column;
+                    sum += dy[element] * (x[element] - mu) * rstd[row];
+                }
+                partial[i] = sum;
+            }
         }
-        partial[i] = sum;
     }
 
     /// <summary>First pass of the bias gradient, index space C·D: thread (c, j) sums dy of column j over chunk c,
     /// in row order (see <see cref="WeightGradientPartial{TKind}"/>).</summary>
     [Kernel(KernelGrouping.Implicit)]
-    public static void BiasGradientPartial(Index1D index, ArrayView<float> dy, ArrayView<float> partial, int rows,
-        int dim, int chunkRows)
+    public static void BiasGradientPartial(Index1D thread, ArrayView<float> dy, ArrayView<float> partial, int rows,
+        int dim, int chunkRows, Spread spread)
     {
-        int i = index;
-        var chunk = i / dim;
-        var column = i - chunk * dim;
-        var first = chunk * chunkRows;
-        var end = IntrinsicMath.Min(rows, first + chunkRows);
-        var sum = 0f;
-        for (var row = first; row < end; row++)
-            sum += dy[row * dim + column];
-        partial[i] = sum;
+        // Each item ((chunk, column) pair) is handled by exactly one thread; Launch.Spread decides which.
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
+        {
+            var runEnd = spread.End(runStart);
+            for (var i = runStart; i < runEnd; i++)
+            {
+                var chunk = i / dim;
+                var column = i - chunk * dim;
+                var first = chunk * chunkRows;
+                var end = IntrinsicMath.Min(rows, first + chunkRows);
+                var sum = 0f;
+                for (var row = first; row < end; row++)
+                    sum += dy[row * dim + column];
+                partial[i] = sum;
+            }
+        }
     }
 
     /// <summary>Second pass, index space D: output[j] = Σ_c partial[c·D + j] in chunk order (deterministic).</summary>
     [Kernel(KernelGrouping.Implicit)]
-    public static void ColumnSum(Index1D column, ArrayView<float> partial, ArrayView<float> output, int chunks,
-        int dim)
+    public static void ColumnSum(Index1D thread, ArrayView<float> partial, ArrayView<float> output, int chunks,
+        int dim, Spread spread)
     {
-        var sum = 0f;
-        for (var c = 0; c < chunks; c++)
-            sum += partial[c * dim + column];
-        output[column] = sum;
+        // Each item (column) is handled by exactly one thread; Launch.Spread decides which.
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
+        {
+            var runEnd = spread.End(runStart);
+            for (var column = runStart; column < runEnd; column++)
+            {
+                var sum = 0f;
+                for (var c = 0; c < chunks; c++)
+                    sum += partial[c * dim + column];
+                output[column] = sum;
+            }
+        }
     }
 
     /// <summary>

@@ -154,10 +154,11 @@ internal static class RowNormalization
         {
             var kernel = device.Kernel(NormalizationKernels.ForwardRow<TKind>, accelerator =>
                 accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, int>(
+                    ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, int, Spread>(
                     NormalizationKernels.ForwardRow<TKind>));
-            kernel(device.Stream, rows, x.View, weightView, biasView, yView, meanView, rstdView, epsScaleView, dim, eps,
-                flags);
+            var spread = Launch.Spread(device, rows);
+            kernel(device.Stream, spread.Threads, x.View, weightView, biasView, yView, meanView, rstdView, epsScaleView,
+                dim, eps, flags, spread);
         }
     }
 
@@ -181,9 +182,11 @@ internal static class RowNormalization
         {
             var kernel = device.Kernel(NormalizationKernels.BackwardRow<TKind>, accelerator =>
                 accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(
+                    ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, Spread>(
                     NormalizationKernels.BackwardRow<TKind>));
-            kernel(device.Stream, rows, x.View, weightView, dy.View, dx.View, meanView, rstd.View, dim, flags);
+            var spread = Launch.Spread(device, rows);
+            kernel(device.Stream, spread.Threads, x.View, weightView, dy.View, dx.View, meanView, rstd.View, dim, flags,
+                spread);
         }
     }
 
@@ -202,24 +205,28 @@ internal static class RowNormalization
         if (bias)
         {
             var kernel = device.Kernel(NormalizationKernels.BiasGradientPartial, accelerator =>
-                accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int, int>(
+                accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int, int, Spread>(
                     NormalizationKernels.BiasGradientPartial));
-            kernel(device.Stream, chunks * dim, dy.View, partial, rows, dim, launch.ChunkRows);
+            var spread = Launch.Spread(device, chunks * dim);
+            kernel(device.Stream, spread.Threads, dy.View, partial, rows, dim, launch.ChunkRows, spread);
         }
         else
         {
             var kernel = device.Kernel(NormalizationKernels.WeightGradientPartial<TKind>, accelerator =>
                 accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, int, int, int>(NormalizationKernels.WeightGradientPartial<TKind>));
-            kernel(device.Stream, chunks * dim, x.View, dy.View, mean?.View ?? x.View, rstd.View, partial, rows, dim,
-                launch.ChunkRows);
+                    ArrayView<float>, ArrayView<float>, int, int, int, Spread>(
+                    NormalizationKernels.WeightGradientPartial<TKind>));
+            var spread = Launch.Spread(device, chunks * dim);
+            kernel(device.Stream, spread.Threads, x.View, dy.View, mean?.View ?? x.View, rstd.View, partial, rows, dim,
+                launch.ChunkRows, spread);
         }
         if (chunks == 1)
             return;
         var sum = device.Kernel(NormalizationKernels.ColumnSum, accelerator =>
-            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int>(
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, int, int, Spread>(
                 NormalizationKernels.ColumnSum));
-        sum(device.Stream, dim, partial, gradient.View, chunks, dim);
+        var columns = Launch.Spread(device, dim);
+        sum(device.Stream, columns.Threads, partial, gradient.View, chunks, dim, columns);
     }
 
     private static KernelConfig GroupPerRow(int rows, int groupSize) =>

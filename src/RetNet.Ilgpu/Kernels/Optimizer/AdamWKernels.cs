@@ -32,40 +32,38 @@ internal struct AdamWStep
 
     /// <summary>ε, added to the bias-corrected √v.</summary>
     public float Epsilon;
-
-    /// <summary>Elements of the tensor.</summary>
-    public int Length;
-
-    /// <summary>Threads launched; each handles every element congruent to its index modulo this.</summary>
-    public int Stride;
 }
 
 /// <summary>Device code of the AdamW optimiser.</summary>
 internal static class AdamWKernels
 {
     /// <summary>
-    /// One fused AdamW update over a grid-strided range (consecutive threads touch consecutive elements, so every
-    /// access is coalesced; on a GPU the launch covers the tensor and each thread does one element). In PyTorch's
+    /// One fused AdamW update over this thread's elements of the <see cref="Spread"/> (grid-strided on GPUs, where
+    /// consecutive threads touch consecutive elements; one contiguous range a thread on the CPU accelerator). In PyTorch's
     /// order: p ← p·(1 − lr·wd); m ← lerp(m, g, 1 − β1); v ← β2·v + (1 − β2)·g²; p ← p − (lr / bc1)·m / (√v / √bc2 + ε), with t = the step number counted from 1.
     /// Each element is read and written by one thread only, so the result is bit-identical run to run.
     /// </summary>
     [Kernel(KernelGrouping.Implicit)]
-    public static void Update(Index1D index, ArrayView<float> parameter, ArrayView<float> gradient,
-        ArrayView<float> expAvg, ArrayView<float> expAvgSq, AdamWStep s)
+    public static void Update(Index1D thread, ArrayView<float> parameter, ArrayView<float> gradient,
+        ArrayView<float> expAvg, ArrayView<float> expAvgSq, AdamWStep s, Spread spread)
     {
-        for (long i = index; i < s.Length; i += s.Stride)
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
         {
-            var g = s.GradientScale * gradient[i];
-            var p = parameter[i] * s.DecayFactor;
-            var m = expAvg[i];
-            // torch's lerp_ for weights below ½: m + w·(g − m), which equals β1·m + (1 − β1)·g.
-            m += s.Beta1Complement * (g - m);
-            var v = s.Beta2 * expAvgSq[i] + s.Beta2Complement * (g * g);
-            var denominator = XMath.Sqrt(v) / s.BiasCorrection2Sqrt + s.Epsilon;
-            expAvg[i] = m;
-            expAvgSq[i] = v;
-            // addcdiv_'s order: (value · m) / denominator.
-            parameter[i] = p - s.StepSize * m / denominator;
+            var runEnd = spread.End(runStart);
+            for (var i = runStart; i < runEnd; i++)
+            {
+                var g = s.GradientScale * gradient[i];
+                var p = parameter[i] * s.DecayFactor;
+                var m = expAvg[i];
+                // torch's lerp_ for weights below ½: m + w·(g − m), which equals β1·m + (1 − β1)·g.
+                m += s.Beta1Complement * (g - m);
+                var v = s.Beta2 * expAvgSq[i] + s.Beta2Complement * (g * g);
+                var denominator = XMath.Sqrt(v) / s.BiasCorrection2Sqrt + s.Epsilon;
+                expAvg[i] = m;
+                expAvgSq[i] = v;
+                // addcdiv_'s order: (value · m) / denominator.
+                parameter[i] = p - s.StepSize * m / denominator;
+            }
         }
     }
 }

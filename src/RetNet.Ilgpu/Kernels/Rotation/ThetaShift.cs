@@ -46,8 +46,9 @@ public static class ThetaShift
         var problem = new RotationProblem { SeqLen = x.Dim(1), Heads = x.Dim(2), HeadDim = x.Dim(3), Scale = scale };
         var kernel = device.Kernel(RotationKernels.ThetaShift, accelerator =>
             accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>,
-                RotationProblem>(RotationKernels.ThetaShift));
-        kernel(device.Stream, x.Length / 2, x.View, starts.View(offset, x.Dim(0)), angles.View, problem);
+                RotationProblem, Spread>(RotationKernels.ThetaShift));
+        var spread = Launch.Spread(device, x.Length / 2);
+        kernel(device.Stream, spread.Threads, x.View, starts.View(offset, x.Dim(0)), angles.View, problem, spread);
     }
 
     private static void Validate(Tensor x, int starts)
