@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Algorithms;
 using RetNet.Ilgpu.Kernels;
 
 namespace RetNet.Ilgpu.Retention;
@@ -25,7 +26,10 @@ internal static partial class RetentionKernels
                 var e = column - bh * p.ValueDim;
                 var b = bh / p.Heads;
                 var h = bh - b * p.Heads;
-                var gammaMinusOne = decay[p.Heads + h];
+                // γ from log γ: exact to fp32 rounding for every γ in (0, 1). Forming γ·S as S + (γ − 1)·S instead
+                // cancels catastrophically for small γ (1e-5: ~1e-3 relative), and gains nothing near 1, where both
+                // round the same way.
+                var gamma = XMath.Exp(decay[h]);
                 var stateColumn = bh * p.KeyDim * p.ValueDim + e;
                 var firstRow = b * p.SeqLen * p.Heads + h;
                 for (var t = 0; t < p.SeqLen; t++)
@@ -37,8 +41,7 @@ internal static partial class RetentionKernels
                     {
                         var cell = stateColumn + i * p.ValueDim;
                         var s = state[cell];
-                        s += gammaMinusOne * s;
-                        s += k[row * p.KeyDim + i] * value;
+                        s = gamma * s + k[row * p.KeyDim + i] * value;
                         state[cell] = s;
                         sum += q[row * p.KeyDim + i] * s;
                     }
