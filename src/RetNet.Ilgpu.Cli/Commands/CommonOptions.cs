@@ -63,8 +63,9 @@ internal static class CommonOptions
     public static RetNetDevice OpenDevice(DeviceKind kind)
     {
         var device = RetNetDevice.Open(kind);
+        var execution = device.IsCpuSimulator ? $", {device.CpuExecution.ToString().ToLowerInvariant()} execution" : "";
         Console.WriteLine($"device: {device.Description.Name} ({device.Kind}, {Format.Bytes(device.Description.MemoryBytes)}, " +
-                          $"max group {device.MaxGroupSize})");
+                          $"max group {device.MaxGroupSize}{execution})");
         return device;
     }
 

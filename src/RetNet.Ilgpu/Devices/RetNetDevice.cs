@@ -16,11 +16,13 @@ public sealed class RetNetDevice : IDisposable
     private readonly Dictionary<System.Reflection.MethodInfo, Delegate> kernels = [];
     private bool disposed;
 
-    private RetNetDevice(Context context, Accelerator accelerator, DeviceDescription description)
+    private RetNetDevice(Context context, Accelerator accelerator, DeviceDescription description,
+        CpuExecution cpuExecution)
     {
         Context = context;
         Accelerator = accelerator;
         Description = description;
+        CpuExecution = accelerator.AcceleratorType == AcceleratorType.CPU ? cpuExecution : CpuExecution.Auto;
     }
 
     /// <summary>The ILGPU context that owns <see cref="Accelerator"/>.</summary>
@@ -38,6 +40,14 @@ public sealed class RetNetDevice : IDisposable
     /// <summary>True on ILGPU's CPU accelerator, where barrier-free kernel variants are chosen.</summary>
     public bool IsCpuSimulator => Accelerator.AcceleratorType == AcceleratorType.CPU;
 
+    /// <summary>On ILGPU's CPU accelerator, <see cref="CpuExecution.Host"/> or <see cref="CpuExecution.Simulator"/>;
+    /// <see cref="CpuExecution.Auto"/> on other devices, where it does not apply.</summary>
+    public CpuExecution CpuExecution { get; }
+
+    /// <summary>True on the CPU accelerator in <see cref="CpuExecution.Host"/> mode: barrier-free kernels are called
+    /// directly from host threads, and GEMM and retention run host SIMD code over the buffers.</summary>
+    internal bool RunsOnHost => CpuExecution == CpuExecution.Host;
+
     /// <summary>The largest group the accelerator launches.</summary>
     public int MaxGroupSize => Accelerator.MaxNumThreadsPerGroup;
 
@@ -48,6 +58,10 @@ public sealed class RetNetDevice : IDisposable
     /// device; larger launches stride.
     /// </summary>
     internal int LaunchThreads => IsCpuSimulator ? CpuThreadsPerCore * Environment.ProcessorCount : GpuLaunchCap;
+
+    /// <summary>On the host path, the fewest items worth a thread of their own: below that a launch runs inline,
+    /// because handing work to the thread pool costs microseconds and an item costs nanoseconds.</summary>
+    internal const int HostItemsPerThread = 1024;
 
     /// <summary>When set, every implicitly grouped launch uses exactly this many threads, even more than its items:
     /// lets tests check that results do not depend on the split.</summary>
@@ -64,13 +78,17 @@ public sealed class RetNetDevice : IDisposable
 
     /// <summary>
     /// Opens a device of the requested kind. <see cref="DeviceKind.Auto"/> first honours <c>RETNET_DEVICE</c>, then
-    /// prefers CUDA, then an OpenCL GPU, then the CPU accelerator.
+    /// prefers CUDA, then an OpenCL GPU, then the CPU accelerator. <paramref name="cpuExecution"/> applies to the CPU
+    /// accelerator only (<see cref="CpuExecution.Auto"/> honours <c>RETNET_CPU_EXECUTION</c>, else the host path).
     /// </summary>
     /// <exception cref="InvalidOperationException">No device of the requested kind is present; the message lists
     /// the devices that are.</exception>
-    public static RetNetDevice Open(DeviceKind kind = DeviceKind.Auto)
+    /// <exception cref="ArgumentException"><c>RETNET_DEVICE</c> or <c>RETNET_CPU_EXECUTION</c> holds an unknown
+    /// name.</exception>
+    public static RetNetDevice Open(DeviceKind kind = DeviceKind.Auto, CpuExecution cpuExecution = CpuExecution.Auto)
     {
         var requested = DeviceKinds.ResolveFromEnvironment(kind);
+        var execution = CpuExecutions.Resolve(cpuExecution);
         var context = CreateContext();
         try
         {
@@ -78,7 +96,7 @@ public sealed class RetNetDevice : IDisposable
             var accelerator = device is CPUDevice cpu
                 ? cpu.CreateCPUAccelerator(context, CPUAcceleratorMode.Parallel)
                 : device.CreateAccelerator(context);
-            return new RetNetDevice(context, accelerator, Describe(device));
+            return new RetNetDevice(context, accelerator, Describe(device), execution);
         }
         catch
         {
@@ -153,7 +171,8 @@ public sealed class RetNetDevice : IDisposable
     /// <summary>
     /// Returns the launcher of a kernel, loading it on first use (~150 ms) and caching it per device after (~free).
     /// The one way the library loads kernels: <paramref name="kernel"/> names the kernel method (its closed generic
-    /// form for specialised kernels) and <paramref name="load"/> is the ILGPU loader to use for it.
+    /// form for specialised kernels) and <paramref name="load"/> is the ILGPU loader to use for it. On the host path
+    /// (<see cref="RunsOnHost"/>) an implicitly grouped kernel gets a launcher that calls its method directly.
     /// </summary>
     internal TLauncher Kernel<TLauncher>(Delegate kernel, Func<Accelerator, TLauncher> load)
         where TLauncher : Delegate
@@ -161,7 +180,7 @@ public sealed class RetNetDevice : IDisposable
         ObjectDisposedException.ThrowIf(disposed, this);
         if (!kernels.TryGetValue(kernel.Method, out var launcher))
         {
-            launcher = load(Accelerator);
+            launcher = (RunsOnHost ? HostLaunch.TryCreate<TLauncher>(this, kernel.Method) : null) ?? load(Accelerator);
             kernels.Add(kernel.Method, launcher);
         }
         return (TLauncher)launcher;

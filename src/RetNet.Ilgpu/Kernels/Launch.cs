@@ -16,7 +16,10 @@ internal static class Launch
     /// </summary>
     public static Spread Spread(Devices.RetNetDevice device, int count)
     {
-        var threads = device.ForcedLaunchThreads ?? Math.Clamp(count, 1, device.LaunchThreads);
+        var cap = device.RunsOnHost
+            ? Math.Clamp(CeilDiv(count, Devices.RetNetDevice.HostItemsPerThread), 1, device.LaunchThreads)
+            : device.LaunchThreads;
+        var threads = device.ForcedLaunchThreads ?? Math.Clamp(count, 1, cap);
         var chunk = device.IsCpuSimulator ? Math.Max(1, CeilDiv(count, threads)) : 1;
         return new Spread(count, threads, chunk);
     }

@@ -18,6 +18,38 @@ public sealed class DeviceTests(DeviceFixture fixture)
     }
 
     [Fact]
+    public void Shared_fixture_runs_the_cpu_execution_RETNET_CPU_EXECUTION_names()
+    {
+        var device = fixture.Device;
+        if (!device.IsCpuSimulator)
+        {
+            Assert.Equal(CpuExecution.Auto, device.CpuExecution);
+            return;
+        }
+        Assert.Equal(CpuExecutions.Resolve(CpuExecution.Auto), device.CpuExecution);
+        Assert.Equal(device.CpuExecution == CpuExecution.Host, device.RunsOnHost);
+    }
+
+    [Fact]
+    public void Cpu_executions_parse_and_an_explicit_choice_overrides_the_environment()
+    {
+        Assert.Equal(CpuExecution.Host, CpuExecutions.Parse(" HOST "));
+        Assert.Equal(CpuExecution.Simulator, CpuExecutions.Parse("simulator"));
+        Assert.Equal(CpuExecution.Auto, CpuExecutions.Parse("auto"));
+        Assert.Equal(CpuExecution.Simulator, CpuExecutions.Resolve(CpuExecution.Simulator));
+        Assert.Equal(CpuExecution.Host, CpuExecutions.Resolve(CpuExecution.Host));
+        var error = Assert.Throws<ArgumentException>(() => CpuExecutions.Parse("gpu", "execution"));
+        Assert.Equal("execution", error.ParamName);
+        Assert.Contains("auto, host or simulator", error.Message);
+
+        foreach (var execution in new[] { CpuExecution.Host, CpuExecution.Simulator })
+        {
+            using var device = RetNetDevice.Open(DeviceKind.Cpu, execution);
+            Assert.Equal(execution, device.CpuExecution);
+        }
+    }
+
+    [Fact]
     public void Device_kinds_parse_and_unknown_names_are_rejected()
     {
         Assert.Equal(DeviceKind.Cuda, DeviceKinds.Parse("CUDA"));

@@ -99,7 +99,8 @@ public static class Gemm
     /// accelerator.</exception>
     internal static GemmVariant Resolve(RetNetDevice device, GemmVariant variant) => variant switch
     {
-        GemmVariant.Auto => device.IsCpuSimulator ? GemmVariant.HostSimd : GemmVariant.Tiled,
+        GemmVariant.Auto => device.RunsOnHost ? GemmVariant.HostSimd
+            : device.IsCpuSimulator ? GemmVariant.Simple : GemmVariant.Tiled,
         GemmVariant.HostSimd when !device.IsCpuSimulator => throw HostSimdUnsupported(device),
         _ => variant,
     };

@@ -82,6 +82,11 @@ public static class Reductions
             ShapeCheck.Distinct(result, nameof(result), inputs[k], $"{argument}[{k}]");
         }
         launch.Validate(device);
+        if (device.RunsOnHost)
+        {
+            ReduceOnHost<TFirst, TSecond>(inputs, result, scale);
+            return;
+        }
 
         var groupCounts = inputs.Select(t => launch.GroupsFor(t.Length)).ToArray();
         var partialCount = groupCounts.Sum();
@@ -102,6 +107,62 @@ public static class Reductions
         second(device.Stream, new KernelConfig(1, launch.GroupSize, shared),
             partials.View, partialCount, result.View, scale);
         device.Stream.Synchronize();
+    }
+
+    // Elements per partial on the host path. Fixed, so the summation order (hence every bit of the result) does not
+    // depend on the number of cores.
+    private const int HostBlock = 1 << 14;
+
+    /// <summary>
+    /// The host path (<see cref="CpuExecution.Host"/>) of <see cref="Reduce{TFirst, TSecond}"/>: the same two passes over
+    /// the accelerator's host buffers, with fixed blocks of <see cref="HostBlock"/> elements in place of groups: each
+    /// block is reduced by one thread (compensated for sums), then the partials in order.
+    /// </summary>
+    private static unsafe void ReduceOnHost<TFirst, TSecond>(IReadOnlyList<Tensor> inputs, Tensor result, float scale)
+        where TFirst : struct, IReduction
+        where TSecond : struct, IReduction
+    {
+        result.Device.Stream.Synchronize();
+        var blocks = new List<(nint Address, int Length)>();
+        foreach (var input in inputs)
+        {
+            var address = input.View.LoadEffectiveAddressAsPtr();
+            for (var start = 0; start < input.Length; start += HostBlock)
+                blocks.Add((address + start * sizeof(float), Math.Min(HostBlock, input.Length - start)));
+        }
+        var partials = new float[Math.Max(blocks.Count, 1)];
+        if (blocks.Count > 1)
+            Parallel.For(0, blocks.Count, b => partials[b] = Accumulate<TFirst>((float*)blocks[b].Address, blocks[b].Length));
+        else if (blocks.Count == 1)
+            partials[0] = Accumulate<TFirst>((float*)blocks[0].Address, blocks[0].Length);
+        fixed (float* p = partials)
+            *(float*)result.View.LoadEffectiveAddressAsPtr() = Accumulate<TSecond>(p, blocks.Count) * scale;
+    }
+
+    /// <summary>One thread's loop of the kernel: map and combine <paramref name="length"/> consecutive elements, with
+    /// Neumaier compensation for sums.</summary>
+    private static unsafe float Accumulate<TOp>(float* input, int length) where TOp : struct, IReduction
+    {
+        var op = default(TOp);
+        var accumulator = 0f;
+        var compensation = 0f;
+        for (var i = 0; i < length; i++)
+        {
+            var value = op.Map(input[i]);
+            if (op.Compensated)
+            {
+                var sum = accumulator + value;
+                compensation += MathF.Abs(accumulator) >= MathF.Abs(value)
+                    ? accumulator - sum + value
+                    : value - sum + accumulator;
+                accumulator = sum;
+            }
+            else
+            {
+                accumulator = op.Combine(accumulator, value);
+            }
+        }
+        return op.Compensated && float.IsFinite(accumulator) ? accumulator + compensation : accumulator;
     }
 
     private static Action<AcceleratorStream, KernelConfig, ArrayView<float>, int, ArrayView<float>, float>
