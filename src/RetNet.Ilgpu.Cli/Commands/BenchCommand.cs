@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using RetNet.Ilgpu.Benchmarks;
+using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
 
@@ -187,15 +188,18 @@ internal static class BenchCommand
                 SecondsPerCase = parse.GetValue(secondsPerCase),
             };
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
+            var peak = PeakOf(opened);
             Console.WriteLine($"B={options.Batch} H={options.Heads} Dk={options.KeyDim} Dv={options.ValueDim} " +
                               $"C={options.ChunkSize}");
-            var print = Format.StreamingTable(["form", "direction", "T", "median ms", "peak bytes", "GFLOP/s", "GB/s"],
-                [9, 16, 5, 10, 11, 8, 8]);
+            var print = Format.StreamingTable(
+                ["form", "direction", "T", "median ms", "peak bytes", "GFLOP/s", "GB/s", .. peak is null ? [] : new[] { "% peak" }],
+                [9, 16, 5, 10, 11, 8, 8, .. peak is null ? [] : new[] { 7 }]);
             var results = RetentionBenchmark.Run(opened, options, r => print(
             [
                 r.Form, r.Direction, r.SeqLen.ToString(), Format.Number(r.MedianMs, "0.00"), r.PeakBytes.ToString(),
                 Format.Number(RetentionBenchmark.GflopsPerSecond(r), "0.000"),
                 Format.Number(RetentionBenchmark.GigabytesPerSecond(r), "0.000"),
+                .. peak is null ? [] : new[] { Format.Number(100 * RetentionBenchmark.GflopsPerSecond(r) / peak.GFlops, "0.0") },
             ]));
             PrintScaling(results, options);
             WriteJson(parse.GetValue(json), results.Select(r => new
@@ -212,6 +216,7 @@ internal static class BenchCommand
                     peakBytes = r.PeakBytes,
                     gflops = RetentionBenchmark.GflopsPerSecond(r),
                     gbps = RetentionBenchmark.GigabytesPerSecond(r),
+                    fractionOfPeak = peak is null ? (double?)null : RetentionBenchmark.GflopsPerSecond(r) / peak.GFlops,
                     device = opened.Description.Name,
                     deviceKind = opened.Kind.ToString(),
                 }));
@@ -249,6 +254,16 @@ internal static class BenchCommand
             Console.WriteLine($"parallel forward peak at T={longest}: {parallel.PeakBytes} bytes; T×T fp32 score " +
                               $"buffers for all B·H heads would be {scores:0} bytes ({Format.Number(scores / parallel.PeakBytes, "0.#")}×)");
         }
+    }
+
+    /// <summary>On ILGPU's CPU accelerator (whose work runs on this machine's cores), the CPU's nominal fp32 peak,
+    /// printed once; null elsewhere or when the OS reports no clock.</summary>
+    private static CpuPeak? PeakOf(RetNetDevice device)
+    {
+        var peak = device.IsCpuSimulator ? CpuPeak.Detect() : null;
+        if (peak is not null)
+            Console.WriteLine(peak.Describe());
+        return peak;
     }
 
     /// <summary>Writes the records as an indented JSON array, atomically, when a file was asked for.</summary>
@@ -297,16 +312,18 @@ internal static class BenchCommand
                 throw new ArgumentException($"--warmup must be ≥ 0; got {warm}.");
             var requested = ParseShapes(parse.GetValue(shapes));
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
+            var peak = PeakOf(opened);
             var results = GemmBenchmark.Run(opened, requested ?? GemmBenchmark.DefaultShapes(opened), warm, reps);
             var reference = results.Where(r => r.Implementation == "csharp-reference")
                 .ToDictionary(r => (r.M, r.N, r.K), r => r.MedianMs);
             Console.Write(Format.Table(
-                ["M×N×K", "implementation", "median ms", "GFLOP/s", "vs C# loop"],
+                ["M×N×K", "implementation", "median ms", "GFLOP/s", "vs C# loop", .. peak is null ? [] : new[] { "% peak" }],
                 results.Select(r => (IReadOnlyList<string>)
                 [
                     $"{r.M}×{r.N}×{r.K}", r.Implementation, Format.Number(r.MedianMs, "0.###"),
                     Format.Number(r.GFlops, "0.###"),
                     reference.TryGetValue((r.M, r.N, r.K), out var cs) ? Format.Number(cs / r.MedianMs, "0.##") + "×" : "",
+                    .. peak is null ? [] : new[] { Format.Number(100 * r.GFlops / peak.GFlops, "0.0") },
                 ])));
             WriteJson(parse.GetValue(json), results.Select(r => new
                 {
@@ -318,6 +335,7 @@ internal static class BenchCommand
                     k = r.K,
                     medianMs = r.MedianMs,
                     gflops = r.GFlops,
+                    fractionOfPeak = peak is null ? (double?)null : r.GFlops / peak.GFlops,
                 }));
             return 0;
         }));
