@@ -148,10 +148,10 @@ public sealed class RetentionProperties(DeviceFixture fixture)
     /// </summary>
     [Property(MaxTest = 40)]
     public Property Tiled_kernels_equal_the_double_reference_forward_and_backward() =>
-        Prop.ForAll(RetentionProblem.Tiled(), Gen.Choose(1, TiledConfigurations - 1).ToArbitrary(),
+        Prop.ForAll(RetentionProblem.Tiled(), Gen.Choose(0, TiledConfigurations - 1).ToArbitrary(),
             (problem, configuration) =>
         {
-            var launch = RetentionLaunch.Configurations(device.MaxGroupSize)[configuration];
+            var launch = RetentionLaunch.TiledConfigurations(device.MaxGroupSize)[configuration];
             using var test = problem.Build(device);
             using var output = test.NewOutput();
             using var state = test.NewState();
@@ -174,8 +174,8 @@ public sealed class RetentionProperties(DeviceFixture fixture)
             test.AssertBackward($"chunkwise backward, {launch}, {problem}", gradients);
         });
 
-    /// <summary>Index 0 of <see cref="RetentionLaunch.Configurations"/> is the barrier-free launch; the rest are tiled.</summary>
-    private static readonly int TiledConfigurations = RetentionLaunch.Configurations(RetentionLaunch.DefaultGroupSize).Count;
+    private static readonly int TiledConfigurations =
+        RetentionLaunch.TiledConfigurations(RetentionLaunch.DefaultGroupSize).Count;
 
     [Property(MaxTest = 60)]
     public Property Splitting_the_sequence_and_carrying_the_state_equals_one_run() =>

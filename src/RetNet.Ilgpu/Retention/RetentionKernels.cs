@@ -108,5 +108,5 @@ internal struct RecurrentProblem
 internal static partial class RetentionKernels
 {
     /// <summary>γ^m for m ≥ 0 from log γ: underflows to 0 for long distances, never overflows.</summary>
-    private static float Decay(float logGamma, int m) => XMath.Exp(logGamma * m);
+    internal static float Decay(float logGamma, int m) => XMath.Exp(logGamma * m);
 }

@@ -24,10 +24,11 @@ internal readonly record struct StateOperands(
     Tensor X, Tensor Y, Tensor? Initial, Tensor Decay, Tensor? ChunkStates, Tensor? Final, int ChunkSize, bool Reverse);
 
 /// <summary>
-/// Which retention kernels a call launches, and with what tile and group size: barrier-free on the CPU accelerator,
-/// tiled elsewhere. Tests pass every configuration explicitly through the forms' internal overloads.
+/// Which retention kernels a call launches, and with what tile and group size: host SIMD code on the CPU accelerator in
+/// host execution, barrier-free kernels on its simulator, tiled kernels elsewhere. Tests pass every configuration
+/// explicitly through the forms' internal overloads.
 /// </summary>
-internal abstract class RetentionLaunch
+internal abstract partial class RetentionLaunch
 {
     /// <summary>The group size of tiled launches on a GPU: enough threads to give each a few tile elements.</summary>
     public const int DefaultGroupSize = 256;
@@ -41,19 +42,31 @@ internal abstract class RetentionLaunch
 
     /// <summary>What the library launches on <paramref name="device"/>.</summary>
     public static RetentionLaunch For(RetNetDevice device) =>
-        device.IsCpuSimulator ? BarrierFree : new AutoTiledLaunch(Math.Min(DefaultGroupSize, device.MaxGroupSize));
+        device.RunsOnHost ? Host
+        : device.IsCpuSimulator ? BarrierFree
+        : new AutoTiledLaunch(Math.Min(DefaultGroupSize, device.MaxGroupSize));
 
     /// <summary>
-    /// Every configuration the library can launch on a device with groups of at most <paramref name="maxGroupSize"/>:
-    /// the barrier-free kernels, and each tile at the default group size and at 7 threads (fewer threads than tile
-    /// elements, not dividing them).
+    /// Every configuration the library can launch on <paramref name="device"/>: the barrier-free kernels, the tiled
+    /// ones (<see cref="TiledConfigurations"/>), and the host SIMD code when the device runs on the host.
     /// </summary>
-    public static IReadOnlyList<RetentionLaunch> Configurations(int maxGroupSize)
+    public static IReadOnlyList<RetentionLaunch> Configurations(RetNetDevice device)
+    {
+        List<RetentionLaunch> all = [BarrierFree, .. TiledConfigurations(device.MaxGroupSize)];
+        if (device.RunsOnHost)
+            all.Add(Host);
+        return all;
+    }
+
+    /// <summary>
+    /// Each tile at the default group size (at most <paramref name="maxGroupSize"/>) and at 7 threads (fewer threads
+    /// than tile elements, not dividing them).
+    /// </summary>
+    public static IReadOnlyList<RetentionLaunch> TiledConfigurations(int maxGroupSize)
     {
         var full = Math.Min(DefaultGroupSize, maxGroupSize);
         return
         [
-            BarrierFree,
             Tiled<RetentionTile16>(full), Tiled<RetentionTile16>(7),
             Tiled<RetentionTile32x64>(full), Tiled<RetentionTile32x64>(7),
         ];

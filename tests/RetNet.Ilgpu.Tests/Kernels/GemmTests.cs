@@ -38,8 +38,8 @@ public sealed record GemmCase(int Batch, int M, int N, int K, bool BatchedA, boo
 }
 
 [Collection(DeviceCollection.Name)]
-public sealed class GemmTests(DeviceFixture fixture, GemmHostCpu hostCpu, ITestOutputHelper output)
-    : IClassFixture<GemmHostCpu>
+public sealed class GemmTests(DeviceFixture fixture, HostCpu hostCpu, ITestOutputHelper output)
+    : IClassFixture<HostCpu>
 {
     private readonly RetNetDevice device = fixture.Device;
 
@@ -592,25 +592,6 @@ public sealed class GemmWideCpuAccelerator : IDisposable
             cpu.Value.Accelerator.Dispose();
             cpu.Value.Context.Dispose();
         }
-    }
-}
-
-/// <summary>
-/// A CPU accelerator for <see cref="GemmVariant.HostSimd"/> when the test device is another one (the OpenCL lane);
-/// on the CPU lane the test device itself.
-/// </summary>
-public sealed class GemmHostCpu : IDisposable
-{
-    private readonly Lazy<RetNetDevice> cpu = new(() => RetNetDevice.Open(DeviceKind.Cpu));
-
-    /// <summary><paramref name="device"/> when it is the CPU accelerator, else a CPU accelerator opened once.</summary>
-    public RetNetDevice For(RetNetDevice device) => device.IsCpuSimulator ? device : cpu.Value;
-
-    /// <inheritdoc/>
-    public void Dispose()
-    {
-        if (cpu.IsValueCreated)
-            cpu.Value.Dispose();
     }
 }
 

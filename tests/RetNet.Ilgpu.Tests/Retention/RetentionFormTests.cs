@@ -6,7 +6,7 @@ namespace RetNet.Ilgpu.Tests.Retention;
 
 /// <summary>
 /// Every form, at every kernel configuration the library can launch (barrier-free; each tile at the device's group
-/// size and at 7 threads), against the double reference. Shapes are small enough for the CPU accelerator's barriers
+/// size and at 7 threads; host SIMD code when the device runs on the host), against the double reference. Shapes are small enough for the CPU accelerator's barriers
 /// yet cover several row tiles, depth slices and column tiles of both tiles, ragged edges and short last chunks.
 /// </summary>
 [Collection(DeviceCollection.Name)]
@@ -22,14 +22,20 @@ public sealed class RetentionFormTests(DeviceFixture fixture, ITestOutputHelper 
         new(1, 70, 1, 33, 70),
     ];
 
-    private static readonly int ConfigurationCount = RetentionLaunch.Configurations(16).Count;
+    // Theory data is fixed at discovery, before the fixture opens the device: the count comes from a device opened
+    // the same way (RETNET_DEVICE, RETNET_CPU_EXECUTION) and closed again.
+    private static readonly Lazy<int> ConfigurationCount = new(() =>
+    {
+        using var probe = RetNetDevice.Open(DeviceKind.Auto);
+        return RetentionLaunch.Configurations(probe).Count;
+    });
 
     public static TheoryData<int, int> ConfigurationsAndShapes
     {
         get
         {
             var data = new TheoryData<int, int>();
-            for (var c = 0; c < ConfigurationCount; c++)
+            for (var c = 0; c < ConfigurationCount.Value; c++)
             for (var s = 0; s < Shapes.Length; s++)
                 data.Add(c, s);
             return data;
@@ -38,7 +44,7 @@ public sealed class RetentionFormTests(DeviceFixture fixture, ITestOutputHelper 
 
     public static TheoryData<int> ShapeIndices => new(Enumerable.Range(0, Shapes.Length));
 
-    private RetentionLaunch Configuration(int index) => RetentionLaunch.Configurations(device.MaxGroupSize)[index];
+    private RetentionLaunch Configuration(int index) => RetentionLaunch.Configurations(device)[index];
 
     private RetentionTestCase Case(int shape, int seed, bool withInitialState = true, bool withOutputGradient = true,
         bool withFinalStateGradient = true) =>
@@ -111,7 +117,7 @@ public sealed class RetentionFormTests(DeviceFixture fixture, ITestOutputHelper 
     public void Backward_treats_an_absent_output_or_final_state_gradient_as_zero(bool withOutputGradient,
         bool withFinalStateGradient)
     {
-        foreach (var launch in RetentionLaunch.Configurations(device.MaxGroupSize))
+        foreach (var launch in RetentionLaunch.Configurations(device))
         {
             using var test = Case(1, 500, true, withOutputGradient, withFinalStateGradient);
             using var gradients = test.NewGradients();

@@ -97,8 +97,8 @@ internal static unsafe class HostGemm
 
         var (sam, sak) = shape.TransposeA ? (1, shape.M) : (shape.K, 1);
         var (sbk, sbn) = shape.TransposeB ? (1, shape.K) : (shape.N, 1);
-        var problem = new Problem((nint)a, (nint)b, (nint)c, shape.M, shape.N, shape.K, sam, sak, sbk, sbn, alpha,
-            beta, path, PanelWidth(path));
+        var problem = new Problem((nint)a, (nint)b, (nint)c, shape.M, shape.N, shape.K, sam, sak, sbk, sbn, shape.N,
+            alpha, beta, Accumulate: false, path, PanelWidth(path));
         var entryFlops = 2.0 * shape.M * shape.N * shape.K;
         threads = Math.Max(1, threads);
 
@@ -113,9 +113,30 @@ internal static unsafe class HostGemm
             problem.Entry(p, shape).Multiply(threads);
     }
 
-    /// <summary>One product's operands: base pointers (as nint so lambdas can carry them) and strides.</summary>
+    /// <summary>
+    /// C = op(A)·op(B) for one matrix product on the calling thread, with leading dimensions, so operands can be
+    /// blocks inside larger strided tensors (retention's rows of one head in [B, T, H, D]). op(A) is [m, k], stored
+    /// [m, lda] or, when <paramref name="transposeA"/>, [k, lda]; op(B) is [k, n], stored [k, ldb] or [n, ldb]; C is
+    /// [m, ldc]. With <paramref name="accumulate"/> every element's fused multiply-add chain starts from C's old value
+    /// (C += op(A)·op(B)), else from zero; k ≥ 1.
+    /// </summary>
+    internal static void MultiplyStrided(float* a, int lda, bool transposeA, float* b, int ldb, bool transposeB,
+        float* c, int ldc, int m, int n, int k, bool accumulate, HostGemmPath path)
+    {
+        if (path == HostGemmPath.Auto)
+            path = Best;
+        var (sam, sak) = transposeA ? (1, lda) : (lda, 1);
+        var (sbk, sbn) = transposeB ? (1, ldb) : (ldb, 1);
+        new Problem((nint)a, (nint)b, (nint)c, m, n, k, sam, sak, sbk, sbn, ldc, 1f, 0f, accumulate, path,
+            PanelWidth(path)).Multiply(1);
+    }
+
+    /// <summary>
+    /// One product's operands: base pointers (as nint so lambdas can carry them), strides and C's leading dimension
+    /// (N, except in <see cref="MultiplyStrided"/>, which never has beta ≠ 0, so a saved old C always has rows of N).
+    /// </summary>
     private readonly record struct Problem(nint A, nint B, nint C, int M, int N, int K, int Sam, int Sak, int Sbk,
-        int Sbn, float Alpha, float Beta, HostGemmPath Path, int NR)
+        int Sbn, int Ldc, float Alpha, float Beta, bool Accumulate, HostGemmPath Path, int NR)
     {
         public Problem Entry(int p, GemmShape shape) => this with
         {
@@ -146,7 +167,8 @@ internal static unsafe class HostGemm
                 for (var pc = 0; pc < K; pc += KC)
                 {
                     var kc = Math.Min(KC, K - pc);
-                    var block = new Block(this, (nint)packB, (nint)old, jc, nc, pc, kc, pc == 0, pc + kc == K);
+                    var block = new Block(this, (nint)packB, (nint)old, jc, nc, pc, kc, pc == 0 && !Accumulate,
+                        pc + kc == K);
                     var parallel = threads > 1 && 2.0 * M * nc * kc >= ParallelFlops;
                     if (parallel)
                     {
@@ -257,26 +279,26 @@ internal static unsafe class HostGemm
                     var row0 = i0 + ir * MR;
                     var rows = Math.Min(MR, P.M - row0);
                     var ap = packA + (nint)ir * MR * Kc;
-                    var tile = c + (nint)row0 * P.N + j0;
-                    var oldTile = old + (nint)row0 * P.N + j0;
+                    var tile = c + (nint)row0 * P.Ldc + j0;
+                    var oldTile = old + (nint)row0 * P.Ldc + j0;
                     if (rows == MR && width == nr)
                     {
-                        Tile(ap, bp, tile, P.N, oldTile, P.N);
+                        Tile(ap, bp, tile, P.Ldc, oldTile, P.Ldc);
                         continue;
                     }
                     for (var i = 0; i < rows; i++)
                     {
                         for (var j = 0; j < width; j++)
                         {
-                            edge[i * nr + j] = First ? 0f : tile[(nint)i * P.N + j];
-                            edgeOld[i * nr + j] = Last && P.Beta != 0f ? oldTile[(nint)i * P.N + j] : 0f;
+                            edge[i * nr + j] = First ? 0f : tile[(nint)i * P.Ldc + j];
+                            edgeOld[i * nr + j] = Last && P.Beta != 0f ? oldTile[(nint)i * P.Ldc + j] : 0f;
                         }
                     }
                     Tile(ap, bp, edge, nr, edgeOld, nr);
                     for (var i = 0; i < rows; i++)
                     {
                         for (var j = 0; j < width; j++)
-                            tile[(nint)i * P.N + j] = edge[i * nr + j];
+                            tile[(nint)i * P.Ldc + j] = edge[i * nr + j];
                     }
                 }
             }
@@ -521,7 +543,8 @@ internal static unsafe class HostGemm
         }
     }
 
-    private static float* Buffer(ref float[]? cache, int length)
+    /// <summary>A pinned per-thread scratch buffer of at least <paramref name="length"/> floats, grown on demand.</summary>
+    internal static float* Buffer(ref float[]? cache, int length)
     {
         // Pinned, so the pointer stays valid without a fixed block; kept per thread so steady-state calls allocate
         // nothing.

@@ -1,0 +1,21 @@
+namespace RetNet.Ilgpu.Tests.Support;
+
+/// <summary>
+/// A CPU accelerator for the host SIMD code (GEMM and retention), which runs only over the CPU accelerator's host
+/// memory: on the CPU lane the test device itself, on another lane a CPU accelerator opened once, so every lane holds
+/// the host code to the same checks.
+/// </summary>
+public sealed class HostCpu : IDisposable
+{
+    private readonly Lazy<RetNetDevice> cpu = new(() => RetNetDevice.Open(DeviceKind.Cpu));
+
+    /// <summary><paramref name="device"/> when it is the CPU accelerator, else a CPU accelerator opened once.</summary>
+    public RetNetDevice For(RetNetDevice device) => device.IsCpuSimulator ? device : cpu.Value;
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (cpu.IsValueCreated)
+            cpu.Value.Dispose();
+    }
+}
