@@ -1,0 +1,406 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using RetNet.Ilgpu.Kernels;
+
+namespace RetNet.Ilgpu.Attention;
+
+internal static partial class AttentionKernels
+{
+    /// <summary>
+    /// The row terms of the backward pass, D_i = dO_i · O_i (docs/ATTENTION.md §3), one thread per query row.
+    /// Index: (b·H + h)·T + t, the layout of D [B, H, T].
+    /// </summary>
+    [Kernel(KernelGrouping.Implicit)]
+    public static void RowDeltas(Index1D thread, ArrayView<float> output, ArrayView<float> dOutput,
+        ArrayView<float> deltas, AttentionProblem p, Spread spread)
+    {
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
+        {
+            var runEnd = spread.End(runStart);
+            for (var item = runStart; item < runEnd; item++)
+            {
+                var bh = item / p.SeqLen;
+                var t = item - bh * p.SeqLen;
+                var b = bh / p.Heads;
+                var h = bh - b * p.Heads;
+                var row = ((b * p.SeqLen + t) * p.Heads + h) * p.ValueDim;
+                var sum = 0f;
+                for (var e = 0; e < p.ValueDim; e++)
+                    sum += dOutput[row + e] * output[row + e];
+                deltas[item] = sum;
+            }
+        }
+    }
+
+    /// <summary>
+    /// dq_i = s · Σ_{j≤i} P_ij (dO_i·v_j − D_i) k_j, tiled: one group per (query tile, dq column tile, b·H + h). For each
+    /// key tile up to the diagonal it forms the logits q·k (Dk a slice at a time) and dO·v (Dv a slice at a time) in
+    /// shared memory, recomputes P = exp(s·q·k − L) and multiplies the weights by the key tile's columns.
+    /// Grid: (⌈T / Rows⌉, ⌈Dk / Columns⌉, B·H); any group size.
+    /// </summary>
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(AttentionTile16), typeof(AttentionTile32x64)])]
+    public static void QueryGradientTiled<TTile>(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v,
+        ArrayView<float> dOutput, ArrayView<float> logSumExp, ArrayView<float> deltas, ArrayView<float> dq,
+        AttentionProblem p)
+        where TTile : struct, IAttentionTile
+    {
+        var R = default(TTile).Rows;
+        var K = default(TTile).Depth;
+        var V = default(TTile).Columns;
+        var xs = SharedMemory.Allocate<float>(default(TTile).Rows * default(TTile).Depth);
+        var ys = SharedMemory.Allocate<float>(default(TTile).Rows * default(TTile).Depth);
+        var ps = SharedMemory.Allocate<float>(default(TTile).Rows * default(TTile).Rows);
+        var dps = SharedMemory.Allocate<float>(default(TTile).Rows * default(TTile).Rows);
+        var zs = SharedMemory.Allocate<float>(default(TTile).Rows * default(TTile).Columns);
+        var acc = SharedMemory.Allocate<float>(default(TTile).Rows * default(TTile).Columns);
+        var ls = SharedMemory.Allocate<float>(default(TTile).Rows);
+        var ds = SharedMemory.Allocate<float>(default(TTile).Rows);
+
+        var tid = Group.IdxX;
+        var groupSize = Group.DimX;
+        var i0 = Grid.IdxX * R;
+        var rows = Math.Min(R, p.SeqLen - i0);
+        var e0 = Grid.IdxY * V;
+        var cols = Math.Min(V, p.KeyDim - e0);
+        var bh = Grid.IdxZ;
+        var b = bh / p.Heads;
+        var h = bh - b * p.Heads;
+        var firstRow = b * p.SeqLen * p.Heads + h;
+
+        for (var idx = tid; idx < R * V; idx += groupSize)
+            acc[idx] = 0f;
+        for (var r = tid; r < R; r += groupSize)
+        {
+            ls[r] = r < rows ? logSumExp[bh * p.SeqLen + i0 + r] : 0f;
+            ds[r] = r < rows ? deltas[bh * p.SeqLen + i0 + r] : 0f;
+        }
+
+        var keyEnd = i0 + rows;
+        for (var j0 = 0; j0 < keyEnd; j0 += R)
+        {
+            var keys = Math.Min(R, keyEnd - j0);
+            for (var d0 = 0; d0 < p.KeyDim; d0 += K)
+            {
+                var depth = Math.Min(K, p.KeyDim - d0);
+                // Also orders the previous key tile's reads of ps and zs before they are overwritten below.
+                Group.Barrier();
+                for (var idx = tid; idx < R * K; idx += groupSize)
+                {
+                    var r = idx / K;
+                    var d = idx - r * K;
+                    xs[idx] = r < rows && d < depth ? q[(firstRow + (i0 + r) * p.Heads) * p.KeyDim + d0 + d] : 0f;
+                    ys[idx] = r < keys && d < depth ? k[(firstRow + (j0 + r) * p.Heads) * p.KeyDim + d0 + d] : 0f;
+                }
+                Group.Barrier();
+                for (var idx = tid; idx < R * R; idx += groupSize)
+                {
+                    var r = idx / R;
+                    var c = idx - r * R;
+                    var sum = 0f;
+                    for (var d = 0; d < depth; d++)
+                        sum += xs[r * K + d] * ys[c * K + d];
+                    ps[idx] = d0 == 0 ? sum : ps[idx] + sum;
+                }
+            }
+            for (var d0 = 0; d0 < p.ValueDim; d0 += K)
+            {
+                var depth = Math.Min(K, p.ValueDim - d0);
+                Group.Barrier();
+                for (var idx = tid; idx < R * K; idx += groupSize)
+                {
+                    var r = idx / K;
+                    var d = idx - r * K;
+                    xs[idx] = r < rows && d < depth
+                        ? dOutput[(firstRow + (i0 + r) * p.Heads) * p.ValueDim + d0 + d]
+                        : 0f;
+                    ys[idx] = r < keys && d < depth ? v[(firstRow + (j0 + r) * p.Heads) * p.ValueDim + d0 + d] : 0f;
+                }
+                Group.Barrier();
+                for (var idx = tid; idx < R * R; idx += groupSize)
+                {
+                    var r = idx / R;
+                    var c = idx - r * R;
+                    var sum = 0f;
+                    for (var d = 0; d < depth; d++)
+                        sum += xs[r * K + d] * ys[c * K + d];
+                    dps[idx] = d0 == 0 ? sum : dps[idx] + sum;
+                }
+            }
+            for (var idx = tid; idx < R * V; idx += groupSize)
+            {
+                var c = idx / V;
+                var e = idx - c * V;
+                zs[idx] = c < keys && e < cols ? k[(firstRow + (j0 + c) * p.Heads) * p.KeyDim + e0 + e] : 0f;
+            }
+            // Each thread turns its own logits into weights dS = P ⊙ (dP − D): no barrier needed before.
+            for (var idx = tid; idx < R * R; idx += groupSize)
+            {
+                var r = idx / R;
+                var c = idx - r * R;
+                ps[idx] = r < rows && c < keys && j0 + c <= i0 + r
+                    ? XMath.Exp(p.Scale * ps[idx] - ls[r]) * (dps[idx] - ds[r])
+                    : 0f;
+            }
+            Group.Barrier();
+            for (var idx = tid; idx < R * V; idx += groupSize)
+            {
+                var r = idx / V;
+                var e = idx - r * V;
+                var sum = 0f;
+                for (var c = 0; c < keys; c++)
+                    sum += ps[r * R + c] * zs[c * V + e];
+                acc[idx] += sum;
+            }
+        }
+
+        for (var idx = tid; idx < R * V; idx += groupSize)
+        {
+            var r = idx / V;
+            var e = idx - r * V;
+            if (r < rows && e < cols)
+                dq[(firstRow + (i0 + r) * p.Heads) * p.KeyDim + e0 + e] = p.Scale * acc[idx];
+        }
+    }
+
+    /// <summary>
+    /// dk_j = s · Σ_{i≥j} P_ij (dO_i·v_j − D_i) q_i and dv_j = Σ_{i≥j} P_ij dO_i, tiled: one group per (key tile,
+    /// column tile, b·H + h), where the first ⌈Dk / Columns⌉ column tiles are dk's and the rest dv's. Each group streams
+    /// the query tiles from the diagonal on, recomputes the logits (and, for dk, dO·v) in shared memory, and
+    /// multiplies the transposed weights by the query tile's q or dO columns. No atomics: every gradient element has
+    /// one owner. Grid: (⌈T / Rows⌉, ⌈Dk / Columns⌉ + ⌈Dv / Columns⌉, B·H); any group size.
+    /// </summary>
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(AttentionTile16), typeof(AttentionTile32x64)])]
+    public static void KeyValueGradientTiled<TTile>(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v,
+        ArrayView<float> dOutput, ArrayView<float> logSumExp, ArrayView<float> deltas, ArrayView<float> dk,
+        ArrayView<float> dv, AttentionProblem p)
+        where TTile : struct, IAttentionTile
+    {
+        var R = default(TTile).Rows;
+        var K = default(TTile).Depth;
+        var V = default(TTile).Columns;
+        var xs = SharedMemory.Allocate<float>(default(TTile).Rows * default(TTile).Depth);
+        var ys = SharedMemory.Allocate<float>(default(TTile).Rows * default(TTile).Depth);
+        var ps = SharedMemory.Allocate<float>(default(TTile).Rows * default(TTile).Rows);
+        var dps = SharedMemory.Allocate<float>(default(TTile).Rows * default(TTile).Rows);
+        var zs = SharedMemory.Allocate<float>(default(TTile).Rows * default(TTile).Columns);
+        var acc = SharedMemory.Allocate<float>(default(TTile).Rows * default(TTile).Columns);
+        var ls = SharedMemory.Allocate<float>(default(TTile).Rows);
+        var ds = SharedMemory.Allocate<float>(default(TTile).Rows);
+
+        var tid = Group.IdxX;
+        var groupSize = Group.DimX;
+        var j0 = Grid.IdxX * R;
+        var keys = Math.Min(R, p.SeqLen - j0);
+        var keyTiles = (p.KeyDim + V - 1) / V;
+        // Uniform over the group, so the branches below never split a barrier.
+        var forKeys = Grid.IdxY < keyTiles;
+        var outDim = forKeys ? p.KeyDim : p.ValueDim;
+        var e0 = (forKeys ? Grid.IdxY : Grid.IdxY - keyTiles) * V;
+        var cols = Math.Min(V, outDim - e0);
+        var bh = Grid.IdxZ;
+        var b = bh / p.Heads;
+        var h = bh - b * p.Heads;
+        var firstRow = b * p.SeqLen * p.Heads + h;
+
+        for (var idx = tid; idx < R * V; idx += groupSize)
+            acc[idx] = 0f;
+
+        for (var i0 = j0; i0 < p.SeqLen; i0 += R)
+        {
+            var rows = Math.Min(R, p.SeqLen - i0);
+            // ps[c·R + r]: the logit of key j0 + c (this group's row c) and query i0 + r.
+            for (var d0 = 0; d0 < p.KeyDim; d0 += K)
+            {
+                var depth = Math.Min(K, p.KeyDim - d0);
+                // Also orders the previous query tile's reads of ps, zs, ls and ds before they are overwritten.
+                Group.Barrier();
+                for (var idx = tid; idx < R * K; idx += groupSize)
+                {
+                    var r = idx / K;
+                    var d = idx - r * K;
+                    xs[idx] = r < keys && d < depth ? k[(firstRow + (j0 + r) * p.Heads) * p.KeyDim + d0 + d] : 0f;
+                    ys[idx] = r < rows && d < depth ? q[(firstRow + (i0 + r) * p.Heads) * p.KeyDim + d0 + d] : 0f;
+                }
+                Group.Barrier();
+                for (var idx = tid; idx < R * R; idx += groupSize)
+                {
+                    var c = idx / R;
+                    var r = idx - c * R;
+                    var sum = 0f;
+                    for (var d = 0; d < depth; d++)
+                        sum += xs[c * K + d] * ys[r * K + d];
+                    ps[idx] = d0 == 0 ? sum : ps[idx] + sum;
+                }
+            }
+            if (forKeys)
+            {
+                for (var d0 = 0; d0 < p.ValueDim; d0 += K)
+                {
+                    var depth = Math.Min(K, p.ValueDim - d0);
+                    Group.Barrier();
+                    for (var idx = tid; idx < R * K; idx += groupSize)
+                    {
+                        var r = idx / K;
+                        var d = idx - r * K;
+                        xs[idx] = r < keys && d < depth
+                            ? v[(firstRow + (j0 + r) * p.Heads) * p.ValueDim + d0 + d]
+                            : 0f;
+                        ys[idx] = r < rows && d < depth
+                            ? dOutput[(firstRow + (i0 + r) * p.Heads) * p.ValueDim + d0 + d]
+                            : 0f;
+                    }
+                    Group.Barrier();
+                    for (var idx = tid; idx < R * R; idx += groupSize)
+                    {
+                        var c = idx / R;
+                        var r = idx - c * R;
+                        var sum = 0f;
+                        for (var d = 0; d < depth; d++)
+                            sum += xs[c * K + d] * ys[r * K + d];
+                        dps[idx] = d0 == 0 ? sum : dps[idx] + sum;
+                    }
+                }
+            }
+            for (var r = tid; r < R; r += groupSize)
+            {
+                ls[r] = r < rows ? logSumExp[bh * p.SeqLen + i0 + r] : 0f;
+                ds[r] = r < rows ? deltas[bh * p.SeqLen + i0 + r] : 0f;
+            }
+            for (var idx = tid; idx < R * V; idx += groupSize)
+            {
+                var r = idx / V;
+                var e = idx - r * V;
+                var at = (firstRow + (i0 + r) * p.Heads) * outDim + e0 + e;
+                if (r >= rows || e >= cols)
+                    zs[idx] = 0f;
+                else if (forKeys)
+                    zs[idx] = q[at];
+                else
+                    zs[idx] = dOutput[at];
+            }
+            Group.Barrier();
+            for (var idx = tid; idx < R * R; idx += groupSize)
+            {
+                var c = idx / R;
+                var r = idx - c * R;
+                var probability = c < keys && r < rows && j0 + c <= i0 + r
+                    ? XMath.Exp(p.Scale * ps[idx] - ls[r])
+                    : 0f;
+                ps[idx] = forKeys ? probability * (dps[idx] - ds[r]) : probability;
+            }
+            Group.Barrier();
+            for (var idx = tid; idx < R * V; idx += groupSize)
+            {
+                var c = idx / V;
+                var e = idx - c * V;
+                var sum = 0f;
+                for (var r = 0; r < rows; r++)
+                    sum += ps[c * R + r] * zs[r * V + e];
+                acc[idx] += sum;
+            }
+        }
+
+        for (var idx = tid; idx < R * V; idx += groupSize)
+        {
+            var c = idx / V;
+            var e = idx - c * V;
+            if (c >= keys || e >= cols)
+                continue;
+            var at = (firstRow + (j0 + c) * p.Heads) * outDim + e0 + e;
+            if (forKeys)
+                dk[at] = p.Scale * acc[idx];
+            else
+                dv[at] = acc[idx];
+        }
+    }
+
+    /// <summary>
+    /// dq without barriers: one thread per query row (b, h, i) walks the keys j ≤ i, recomputing P_ij = exp(s·q_i·k_j
+    /// − L_i) and adding s·P_ij (dO_i·v_j − D_i) k_j to its dq row. Index: (b·H + h)·T + u, row i = Folded(u).
+    /// </summary>
+    [Kernel(KernelGrouping.Implicit)]
+    public static void QueryGradientRows(Index1D thread, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v,
+        ArrayView<float> dOutput, ArrayView<float> logSumExp, ArrayView<float> deltas, ArrayView<float> dq,
+        AttentionProblem p, Spread spread)
+    {
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
+        {
+            var runEnd = spread.End(runStart);
+            for (var item = runStart; item < runEnd; item++)
+            {
+                var bh = item / p.SeqLen;
+                var t = Folded(item - bh * p.SeqLen, p.SeqLen);
+                var b = bh / p.Heads;
+                var h = bh - b * p.Heads;
+                var firstRow = b * p.SeqLen * p.Heads + h;
+                var row = firstRow + t * p.Heads;
+                var qRow = row * p.KeyDim;
+                var oRow = row * p.ValueDim;
+                var logSum = logSumExp[bh * p.SeqLen + t];
+                var delta = deltas[bh * p.SeqLen + t];
+                for (var d = 0; d < p.KeyDim; d++)
+                    dq[qRow + d] = 0f;
+                for (var j = 0; j <= t; j++)
+                {
+                    var key = firstRow + j * p.Heads;
+                    var score = 0f;
+                    for (var d = 0; d < p.KeyDim; d++)
+                        score += q[qRow + d] * k[key * p.KeyDim + d];
+                    var dp = 0f;
+                    for (var e = 0; e < p.ValueDim; e++)
+                        dp += dOutput[oRow + e] * v[key * p.ValueDim + e];
+                    var weight = p.Scale * XMath.Exp(p.Scale * score - logSum) * (dp - delta);
+                    for (var d = 0; d < p.KeyDim; d++)
+                        dq[qRow + d] += weight * k[key * p.KeyDim + d];
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// dk and dv without barriers: one thread per key row (b, h, j) walks the queries i ≥ j, recomputing P_ij and
+    /// adding s·P_ij (dO_i·v_j − D_i) q_i to its dk row and P_ij dO_i to its dv row. Index: (b·H + h)·T + u, row
+    /// j = Folded(u).
+    /// </summary>
+    [Kernel(KernelGrouping.Implicit)]
+    public static void KeyValueGradientRows(Index1D thread, ArrayView<float> q, ArrayView<float> k,
+        ArrayView<float> v, ArrayView<float> dOutput, ArrayView<float> logSumExp, ArrayView<float> deltas,
+        ArrayView<float> dk, ArrayView<float> dv, AttentionProblem p, Spread spread)
+    {
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
+        {
+            var runEnd = spread.End(runStart);
+            for (var item = runStart; item < runEnd; item++)
+            {
+                var bh = item / p.SeqLen;
+                var j = Folded(item - bh * p.SeqLen, p.SeqLen);
+                var b = bh / p.Heads;
+                var h = bh - b * p.Heads;
+                var firstRow = b * p.SeqLen * p.Heads + h;
+                var key = firstRow + j * p.Heads;
+                var kRow = key * p.KeyDim;
+                var vRow = key * p.ValueDim;
+                for (var d = 0; d < p.KeyDim; d++)
+                    dk[kRow + d] = 0f;
+                for (var e = 0; e < p.ValueDim; e++)
+                    dv[vRow + e] = 0f;
+                for (var i = j; i < p.SeqLen; i++)
+                {
+                    var query = firstRow + i * p.Heads;
+                    var score = 0f;
+                    for (var d = 0; d < p.KeyDim; d++)
+                        score += q[query * p.KeyDim + d] * k[kRow + d];
+                    var dp = 0f;
+                    for (var e = 0; e < p.ValueDim; e++)
+                        dp += dOutput[query * p.ValueDim + e] * v[vRow + e];
+                    var probability = XMath.Exp(p.Scale * score - logSumExp[bh * p.SeqLen + i]);
+                    var weight = p.Scale * probability * (dp - deltas[bh * p.SeqLen + i]);
+                    for (var d = 0; d < p.KeyDim; d++)
+                        dk[kRow + d] += weight * q[query * p.KeyDim + d];
+                    for (var e = 0; e < p.ValueDim; e++)
+                        dv[vRow + e] += probability * dOutput[query * p.ValueDim + e];
+                }
+            }
+        }
+    }
+}
