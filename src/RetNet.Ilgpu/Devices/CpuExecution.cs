@@ -12,8 +12,8 @@ public enum CpuExecution
 
     /// <summary>
     /// The fast path (the default): kernels without shared memory or barriers are called as plain .NET methods over
-    /// contiguous ranges on the thread pool, and GEMM and chunkwise retention run host SIMD code. Results equal the
-    /// simulator's up to fp32 rounding (the same references and properties hold both).
+    /// contiguous ranges on the thread pool, and GEMM and retention (parallel and chunkwise) run host SIMD code.
+    /// Results equal the simulator's up to fp32 rounding (the same references and properties hold both).
     /// </summary>
     Host,
 

@@ -129,11 +129,30 @@ internal sealed class RetentionConstants(RetNetConfig config, Tensor angles, Ten
     public DecaySchedule Decay { get; } = decay;
     public Tensor DecayTable { get; } = decayTable;
 
+    private Tensor? chunkStates;
+
+    /// <summary>
+    /// The buffer every chunkwise call of the model keeps its chunk states in, at least <paramref name="length"/>
+    /// floats: allocated on first use and grown when a longer pass needs more, so that steady-state passes allocate
+    /// nothing. Layers run one after another, so one buffer serves them all.
+    /// </summary>
+    public Tensor ChunkStates(long length)
+    {
+        if (chunkStates is null || chunkStates.Length < length)
+        {
+            chunkStates?.Dispose();
+            chunkStates = null;
+            chunkStates = Tensor.Uninitialized(DecayTable.Device, checked((int)length));
+        }
+        return chunkStates;
+    }
+
     public void Dispose()
     {
         Angles.Dispose();
         InverseAngles.Dispose();
         DecayTable.Dispose();
+        chunkStates?.Dispose();
     }
 }
 
@@ -170,10 +189,12 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
         switch (mode.Form)
         {
             case RetentionForm.Parallel:
-                ParallelRetention.Forward(q4, k4, v4, constants.Decay, o4, state, state);
+                ParallelRetention.Forward(q4, k4, v4, constants.Decay, o4, state, state, launch: null,
+                    constants.DecayTable);
                 break;
             case RetentionForm.Chunkwise:
-                ChunkwiseRetention.Forward(q4, k4, v4, constants.Decay, mode.ChunkSize, o4, state, state);
+                ChunkwiseRetention.Forward(q4, k4, v4, constants.Decay, mode.ChunkSize, o4, state, state, launch: null,
+                    constants.DecayTable, ChunkStates(batch, seqLen, mode.ChunkSize));
                 break;
             default:
                 Recurrent(q4, k4, v4, o4, state ?? throw new InvalidOperationException("The recurrent form needs a state."));
@@ -218,9 +239,11 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
         var dv4 = dV.Reshape(batch, seqLen, heads, dv);
         var do4 = dO.Reshape(batch, seqLen, heads, dv);
         if (mode.Form == RetentionForm.Parallel)
-            ParallelRetention.Backward(q4, k4, v4, constants.Decay, null, do4, null, dq4, dk4, dv4);
+            ParallelRetention.Backward(q4, k4, v4, constants.Decay, null, do4, null, dq4, dk4, dv4, null, launch: null,
+                constants.DecayTable);
         else
-            ChunkwiseRetention.Backward(q4, k4, v4, constants.Decay, mode.ChunkSize, null, do4, null, dq4, dk4, dv4);
+            ChunkwiseRetention.Backward(q4, k4, v4, constants.Decay, mode.ChunkSize, null, do4, null, dq4, dk4, dv4,
+                null, launch: null, constants.DecayTable, ChunkStates(batch, seqLen, mode.ChunkSize));
         // The rotation is orthogonal: its transpose, the rotation by −pθ, carries gradients back to q and k.
         ThetaShift.Apply(dq4, ids, startsOffset, constants.InverseAngles, 1f);
         ThetaShift.Apply(dk4, ids, startsOffset, constants.InverseAngles, (float)(1 / Math.Sqrt(dk)));
@@ -232,6 +255,15 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
         Linear.BackwardInput(dK, k, dInput, accumulate: true);
         Linear.BackwardInput(dV, v, dInput, accumulate: true);
         Linear.BackwardInput(dG, g, dInput, accumulate: true);
+    }
+
+    /// <summary>The model's chunk-state buffer, large enough for B·H·⌈T/C⌉ states of [Dk, Dv].</summary>
+    private Tensor ChunkStates(int batch, int seqLen, int chunkSize)
+    {
+        var c = constants.Config;
+        var size = Math.Min(chunkSize, seqLen);
+        var chunks = (seqLen + size - 1) / size;
+        return constants.ChunkStates((long)batch * c.RetentionHeads * chunks * c.KeyHeadDim * c.ValueHeadDim);
     }
 
     /// <summary>

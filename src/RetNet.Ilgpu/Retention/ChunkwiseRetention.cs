@@ -54,8 +54,15 @@ public static class ChunkwiseRetention
         Tensor? dOutput, Tensor? dFinalState, Tensor dq, Tensor dk, Tensor dv, Tensor? dInitialState = null) =>
         Backward(q, k, v, decay, chunkSize, initialState, dOutput, dFinalState, dq, dk, dv, dInitialState, launch: null);
 
+    /// <summary>
+    /// The forward pass with an optional device decay table (<paramref name="table"/>, as
+    /// <see cref="DecaySchedule.Upload"/> writes it: a model uploads its table once, so a call uploads nothing) and an
+    /// optional <paramref name="workspace"/> to hold the chunk states (used when it is large enough; a model keeps one,
+    /// so a call allocates nothing).
+    /// </summary>
     internal static void Forward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, int chunkSize, Tensor output,
-        Tensor? initialState, Tensor? finalState, RetentionLaunch? launch)
+        Tensor? initialState, Tensor? finalState, RetentionLaunch? launch, Tensor? table = null,
+        Tensor? workspace = null)
     {
         var shape = RetentionChecks.Inputs(q, k, v, decay);
         RetentionChecks.ChunkSize(chunkSize);
@@ -64,15 +71,19 @@ public static class ChunkwiseRetention
         var device = q.Device;
         launch ??= RetentionLaunch.For(device);
         var size = Math.Min(chunkSize, shape.SeqLen);
-        using var table = decay.Upload(device);
-        using var chunkStates = ChunkStates(shape, size, device);
+        using var uploaded = table is null ? decay.Upload(device) : null;
+        table ??= uploaded!;
+        using var owned = Fits(workspace, shape, size) ? null : ChunkStates(shape, size, device);
+        var chunkStates = owned ?? View(workspace!, shape, size);
         launch.States(new StateOperands(k, v, initialState, table, chunkStates, finalState, size, Reverse: false));
         launch.Causal(new CausalOperands(q, k, v, chunkStates, false, table, output, size, Reverse: false));
     }
 
+    /// <summary>The backward pass, with the optional device decay table and chunk-state workspace of
+    /// <see cref="Forward(Tensor, Tensor, Tensor, DecaySchedule, int, Tensor, Tensor?, Tensor?, RetentionLaunch?, Tensor?, Tensor?)"/>.</summary>
     internal static void Backward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, int chunkSize,
         Tensor? initialState, Tensor? dOutput, Tensor? dFinalState, Tensor dq, Tensor dk, Tensor dv,
-        Tensor? dInitialState, RetentionLaunch? launch)
+        Tensor? dInitialState, RetentionLaunch? launch, Tensor? table = null, Tensor? workspace = null)
     {
         var shape = RetentionChecks.Inputs(q, k, v, decay);
         RetentionChecks.ChunkSize(chunkSize);
@@ -81,12 +92,14 @@ public static class ChunkwiseRetention
         var device = q.Device;
         launch ??= RetentionLaunch.For(device);
         var size = Math.Min(chunkSize, shape.SeqLen);
-        using var table = decay.Upload(device);
+        using var uploaded = table is null ? decay.Upload(device) : null;
+        table ??= uploaded!;
         using var zeros = dOutput is null ? Tensor.Zeros(device, shape.ValueShape) : null;
         var dO = dOutput ?? zeros!;
         // One buffer serves twice: first the recomputed states S_c (for dq), then the state gradients leaving each
         // chunk (for dk, dv), so the backward pass holds one state per chunk, like the forward pass.
-        using var chunkStates = ChunkStates(shape, size, device);
+        using var owned = Fits(workspace, shape, size) ? null : ChunkStates(shape, size, device);
+        var chunkStates = owned ?? View(workspace!, shape, size);
         launch.States(new StateOperands(k, v, initialState, table, chunkStates, null, size, Reverse: false));
         launch.Causal(new CausalOperands(dO, v, k, chunkStates, true, table, dq, size, Reverse: false));
         launch.States(new StateOperands(q, dO, dFinalState, table, chunkStates, dInitialState, size, Reverse: true));
@@ -95,6 +108,19 @@ public static class ChunkwiseRetention
     }
 
     private static Tensor ChunkStates(RetentionShape shape, int chunkSize, Devices.RetNetDevice device) =>
-        Tensor.Uninitialized(device, shape.Batch, shape.Heads, shape.ChunkCount(chunkSize), shape.KeyDim,
-            shape.ValueDim);
+        Tensor.Uninitialized(device, ChunkStateShape(shape, chunkSize));
+
+    /// <summary>[B, H, ⌈T/C⌉, Dk, Dv]: one state per chunk.</summary>
+    internal static int[] ChunkStateShape(RetentionShape shape, int chunkSize) =>
+        [shape.Batch, shape.Heads, shape.ChunkCount(chunkSize), shape.KeyDim, shape.ValueDim];
+
+    private static bool Fits(Tensor? workspace, RetentionShape shape, int chunkSize) =>
+        workspace is not null && workspace.Length >= ChunkStateShape(shape, chunkSize).Aggregate(1L, (a, b) => a * b);
+
+    private static Tensor View(Tensor workspace, RetentionShape shape, int chunkSize)
+    {
+        var dims = ChunkStateShape(shape, chunkSize);
+        var length = dims.Aggregate(1, (a, b) => a * b);
+        return workspace.Reshape(workspace.Length).Slice(0, length).Reshape(dims);
+    }
 }

@@ -49,15 +49,18 @@ public static class ParallelRetention
         Tensor? dOutput, Tensor? dFinalState, Tensor dq, Tensor dk, Tensor dv, Tensor? dInitialState = null) =>
         Backward(q, k, v, decay, initialState, dOutput, dFinalState, dq, dk, dv, dInitialState, launch: null);
 
+    /// <summary>The forward pass with an optional device decay table (<paramref name="table"/>, as
+    /// <see cref="DecaySchedule.Upload"/> writes it), so that a model's call uploads nothing.</summary>
     internal static void Forward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, Tensor output,
-        Tensor? initialState, Tensor? finalState, RetentionLaunch? launch)
+        Tensor? initialState, Tensor? finalState, RetentionLaunch? launch, Tensor? table = null)
     {
         var shape = RetentionChecks.Inputs(q, k, v, decay);
         RetentionChecks.ForwardOutputs(shape, q, k, v, output, initialState, finalState);
 
         var device = q.Device;
         launch ??= RetentionLaunch.For(device);
-        using var table = decay.Upload(device);
+        using var uploaded = table is null ? decay.Upload(device) : null;
+        table ??= uploaded!;
         var seqLen = shape.SeqLen;
         launch.Causal(new CausalOperands(q, k, v, initialState, false, table, output, seqLen, Reverse: false));
         // After the output: the final state may overwrite the initial state in place.
@@ -65,16 +68,19 @@ public static class ParallelRetention
             launch.States(new StateOperands(k, v, initialState, table, null, finalState, seqLen, Reverse: false));
     }
 
+    /// <summary>The backward pass with the optional device decay table of <see cref="Forward(Tensor, Tensor, Tensor,
+    /// DecaySchedule, Tensor, Tensor?, Tensor?, RetentionLaunch?, Tensor?)"/>.</summary>
     internal static void Backward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, Tensor? initialState,
         Tensor? dOutput, Tensor? dFinalState, Tensor dq, Tensor dk, Tensor dv, Tensor? dInitialState,
-        RetentionLaunch? launch)
+        RetentionLaunch? launch, Tensor? table = null)
     {
         var shape = RetentionChecks.Inputs(q, k, v, decay);
         RetentionChecks.Backward(shape, q, k, v, initialState, dOutput, dFinalState, dq, dk, dv, dInitialState);
 
         var device = q.Device;
         launch ??= RetentionLaunch.For(device);
-        using var table = decay.Upload(device);
+        using var uploaded = table is null ? decay.Upload(device) : null;
+        table ??= uploaded!;
         using var zeros = dOutput is null ? Tensor.Zeros(device, shape.ValueShape) : null;
         var dO = dOutput ?? zeros!;
         var seqLen = shape.SeqLen;
