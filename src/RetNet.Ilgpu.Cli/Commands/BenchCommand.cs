@@ -4,6 +4,7 @@ using RetNet.Ilgpu.Benchmarks;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Cli.Commands;
 
@@ -24,8 +25,12 @@ internal static class BenchCommand
     {
         var device = CommonOptions.Device();
         var json = CommonOptions.Json();
-        var architecture = new Option<string>("--arch") { Description = "The architecture: retnet.", DefaultValueFactory = _ => "retnet" };
-        architecture.AcceptOnlyFromAmong("retnet");
+        var architecture = new Option<string>("--arch")
+        {
+            Description = "Comma-separated models: retnet, transformer (the baseline with the parameter count of the " +
+                          "RetNet preset).",
+            DefaultValueFactory = _ => "retnet",
+        };
         var preset = new Option<string>("--preset")
         {
             Description = $"Model preset ({string.Join(", ", RetNetConfig.PresetNames)}).",
@@ -47,7 +52,7 @@ internal static class BenchCommand
         {
             var options = new TrainBenchmarkOptions
             {
-                Architecture = parse.GetValue(architecture) ?? "retnet",
+                Architectures = ParseArchitectures(parse.GetValue(architecture) ?? ""),
                 Config = RetNetConfig.Preset(parse.GetValue(preset) ?? "tiny"),
                 SeqLens = ParsePositiveList(parse.GetValue(seqLens) ?? "", "--seq-lens"),
                 Batch = parse.GetValue(batch),
@@ -56,17 +61,36 @@ internal static class BenchCommand
                 CheckpointActivations = parse.GetValue(checkpoint),
             };
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            Console.WriteLine($"model: {options.Architecture} {parse.GetValue(preset)} (d={options.Config.EmbedDim}, " +
-                              $"{options.Config.Layers} layers), batch {options.Batch}, {options.Mode}" +
-                              (options.CheckpointActivations ? ", activations checkpointed" : ""));
-            var print = Format.StreamingTable(["seq len", "ms/step", "tokens/s", "peak bytes"], [7, 10, 10, 12]);
-            var results = TrainBenchmark.Run(opened, options, r => print([r.SeqLen.ToString(),
+            Console.WriteLine($"model: {string.Join(", ", options.Architectures)} {parse.GetValue(preset)} " +
+                              $"(d={options.Config.EmbedDim}, {options.Config.Layers} layers), batch {options.Batch}, " +
+                              $"{options.Mode}" + (options.CheckpointActivations ? ", activations checkpointed" : ""));
+            if (options.Architectures.Contains(DecodeBenchmarkOptions.Transformer))
+            {
+                var transformer = TransformerConfig.Matching(options.Config);
+                Console.WriteLine($"transformer: ffn {transformer.FfnEmbedDim}, {transformer.ParameterCount} parameters " +
+                                  $"(RetNet: {RetNetModel.ParameterCountOf(options.Config)})");
+            }
+            var print = Format.StreamingTable(["model", "form", "seq len", "ms/step", "tokens/s", "peak bytes"],
+                [11, 14, 7, 10, 10, 12]);
+            var results = TrainBenchmark.Run(opened, options, r => print([r.Model, r.Form, r.SeqLen.ToString(),
                 Format.Number(r.MsPerStep, "0.0"), Format.Number(r.TokensPerSecond, "0"), r.PeakBytes.ToString()]));
-            if (results.Count > 1)
-                Console.WriteLine($"from T={results[0].SeqLen} to T={results[^1].SeqLen}: time ×" +
-                                  $"{Format.Number(results[^1].MsPerStep / results[0].MsPerStep, "0.00")}, peak bytes ×" +
-                                  $"{Format.Number((double)results[^1].PeakBytes / results[0].PeakBytes, "0.00")} for " +
-                                  $"×{Format.Number((double)results[^1].SeqLen / results[0].SeqLen, "0")} tokens");
+            foreach (var group in results.GroupBy(r => r.Model).Where(g => g.Count() > 1))
+            {
+                var first = group.First();
+                var last = group.Last();
+                Console.WriteLine($"{group.Key}: from T={first.SeqLen} to T={last.SeqLen}: time ×" +
+                                  $"{Format.Number(last.MsPerStep / first.MsPerStep, "0.00")}, peak bytes ×" +
+                                  $"{Format.Number((double)last.PeakBytes / first.PeakBytes, "0.00")} for " +
+                                  $"×{Format.Number((double)last.SeqLen / first.SeqLen, "0")} tokens");
+            }
+            foreach (var t in results.Where(r => r.Model == DecodeBenchmarkOptions.Transformer))
+            {
+                var r = results.FirstOrDefault(x => x.Model == DecodeBenchmarkOptions.Retnet && x.SeqLen == t.SeqLen);
+                if (r is not null)
+                    Console.WriteLine($"T={t.SeqLen}: retnet/transformer tokens/s " +
+                                      $"{Format.Number(r.TokensPerSecond / t.TokensPerSecond, "0.00")}×, peak bytes " +
+                                      $"{Format.Number(r.PeakBytes / (double)t.PeakBytes, "0.00")}×");
+            }
             WriteJson(parse.GetValue(json), results.Select(r => new
             {
                 model = r.Model,
@@ -99,10 +123,16 @@ internal static class BenchCommand
         };
         var batches = new Option<string>("--batches") { Description = "Comma-separated batch sizes.", DefaultValueFactory = _ => "1,4" };
         var steps = new Option<int>("--steps") { Description = "Timed steps per point.", DefaultValueFactory = _ => 16 };
-        var command = new Command("decode",
-            "Median per-token decode time at growing positions, with the decoding state's and the weights' bytes.")
+        var arch = new Option<string>("--arch")
         {
-            device, json, preset, positions, batches, steps,
+            Description = "Comma-separated models: retnet, transformer (the baseline with the parameter count of the " +
+                          "RetNet preset, decoding with a KV cache).",
+            DefaultValueFactory = _ => "retnet",
+        };
+        var command = new Command("decode",
+            "Median per-token decode time at growing positions, with the decoding state's (or KV cache's) and the weights' bytes.")
+        {
+            device, json, preset, positions, batches, steps, arch,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -112,22 +142,41 @@ internal static class BenchCommand
                 Positions = ParsePositiveList(parse.GetValue(positions) ?? "", "--positions"),
                 Batches = ParsePositiveList(parse.GetValue(batches) ?? "", "--batches"),
                 Steps = parse.GetValue(steps),
+                Architectures = ParseArchitectures(parse.GetValue(arch) ?? ""),
             };
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             Console.WriteLine($"model: {parse.GetValue(preset)} (d={options.Config.EmbedDim}, {options.Config.Layers} layers, " +
                               $"{options.Config.RetentionHeads} heads, vocab {options.Config.VocabSize})");
-            var print = Format.StreamingTable(["batch", "position", "ms/token", "state bytes", "weight bytes"],
-                [5, 8, 9, 11, 12]);
-            var results = DecodeBenchmark.Run(opened, options, r => print([r.Batch.ToString(), r.Position.ToString(),
-                Format.Number(r.MsPerToken, "0.000"), r.StateBytes.ToString(), r.WeightBytes.ToString()]));
-            foreach (var group in results.GroupBy(r => r.Batch))
+            if (options.Architectures.Contains(DecodeBenchmarkOptions.Transformer))
+            {
+                var transformer = TransformerConfig.Matching(options.Config);
+                Console.WriteLine($"transformer: ffn {transformer.FfnEmbedDim}, {transformer.ParameterCount} parameters " +
+                                  $"(RetNet: {RetNetModel.ParameterCountOf(options.Config)})");
+            }
+            var print = Format.StreamingTable(["model", "batch", "position", "ms/token", "state bytes", "weight bytes"],
+                [11, 5, 8, 9, 11, 12]);
+            var results = DecodeBenchmark.Run(opened, options, r => print([r.Model, r.Batch.ToString(),
+                r.Position.ToString(), Format.Number(r.MsPerToken, "0.000"), r.StateBytes.ToString(),
+                r.WeightBytes.ToString()]));
+            foreach (var group in results.GroupBy(r => (r.Model, r.Batch)))
             {
                 var first = group.MinBy(r => r.Position)!;
                 var last = group.MaxBy(r => r.Position)!;
-                Console.WriteLine($"batch {group.Key}: ms/token at position {last.Position} is " +
+                var bytes = group.All(r => r.StateBytes == first.StateBytes)
+                    ? $"constant ({first.StateBytes})"
+                    : $"{first.StateBytes} → {last.StateBytes} (×{Format.Number(last.StateBytes / (double)first.StateBytes, "0.#")})";
+                Console.WriteLine($"{group.Key.Model} batch {group.Key.Batch}: ms/token at position {last.Position} is " +
                                   $"{Format.Number(100 * (last.MsPerToken / first.MsPerToken - 1), "+0.0;-0.0")}% vs " +
-                                  $"position {first.Position}; state bytes {(group.All(r => r.StateBytes == first.StateBytes) ? "constant" : "CHANGED")} " +
-                                  $"({first.StateBytes})");
+                                  $"position {first.Position}; state bytes {bytes}");
+            }
+            foreach (var t in results.Where(r => r.Model == DecodeBenchmarkOptions.Transformer))
+            {
+                var r = results.FirstOrDefault(x => x.Model == DecodeBenchmarkOptions.Retnet && x.Batch == t.Batch &&
+                                                    x.Position == t.Position);
+                if (r is not null && t.Position == options.Positions[^1])
+                    Console.WriteLine($"batch {t.Batch}, position {t.Position}: transformer/retnet ms/token " +
+                                      $"{Format.Number(t.MsPerToken / r.MsPerToken, "0.00")}×, KV cache/retnet state bytes " +
+                                      $"{Format.Number(t.StateBytes / (double)r.StateBytes, "0.0")}×");
             }
             WriteJson(parse.GetValue(json), results.Select(r => new
             {
@@ -273,6 +322,16 @@ internal static class BenchCommand
             return;
         AtomicFile.WriteAllText(file.FullName, JsonSerializer.Serialize(records.ToList(), JsonOptions));
         Console.WriteLine($"wrote {file.FullName}");
+    }
+
+    private static IReadOnlyList<string> ParseArchitectures(string text)
+    {
+        var items = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(i => i.ToLowerInvariant()).ToList();
+        if (items.Count == 0 || items.Any(i => i is not (DecodeBenchmarkOptions.Retnet or DecodeBenchmarkOptions.Transformer)) ||
+            items.Distinct().Count() != items.Count)
+            throw new ArgumentException($"--arch: '{text}' is not a comma-separated list of retnet and/or transformer.");
+        return items;
     }
 
     private static IReadOnlyList<int> ParsePositiveList(string text, string option)

@@ -1,7 +1,9 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using RetNet.Ilgpu.Devices;
+using RetNet.Ilgpu.Generation;
 using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Cli.Commands;
 
@@ -16,6 +18,64 @@ internal static class CommonOptions
         HelpName = "auto|cuda|opencl|cpu",
         CustomParser = ParseDevice,
     };
+
+    /// <summary>The architecture name of RetNet.</summary>
+    public const string RetNetArch = "retnet";
+
+    /// <summary>The architecture name of the baseline Transformer.</summary>
+    public const string TransformerArch = "transformer";
+
+    /// <summary>--arch retnet|transformer.</summary>
+    public static Option<string> Architecture()
+    {
+        var option = new Option<string>("--arch")
+        {
+            Description = "The model: retnet, or transformer (the baseline: causal softmax attention with a KV cache).",
+            DefaultValueFactory = _ => RetNetArch,
+        };
+        option.AcceptOnlyFromAmong(RetNetArch, TransformerArch);
+        return option;
+    }
+
+    /// <summary>True when the folder's config.json says <c>"model_type": "transformer"</c>.</summary>
+    public static bool IsTransformerFolder(DirectoryInfo folder)
+    {
+        var path = Path.Combine(folder.FullName, "config.json");
+        return File.Exists(path) && TransformerConfig.IsTransformerJson(File.ReadAllText(path));
+    }
+
+    /// <summary>Loads a model folder of either architecture, printing RetNet's load notices.</summary>
+    public static ILanguageModel LoadAnyModel(RetNetDevice device, DirectoryInfo folder) =>
+        IsTransformerFolder(folder) ? TransformerModel.Load(device, folder.FullName) : LoadModel(device, folder);
+
+    /// <summary>The generator's view of the model in <paramref name="folder"/>, whichever architecture it holds;
+    /// disposing it frees the model too.</summary>
+    public static OwningDecoder LoadDecoder(RetNetDevice device, DirectoryInfo folder)
+    {
+        if (IsTransformerFolder(folder))
+        {
+            var transformer = TransformerModel.Load(device, folder.FullName);
+            return new OwningDecoder(new TransformerTokenDecoder(transformer), transformer);
+        }
+        var model = LoadModel(device, folder);
+        return new OwningDecoder(new RetNetTokenDecoder(model), model);
+    }
+
+    /// <summary>A token decoder that owns its model.</summary>
+    public sealed class OwningDecoder(ITokenDecoder decoder, IDisposable model) : ITokenDecoder, IDisposable
+    {
+        public int VocabularySize => decoder.VocabularySize;
+
+        public float[][] Prefill(IReadOnlyList<IReadOnlyList<int>> prompts) => decoder.Prefill(prompts);
+
+        public float[][] Step(IReadOnlyList<int> nextTokens) => decoder.Step(nextTokens);
+
+        public void Dispose()
+        {
+            (decoder as IDisposable)?.Dispose();
+            model.Dispose();
+        }
+    }
 
     /// <summary>--json FILE: also write the results as JSON.</summary>
     public static Option<FileInfo?> Json() => new("--json")

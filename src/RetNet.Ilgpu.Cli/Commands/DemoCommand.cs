@@ -90,7 +90,7 @@ internal static class DemoCommand
             Console.WriteLine($"  training loss {Format.Number(firstLosses, "0.000")} → {Format.Number(lastLosses, "0.000")}, " +
                               $"held-out loss {Format.Number(before.Loss, "0.000")} → {Format.Number(after.Loss, "0.000")} " +
                               $"nats/byte, {Format.Number(tokensPerSecond, "0")} tokens/s {(fell ? "ok" : "FAIL: the loss did not fall")}");
-            using var decoder = new RetNetTokenDecoder(trainer.Model);
+            using var decoder = new RetNetTokenDecoder((RetNetModel)trainer.Model);
             var options = new SamplingOptions { Temperature = 0.7, TopK = 20, Seed = 2307, MaxTokens = 80 };
             var sample = string.Concat(TextGenerator.Generate(decoder, ByteTokenizer.Instance, "The ", options));
             Console.WriteLine($"  sample: \"The {sample.Replace('\n', ' ')}\"");

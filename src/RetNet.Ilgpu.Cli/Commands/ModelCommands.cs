@@ -4,6 +4,7 @@ using RetNet.Ilgpu.Generation;
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tokenizers;
+using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Cli.Commands;
 
@@ -13,15 +14,24 @@ internal static class ModelCommands
 {
     public static Command Init()
     {
-        var preset = new Option<string?>("--preset") { Description = $"A preset: {string.Join(", ", RetNetConfig.PresetNames)}." };
-        var config = new Option<FileInfo?>("--config") { Description = "A config.json with torchscale's field names." };
+        var preset = new Option<string?>("--preset")
+        {
+            Description = $"A preset: {string.Join(", ", RetNetConfig.PresetNames)} (for the transformer: the " +
+                          "baseline with that RetNet preset's parameter count).",
+        };
+        var config = new Option<FileInfo?>("--config")
+        {
+            Description = "A config.json: torchscale's field names for RetNet, the library's Transformer format for " +
+                          "--arch transformer.",
+        };
+        var arch = CommonOptions.Architecture();
         var output = new Option<DirectoryInfo>("--output") { Description = "The model folder to write.", Required = true };
         var seed = new Option<int>("--seed") { Description = "Initialisation seed.", DefaultValueFactory = _ => 0 };
         var device = CommonOptions.Device();
         var command = new Command("init",
-            "Write a randomly initialised model folder (config.json + model.safetensors in torchscale's layout).")
+            "Write a randomly initialised model folder (config.json + model.safetensors; RetNet in torchscale's layout).")
         {
-            preset, config, output, seed, device,
+            preset, config, output, seed, device, arch,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -29,6 +39,21 @@ internal static class ModelCommands
             var configFile = parse.GetValue(config);
             if ((presetName is null) == (configFile is null))
                 throw new ArgumentException("Give exactly one of --preset NAME or --config FILE.");
+            if (parse.GetValue(arch) == CommonOptions.TransformerArch)
+            {
+                var transformerConfig = presetName is not null
+                    ? TransformerConfig.Preset(presetName)
+                    : TransformerConfig.Load(configFile!.FullName);
+                using var device0 = CommonOptions.OpenDevice(parse.GetValue(device));
+                using var transformer = TransformerModel.Create(device0, transformerConfig, parse.GetValue(seed));
+                var target = parse.GetValue(output)!.FullName;
+                transformer.Save(target);
+                Console.WriteLine($"wrote {target}: transformer, {transformer.ParameterCount:N0} parameters " +
+                                  $"({Format.Bytes(transformer.WeightBytes)}), {transformerConfig.Layers} layers, " +
+                                  $"d={transformerConfig.EmbedDim}, heads={transformerConfig.Heads}, " +
+                                  $"ffn={transformerConfig.FfnEmbedDim}, vocab={transformerConfig.VocabSize}");
+                return 0;
+            }
             var settings = presetName is not null ? RetNetConfig.Preset(presetName) : RetNetConfig.Load(configFile!.FullName);
             settings.Validate();
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
@@ -82,7 +107,20 @@ internal static class ModelCommands
                 _ => ForwardMode.Parallel,
             };
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            using var model = CommonOptions.LoadModel(opened, parse.GetValue(modelDir)!);
+            var folder = parse.GetValue(modelDir)!;
+            if (CommonOptions.IsTransformerFolder(folder))
+            {
+                // Attention has one form: --mode and --chunk-size do not apply.
+                using var transformer = TransformerModel.Load(opened, folder.FullName);
+                using var attentionLogits = transformer.Forward(ids);
+                var target = parse.GetValue(output)!.FullName;
+                Safetensors.Write(target,
+                    new Dictionary<string, HostTensor> { ["logits"] = HostTensor.From(attentionLogits) },
+                    new Dictionary<string, string> { ["model_type"] = TransformerConfig.ModelType });
+                Console.WriteLine($"wrote {target}: logits {Tensors.ShapeCheck.Format(attentionLogits.Shape)} (transformer)");
+                return 0;
+            }
+            using var model = CommonOptions.LoadModel(opened, folder);
             using var logits = model.Forward(ids, forwardMode);
             var path = parse.GetValue(output)!.FullName;
             Safetensors.Write(path, new Dictionary<string, HostTensor> { ["logits"] = HostTensor.From(logits) },
@@ -130,7 +168,24 @@ internal static class ModelCommands
             var windows = ReadTokens(parse.GetValue(tokens)!.FullName);
             var mode = parse.GetValue(form) == "parallel" ? ForwardMode.Parallel : ForwardMode.Chunkwise(parse.GetValue(chunk));
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            using var model = CommonOptions.LoadModel(opened, parse.GetValue(modelDir)!);
+            var folder = parse.GetValue(modelDir)!;
+            if (CommonOptions.IsTransformerFolder(folder))
+            {
+                using var transformer = TransformerModel.Load(opened, folder.FullName);
+                using var transformerGradients = TransformerGradients.Zeros(transformer);
+                var transformerLoss = transformer.ForwardBackward(windows, transformerGradients);
+                var target = parse.GetValue(output)!.FullName;
+                var transformerLossText = transformerLoss.ToString("R", CultureInfo.InvariantCulture);
+                Safetensors.Write(target, transformerGradients.ToHost(), new Dictionary<string, string>
+                {
+                    ["format"] = "pt", ["loss"] = transformerLossText, ["model_type"] = TransformerConfig.ModelType,
+                });
+                Console.WriteLine($"loss {transformerLossText} nats/token over {windows.GetLength(0)}×" +
+                                  $"{windows.GetLength(1) - 1} predicted tokens (transformer); wrote {target}: " +
+                                  $"{transformerGradients.Tensors.Count} gradients");
+                return 0;
+            }
+            using var model = CommonOptions.LoadModel(opened, folder);
             using var gradients = ModelGradients.Zeros(model);
             var loss = model.ForwardBackward(windows, gradients, mode);
             var path = parse.GetValue(output)!.FullName;
@@ -176,10 +231,11 @@ internal static class ModelCommands
         command.SetAction(parse => CommonOptions.Run(() =>
         {
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            using var model = CommonOptions.LoadModel(opened, parse.GetValue(modelDir)!);
-            var text = TextTokenizers.ForVocabulary(parse.GetValue(tokenizer) ?? "auto", model.Config.VocabSize)
+            var folder = parse.GetValue(modelDir)!;
+            using var decoder = CommonOptions.LoadDecoder(opened, folder);
+            var text = TextTokenizers.ForVocabulary(parse.GetValue(tokenizer) ?? "auto", decoder.VocabularySize)
                 ?? throw new ArgumentException($"--tokenizer auto: no built-in tokenizer has the model's vocabulary of " +
-                                               $"{model.Config.VocabSize} (byte: 256, gpt2: 50257); choose one with " +
+                                               $"{decoder.VocabularySize} (byte: 256, gpt2: 50257); choose one with " +
                                                $"--tokenizer {string.Join("|", TextTokenizers.Names)}.");
             var options = new SamplingOptions
             {
@@ -190,7 +246,6 @@ internal static class ModelCommands
                 Seed = parse.GetValue(seed),
                 StopTokens = text.EndOfText is { } end ? new HashSet<int> { end } : new HashSet<int>(),
             };
-            using var decoder = new RetNetTokenDecoder(model);
             Console.WriteLine($"tokenizer: {text.Name}; sampling: {(options.IsGreedy ? "greedy" : $"temperature {options.Temperature}, top-k {options.TopK}, top-p {options.TopP}")}");
             var promptText = parse.GetValue(prompt) ?? "";
             Console.Write(promptText);

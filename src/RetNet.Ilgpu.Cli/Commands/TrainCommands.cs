@@ -105,7 +105,8 @@ internal static class TrainCommands
         var live = !Console.IsOutputRedirected;
         using var log = logPath is null ? null : new StreamWriter(logPath, append: true);
         Console.WriteLine($"training {trainer.Model.ParameterCount:N0} parameters on {trainer.TrainingTokens:N0} tokens: " +
-                          $"{s.Steps} steps of {s.GradAccum}×{s.Batch}×{s.SeqLen} tokens, {s.Mode}, lr {s.LearningRate} " +
+                          $"{s.Steps} steps of {s.GradAccum}×{s.Batch}×{s.SeqLen} tokens, " +
+                          $"{(trainer.Model.Architecture == "retnet" ? s.Mode.ToString() : trainer.Model.Architecture)}, lr {s.LearningRate} " +
                           $"({s.Schedule}, warm-up {s.Warmup}), checkpoints in {trainer.OutputFolder}");
         double seconds = 0;
         long tokens = 0;
@@ -214,10 +215,10 @@ internal static class TrainCommands
             if (t < 1 || b < 1)
                 throw new ArgumentException($"--seq-len {t} and --batch {b} must be ≥ 1.");
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            using var loaded = CommonOptions.LoadModel(opened, parse.GetValue(model)!);
-            var text = TextTokenizers.ForVocabulary(parse.GetValue(tokenizer) ?? "auto", loaded.Config.VocabSize);
+            using var loaded = CommonOptions.LoadAnyModel(opened, parse.GetValue(model)!);
+            var text = TextTokenizers.ForVocabulary(parse.GetValue(tokenizer) ?? "auto", loaded.VocabSize);
             using var dataset = TokenDataset.Open(TokenDataset.ParsePathList(parse.GetValue(data)!), text,
-                loaded.Config.VocabSize);
+                loaded.VocabSize);
             var mode = parse.GetValue(form) == "parallel" ? ForwardMode.Parallel : ForwardMode.Chunkwise(parse.GetValue(chunk));
             var e = Trainer.Evaluate(loaded, dataset, text, t, b, mode);
             Console.WriteLine(Describe(e));

@@ -1,16 +1,18 @@
 using System.Diagnostics;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Benchmarks;
 
 /// <summary>One measured case of <see cref="DecodeBenchmark"/>.</summary>
-/// <param name="Model">"retnet".</param>
+/// <param name="Model">"retnet" or "transformer".</param>
 /// <param name="Batch">B, the sequences decoded together.</param>
 /// <param name="Position">The position of the first timed token (tokens already in the state).</param>
 /// <param name="MsPerToken">Median wall time of one decoding step in milliseconds (one step produces B tokens),
 /// upload of the tokens through the read-back of the logits.</param>
-/// <param name="StateBytes">Bytes of the decoding state: the same at every position.</param>
+/// <param name="StateBytes">Bytes of the decoding state at the first timed step: RetNet's retention states (the same at
+/// every position), or the Transformer's KV cache in use (2 · layers · B · position · d · 4, growing).</param>
 /// <param name="WeightBytes">Bytes of the model's weights.</param>
 public sealed record DecodeBenchmarkResult(string Model, int Batch, int Position, double MsPerToken, long StateBytes,
     long WeightBytes);
@@ -18,8 +20,18 @@ public sealed record DecodeBenchmarkResult(string Model, int Batch, int Position
 /// <summary>What <see cref="DecodeBenchmark.Run"/> measures; the defaults are issue 4's <c>retnet bench decode</c>.</summary>
 public sealed record DecodeBenchmarkOptions
 {
-    /// <summary>The model's config; the "small" preset by default (small enough for the CPU accelerator).</summary>
+    /// <summary>The model's config; the "small" preset by default (small enough for the CPU accelerator). The
+    /// Transformer is <see cref="TransformerConfig.Matching"/> of it.</summary>
     public RetNetConfig Config { get; init; } = RetNetConfig.Preset("small");
+
+    /// <summary>The models to measure, in order: "retnet", "transformer" or both.</summary>
+    public IReadOnlyList<string> Architectures { get; init; } = [Retnet];
+
+    /// <summary>The architecture name of RetNet.</summary>
+    public const string Retnet = "retnet";
+
+    /// <summary>The architecture name of the baseline Transformer.</summary>
+    public const string Transformer = "transformer";
 
     /// <summary>The positions at which steps are timed, increasing.</summary>
     public IReadOnlyList<int> Positions { get; init; } = [64, 256, 1024, 4096];
@@ -65,11 +77,25 @@ public static class DecodeBenchmark
         ArgumentNullException.ThrowIfNull(device);
         options ??= new DecodeBenchmarkOptions();
         Validate(options);
+        var results = new List<DecodeBenchmarkResult>();
+        foreach (var architecture in options.Architectures)
+        {
+            if (architecture == DecodeBenchmarkOptions.Transformer)
+                RunTransformer(device, options, results, progress);
+            else
+                RunRetNet(device, options, results, progress);
+        }
+        return results.OrderBy(r => options.Architectures.ToList().IndexOf(r.Model)).ThenBy(r => r.Batch)
+            .ThenBy(r => r.Position).ToList();
+    }
+
+    private static void RunRetNet(RetNetDevice device, DecodeBenchmarkOptions options,
+        List<DecodeBenchmarkResult> results, Action<DecodeBenchmarkResult>? progress)
+    {
         using var model = RetNetModel.Create(device, options.Config, options.Seed);
         var random = new Random(options.Seed);
         var vocab = options.Config.VocabSize;
         int[] Tokens(int count) => Enumerable.Range(0, count).Select(_ => random.Next(vocab)).ToArray();
-        var results = new List<DecodeBenchmarkResult>();
         // Warm up the whole step path once per batch size before the first point: .NET recompiles hot methods
         // (the CPU accelerator's kernels are C#) after some dozens of calls, which would otherwise make the first,
         // lowest position look slowest.
@@ -88,30 +114,74 @@ public static class DecodeBenchmark
             {
                 using var state = prefix.Clone();
                 state.Reorder(new int[batch]);
-                // The prefill's large temporaries are garbage now; collect them before timing, not during.
-                GC.Collect();
-                GC.WaitForPendingFinalizers();
-                for (var i = 0; i < options.WarmupSteps; i++)
-                    model.Step(Tokens(batch), state);
-                var times = new double[options.Steps];
-                for (var i = 0; i < options.Steps; i++)
-                {
-                    var tokens = Tokens(batch);
-                    var start = Stopwatch.GetTimestamp();
-                    model.Step(tokens, state);
-                    times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-                }
-                Array.Sort(times);
-                var median = times.Length % 2 == 1
-                    ? times[times.Length / 2]
-                    : (times[times.Length / 2 - 1] + times[times.Length / 2]) / 2;
-                var result = new DecodeBenchmarkResult("retnet", batch, position, median, state.Bytes,
-                    model.WeightBytes);
+                var median = TimeSteps(options, () => model.Step(Tokens(batch), state));
+                var result = new DecodeBenchmarkResult(DecodeBenchmarkOptions.Retnet, batch, position, median,
+                    state.Bytes, model.WeightBytes);
                 results.Add(result);
                 progress?.Invoke(result);
             }
         }
-        return results.OrderBy(r => r.Batch).ThenBy(r => r.Position).ToList();
+    }
+
+    /// <summary>
+    /// The Transformer: one prefill of the longest position (the cache allocated for the longest position plus the
+    /// steps), then per position the cache truncated to it and fanned out to the batch: a step attends to exactly
+    /// the positions before it, as if the prefill had stopped there.
+    /// </summary>
+    private static void RunTransformer(RetNetDevice device, DecodeBenchmarkOptions options,
+        List<DecodeBenchmarkResult> results, Action<DecodeBenchmarkResult>? progress)
+    {
+        using var model = TransformerModel.Create(device, TransformerConfig.Matching(options.Config), options.Seed);
+        var random = new Random(options.Seed);
+        var vocab = options.Config.VocabSize;
+        int[] Tokens(int count) => Enumerable.Range(0, count).Select(_ => random.Next(vocab)).ToArray();
+        var capacity = options.Positions[^1] + options.Steps + 1;
+        var (_, prefix) = model.Prefill([Tokens(options.Positions[^1] - options.WarmupSteps)], capacity);
+        using (prefix)
+        {
+            foreach (var batch in options.Batches)
+            {
+                using var warm = prefix.Select(new int[batch]);
+                warm.Truncate(1);
+                for (var i = 0; i < ProcessWarmupSteps; i++)
+                    model.Step(Tokens(batch), warm);
+            }
+            foreach (var position in options.Positions)
+            {
+                foreach (var batch in options.Batches)
+                {
+                    using var cache = prefix.Select(new int[batch]);
+                    cache.Truncate(position - options.WarmupSteps);
+                    var bytes = model.KvCacheBytes(batch, position);
+                    var median = TimeSteps(options, () => model.Step(Tokens(batch), cache));
+                    var result = new DecodeBenchmarkResult(DecodeBenchmarkOptions.Transformer, batch, position, median,
+                        bytes, model.WeightBytes);
+                    results.Add(result);
+                    progress?.Invoke(result);
+                }
+            }
+        }
+    }
+
+    /// <summary>The warm-up steps, then the median of the timed steps in milliseconds.</summary>
+    private static double TimeSteps(DecodeBenchmarkOptions options, Action step)
+    {
+        // The prefill's large temporaries are garbage now; collect them before timing, not during.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        for (var i = 0; i < options.WarmupSteps; i++)
+            step();
+        var times = new double[options.Steps];
+        for (var i = 0; i < options.Steps; i++)
+        {
+            var start = Stopwatch.GetTimestamp();
+            step();
+            times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+        Array.Sort(times);
+        return times.Length % 2 == 1
+            ? times[times.Length / 2]
+            : (times[times.Length / 2 - 1] + times[times.Length / 2]) / 2;
     }
 
     private static void Validate(DecodeBenchmarkOptions options)
@@ -125,6 +195,12 @@ public static class DecodeBenchmark
                 $"more than {options.WarmupSteps} (the warm-up steps) beyond the previous, and the first too.", nameof(options));
         if (options.Batches.Count == 0 || options.Batches.Any(b => b < 1))
             throw new ArgumentException("Argument 'options' needs batch sizes ≥ 1.", nameof(options));
+        if (options.Architectures.Count == 0 || options.Architectures.Any(a =>
+                a is not (DecodeBenchmarkOptions.Retnet or DecodeBenchmarkOptions.Transformer)) ||
+            options.Architectures.Distinct().Count() != options.Architectures.Count)
+            throw new ArgumentException(
+                $"Argument 'options' has architectures [{string.Join(", ", options.Architectures)}]; expected " +
+                "retnet and/or transformer, each once.", nameof(options));
         if (options.Steps < 1 || options.WarmupSteps < 0 || options.ChunkSize < 1)
             throw new ArgumentException(
                 $"Argument 'options' has {options.Steps} steps, {options.WarmupSteps} warm-up steps, chunk size " +

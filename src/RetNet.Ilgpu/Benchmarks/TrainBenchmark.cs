@@ -1,13 +1,15 @@
 using System.Diagnostics;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Training;
+using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Benchmarks;
 
 /// <summary>One measured case of <see cref="TrainBenchmark"/>.</summary>
-/// <param name="Model">The architecture ("retnet").</param>
-/// <param name="Form">The retention form of the training pass.</param>
+/// <param name="Model">The architecture ("retnet" or "transformer").</param>
+/// <param name="Form">The retention form of the training pass ("attention" for the Transformer).</param>
 /// <param name="Batch">Windows per step, B.</param>
 /// <param name="SeqLen">Predicted tokens per window, T.</param>
 /// <param name="MsPerStep">Median wall time of one optimiser step (training pass, clipping norm, AdamW).</param>
@@ -20,10 +22,11 @@ public sealed record TrainBenchmarkResult(string Model, string Form, int Batch, 
 /// <summary>What <see cref="TrainBenchmark.Run"/> measures.</summary>
 public sealed record TrainBenchmarkOptions
 {
-    /// <summary>The architecture: "retnet" (the only one so far; the comparison Transformer comes later).</summary>
-    public string Architecture { get; init; } = "retnet";
+    /// <summary>The architectures, each measured at every length: "retnet", "transformer" or both.</summary>
+    public IReadOnlyList<string> Architectures { get; init; } = [DecodeBenchmarkOptions.Retnet];
 
-    /// <summary>The model's config; the tiny preset by default.</summary>
+    /// <summary>The model's config; the tiny preset by default. The Transformer is
+    /// <see cref="TransformerConfig.Matching"/> of it.</summary>
     public RetNetConfig Config { get; init; } = RetNetConfig.Preset("tiny");
 
     /// <summary>The sequence lengths, each measured in turn.</summary>
@@ -60,35 +63,66 @@ public static class TrainBenchmark
     {
         ArgumentNullException.ThrowIfNull(device);
         options ??= new TrainBenchmarkOptions();
-        if (options.Architecture != "retnet")
+        if (options.Architectures.Count == 0 || options.Architectures.Any(a =>
+                a is not (DecodeBenchmarkOptions.Retnet or DecodeBenchmarkOptions.Transformer)) ||
+            options.Architectures.Distinct().Count() != options.Architectures.Count)
             throw new ArgumentException(
-                $"Argument 'options' has architecture '{options.Architecture}'; expected \"retnet\".", nameof(options));
+                $"Argument 'options' has architectures [{string.Join(", ", options.Architectures)}]; expected " +
+                "retnet and/or transformer, each once.", nameof(options));
         if (options.SeqLens.Count == 0 || options.SeqLens.Any(t => t < 1) || options.Batch < 1 || options.Steps < 1)
             throw new ArgumentException(
                 "Argument 'options' needs lengths, a batch and a step count, each ≥ 1.", nameof(options));
         if (options.Mode.Form == RetentionForm.Recurrent)
             throw new ArgumentException("Argument 'options' has the recurrent form; training runs parallel or chunkwise.",
                 nameof(options));
-        using var model = RetNetModel.Create(device, options.Config, options.Seed);
-        using var gradients = ModelGradients.Zeros(model);
-        var names = WeightLayout.Expected(model.Config).Select(e => e.Name).ToArray();
-        using var optimizer = new AdamW(names.Select(n => new OptimizedParameter(n, model.Parameters[n],
-            AdamW.DecaysByDefault(n, model.Parameters[n].Rank))).ToList());
-        var random = new Random(options.Seed);
         var results = new List<TrainBenchmarkResult>();
+        foreach (var architecture in options.Architectures)
+        {
+            if (architecture == DecodeBenchmarkOptions.Transformer)
+            {
+                using var transformer = TransformerModel.Create(device, TransformerConfig.Matching(options.Config),
+                    options.Seed);
+                using var transformerGradients = TransformerGradients.Zeros(transformer);
+                Measure(device, options, architecture, "attention", transformer.Config.VocabSize,
+                    transformer.Parameters, transformerGradients.Tensors, transformerGradients.Zero,
+                    windows => transformer.ForwardBackward(windows, transformerGradients), results, progress);
+            }
+            else
+            {
+                using var model = RetNetModel.Create(device, options.Config, options.Seed);
+                using var gradients = ModelGradients.Zeros(model);
+                Measure(device, options, architecture, options.Mode.ToString(), model.Config.VocabSize,
+                    model.Parameters, gradients.Tensors, gradients.Zero,
+                    windows => model.ForwardBackward(windows, gradients, options.Mode,
+                        checkpointActivations: options.CheckpointActivations), results, progress);
+            }
+        }
+        return results;
+    }
+
+    /// <summary>Times optimiser steps of one model at every length: zero the gradients, the training pass, the global
+    /// gradient norm, AdamW.</summary>
+    private static void Measure(RetNetDevice device, TrainBenchmarkOptions options, string architecture, string form,
+        int vocabulary, IReadOnlyDictionary<string, Tensor> parameters, IReadOnlyDictionary<string, Tensor> gradients,
+        Action zero, Action<int[,]> trainingPass, List<TrainBenchmarkResult> results,
+        Action<TrainBenchmarkResult>? progress)
+    {
+        var names = parameters.Keys.ToArray();
+        using var optimizer = new AdamW(names.Select(n => new OptimizedParameter(n, parameters[n],
+            AdamW.DecaysByDefault(n, parameters[n].Rank))).ToList());
+        var random = new Random(options.Seed);
         foreach (var seqLen in options.SeqLens)
         {
             var windows = new int[options.Batch, seqLen + 1];
             for (var b = 0; b < options.Batch; b++)
             for (var t = 0; t <= seqLen; t++)
-                windows[b, t] = random.Next(model.Config.VocabSize);
+                windows[b, t] = random.Next(vocabulary);
             void Step()
             {
-                gradients.Zero();
-                model.ForwardBackward(windows, gradients, options.Mode,
-                    checkpointActivations: options.CheckpointActivations);
-                var norm = GradientClipping.GlobalNorm(names.Select(n => gradients.Tensors[n]).ToList());
-                optimizer.Step(gradients.Tensors, 1e-4, GradientClipping.ClipScale(norm, 1.0));
+                zero();
+                trainingPass(windows);
+                var norm = GradientClipping.GlobalNorm(names.Select(n => gradients[n]).ToList());
+                optimizer.Step(gradients, 1e-4, GradientClipping.ClipScale(norm, 1.0));
                 device.Synchronize();
             }
             Step();
@@ -102,11 +136,10 @@ public static class TrainBenchmark
             }
             Array.Sort(times);
             var median = times[times.Length / 2];
-            var result = new TrainBenchmarkResult(options.Architecture, options.Mode.ToString(), options.Batch, seqLen,
-                median, options.Batch * seqLen / (median / 1000), device.Memory.PeakBytes);
+            var result = new TrainBenchmarkResult(architecture, form, options.Batch, seqLen, median,
+                options.Batch * seqLen / (median / 1000), device.Memory.PeakBytes);
             results.Add(result);
             progress?.Invoke(result);
         }
-        return results;
     }
 }

@@ -245,6 +245,11 @@ public sealed record RetNetConfig
         {
             var node = JsonNode.Parse(json) as JsonObject
                 ?? throw new ArgumentException("The RetNet config JSON is not an object.", nameof(json));
+            if (node["model_type"] is JsonValue type && type.GetValueKind() == JsonValueKind.String &&
+                type.GetValue<string>() != "retnet")
+                throw new ArgumentException(
+                    $"The config is a {type.GetValue<string>()}'s (model_type \"{type.GetValue<string>()}\"), not a " +
+                    "RetNet's; load it with the model of that type.", nameof(json));
             var missing = RequiredFields.Where(f => !node.ContainsKey(f)).ToList();
             if (missing.Count > 0)
                 throw new ArgumentException(

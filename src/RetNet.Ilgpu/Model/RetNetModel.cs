@@ -24,7 +24,7 @@ public sealed record PrefillResult(float[][] Logits, DecodingState State);
 /// costs the same at every position (the state is [B, H, Dk, Dv] per layer, whatever the length so far). Not
 /// thread-safe, like its device.
 /// </summary>
-public sealed partial class RetNetModel : IDisposable
+public sealed partial class RetNetModel : ILanguageModel
 {
     private readonly Dictionary<string, Tensor> parameters;
     private readonly RetentionConstants constants;
@@ -76,6 +76,20 @@ public sealed partial class RetNetModel : IDisposable
 
     /// <summary>Bytes of the weights on the device (fp32).</summary>
     public long WeightBytes => 4 * ParameterCount;
+
+    /// <inheritdoc/>
+    public string Architecture => "retnet";
+
+    /// <inheritdoc/>
+    public int VocabSize => Config.VocabSize;
+
+    /// <inheritdoc/>
+    public string ConfigJson => Config.ToJson();
+
+    /// <summary>The weights a model of <paramref name="config"/> holds (a tied output projection counted once).</summary>
+    /// <exception cref="ArgumentException">The config is invalid.</exception>
+    public static long ParameterCountOf(RetNetConfig config) =>
+        WeightLayout.Expected(config).Sum(e => e.Shape.Aggregate(1L, (a, b) => a * b));
 
     /// <summary>Bytes of a decoding state for <paramref name="batch"/> sequences: layers · B · H · Dk · Dv · 4,
     /// whatever the position.</summary>

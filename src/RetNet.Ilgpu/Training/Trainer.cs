@@ -8,6 +8,7 @@ using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Tokenizers;
 using RetNet.Ilgpu.Training.Data;
+using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Training;
 
@@ -157,7 +158,7 @@ public sealed record Evaluation(double Loss, long Tokens, double? BitsPerByte)
 }
 
 /// <summary>
-/// Trains a <see cref="RetNetModel"/> (docs/MATH.md §11): windows from a seeded sampler, the model's training pass
+/// Trains a language model, RetNet or the baseline Transformer (docs/MATH.md §11): windows from a seeded sampler, the model's training pass
 /// (gradients accumulated over micro-batches), global-norm clipping, AdamW, a warm-up-then-decay schedule.
 /// Deterministic for a device and seed: the same settings give bit-identical weights, and a run stopped and resumed
 /// from its checkpoint ends bit-identical to one that was not. A checkpoint folder holds config.json and
@@ -177,14 +178,14 @@ public sealed class Trainer : IDisposable
     private readonly TokenDataset? validation;
     private readonly ITextTokenizer? tokenizer;
     private readonly WindowSampler sampler;
-    private readonly ModelGradients gradients;
+    private readonly TrainingPass pass;
     private readonly AdamW optimizer;
     private readonly LearningRateSchedule schedule;
     private readonly int[,] windows;
     private readonly string[] order;
     private bool disposed;
 
-    private Trainer(RetNetModel model, TrainingSettings settings, string outputFolder, TokenDataset data,
+    private Trainer(ILanguageModel model, TrainingSettings settings, string outputFolder, TokenDataset data,
         TokenDataset? validation, ITextTokenizer? tokenizer, WindowSampler sampler)
     {
         Model = model;
@@ -194,8 +195,8 @@ public sealed class Trainer : IDisposable
         this.validation = validation;
         this.tokenizer = tokenizer;
         this.sampler = sampler;
-        order = WeightLayout.Expected(model.Config).Select(e => e.Name).ToArray();
-        gradients = ModelGradients.Zeros(model);
+        order = model.Parameters.Keys.ToArray();
+        pass = TrainingPass.For(model);
         optimizer = new AdamW(order.Select(name => new OptimizedParameter(name, model.Parameters[name],
                 AdamW.DecaysByDefault(name, model.Parameters[name].Rank))).ToList(),
             new AdamWOptions(settings.Beta1, settings.Beta2, settings.Eps, settings.WeightDecay));
@@ -205,8 +206,9 @@ public sealed class Trainer : IDisposable
         windows = new int[settings.Batch, settings.SeqLen + 1];
     }
 
-    /// <summary>The model being trained (owned by the trainer).</summary>
-    public RetNetModel Model { get; }
+    /// <summary>The model being trained (owned by the trainer): a <see cref="RetNetModel"/> or a
+    /// <see cref="TransformerModel"/>.</summary>
+    public ILanguageModel Model { get; }
 
     /// <summary>The run's settings.</summary>
     public TrainingSettings Settings { get; }
@@ -224,7 +226,7 @@ public sealed class Trainer : IDisposable
     public bool HasValidation => validation is not null;
 
     /// <summary>
-    /// A new run: the model from <paramref name="modelFolder"/>, the data of <paramref name="settings"/>, checkpoints to
+    /// A new run: the model from <paramref name="modelFolder"/> (either architecture), the data of <paramref name="settings"/>, checkpoints to
     /// <paramref name="outputFolder"/>.
     /// </summary>
     /// <exception cref="ArgumentException">Invalid settings or data (the message names the problem).</exception>
@@ -234,7 +236,7 @@ public sealed class Trainer : IDisposable
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentException.ThrowIfNullOrWhiteSpace(outputFolder);
         settings.Validate();
-        var model = RetNetModel.Load(device, modelFolder);
+        var model = LanguageModels.Load(device, modelFolder);
         try
         {
             return Open(model, settings, outputFolder, sampler: null);
@@ -266,10 +268,9 @@ public sealed class Trainer : IDisposable
             : throw new InvalidDataException($"{path}: the metadata lacks '{key}'.");
         var settings = JsonSerializer.Deserialize<TrainingSettings>(Meta("settings"))
                        ?? throw new InvalidDataException($"{path}: the settings are null.");
-        var config = RetNetConfig.FromJson(Meta("config"));
         var weights = file.Tensors.Where(kv => kv.Key.StartsWith(ParameterPrefix, StringComparison.Ordinal))
             .ToDictionary(kv => kv.Key[ParameterPrefix.Length..], kv => kv.Value);
-        var model = RetNetModel.FromWeights(device, config, weights);
+        var model = LanguageModels.FromWeights(device, Meta("config"), weights);
         try
         {
             var step = int.Parse(Meta("step"), CultureInfo.InvariantCulture);
@@ -298,15 +299,15 @@ public sealed class Trainer : IDisposable
         }
     }
 
-    private static Trainer Open(RetNetModel model, TrainingSettings settings, string outputFolder, ulong[]? sampler)
+    private static Trainer Open(ILanguageModel model, TrainingSettings settings, string outputFolder, ulong[]? sampler)
     {
-        var tokenizer = TextTokenizers.ForVocabulary(settings.Tokenizer, model.Config.VocabSize);
-        var data = TokenDataset.Open(settings.Data, tokenizer, model.Config.VocabSize);
+        var tokenizer = TextTokenizers.ForVocabulary(settings.Tokenizer, model.VocabSize);
+        var data = TokenDataset.Open(settings.Data, tokenizer, model.VocabSize);
         TokenDataset? validation = null;
         try
         {
             if (settings.ValidationData.Count > 0)
-                validation = TokenDataset.Open(settings.ValidationData, tokenizer, model.Config.VocabSize);
+                validation = TokenDataset.Open(settings.ValidationData, tokenizer, model.VocabSize);
             var windows = sampler is null
                 ? new WindowSampler(data, settings.SeqLen, settings.Seed)
                 : WindowSampler.Restore(data, settings.SeqLen, sampler);
@@ -332,19 +333,18 @@ public sealed class Trainer : IDisposable
         if (Step >= Settings.Steps)
             throw new InvalidOperationException($"The run is complete: {Step} of {Settings.Steps} steps.");
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        gradients.Zero();
+        pass.Zero();
         var accumulation = Settings.GradAccum;
         var loss = 0.0;
         for (var a = 0; a < accumulation; a++)
         {
             sampler.Next(windows);
-            loss += Model.ForwardBackward(windows, gradients, Settings.Mode, 1f / accumulation,
-                Settings.CheckpointActivations) / accumulation;
+            loss += pass.Run(windows, Settings, 1f / accumulation) / accumulation;
         }
-        var norm = GradientClipping.GlobalNorm(order.Select(name => gradients.Tensors[name]).ToList());
+        var norm = GradientClipping.GlobalNorm(order.Select(name => pass.Gradients[name]).ToList());
         var scale = GradientClipping.ClipScale(norm, Settings.Clip);
         var rate = schedule.At(Step + 1);
-        optimizer.Step(gradients.Tensors, rate, scale);
+        optimizer.Step(pass.Gradients, rate, scale);
         Model.Device.Synchronize();
         Step++;
         return new TrainingStep(Step, loss, rate, norm, (long)accumulation * Settings.Batch * Settings.SeqLen,
@@ -363,9 +363,10 @@ public sealed class Trainer : IDisposable
     /// <summary>
     /// The mean next-token loss of <paramref name="model"/> over every window of T + 1 tokens with stride T (the last
     /// partial window dropped), in nats per predicted token, and for text the bits per byte of the predicted tokens.
+    /// <paramref name="mode"/> is RetNet's form (a Transformer has one).
     /// </summary>
     /// <exception cref="ArgumentException">The data holds no whole window.</exception>
-    public static Evaluation Evaluate(RetNetModel model, TokenDataset data, ITextTokenizer? tokenizer, int seqLen,
+    public static Evaluation Evaluate(ILanguageModel model, TokenDataset data, ITextTokenizer? tokenizer, int seqLen,
         int batch, ForwardMode mode)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -386,9 +387,14 @@ public sealed class Trainer : IDisposable
                 if (tokenizer is not null && data.IsText)
                     bytes += tokenizer.TokenBytes(w[b, t + 1]).Length;
             }
-            using var logits = model.Forward(inputs, mode);
+            using var logits = model switch
+            {
+                RetNetModel retnet => retnet.Forward(inputs, mode),
+                TransformerModel transformer => transformer.Forward(inputs),
+                _ => throw new ArgumentException($"No evaluation for {model.Architecture} models.", nameof(model)),
+            };
             using var targetIds = IndexTensor.FromHost(model.Device, targets, n);
-            var flat = logits.Reshape(n, model.Config.VocabSize);
+            var flat = logits.Reshape(n, model.VocabSize);
             nats += (double)CrossEntropy.ForwardBackward(flat, targetIds, flat) * n;
             tokens += n;
         }
@@ -420,7 +426,7 @@ public sealed class Trainer : IDisposable
             ["optimizer_steps"] = state.StepCount.ToString(CultureInfo.InvariantCulture),
             ["sampler"] = string.Join(",", sampler.State.Select(s => s.ToString(CultureInfo.InvariantCulture))),
             ["settings"] = JsonSerializer.Serialize(Settings),
-            ["config"] = Model.Config.ToJson(),
+            ["config"] = Model.ConfigJson,
         });
         Model.Save(OutputFolder);
     }
@@ -432,9 +438,61 @@ public sealed class Trainer : IDisposable
             return;
         disposed = true;
         optimizer.Dispose();
-        gradients.Dispose();
+        pass.Dispose();
         Model.Dispose();
         data.Dispose();
         validation?.Dispose();
+    }
+}
+
+/// <summary>The gradients of a model being trained and its training pass, for either architecture.</summary>
+internal abstract class TrainingPass : IDisposable
+{
+    /// <summary>The gradients by weight name.</summary>
+    public abstract IReadOnlyDictionary<string, Tensor> Gradients { get; }
+
+    /// <summary>Sets every gradient to 0.</summary>
+    public abstract void Zero();
+
+    /// <summary>One training pass over windows [B, T + 1], adding scale × its gradient; the mean loss.</summary>
+    public abstract float Run(int[,] windows, TrainingSettings settings, float scale);
+
+    public abstract void Dispose();
+
+    public static TrainingPass For(ILanguageModel model) => model switch
+    {
+        RetNetModel retnet => new RetNetPass(retnet),
+        TransformerModel transformer => new TransformerPass(transformer),
+        _ => throw new ArgumentException($"No training pass for {model.Architecture} models.", nameof(model)),
+    };
+
+    private sealed class RetNetPass(RetNetModel model) : TrainingPass
+    {
+        private readonly ModelGradients gradients = ModelGradients.Zeros(model);
+
+        public override IReadOnlyDictionary<string, Tensor> Gradients => gradients.Tensors;
+
+        public override void Zero() => gradients.Zero();
+
+        public override float Run(int[,] windows, TrainingSettings settings, float scale) =>
+            model.ForwardBackward(windows, gradients, settings.Mode, scale, settings.CheckpointActivations);
+
+        public override void Dispose() => gradients.Dispose();
+    }
+
+    /// <summary>The Transformer's pass: attention has one form, and its activations are always kept (the retention
+    /// form and checkpointing settings do not apply).</summary>
+    private sealed class TransformerPass(TransformerModel model) : TrainingPass
+    {
+        private readonly TransformerGradients gradients = TransformerGradients.Zeros(model);
+
+        public override IReadOnlyDictionary<string, Tensor> Gradients => gradients.Tensors;
+
+        public override void Zero() => gradients.Zero();
+
+        public override float Run(int[,] windows, TrainingSettings settings, float scale) =>
+            model.ForwardBackward(windows, gradients, scale);
+
+        public override void Dispose() => gradients.Dispose();
     }
 }

@@ -1,6 +1,7 @@
 using RetNet.Ilgpu.Benchmarks;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tests.Support;
+using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Tests.Model;
 
@@ -25,5 +26,27 @@ public sealed class ModelDecodeBenchmarkTests(DeviceFixture fixture)
             Assert.Equal(model.WeightBytes, r.WeightBytes);
         }
         Assert.Throws<ArgumentException>(() => DecodeBenchmark.Run(fixture.Device, options with { Positions = [5, 3] }));
+    }
+
+    [Fact]
+    public void The_transformers_kv_cache_grows_with_the_position_while_retnets_state_stays()
+    {
+        var options = new DecodeBenchmarkOptions
+        {
+            Config = ModelTestSupport.Micro(), Positions = [5, 12], Batches = [1, 2], Steps = 2, ChunkSize = 4,
+            Architectures = ["retnet", "transformer"],
+        };
+        var results = DecodeBenchmark.Run(fixture.Device, options);
+        Assert.Equal(8, results.Count);
+        Assert.Equal(["retnet", "retnet", "retnet", "retnet", "transformer", "transformer", "transformer", "transformer"],
+            results.Select(r => r.Model));
+        using var transformer = TransformerModel.Create(fixture.Device, TransformerConfig.Matching(options.Config));
+        foreach (var r in results.Where(r => r.Model == "transformer"))
+        {
+            Assert.Equal(transformer.KvCacheBytes(r.Batch, r.Position), r.StateBytes);
+            Assert.Equal(transformer.WeightBytes, r.WeightBytes);
+        }
+        Assert.Throws<ArgumentException>(() => DecodeBenchmark.Run(fixture.Device, options with { Architectures = ["gpt"] }));
+        Assert.Throws<ArgumentException>(() => DecodeBenchmark.Run(fixture.Device, options with { Architectures = [] }));
     }
 }

@@ -27,9 +27,25 @@ public sealed class TrainBenchmarkTests(DeviceFixture fixture)
     }
 
     [Fact]
+    public void Both_architectures_are_measured_at_every_length()
+    {
+        var options = new TrainBenchmarkOptions
+        {
+            Config = ModelTestSupport.Micro(), SeqLens = [8, 16], Steps = 1, Architectures = ["transformer", "retnet"],
+        };
+        var results = TrainBenchmark.Run(fixture.Device, options);
+        Assert.Equal(["transformer", "transformer", "retnet", "retnet"], results.Select(r => r.Model));
+        Assert.Equal(["attention", "attention"], results.Take(2).Select(r => r.Form));
+        Assert.Equal([8, 16, 8, 16], results.Select(r => r.SeqLen));
+        Assert.All(results, r => Assert.True(r.PeakBytes > 0 && double.IsFinite(r.TokensPerSecond)));
+    }
+
+    [Fact]
     public void Bad_options_are_refused()
     {
-        Assert.Throws<ArgumentException>(() => TrainBenchmark.Run(fixture.Device, new TrainBenchmarkOptions { Architecture = "transformer" }));
+        Assert.Throws<ArgumentException>(() => TrainBenchmark.Run(fixture.Device, new TrainBenchmarkOptions { Architectures = ["mamba"] }));
+        Assert.Throws<ArgumentException>(() => TrainBenchmark.Run(fixture.Device, new TrainBenchmarkOptions { Architectures = ["retnet", "retnet"] }));
+        Assert.Throws<ArgumentException>(() => TrainBenchmark.Run(fixture.Device, new TrainBenchmarkOptions { Architectures = [] }));
         Assert.Throws<ArgumentException>(() => TrainBenchmark.Run(fixture.Device, new TrainBenchmarkOptions { SeqLens = [0] }));
         Assert.Throws<ArgumentException>(() => TrainBenchmark.Run(fixture.Device, new TrainBenchmarkOptions { Mode = ForwardMode.Recurrent }));
     }
