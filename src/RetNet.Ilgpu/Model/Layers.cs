@@ -29,7 +29,8 @@ internal static class Linear
 
 /// <summary>
 /// The FFN's activations. At inference they alias (the activation and the product overwrite <see cref="Hidden"/>);
-/// training gives each its own buffer, because the backward pass reads them.
+/// training keeps Hidden and Gate per block and shares one Activated and one Product among all blocks, which the
+/// backward pass recomputes from Hidden and Gate.
 /// </summary>
 /// <param name="Hidden">fc1 x, before the activation [N, ffn].</param>
 /// <param name="Gate">gate x [N, ffn].</param>
@@ -40,7 +41,8 @@ internal sealed record FeedForwardTensors(Tensor Hidden, Tensor Gate, Tensor Act
 
 /// <summary>
 /// Multi-scale retention's activations. At inference Y and Z overwrite O and SiLU(g) overwrites G; training keeps
-/// each (docs/MATH.md §5).
+/// Q, K, V, G, O and the head norm's rstd per block and shares one Y, SiluG and Z among all blocks, which the
+/// backward pass recomputes (docs/MATH.md §5, §11).
 /// </summary>
 /// <param name="Q">Rotated queries [N, d].</param>
 /// <param name="K">Rotated, scaled keys [N, d].</param>
@@ -103,6 +105,12 @@ internal sealed class GatedFeedForward(Tensor fc1, Tensor gate, Tensor fc2, bool
         IReadOnlyDictionary<string, Tensor> gradients, BackwardScratch scratch)
     {
         Tensor dProduct = scratch.Hidden[0], dGate = scratch.Hidden[1];
+        // Training blocks share one buffer for the activation and one for the product: recompute this block's.
+        if (gelu)
+            Elementwise.Gelu(t.Hidden, t.Activated);
+        else
+            Elementwise.Silu(t.Hidden, t.Activated);
+        Elementwise.Multiply(t.Activated, t.Gate, t.Product);
         Linear.BackwardWeight(dBranch, t.Product, gradients[prefix + "fc2.weight"]);
         Linear.BackwardInput(dBranch, fc2, dProduct, accumulate: false);
         Elementwise.Multiply(dProduct, t.Activated, dGate);
@@ -222,6 +230,13 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
         int heads = c.RetentionHeads, dk = c.KeyHeadDim, dv = c.ValueHeadDim;
         Tensor dZ = scratch.Value[0], dY = scratch.Value[1], dO = scratch.Value[2], dV = scratch.Value[3];
         Tensor dQ = scratch.Rows[2], dK = scratch.Rows[3];
+        // Training blocks share one buffer each for Y, silu(G) and Z: recompute this block's (the same launches as
+        // the forward pass, so the same bits).
+        var normRows = t.O.Dim(0) * heads;
+        RmsNorm.Forward(t.O.Reshape(normRows, dv), null, (float)c.LayerNormEps, t.Y.Reshape(normRows, dv), t.HeadRstd,
+            options: null, decaySums);
+        Elementwise.Silu(t.G, t.SiluG);
+        Elementwise.Multiply(t.SiluG, t.Y, t.Z);
         Linear.BackwardWeight(dBranch, t.Z, gradients[prefix + "out_proj.weight"]);
         Linear.BackwardInput(dBranch, output, dZ, accumulate: false);
         Elementwise.Multiply(dZ, t.SiluG, dY);

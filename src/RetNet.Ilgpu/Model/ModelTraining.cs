@@ -115,15 +115,20 @@ internal sealed class TrainingWorkspace : IDisposable
             (EmbeddingNormed, EmbeddingRstd) = c.LayerNormEmbedding ? (Make(n, d), Make(n)) : (null, null);
             DecaySums = Make(n * c.RetentionHeads);
             var branch = Make(n, d);
+            // What the backward pass can recompute with one cheap elementwise or norm pass (docs/MATH.md §11): the
+            // head norm's output Y, silu(G), Z = silu(G) ⊙ Y, act(fc1 x) and the FFN product. Every block writes
+            // these into one shared set, and its backward recomputes them before reading them.
+            Tensor y = Make(n, dv), siluG = Make(n, dv), z = Make(n, dv);
+            Tensor activated = Make(n, ffn), product = Make(n, ffn);
             var x = EmbeddingNormed ?? Embedded;
             BlockTensors NewBlock(Tensor input)
             {
                 var retentionSublayer = new SublayerTensors(input, Make(n, d), Make(n, d), Make(n));
                 var retention = new RetentionTensors(Make(n, d), Make(n, d), Make(n, dv), Make(n, dv), Make(n, dv),
-                    Make(n, dv), Make(n, dv), Make(n, dv), Make(n * c.RetentionHeads), branch);
+                    y, siluG, z, Make(n * c.RetentionHeads), branch);
                 var ffnSublayer = new SublayerTensors(retentionSublayer.Output(c.NormalizeBefore), Make(n, d),
                     Make(n, d), Make(n));
-                var feedForward = new FeedForwardTensors(Make(n, ffn), Make(n, ffn), Make(n, ffn), Make(n, ffn), branch);
+                var feedForward = new FeedForwardTensors(Make(n, ffn), Make(n, ffn), activated, product, branch);
                 return new BlockTensors(retentionSublayer, retention, ffnSublayer, feedForward);
             }
             var blocks = new BlockTensors[c.Layers];

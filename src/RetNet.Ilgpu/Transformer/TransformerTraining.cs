@@ -117,6 +117,9 @@ internal sealed class TransformerTrainingWorkspace : IDisposable
             var x = Make(n, d);
             Embedded = x;
             var branch = Make(n, d);
+            // As in RetNet's training workspace: act(fc1 x) and the FFN product are shared by every block and
+            // recomputed by each block's backward pass (GatedFeedForward.Backward).
+            Tensor activated = Make(n, f), product = Make(n, f);
             var blocks = new TransformerBlockTensors[c.Layers];
             for (var i = 0; i < blocks.Length; i++)
             {
@@ -124,7 +127,7 @@ internal sealed class TransformerTrainingWorkspace : IDisposable
                 var output = Make(n, d);
                 blocks[i] = new TransformerBlockTensors(x, Make(n, d), Make(n), Make(n, d), Make(n, d), Make(n, d),
                     Make(n, d), Make(batch, c.Heads, seqLen), middle, Make(n, d), Make(n),
-                    new FeedForwardTensors(Make(n, f), Make(n, f), Make(n, f), Make(n, f), branch), output);
+                    new FeedForwardTensors(Make(n, f), Make(n, f), activated, product, branch), output);
                 x = output;
             }
             Blocks = blocks;

@@ -158,7 +158,9 @@ public sealed class ModelGradientTests(DeviceFixture fixture)
         var checkpointed = Run(true, out var checkpointedBytes);
         foreach (var (name, gradient) in full)
             Assert.True(gradient.Data.AsSpan().SequenceEqual(checkpointed[name].Data), $"{layout} d{name} differs");
-        Assert.True(checkpointedBytes < 0.6 * fullBytes,
+        // Three blocks: checkpointing keeps one block's activations (plus three block inputs) instead of three. The
+        // recomputable ones are shared across blocks either way, so the saving is about a third.
+        Assert.True(checkpointedBytes < 0.75 * fullBytes,
             $"{layout}: checkpointed workspace {checkpointedBytes} bytes vs {fullBytes} without");
     }
 
