@@ -1,9 +1,9 @@
 // RetNet against the baseline Transformer on real text: both models at (nearly) the same parameter count, trained on
 // the same bytes with the same recipe and steps, validation loss measured side by side at the same steps. Writes
-// the curves as CSV (step, retnet_train, transformer_train, retnet_val, transformer_val) for plotting.
+// the curves as CSV (step, retnet_train, transformer_train, retnet_val, transformer_val) and, with --plot, as a PNG.
 //
 //   dotnet run --project examples/RetNetVsTransformer -c Release -- [--steps N] [--preset tiny|small] [--device cpu]
-//       [--seq-len T] [--batch B] [--eval-every K] [--csv FILE]
+//       [--seq-len T] [--batch B] [--eval-every K] [--csv FILE] [--plot FILE.png]
 using System.Diagnostics;
 using System.Globalization;
 using RetNet.Ilgpu.Devices;
@@ -20,6 +20,7 @@ var seqLen = int.Parse(options.GetValueOrDefault("seq-len", "128"), CultureInfo.
 var batch = int.Parse(options.GetValueOrDefault("batch", "8"), CultureInfo.InvariantCulture);
 var evalEvery = int.Parse(options.GetValueOrDefault("eval-every", "50"), CultureInfo.InvariantCulture);
 var csv = options.GetValueOrDefault("csv", "retnet-vs-transformer.csv");
+var plotPath = options.GetValueOrDefault("plot");
 var kind = DeviceKinds.Parse(options.GetValueOrDefault("device", "auto"), "--device");
 
 var folder = Path.Combine(Path.GetTempPath(), $"retnet-vs-transformer-{Guid.NewGuid():N}");
@@ -79,6 +80,8 @@ try
     lines.AddRange(curves.Select(kv => string.Create(CultureInfo.InvariantCulture,
         $"{kv.Key},{kv.Value[0]:F5},{kv.Value[1]:F5},{kv.Value[2]:F5},{kv.Value[3]:F5}")));
     AtomicFile.WriteAllText(csv, string.Join('\n', lines) + "\n");
+    if (plotPath is not null)
+        Plot(plotPath, curves, $"{preset} preset, {batch}×{seqLen} bytes a step, {device.Kind}");
     foreach (var summary in summaries)
         Console.WriteLine(summary);
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -91,6 +94,29 @@ finally
         Directory.Delete(folder, recursive: true);
 }
 
+// Loss against step: both models' training loss (the mean since the previous point) and held-out loss.
+static void Plot(string path, SortedDictionary<int, double[]> curves, string title)
+{
+    var plot = new ScottPlot.Plot();
+    var steps = curves.Keys.Select(s => (double)s).ToArray();
+    string[] labels = ["RetNet, training", "Transformer, training", "RetNet, held-out", "Transformer, held-out"];
+    for (var column = 0; column < labels.Length; column++)
+    {
+        var line = plot.Add.Scatter(steps, curves.Values.Select(v => v[column]).ToArray());
+        line.LegendText = labels[column];
+        line.LinePattern = column < 2 ? ScottPlot.LinePattern.Dashed : ScottPlot.LinePattern.Solid;
+    }
+    plot.Title($"{title}: loss by step");
+    plot.Axes.Bottom.Label.Text = "optimiser step";
+    plot.Axes.Left.Label.Text = "loss (nats per byte)";
+    plot.ShowLegend(ScottPlot.Alignment.UpperRight);
+    var full = Path.GetFullPath(path);
+    var temporary = Path.Combine(Path.GetDirectoryName(full)!, $".{Guid.NewGuid():N}.png");
+    plot.SavePng(temporary, 800, 480);
+    File.Move(temporary, full, overwrite: true);
+    Console.WriteLine($"wrote {full}");
+}
+
 static Dictionary<string, string> ParseOptions(string[] args)
 {
     var result = new Dictionary<string, string>();
@@ -100,7 +126,7 @@ static Dictionary<string, string> ParseOptions(string[] args)
             throw new ArgumentException($"Expected --name value pairs; got '{args[i]}'.");
         result[args[i][2..]] = args[++i];
     }
-    var known = new[] { "steps", "preset", "seq-len", "batch", "eval-every", "csv", "device" };
+    var known = new[] { "steps", "preset", "seq-len", "batch", "eval-every", "csv", "plot", "device" };
     foreach (var key in result.Keys.Where(k => !known.Contains(k)))
         throw new ArgumentException($"Unknown option --{key}; expected --{string.Join(", --", known)}.");
     return result;

@@ -43,10 +43,11 @@ internal static class BenchCommand
         var chunk = new Option<int>("--chunk-size") { Description = "Chunk size of the chunkwise form.", DefaultValueFactory = _ => ForwardMode.DefaultChunkSize };
         var steps = new Option<int>("--steps") { Description = "Timed steps per length.", DefaultValueFactory = _ => 3 };
         var checkpoint = new Option<bool>("--checkpoint-activations") { Description = "Keep only block inputs; recompute in backward." };
+        var plot = Plot();
         var command = new Command("train",
             "Median time, tokens/s and peak device bytes of one optimiser step (training pass, clipping, AdamW) per sequence length.")
         {
-            device, json, architecture, preset, seqLens, batch, form, chunk, steps, checkpoint,
+            device, json, architecture, preset, seqLens, batch, form, chunk, steps, checkpoint, plot,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -91,6 +92,9 @@ internal static class BenchCommand
                                       $"{Format.Number(r.TokensPerSecond / t.TokensPerSecond, "0.00")}×, peak bytes " +
                                       $"{Format.Number(r.PeakBytes / (double)t.PeakBytes, "0.00")}×");
             }
+            if (parse.GetValue(plot) is { } picture)
+                Plots.Train(picture.FullName, results,
+                    $"{parse.GetValue(preset)} preset, batch {options.Batch}, {opened.Kind}");
             WriteJson(parse.GetValue(json), results.Select(r => new
             {
                 model = r.Model,
@@ -129,10 +133,11 @@ internal static class BenchCommand
                           "RetNet preset, decoding with a KV cache).",
             DefaultValueFactory = _ => "retnet",
         };
+        var plot = Plot();
         var command = new Command("decode",
             "Median per-token decode time at growing positions, with the decoding state's (or KV cache's) and the weights' bytes.")
         {
-            device, json, preset, positions, batches, steps, arch,
+            device, json, preset, positions, batches, steps, arch, plot,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -178,6 +183,8 @@ internal static class BenchCommand
                                       $"{Format.Number(t.MsPerToken / r.MsPerToken, "0.00")}×, KV cache/retnet state bytes " +
                                       $"{Format.Number(t.StateBytes / (double)r.StateBytes, "0.0")}×");
             }
+            if (parse.GetValue(plot) is { } picture)
+                Plots.Decode(picture.FullName, results, $"{parse.GetValue(preset)} preset, {opened.Kind}");
             WriteJson(parse.GetValue(json), results.Select(r => new
             {
                 model = r.Model,
@@ -323,6 +330,12 @@ internal static class BenchCommand
         AtomicFile.WriteAllText(file.FullName, JsonSerializer.Serialize(records.ToList(), JsonOptions));
         Console.WriteLine($"wrote {file.FullName}");
     }
+
+    /// <summary>--plot FILE.png: also draw the results.</summary>
+    private static Option<FileInfo?> Plot() => new("--plot")
+    {
+        Description = "Also draw the results as a PNG (two panels: time and memory), written to a temporary name, then renamed.",
+    };
 
     private static IReadOnlyList<string> ParseArchitectures(string text)
     {
