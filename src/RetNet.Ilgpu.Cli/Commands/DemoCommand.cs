@@ -47,7 +47,7 @@ internal static class DemoCommand
     }
 
     /// <summary>
-    /// Trains the tiny preset for about a minute on the CPU accelerator (seconds on a GPU) on the prose of the SDK's
+    /// Trains the tiny preset for a few seconds on the CPU (host execution) on the prose of the SDK's
     /// reference documentation (byte tokens), prints the loss as it falls and the held-out loss before and after, then
     /// continues a prompt with the trained model. Fails if the loss did not fall.
     /// </summary>
