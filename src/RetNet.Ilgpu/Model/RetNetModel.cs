@@ -108,15 +108,23 @@ public sealed partial class RetNetModel : ILanguageModel
     /// the config's decays is used, and <see cref="Notices"/> says so). Everything is checked before any device memory
     /// is allocated; nothing stays allocated on failure.
     /// </summary>
-    /// <exception cref="ArgumentException">The config is invalid, or the angle buffer does not fit it.</exception>
+    /// <param name="device">The device to put the weights on.</param>
+    /// <param name="config">The model's shape.</param>
+    /// <param name="weights">The weights by name.</param>
+    /// <param name="allowNonFiniteWeights">Load weights holding NaN or ±∞ anyway (to inspect a broken checkpoint);
+    /// by default they are refused with the tensor's name.</param>
+    /// <exception cref="ArgumentException">The config is invalid, the angle buffer does not fit it, or a weight is not
+    /// finite.</exception>
     /// <exception cref="CheckpointMismatchException">Tensors are missing, unexpected or wrongly shaped (all listed).</exception>
     public static RetNetModel FromWeights(RetNetDevice device, RetNetConfig config,
-        IReadOnlyDictionary<string, HostTensor> weights)
+        IReadOnlyDictionary<string, HostTensor> weights, bool allowNonFiniteWeights = false)
     {
         ArgumentNullException.ThrowIfNull(device);
         var resolved = WeightLayout.Resolve(config, weights);
         config = resolved.Config;
         var valid = resolved.Parameters;
+        if (!allowNonFiniteWeights)
+            HostTensor.RequireFinite(valid, WeightLayout.Expected(config).Select(e => e.Name), nameof(weights));
         var parameters = new Dictionary<string, Tensor>();
         Tensor? angles = null, inverseAngles = null, table = null;
         try
@@ -170,9 +178,10 @@ public sealed partial class RetNetModel : ILanguageModel
 
     /// <summary>Loads a folder written by <see cref="Save"/> or converted from torchscale.</summary>
     /// <exception cref="FileNotFoundException">config.json or model.safetensors is absent.</exception>
-    /// <exception cref="ArgumentException">The config is invalid.</exception>
+    /// <exception cref="ArgumentException">The config is invalid, or a weight is not finite (unless
+    /// <paramref name="allowNonFiniteWeights"/>).</exception>
     /// <exception cref="CheckpointMismatchException">The tensors do not fit the config.</exception>
-    public static RetNetModel Load(RetNetDevice device, string folder)
+    public static RetNetModel Load(RetNetDevice device, string folder, bool allowNonFiniteWeights = false)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(folder);
         var configPath = Path.Combine(folder, "config.json");
@@ -181,7 +190,7 @@ public sealed partial class RetNetModel : ILanguageModel
             if (!File.Exists(path))
                 throw new FileNotFoundException($"The model folder {folder} has no {Path.GetFileName(path)}.", path);
         var config = RetNetConfig.Load(configPath);
-        return FromWeights(device, config, Safetensors.Read(weightsPath).Tensors);
+        return FromWeights(device, config, Safetensors.Read(weightsPath).Tensors, allowNonFiniteWeights);
     }
 
     /// <summary>

@@ -139,11 +139,12 @@ public sealed partial class TransformerModel : ILanguageModel
         FromWeights(device, config, Initialize(config, seed));
 
     /// <summary>A model from host weights named as <see cref="ExpectedWeights"/> lists them (a tied output projection
-    /// may also appear under its own name). Everything is checked before device memory is allocated.</summary>
-    /// <exception cref="ArgumentException">The config is invalid.</exception>
+    /// may also appear under its own name). Everything is checked before device memory is allocated; weights holding
+    /// NaN or ±∞ are refused unless <paramref name="allowNonFiniteWeights"/>.</summary>
+    /// <exception cref="ArgumentException">The config is invalid, or a weight is not finite.</exception>
     /// <exception cref="CheckpointMismatchException">Tensors are missing, unexpected or wrongly shaped (all listed).</exception>
     public static TransformerModel FromWeights(RetNetDevice device, TransformerConfig config,
-        IReadOnlyDictionary<string, HostTensor> weights)
+        IReadOnlyDictionary<string, HostTensor> weights, bool allowNonFiniteWeights = false)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(config);
@@ -158,15 +159,8 @@ public sealed partial class TransformerModel : ILanguageModel
             .ToList();
         if (missing.Count + unexpected.Count + wrongShape.Count > 0)
             throw new CheckpointMismatchException(missing, unexpected, wrongShape);
-        foreach (var (name, _) in expected)
-        {
-            var data = weights[name].Data;
-            for (var i = 0; i < data.Length; i++)
-                if (!float.IsFinite(data[i]))
-                    throw new ArgumentException(
-                        $"Argument 'weights' has {data[i]} in {name} at flat index {i}; expected finite weights.",
-                        nameof(weights));
-        }
+        if (!allowNonFiniteWeights)
+            HostTensor.RequireFinite(weights, expected.Select(e => e.Name), nameof(weights));
         var parameters = new Dictionary<string, Tensor>();
         Tensor? angles = null, inverseAngles = null;
         try
@@ -209,9 +203,10 @@ public sealed partial class TransformerModel : ILanguageModel
 
     /// <summary>Loads a folder written by <see cref="Save"/>.</summary>
     /// <exception cref="FileNotFoundException">config.json or model.safetensors is absent.</exception>
-    /// <exception cref="ArgumentException">The config is invalid or not a Transformer's.</exception>
+    /// <exception cref="ArgumentException">The config is invalid or not a Transformer's, or a weight is not finite
+    /// (unless <paramref name="allowNonFiniteWeights"/>).</exception>
     /// <exception cref="CheckpointMismatchException">The tensors do not fit the config.</exception>
-    public static TransformerModel Load(RetNetDevice device, string folder)
+    public static TransformerModel Load(RetNetDevice device, string folder, bool allowNonFiniteWeights = false)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(folder);
         var configPath = Path.Combine(folder, "config.json");
@@ -220,7 +215,7 @@ public sealed partial class TransformerModel : ILanguageModel
             if (!File.Exists(path))
                 throw new FileNotFoundException($"The model folder {folder} has no {Path.GetFileName(path)}.", path);
         var config = TransformerConfig.Load(configPath);
-        return FromWeights(device, config, Safetensors.Read(weightsPath).Tensors);
+        return FromWeights(device, config, Safetensors.Read(weightsPath).Tensors, allowNonFiniteWeights);
     }
 
     /// <summary>Logits [B, T, V] of every position of <paramref name="tokens"/> [B, T], each sequence starting at
