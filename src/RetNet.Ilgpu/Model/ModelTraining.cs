@@ -255,6 +255,9 @@ public sealed partial class RetNetModel
             throw new ArgumentException(
                 $"Argument 'windows' is [{batch}, {seqLen + 1}]; expected at least one window of at least 2 tokens.",
                 nameof(windows));
+        ShapeCheck.FitsOneTensor((long)batch * seqLen, Config.VocabSize, "logits [B·T, V]", nameof(windows));
+        ShapeCheck.FitsOneTensor((long)batch * seqLen, Math.Max(Config.FfnEmbedDim, Config.ValueEmbedDim),
+            "activations [B·T, widest]", nameof(windows));
         var n = batch * seqLen;
         var inputs = new int[n + batch];
         var targets = new int[n];

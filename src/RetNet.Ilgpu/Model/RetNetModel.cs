@@ -207,6 +207,9 @@ public sealed partial class RetNetModel : ILanguageModel
             throw new ArgumentException($"Argument 'tokens' is [{batch}, {seqLen}]; expected at least one token.",
                 nameof(tokens));
         CheckMode(mode);
+        ShapeCheck.FitsOneTensor((long)batch * seqLen, Config.VocabSize, "logits [B·T, V]", nameof(tokens));
+        ShapeCheck.FitsOneTensor((long)batch * seqLen, Math.Max(Config.FfnEmbedDim, Config.ValueEmbedDim),
+            "activations [B·T, widest]", nameof(tokens));
         var n = batch * seqLen;
         var ids = new int[n + batch];
         Buffer.BlockCopy(tokens, 0, ids, 0, n * sizeof(int));
@@ -290,6 +293,8 @@ public sealed partial class RetNetModel : ILanguageModel
         var mode = ForwardMode.Chunkwise(chunkSize);
         CheckMode(mode);
         var longest = tokens.Max(t => t.Length);
+        ShapeCheck.FitsOneTensor(longest, Math.Max(Config.FfnEmbedDim, Config.ValueEmbedDim), "activations [T, widest]",
+            nameof(tokens));
         var result = new float[tokens.Count][];
         using var workspace = new ModelWorkspace(this, longest, 1, 1);
         for (var b = 0; b < tokens.Count; b++)

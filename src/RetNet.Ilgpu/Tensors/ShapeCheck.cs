@@ -108,6 +108,21 @@ public static class ShapeCheck
                 "distinct one.", outputName);
     }
 
+    /// <summary>
+    /// Refuses, before anything is allocated or launched, work whose <paramref name="what"/> would hold more elements
+    /// than a tensor can (2³¹ − 1: every kernel indexes in 32 bits), naming the argument, the tensor and the sizes.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="rows"/> · <paramref name="columns"/> exceeds
+    /// <see cref="int.MaxValue"/>.</exception>
+    public static void FitsOneTensor(long rows, long columns, string what, string argument)
+    {
+        var count = rows * columns;
+        if (rows < 0 || columns < 0 || count > int.MaxValue || (columns != 0 && count / columns != rows))
+            throw new ArgumentException(
+                $"Argument '{argument}' needs {what} of {rows} × {columns} = {(decimal)rows * columns} elements; a tensor " +
+                $"holds at most {int.MaxValue} (32-bit indexing): split the batch or the sequence.", argument);
+    }
+
     /// <summary>The number of elements of <paramref name="shape"/>, validating every dimension.</summary>
     /// <exception cref="ArgumentException">A dimension is negative or the product exceeds <see cref="int.MaxValue"/>.</exception>
     public static int ElementCount(ReadOnlySpan<int> shape, string argument = "shape")

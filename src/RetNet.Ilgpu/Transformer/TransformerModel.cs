@@ -229,6 +229,8 @@ public sealed partial class TransformerModel : ILanguageModel
         if (batch == 0 || seqLen == 0)
             throw new ArgumentException($"Argument 'tokens' is [{batch}, {seqLen}]; expected at least one token.",
                 nameof(tokens));
+        ShapeCheck.FitsOneTensor((long)batch * seqLen, Config.VocabSize, "logits [B·T, V]", nameof(tokens));
+        ShapeCheck.FitsOneTensor((long)batch * seqLen, Config.FfnEmbedDim, "activations [B·T, ffn]", nameof(tokens));
         var n = batch * seqLen;
         var ids = new int[n + batch];
         Buffer.BlockCopy(tokens, 0, ids, 0, n * sizeof(int));
