@@ -41,7 +41,8 @@ public sealed record AttentionProblem(AttentionShape Shape, float? Scale, int Pr
 
 /// <summary>
 /// Causal attention is one function whatever kernel computes it: on random problems the tiled kernels (one
-/// configuration drawn at random), the barrier-free kernels and the double reference agree forward and backward;
+/// configuration drawn at random), the barrier-free kernels, the host SIMD code (when the device runs on the host) and
+/// the double reference agree forward and backward;
 /// decoding from a prefilled KV cache one token at a time gives the rows of the full forward pass; and the batch is
 /// a set of independent sequences, so permuting it permutes every result bit for bit. Every comparison with the
 /// reference uses the project's one tolerance rule, and every drawn problem checks that zeros fail it.
@@ -51,9 +52,8 @@ public sealed class AttentionProperties(DeviceFixture fixture)
 {
     private readonly RetNetDevice device = fixture.Device;
 
-    /// <summary>Index 0 of <see cref="AttentionLaunch.Configurations"/> is the barrier-free launch; the rest are tiled.</summary>
-    private static readonly int ConfigurationCount =
-        AttentionLaunch.Configurations(AttentionLaunch.DefaultGroupSize).Count;
+    private static readonly int TiledConfigurations =
+        AttentionLaunch.TiledConfigurations(AttentionLaunch.DefaultGroupSize).Count;
 
     /// <summary>
     /// The draw (its sixth problem, T = 1) that showed dq cancelling to a residue of 4e-8 where the reference is exactly
@@ -62,17 +62,20 @@ public sealed class AttentionProperties(DeviceFixture fixture)
     /// </summary>
     [Property(MaxTest = 6, Replay = "15828152326605675714,1664890772615760089")]
     public Property Kernels_equal_the_reference_on_the_draw_where_dq_cancels_to_zero() =>
-        Tiled_and_barrier_free_kernels_equal_the_double_reference_forward_and_backward();
+        Tiled_barrier_free_and_host_launches_equal_the_double_reference_forward_and_backward();
 
     [Property(MaxTest = 25)]
-    public Property Tiled_and_barrier_free_kernels_equal_the_double_reference_forward_and_backward() =>
-        Prop.ForAll(AttentionProblem.Arbitrary(), Gen.Choose(1, ConfigurationCount - 1).ToArbitrary(),
+    public Property Tiled_barrier_free_and_host_launches_equal_the_double_reference_forward_and_backward() =>
+        Prop.ForAll(AttentionProblem.Arbitrary(), Gen.Choose(0, TiledConfigurations - 1).ToArbitrary(),
             (problem, configuration) =>
         {
-            var tiled = AttentionLaunch.Configurations(device.MaxGroupSize)[configuration];
+            var tiled = AttentionLaunch.TiledConfigurations(device.MaxGroupSize)[configuration];
             using var test = problem.Build(device);
             var results = new List<float[]>();
-            foreach (var launch in new[] { AttentionLaunch.BarrierFree, tiled })
+            List<AttentionLaunch> launches = [AttentionLaunch.BarrierFree, tiled];
+            if (device.RunsOnHost)
+                launches.Add(AttentionLaunch.Host);
+            foreach (var launch in launches)
             {
                 using var output = test.NewOutput();
                 using var logSumExp = test.NewLogSumExp();
@@ -85,8 +88,9 @@ public sealed class AttentionProperties(DeviceFixture fixture)
                 test.AssertBackward($"{launch}, {problem}", gradients);
                 results.Add(output.ToHost());
             }
-            // The two kernels against each other, by the same rule.
-            Numerics.AssertClose($"tiled against barrier-free, {problem}", results[1], results[0]);
+            // The launches against each other, by the same rule.
+            for (var i = 1; i < results.Count; i++)
+                Numerics.AssertClose($"{launches[i]} against barrier-free, {problem}", results[i], results[0]);
             test.AssertZerosAreRejected(problem.ToString());
         });
 

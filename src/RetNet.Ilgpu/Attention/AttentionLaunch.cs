@@ -18,11 +18,11 @@ internal readonly record struct AttentionGradientOperands(Tensor Q, Tensor K, Te
     Tensor LogSumExp, Tensor Deltas, Tensor Dq, Tensor Dk, Tensor Dv, float Scale);
 
 /// <summary>
-/// Which attention kernels a call launches, and with what tile and group size: barrier-free on the CPU accelerator,
-/// tiled elsewhere. Tests pass every configuration explicitly through <see cref="CausalAttention"/>'s internal
-/// overloads.
+/// Which attention kernels a call launches, and with what tile and group size: host SIMD code on the CPU accelerator in
+/// host execution, barrier-free kernels on its simulator, tiled kernels elsewhere. Tests pass every configuration
+/// explicitly through <see cref="CausalAttention"/>'s internal overloads.
 /// </summary>
-internal abstract class AttentionLaunch
+internal abstract partial class AttentionLaunch
 {
     /// <summary>The group size of tiled launches on a GPU: enough threads to give each a few tile elements.</summary>
     public const int DefaultGroupSize = 256;
@@ -36,19 +36,31 @@ internal abstract class AttentionLaunch
 
     /// <summary>What the library launches on <paramref name="device"/>.</summary>
     public static AttentionLaunch For(RetNetDevice device) =>
-        device.IsCpuSimulator ? BarrierFree : new AutoTiledLaunch(Math.Min(DefaultGroupSize, device.MaxGroupSize));
+        device.RunsOnHost ? Host
+        : device.IsCpuSimulator ? BarrierFree
+        : new AutoTiledLaunch(Math.Min(DefaultGroupSize, device.MaxGroupSize));
 
     /// <summary>
-    /// Every configuration the library can launch on a device with groups of at most <paramref name="maxGroupSize"/>:
-    /// the barrier-free kernels, and each tile at the default group size and at 7 threads (fewer threads than tile
-    /// elements, not dividing them).
+    /// Every configuration the library can launch on <paramref name="device"/>: the barrier-free kernels, the tiled
+    /// ones (<see cref="TiledConfigurations"/>), and the host SIMD code when the device runs on the host.
     /// </summary>
-    public static IReadOnlyList<AttentionLaunch> Configurations(int maxGroupSize)
+    public static IReadOnlyList<AttentionLaunch> Configurations(RetNetDevice device)
+    {
+        List<AttentionLaunch> all = [BarrierFree, .. TiledConfigurations(device.MaxGroupSize)];
+        if (device.RunsOnHost)
+            all.Add(Host);
+        return all;
+    }
+
+    /// <summary>
+    /// Each tile at the default group size (at most <paramref name="maxGroupSize"/>) and at 7 threads (fewer threads
+    /// than tile elements, not dividing them).
+    /// </summary>
+    public static IReadOnlyList<AttentionLaunch> TiledConfigurations(int maxGroupSize)
     {
         var full = Math.Min(DefaultGroupSize, maxGroupSize);
         return
         [
-            BarrierFree,
             Tiled<AttentionTile16>(full), Tiled<AttentionTile16>(7),
             Tiled<AttentionTile32x64>(full), Tiled<AttentionTile32x64>(7),
         ];

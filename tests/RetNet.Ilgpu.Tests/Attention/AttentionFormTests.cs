@@ -6,7 +6,8 @@ namespace RetNet.Ilgpu.Tests.Attention;
 
 /// <summary>
 /// Causal attention at every kernel configuration the library can launch (barrier-free; each tile at the device's
-/// group size and at 7 threads) against the double reference, forward and backward. Shapes are small enough for the
+/// group size and at 7 threads; host SIMD code when the device runs on the host) against the double reference, forward
+/// and backward. Shapes are small enough for the
 /// CPU accelerator's barriers yet cover T = 1, several query and key tiles of both tiles with ragged last tiles,
 /// Dk ≠ Dv, odd head dimensions that leave partial depth slices and column tiles, B > 1 and H > 1.
 /// </summary>
@@ -23,26 +24,32 @@ public sealed class AttentionFormTests(DeviceFixture fixture, ITestOutputHelper 
         new(1, 70, 1, 33, 70),
     ];
 
-    private static readonly int ConfigurationCount = AttentionLaunch.Configurations(16).Count;
+    // Theory data is fixed at discovery, before the fixture opens the device: the count comes from a device opened
+    // the same way (RETNET_DEVICE, RETNET_CPU_EXECUTION) and closed again.
+    private static readonly Lazy<int> ConfigurationCount = new(() =>
+    {
+        using var probe = RetNetDevice.Open(DeviceKind.Auto);
+        return AttentionLaunch.Configurations(probe).Count;
+    });
 
     public static TheoryData<int, int> ConfigurationsAndShapes
     {
         get
         {
             var data = new TheoryData<int, int>();
-            for (var c = 0; c < ConfigurationCount; c++)
+            for (var c = 0; c < ConfigurationCount.Value; c++)
             for (var s = 0; s < Shapes.Length; s++)
                 data.Add(c, s);
             return data;
         }
     }
 
-    public static TheoryData<int> Configurations => new(Enumerable.Range(0, ConfigurationCount));
+    public static TheoryData<int> Configurations => new(Enumerable.Range(0, ConfigurationCount.Value));
 
     // One thread, a count that divides nothing evenly, and more threads than any problem below has items.
     public static TheoryData<int> ForcedThreads => [1, 3, 70_001];
 
-    private AttentionLaunch Configuration(int index) => AttentionLaunch.Configurations(device.MaxGroupSize)[index];
+    private AttentionLaunch Configuration(int index) => AttentionLaunch.Configurations(device)[index];
 
     [Theory, MemberData(nameof(ConfigurationsAndShapes))]
     public void Forward_matches_the_reference(int configuration, int shape)
