@@ -12,6 +12,7 @@ var root = new RootCommand("retnet: Retentive Networks on any GPU from .NET (ILG
     TrainCommands.Corpus(),
     ModelCommands.Generate(),
     KernelsCommand.Create(),
+    VerifyCommand.Create(),
     BenchCommand.Create(),
     DemoCommand.Create(),
 };

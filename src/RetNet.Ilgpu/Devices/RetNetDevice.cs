@@ -178,6 +178,7 @@ public sealed class RetNetDevice : IDisposable
         where TLauncher : Delegate
     {
         ObjectDisposedException.ThrowIf(disposed, this);
+        KernelRecorder?.Add(kernel.Method);
         if (!kernels.TryGetValue(kernel.Method, out var launcher))
         {
             launcher = (RunsOnHost ? HostLaunch.TryCreate<TLauncher>(this, kernel.Method) : null) ?? load(Accelerator);
@@ -185,6 +186,10 @@ public sealed class RetNetDevice : IDisposable
         }
         return (TLauncher)launcher;
     }
+
+    /// <summary>When set, every kernel asked of <see cref="Kernel{TLauncher}"/> (loaded or cached) is added to it: how
+    /// <c>retnet verify</c> tells which registered kernels its checks exercised (docs/VERIFY.md).</summary>
+    internal HashSet<System.Reflection.MethodInfo>? KernelRecorder { get; set; }
 
     /// <summary>The stream every operation of the library is queued on, so their order is their program order.</summary>
     internal AcceleratorStream Stream => Accelerator.DefaultStream;

@@ -1,8 +1,7 @@
 using MathNet.Numerics;
 using RetNet.Ilgpu.IO;
-using RetNet.Ilgpu.Model;
 
-namespace RetNet.Ilgpu.Tests.Model;
+namespace RetNet.Ilgpu.Model;
 
 /// <summary>
 /// torchscale's parallel forward of the RetNet LM in double precision, written from docs/MATH.md §4–6 independently

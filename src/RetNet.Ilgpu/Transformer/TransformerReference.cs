@@ -1,8 +1,7 @@
 using MathNet.Numerics;
 using RetNet.Ilgpu.IO;
-using RetNet.Ilgpu.Transformer;
 
-namespace RetNet.Ilgpu.Tests.Transformer;
+namespace RetNet.Ilgpu.Transformer;
 
 /// <summary>
 /// The baseline Transformer's forward pass in double precision, written from docs/TRANSFORMER.md independently of the

@@ -1,0 +1,105 @@
+using RetNet.Ilgpu.Kernels.Gemm;
+using RetNet.Ilgpu.Tensors;
+
+namespace RetNet.Ilgpu.Verification;
+
+/// <summary>GEMM in every variant: the simple kernel, each tile of the tiled one, and the host SIMD paths.</summary>
+internal static class GemmChecks
+{
+    private const double Tolerance = 1e-4;
+
+    /// <summary>A problem: operand shapes, transpositions and the alpha, beta of C = alpha·op(A)·op(B) + beta·C.</summary>
+    private sealed record Problem(int[] A, int[] B, bool TransposeA, bool TransposeB, float Alpha, float Beta)
+    {
+        public GemmShape Shape => GemmShape.Of(A, B, TransposeA, TransposeB);
+
+        public override string ToString()
+        {
+            var s = Shape;
+            return $"{(s.Batch > 1 ? $"batch={s.Batch} " : "")}M={s.M} N={s.N} K={s.K}" +
+                   $"{(TransposeA ? " Aᵀ" : "")}{(TransposeB ? " Bᵀ" : "")}{(s.BroadcastB ? " B broadcast" : "")}" +
+                   $"{(Beta != 0 ? $" β={Beta}" : "")}";
+        }
+    }
+
+    private static readonly Problem[] Problems =
+    [
+        new([1, 1], [1, 1], false, false, 1f, 0f),
+        new([9, 17], [9, 33], true, false, 0.5f, 1f),
+        new([2, 70, 20], [67, 20], false, true, 1f, 0f),
+    ];
+
+    public static void Run(VerificationContext context)
+    {
+        var device = context.Device;
+        if (!device.IsCpuSimulator)
+            context.Skip("Gemm host SIMD", "-", "host SIMD runs on ILGPU's CPU accelerator only");
+        foreach (var problem in Problems)
+        {
+            var shape = problem.ToString();
+            Check(context, "Gemm simple", problem, (a, b, c) =>
+                Gemm.Run(a, b, c, problem.TransposeA, problem.TransposeB, problem.Alpha, problem.Beta,
+                    GemmVariant.Simple));
+            foreach (var tile in GemmTiles.All)
+            {
+                var name = $"Gemm tiled {tile.BM}x{tile.BN}x{tile.BK}";
+                var threads = GemmTiles.Threads(tile);
+                if (threads > device.MaxGroupSize)
+                {
+                    context.Skip(name, shape, $"{threads} threads per group; the device allows {device.MaxGroupSize}",
+                        $"GemmKernels.Tiled<{tile.GetType().Name}>");
+                    continue;
+                }
+                Check(context, name, problem, (a, b, c) => RunTiled(tile, a, b, c, problem));
+            }
+            foreach (var (path, threads) in new[]
+                     {
+                         (HostGemmPath.Auto, Environment.ProcessorCount), (HostGemmPath.Vector512, 2),
+                         (HostGemmPath.Vector256, 2), (HostGemmPath.Scalar, 1),
+                     })
+            {
+                if (!device.IsCpuSimulator)
+                    break;
+                Check(context, $"Gemm host SIMD {path} ×{threads}", problem, (a, b, c) =>
+                    Gemm.RunHostSimd(a, b, c, path, threads, problem.TransposeA, problem.TransposeB, problem.Alpha,
+                        problem.Beta));
+            }
+        }
+    }
+
+    private static void Check(VerificationContext context, string name, Problem problem, Action<Tensor, Tensor, Tensor> run)
+    {
+        var shape = problem.Shape;
+        context.Check(name, problem.ToString(), Tolerance, () =>
+        {
+            var a = VerificationContext.Uniform(1, shape.ElementsA);
+            var b = VerificationContext.Uniform(2, shape.ElementsB);
+            var c = VerificationContext.Uniform(3, shape.ElementsC);
+            int[] cShape = problem.A.Length == 3 || problem.B.Length == 3 ? [shape.Batch, shape.M, shape.N] : [shape.M, shape.N];
+            using var ta = Tensor.FromHost(context.Device, a, problem.A);
+            using var tb = Tensor.FromHost(context.Device, b, problem.B);
+            using var tc = Tensor.FromHost(context.Device, c, cShape);
+            run(ta, tb, tc);
+            var expected = GemmReference.Forward(shape, a, b, problem.Alpha, problem.Beta, c);
+            return [new CheckedOutput("c", tc.ToHost(), expected)];
+        });
+    }
+
+    private static void RunTiled(IGemmTile tile, Tensor a, Tensor b, Tensor c, Problem p)
+    {
+        switch (tile)
+        {
+            case GemmTile64x64:
+                Gemm.RunTiled<GemmTile64x64>(a, b, c, p.TransposeA, p.TransposeB, p.Alpha, p.Beta);
+                break;
+            case GemmTile64x32:
+                Gemm.RunTiled<GemmTile64x32>(a, b, c, p.TransposeA, p.TransposeB, p.Alpha, p.Beta);
+                break;
+            case GemmTile16x16:
+                Gemm.RunTiled<GemmTile16x16>(a, b, c, p.TransposeA, p.TransposeB, p.Alpha, p.Beta);
+                break;
+            default:
+                throw new InvalidOperationException($"No check for GEMM tile {tile.GetType().Name}.");
+        }
+    }
+}

@@ -1,0 +1,109 @@
+using RetNet.Ilgpu.IO;
+using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Transformer;
+
+namespace RetNet.Ilgpu.Verification;
+
+/// <summary>
+/// Whole models on a micro config with seeded weights against their float64 references: RetNet's logits in the
+/// parallel, chunkwise (a chunk that does not divide T) and recurrent forms (<see cref="ModelReference"/>); the
+/// Transformer's logits and a prefill followed by KV-cache steps (<see cref="TransformerReference"/>).
+/// </summary>
+internal static class ModelVerification
+{
+    // fp32 models through a dozen operators, against float64: the model tests' parity bound.
+    private const double Tolerance = 2e-4;
+
+    public static void RetNet(VerificationContext context)
+    {
+        var config = new RetNetConfig
+        {
+            EmbedDim = 32, ValueEmbedDim = 64, RetentionHeads = 2, FfnEmbedDim = 48, Layers = 2, VocabSize = 40,
+        };
+        var weights = WithNormWeightsOffOne(WeightLayout.Initialize(config, 3));
+        var tokens = Tokens(seed: 9, batch: 2, seqLen: 13, config.VocabSize);
+        var shape = $"d={config.EmbedDim} H={config.RetentionHeads} L={config.Layers} V={config.VocabSize} B=2 T=13";
+        double[]? expected = null;
+        foreach (var mode in new[] { ForwardMode.Parallel, ForwardMode.Chunkwise(5), ForwardMode.Recurrent })
+            context.Check($"RetNetModel.Forward {mode}", shape, Tolerance, () =>
+            {
+                using var model = RetNetModel.FromWeights(context.Device, config, weights);
+                using var logits = model.Forward(tokens, mode);
+                expected ??= ModelReference.Forward(config, weights, tokens);
+                return [new CheckedOutput("logits", logits.ToHost(), expected)];
+            });
+    }
+
+    public static void Transformer(VerificationContext context)
+    {
+        var config = new TransformerConfig { EmbedDim = 32, Heads = 2, FfnEmbedDim = 40, Layers = 2, VocabSize = 40 };
+        var weights = WithNormWeightsOffOne(TransformerModel.Initialize(config, 5));
+        const int seqLen = 11, prompt = 6;
+        var tokens = Tokens(seed: 2, batch: 2, seqLen, config.VocabSize);
+        var shape = $"d={config.EmbedDim} H={config.Heads} L={config.Layers} V={config.VocabSize} B=2 T={seqLen}";
+        var expected = new Lazy<double[]>(() => TransformerReference.Forward(config, weights, tokens));
+        context.Check("TransformerModel.Forward", shape, Tolerance, () =>
+        {
+            using var model = TransformerModel.FromWeights(context.Device, config, weights);
+            using var logits = model.Forward(tokens);
+            return [new CheckedOutput("logits", logits.ToHost(), expected.Value)];
+        });
+        context.Check("TransformerModel.Prefill+Step", $"{shape} prompt {prompt}", Tolerance, () =>
+        {
+            using var model = TransformerModel.FromWeights(context.Device, config, weights);
+            var vocab = config.VocabSize;
+            var actual = new List<float>();
+            var reference = new List<double>();
+            void Collect(int b, int t, float[] row)
+            {
+                actual.AddRange(row);
+                reference.AddRange(expected.Value.AsSpan((b * seqLen + t) * vocab, vocab).ToArray());
+            }
+            var prompts = new[] { Row(tokens, 0, prompt), Row(tokens, 1, prompt) };
+            var (logits, cache) = model.Prefill(prompts, capacity: prompt + 2);
+            using (cache)
+            {
+                for (var b = 0; b < 2; b++)
+                    Collect(b, prompt - 1, logits[b]);
+                // Past the initial capacity: the cache grows on the way.
+                for (var t = prompt; t < seqLen; t++)
+                {
+                    var step = model.Step([tokens[0, t], tokens[1, t]], cache);
+                    for (var b = 0; b < 2; b++)
+                        Collect(b, t, step[b]);
+                }
+            }
+            return [new CheckedOutput("prefill and step logits", actual, reference)];
+        });
+    }
+
+    /// <summary>The initialisation with every norm weight moved off 1, so that a norm applied wrongly shows.</summary>
+    private static IReadOnlyDictionary<string, HostTensor> WithNormWeightsOffOne(
+        IReadOnlyDictionary<string, HostTensor> weights)
+    {
+        var random = new Random(7);
+        foreach (var (_, tensor) in weights.OrderBy(w => w.Key, StringComparer.Ordinal))
+            if (tensor.Shape.Length == 1)
+                for (var i = 0; i < tensor.Data.Length; i++)
+                    tensor.Data[i] = (float)(0.5 + random.NextDouble());
+        return weights;
+    }
+
+    private static int[,] Tokens(int seed, int batch, int seqLen, int vocab)
+    {
+        var random = new Random(seed);
+        var tokens = new int[batch, seqLen];
+        for (var b = 0; b < batch; b++)
+        for (var t = 0; t < seqLen; t++)
+            tokens[b, t] = random.Next(vocab);
+        return tokens;
+    }
+
+    private static int[] Row(int[,] tokens, int b, int length)
+    {
+        var row = new int[length];
+        for (var t = 0; t < length; t++)
+            row[t] = tokens[b, t];
+        return row;
+    }
+}

@@ -1,0 +1,184 @@
+using RetNet.Ilgpu.Kernels.DecayNormalization;
+using RetNet.Ilgpu.Kernels.Elementwise;
+using RetNet.Ilgpu.Kernels.Embedding;
+using RetNet.Ilgpu.Kernels.Optimizer;
+using RetNet.Ilgpu.Kernels.Rotation;
+using RetNet.Ilgpu.Kernels.ScaledEmbedding;
+using RetNet.Ilgpu.Retention;
+using RetNet.Ilgpu.Tensors;
+using RetNet.Ilgpu.Training;
+using EmbeddingOp = RetNet.Ilgpu.Kernels.Embedding.Embedding;
+
+namespace RetNet.Ilgpu.Verification;
+
+/// <summary>
+/// Operators with one launch form (an implicitly grouped kernel over elements or rows): elementwise maps, embedding
+/// gather and scatter, theta shift, decay sums, the AdamW update. Their launch geometry is the device's spread, which
+/// has no configuration to force.
+/// </summary>
+internal static class PointwiseChecks
+{
+    private const double Tolerance = 1e-4;
+
+    // 1, an odd size, and one above the host path's items per thread (several threads).
+    private static readonly int[] Sizes = [1, 37, 4099];
+
+    public static void Elementwise(VerificationContext context)
+    {
+        var device = context.Device;
+        foreach (var n in Sizes)
+        {
+            var shape = $"n={n}";
+            var a = VerificationContext.Uniform(11, n, 3f);
+            var b = VerificationContext.Uniform(12, n, 3f);
+            var g = VerificationContext.Uniform(13, n);
+            void Binary(string name, Action<Tensor, Tensor, Tensor> run, Func<double, double, double> f) =>
+                context.Check($"Elementwise.{name}", shape, Tolerance, () =>
+                {
+                    using var ta = Tensor.FromHost(device, a, n);
+                    using var tb = Tensor.FromHost(device, b, n);
+                    using var output = Tensor.Zeros(device, n);
+                    run(ta, tb, output);
+                    return [new CheckedOutput("output", output.ToHost(), ElementwiseReference.Zip(a, b, f))];
+                });
+            Binary("Add", Kernels.Elementwise.Elementwise.Add, (x, y) => x + y);
+            Binary("ScaleAdd", (x, y, o) => Kernels.Elementwise.Elementwise.ScaleAdd(x, 2.5f, y, o), (x, y) => 2.5 * x + y);
+            Binary("Multiply", Kernels.Elementwise.Elementwise.Multiply, (x, y) => x * y);
+            Binary("Scale", (x, _, o) => Kernels.Elementwise.Elementwise.Scale(x, -0.25f, o), (x, _) => -0.25 * x);
+            Binary("Silu", (x, _, o) => Kernels.Elementwise.Elementwise.Silu(x, o), (x, _) => ElementwiseReference.Silu(x));
+            Binary("Gelu", (x, _, o) => Kernels.Elementwise.Elementwise.Gelu(x, o), (x, _) => ElementwiseReference.Gelu(x));
+            Binary("SiluBackward", Kernels.Elementwise.Elementwise.SiluBackward,
+                (x, dy) => dy * ElementwiseReference.SiluDerivative(x));
+            Binary("GeluBackward", Kernels.Elementwise.Elementwise.GeluBackward,
+                (x, dy) => dy * ElementwiseReference.GeluDerivative(x));
+            context.Check("Elementwise.MultiplyBackward", shape, Tolerance, () =>
+            {
+                using var ta = Tensor.FromHost(device, a, n);
+                using var tb = Tensor.FromHost(device, b, n);
+                using var tg = Tensor.FromHost(device, g, n);
+                using var da = Tensor.Zeros(device, n);
+                using var db = Tensor.Zeros(device, n);
+                Kernels.Elementwise.Elementwise.MultiplyBackward(ta, tb, tg, da, db);
+                return
+                [
+                    new CheckedOutput("da", da.ToHost(), ElementwiseReference.Zip(g, b, (x, y) => x * y)),
+                    new CheckedOutput("db", db.ToHost(), ElementwiseReference.Zip(g, a, (x, y) => x * y)),
+                ];
+            });
+        }
+    }
+
+    public static void Embedding(VerificationContext context)
+    {
+        var device = context.Device;
+        foreach (var (vocabulary, width, count) in new[] { (1, 1, 1), (13, 37, 20), (50, 40, 300) })
+        {
+            var shape = $"V={vocabulary} D={width} ids={count}";
+            var table = VerificationContext.Uniform(21, vocabulary * width);
+            var random = new Random(22);
+            // Repeated ids: the scatter groups each row's positions.
+            var ids = Enumerable.Range(0, count).Select(_ => random.Next(vocabulary)).ToArray();
+            context.Check("Embedding.Forward", shape, Tolerance, () =>
+            {
+                using var tTable = Tensor.FromHost(device, table, vocabulary, width);
+                using var tIds = IndexTensor.FromHost(device, ids, count);
+                using var output = Tensor.Zeros(device, count, width);
+                EmbeddingOp.Forward(tTable, tIds, output);
+                return [new CheckedOutput("output", output.ToHost(),
+                    EmbeddingReference.Forward(table, vocabulary, width, ids))];
+            });
+            context.Check("ScaledEmbedding.Forward", shape, Tolerance, () =>
+            {
+                using var tTable = Tensor.FromHost(device, table, vocabulary, width);
+                using var output = Tensor.Zeros(device, count, width);
+                ScaledEmbedding.Forward(tTable, ids, 1.5f, output);
+                return [new CheckedOutput("output", output.ToHost(),
+                    EmbeddingReference.Forward(table, vocabulary, width, ids).Select(v => 1.5 * v).ToArray())];
+            });
+            context.Check("Embedding.Backward", shape, Tolerance, () =>
+            {
+                var dOutput = VerificationContext.Uniform(23, count * width);
+                var dTable = VerificationContext.Uniform(24, vocabulary * width);
+                using var tIds = IndexTensor.FromHost(device, ids, count);
+                using var tdOutput = Tensor.FromHost(device, dOutput, count, width);
+                using var tdTable = Tensor.FromHost(device, dTable, vocabulary, width);
+                EmbeddingOp.Backward(tIds, tdOutput, tdTable);
+                return [new CheckedOutput("dTable", tdTable.ToHost(),
+                    EmbeddingReference.Backward(ids, dOutput, dTable, vocabulary, width))];
+            });
+        }
+    }
+
+    public static void Rotation(VerificationContext context)
+    {
+        var device = context.Device;
+        // fp32 angles at positions in the hundreds lose ~1e-5 relative; the tests hold theta shift to 1e-3 likewise.
+        const double tolerance = 1e-3;
+        foreach (var (dims, starts) in new[] { (new[] { 1, 1, 1, 2 }, new[] { 0 }), (new[] { 2, 7, 3, 18 }, new[] { 0, 300 }) })
+        {
+            context.Check("ThetaShift.Apply", $"[{VerificationContext.List(dims)}] starts {VerificationContext.List(starts)}",
+                tolerance, () =>
+                {
+                    var x = VerificationContext.Uniform(31, dims.Aggregate(1, (p, d) => p * d));
+                    using var tx = Tensor.FromHost(device, x, dims);
+                    ThetaShift.Apply(tx, starts, 0.5f);
+                    return [new CheckedOutput("x", tx.ToHost(), RotationReference.Apply(
+                        VerificationContext.ToDouble(x), dims[0], dims[1], dims[2], dims[3], starts, 0.5))];
+                });
+        }
+    }
+
+    public static void DecaySums(VerificationContext context)
+    {
+        var device = context.Device;
+        foreach (var (seqLen, heads, starts) in new[] { (1, 1, new[] { 0 }), (13, 3, new[] { 0, 1000 }) })
+        {
+            var decay = DecaySchedule.Torchscale(heads);
+            context.Check("DecayNormalization.RowSums", $"B={starts.Length} T={seqLen} H={heads}", 1e-5, () =>
+            {
+                using var sums = Tensor.Zeros(device, starts.Length, seqLen, heads);
+                DecayNormalization.RowSums(sums, starts, decay);
+                return [new CheckedOutput("sums", sums.ToHost(),
+                    DecayNormalizationReference.RowSums(starts, seqLen, decay.Gammas))];
+            });
+        }
+    }
+
+    public static void AdamW(VerificationContext context)
+    {
+        var device = context.Device;
+        var options = new AdamWOptions(WeightDecay: 0.1);
+        const int steps = 3;
+        foreach (var n in new[] { 1, 1037 })
+        {
+            context.Check("AdamW.Step", $"n={n} steps={steps}", Tolerance, () =>
+            {
+                var initial = VerificationContext.Uniform(41, n);
+                using var value = Tensor.FromHost(device, initial, n);
+                using var optimizer = new Training.AdamW([new OptimizedParameter("w", value, true)], options);
+                var p = VerificationContext.ToDouble(initial);
+                var m = new double[n];
+                var v = new double[n];
+                for (var step = 1; step <= steps; step++)
+                {
+                    var gradient = VerificationContext.Uniform(41 + step, n, 2f);
+                    using var tg = Tensor.FromHost(device, gradient, n);
+                    var learningRate = 0.02 * step;
+                    optimizer.Step(new Dictionary<string, Tensor> { ["w"] = tg }, learningRate, 0.5);
+                    AdamWReference.Step(p, m, v, gradient, step, learningRate, options.Beta1, options.Beta2,
+                        options.Eps, options.WeightDecay, 0.5);
+                }
+                var state = optimizer.ExportState();
+                // The displacement, not the parameter: steps of ~lr would hide inside 1e-4 · max |p|.
+                var actual = value.ToHost();
+                return
+                [
+                    new CheckedOutput("p − p0", actual.Select((x, i) => x - initial[i]).ToArray(),
+                        p.Select((x, i) => x - initial[i]).ToArray()),
+                    new CheckedOutput("exp_avg", state.Tensors["w.exp_avg"].Data, m),
+                    new CheckedOutput("exp_avg_sq", state.Tensors["w.exp_avg_sq"].Data, v),
+                ];
+            });
+        }
+    }
+}

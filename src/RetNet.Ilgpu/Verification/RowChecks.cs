@@ -1,0 +1,231 @@
+using RetNet.Ilgpu.Kernels;
+using RetNet.Ilgpu.Kernels.CrossEntropy;
+using RetNet.Ilgpu.Kernels.Normalization;
+using RetNet.Ilgpu.Kernels.Reductions;
+using RetNet.Ilgpu.Tensors;
+using CrossEntropyOp = RetNet.Ilgpu.Kernels.CrossEntropy.CrossEntropy;
+using ReductionsOp = RetNet.Ilgpu.Kernels.Reductions.Reductions;
+
+namespace RetNet.Ilgpu.Verification;
+
+/// <summary>
+/// Row-wise operators with a choice of form and group size: RMSNorm and LayerNorm (thread per row, group per row),
+/// the two-pass reductions, cross-entropy (thread per row, group per row).
+/// </summary>
+internal static class RowChecks
+{
+    private const double Tolerance = 1e-4;
+    private const float Eps = 1e-5f;
+
+    // Rows × dim: one element; an odd dim below every group; a dim above the largest group (several per thread).
+    private static readonly (int Rows, int Dim)[] RowShapes = [(1, 1), (5, 37), (3, 300)];
+
+    public static void Normalization(VerificationContext context)
+    {
+        var device = context.Device;
+        var largest = Launch.PowerOfTwoGroup(device, NormalizationOptions.PreferredGroupSize);
+        NormalizationOptions[] configurations =
+        [
+            new(NormalizationForm.ThreadPerRow, 1, NormalizationOptions.DefaultChunkRows),
+            new(NormalizationForm.GroupPerRow, 1, NormalizationOptions.DefaultChunkRows),
+            // Two rows per chunk: chunks that do not divide the rows in the gradient's first pass.
+            new(NormalizationForm.GroupPerRow, Math.Min(4, largest), 2),
+            new(NormalizationForm.GroupPerRow, largest, NormalizationOptions.DefaultChunkRows),
+        ];
+        foreach (var (rows, dim) in RowShapes)
+        {
+            var shape = $"{rows}x{dim}";
+            var x = VerificationContext.Uniform(51, rows * dim, 2f);
+            var w = VerificationContext.Uniform(52, dim).Select(v => 1 + 0.5f * v).ToArray();
+            var bias = VerificationContext.Uniform(53, dim);
+            var dy = VerificationContext.Uniform(54, rows * dim);
+            var (xd, wd, dyd) = (VerificationContext.ToDouble(x), VerificationContext.ToDouble(w),
+                VerificationContext.ToDouble(dy));
+            foreach (var options in configurations.Distinct())
+            {
+                var name = options.Form == NormalizationForm.ThreadPerRow
+                    ? "thread per row"
+                    : $"group {options.GroupSize}, chunk {options.ChunkRows}";
+                context.Check($"RmsNorm.Forward {name}", shape, Tolerance, () =>
+                {
+                    using var tx = Tensor.FromHost(device, x, rows, dim);
+                    using var tw = Tensor.FromHost(device, w, dim);
+                    using var y = Tensor.Zeros(device, rows, dim);
+                    using var rstd = Tensor.Zeros(device, rows);
+                    RmsNorm.Forward(tx, tw, Eps, y, rstd, options);
+                    var expected = NormalizationReference.RmsNormForward(xd, wd, dim, Eps);
+                    return [new("y", y.ToHost(), expected.Y), new("rstd", rstd.ToHost(), expected.Rstd)];
+                });
+                context.Check($"RmsNorm.Backward {name}", shape, Tolerance, () =>
+                {
+                    using var tx = Tensor.FromHost(device, x, rows, dim);
+                    using var tw = Tensor.FromHost(device, w, dim);
+                    using var tdy = Tensor.FromHost(device, dy, rows, dim);
+                    using var dx = Tensor.Zeros(device, rows, dim);
+                    using var dw = Tensor.Zeros(device, dim);
+                    RmsNorm.Backward(tx, tw, tdy, Eps, dx, dw, rstd: null, options);
+                    var forward = NormalizationReference.RmsNormForward(xd, wd, dim, Eps);
+                    var expected = NormalizationReference.RmsNormBackward(xd, wd, dyd, dim, Eps);
+                    return
+                    [
+                        new("dx", dx.ToHost(), expected.Dx, GradientFloor(xd, wd, dyd, dim, forward.Rstd, null)),
+                        new("dWeight", dw.ToHost(), expected.DWeight),
+                    ];
+                });
+                context.Check($"LayerNorm.Forward {name}", shape, Tolerance, () =>
+                {
+                    using var tx = Tensor.FromHost(device, x, rows, dim);
+                    using var tw = Tensor.FromHost(device, w, dim);
+                    using var tb = Tensor.FromHost(device, bias, dim);
+                    using var y = Tensor.Zeros(device, rows, dim);
+                    using var mean = Tensor.Zeros(device, rows);
+                    using var rstd = Tensor.Zeros(device, rows);
+                    LayerNorm.Forward(tx, tw, tb, Eps, y, mean, rstd, options);
+                    var expected = NormalizationReference.LayerNormForward(xd, wd, VerificationContext.ToDouble(bias),
+                        dim, Eps);
+                    return
+                    [
+                        new("y", y.ToHost(), expected.Y), new("mean", mean.ToHost(), expected.Mean),
+                        new("rstd", rstd.ToHost(), expected.Rstd),
+                    ];
+                });
+                context.Check($"LayerNorm.Backward {name}", shape, Tolerance, () =>
+                {
+                    using var tx = Tensor.FromHost(device, x, rows, dim);
+                    using var tw = Tensor.FromHost(device, w, dim);
+                    using var tdy = Tensor.FromHost(device, dy, rows, dim);
+                    using var dx = Tensor.Zeros(device, rows, dim);
+                    using var dw = Tensor.Zeros(device, dim);
+                    using var db = Tensor.Zeros(device, dim);
+                    LayerNorm.Backward(tx, tw, tdy, Eps, dx, dw, db, mean: null, rstd: null, options);
+                    var forward = NormalizationReference.LayerNormForward(xd, wd, null, dim, Eps);
+                    var expected = NormalizationReference.LayerNormBackward(xd, wd, dyd, dim, Eps);
+                    return
+                    [
+                        new("dx", dx.ToHost(), expected.Dx, GradientFloor(xd, wd, dyd, dim, forward.Rstd, forward.Mean)),
+                        new("dWeight", dw.ToHost(), expected.DWeight),
+                        new("dBias", db.ToHost(), expected.DBias!),
+                    ];
+                });
+            }
+        }
+    }
+
+    /// <summary>
+    /// The floor of dx's tolerance: the largest rstd·(|g_j| + |mean g| + |x̂_j|·mean|g·x̂|), g = dy ⊙ weight, the
+    /// terms dx = rstd·(g − mean g − x̂·mean(g·x̂)) subtracts (without mean g for RMSNorm). They cancel exactly in a
+    /// row of one element, where fp32 keeps only its precision relative to them.
+    /// </summary>
+    private static double GradientFloor(double[] x, double[] weight, double[] dy, int dim, double[] rstd,
+        double[]? mean)
+    {
+        double floor = 0;
+        for (var r = 0; r < rstd.Length; r++)
+        {
+            double meanG = 0, meanGX = 0;
+            for (var j = 0; j < dim; j++)
+            {
+                var g = Math.Abs(dy[r * dim + j] * weight[j]);
+                meanG += g / dim;
+                meanGX += g * Math.Abs((x[r * dim + j] - (mean?[r] ?? 0)) * rstd[r]) / dim;
+            }
+            for (var j = 0; j < dim; j++)
+            {
+                var xHat = Math.Abs((x[r * dim + j] - (mean?[r] ?? 0)) * rstd[r]);
+                var g = Math.Abs(dy[r * dim + j] * weight[j]);
+                floor = Math.Max(floor, rstd[r] * (g + (mean is null ? 0 : meanG) + xHat * meanGX));
+            }
+        }
+        return floor;
+    }
+
+    public static void Reductions(VerificationContext context)
+    {
+        var device = context.Device;
+        ReductionLaunch[] launches = device.RunsOnHost
+            ? [ReductionLaunch.For(device)]
+            : [ReductionLaunch.For(device), new(1, 3), new(Math.Min(4, device.MaxGroupSize), 5),
+               new(Launch.PowerOfTwoGroup(device, 256), 1024)];
+        foreach (var n in new[] { 1, 777, 4099 })
+        {
+            var shape = $"n={n}";
+            if (device.RunsOnHost)
+                context.Skip("Reductions group kernels", shape,
+                    "host execution reduces on the host (RETNET_CPU_EXECUTION=simulator runs the kernels)",
+                    "ReductionKernels.Reduce<SumReduction>", "ReductionKernels.Reduce<SquareSumReduction>",
+                    "ReductionKernels.Reduce<AbsMaxReduction>");
+            var x = VerificationContext.Uniform(61, n, 2f);
+            x[n / 2] = -9f;
+            foreach (var launch in launches.Distinct())
+            {
+                var name = device.RunsOnHost
+                    ? "Reductions host blocks"
+                    : $"Reductions group {launch.GroupSize} × ≤{launch.MaxGroups}";
+                context.Check(name, shape, Tolerance, () =>
+                {
+                    using var tx = Tensor.FromHost(device, x, n);
+                    using var result = Tensor.Zeros(device, 1);
+                    float Reduce<TFirst, TSecond>(float scale)
+                        where TFirst : struct, IReduction where TSecond : struct, IReduction
+                    {
+                        ReductionsOp.Reduce<TFirst, TSecond>([tx], "x", result, scale, launch);
+                        return result.ToHost()[0];
+                    }
+                    // A sum's rounding scales with √n · max |x| (the tests' floor), not with the sum itself.
+                    return
+                    [
+                        new("sum", [Reduce<SumReduction, SumReduction>(1f)], [ReductionReference.Sum(x)],
+                            Math.Sqrt(n) * 9),
+                        new("half sum of squares", [Reduce<SquareSumReduction, SumReduction>(0.5f)],
+                            [0.5 * ReductionReference.SumOfSquares(x)]),
+                        new("max |x|", [Reduce<AbsMaxReduction, AbsMaxReduction>(1f)], [ReductionReference.MaxAbs(x)]),
+                    ];
+                });
+            }
+        }
+    }
+
+    public static void CrossEntropy(VerificationContext context)
+    {
+        var device = context.Device;
+        const int ignore = CrossEntropyOp.DefaultIgnoreIndex;
+        CrossEntropyLaunch[] launches =
+        [
+            new(CrossEntropyForm.RowPerThread, 1), new(CrossEntropyForm.RowPerGroup, 1),
+            new(CrossEntropyForm.RowPerGroup, Math.Min(4, device.MaxGroupSize)),
+            new(CrossEntropyForm.RowPerGroup, Launch.PowerOfTwoGroup(device, 256)),
+            new(CrossEntropyForm.RowPerGroup, Launch.PowerOfTwoGroup(device, 1024)),
+        ];
+        foreach (var (rows, classes) in new[] { (1, 1), (5, 37), (7, 300) })
+        {
+            var logits = VerificationContext.Uniform(71, rows * classes, 4f);
+            var random = new Random(72);
+            // The fourth row is ignored where there is one.
+            var targets = Enumerable.Range(0, rows).Select(n => n == 3 ? ignore : random.Next(classes)).ToArray();
+            var count = Math.Max(1, targets.Count(t => t != ignore));
+            var (loss, gradient) = CrossEntropyReference.ForwardBackward(VerificationContext.ToDouble(logits), targets,
+                classes, ignore);
+            foreach (var launch in launches.Distinct())
+            {
+                var name = launch.Form == CrossEntropyForm.RowPerThread
+                    ? "CrossEntropy thread per row"
+                    : $"CrossEntropy group {launch.GroupSize}";
+                context.Check(name, $"N={rows} V={classes}", Tolerance, () =>
+                {
+                    using var tLogits = Tensor.FromHost(device, logits, rows, classes);
+                    using var tTargets = IndexTensor.FromHost(device, targets, rows);
+                    using var dLogits = Tensor.Zeros(device, rows, classes);
+                    using var tLoss = Tensor.Zeros(device, 1);
+                    CrossEntropyOp.Run(tLogits, tTargets, dLogits, tLoss, ignore, 1f, launch);
+                    // The gradient times the counted rows: elements of softmax − onehot, held to their own scale.
+                    return
+                    [
+                        new("loss", tLoss.ToHost(), [loss]),
+                        new("dLogits · count", dLogits.ToHost().Select(g => g * count).ToArray(),
+                            gradient.Select(g => g * count).ToArray()),
+                    ];
+                });
+            }
+        }
+    }
+}
