@@ -25,7 +25,7 @@ internal static class AttentionVerification
         {
             var problem = new Problem(shape, seed: 91);
             var name = shape.ToString();
-            foreach (var launch in AttentionLaunch.Configurations(device.MaxGroupSize))
+            foreach (var launch in AttentionLaunch.Configurations(device))
             {
                 context.Check($"CausalAttention.Forward {launch.Name}", name, Tolerance, () =>
                 {
