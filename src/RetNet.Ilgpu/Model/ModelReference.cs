@@ -1,5 +1,5 @@
-using MathNet.Numerics;
 using RetNet.Ilgpu.IO;
+using static RetNet.Ilgpu.Model.ReferenceMath;
 
 namespace RetNet.Ilgpu.Model;
 
@@ -69,26 +69,8 @@ public static class ModelReference
     /// logits of tokens 0 … T − 1.</summary>
     public static double Loss(RetNetConfig c, IReadOnlyDictionary<string, HostTensor> w, int[,] windows)
     {
-        int batch = windows.GetLength(0), seqLen = windows.GetLength(1) - 1, vocab = c.VocabSize;
-        var inputs = new int[batch, seqLen];
-        for (var b = 0; b < batch; b++)
-        for (var t = 0; t < seqLen; t++)
-            inputs[b, t] = windows[b, t];
-        var logits = Forward(c, w, inputs);
-        var total = 0.0;
-        for (var b = 0; b < batch; b++)
-        for (var t = 0; t < seqLen; t++)
-        {
-            var row = logits.AsSpan((b * seqLen + t) * vocab, vocab);
-            var max = double.NegativeInfinity;
-            foreach (var v in row)
-                max = Math.Max(max, v);
-            var sum = 0.0;
-            foreach (var v in row)
-                sum += Math.Exp(v - max);
-            total += max + Math.Log(sum) - row[windows[b, t + 1]];
-        }
-        return total / (batch * seqLen);
+        ArgumentNullException.ThrowIfNull(windows);
+        return ReferenceMath.NextTokenLoss(windows, c.VocabSize, inputs => Forward(c, w, inputs));
     }
 
     private static double[][] Retention(RetNetConfig c, IReadOnlyDictionary<string, HostTensor> w, string p,
@@ -100,21 +82,11 @@ public static class ModelReference
             .ToArray();
         var v = x.Select(r => MatVec(w[p + "retention.v_proj.weight"], r)).ToArray();
         var g = x.Select(r => MatVec(w[p + "retention.g_proj.weight"], r)).ToArray();
-        var half = dk / 2;
+        // torchscale's theta shift: angle = 1 / 10000^linspace(0, 1, dk/2), repeated for the interleaved pair.
         for (var t = 0; t < seqLen; t++)
-        for (var h = 0; h < heads; h++)
-        for (var i = 0; i < half; i++)
         {
-            // torchscale: angle = 1 / 10000^linspace(0, 1, dk/2), repeated for the interleaved pair.
-            var angle = 1 / Math.Pow(10000, half == 1 ? 0 : (double)i / (half - 1));
-            var (s, cos) = Math.SinCos(t * angle);
-            foreach (var m in new[] { q[t], k[t] })
-            {
-                var at = h * dk + 2 * i;
-                double x0 = m[at], x1 = m[at + 1];
-                m[at] = x0 * cos - x1 * s;
-                m[at + 1] = x1 * cos + x0 * s;
-            }
+            Rotate(q[t], t, heads, dk);
+            Rotate(k[t], t, heads, dk);
         }
         var y = new double[seqLen][];
         for (var t = 0; t < seqLen; t++)
@@ -148,33 +120,4 @@ public static class ModelReference
         }
         return y.Select(r => MatVec(w[p + "retention.out_proj.weight"], r)).ToArray();
     }
-
-    private static double[] Row(HostTensor table, int row) =>
-        table.Data.AsSpan(row * table.Shape[1], table.Shape[1]).ToArray().Select(f => (double)f).ToArray();
-
-    private static double[] MatVec(HostTensor weight, double[] x)
-    {
-        int rows = weight.Shape[0], cols = weight.Shape[1];
-        var y = new double[rows];
-        for (var r = 0; r < rows; r++)
-        {
-            var sum = 0.0;
-            for (var i = 0; i < cols; i++)
-                sum += weight.Data[r * cols + i] * x[i];
-            y[r] = sum;
-        }
-        return y;
-    }
-
-    private static double[] RmsNorm(double[] x, float[]? weight, double eps)
-    {
-        var rstd = 1 / Math.Sqrt(x.Select(e => e * e).Average() + eps);
-        return x.Select((e, i) => e * rstd * (weight?[i] ?? 1)).ToArray();
-    }
-
-    private static double[] Add(double[] a, double[] b) => a.Select((e, i) => e + b[i]).ToArray();
-
-    private static double Silu(double x) => x / (1 + Math.Exp(-x));
-
-    private static double Gelu(double x) => 0.5 * x * (1 + SpecialFunctions.Erf(x / Math.Sqrt(2)));
 }

@@ -15,21 +15,30 @@ namespace RetNet.Ilgpu.Model;
 /// The gradient of every parameter of a model, as device tensors named and shaped like the checkpoint's parameters
 /// (a tied output projection has none of its own: its gradient is part of embed_tokens.weight's). The one rule of
 /// every backward pass: it adds into these tensors (+=), so <see cref="Zero"/> them once per optimiser step and
-/// micro-batches accumulate.
+/// micro-batches accumulate. <see cref="ModelGradients"/> (RetNet) and
+/// <see cref="Transformer.TransformerGradients"/> are the two kinds.
 /// </summary>
-public sealed class ModelGradients : IDisposable
+public abstract class ParameterGradients : IDisposable
 {
     private readonly Dictionary<string, Tensor> tensors;
     private bool disposed;
 
-    private ModelGradients(RetNetModel model, Dictionary<string, Tensor> tensors)
+    /// <summary>Zero gradients of the given names and shapes on <paramref name="device"/>.</summary>
+    private protected ParameterGradients(Devices.RetNetDevice device, IEnumerable<(string Name, int[] Shape)> parameters)
     {
-        Model = model;
-        this.tensors = tensors;
+        tensors = new Dictionary<string, Tensor>();
+        try
+        {
+            foreach (var (name, shape) in parameters)
+                tensors.Add(name, Tensor.Zeros(device, shape));
+        }
+        catch
+        {
+            foreach (var t in tensors.Values)
+                t.Dispose();
+            throw;
+        }
     }
-
-    /// <summary>The model these gradients belong to.</summary>
-    public RetNetModel Model { get; }
 
     /// <summary>The gradients by parameter name.</summary>
     public IReadOnlyDictionary<string, Tensor> Tensors
@@ -39,25 +48,6 @@ public sealed class ModelGradients : IDisposable
             ObjectDisposedException.ThrowIf(disposed, this);
             return tensors;
         }
-    }
-
-    /// <summary>Zero gradients for every parameter of <paramref name="model"/>.</summary>
-    public static ModelGradients Zeros(RetNetModel model)
-    {
-        ArgumentNullException.ThrowIfNull(model);
-        var tensors = new Dictionary<string, Tensor>();
-        try
-        {
-            foreach (var (name, shape) in WeightLayout.Expected(model.Config))
-                tensors.Add(name, Tensor.Zeros(model.Device, shape));
-        }
-        catch
-        {
-            foreach (var t in tensors.Values)
-                t.Dispose();
-            throw;
-        }
-        return new ModelGradients(model, tensors);
     }
 
     /// <summary>Sets every gradient to zero.</summary>
@@ -83,6 +73,24 @@ public sealed class ModelGradients : IDisposable
         disposed = true;
         foreach (var t in tensors.Values)
             t.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>The gradients of a <see cref="RetNetModel"/>'s parameters, by checkpoint name.</summary>
+public sealed class ModelGradients : ParameterGradients
+{
+    private ModelGradients(RetNetModel model)
+        : base(model.Device, WeightLayout.Expected(model.Config)) => Model = model;
+
+    /// <summary>The model these gradients belong to.</summary>
+    public RetNetModel Model { get; }
+
+    /// <summary>Zero gradients for every parameter of <paramref name="model"/>.</summary>
+    public static ModelGradients Zeros(RetNetModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return new ModelGradients(model);
     }
 }
 

@@ -390,25 +390,10 @@ public sealed partial class RetNetModel : ILanguageModel
         return result;
     }
 
-    private void CheckIds(ReadOnlySpan<int> ids, string argument)
-    {
-        for (var i = 0; i < ids.Length; i++)
-            if ((uint)ids[i] >= (uint)Config.VocabSize)
-                throw new ArgumentException(
-                    $"Argument '{argument}' has id {ids[i]} at index {i}; expected an id in [0, {Config.VocabSize}).",
-                    argument);
-    }
+    private void CheckIds(ReadOnlySpan<int> ids, string argument) => TokenChecks.Ids(ids, Config.VocabSize, argument);
 
-    private void CheckSequences(IReadOnlyList<int[]> sequences, string argument)
-    {
-        for (var b = 0; b < sequences.Count; b++)
-        {
-            if (sequences[b] is null || sequences[b].Length == 0)
-                throw new ArgumentException(
-                    $"Argument '{argument}' has an empty sequence at index {b}; expected at least one token.", argument);
-            CheckIds(sequences[b], $"{argument}[{b}]");
-        }
-    }
+    private void CheckSequences(IReadOnlyList<int[]> sequences, string argument) =>
+        TokenChecks.Sequences(sequences, Config.VocabSize, argument);
 
     private static void CheckMode(ForwardMode mode)
     {

@@ -285,13 +285,16 @@ public static class WeightLayout
         name.EndsWith("retention.out_proj.weight", StringComparison.Ordinal) ||
         name.EndsWith("retention.v_proj.weight", StringComparison.Ordinal);
 
-    private static void Uniform(Random random, float[] data, double bound)
+    /// <summary>Fills <paramref name="data"/> uniformly from (−bound, bound).</summary>
+    internal static void Uniform(Random random, float[] data, double bound)
     {
         for (var i = 0; i < data.Length; i++)
             data[i] = (float)((random.NextDouble() * 2 - 1) * bound);
     }
 
-    private static void Normal(Random random, float[] data, double std)
+    /// <summary>Fills <paramref name="data"/> from a normal distribution of mean 0 and deviation
+    /// <paramref name="std"/>.</summary>
+    internal static void Normal(Random random, float[] data, double std)
     {
         // Box–Muller: two uniforms give two independent standard normals.
         for (var i = 0; i < data.Length; i += 2)

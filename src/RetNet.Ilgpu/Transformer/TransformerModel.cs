@@ -121,13 +121,13 @@ public sealed partial class TransformerModel : ILanguageModel
             if (shape.Length == 1)
                 Array.Fill(data, 1f);
             else if (name.Contains(".attention.out_proj", StringComparison.Ordinal))
-                Uniform(random, data, 0.5 * Math.Sqrt(6.0 / (shape[0] + shape[1])));
+                WeightLayout.Uniform(random, data, 0.5 * Math.Sqrt(6.0 / (shape[0] + shape[1])));
             else if (name.Contains(".attention.", StringComparison.Ordinal))
-                Uniform(random, data, Math.Pow(2, -2.5) * Math.Sqrt(6.0 / (shape[0] + shape[1])));
+                WeightLayout.Uniform(random, data, Math.Pow(2, -2.5) * Math.Sqrt(6.0 / (shape[0] + shape[1])));
             else if (name.StartsWith("layers.", StringComparison.Ordinal))
-                Uniform(random, data, 1 / Math.Sqrt(shape[1]));
+                WeightLayout.Uniform(random, data, 1 / Math.Sqrt(shape[1]));
             else
-                Normal(random, data, 1 / Math.Sqrt(config.EmbedDim));
+                WeightLayout.Normal(random, data, 1 / Math.Sqrt(config.EmbedDim));
             result.Add(name, new HostTensor(shape, data));
         }
         return result;
@@ -359,44 +359,10 @@ public sealed partial class TransformerModel : ILanguageModel
         return result;
     }
 
-    private void CheckIds(ReadOnlySpan<int> ids, string argument)
-    {
-        for (var i = 0; i < ids.Length; i++)
-            if ((uint)ids[i] >= (uint)Config.VocabSize)
-                throw new ArgumentException(
-                    $"Argument '{argument}' has id {ids[i]} at index {i}; expected an id in [0, {Config.VocabSize}).",
-                    argument);
-    }
+    private void CheckIds(ReadOnlySpan<int> ids, string argument) => TokenChecks.Ids(ids, Config.VocabSize, argument);
 
-    private void CheckSequences(IReadOnlyList<int[]> sequences, string argument)
-    {
-        for (var b = 0; b < sequences.Count; b++)
-        {
-            if (sequences[b] is null || sequences[b].Length == 0)
-                throw new ArgumentException(
-                    $"Argument '{argument}' has an empty sequence at index {b}; expected at least one token.", argument);
-            CheckIds(sequences[b], $"{argument}[{b}]");
-        }
-    }
-
-    private static void Uniform(Random random, float[] data, double bound)
-    {
-        for (var i = 0; i < data.Length; i++)
-            data[i] = (float)((random.NextDouble() * 2 - 1) * bound);
-    }
-
-    private static void Normal(Random random, float[] data, double std)
-    {
-        for (var i = 0; i < data.Length; i += 2)
-        {
-            var u1 = 1 - random.NextDouble();
-            var u2 = random.NextDouble();
-            var radius = Math.Sqrt(-2 * Math.Log(u1));
-            data[i] = (float)(std * radius * Math.Cos(2 * Math.PI * u2));
-            if (i + 1 < data.Length)
-                data[i + 1] = (float)(std * radius * Math.Sin(2 * Math.PI * u2));
-        }
-    }
+    private void CheckSequences(IReadOnlyList<int[]> sequences, string argument) =>
+        TokenChecks.Sequences(sequences, Config.VocabSize, argument);
 
     /// <summary>Frees the weights. Caches of this model must be disposed separately.</summary>
     public void Dispose()

@@ -1,6 +1,4 @@
-using ILGPU.Runtime;
 using RetNet.Ilgpu.Attention;
-using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Kernels.CrossEntropy;
 using RetNet.Ilgpu.Kernels.Elementwise;
 using RetNet.Ilgpu.Kernels.Embedding;
@@ -14,72 +12,19 @@ namespace RetNet.Ilgpu.Transformer;
 
 /// <summary>The gradients of every weight of a <see cref="TransformerModel"/>, by weight name; a training pass adds
 /// to them.</summary>
-public sealed class TransformerGradients : IDisposable
+public sealed class TransformerGradients : ParameterGradients
 {
-    private readonly Dictionary<string, Tensor> tensors;
-    private bool disposed;
-
-    private TransformerGradients(TransformerModel model, Dictionary<string, Tensor> tensors)
-    {
-        Model = model;
-        this.tensors = tensors;
-    }
+    private TransformerGradients(TransformerModel model)
+        : base(model.Device, TransformerModel.ExpectedWeights(model.Config)) => Model = model;
 
     /// <summary>The model whose weights these are gradients of.</summary>
     public TransformerModel Model { get; }
-
-    /// <summary>The gradients by weight name.</summary>
-    public IReadOnlyDictionary<string, Tensor> Tensors
-    {
-        get
-        {
-            ObjectDisposedException.ThrowIf(disposed, this);
-            return tensors;
-        }
-    }
 
     /// <summary>Zero gradients shaped like <paramref name="model"/>'s weights.</summary>
     public static TransformerGradients Zeros(TransformerModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var tensors = new Dictionary<string, Tensor>();
-        try
-        {
-            foreach (var (name, shape) in TransformerModel.ExpectedWeights(model.Config))
-                tensors.Add(name, Tensor.Zeros(model.Device, shape));
-        }
-        catch
-        {
-            foreach (var t in tensors.Values)
-                t.Dispose();
-            throw;
-        }
-        return new TransformerGradients(model, tensors);
-    }
-
-    /// <summary>Sets every gradient to 0.</summary>
-    public void Zero()
-    {
-        ObjectDisposedException.ThrowIf(disposed, this);
-        foreach (var t in tensors.Values)
-            t.View.MemSetToZero(t.Device.Stream);
-    }
-
-    /// <summary>The gradients copied to the host.</summary>
-    public IReadOnlyDictionary<string, HostTensor> ToHost()
-    {
-        ObjectDisposedException.ThrowIf(disposed, this);
-        return tensors.ToDictionary(kv => kv.Key, kv => HostTensor.From(kv.Value));
-    }
-
-    /// <summary>Frees the gradients.</summary>
-    public void Dispose()
-    {
-        if (disposed)
-            return;
-        disposed = true;
-        foreach (var t in tensors.Values)
-            t.Dispose();
+        return new TransformerGradients(model);
     }
 }
 
