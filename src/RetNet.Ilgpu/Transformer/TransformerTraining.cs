@@ -150,24 +150,9 @@ public sealed partial class TransformerModel
             throw new ArgumentException("Argument 'gradients' belongs to another model.", nameof(gradients));
         if (!float.IsFinite(gradientScale))
             throw new ArgumentOutOfRangeException(nameof(gradientScale), gradientScale, "Expected a finite scale.");
-        int batch = windows.GetLength(0), seqLen = windows.GetLength(1) - 1;
-        if (batch == 0 || seqLen < 1)
-            throw new ArgumentException(
-                $"Argument 'windows' is [{batch}, {seqLen + 1}]; expected at least one window of at least 2 tokens.",
-                nameof(windows));
-        ShapeCheck.FitsOneTensor((long)batch * seqLen, Config.VocabSize, "logits [B·T, V]", nameof(windows));
-        ShapeCheck.FitsOneTensor((long)batch * seqLen, Config.FfnEmbedDim, "activations [B·T, ffn]", nameof(windows));
+        var (inputs, targets, batch, seqLen) = TokenChecks.Windows(windows, Config.VocabSize, Config.FfnEmbedDim,
+            nameof(windows));
         var n = batch * seqLen;
-        var inputs = new int[n + batch];
-        var targets = new int[n];
-        for (var b = 0; b < batch; b++)
-        for (var t = 0; t < seqLen; t++)
-        {
-            inputs[b * seqLen + t] = windows[b, t];
-            targets[b * seqLen + t] = windows[b, t + 1];
-        }
-        CheckIds(inputs.AsSpan(0, n), nameof(windows));
-        CheckIds(targets, nameof(windows));
 
         var w = TrainingWorkspaceFor(batch, seqLen);
         w.Ids.Upload(inputs);
