@@ -224,6 +224,20 @@ public sealed class CliRobustnessProperties : IDisposable
         return new Arguments([.. args]);
     }
 
+    /// <summary>
+    /// The draw that broke the law: eval on an empty text file, whose InvalidDataException (no IOException) escaped
+    /// CommonOptions.Run as an unhandled exception with a stack trace.
+    /// </summary>
+    [Fact]
+    public void Retnet_exits_1_with_one_error_line_for_eval_on_an_empty_text_file()
+    {
+        var empty = Write("empty.txt", "");
+        var (code, _, error) = Invoke(["eval", "--model", model, "--data", empty, "--seq-len", "4", "--tokenizer", "byte", "--device", "cpu"]);
+        Assert.Equal(1, code);
+        Assert.StartsWith("error: Text file", error, StringComparison.Ordinal);
+        Assert.Single(error.Trim().Split('\n'));
+    }
+
     [Fact]
     public void Retnet_exits_0_or_1_with_one_error_line_and_no_partial_output_for_any_argument_vector() =>
         Fuzz.Check(Prop.ForAll(Vectors, vector =>
