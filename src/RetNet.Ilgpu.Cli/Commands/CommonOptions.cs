@@ -107,8 +107,9 @@ internal static class CommonOptions
         {
             return body();
         }
+        // InvalidDataException (a malformed data or state file) is no IOException: it derives from SystemException.
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException
-                                      or UnauthorizedAccessException or NotSupportedException)
+                                      or InvalidDataException or UnauthorizedAccessException or NotSupportedException)
         {
             // ArgumentException appends " (Parameter 'x')"; the message already names the argument.
             var message = e is ArgumentException { ParamName: not null } argument

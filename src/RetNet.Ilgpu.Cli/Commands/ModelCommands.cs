@@ -261,7 +261,7 @@ internal static class ModelCommands
     }
 
     /// <summary>Reads one sequence of ids per non-empty line; every line must have the same length.</summary>
-    private static int[,] ReadTokens(string path)
+    internal static int[,] ReadTokens(string path)
     {
         var rows = new List<int[]>();
         var lineNumber = 0;

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
+using System.Text.Unicode;
 
 namespace RetNet.Ilgpu.IO;
 
@@ -171,6 +172,9 @@ public static class Safetensors
         var dataStart = 8 + (long)headerLength;
         var dataLength = fileLength - dataStart;
 
+        // JsonDocument checks UTF-8 only when a string is read, and then throws InvalidOperationException.
+        if (!Utf8.IsValid(headerBytes))
+            throw Fault(path, "has a header that is not valid UTF-8");
         JsonDocument document;
         try
         {
@@ -257,7 +261,7 @@ public static class Safetensors
                 throw Fault(path, $"gives tensor '{name}' more than {int.MaxValue} elements");
         }
         if (!element.TryGetProperty("data_offsets", out var offsets) || offsets.ValueKind != JsonValueKind.Array ||
-            offsets.GetArrayLength() != 2 || !offsets[0].TryGetInt64(out var begin) || !offsets[1].TryGetInt64(out var end))
+            offsets.GetArrayLength() != 2 || !TryGetInt64(offsets[0], out var begin) || !TryGetInt64(offsets[1], out var end))
             throw Fault(path, $"gives tensor '{name}' no data_offsets [begin, end] of two integers");
         if (begin < 0 || end < begin || end > dataLength)
             throw Fault(path, $"gives tensor '{name}' data_offsets [{begin}, {end}) outside the {dataLength} data bytes");
@@ -266,6 +270,13 @@ public static class Safetensors
             throw Fault(path, $"gives tensor '{name}' {end - begin} bytes; its shape [{string.Join(", ", shape)}] of " +
                               $"{dtype} needs {count * elementSize}");
         return new SafetensorsEntry(name, dtype, shape, begin, end);
+    }
+
+    // JsonElement.TryGetInt64 throws on a non-number (data_offsets ["0", "4"]) instead of returning false.
+    private static bool TryGetInt64(JsonElement element, out long value)
+    {
+        value = 0;
+        return element.ValueKind == JsonValueKind.Number && element.TryGetInt64(out value);
     }
 
     private static float[] Decode(byte[] bytes, SafetensorsDType dtype)

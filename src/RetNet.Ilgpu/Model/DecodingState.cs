@@ -141,7 +141,7 @@ public sealed class DecodingState : IDisposable
             positions = text.Split(',').Select(p => int.Parse(p, NumberStyles.None, CultureInfo.InvariantCulture))
                 .ToArray();
         }
-        catch (FormatException)
+        catch (Exception e) when (e is FormatException or OverflowException)
         {
             throw new InvalidDataException($"{path}: positions '{text}' are not non-negative integers.");
         }

@@ -206,6 +206,12 @@ public sealed record RetNetConfig
 
     private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true };
 
+    /// <summary>
+    /// How config.json is parsed: a field named twice is malformed JSON (a JsonException) rather than the
+    /// ArgumentException "An item with the same key has already been added" that JsonObject throws on first access.
+    /// </summary>
+    internal static readonly JsonDocumentOptions DocumentOptions = new() { AllowDuplicateProperties = false };
+
     private static readonly string[] RequiredFields =
     [
         "decoder_embed_dim", "decoder_value_embed_dim", "decoder_retention_heads", "decoder_ffn_embed_dim",
@@ -243,7 +249,7 @@ public sealed record RetNetConfig
         RetNetConfig? config;
         try
         {
-            var node = JsonNode.Parse(json) as JsonObject
+            var node = JsonNode.Parse(json, documentOptions: DocumentOptions) as JsonObject
                 ?? throw new ArgumentException("The RetNet config JSON is not an object.", nameof(json));
             if (node["model_type"] is JsonValue type && type.GetValueKind() == JsonValueKind.String &&
                 type.GetValue<string>() != "retnet")

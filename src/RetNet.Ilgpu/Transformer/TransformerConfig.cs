@@ -150,7 +150,7 @@ public sealed record TransformerConfig
     {
         try
         {
-            return JsonNode.Parse(json) is JsonObject node && node["model_type"] is JsonValue value &&
+            return JsonNode.Parse(json, documentOptions: RetNetConfig.DocumentOptions) is JsonObject node && node["model_type"] is JsonValue value &&
                    value.GetValueKind() == JsonValueKind.String && value.GetValue<string>() == ModelType;
         }
         catch (JsonException)
@@ -169,7 +169,7 @@ public sealed record TransformerConfig
         TransformerConfig? config;
         try
         {
-            var node = JsonNode.Parse(json) as JsonObject
+            var node = JsonNode.Parse(json, documentOptions: RetNetConfig.DocumentOptions) as JsonObject
                 ?? throw new ArgumentException("The Transformer config JSON is not an object.", nameof(json));
             var missing = RequiredFields.Where(f => !node.ContainsKey(f)).ToList();
             if (missing.Count > 0)

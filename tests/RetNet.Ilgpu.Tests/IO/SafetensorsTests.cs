@@ -99,6 +99,66 @@ public sealed class SafetensorsTests : IDisposable
         Assert.Contains(path, error.Message);
     }
 
+    // The law of the robustness properties (properties/RetNet.Ilgpu.Properties/Robustness): a reader returns a valid
+    // file or throws a SafetensorsFormatException naming it, never anything else. The cases below each broke it.
+
+    [Theory]
+    [InlineData("""["0","4"]""")]
+    [InlineData("""[[0],[4]]""")]
+    [InlineData("""[0,null]""")]
+    public void Returns_or_throws_a_format_error_for_data_offsets_that_are_not_numbers(string offsets)
+    {
+        var path = RawFile($$$"""{"a":{"dtype":"F32","shape":[1],"data_offsets":{{{offsets}}}}}""", new byte[4]);
+        var error = Assert.Throws<SafetensorsFormatException>(() => Safetensors.Read(path));
+        Assert.Contains("no data_offsets [begin, end] of two integers", error.Message);
+    }
+
+    [Fact]
+    public void Returns_or_throws_a_format_error_for_a_header_that_is_not_UTF8()
+    {
+        var header = Encoding.UTF8.GetBytes("""{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}""");
+        header[2] = 0xED;
+        var bytes = new byte[8 + header.Length + 4];
+        BinaryPrimitives.WriteUInt64LittleEndian(bytes, (ulong)header.Length);
+        header.CopyTo(bytes, 8);
+        var path = PathOf("utf8.safetensors");
+        File.WriteAllBytes(path, bytes);
+
+        var error = Assert.Throws<SafetensorsFormatException>(() => Safetensors.ReadEntries(path));
+        Assert.Contains("not valid UTF-8", error.Message);
+    }
+
+    [Theory]
+    [InlineData(9223372036854775808UL)]
+    [InlineData(18446744073709551615UL)]
+    [InlineData(9223372036854775807UL)]
+    [InlineData(99_999_999UL)]
+    public void A_header_length_near_2_to_the_64_is_refused_before_allocating(ulong prefix)
+    {
+        var bytes = new byte[64];
+        BinaryPrimitives.WriteUInt64LittleEndian(bytes, prefix);
+        var path = PathOf("prefix.safetensors");
+        File.WriteAllBytes(path, bytes);
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        Assert.Throws<SafetensorsFormatException>(() => Safetensors.Read(path));
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1 << 20, "the refusal allocated over 1 MiB");
+    }
+
+    [Theory]
+    [InlineData("[40000,40000]", 6_400_000_000L)]
+    [InlineData("[536870912]", 2_147_483_648L)]
+    [InlineData("[1,2147483647]", 8_589_934_588L)]
+    public void A_tensor_declaring_gigabytes_is_refused_against_the_file_length_before_allocating(string shape, long bytes)
+    {
+        var path = RawFile($$$"""{"a":{"dtype":"F32","shape":{{{shape}}},"data_offsets":[0,{{{bytes}}}]}}""", new byte[16]);
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var error = Assert.Throws<SafetensorsFormatException>(() => Safetensors.Read(path));
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1 << 20, "the refusal allocated over 1 MiB");
+        Assert.Contains("outside the 16 data bytes", error.Message);
+    }
+
     [Fact]
     public void Truncated_files_are_rejected()
     {

@@ -1,4 +1,5 @@
 using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Tests.Model;
 
@@ -46,6 +47,39 @@ public sealed class ModelConfigTests
     [InlineData("""[1, 2]""", "not an object")]
     public void Bad_configs_are_rejected_with_the_field_named(string json, string expected)
     {
+        var error = Assert.Throws<ArgumentException>(() => RetNetConfig.FromJson(json));
+        Assert.Contains(expected, error.Message);
+    }
+
+    private const string Valid =
+        """{ "decoder_embed_dim": 64, "decoder_value_embed_dim": 128, "decoder_retention_heads": 2, "decoder_ffn_embed_dim": 128, "decoder_layers": 2, "vocab_size": 256""";
+
+    // The law of the robustness properties (properties/RetNet.Ilgpu.Properties/Robustness): a config reader returns a
+    // valid config or throws an ArgumentException with a clear message; IsTransformerJson answers and never throws.
+    // A field named twice broke it: JsonObject threw "An item with the same key has already been added" from
+    // IsTransformerJson (which the CLI calls on every model folder), and from FromJson with that message.
+
+    [Theory]
+    [InlineData(Valid + """, "vocab_size": 512 }""", "vocab_size")]
+    [InlineData(Valid + """, "activation_fn": "gelu", "activation_fn": "swish" }""", "activation_fn")]
+    public void Returns_a_valid_config_or_an_argument_error_naming_a_field_given_twice(string json, string field)
+    {
+        var error = Assert.Throws<ArgumentException>(() => RetNetConfig.FromJson(json));
+        Assert.Contains("malformed", error.Message);
+        Assert.Contains(field, error.Message);
+        Assert.False(TransformerConfig.IsTransformerJson(json));
+        Assert.Throws<ArgumentException>(() => TransformerConfig.FromJson(json));
+    }
+
+    [Theory]
+    [InlineData(""", "moe_freq": 1e400 }""", "moe_freq")]
+    [InlineData(""", "decoder_layers": 1e400 }""", "malformed")]
+    [InlineData(""", "layernorm_eps": 1e400 }""", "layernorm_eps is")]
+    [InlineData(""", "retention_decay": [1e400, 0.5] }""", "retention_decay has")]
+    public void Returns_a_valid_config_or_an_argument_error_for_a_number_beyond_double(string tail, string expected)
+    {
+        var json = Valid.Replace("\"decoder_layers\": 2, ", tail.Contains("decoder_layers") ? "" : "\"decoder_layers\": 2, ",
+            StringComparison.Ordinal) + tail;
         var error = Assert.Throws<ArgumentException>(() => RetNetConfig.FromJson(json));
         Assert.Contains(expected, error.Message);
     }

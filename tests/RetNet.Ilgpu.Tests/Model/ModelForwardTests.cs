@@ -162,6 +162,35 @@ public sealed class ModelForwardTests(DeviceFixture fixture)
         }
     }
 
+    /// <summary>
+    /// The law of the robustness properties (properties/RetNet.Ilgpu.Properties/Robustness): a state file loads or
+    /// throws a typed exception. Positions beyond int32 in the metadata escaped as an OverflowException.
+    /// </summary>
+    [Theory]
+    [InlineData("99999999999999999999")]
+    [InlineData("1,2147483648")]
+    public void A_state_loads_fitting_the_model_or_throws_a_typed_error_for_positions_beyond_int32(string positions)
+    {
+        var config = ModelTestSupport.Micro(heads: 1, layers: 1);
+        using var model = RetNetModel.Create(device, config, seed: 1);
+        var path = Path.Combine(Path.GetTempPath(), $"retnet-state-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            Ilgpu.IO.Safetensors.Write(path,
+                new Dictionary<string, Ilgpu.IO.HostTensor>
+                {
+                    ["layers.0.retention_state"] = new(model.StateShape(1), new float[model.StateShape(1).Aggregate(1, (a, d) => a * d)]),
+                },
+                new Dictionary<string, string> { ["format"] = "retnet-decoding-state", ["positions"] = positions });
+            var error = Assert.Throws<InvalidDataException>(() => DecodingState.Load(path, model));
+            Assert.Contains("are not non-negative integers", error.Message);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     private static void AssertRow(float[] full, int vocab, int seqLen, int b, int t, float[] row, string what) =>
         Numerics.AssertClose(what, row, full.AsSpan((b * seqLen + t) * vocab, vocab).ToArray());
 }
