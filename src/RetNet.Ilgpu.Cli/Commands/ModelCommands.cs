@@ -228,6 +228,7 @@ internal static class ModelCommands
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
+            var interrupted = Interruption.Listen();
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             var folder = parse.GetValue(modelDir)!;
             using var decoder = CommonOptions.LoadDecoder(opened, folder);
@@ -247,10 +248,20 @@ internal static class ModelCommands
             Console.WriteLine($"tokenizer: {text.Name}; sampling: {(options.IsGreedy ? "greedy" : $"temperature {options.Temperature}, top-k {options.TopK}, top-p {options.TopP}")}");
             var promptText = parse.GetValue(prompt) ?? "";
             Console.Write(promptText);
-            foreach (var piece in TextGenerator.Generate(decoder, text, promptText, options))
+            try
             {
-                Console.Write(piece);
-                Console.Out.Flush();
+                foreach (var piece in TextGenerator.Generate(decoder, text, promptText, options, interrupted))
+                {
+                    Console.Write(piece);
+                    Console.Out.Flush();
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                // The text generated so far has been printed (the last piece flushed before the exception).
+                Console.WriteLine();
+                Console.Error.WriteLine("interrupted: generation stopped at Ctrl+C");
+                return Interruption.ExitCode;
             }
             Console.WriteLine();
             return 0;

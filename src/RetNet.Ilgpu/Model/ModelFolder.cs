@@ -21,7 +21,8 @@ public sealed record ModelFolderContents(string ConfigJson, string ConfigOrigin,
 /// <remarks>
 /// Two files cannot be renamed into place at once (and a directory cannot be swapped over an existing one
 /// atomically on Linux), so one file is the commit point: model.safetensors. Its <c>__metadata__</c> holds the config
-/// JSON (key <c>config</c>) and the SHA-256 of the config.json it supersedes (key <c>replaces_config_sha256</c>);
+/// JSON (key <c>config</c>) and, when the save changes config.json, the SHA-256 of the one it supersedes (key
+/// <c>replaces_config_sha256</c>);
 /// it is renamed into place first, config.json second. A kill between the two leaves exactly the superseded
 /// config.json beside the new weights, which <see cref="Read"/> recognises by its hash and replaces with the embedded
 /// config. A config.json edited after the save has another hash and is used as it stands (with a notice, since it
@@ -57,8 +58,11 @@ public static class ModelFolder
         Directory.CreateDirectory(folder);
         var configPath = Path.Combine(folder, ConfigFile);
         var withConfig = new Dictionary<string, string>(metadata) { [ConfigKey] = configJson };
-        if (File.Exists(configPath))
-            withConfig[ReplacesKey] = Sha256(File.ReadAllBytes(configPath));
+        // Only a config.json that this save changes needs recognising later; leaving the key out otherwise keeps a
+        // re-save (a training checkpoint) byte-identical to a save into a fresh folder.
+        if (File.Exists(configPath) && File.ReadAllBytes(configPath) is var superseded &&
+            !superseded.AsSpan().SequenceEqual(Encoding.UTF8.GetBytes(configJson)))
+            withConfig[ReplacesKey] = Sha256(superseded);
         Safetensors.Write(Path.Combine(folder, WeightsFile), tensors, withConfig);
         AtomicFile.WriteAllText(configPath, configJson);
     }
