@@ -33,6 +33,9 @@ public static class ChildProcess
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
+        // What is written, and how, does not depend on how the CPU accelerator runs kernels: children always take
+        // the fast host execution, also in the simulator lane.
+        info.Environment["RETNET_CPU_EXECUTION"] = "host";
         info.ArgumentList.Add(dll);
         foreach (var argument in arguments)
             info.ArgumentList.Add(argument);
@@ -68,14 +71,15 @@ public static class ChildProcess
     }
 
     /// <summary>Starts the child and kills it (SIGKILL on Unix: no handler runs) after <paramref name="delay"/>, or
-    /// lets it finish first; true when it was killed.</summary>
-    public static bool RunAndKill(string dll, IEnumerable<string> arguments, TimeSpan delay)
+    /// lets it finish first; null when it was killed, else how long it ran.</summary>
+    public static TimeSpan? RunAndKill(string dll, IEnumerable<string> arguments, TimeSpan delay)
     {
+        var watch = Stopwatch.StartNew();
         using var process = Start(dll, arguments);
         if (process.WaitForExit(delay))
-            return false;
+            return watch.Elapsed;
         process.Kill();
         process.WaitForExit();
-        return true;
+        return null;
     }
 }

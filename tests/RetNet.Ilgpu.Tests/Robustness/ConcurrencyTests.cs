@@ -13,8 +13,8 @@ public sealed class ConcurrencyTests
     [Fact]
     public void Two_models_on_two_devices_run_concurrently_and_equal_their_single_threaded_results()
     {
-        using var first = RetNetDevice.Open(DeviceKind.Cpu);
-        using var second = RetNetDevice.Open(DeviceKind.Cpu);
+        using var first = RetNetDevice.Open(DeviceKind.Cpu, CpuExecution.Host);
+        using var second = RetNetDevice.Open(DeviceKind.Cpu, CpuExecution.Host);
         var config = ModelTestSupport.Micro();
         using var a = RetNetModel.Create(first, config, seed: 1);
         using var b = RetNetModel.Create(second, config, seed: 2);
