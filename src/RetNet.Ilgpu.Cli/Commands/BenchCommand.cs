@@ -51,6 +51,7 @@ internal static class BenchCommand
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
+            var interrupted = Interruption.Listen();
             var options = new TrainBenchmarkOptions
             {
                 Architectures = ParseArchitectures(parse.GetValue(architecture) ?? ""),
@@ -74,7 +75,8 @@ internal static class BenchCommand
             var print = Format.StreamingTable(["model", "form", "seq len", "ms/step", "tokens/s", "peak bytes"],
                 [11, 14, 7, 10, 10, 12]);
             var results = TrainBenchmark.Run(opened, options, r => print([r.Model, r.Form, r.SeqLen.ToString(),
-                Format.Number(r.MsPerStep, "0.0"), Format.Number(r.TokensPerSecond, "0"), r.PeakBytes.ToString()]));
+                Format.Number(r.MsPerStep, "0.0"), Format.Number(r.TokensPerSecond, "0"), r.PeakBytes.ToString()]),
+                interrupted);
             foreach (var group in results.GroupBy(r => r.Model).Where(g => g.Count() > 1))
             {
                 var first = group.First();
@@ -92,7 +94,7 @@ internal static class BenchCommand
                                       $"{Format.Number(r.TokensPerSecond / t.TokensPerSecond, "0.00")}×, peak bytes " +
                                       $"{Format.Number(r.PeakBytes / (double)t.PeakBytes, "0.00")}×");
             }
-            if (parse.GetValue(plot) is { } picture)
+            if (parse.GetValue(plot) is { } picture && results.Count > 0)
                 Plots.Train(picture.FullName, results,
                     $"{parse.GetValue(preset)} preset, batch {options.Batch}, {opened.Kind}");
             WriteJson(parse.GetValue(json), results.Select(r => new
@@ -106,7 +108,7 @@ internal static class BenchCommand
                 peakBytes = r.PeakBytes,
                 device = opened.Description.Name,
             }));
-            return 0;
+            return Finish(interrupted, results.Count);
         }));
         return command;
     }
@@ -141,6 +143,7 @@ internal static class BenchCommand
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
+            var interrupted = Interruption.Listen();
             var options = new DecodeBenchmarkOptions
             {
                 Config = RetNetConfig.Preset(parse.GetValue(preset) ?? "small"),
@@ -162,7 +165,7 @@ internal static class BenchCommand
                 [11, 5, 8, 9, 11, 12]);
             var results = DecodeBenchmark.Run(opened, options, r => print([r.Model, r.Batch.ToString(),
                 r.Position.ToString(), Format.Number(r.MsPerToken, "0.000"), r.StateBytes.ToString(),
-                r.WeightBytes.ToString()]));
+                r.WeightBytes.ToString()]), interrupted);
             foreach (var group in results.GroupBy(r => (r.Model, r.Batch)))
             {
                 var first = group.MinBy(r => r.Position)!;
@@ -183,7 +186,7 @@ internal static class BenchCommand
                                       $"{Format.Number(t.MsPerToken / r.MsPerToken, "0.00")}×, KV cache/retnet state bytes " +
                                       $"{Format.Number(t.StateBytes / (double)r.StateBytes, "0.0")}×");
             }
-            if (parse.GetValue(plot) is { } picture)
+            if (parse.GetValue(plot) is { } picture && results.Count > 0)
                 Plots.Decode(picture.FullName, results, $"{parse.GetValue(preset)} preset, {opened.Kind}");
             WriteJson(parse.GetValue(json), results.Select(r => new
             {
@@ -196,7 +199,7 @@ internal static class BenchCommand
                 device = opened.Description.Name,
                 deviceKind = opened.Kind.ToString(),
             }));
-            return 0;
+            return Finish(interrupted, results.Count);
         }));
         return command;
     }
@@ -232,6 +235,7 @@ internal static class BenchCommand
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
+            var interrupted = Interruption.Listen();
             var options = new RetentionBenchmarkOptions
             {
                 Batch = parse.GetValue(batch),
@@ -256,7 +260,7 @@ internal static class BenchCommand
                 Format.Number(RetentionBenchmark.GflopsPerSecond(r), "0.000"),
                 Format.Number(RetentionBenchmark.GigabytesPerSecond(r), "0.000"),
                 .. peak is null ? [] : new[] { Format.Number(100 * RetentionBenchmark.GflopsPerSecond(r) / peak.GFlops, "0.0") },
-            ]));
+            ]), interrupted);
             PrintScaling(results, options);
             WriteJson(parse.GetValue(json), results.Select(r => new
                 {
@@ -276,7 +280,7 @@ internal static class BenchCommand
                     device = opened.Description.Name,
                     deviceKind = opened.Kind.ToString(),
                 }));
-            return 0;
+            return Finish(interrupted, results.Count);
         }));
         return command;
     }
@@ -320,6 +324,16 @@ internal static class BenchCommand
         if (peak is not null)
             Console.WriteLine(peak.Describe());
         return peak;
+    }
+
+    /// <summary>0, or after Ctrl+C (the results so far already printed and written) a line saying so and
+    /// <see cref="Interruption.ExitCode"/>.</summary>
+    private static int Finish(CancellationToken interrupted, int measured)
+    {
+        if (!interrupted.IsCancellationRequested)
+            return 0;
+        Console.Error.WriteLine($"interrupted: {measured} result(s) measured before Ctrl+C are above (and in --json)");
+        return Interruption.ExitCode;
     }
 
     /// <summary>Writes the records as an indented JSON array, atomically, when a file was asked for.</summary>
@@ -376,6 +390,7 @@ internal static class BenchCommand
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
+            var interrupted = Interruption.Listen();
             var reps = parse.GetValue(repetitions);
             var warm = parse.GetValue(warmup);
             if (reps < 1)
@@ -385,7 +400,8 @@ internal static class BenchCommand
             var requested = ParseShapes(parse.GetValue(shapes));
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             var peak = PeakOf(opened);
-            var results = GemmBenchmark.Run(opened, requested ?? GemmBenchmark.DefaultShapes(opened), warm, reps);
+            var results = GemmBenchmark.Run(opened, requested ?? GemmBenchmark.DefaultShapes(opened), warm, reps,
+                interrupted);
             var reference = results.Where(r => r.Implementation == "csharp-reference")
                 .ToDictionary(r => (r.M, r.N, r.K), r => r.MedianMs);
             Console.Write(Format.Table(
@@ -409,7 +425,7 @@ internal static class BenchCommand
                     gflops = r.GFlops,
                     fractionOfPeak = peak is null ? (double?)null : r.GFlops / peak.GFlops,
                 }));
-            return 0;
+            return Finish(interrupted, results.Count);
         }));
         return command;
     }

@@ -37,28 +37,24 @@ internal static class CommonOptions
         return option;
     }
 
-    /// <summary>True when the folder's config.json says <c>"model_type": "transformer"</c>.</summary>
-    public static bool IsTransformerFolder(DirectoryInfo folder)
+    /// <summary>Loads a model folder of either architecture, printing on stderr what loading adapted (e.g. decays
+    /// taken from the checkpoint's buffer, or the config saved with the weights used instead of config.json).</summary>
+    public static ILanguageModel LoadAnyModel(RetNetDevice device, DirectoryInfo folder)
     {
-        var path = Path.Combine(folder.FullName, "config.json");
-        return File.Exists(path) && TransformerConfig.IsTransformerJson(File.ReadAllText(path));
+        var model = LanguageModels.Load(device, folder.FullName);
+        foreach (var notice in model.Notices)
+            Console.Error.WriteLine($"note: {notice}");
+        return model;
     }
-
-    /// <summary>Loads a model folder of either architecture, printing RetNet's load notices.</summary>
-    public static ILanguageModel LoadAnyModel(RetNetDevice device, DirectoryInfo folder) =>
-        IsTransformerFolder(folder) ? TransformerModel.Load(device, folder.FullName) : LoadModel(device, folder);
 
     /// <summary>The generator's view of the model in <paramref name="folder"/>, whichever architecture it holds;
     /// disposing it frees the model too.</summary>
     public static OwningDecoder LoadDecoder(RetNetDevice device, DirectoryInfo folder)
     {
-        if (IsTransformerFolder(folder))
-        {
-            var transformer = TransformerModel.Load(device, folder.FullName);
-            return new OwningDecoder(new TransformerTokenDecoder(transformer), transformer);
-        }
-        var model = LoadModel(device, folder);
-        return new OwningDecoder(new RetNetTokenDecoder(model), model);
+        var model = LoadAnyModel(device, folder);
+        return model is TransformerModel transformer
+            ? new OwningDecoder(new TransformerTokenDecoder(transformer), transformer)
+            : new OwningDecoder(new RetNetTokenDecoder((RetNetModel)model), model);
     }
 
     /// <summary>A token decoder that owns its model.</summary>
@@ -128,15 +124,5 @@ internal static class CommonOptions
         Console.WriteLine($"device: {device.Description.Name} ({device.Kind}, {Format.Bytes(device.Description.MemoryBytes)}, " +
                           $"max group {device.MaxGroupSize}{execution})");
         return device;
-    }
-
-    /// <summary>Loads a model folder and prints on stderr what loading adapted (e.g. decays taken from the
-    /// checkpoint's buffer), so that nothing about the weights changes silently.</summary>
-    public static RetNetModel LoadModel(RetNetDevice device, DirectoryInfo folder)
-    {
-        var model = RetNetModel.Load(device, folder.FullName);
-        foreach (var notice in model.Notices)
-            Console.Error.WriteLine($"note: {notice}");
-        return model;
     }
 }

@@ -107,11 +107,10 @@ internal static class ModelCommands
                 _ => ForwardMode.Parallel,
             };
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            var folder = parse.GetValue(modelDir)!;
-            if (CommonOptions.IsTransformerFolder(folder))
+            using var loaded = CommonOptions.LoadAnyModel(opened, parse.GetValue(modelDir)!);
+            if (loaded is TransformerModel transformer)
             {
                 // Attention has one form: --mode and --chunk-size do not apply.
-                using var transformer = TransformerModel.Load(opened, folder.FullName);
                 using var attentionLogits = transformer.Forward(ids);
                 var target = parse.GetValue(output)!.FullName;
                 Safetensors.Write(target,
@@ -120,7 +119,7 @@ internal static class ModelCommands
                 Console.WriteLine($"wrote {target}: logits {Tensors.ShapeCheck.Format(attentionLogits.Shape)} (transformer)");
                 return 0;
             }
-            using var model = CommonOptions.LoadModel(opened, folder);
+            var model = (RetNetModel)loaded;
             using var logits = model.Forward(ids, forwardMode);
             var path = parse.GetValue(output)!.FullName;
             Safetensors.Write(path, new Dictionary<string, HostTensor> { ["logits"] = HostTensor.From(logits) },
@@ -168,10 +167,9 @@ internal static class ModelCommands
             var windows = ReadTokens(parse.GetValue(tokens)!.FullName);
             var mode = parse.GetValue(form) == "parallel" ? ForwardMode.Parallel : ForwardMode.Chunkwise(parse.GetValue(chunk));
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            var folder = parse.GetValue(modelDir)!;
-            if (CommonOptions.IsTransformerFolder(folder))
+            using var loaded = CommonOptions.LoadAnyModel(opened, parse.GetValue(modelDir)!);
+            if (loaded is TransformerModel transformer)
             {
-                using var transformer = TransformerModel.Load(opened, folder.FullName);
                 using var transformerGradients = TransformerGradients.Zeros(transformer);
                 var transformerLoss = transformer.ForwardBackward(windows, transformerGradients);
                 var target = parse.GetValue(output)!.FullName;
@@ -185,7 +183,7 @@ internal static class ModelCommands
                                   $"{transformerGradients.Tensors.Count} gradients");
                 return 0;
             }
-            using var model = CommonOptions.LoadModel(opened, folder);
+            var model = (RetNetModel)loaded;
             using var gradients = ModelGradients.Zeros(model);
             var loss = model.ForwardBackward(windows, gradients, mode);
             var path = parse.GetValue(output)!.FullName;
@@ -230,6 +228,7 @@ internal static class ModelCommands
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
+            var interrupted = Interruption.Listen();
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             var folder = parse.GetValue(modelDir)!;
             using var decoder = CommonOptions.LoadDecoder(opened, folder);
@@ -249,10 +248,20 @@ internal static class ModelCommands
             Console.WriteLine($"tokenizer: {text.Name}; sampling: {(options.IsGreedy ? "greedy" : $"temperature {options.Temperature}, top-k {options.TopK}, top-p {options.TopP}")}");
             var promptText = parse.GetValue(prompt) ?? "";
             Console.Write(promptText);
-            foreach (var piece in TextGenerator.Generate(decoder, text, promptText, options))
+            try
             {
-                Console.Write(piece);
-                Console.Out.Flush();
+                foreach (var piece in TextGenerator.Generate(decoder, text, promptText, options, interrupted))
+                {
+                    Console.Write(piece);
+                    Console.Out.Flush();
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                // The text generated so far has been printed (the last piece flushed before the exception).
+                Console.WriteLine();
+                Console.Error.WriteLine("interrupted: generation stopped at Ctrl+C");
+                return Interruption.ExitCode;
             }
             Console.WriteLine();
             return 0;

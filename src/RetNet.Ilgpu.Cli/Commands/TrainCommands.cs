@@ -56,6 +56,7 @@ internal static class TrainCommands
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
+            var interrupted = Interruption.Listen();
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             Trainer trainer;
             if (parse.GetValue(resume) is { } checkpoint)
@@ -92,13 +93,15 @@ internal static class TrainCommands
             {
                 foreach (var notice in trainer.Model.Notices)
                     Console.Error.WriteLine($"note: {notice}");
-                return Run(trainer, parse.GetValue(stopAfter), parse.GetValue(log)?.FullName);
+                return Run(trainer, parse.GetValue(stopAfter), parse.GetValue(log)?.FullName, interrupted);
             }
         }));
         return command;
     }
 
-    private static int Run(Trainer trainer, int? stopAfter, string? logPath)
+    /// <summary>The step loop. Ctrl+C stops it at the next step boundary; the checkpoint is then saved (unless this
+    /// step's is already) so that no finished step is lost, and the run exits with <see cref="Interruption.ExitCode"/>.</summary>
+    private static int Run(Trainer trainer, int? stopAfter, string? logPath, CancellationToken interrupted)
     {
         var s = trainer.Settings;
         var stop = Math.Min(stopAfter ?? s.Steps, s.Steps);
@@ -111,9 +114,18 @@ internal static class TrainCommands
         double seconds = 0;
         long tokens = 0;
         var done = 0;
+        var saved = -1;
         while (trainer.Step < stop)
         {
-            var r = trainer.RunStep();
+            TrainingStep r;
+            try
+            {
+                r = trainer.RunStep(interrupted);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
             seconds += r.Seconds;
             tokens += r.Tokens;
             done++;
@@ -132,10 +144,21 @@ internal static class TrainCommands
             if (trainer.HasValidation && ((s.EvalEvery > 0 && r.Step % s.EvalEvery == 0) || (last && r.Step == s.Steps)))
                 Evaluate(trainer, log, live);
             if ((s.SaveEvery > 0 && r.Step % s.SaveEvery == 0) || last)
+            {
                 trainer.Save();
+                saved = trainer.Step;
+            }
         }
         if (live)
             Console.WriteLine();
+        if (interrupted.IsCancellationRequested && trainer.Step < stop)
+        {
+            if (saved != trainer.Step)
+                trainer.Save();
+            Console.WriteLine($"interrupted after step {trainer.Step} of {s.Steps}; saved {trainer.OutputFolder}; " +
+                              $"resume with: retnet train --resume {trainer.OutputFolder}");
+            return Interruption.ExitCode;
+        }
         Console.WriteLine(trainer.Step >= s.Steps
             ? $"done: {trainer.Step} steps, {tokens / Math.Max(seconds, 1e-9):F0} tokens/s; wrote {trainer.OutputFolder}"
             : $"stopped after step {trainer.Step} of {s.Steps}; resume with: retnet train --resume {trainer.OutputFolder}");

@@ -69,10 +69,12 @@ public static class DecodeBenchmark
     /// <param name="device">The device to measure.</param>
     /// <param name="options">Sizes; null for the defaults.</param>
     /// <param name="progress">Called with each result as soon as it is measured.</param>
+    /// <param name="cancellationToken">Checked before each measurement, never inside one: once cancelled, the run
+    /// stops and returns the results measured so far (check the token to tell a partial list from a whole one).</param>
     /// <exception cref="ArgumentException">Positions are not increasing and ≥ 1, a batch or the step count is &lt; 1,
     /// or the config is invalid.</exception>
     public static IReadOnlyList<DecodeBenchmarkResult> Run(RetNetDevice device, DecodeBenchmarkOptions? options = null,
-        Action<DecodeBenchmarkResult>? progress = null)
+        Action<DecodeBenchmarkResult>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(device);
         options ??= new DecodeBenchmarkOptions();
@@ -80,17 +82,20 @@ public static class DecodeBenchmark
         var results = new List<DecodeBenchmarkResult>();
         foreach (var architecture in options.Architectures)
         {
+            if (cancellationToken.IsCancellationRequested)
+                break;
             if (architecture == DecodeBenchmarkOptions.Transformer)
-                RunTransformer(device, options, results, progress);
+                RunTransformer(device, options, results, progress, cancellationToken);
             else
-                RunRetNet(device, options, results, progress);
+                RunRetNet(device, options, results, progress, cancellationToken);
         }
         return results.OrderBy(r => options.Architectures.ToList().IndexOf(r.Model)).ThenBy(r => r.Batch)
             .ThenBy(r => r.Position).ToList();
     }
 
     private static void RunRetNet(RetNetDevice device, DecodeBenchmarkOptions options,
-        List<DecodeBenchmarkResult> results, Action<DecodeBenchmarkResult>? progress)
+        List<DecodeBenchmarkResult> results, Action<DecodeBenchmarkResult>? progress,
+        CancellationToken cancellationToken)
     {
         using var model = RetNetModel.Create(device, options.Config, options.Seed);
         var random = new Random(options.Seed);
@@ -112,6 +117,8 @@ public static class DecodeBenchmark
             model.Extend(prefix, [Tokens(missing)], options.ChunkSize);
             foreach (var batch in options.Batches)
             {
+                if (cancellationToken.IsCancellationRequested)
+                    return;
                 using var state = prefix.Clone();
                 state.Reorder(new int[batch]);
                 var median = TimeSteps(options, () => model.Step(Tokens(batch), state));
@@ -129,7 +136,8 @@ public static class DecodeBenchmark
     /// the positions before it, as if the prefill had stopped there.
     /// </summary>
     private static void RunTransformer(RetNetDevice device, DecodeBenchmarkOptions options,
-        List<DecodeBenchmarkResult> results, Action<DecodeBenchmarkResult>? progress)
+        List<DecodeBenchmarkResult> results, Action<DecodeBenchmarkResult>? progress,
+        CancellationToken cancellationToken)
     {
         using var model = TransformerModel.Create(device, TransformerConfig.Matching(options.Config), options.Seed);
         var random = new Random(options.Seed);
@@ -150,6 +158,8 @@ public static class DecodeBenchmark
             {
                 foreach (var batch in options.Batches)
                 {
+                    if (cancellationToken.IsCancellationRequested)
+                        return;
                     using var cache = prefix.Select(new int[batch]);
                     cache.Truncate(position - options.WarmupSteps);
                     var bytes = model.KvCacheBytes(batch, position);

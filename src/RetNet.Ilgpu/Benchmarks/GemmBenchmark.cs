@@ -54,9 +54,15 @@ public static class GemmBenchmark
     /// it runs once without warm-up. Results come per shape in the order tiled, simple, host-simd (on ILGPU's CPU
     /// accelerator only), csharp-reference.
     /// </summary>
+    /// <param name="device">The device to measure.</param>
+    /// <param name="shapes">The products to time.</param>
+    /// <param name="warmup">Untimed products before timing.</param>
+    /// <param name="repetitions">Timed products; the median is reported.</param>
+    /// <param name="cancellationToken">Checked before each measurement, never inside one: once cancelled, the run
+    /// stops and returns the results measured so far (check the token to tell a partial list from a whole one).</param>
     /// <exception cref="ArgumentOutOfRangeException">A count or dimension is out of range.</exception>
     public static IReadOnlyList<GemmBenchmarkResult> Run(RetNetDevice device, IReadOnlyList<(int M, int N, int K)> shapes,
-        int warmup, int repetitions)
+        int warmup, int repetitions, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(shapes);
@@ -73,6 +79,8 @@ public static class GemmBenchmark
         var seed = 0;
         foreach (var (m, n, k) in shapes)
         {
+            if (cancellationToken.IsCancellationRequested)
+                return results;
             var hostA = RandomValues(++seed, m * k);
             var hostB = RandomValues(++seed, k * n);
             using var a = Tensor.FromHost(device, hostA, m, k);
@@ -85,6 +93,8 @@ public static class GemmBenchmark
                 : [(Tiled, GemmVariant.Tiled), (Simple, GemmVariant.Simple)];
             foreach (var (name, variant) in variants)
             {
+                if (cancellationToken.IsCancellationRequested)
+                    return results;
                 var ms = Median(warmup, repetitions, () =>
                 {
                     Gemm.Run(a, b, c, variant: variant);
@@ -93,6 +103,8 @@ public static class GemmBenchmark
                 results.Add(new GemmBenchmarkResult(name, m, n, k, ms, flops / (ms * 1e6)));
             }
 
+            if (cancellationToken.IsCancellationRequested)
+                return results;
             var shape = new GemmShape(1, m, n, k);
             var (referenceWarmup, referenceRepetitions) = flops > ReferenceRepeatLimit ? (0, 1) : (warmup, repetitions);
             var referenceMs = Median(referenceWarmup, referenceRepetitions,

@@ -71,9 +71,11 @@ public static class RetentionBenchmark
     /// <param name="device">The device to measure.</param>
     /// <param name="options">Sizes and repetitions; null for the defaults.</param>
     /// <param name="progress">Called with each result as soon as it is measured (long runs on the CPU accelerator).</param>
+    /// <param name="cancellationToken">Checked before each measurement, never inside one: once cancelled, the run
+    /// stops and returns the results measured so far (check the token to tell a partial list from a whole one).</param>
     /// <exception cref="ArgumentException">A size is less than 1 or no sequence length is given.</exception>
     public static IReadOnlyList<RetentionBenchmarkResult> Run(RetNetDevice device, RetentionBenchmarkOptions? options = null,
-        Action<RetentionBenchmarkResult>? progress = null)
+        Action<RetentionBenchmarkResult>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(device);
         options ??= new RetentionBenchmarkOptions();
@@ -83,6 +85,8 @@ public static class RetentionBenchmark
         var warm = new HashSet<string>();
         foreach (var seqLen in options.SeqLens)
         {
+            if (cancellationToken.IsCancellationRequested)
+                return results;
             var shape = new RetentionShape(options.Batch, seqLen, options.Heads, options.KeyDim, options.ValueDim);
             using var q = Random(device, shape.QueryShape, 1);
             using var k = Random(device, shape.QueryShape, 2);
@@ -90,6 +94,8 @@ public static class RetentionBenchmark
             using var dO = Random(device, shape.ValueShape, 4);
             foreach (var benchmarkCase in Cases(shape, q, k, v, dO, decay, options.ChunkSize))
             {
+                if (cancellationToken.IsCancellationRequested)
+                    return results;
                 var key = benchmarkCase.Form + " " + benchmarkCase.Direction;
                 if (warm.Add(key))
                 {

@@ -58,8 +58,13 @@ public static class TrainBenchmark
     /// <summary>Measures every length of <paramref name="options"/>.</summary>
     /// <exception cref="ArgumentException">An unknown architecture, a length, batch or step count &lt; 1, a recurrent
     /// form, or an invalid config.</exception>
+    /// <param name="device">The device to measure.</param>
+    /// <param name="options">Sizes; null for the defaults.</param>
+    /// <param name="progress">Called with each result as soon as it is measured.</param>
+    /// <param name="cancellationToken">Checked before each measurement, never inside one: once cancelled, the run
+    /// stops and returns the results measured so far (check the token to tell a partial list from a whole one).</param>
     public static IReadOnlyList<TrainBenchmarkResult> Run(RetNetDevice device, TrainBenchmarkOptions? options = null,
-        Action<TrainBenchmarkResult>? progress = null)
+        Action<TrainBenchmarkResult>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(device);
         options ??= new TrainBenchmarkOptions();
@@ -78,6 +83,8 @@ public static class TrainBenchmark
         var results = new List<TrainBenchmarkResult>();
         foreach (var architecture in options.Architectures)
         {
+            if (cancellationToken.IsCancellationRequested)
+                break;
             if (architecture == DecodeBenchmarkOptions.Transformer)
             {
                 using var transformer = TransformerModel.Create(device, TransformerConfig.Matching(options.Config),
@@ -85,7 +92,8 @@ public static class TrainBenchmark
                 using var transformerGradients = TransformerGradients.Zeros(transformer);
                 Measure(device, options, architecture, "attention", transformer.Config.VocabSize,
                     transformer.Parameters, transformerGradients.Tensors, transformerGradients.Zero,
-                    windows => transformer.ForwardBackward(windows, transformerGradients), results, progress);
+                    windows => transformer.ForwardBackward(windows, transformerGradients), results, progress,
+                    cancellationToken);
             }
             else
             {
@@ -94,7 +102,7 @@ public static class TrainBenchmark
                 Measure(device, options, architecture, options.Mode.ToString(), model.Config.VocabSize,
                     model.Parameters, gradients.Tensors, gradients.Zero,
                     windows => model.ForwardBackward(windows, gradients, options.Mode,
-                        checkpointActivations: options.CheckpointActivations), results, progress);
+                        checkpointActivations: options.CheckpointActivations), results, progress, cancellationToken);
             }
         }
         return results;
@@ -105,7 +113,7 @@ public static class TrainBenchmark
     private static void Measure(RetNetDevice device, TrainBenchmarkOptions options, string architecture, string form,
         int vocabulary, IReadOnlyDictionary<string, Tensor> parameters, IReadOnlyDictionary<string, Tensor> gradients,
         Action zero, Action<int[,]> trainingPass, List<TrainBenchmarkResult> results,
-        Action<TrainBenchmarkResult>? progress)
+        Action<TrainBenchmarkResult>? progress, CancellationToken cancellationToken)
     {
         var names = parameters.Keys.ToArray();
         using var optimizer = new AdamW(names.Select(n => new OptimizedParameter(n, parameters[n],
@@ -113,6 +121,8 @@ public static class TrainBenchmark
         var random = new Random(options.Seed);
         foreach (var seqLen in options.SeqLens)
         {
+            if (cancellationToken.IsCancellationRequested)
+                return;
             var windows = new int[options.Batch, seqLen + 1];
             for (var b = 0; b < options.Batch; b++)
             for (var t = 0; t <= seqLen; t++)

@@ -1,6 +1,6 @@
 namespace RetNet.Ilgpu.Generation;
 
-/// <summary>One generated token, as <see cref="Generator.Generate(ITokenDecoder, IReadOnlyList{IReadOnlyList{int}}, SamplingOptions)"/> streams it.</summary>
+/// <summary>One generated token, as <see cref="Generator.Generate(ITokenDecoder, IReadOnlyList{IReadOnlyList{int}}, SamplingOptions, CancellationToken)"/> streams it.</summary>
 /// <param name="Sequence">Which prompt of the batch it continues (0 for a single prompt).</param>
 /// <param name="Index">Its position among that sequence's generated tokens, from 0.</param>
 /// <param name="TokenId">The token id, in [0, V).</param>

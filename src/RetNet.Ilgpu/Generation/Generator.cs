@@ -7,7 +7,10 @@ namespace RetNet.Ilgpu.Generation;
 /// <remarks>
 /// A sequence stops when it samples a stop token (not emitted) or has emitted <see cref="SamplingOptions.MaxTokens"/>
 /// tokens; the others go on. Generation ends when every sequence has stopped, without a final
-/// <see cref="ITokenDecoder.Step"/> whose logits nobody would use.
+/// <see cref="ITokenDecoder.Step"/> whose logits nobody would use. A cancellation token is checked before the prefill
+/// and before each decoder step, never inside one: once it is cancelled, the enumeration throws
+/// <see cref="OperationCanceledException"/> where the next step would start, after every token sampled so far has been
+/// yielded.
 /// </remarks>
 public static class Generator
 {
@@ -16,11 +19,13 @@ public static class Generator
     /// and the decoder does one step per token pulled). Arguments are validated on the call.
     /// </summary>
     /// <exception cref="ArgumentException">The prompt is empty or holds an id outside [0, V), or a stop token is ≥ V.</exception>
+    /// <exception cref="OperationCanceledException">Thrown by the enumeration once <paramref name="cancellationToken"/>
+    /// is cancelled, at the next step boundary.</exception>
     public static IEnumerable<GeneratedToken> Generate(ITokenDecoder decoder, IReadOnlyList<int> prompt,
-        SamplingOptions options)
+        SamplingOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompt);
-        return Generate(decoder, [prompt], options);
+        return Generate(decoder, [prompt], options, cancellationToken);
     }
 
     /// <summary>
@@ -31,23 +36,28 @@ public static class Generator
     /// <exception cref="ArgumentException">
     /// There are no prompts, a prompt is empty or holds an id outside [0, V), or a stop token is ≥ V.
     /// </exception>
+    /// <exception cref="OperationCanceledException">Thrown by the enumeration once <paramref name="cancellationToken"/>
+    /// is cancelled, at the next step boundary.</exception>
     public static IEnumerable<GeneratedToken> Generate(ITokenDecoder decoder,
-        IReadOnlyList<IReadOnlyList<int>> prompts, SamplingOptions options)
+        IReadOnlyList<IReadOnlyList<int>> prompts, SamplingOptions options, CancellationToken cancellationToken = default)
     {
         Validate(decoder, prompts, options);
-        return Run(decoder, prompts, options, new FinishReason[prompts.Count]);
+        return Run(decoder, prompts, options, new FinishReason[prompts.Count], cancellationToken);
     }
 
-    /// <summary>Runs <see cref="Generate(ITokenDecoder, IReadOnlyList{IReadOnlyList{int}}, SamplingOptions)"/> to the end and collects each sequence's tokens and finish reason.</summary>
+    /// <summary>Runs <see cref="Generate(ITokenDecoder, IReadOnlyList{IReadOnlyList{int}}, SamplingOptions, CancellationToken)"/>
+    /// to the end and collects each sequence's tokens and finish reason.</summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled before the
+    /// end (checked at each step boundary).</exception>
     public static IReadOnlyList<GeneratedSequence> Complete(ITokenDecoder decoder,
-        IReadOnlyList<IReadOnlyList<int>> prompts, SamplingOptions options)
+        IReadOnlyList<IReadOnlyList<int>> prompts, SamplingOptions options, CancellationToken cancellationToken = default)
     {
         Validate(decoder, prompts, options);
         var reasons = new FinishReason[prompts.Count];
         var tokens = new List<int>[prompts.Count];
         for (var b = 0; b < tokens.Length; b++)
             tokens[b] = [];
-        foreach (var token in Run(decoder, prompts, options, reasons))
+        foreach (var token in Run(decoder, prompts, options, reasons, cancellationToken))
             tokens[token.Sequence].Add(token.TokenId);
         var result = new GeneratedSequence[prompts.Count];
         for (var b = 0; b < result.Length; b++)
@@ -56,7 +66,7 @@ public static class Generator
     }
 
     private static IEnumerable<GeneratedToken> Run(ITokenDecoder decoder, IReadOnlyList<IReadOnlyList<int>> prompts,
-        SamplingOptions options, FinishReason[] reasons)
+        SamplingOptions options, FinishReason[] reasons, CancellationToken cancellationToken)
     {
         var batch = prompts.Count;
         var vocabulary = decoder.VocabularySize;
@@ -72,6 +82,7 @@ public static class Generator
         for (var b = 0; b < batch; b++)
             next[b] = prompts[b][^1];
 
+        cancellationToken.ThrowIfCancellationRequested();
         var logits = CheckLogits(decoder.Prefill(prompts), batch, vocabulary, nameof(ITokenDecoder.Prefill));
         for (var index = 0; ; index++)
         {
@@ -92,6 +103,7 @@ public static class Generator
             }
             if (remaining == 0)
                 yield break;
+            cancellationToken.ThrowIfCancellationRequested();
             logits = CheckLogits(decoder.Step((int[])next.Clone()), batch, vocabulary, nameof(ITokenDecoder.Step));
         }
 

@@ -9,8 +9,10 @@ public static class TextGenerator
     /// Continues <paramref name="prompt"/>, yielding text as soon as generated tokens complete characters (a piece
     /// may hold several tokens' text, and a token that ends mid-character yields nothing until it completes); the
     /// last piece flushes what is left. The prompt itself is not repeated. Lazy, like
-    /// <see cref="Generator.Generate(ITokenDecoder, IReadOnlyList{int}, SamplingOptions)"/>; arguments are
-    /// validated on the call.
+    /// <see cref="Generator.Generate(ITokenDecoder, IReadOnlyList{int}, SamplingOptions, CancellationToken)"/>;
+    /// arguments are validated on the call. Once <paramref name="cancellationToken"/> is cancelled, generation stops
+    /// at the next step boundary: the text of the tokens generated so far is flushed as a last piece, then the
+    /// enumeration throws <see cref="OperationCanceledException"/>.
     /// </summary>
     /// <remarks>
     /// An empty prompt starts from the tokenizer's <see cref="ITextTokenizer.EndOfText"/> token (GPT-2's convention
@@ -21,8 +23,10 @@ public static class TextGenerator
     /// The tokenizer and decoder have different vocabulary sizes, or the prompt is empty and the tokenizer has no
     /// end-of-text token.
     /// </exception>
+    /// <exception cref="OperationCanceledException">Thrown by the enumeration, after the flushed text, once
+    /// <paramref name="cancellationToken"/> is cancelled.</exception>
     public static IEnumerable<string> Generate(ITokenDecoder decoder, ITextTokenizer tokenizer, string prompt,
-        SamplingOptions options)
+        SamplingOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(decoder);
         ArgumentNullException.ThrowIfNull(tokenizer);
@@ -38,20 +42,37 @@ public static class TextGenerator
                 : throw new ArgumentException(
                     $"The prompt is empty and the {tokenizer.Name} tokenizer has no end-of-text token to start from.",
                     nameof(prompt));
-        var tokens = Generator.Generate(decoder, ids, options);
+        var tokens = Generator.Generate(decoder, ids, options, cancellationToken);
         return Stream(tokens, new StreamingTextDecoder(tokenizer));
     }
 
     private static IEnumerable<string> Stream(IEnumerable<GeneratedToken> tokens, StreamingTextDecoder text)
     {
-        foreach (var token in tokens)
+        OperationCanceledException? cancelled = null;
+        using (var enumerator = tokens.GetEnumerator())
         {
-            var piece = text.Append(token.TokenId);
-            if (piece.Length > 0)
-                yield return piece;
+            while (true)
+            {
+                // An iterator cannot yield inside a catch: remember the cancellation, flush, then rethrow it.
+                try
+                {
+                    if (!enumerator.MoveNext())
+                        break;
+                }
+                catch (OperationCanceledException e)
+                {
+                    cancelled = e;
+                    break;
+                }
+                var piece = text.Append(enumerator.Current.TokenId);
+                if (piece.Length > 0)
+                    yield return piece;
+            }
         }
         var rest = text.Flush();
         if (rest.Length > 0)
             yield return rest;
+        if (cancelled is not null)
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(cancelled);
     }
 }

@@ -44,18 +44,17 @@ public static class LanguageModels
     /// <summary>True when <paramref name="configJson"/> is a Transformer's config (its model_type says so).</summary>
     public static bool IsTransformer(string configJson) => Transformer.TransformerConfig.IsTransformerJson(configJson);
 
-    /// <summary>Loads the model in <paramref name="folder"/>: a Transformer when its config.json says
-    /// <c>"model_type": "transformer"</c>, else a RetNet.</summary>
+    /// <summary>Loads the model in <paramref name="folder"/>: a Transformer when its config (as
+    /// <see cref="ModelFolder.Read"/> decides it) says <c>"model_type": "transformer"</c>, else a RetNet.</summary>
     /// <exception cref="FileNotFoundException">config.json or model.safetensors is absent.</exception>
     /// <exception cref="ArgumentException">The config is invalid.</exception>
     /// <exception cref="CheckpointMismatchException">The tensors do not fit the config.</exception>
     public static ILanguageModel Load(RetNetDevice device, string folder)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(folder);
-        var config = Path.Combine(folder, "config.json");
-        return File.Exists(config) && IsTransformer(File.ReadAllText(config))
-            ? Transformer.TransformerModel.Load(device, folder)
-            : RetNetModel.Load(device, folder);
+        var contents = ModelFolder.Read(folder);
+        return IsTransformer(contents.ConfigJson)
+            ? Transformer.TransformerModel.FromFolder(device, contents, allowNonFiniteWeights: false)
+            : RetNetModel.FromFolder(device, contents, allowNonFiniteWeights: false);
     }
 
     /// <summary>A model from a config's JSON and host weights, of the architecture the JSON names.</summary>

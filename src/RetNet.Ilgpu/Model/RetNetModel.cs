@@ -117,7 +117,11 @@ public sealed partial class RetNetModel : ILanguageModel
     /// finite.</exception>
     /// <exception cref="CheckpointMismatchException">Tensors are missing, unexpected or wrongly shaped (all listed).</exception>
     public static RetNetModel FromWeights(RetNetDevice device, RetNetConfig config,
-        IReadOnlyDictionary<string, HostTensor> weights, bool allowNonFiniteWeights = false)
+        IReadOnlyDictionary<string, HostTensor> weights, bool allowNonFiniteWeights = false) =>
+        FromWeights(device, config, weights, allowNonFiniteWeights, []);
+
+    private static RetNetModel FromWeights(RetNetDevice device, RetNetConfig config,
+        IReadOnlyDictionary<string, HostTensor> weights, bool allowNonFiniteWeights, IReadOnlyList<string> folderNotices)
     {
         ArgumentNullException.ThrowIfNull(device);
         var resolved = WeightLayout.Resolve(config, weights);
@@ -137,7 +141,7 @@ public sealed partial class RetNetModel : ILanguageModel
             var decay = config.Decay();
             table = decay.Upload(device);
             return new RetNetModel(device, config, parameters,
-                new RetentionConstants(config, angles, inverseAngles, decay, table), resolved.Notices);
+                new RetentionConstants(config, angles, inverseAngles, decay, table), [.. folderNotices, .. resolved.Notices]);
         }
         catch
         {
@@ -157,9 +161,10 @@ public sealed partial class RetNetModel : ILanguageModel
         return WeightLayout.Expected(Config).ToDictionary(e => e.Name, e => HostTensor.From(parameters[e.Name]));
     }
 
-    /// <summary>Writes <paramref name="folder"/>/config.json and model.safetensors (F32), each atomically. The file
-    /// holds what torchscale's state_dict holds, so torchscale's strict load accepts it: the parameters, a tied
-    /// output projection under its own name too, and the two buffers.</summary>
+    /// <summary>Writes <paramref name="folder"/>/model.safetensors (F32, the config embedded in its metadata) and
+    /// config.json, each atomically; a kill between the two still leaves a folder that loads as one version
+    /// (<see cref="ModelFolder"/>). The file holds what torchscale's state_dict holds, so torchscale's strict load
+    /// accepts it: the parameters, a tied output projection under its own name too, and the two buffers.</summary>
     public void Save(string folder)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(folder);
@@ -171,26 +176,31 @@ public sealed partial class RetNetModel : ILanguageModel
             tensors.Add("output_projection.weight", tensors["embed_tokens.weight"]);
         foreach (var (name, buffer) in WeightLayout.Buffers(Config))
             tensors.Add(name, buffer);
-        Safetensors.Write(Path.Combine(folder, "model.safetensors"), tensors,
-            new Dictionary<string, string> { ["format"] = "pt" });
-        Config.Save(Path.Combine(folder, "config.json"));
+        ModelFolder.Write(folder, Config.ToJson(), tensors, new Dictionary<string, string> { ["format"] = "pt" });
     }
 
-    /// <summary>Loads a folder written by <see cref="Save"/> or converted from torchscale.</summary>
+    /// <summary>Loads a folder written by <see cref="Save"/> or converted from torchscale; <see cref="Notices"/> also
+    /// says when the config saved with the weights was used instead of config.json (<see cref="ModelFolder.Read"/>).</summary>
     /// <exception cref="FileNotFoundException">config.json or model.safetensors is absent.</exception>
     /// <exception cref="ArgumentException">The config is invalid, or a weight is not finite (unless
     /// <paramref name="allowNonFiniteWeights"/>).</exception>
     /// <exception cref="CheckpointMismatchException">The tensors do not fit the config.</exception>
-    public static RetNetModel Load(RetNetDevice device, string folder, bool allowNonFiniteWeights = false)
+    public static RetNetModel Load(RetNetDevice device, string folder, bool allowNonFiniteWeights = false) =>
+        FromFolder(device, ModelFolder.Read(folder), allowNonFiniteWeights);
+
+    /// <summary>The model of a folder already read (see <see cref="Load"/>).</summary>
+    internal static RetNetModel FromFolder(RetNetDevice device, ModelFolderContents contents, bool allowNonFiniteWeights)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(folder);
-        var configPath = Path.Combine(folder, "config.json");
-        var weightsPath = Path.Combine(folder, "model.safetensors");
-        foreach (var path in new[] { configPath, weightsPath })
-            if (!File.Exists(path))
-                throw new FileNotFoundException($"The model folder {folder} has no {Path.GetFileName(path)}.", path);
-        var config = RetNetConfig.Load(configPath);
-        return FromWeights(device, config, Safetensors.Read(weightsPath).Tensors, allowNonFiniteWeights);
+        RetNetConfig config;
+        try
+        {
+            config = RetNetConfig.FromJson(contents.ConfigJson);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"{contents.ConfigOrigin}: {e.Message}", nameof(contents), e);
+        }
+        return FromWeights(device, config, contents.Weights.Tensors, allowNonFiniteWeights, contents.Notices);
     }
 
     /// <summary>

@@ -164,7 +164,7 @@ public sealed record Evaluation(double Loss, long Tokens, double? BitsPerByte)
 /// from its checkpoint ends bit-identical to one that was not. A checkpoint folder holds config.json and
 /// model.safetensors (loadable by every command) and trainer.safetensors (weights, AdamW moments, step, sampler state
 /// and settings), each written to a temporary name and renamed: killing the process leaves the last complete
-/// checkpoint.
+/// checkpoint (trainer.safetensors alone decides what a resumed run continues from).
 /// </summary>
 public sealed class Trainer : IDisposable
 {
@@ -325,11 +325,16 @@ public sealed class Trainer : IDisposable
     /// One optimiser step: zero the gradients, <see cref="TrainingSettings.GradAccum"/> micro-batches of sampled
     /// windows each adding 1/A of its gradient, the global norm clipped, AdamW at the schedule's rate.
     /// </summary>
+    /// <param name="cancellationToken">Checked before the step starts, never during it: a cancelled token leaves the
+    /// trainer exactly at the step boundary (weights, moments and sampler untouched), so <see cref="Save"/> then
+    /// writes a checkpoint that resumes bit-identically.</param>
     /// <exception cref="InvalidOperationException">The schedule is complete.</exception>
     /// <exception cref="ArithmeticException">A gradient is not finite (the weights are left unchanged).</exception>
-    public TrainingStep RunStep()
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> is cancelled; nothing ran.</exception>
+    public TrainingStep RunStep(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
+        cancellationToken.ThrowIfCancellationRequested();
         if (Step >= Settings.Steps)
             throw new InvalidOperationException($"The run is complete: {Step} of {Settings.Steps} steps.");
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -406,8 +411,10 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>
-    /// Writes the checkpoint: trainer.safetensors (weights, moments, step, sampler, settings) first, then config.json
-    /// and model.safetensors, each atomically.
+    /// Writes the checkpoint: trainer.safetensors (weights, moments, step, sampler, settings) first, then the model
+    /// folder (<see cref="ILanguageModel.Save"/>), each file atomically. <see cref="Resume"/> reads trainer.safetensors
+    /// alone, so a kill between the files resumes from the new step; the model folder then still holds the previous
+    /// save's model, whole, until the next save.
     /// </summary>
     public void Save()
     {

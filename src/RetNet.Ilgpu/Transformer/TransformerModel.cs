@@ -66,8 +66,9 @@ public sealed partial class TransformerModel : ILanguageModel
     /// <inheritdoc/>
     public string ConfigJson => Config.ToJson();
 
-    /// <summary>Nothing is adapted when a Transformer loads: always empty.</summary>
-    public IReadOnlyList<string> Notices => [];
+    /// <summary>What loading adapted: only which config was used when config.json and the weights disagreed
+    /// (<see cref="ModelFolder.Read"/>); empty otherwise.</summary>
+    public IReadOnlyList<string> Notices { get; private set; } = [];
 
     /// <summary>The number of weights.</summary>
     public long ParameterCount => parameters.Values.Sum(p => (long)p.Length);
@@ -147,18 +148,7 @@ public sealed partial class TransformerModel : ILanguageModel
         IReadOnlyDictionary<string, HostTensor> weights, bool allowNonFiniteWeights = false)
     {
         ArgumentNullException.ThrowIfNull(device);
-        ArgumentNullException.ThrowIfNull(config);
-        ArgumentNullException.ThrowIfNull(weights);
-        var expected = ExpectedWeights(config);
-        var names = expected.Select(e => e.Name).ToHashSet();
-        var missing = expected.Where(e => !weights.ContainsKey(e.Name)).Select(e => e.Name).ToList();
-        var unexpected = weights.Keys.Where(k => !names.Contains(k) &&
-            !(config.ShareInputOutputEmbed && k == "output_projection.weight")).Order().ToList();
-        var wrongShape = expected.Where(e => weights.TryGetValue(e.Name, out var t) && !t.Shape.SequenceEqual(e.Shape))
-            .Select(e => $"{e.Name} is {ShapeCheck.Format(weights[e.Name].Shape)}, expected {ShapeCheck.Format(e.Shape)}")
-            .ToList();
-        if (missing.Count + unexpected.Count + wrongShape.Count > 0)
-            throw new CheckpointMismatchException(missing, unexpected, wrongShape);
+        var expected = CheckWeights(config, weights);
         if (!allowNonFiniteWeights)
             HostTensor.RequireFinite(weights, expected.Select(e => e.Name), nameof(weights));
         var parameters = new Dictionary<string, Tensor>();
@@ -182,6 +172,28 @@ public sealed partial class TransformerModel : ILanguageModel
         }
     }
 
+    /// <summary>Checks that <paramref name="weights"/> are the tensors <paramref name="config"/> needs, with their
+    /// shapes (a tied output projection may also appear under its own name); returns the expected list.</summary>
+    /// <exception cref="ArgumentException">The config is invalid.</exception>
+    /// <exception cref="CheckpointMismatchException">Tensors are missing, unexpected or wrongly shaped (all listed).</exception>
+    internal static IReadOnlyList<(string Name, int[] Shape)> CheckWeights(TransformerConfig config,
+        IReadOnlyDictionary<string, HostTensor> weights)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(weights);
+        var expected = ExpectedWeights(config);
+        var names = expected.Select(e => e.Name).ToHashSet();
+        var missing = expected.Where(e => !weights.ContainsKey(e.Name)).Select(e => e.Name).ToList();
+        var unexpected = weights.Keys.Where(k => !names.Contains(k) &&
+            !(config.ShareInputOutputEmbed && k == "output_projection.weight")).Order().ToList();
+        var wrongShape = expected.Where(e => weights.TryGetValue(e.Name, out var t) && !t.Shape.SequenceEqual(e.Shape))
+            .Select(e => $"{e.Name} is {ShapeCheck.Format(weights[e.Name].Shape)}, expected {ShapeCheck.Format(e.Shape)}")
+            .ToList();
+        if (missing.Count + unexpected.Count + wrongShape.Count > 0)
+            throw new CheckpointMismatchException(missing, unexpected, wrongShape);
+        return expected;
+    }
+
     /// <summary>The weights by name, copied to the host.</summary>
     public IReadOnlyDictionary<string, HostTensor> ExportWeights()
     {
@@ -189,33 +201,42 @@ public sealed partial class TransformerModel : ILanguageModel
         return ExpectedWeights(Config).ToDictionary(e => e.Name, e => HostTensor.From(parameters[e.Name]));
     }
 
-    /// <summary>Writes <paramref name="folder"/>/config.json (with <c>"model_type": "transformer"</c>) and
-    /// model.safetensors (F32), each atomically.</summary>
+    /// <summary>Writes <paramref name="folder"/>/model.safetensors (F32, the config embedded) and config.json (with
+    /// <c>"model_type": "transformer"</c>), each atomically; a kill between the two still leaves a folder that loads
+    /// as one version (<see cref="ModelFolder"/>).</summary>
     public void Save(string folder)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(folder);
         ObjectDisposedException.ThrowIf(disposed, this);
-        Directory.CreateDirectory(folder);
-        Safetensors.Write(Path.Combine(folder, "model.safetensors"), ExportWeights(),
+        ModelFolder.Write(folder, Config.ToJson(), ExportWeights(),
             new Dictionary<string, string> { ["format"] = "pt", ["model_type"] = TransformerConfig.ModelType });
-        Config.Save(Path.Combine(folder, "config.json"));
     }
 
-    /// <summary>Loads a folder written by <see cref="Save"/>.</summary>
+    /// <summary>Loads a folder written by <see cref="Save"/>; <see cref="Notices"/> says when the config saved with the
+    /// weights was used instead of config.json (<see cref="ModelFolder.Read"/>).</summary>
     /// <exception cref="FileNotFoundException">config.json or model.safetensors is absent.</exception>
     /// <exception cref="ArgumentException">The config is invalid or not a Transformer's, or a weight is not finite
     /// (unless <paramref name="allowNonFiniteWeights"/>).</exception>
     /// <exception cref="CheckpointMismatchException">The tensors do not fit the config.</exception>
-    public static TransformerModel Load(RetNetDevice device, string folder, bool allowNonFiniteWeights = false)
+    public static TransformerModel Load(RetNetDevice device, string folder, bool allowNonFiniteWeights = false) =>
+        FromFolder(device, ModelFolder.Read(folder), allowNonFiniteWeights);
+
+    /// <summary>The model of a folder already read (see <see cref="Load"/>).</summary>
+    internal static TransformerModel FromFolder(RetNetDevice device, ModelFolderContents contents,
+        bool allowNonFiniteWeights)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(folder);
-        var configPath = Path.Combine(folder, "config.json");
-        var weightsPath = Path.Combine(folder, "model.safetensors");
-        foreach (var path in new[] { configPath, weightsPath })
-            if (!File.Exists(path))
-                throw new FileNotFoundException($"The model folder {folder} has no {Path.GetFileName(path)}.", path);
-        var config = TransformerConfig.Load(configPath);
-        return FromWeights(device, config, Safetensors.Read(weightsPath).Tensors, allowNonFiniteWeights);
+        TransformerConfig config;
+        try
+        {
+            config = TransformerConfig.FromJson(contents.ConfigJson);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"{contents.ConfigOrigin}: {e.Message}", nameof(contents), e);
+        }
+        var model = FromWeights(device, config, contents.Weights.Tensors, allowNonFiniteWeights);
+        model.Notices = contents.Notices;
+        return model;
     }
 
     /// <summary>Logits [B, T, V] of every position of <paramref name="tokens"/> [B, T], each sequence starting at

@@ -92,6 +92,32 @@ public sealed class TrainerTests(DeviceFixture fixture) : IDisposable
     }
 
     [Fact]
+    public void A_cancelled_step_changes_nothing_and_the_saved_run_resumes_bit_for_bit()
+    {
+        var (model, settings) = Setup(steps: 6);
+        var straight = Train(Path.Combine(root, "straight"), settings, model);
+        var stopped = Path.Combine(root, "cancelled");
+        using (var source = new CancellationTokenSource())
+        using (var trainer = Trainer.Start(device, model, settings, stopped))
+        {
+            while (trainer.Step < 3)
+                trainer.RunStep(source.Token);
+            source.Cancel();
+            Assert.Throws<OperationCanceledException>(() => trainer.RunStep(source.Token));
+            Assert.Equal(3, trainer.Step);
+            trainer.Save();
+        }
+        using (var resumed = Trainer.Resume(device, stopped))
+        {
+            Assert.Equal(3, resumed.Step);
+            while (resumed.Step < settings.Steps)
+                resumed.RunStep();
+            resumed.Save();
+        }
+        Assert.Equal(straight, File.ReadAllBytes(Path.Combine(stopped, "model.safetensors")));
+    }
+
+    [Fact]
     public void Bad_settings_and_checkpoints_are_rejected_clearly()
     {
         var (model, settings) = Setup(steps: 2);

@@ -1,0 +1,152 @@
+using System.Security.Cryptography;
+using System.Text;
+using RetNet.Ilgpu.IO;
+using RetNet.Ilgpu.Transformer;
+
+namespace RetNet.Ilgpu.Model;
+
+/// <summary>What <see cref="ModelFolder.Read"/> found: the config to use, the weights, and what it had to decide.</summary>
+/// <param name="ConfigJson">The config JSON the weights belong to.</param>
+/// <param name="ConfigOrigin">Where that JSON came from, for messages: config.json's path, or the weights file's
+/// embedded copy.</param>
+/// <param name="Weights">The weights file's contents.</param>
+/// <param name="Notices">Sentences for the user when config.json was not used as it stands; empty otherwise.</param>
+public sealed record ModelFolderContents(string ConfigJson, string ConfigOrigin, SafetensorsFile Weights,
+    IReadOnlyList<string> Notices);
+
+/// <summary>
+/// A model folder, config.json beside model.safetensors, written so that a process killed at any point leaves a
+/// folder that loads as one whole saved version, never new weights with an old config.
+/// </summary>
+/// <remarks>
+/// Two files cannot be renamed into place at once (and a directory cannot be swapped over an existing one
+/// atomically on Linux), so one file is the commit point: model.safetensors. Its <c>__metadata__</c> holds the config
+/// JSON (key <c>config</c>) and, when the save changes config.json, the SHA-256 of the one it supersedes (key
+/// <c>replaces_config_sha256</c>);
+/// it is renamed into place first, config.json second. A kill between the two leaves exactly the superseded
+/// config.json beside the new weights, which <see cref="Read"/> recognises by its hash and replaces with the embedded
+/// config. A config.json edited after the save has another hash and is used as it stands (with a notice, since it
+/// differs from what the weights were saved with), unless it does not fit the weights and the embedded config does.
+/// Folders without an embedded config (torchscale's, older saves) read config.json alone, as before. torchscale reads
+/// only the tensors, so the extra metadata keys change nothing for it.
+/// </remarks>
+public static class ModelFolder
+{
+    /// <summary>The config file's name.</summary>
+    public const string ConfigFile = "config.json";
+
+    /// <summary>The weights file's name.</summary>
+    public const string WeightsFile = "model.safetensors";
+
+    /// <summary>The metadata key of the embedded config JSON.</summary>
+    public const string ConfigKey = "config";
+
+    /// <summary>The metadata key of the SHA-256 (hex) of the config.json the save superseded.</summary>
+    public const string ReplacesKey = "replaces_config_sha256";
+
+    /// <summary>
+    /// Writes <paramref name="tensors"/> to model.safetensors with <paramref name="configJson"/> embedded, then
+    /// config.json, each atomically (see the remarks of <see cref="ModelFolder"/> for why in this order).
+    /// </summary>
+    public static void Write(string folder, string configJson, IReadOnlyDictionary<string, HostTensor> tensors,
+        IReadOnlyDictionary<string, string> metadata)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(folder);
+        ArgumentNullException.ThrowIfNull(configJson);
+        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentNullException.ThrowIfNull(metadata);
+        Directory.CreateDirectory(folder);
+        var configPath = Path.Combine(folder, ConfigFile);
+        var withConfig = new Dictionary<string, string>(metadata) { [ConfigKey] = configJson };
+        // Only a config.json that this save changes needs recognising later; leaving the key out otherwise keeps a
+        // re-save (a training checkpoint) byte-identical to a save into a fresh folder.
+        if (File.Exists(configPath) && File.ReadAllBytes(configPath) is var superseded &&
+            !superseded.AsSpan().SequenceEqual(Encoding.UTF8.GetBytes(configJson)))
+            withConfig[ReplacesKey] = Sha256(superseded);
+        Safetensors.Write(Path.Combine(folder, WeightsFile), tensors, withConfig);
+        AtomicFile.WriteAllText(configPath, configJson);
+    }
+
+    /// <summary>
+    /// Reads the folder's weights and decides which config they belong to (see the remarks of
+    /// <see cref="ModelFolder"/>).
+    /// </summary>
+    /// <exception cref="FileNotFoundException">model.safetensors is absent, or config.json is absent and the weights
+    /// embed no config.</exception>
+    /// <exception cref="SafetensorsFormatException">model.safetensors is malformed.</exception>
+    public static ModelFolderContents Read(string folder)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(folder);
+        var configPath = Path.Combine(folder, ConfigFile);
+        var weightsPath = Path.Combine(folder, WeightsFile);
+        var configBytes = File.Exists(configPath) ? File.ReadAllBytes(configPath) : null;
+        if (configBytes is null && !File.Exists(weightsPath))
+            throw new FileNotFoundException($"The model folder {folder} has no {ConfigFile}.", configPath);
+        if (!File.Exists(weightsPath))
+            throw new FileNotFoundException($"The model folder {folder} has no {WeightsFile}.", weightsPath);
+        var weights = Safetensors.Read(weightsPath);
+        var embeddedOrigin = $"{weightsPath} (the config saved with the weights)";
+        weights.Metadata.TryGetValue(ConfigKey, out var embedded);
+        if (configBytes is null)
+        {
+            return embedded is null
+                ? throw new FileNotFoundException($"The model folder {folder} has no {ConfigFile}.", configPath)
+                : new ModelFolderContents(embedded, embeddedOrigin, weights,
+                    [$"{folder} has no {ConfigFile}; using the config saved in {WeightsFile}."]);
+        }
+        var onDisk = Encoding.UTF8.GetString(configBytes);
+        if (embedded is null || SameConfig(onDisk, embedded))
+            return new ModelFolderContents(onDisk, configPath, weights, []);
+        if (weights.Metadata.TryGetValue(ReplacesKey, out var replaced) && replaced == Sha256(configBytes))
+            return new ModelFolderContents(embedded, embeddedOrigin, weights,
+            [
+                $"{configPath} is the one the last save replaced: that save was interrupted between {WeightsFile} and " +
+                $"{ConfigFile}. Using the config saved in {WeightsFile}; saving the model again rewrites {ConfigFile}.",
+            ]);
+        var misfit = Misfit(onDisk, weights.Tensors);
+        if (misfit is not null && Misfit(embedded, weights.Tensors) is null)
+            return new ModelFolderContents(embedded, embeddedOrigin, weights,
+                [$"{configPath} does not fit the weights ({misfit}); using the config saved in {WeightsFile}."]);
+        return new ModelFolderContents(onDisk, configPath, weights,
+        [
+            $"{configPath} differs from the config {WeightsFile} was saved with (edited since?); using {ConfigFile}.",
+        ]);
+    }
+
+    /// <summary>True when both texts parse to the same config (formatting and ignored fields aside).</summary>
+    private static bool SameConfig(string a, string b) =>
+        a == b || (Normalised(a) is { } x && x == Normalised(b));
+
+    private static string? Normalised(string json)
+    {
+        try
+        {
+            return LanguageModels.IsTransformer(json)
+                ? TransformerConfig.FromJson(json).ToJson()
+                : RetNetConfig.FromJson(json).ToJson();
+        }
+        catch (ArgumentException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Why <paramref name="json"/> cannot describe <paramref name="weights"/>, or null when it can.</summary>
+    private static string? Misfit(string json, IReadOnlyDictionary<string, HostTensor> weights)
+    {
+        try
+        {
+            if (LanguageModels.IsTransformer(json))
+                TransformerModel.CheckWeights(TransformerConfig.FromJson(json), weights);
+            else
+                WeightLayout.Resolve(RetNetConfig.FromJson(json), weights);
+            return null;
+        }
+        catch (Exception e) when (e is ArgumentException or CheckpointMismatchException)
+        {
+            return e.Message;
+        }
+    }
+
+    private static string Sha256(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
+}

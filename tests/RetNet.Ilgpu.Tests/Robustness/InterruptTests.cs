@@ -1,0 +1,68 @@
+using System.Diagnostics;
+using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Tests.Model;
+using RetNet.Ilgpu.Tests.Support;
+using RetNet.Ilgpu.Training;
+using RetNet.Ilgpu.Training.Data;
+
+namespace RetNet.Ilgpu.Tests.Robustness;
+
+/// <summary>A fact that needs POSIX signals: skipped on Windows, where a console's Ctrl+C cannot be sent to one child.</summary>
+public sealed class FactWithPosixSignalsAttribute : FactAttribute
+{
+    /// <summary>Sets <see cref="FactAttribute.Skip"/> on Windows.</summary>
+    public FactWithPosixSignalsAttribute()
+    {
+        if (OperatingSystem.IsWindows())
+            Skip = "SIGINT cannot be sent to a single child process on Windows.";
+    }
+}
+
+/// <summary>Ctrl+C (SIGINT) stops <c>retnet train</c> at a step boundary with a resumable checkpoint.</summary>
+[Collection(DeviceCollection.Name)]
+public sealed class InterruptTests(DeviceFixture fixture) : IDisposable
+{
+    private readonly string root = Directory.CreateTempSubdirectory("retnet-interrupt-").FullName;
+
+    public void Dispose() => Directory.Delete(root, recursive: true);
+
+    [FactWithPosixSignals]
+    public void Sigint_stops_training_at_a_step_boundary_saves_a_resumable_checkpoint_and_exits_130()
+    {
+        var model = Path.Combine(root, "model");
+        using (var created = RetNetModel.Create(fixture.Device, ModelTestSupport.Micro(), seed: 3))
+            created.Save(model);
+        var data = Path.Combine(root, "train.bin");
+        TokenDataset.WriteTokenFile(data, Enumerable.Range(0, 400).Select(i => (i * 7) % 40).ToArray());
+        var checkpoint = Path.Combine(root, "checkpoint");
+        var output = new List<string>();
+        using var process = ChildProcess.Start(ChildProcess.RetnetDll,
+        [
+            "train", "--model", model, "--data", data, "--output", checkpoint, "--steps", "100000", "--batch", "2",
+            "--seq-len", "8", "--chunk-size", "4", "--device", "cpu",
+        ], output);
+        var watch = Stopwatch.StartNew();
+        bool Printed(string prefix)
+        {
+            lock (output)
+                return output.Any(line => line.StartsWith(prefix, StringComparison.Ordinal));
+        }
+        while (!Printed("step 3/") && !process.HasExited && watch.Elapsed < TimeSpan.FromSeconds(60))
+            Thread.Sleep(20);
+        Assert.False(process.HasExited, string.Join('\n', output));
+        using (var kill = Process.Start("kill", ["-INT", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            kill.WaitForExit();
+        Assert.True(process.WaitForExit(TimeSpan.FromSeconds(60)), "the run did not stop after SIGINT");
+        process.WaitForExit();
+
+        var text = string.Join('\n', output);
+        Assert.Equal(130, process.ExitCode);
+        Assert.Contains($"resume with: retnet train --resume {checkpoint}", text);
+        using var resumed = Trainer.Resume(fixture.Device, checkpoint);
+        Assert.InRange(resumed.Step, 3, 99_999);
+        Assert.Contains($"interrupted after step {resumed.Step} of 100000", text);
+        Assert.Contains($"step {resumed.Step}/100000", text);
+        Assert.DoesNotContain($"step {resumed.Step + 1}/100000", text);
+        resumed.RunStep();
+    }
+}
