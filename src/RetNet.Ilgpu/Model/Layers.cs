@@ -1,6 +1,3 @@
-using ILGPU;
-using ILGPU.Runtime;
-using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Kernels.Elementwise;
 using RetNet.Ilgpu.Kernels.Gemm;
 using RetNet.Ilgpu.Kernels.Normalization;
@@ -283,26 +280,12 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
 
     /// <summary>
     /// The recurrent scan launched directly with the model's decay table, so a decoding step uploads nothing
-    /// (<see cref="RecurrentRetention.Forward"/> uploads the table on every call). Shapes are the model's own.
+    /// (<see cref="RecurrentRetention.Forward(Tensor, Tensor, Tensor, DecaySchedule, Tensor, Tensor)"/> uploads the
+    /// table on every call) and checks nothing: shapes are the model's own.
     /// </summary>
-    private void Recurrent(Tensor q4, Tensor k4, Tensor v4, Tensor o4, Tensor state)
-    {
-        var device = q4.Device;
-        var problem = new RecurrentProblem
-        {
-            Heads = q4.Dim(2),
-            SeqLen = q4.Dim(1),
-            KeyDim = q4.Dim(3),
-            ValueDim = v4.Dim(3),
-        };
-        var kernel = device.Kernel(RetentionKernels.RecurrentScan, accelerator =>
-            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, RecurrentProblem, Spread>(
-                RetentionKernels.RecurrentScan));
-        var spread = Kernels.Launch.Spread(device, q4.Dim(0) * problem.Heads * problem.ValueDim);
-        kernel(device.Stream, spread.Threads, q4.View, k4.View, v4.View, constants.DecayTable.View, state.View,
-            o4.View, problem, spread);
-    }
+    private void Recurrent(Tensor q4, Tensor k4, Tensor v4, Tensor o4, Tensor state) =>
+        RetentionLaunch.For(q4.Device).Recurrent(
+            new RecurrentOperands(q4, k4, v4, constants.DecayTable, state, o4));
 }
 
 /// <summary>

@@ -17,7 +17,7 @@ namespace RetNet.Ilgpu.Retention;
 /// inside one item in a fixed order, so neither the thread count nor the instruction-set path
 /// changes a bit.
 /// </remarks>
-internal static unsafe class HostRetention
+internal static unsafe partial class HostRetention
 {
     /// <summary>Query rows per item and keys per score block: a 64 × 64 score block is 16 KiB and stays in L1.</summary>
     internal const int Rows = 64;

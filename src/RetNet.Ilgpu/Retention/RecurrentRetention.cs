@@ -1,6 +1,3 @@
-using ILGPU;
-using ILGPU.Runtime;
-using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Retention;
@@ -25,7 +22,15 @@ public static class RecurrentRetention
     /// after the last.</param>
     /// <exception cref="ArgumentException">A shape, the head count of <paramref name="decay"/>, a device or an aliasing
     /// is wrong; the message names the argument and the expected and actual shape.</exception>
-    public static void Forward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, Tensor output, Tensor state)
+    public static void Forward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, Tensor output, Tensor state) =>
+        Forward(q, k, v, decay, output, state, launch: null);
+
+    /// <summary>
+    /// <see cref="Forward(Tensor, Tensor, Tensor, DecaySchedule, Tensor, Tensor)"/> with an explicit launch
+    /// configuration (null: <see cref="RetentionLaunch.For"/>) and, optionally, an uploaded decay table.
+    /// </summary>
+    internal static void Forward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, Tensor output, Tensor state,
+        RetentionLaunch? launch, Tensor? table = null)
     {
         var shape = RetentionChecks.Inputs(q, k, v, decay);
         RetentionChecks.Required(output, nameof(output), q, shape.ValueShape);
@@ -34,20 +39,8 @@ public static class RecurrentRetention
             [(q, nameof(q)), (k, nameof(k)), (v, nameof(v))]);
 
         var device = q.Device;
-        using var table = decay.Upload(device);
-        var problem = new RecurrentProblem
-        {
-            Heads = shape.Heads,
-            SeqLen = shape.SeqLen,
-            KeyDim = shape.KeyDim,
-            ValueDim = shape.ValueDim,
-        };
-        var kernel = device.Kernel(RetentionKernels.RecurrentScan, accelerator =>
-            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, RecurrentProblem, Spread>(
-                RetentionKernels.RecurrentScan));
-        var spread = Kernels.Launch.Spread(device, shape.Batch * shape.Heads * shape.ValueDim);
-        kernel(device.Stream, spread.Threads, q.View, k.View, v.View, table.View, state.View, output.View, problem,
-            spread);
+        launch ??= RetentionLaunch.For(device);
+        using var uploaded = table is null ? decay.Upload(device) : null;
+        launch.Recurrent(new RecurrentOperands(q, k, v, table ?? uploaded!, state, output));
     }
 }

@@ -103,7 +103,7 @@ internal struct RecurrentProblem
 /// <summary>
 /// Device code of retention. Every kernel reads the decay table [2, H] = [log γ_h ; γ_h − 1] (computed in double on the
 /// host): decays are exp((log γ)·m) with m ≥ 0, a masked pair is zeroed by index, never by an infinite exponent, and the
-/// recurrent scan multiplies by γ as s + (γ − 1)·s, so γ within 1e-7 of 1 keeps its fp32 relative accuracy. Sums in fp32.
+/// recurrent scan multiplies by γ = exp(log γ) (the γ − 1 row serves the decay normalisation's sums). Sums in fp32.
 /// </summary>
 internal static partial class RetentionKernels
 {

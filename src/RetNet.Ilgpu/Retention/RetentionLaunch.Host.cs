@@ -39,6 +39,14 @@ internal abstract partial class RetentionLaunch
                 Pointer(o.ChunkStates), Pointer(o.Final), o.X.Dim(0), problem, path, Threads);
         }
 
+        public override void Recurrent(in RecurrentOperands o)
+        {
+            Prepare(o.Q);
+            var problem = Problem(o);
+            HostRetention.Recurrent(Pointer(o.Q), Pointer(o.K), Pointer(o.V), Pointer(o.Decay), Pointer(o.State),
+                Pointer(o.Output), o.Q.Dim(0), problem, path, Threads);
+        }
+
         private int Threads => threads ?? Environment.ProcessorCount;
 
         /// <summary>

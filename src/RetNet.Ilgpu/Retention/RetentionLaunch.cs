@@ -24,6 +24,13 @@ internal readonly record struct StateOperands(
     Tensor X, Tensor Y, Tensor? Initial, Tensor Decay, Tensor? ChunkStates, Tensor? Final, int ChunkSize, bool Reverse);
 
 /// <summary>
+/// Operands of one recurrent scan (<see cref="RecurrentProblem"/>): q, k [B, T, H, Dk], v and the output
+/// [B, T, H, Dv], the decay table, and the state [B, H, Dk, Dv], read and advanced in place.
+/// </summary>
+internal readonly record struct RecurrentOperands(Tensor Q, Tensor K, Tensor V, Tensor Decay, Tensor State,
+    Tensor Output);
+
+/// <summary>
 /// Which retention kernels a call launches, and with what tile and group size: host SIMD code on the CPU accelerator in
 /// host execution, barrier-free kernels on its simulator, tiled kernels elsewhere. Tests pass every configuration
 /// explicitly through the forms' internal overloads.
@@ -81,6 +88,23 @@ internal abstract partial class RetentionLaunch
     /// <summary>Queues the chunk-state walk on the device's stream.</summary>
     public abstract void States(in StateOperands operands);
 
+    /// <summary>
+    /// Queues the recurrent scan on the device's stream: the barrier-free kernel (one thread per state column), which
+    /// needs no tile, so the tiled configurations launch it too.
+    /// </summary>
+    public virtual void Recurrent(in RecurrentOperands o)
+    {
+        var device = o.Q.Device;
+        var problem = Problem(o);
+        var kernel = device.Kernel(RetentionKernels.RecurrentScan, accelerator =>
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<float>, ArrayView<float>, ArrayView<float>, RecurrentProblem, Spread>(
+                RetentionKernels.RecurrentScan));
+        var spread = Kernels.Launch.Spread(device, o.Q.Dim(0) * problem.Heads * problem.ValueDim);
+        kernel(device.Stream, spread.Threads, o.Q.View, o.K.View, o.V.View, o.Decay.View, o.State.View,
+            o.Output.View, problem, spread);
+    }
+
     /// <inheritdoc/>
     public override string ToString() => Name;
 
@@ -124,6 +148,14 @@ internal abstract partial class RetentionLaunch
             Reverse = o.Reverse ? 1 : 0,
         };
     }
+
+    protected static RecurrentProblem Problem(in RecurrentOperands o) => new()
+    {
+        Heads = o.Q.Dim(2),
+        SeqLen = o.Q.Dim(1),
+        KeyDim = o.Q.Dim(3),
+        ValueDim = o.V.Dim(3),
+    };
 
     /// <summary>The view of an optional tensor; absent ones get a placeholder the kernel never reads (its flag is 0).</summary>
     protected static ArrayView<float> ViewOrPlaceholder(Tensor? tensor, Tensor placeholder) =>

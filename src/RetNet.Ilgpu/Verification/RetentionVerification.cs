@@ -6,7 +6,8 @@ namespace RetNet.Ilgpu.Verification;
 /// <summary>
 /// Retention's three forms against <see cref="RetentionReference"/>: the parallel and chunkwise forms forward and
 /// backward in every configuration of <see cref="RetentionLaunch.Configurations"/> (barrier-free, each tile at the
-/// full group and at 7 threads, host SIMD), with initial and final states; the recurrent scan.
+/// full group and at 7 threads, host SIMD), with initial and final states; the recurrent scan
+/// by the kernel and, in host execution, by the host code.
 /// </summary>
 internal static class RetentionVerification
 {
@@ -24,9 +25,15 @@ internal static class RetentionVerification
     {
         var device = context.Device;
         List<RetentionLaunch> launches = [.. RetentionLaunch.Configurations(device)];
+        // The recurrent scan has no tiles: the kernel, and the host code where it runs.
+        List<RetentionLaunch> recurrentLaunches = [RetentionLaunch.BarrierFree];
         if (device.RunsOnHost)
-            launches.AddRange([RetentionLaunch.HostWith(Kernels.Gemm.HostGemmPath.Vector256, 2),
-                RetentionLaunch.HostWith(Kernels.Gemm.HostGemmPath.Scalar, 1)]);
+        {
+            List<RetentionLaunch> forced = [RetentionLaunch.HostWith(Kernels.Gemm.HostGemmPath.Vector256, 2),
+                RetentionLaunch.HostWith(Kernels.Gemm.HostGemmPath.Scalar, 1)];
+            launches.AddRange(forced);
+            recurrentLaunches.AddRange([RetentionLaunch.Host, .. forced]);
+        }
         else if (device.IsCpuSimulator)
             context.Skip("Retention host SIMD", "-", "host SIMD retention runs in host execution only");
         else
@@ -51,15 +58,19 @@ internal static class RetentionVerification
                     problem.Backward(device, (t, g) => ChunkwiseRetention.Backward(t.Q, t.K, t.V, problem.Decay,
                         chunkSize, t.S0, t.DOutput, t.DFinal, g.Dq, g.Dk, g.Dv, g.DS0, launch)));
             }
-            context.Check("RecurrentRetention.Forward", name, Tolerance, () =>
+            foreach (var launch in recurrentLaunches)
             {
-                using var t = problem.Upload(device);
-                using var output = Tensor.Zeros(device, shape.ValueShape);
-                RecurrentRetention.Forward(t.Q, t.K, t.V, problem.Decay, output, t.S0);
-                var expected = RetentionReference.Recurrent(shape, problem.Decay, problem.Q, problem.K, problem.V,
-                    problem.S0);
-                return [new("output", output.ToHost(), expected.Output), new("state", t.S0.ToHost(), expected.FinalState)];
-            });
+                context.Check($"RecurrentRetention.Forward {launch.Name}", name, Tolerance, () =>
+                {
+                    using var t = problem.Upload(device);
+                    using var output = Tensor.Zeros(device, shape.ValueShape);
+                    RecurrentRetention.Forward(t.Q, t.K, t.V, problem.Decay, output, t.S0, launch);
+                    var expected = RetentionReference.Recurrent(shape, problem.Decay, problem.Q, problem.K, problem.V,
+                        problem.S0);
+                    return [new("output", output.ToHost(), expected.Output),
+                        new("state", t.S0.ToHost(), expected.FinalState)];
+                });
+            }
         }
     }
 

@@ -255,6 +255,68 @@ public sealed class GemmTests(DeviceFixture fixture, HostCpu hostCpu, ITestOutpu
         }
     }
 
+    // Around the unpacked path's row limit (8): M = 1, 2, 7, 8 run unpacked, 9 packed; odd N and K cut the vector
+    // panels and the in-register transpose tiles, K = 300 and 600 cross K-blocks (with beta ≠ 0), a batched A against
+    // a broadcast B folds into 2·3 = 6 or 3·3 = 9 rows, and 1·520·260 elements of B split the panels over threads.
+    private static readonly GemmCase[] SmallRowCases =
+    [
+        new(1, 1, 1, 1, false, false),
+        new(1, 1, 37, 19, false, false),
+        new(1, 1, 128, 128, false, false),
+        new(1, 2, 64, 300, false, false, Alpha: 1.5f, Beta: 0.5f),
+        new(1, 7, 33, 17, false, false, Alpha: -0.5f, Beta: 2f),
+        new(1, 8, 47, 600, false, false, Alpha: 0.75f, Beta: -1f),
+        new(1, 9, 31, 40, false, false),
+        new(1, 3, 520, 260, false, false, Alpha: 2f, Beta: 1f),
+        new(2, 3, 45, 23, true, false),
+        new(3, 3, 16, 32, true, false, Alpha: 1f, Beta: 0.5f),
+        new(3, 2, 21, 11, false, true),
+        new(2, 5, 40, 9, true, true, Alpha: 0.5f, Beta: 1f),
+    ];
+
+    [Theory, MemberData(nameof(HostPathsThreadsAndTranspositions))]
+    public void Host_simd_small_row_products_match_the_reference_and_the_packed_path_bit_for_bit(string pathName,
+        int threads, bool transposeA, bool transposeB)
+    {
+        // The unpacked path takes the packed path's fused multiply-add chain for every element, so forcing every
+        // product through the packing (smallRows: 0) may not change a bit.
+        var path = Enum.Parse<HostGemmPath>(pathName);
+        var cpu = hostCpu.For(device);
+        for (var i = 0; i < SmallRowCases.Length; i++)
+        {
+            var problem = SmallRowCases[i];
+            var shape = problem.Shape(transposeA, transposeB);
+            var (a, b, c) = problem.Inputs(shape, seed: 120 + i);
+            var name = $"HostSimd {path} ×{threads} {shape} alpha={problem.Alpha} beta={problem.Beta}";
+            var actual = RunHost(cpu, problem, shape, a, b, c, path, threads);
+            Numerics.AssertClose(name, actual, GemmReference.Forward(shape, a, b, problem.Alpha, problem.Beta, c));
+            Assert.Equal(RunHost(cpu, problem, shape, a, b, c, path, threads, smallRows: 0), actual);
+            Assert.Equal(RunHost(cpu, problem, shape, a, b, c, HostGemmPath.Scalar, 1), actual);
+        }
+    }
+
+    [Fact]
+    public void Host_simd_small_row_check_rejects_a_swapped_operand_order()
+    {
+        // Negative control for the bit-identity above: a product summed in another order (k descending) differs
+        // from the unpacked path in some bit, so equality there is not vacuous.
+        var cpu = hostCpu.For(device);
+        var problem = new GemmCase(1, 1, 64, 300, false, false);
+        var shape = problem.Shape(false, true);
+        var (a, b, c) = problem.Inputs(shape, seed: 140);
+        var actual = RunHost(cpu, problem, shape, a, b, c, HostGemm.Best, 1);
+        var reversed = new float[shape.N];
+        for (var j = 0; j < shape.N; j++)
+        {
+            var acc = 0f;
+            for (var k = shape.K - 1; k >= 0; k--)
+                acc = MathF.FusedMultiplyAdd(a[k], b[j * shape.K + k], acc);
+            reversed[j] = acc;
+        }
+        Numerics.AssertClose("k descending", reversed, GemmReference.Forward(shape, a, b, 1, 0, c));
+        Assert.NotEqual(reversed, actual);
+    }
+
     [Fact]
     public void Host_simd_reads_and_writes_views_at_offsets_only()
     {
@@ -280,13 +342,14 @@ public sealed class GemmTests(DeviceFixture fixture, HostCpu hostCpu, ITestOutpu
     }
 
     private static float[] RunHost(RetNetDevice cpu, GemmCase problem, GemmShape shape, float[] a, float[] b,
-        float[] c, HostGemmPath path, int threads)
+        float[] c, HostGemmPath path, int threads, int smallRows = HostGemm.SmallRows)
     {
         var (dimsA, dimsB, dimsC) = problem.Dims(shape);
         using var ta = Tensor.FromHost(cpu, a, dimsA);
         using var tb = Tensor.FromHost(cpu, b, dimsB);
         using var tc = Tensor.FromHost(cpu, c, dimsC);
-        Gemm.RunHostSimd(ta, tb, tc, path, threads, shape.TransposeA, shape.TransposeB, problem.Alpha, problem.Beta);
+        Gemm.RunHostSimd(ta, tb, tc, path, threads, shape.TransposeA, shape.TransposeB, problem.Alpha, problem.Beta,
+            smallRows);
         return tc.ToHost();
     }
 

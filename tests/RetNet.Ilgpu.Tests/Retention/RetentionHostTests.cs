@@ -9,7 +9,8 @@ namespace RetNet.Ilgpu.Tests.Retention;
 /// The host SIMD retention code (<see cref="RetentionLaunch.Host"/>) on every instruction-set path and thread count,
 /// against the double reference and against the barrier-free kernels it replaces. It runs on the CPU accelerator only;
 /// on another lane these tests open one, so every lane holds the host code to the same checks. Sizes cut its 64-row
-/// and 64-column blocks and the micro-kernel's 6-row, 8/16/32-column register tiles.
+/// and 64-column blocks and the micro-kernel's 6-row, 8/16/32-column register tiles; the recurrent scan's 8/16-lane
+/// vectors and 32/64-column groups.
 /// </summary>
 [Collection(DeviceCollection.Name)]
 public sealed class RetentionHostTests(DeviceFixture fixture, HostCpu hostCpu, ITestOutputHelper log)
@@ -218,6 +219,94 @@ public sealed class RetentionHostTests(DeviceFixture fixture, HostCpu hostCpu, I
         var shifted = test.CheckOutput("mask one position off", values.Select(v => (float)gamma * v).ToArray());
         log.WriteLine(shifted.Message);
         Numerics.AssertRejected(shifted);
+    }
+
+    // T = 1 (a decoding step); Dk, Dv not multiples of 8 or 16, Dv over one and two 64-column blocks; B, H > 1; the
+    // last touches 2·64·2·33·70 state cells, enough for the scan to split its items over threads.
+    private static readonly RetentionShape[] RecurrentShapes =
+    [
+        new(1, 1, 1, 1, 1),
+        new(3, 1, 2, 33, 70),
+        new(2, 7, 3, 5, 17),
+        new(1, 37, 2, 17, 131),
+        new(2, 64, 2, 33, 70),
+    ];
+
+    [Theory, MemberData(nameof(PathsAndThreads))]
+    public void Recurrent_scan_equals_the_kernel_bit_for_bit_and_matches_the_reference(string pathName, int threads)
+    {
+        // The host scan takes the kernel's own separate multiplies and adds per state element, in the kernel's order:
+        // output and state must equal the barrier-free kernel's (simulated or called directly) in every bit.
+        var path = Enum.Parse<HostGemmPath>(pathName);
+        var launch = RetentionLaunch.HostWith(path, threads);
+        log.WriteLine($"fastest host path here: {HostGemm.Best}; testing {launch}");
+        for (var i = 0; i < RecurrentShapes.Length; i++)
+        {
+            foreach (var withState in new[] { true, false })
+            {
+                var shape = RecurrentShapes[i];
+                var decay = DecaySchedule.Paper(shape.Heads);
+                using var test = new RetentionTestCase(Cpu, shape, decay, 2700 + i, withInitialState: withState);
+                var (kernelOutput, kernelState) = Recurrent(test, RetentionLaunch.BarrierFree);
+                var (output, state) = Recurrent(test, launch);
+                var what = $"recurrent, {launch}, {test}, initial state {withState}";
+                var expected = RetentionReference.Recurrent(shape, decay, test.Q, test.K, test.V, test.InitialState);
+                Numerics.AssertClose($"{what}: output", output, expected.Output);
+                Numerics.AssertClose($"{what}: state", state, expected.FinalState);
+                Assert.Equal(Bits(kernelOutput), Bits(output));
+                Assert.Equal(Bits(kernelState), Bits(state));
+            }
+        }
+    }
+
+    [Fact]
+    public void Recurrent_bit_check_rejects_a_fused_state_update()
+    {
+        // Negative control for the bit-identity above: the same scan with γ·s + k·v as one fused multiply-add rounds
+        // once instead of twice and differs from the kernel in some bit, though not beyond the tolerance.
+        var shape = new RetentionShape(1, 37, 2, 17, 33);
+        var decay = DecaySchedule.Paper(shape.Heads);
+        using var test = new RetentionTestCase(Cpu, shape, decay, 2800);
+        var (kernelOutput, _) = Recurrent(test, RetentionLaunch.BarrierFree);
+        var state = (float[])test.InitialState!.Clone();
+        var fused = new float[shape.ValueLength];
+        using var table = decay.Upload(Cpu);
+        var logGammas = table.ToHost();
+        for (var h = 0; h < shape.Heads; h++)
+        {
+            var gamma = RetentionKernels.Decay(logGammas[h], 1);
+            for (var t = 0; t < shape.SeqLen; t++)
+            {
+                var row = t * shape.Heads + h;
+                for (var e = 0; e < shape.ValueDim; e++)
+                {
+                    var sum = 0f;
+                    for (var i = 0; i < shape.KeyDim; i++)
+                    {
+                        var cell = (h * shape.KeyDim + i) * shape.ValueDim + e;
+                        state[cell] = MathF.FusedMultiplyAdd(test.K[row * shape.KeyDim + i],
+                            test.V[row * shape.ValueDim + e], gamma * state[cell]);
+                        sum += test.Q[row * shape.KeyDim + i] * state[cell];
+                    }
+                    fused[row * shape.ValueDim + e] = sum;
+                }
+            }
+        }
+        var expected = RetentionReference.Recurrent(shape, decay, test.Q, test.K, test.V, test.InitialState);
+        Numerics.AssertClose("fused state update", fused, expected.Output);
+        Assert.NotEqual(Bits(kernelOutput), Bits(fused));
+    }
+
+    /// <summary>The recurrent scan of a test case through one launch, from its initial state (or zeros).</summary>
+    private static (float[] Output, float[] State) Recurrent(RetentionTestCase test, RetentionLaunch launch)
+    {
+        using var output = test.NewOutput();
+        using var state = test.NewState();
+        if (test.InitialStateTensor is not null)
+            state.CopyFrom(test.InitialStateTensor);
+        RecurrentRetention.Forward(test.QueryTensor, test.KeyTensor, test.ValueTensor, test.Decay, output, state,
+            launch);
+        return (output.ToHost(), state.ToHost());
     }
 
     [Fact]

@@ -84,14 +84,16 @@ public static class Gemm
 
     /// <summary>
     /// <see cref="Run"/> with <see cref="GemmVariant.HostSimd"/> on a forced instruction-set path and thread count, so
-    /// tests reach the AVX2 and scalar micro-kernels (and the single-threaded schedule) on any machine.
+    /// tests reach the AVX2 and scalar micro-kernels (and the single-threaded schedule) on any machine; products of at
+    /// most <paramref name="smallRows"/> rows run unpacked (0: every product packed).
     /// </summary>
     /// <exception cref="NotSupportedException">The device is not ILGPU's CPU accelerator.</exception>
     internal static void RunHostSimd(Tensor a, Tensor b, Tensor c, HostGemmPath path, int threads,
-        bool transposeA = false, bool transposeB = false, float alpha = 1f, float beta = 0f)
+        bool transposeA = false, bool transposeB = false, float alpha = 1f, float beta = 0f,
+        int smallRows = HostGemm.SmallRows)
     {
         var shape = Validate(a, b, c, transposeA, transposeB, alpha, beta);
-        RunHost(a.Device, shape, a, b, c, alpha, beta, path, threads);
+        RunHost(a.Device, shape, a, b, c, alpha, beta, path, threads, smallRows);
     }
 
     /// <summary>The variant <paramref name="variant"/> stands for on <paramref name="device"/>.</summary>
@@ -110,7 +112,7 @@ public static class Gemm
             "keeps its buffers in device memory. Use Auto, Tiled or Simple.");
 
     private static unsafe void RunHost(RetNetDevice device, GemmShape shape, Tensor a, Tensor b, Tensor c, float alpha,
-        float beta, HostGemmPath path, int threads)
+        float beta, HostGemmPath path, int threads, int smallRows = HostGemm.SmallRows)
     {
         if (!device.IsCpuSimulator)
             throw HostSimdUnsupported(device);
@@ -122,7 +124,7 @@ public static class Gemm
         var pa = (float*)a.View.LoadEffectiveAddressAsPtr();
         var pb = (float*)b.View.LoadEffectiveAddressAsPtr();
         var pc = (float*)c.View.LoadEffectiveAddressAsPtr();
-        HostGemm.Run(pa, pb, pc, shape, alpha, beta, path, threads);
+        HostGemm.Run(pa, pb, pc, shape, alpha, beta, path, threads, smallRows);
     }
 
     /// <summary>The tile the tiled variant uses on <paramref name="device"/>: the largest whose group fits.</summary>

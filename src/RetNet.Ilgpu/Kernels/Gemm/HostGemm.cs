@@ -29,10 +29,16 @@ internal enum HostGemmPath
 /// micro-kernel accumulates one MR×NR tile of C with fused multiply-adds.
 /// </summary>
 /// <remarks>
-/// Determinism: every element of C is the fused multiply-add chain over k = 0, 1, …, K−1 in that order, rounded to
-/// float at each K-block edge the same way on every run; threads only split the rows and column panels of C, never K,
-/// so neither the thread count nor the scheduling changes a single sum. All three paths use fused multiply-adds and
-/// the same KC, so they give bit-identical results.
+/// Products of at most <see cref="SmallRows"/> rows (a decoding step's Linear layers: one row per sequence) skip the
+/// packing, which would cost as much as the product: op(A) is read in place, and op(B) too when its rows run along N;
+/// a transposed B ([N, K], a Linear layer's weight) is transposed one K-block of one column panel at a time into a
+/// per-thread buffer by in-register 16×16 (AVX-512) or 8×8 (AVX2) transposes.
+/// <para>
+/// Determinism: every element of C is the fused multiply-add chain over k = 0, 1, …, K−1 in that order, starting
+/// from 0 and held in float between K-blocks, then alpha·sum (+ beta·old C); threads only split the rows and column
+/// panels of C, never K, so neither the thread count nor the scheduling changes a single sum. All three paths and the
+/// small-row path take exactly that sequence of operations per element, so they give bit-identical results.
+/// </para>
 /// </remarks>
 internal static unsafe class HostGemm
 {
@@ -53,8 +59,19 @@ internal static unsafe class HostGemm
     // Below this many flops per parallel region (~40 µs on one core) a fork-join costs more than it saves.
     private const double ParallelFlops = 1 << 21;
 
+    /// <summary>
+    /// Products with at most this many rows per batch entry run unpacked (<see cref="Problem.MultiplySmall"/>).
+    /// </summary>
+    internal const int SmallRows = 8;
+
+    // Below this many elements of B the unpacked path stays on one thread: transposing and multiplying 2^17 elements
+    // takes ~30 µs, a few fork-joins.
+    private const long SmallParallelElements = 1 << 17;
+
     [ThreadStatic] private static float[]? packedA;
     [ThreadStatic] private static float[]? packedB;
+    [ThreadStatic] private static float[]? transposedB;
+    [ThreadStatic] private static float[]? smallSums;
 
     /// <summary>The widest path executed in hardware: AVX-512, else AVX2 with FMA, else scalar.</summary>
     internal static HostGemmPath Best =>
@@ -73,10 +90,11 @@ internal static unsafe class HostGemm
 
     /// <summary>
     /// C = alpha·op(A)·op(B) + beta·C on host pointers laid out as <paramref name="shape"/> says; with beta = 0 the old
-    /// C is never read. <paramref name="threads"/> caps the threads used.
+    /// C is never read. <paramref name="threads"/> caps the threads used; products of at most
+    /// <paramref name="smallRows"/> rows per entry run unpacked (0 packs every product, so tests reach both).
     /// </summary>
     internal static void Run(float* a, float* b, float* c, GemmShape shape, float alpha, float beta,
-        HostGemmPath path, int threads)
+        HostGemmPath path, int threads, int smallRows = SmallRows)
     {
         if (path == HostGemmPath.Auto)
             path = Best;
@@ -98,7 +116,7 @@ internal static unsafe class HostGemm
         var (sam, sak) = shape.TransposeA ? (1, shape.M) : (shape.K, 1);
         var (sbk, sbn) = shape.TransposeB ? (1, shape.K) : (shape.N, 1);
         var problem = new Problem((nint)a, (nint)b, (nint)c, shape.M, shape.N, shape.K, sam, sak, sbk, sbn, shape.N,
-            alpha, beta, Accumulate: false, path, PanelWidth(path));
+            alpha, beta, Accumulate: false, path, PanelWidth(path), smallRows);
         var entryFlops = 2.0 * shape.M * shape.N * shape.K;
         threads = Math.Max(1, threads);
 
@@ -128,15 +146,17 @@ internal static unsafe class HostGemm
         var (sam, sak) = transposeA ? (1, lda) : (lda, 1);
         var (sbk, sbn) = transposeB ? (1, ldb) : (ldb, 1);
         new Problem((nint)a, (nint)b, (nint)c, m, n, k, sam, sak, sbk, sbn, ldc, 1f, 0f, accumulate, path,
-            PanelWidth(path)).Multiply(1);
+            PanelWidth(path), SmallRows: 0).Multiply(1);
     }
 
     /// <summary>
     /// One product's operands: base pointers (as nint so lambdas can carry them), strides and C's leading dimension
     /// (N, except in <see cref="MultiplyStrided"/>, which never has beta ≠ 0, so a saved old C always has rows of N).
+    /// Products of at most <paramref name="SmallRows"/> rows run unpacked; <see cref="MultiplyStrided"/> (which
+    /// accumulates) always packs.
     /// </summary>
     private readonly record struct Problem(nint A, nint B, nint C, int M, int N, int K, int Sam, int Sak, int Sbk,
-        int Sbn, int Ldc, float Alpha, float Beta, bool Accumulate, HostGemmPath Path, int NR)
+        int Sbn, int Ldc, float Alpha, float Beta, bool Accumulate, HostGemmPath Path, int NR, int SmallRows)
     {
         public Problem Entry(int p, GemmShape shape) => this with
         {
@@ -147,6 +167,11 @@ internal static unsafe class HostGemm
 
         public void Multiply(int threads)
         {
+            if (M <= SmallRows && !Accumulate)
+            {
+                MultiplySmall(threads);
+                return;
+            }
             var (m, n, k) = (M, N, K);
             var c = (float*)C;
             var kBlocks = (K + KC - 1) / KC;
@@ -209,6 +234,140 @@ internal static unsafe class HostGemm
                 }
             }
             GC.KeepAlive(saved);
+        }
+
+        /// <summary>
+        /// The unpacked product: column panels of NR columns, split over threads only when B is large enough to pay
+        /// for a fork-join; each panel computes all M rows.
+        /// </summary>
+        public void MultiplySmall(int threads)
+        {
+            var panels = (N + NR - 1) / NR;
+            var tasks = threads > 1 && (long)N * K >= SmallParallelElements ? Math.Min(threads, panels) : 1;
+            if (tasks == 1)
+            {
+                Panels(0, panels);
+                return;
+            }
+            var self = this;
+            Parallel.For(0, tasks, new ParallelOptions { MaxDegreeOfParallelism = tasks },
+                t => self.Panels(t * panels / tasks, (t + 1) * panels / tasks));
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void Panels(int jr0, int jr1)
+        {
+            for (var jr = jr0; jr < jr1; jr++)
+            {
+                var j0 = jr * NR;
+                var width = Math.Min(NR, N - j0);
+                if (Path == HostGemmPath.Scalar)
+                    ScalarPanel(j0, width);
+                else
+                    VectorPanel(j0, width);
+            }
+        }
+
+        /// <summary>Columns j0 … j0+width of C, one fused multiply-add chain per element straight from A and B.</summary>
+        private void ScalarPanel(int j0, int width)
+        {
+            var a = (float*)A;
+            var b = (float*)B;
+            var c = (float*)C;
+            for (var i = 0; i < M; i++)
+            {
+                for (var j = j0; j < j0 + width; j++)
+                {
+                    var acc = 0f;
+                    for (var k = 0; k < K; k++)
+                        acc = MathF.FusedMultiplyAdd(a[(nint)i * Sam + (nint)k * Sak], b[(nint)k * Sbk + (nint)j * Sbn],
+                            acc);
+                    var cell = c + (nint)i * Ldc + j;
+                    *cell = Beta != 0f ? Alpha * acc + Beta * *cell : Alpha * acc;
+                }
+            }
+        }
+
+        /// <summary>
+        /// Columns j0 … j0+width of C on the vector paths: per K-block, op(B)'s block as KC rows of NR floats (B's own
+        /// rows when they run along N and the panel is whole, else a transposed copy), then per row of C two vector
+        /// accumulators take one fused multiply-add per k, kept on the stack between K-blocks.
+        /// </summary>
+        private void VectorPanel(int j0, int width)
+        {
+            var sums = Buffer(ref smallSums, M * NR);
+            var edge = stackalloc float[32];
+            var a = (float*)A;
+            var c = (float*)C;
+            var copy = Buffer(ref transposedB, KC * NR);
+            for (var pc = 0; pc < K; pc += KC)
+            {
+                var kc = Math.Min(KC, K - pc);
+                var panel = PanelOfB(copy, j0, width, pc, kc, out var stride);
+                var first = pc == 0;
+                var last = pc + kc == K;
+                for (var i = 0; i < M; i++)
+                {
+                    var row = a + (nint)i * Sam + (nint)pc * Sak;
+                    var sum = sums + i * NR;
+                    var target = width == NR ? c + (nint)i * Ldc + j0 : edge;
+                    if (width != NR && last && Beta != 0f)
+                    {
+                        for (var j = 0; j < width; j++)
+                            edge[j] = c[(nint)i * Ldc + j0 + j];
+                    }
+                    if (Path == HostGemmPath.Vector512)
+                        Small512(kc, row, Sak, panel, stride, sum, first, last, target, Alpha, Beta);
+                    else
+                        Small256(kc, row, Sak, panel, stride, sum, first, last, target, Alpha, Beta);
+                    if (width != NR && last)
+                    {
+                        for (var j = 0; j < width; j++)
+                            c[(nint)i * Ldc + j0 + j] = edge[j];
+                    }
+                }
+            }
+        }
+
+        /// <summary>
+        /// K-block pc … pc+kc of op(B)'s columns j0 … j0+width as rows of NR floats, <paramref name="stride"/> apart:
+        /// B itself when B's rows run along N and the panel is whole; else <paramref name="copy"/> filled with
+        /// in-register transposes of whole tiles and element copies (zeros past N) at the edges.
+        /// </summary>
+        private float* PanelOfB(float* copy, int j0, int width, int pc, int kc, out int stride)
+        {
+            var b = (float*)B + (nint)pc * Sbk + (nint)j0 * Sbn;
+            stride = NR;
+            if (Sbn == 1 && width == NR)
+            {
+                stride = Sbk;
+                return b;
+            }
+            var k = 0;
+            if (Sbk == 1 && width == NR)
+            {
+                // Bᵀ is stored: NR rows of K, turned into K rows of NR a square tile at a time.
+                var lanes = Path == HostGemmPath.Vector512 ? 16 : 8;
+                for (; k + lanes <= kc; k += lanes)
+                {
+                    for (var j = 0; j < NR; j += lanes)
+                    {
+                        if (lanes == 16)
+                            Transpose16(b + (nint)j * Sbn + k, Sbn, copy + k * NR + j, NR);
+                        else
+                            Transpose8(b + (nint)j * Sbn + k, Sbn, copy + k * NR + j, NR);
+                    }
+                }
+            }
+            for (; k < kc; k++)
+            {
+                var row = copy + k * NR;
+                for (var j = 0; j < width; j++)
+                    row[j] = b[(nint)k * Sbk + (nint)j * Sbn];
+                for (var j = width; j < NR; j++)
+                    row[j] = 0f;
+            }
+            return copy;
         }
     }
 
@@ -540,6 +699,175 @@ internal static unsafe class HostGemm
                     v = beta != 0f ? alpha * v + beta * old[(nint)i * ldo + j] : alpha * v;
                 c[(nint)i * ldc + j] = v;
             }
+        }
+    }
+
+    // The unpacked path's vector kernels: one row of C against a panel of NR columns, two accumulators that start at
+    // 0 (first K-block) or at the running sums, one fused multiply-add per k, then the running sums or, after the last
+    // K-block, alpha·acc (+ beta·old) through the packed path's own stores.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Small512(int kc, float* a, int sak, float* b, int ldb, float* sum, bool first, bool last,
+        float* c, float alpha, float beta)
+    {
+        Vector512<float> c0, c1;
+        if (first)
+        {
+            c0 = c1 = Vector512<float>.Zero;
+        }
+        else
+        {
+            c0 = Vector512.Load(sum);
+            c1 = Vector512.Load(sum + 16);
+        }
+        for (var k = 0; k < kc; k++)
+        {
+            var av = Vector512.Create(a[(nint)k * sak]);
+            var row = b + (nint)k * ldb;
+            c0 = Vector512.FusedMultiplyAdd(av, Vector512.Load(row), c0);
+            c1 = Vector512.FusedMultiplyAdd(av, Vector512.Load(row + 16), c1);
+        }
+        if (last)
+        {
+            Store512(c, c, c0, c1, last, alpha, beta);
+        }
+        else
+        {
+            Vector512.Store(c0, sum);
+            Vector512.Store(c1, sum + 16);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Small256(int kc, float* a, int sak, float* b, int ldb, float* sum, bool first, bool last,
+        float* c, float alpha, float beta)
+    {
+        Vector256<float> c0, c1;
+        if (first)
+        {
+            c0 = c1 = Vector256<float>.Zero;
+        }
+        else
+        {
+            c0 = Vector256.Load(sum);
+            c1 = Vector256.Load(sum + 8);
+        }
+        for (var k = 0; k < kc; k++)
+        {
+            var av = Vector256.Create(a[(nint)k * sak]);
+            var row = b + (nint)k * ldb;
+            c0 = Vector256.FusedMultiplyAdd(av, Vector256.Load(row), c0);
+            c1 = Vector256.FusedMultiplyAdd(av, Vector256.Load(row + 8), c1);
+        }
+        if (last)
+        {
+            Store256(c, c, c0, c1, last, alpha, beta);
+        }
+        else
+        {
+            Vector256.Store(c0, sum);
+            Vector256.Store(c1, sum + 8);
+        }
+    }
+
+    /// <summary>
+    /// dst[x·ldd + y] = src[y·lds + x] for a 16×16 tile: unpacks and in-lane shuffles make 4×4 blocks, two rounds of
+    /// 128-bit lane shuffles put them in place (64 shuffles for 256 elements). Element copies without AVX-512.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Transpose16(float* src, int lds, float* dst, int ldd)
+    {
+        if (!Avx512F.IsSupported)
+        {
+            TransposeScalar(src, lds, dst, ldd, 16);
+            return;
+        }
+        // Per group of four rows g, (gX0 … gX3)[x] holds columns x, x+4, x+8, x+12 of those rows in its 128-bit lanes.
+        var (a0, a1, a2, a3) = Quads(src, lds);
+        var (b0, b1, b2, b3) = Quads(src + 4 * (nint)lds, lds);
+        var (c0, c1, c2, c3) = Quads(src + 8 * (nint)lds, lds);
+        var (d0, d1, d2, d3) = Quads(src + 12 * (nint)lds, lds);
+        Lanes(a0, b0, c0, d0, dst, ldd);
+        Lanes(a1, b1, c1, d1, dst + ldd, ldd);
+        Lanes(a2, b2, c2, d2, dst + 2 * (nint)ldd, ldd);
+        Lanes(a3, b3, c3, d3, dst + 3 * (nint)ldd, ldd);
+    }
+
+    /// <summary>Four rows transposed within each 128-bit lane: result x holds columns x, x+4, x+8, x+12.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector512<float>, Vector512<float>, Vector512<float>, Vector512<float>) Quads(float* src, int lds)
+    {
+        var r0 = Vector512.Load(src);
+        var r1 = Vector512.Load(src + lds);
+        var r2 = Vector512.Load(src + 2 * (nint)lds);
+        var r3 = Vector512.Load(src + 3 * (nint)lds);
+        var t0 = Avx512F.UnpackLow(r0, r1);
+        var t1 = Avx512F.UnpackHigh(r0, r1);
+        var t2 = Avx512F.UnpackLow(r2, r3);
+        var t3 = Avx512F.UnpackHigh(r2, r3);
+        return (Avx512F.Shuffle(t0, t2, 0x44), Avx512F.Shuffle(t0, t2, 0xEE), Avx512F.Shuffle(t1, t3, 0x44),
+            Avx512F.Shuffle(t1, t3, 0xEE));
+    }
+
+    /// <summary>
+    /// Columns x, x+4, x+8, x+12 of all sixteen rows from the four groups' lane-transposed vectors: lanes 0 and 2, then
+    /// 1 and 3, of groups a–b and of groups c–d, then lane pairs across both.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Lanes(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d,
+        float* dst, int ldd)
+    {
+        var u0 = Avx512F.Shuffle4x128(a, b, 0x88);
+        var u1 = Avx512F.Shuffle4x128(a, b, 0xDD);
+        var v0 = Avx512F.Shuffle4x128(c, d, 0x88);
+        var v1 = Avx512F.Shuffle4x128(c, d, 0xDD);
+        Vector512.Store(Avx512F.Shuffle4x128(u0, v0, 0x88), dst);
+        Vector512.Store(Avx512F.Shuffle4x128(u1, v1, 0x88), dst + 4 * (nint)ldd);
+        Vector512.Store(Avx512F.Shuffle4x128(u0, v0, 0xDD), dst + 8 * (nint)ldd);
+        Vector512.Store(Avx512F.Shuffle4x128(u1, v1, 0xDD), dst + 12 * (nint)ldd);
+    }
+
+    /// <summary>dst[x·ldd + y] = src[y·lds + x] for an 8×8 tile (24 shuffles); element copies without AVX.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Transpose8(float* src, int lds, float* dst, int ldd)
+    {
+        if (!Avx.IsSupported)
+        {
+            TransposeScalar(src, lds, dst, ldd, 8);
+            return;
+        }
+        var t0 = Avx.UnpackLow(Vector256.Load(src), Vector256.Load(src + lds));
+        var t1 = Avx.UnpackHigh(Vector256.Load(src), Vector256.Load(src + lds));
+        var t2 = Avx.UnpackLow(Vector256.Load(src + 2 * lds), Vector256.Load(src + 3 * lds));
+        var t3 = Avx.UnpackHigh(Vector256.Load(src + 2 * lds), Vector256.Load(src + 3 * lds));
+        var t4 = Avx.UnpackLow(Vector256.Load(src + 4 * lds), Vector256.Load(src + 5 * lds));
+        var t5 = Avx.UnpackHigh(Vector256.Load(src + 4 * lds), Vector256.Load(src + 5 * lds));
+        var t6 = Avx.UnpackLow(Vector256.Load(src + 6 * lds), Vector256.Load(src + 7 * lds));
+        var t7 = Avx.UnpackHigh(Vector256.Load(src + 6 * lds), Vector256.Load(src + 7 * lds));
+        // Columns x and x+4 of rows 0–3 (q0–q3) and of rows 4–7 (q4–q7), one per 128-bit lane.
+        var q0 = Avx.Shuffle(t0, t2, 0x44);
+        var q1 = Avx.Shuffle(t0, t2, 0xEE);
+        var q2 = Avx.Shuffle(t1, t3, 0x44);
+        var q3 = Avx.Shuffle(t1, t3, 0xEE);
+        var q4 = Avx.Shuffle(t4, t6, 0x44);
+        var q5 = Avx.Shuffle(t4, t6, 0xEE);
+        var q6 = Avx.Shuffle(t5, t7, 0x44);
+        var q7 = Avx.Shuffle(t5, t7, 0xEE);
+        Vector256.Store(Avx.Permute2x128(q0, q4, 0x20), dst);
+        Vector256.Store(Avx.Permute2x128(q1, q5, 0x20), dst + ldd);
+        Vector256.Store(Avx.Permute2x128(q2, q6, 0x20), dst + 2 * ldd);
+        Vector256.Store(Avx.Permute2x128(q3, q7, 0x20), dst + 3 * ldd);
+        Vector256.Store(Avx.Permute2x128(q0, q4, 0x31), dst + 4 * ldd);
+        Vector256.Store(Avx.Permute2x128(q1, q5, 0x31), dst + 5 * ldd);
+        Vector256.Store(Avx.Permute2x128(q2, q6, 0x31), dst + 6 * ldd);
+        Vector256.Store(Avx.Permute2x128(q3, q7, 0x31), dst + 7 * ldd);
+    }
+
+    private static void TransposeScalar(float* src, int lds, float* dst, int ldd, int size)
+    {
+        for (var y = 0; y < size; y++)
+        {
+            for (var x = 0; x < size; x++)
+                dst[(nint)x * ldd + y] = src[(nint)y * lds + x];
         }
     }
 
