@@ -72,11 +72,11 @@ internal static class BenchCommand
                 Console.WriteLine($"transformer: ffn {transformer.FfnEmbedDim}, {transformer.ParameterCount} parameters " +
                                   $"(RetNet: {RetNetModel.ParameterCountOf(options.Config)})");
             }
-            var print = Format.StreamingTable(["model", "form", "seq len", "ms/step", "tokens/s", "peak bytes"],
-                [11, 14, 7, 10, 10, 12]);
+            var print = Format.StreamingTable(["model", "form", "seq len", "ms/step", "tokens/s", "peak bytes",
+                "linear GFLOP/s"], [11, 14, 7, 10, 10, 12, 14]);
             var results = TrainBenchmark.Run(opened, options, r => print([r.Model, r.Form, r.SeqLen.ToString(),
-                Format.Number(r.MsPerStep, "0.0"), Format.Number(r.TokensPerSecond, "0"), r.PeakBytes.ToString()]),
-                interrupted);
+                Format.Number(r.MsPerStep, "0.0"), Format.Number(r.TokensPerSecond, "0"), r.PeakBytes.ToString(),
+                Format.Number(r.LinearGflops, "0.00")]), interrupted);
             foreach (var group in results.GroupBy(r => r.Model).Where(g => g.Count() > 1))
             {
                 var first = group.First();
@@ -106,6 +106,7 @@ internal static class BenchCommand
                 msPerStep = r.MsPerStep,
                 tokensPerSecond = r.TokensPerSecond,
                 peakBytes = r.PeakBytes,
+                linearGflops = r.LinearGflops,
                 device = opened.Description.Name,
             }));
             return Finish(interrupted, results.Count);
@@ -161,11 +162,11 @@ internal static class BenchCommand
                 Console.WriteLine($"transformer: ffn {transformer.FfnEmbedDim}, {transformer.ParameterCount} parameters " +
                                   $"(RetNet: {RetNetModel.ParameterCountOf(options.Config)})");
             }
-            var print = Format.StreamingTable(["model", "batch", "position", "ms/token", "state bytes", "weight bytes"],
-                [11, 5, 8, 9, 11, 12]);
+            var print = Format.StreamingTable(["model", "batch", "position", "ms/token", "state bytes", "weight bytes",
+                "GB/s"], [11, 5, 8, 9, 11, 12, 7]);
             var results = DecodeBenchmark.Run(opened, options, r => print([r.Model, r.Batch.ToString(),
                 r.Position.ToString(), Format.Number(r.MsPerToken, "0.000"), r.StateBytes.ToString(),
-                r.WeightBytes.ToString()]), interrupted);
+                r.WeightBytes.ToString(), Format.Number(r.GigabytesPerSecond, "0.00")]), interrupted);
             foreach (var group in results.GroupBy(r => (r.Model, r.Batch)))
             {
                 var first = group.MinBy(r => r.Position)!;
@@ -196,6 +197,7 @@ internal static class BenchCommand
                 msPerToken = r.MsPerToken,
                 stateBytes = r.StateBytes,
                 weightBytes = r.WeightBytes,
+                gbps = r.GigabytesPerSecond,
                 device = opened.Description.Name,
                 deviceKind = opened.Kind.ToString(),
             }));

@@ -15,7 +15,14 @@ namespace RetNet.Ilgpu.Benchmarks;
 /// every position), or the Transformer's KV cache in use (2 · layers · B · position · d · 4, growing).</param>
 /// <param name="WeightBytes">Bytes of the model's weights.</param>
 public sealed record DecodeBenchmarkResult(string Model, int Batch, int Position, double MsPerToken, long StateBytes,
-    long WeightBytes);
+    long WeightBytes)
+{
+    /// <summary>
+    /// The least a step must read, every weight and the whole state or KV cache, per second of a step, in GB/s: a
+    /// decode step is bound by memory, so this says how far it is from the machine's bandwidth.
+    /// </summary>
+    public double GigabytesPerSecond => (WeightBytes + StateBytes) / (MsPerToken * 1e6);
+}
 
 /// <summary>What <see cref="DecodeBenchmark.Run"/> measures; the defaults are issue 4's <c>retnet bench decode</c>.</summary>
 public sealed record DecodeBenchmarkOptions

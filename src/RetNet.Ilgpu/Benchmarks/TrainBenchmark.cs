@@ -16,8 +16,12 @@ namespace RetNet.Ilgpu.Benchmarks;
 /// <param name="TokensPerSecond">B·T / the median step time.</param>
 /// <param name="PeakBytes">The most device memory allocated through the library during the timed steps: weights,
 /// gradients, moments and the training pass's activations.</param>
+/// <param name="LinearGflops">The linear layers' share of the work per second: 6 · (weights of every matrix the
+/// model multiplies by, the output projection included, the embedding gather not) · tokens / time, the usual
+/// forward + backward estimate. The token mixer's own products (retention, attention) are not counted, so the two
+/// models are compared on the same measure; NaN when not measured.</param>
 public sealed record TrainBenchmarkResult(string Model, string Form, int Batch, int SeqLen, double MsPerStep,
-    double TokensPerSecond, long PeakBytes);
+    double TokensPerSecond, long PeakBytes, double LinearGflops = double.NaN);
 
 /// <summary>What <see cref="TrainBenchmark.Run"/> measures.</summary>
 public sealed record TrainBenchmarkOptions
@@ -116,6 +120,7 @@ public static class TrainBenchmark
         Action<TrainBenchmarkResult>? progress, CancellationToken cancellationToken)
     {
         var names = parameters.Keys.ToArray();
+        var linearFlopsPerToken = 6.0 * LinearWeights(parameters);
         using var optimizer = new AdamW(names.Select(n => new OptimizedParameter(n, parameters[n],
             AdamW.DecaysByDefault(n, parameters[n].Rank))).ToList());
         var random = new Random(options.Seed);
@@ -146,10 +151,22 @@ public static class TrainBenchmark
             }
             Array.Sort(times);
             var median = times[times.Length / 2];
-            var result = new TrainBenchmarkResult(architecture, form, options.Batch, seqLen, median,
-                options.Batch * seqLen / (median / 1000), device.Memory.PeakBytes);
+            var tokensPerSecond = options.Batch * seqLen / (median / 1000);
+            var result = new TrainBenchmarkResult(architecture, form, options.Batch, seqLen, median, tokensPerSecond,
+                device.Memory.PeakBytes, linearFlopsPerToken * tokensPerSecond / 1e9);
             results.Add(result);
             progress?.Invoke(result);
         }
+    }
+
+    /// <summary>
+    /// The weights a token is multiplied by: every matrix but the embedding table, which is a gather, unless the
+    /// output projection is tied to it (then it is that projection). Norm weights are vectors and do not count.
+    /// </summary>
+    internal static long LinearWeights(IReadOnlyDictionary<string, Tensor> parameters)
+    {
+        var tied = !parameters.ContainsKey("output_projection.weight");
+        return parameters.Where(p => p.Value.Rank == 2 && (tied || p.Key != "embed_tokens.weight"))
+            .Sum(p => (long)p.Value.Length);
     }
 }

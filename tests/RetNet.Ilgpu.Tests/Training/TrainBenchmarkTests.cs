@@ -41,6 +41,34 @@ public sealed class TrainBenchmarkTests(DeviceFixture fixture)
     }
 
     [Fact]
+    public void Linear_gflops_count_six_times_the_multiplied_weights_per_token()
+    {
+        using var untied = RetNetModel.Create(fixture.Device, ModelTestSupport.Micro());
+        using var tied = RetNetModel.Create(fixture.Device, ModelTestSupport.Micro(tied: true));
+        long Matrices(RetNetModel m) => m.Parameters.Where(p => p.Value.Rank == 2).Sum(p => (long)p.Value.Length);
+        var table = untied.Parameters["embed_tokens.weight"].Length;
+        // Untied: the embedding is a gather, not a product; tied: the table is the output projection, counted once.
+        Assert.Equal(Matrices(untied) - table, TrainBenchmark.LinearWeights(untied.Parameters));
+        Assert.Equal(Matrices(tied), TrainBenchmark.LinearWeights(tied.Parameters));
+
+        var results = TrainBenchmark.Run(fixture.Device, new TrainBenchmarkOptions
+        {
+            Config = ModelTestSupport.Micro(), SeqLens = [8], Steps = 1, Mode = ForwardMode.Chunkwise(4),
+        });
+        var r = results[0];
+        var expected = 6.0 * TrainBenchmark.LinearWeights(untied.Parameters) * r.TokensPerSecond / 1e9;
+        Assert.Equal(expected, r.LinearGflops, 9);
+        Assert.True(r.LinearGflops > 0);
+    }
+
+    [Fact]
+    public void Decode_bandwidth_is_the_weights_and_the_state_read_per_step()
+    {
+        var r = new DecodeBenchmarkResult("retnet", 1, 64, MsPerToken: 0.5, StateBytes: 1_000_000, WeightBytes: 2_000_000);
+        Assert.Equal(3_000_000 / 0.5e6, r.GigabytesPerSecond, 12);
+    }
+
+    [Fact]
     public void Bad_options_are_refused()
     {
         Assert.Throws<ArgumentException>(() => TrainBenchmark.Run(fixture.Device, new TrainBenchmarkOptions { Architectures = ["mamba"] }));
