@@ -453,53 +453,48 @@ public sealed class Trainer : IDisposable
 }
 
 /// <summary>The gradients of a model being trained and its training pass, for either architecture.</summary>
-internal abstract class TrainingPass : IDisposable
+internal sealed class TrainingPass : IDisposable
 {
-    /// <summary>The gradients by weight name.</summary>
-    public abstract IReadOnlyDictionary<string, Tensor> Gradients { get; }
+    private readonly ParameterGradients gradients;
+    private readonly Func<int[,], TrainingSettings, float, float> pass;
 
-    /// <summary>Sets every gradient to 0.</summary>
-    public abstract void Zero();
-
-    /// <summary>One training pass over windows [B, T + 1], adding scale × its gradient; the mean loss.</summary>
-    public abstract float Run(int[,] windows, TrainingSettings settings, float scale);
-
-    public abstract void Dispose();
-
-    public static TrainingPass For(ILanguageModel model) => model switch
+    private TrainingPass(ParameterGradients gradients, Func<int[,], TrainingSettings, float, float> pass)
     {
-        RetNetModel retnet => new RetNetPass(retnet),
-        TransformerModel transformer => new TransformerPass(transformer),
-        _ => throw new ArgumentException($"No training pass for {model.Architecture} models.", nameof(model)),
-    };
-
-    private sealed class RetNetPass(RetNetModel model) : TrainingPass
-    {
-        private readonly ModelGradients gradients = ModelGradients.Zeros(model);
-
-        public override IReadOnlyDictionary<string, Tensor> Gradients => gradients.Tensors;
-
-        public override void Zero() => gradients.Zero();
-
-        public override float Run(int[,] windows, TrainingSettings settings, float scale) =>
-            model.ForwardBackward(windows, gradients, settings.Mode, scale, settings.CheckpointActivations);
-
-        public override void Dispose() => gradients.Dispose();
+        this.gradients = gradients;
+        this.pass = pass;
     }
 
-    /// <summary>The Transformer's pass: attention has one form, and its activations are always kept (the retention
-    /// form and checkpointing settings do not apply).</summary>
-    private sealed class TransformerPass(TransformerModel model) : TrainingPass
+    /// <summary>The gradients by weight name.</summary>
+    public IReadOnlyDictionary<string, Tensor> Gradients => gradients.Tensors;
+
+    /// <summary>Sets every gradient to 0.</summary>
+    public void Zero() => gradients.Zero();
+
+    /// <summary>One training pass over windows [B, T + 1], adding scale × its gradient; the mean loss.</summary>
+    public float Run(int[,] windows, TrainingSettings settings, float scale) => pass(windows, settings, scale);
+
+    public void Dispose() => gradients.Dispose();
+
+    /// <summary>The pass of either architecture. The Transformer's attention has one form and keeps its activations,
+    /// so the retention form and checkpointing settings do not apply to it.</summary>
+    public static TrainingPass For(ILanguageModel model)
     {
-        private readonly TransformerGradients gradients = TransformerGradients.Zeros(model);
-
-        public override IReadOnlyDictionary<string, Tensor> Gradients => gradients.Tensors;
-
-        public override void Zero() => gradients.Zero();
-
-        public override float Run(int[,] windows, TrainingSettings settings, float scale) =>
-            model.ForwardBackward(windows, gradients, scale);
-
-        public override void Dispose() => gradients.Dispose();
+        switch (model)
+        {
+            case RetNetModel retnet:
+            {
+                var gradients = ModelGradients.Zeros(retnet);
+                return new TrainingPass(gradients, (windows, settings, scale) =>
+                    retnet.ForwardBackward(windows, gradients, settings.Mode, scale, settings.CheckpointActivations));
+            }
+            case TransformerModel transformer:
+            {
+                var gradients = TransformerGradients.Zeros(transformer);
+                return new TrainingPass(gradients, (windows, _, scale) =>
+                    transformer.ForwardBackward(windows, gradients, scale));
+            }
+            default:
+                throw new ArgumentException($"No training pass for {model.Architecture} models.", nameof(model));
+        }
     }
 }

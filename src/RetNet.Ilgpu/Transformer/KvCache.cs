@@ -17,6 +17,7 @@ public sealed class KvCache : IDisposable
     private Tensor[] values;
     private TransformerRows? stepRows;
     private IndexTensor? stepStarts, stepEnds;
+    private int[] stepEndsHost = [];
     private bool disposed;
 
     private KvCache(TransformerModel model, int batch, int capacity, Tensor[] keys, Tensor[] values)
@@ -313,13 +314,20 @@ public sealed class KvCache : IDisposable
             stepStarts?.Dispose();
             stepEnds?.Dispose();
             stepStarts = stepEnds = null;
-            stepStarts = IndexTensor.FromHost(Model.Device, Lengths, Batch);
-            stepEnds = IndexTensor.FromHost(Model.Device, Lengths.Select(l => l + 1).ToArray(), Batch);
-            return;
+            stepStarts = IndexTensor.FromHost(Model.Device, new int[Batch], Batch);
+            stepEnds = IndexTensor.FromHost(Model.Device, new int[Batch], Batch);
+            stepEndsHost = new int[Batch];
+            StepInput = new int[2 * Batch];
         }
+        for (var b = 0; b < Batch; b++)
+            stepEndsHost[b] = Lengths[b] + 1;
         stepStarts.CopyFromHost(Lengths);
-        stepEnds!.CopyFromHost(Lengths.Select(l => l + 1).ToArray());
+        stepEnds!.CopyFromHost(stepEndsHost);
     }
+
+    /// <summary>The host buffer a step's token ids and positions are gathered in before their upload ([2·B]),
+    /// kept with the cache so that a step allocates nothing.</summary>
+    internal int[] StepInput { get; private set; } = [];
 
     /// <summary>
     /// Sequences [First, First + Count) of the cache: what one pass of the model appends to and attends through.

@@ -339,7 +339,7 @@ public sealed partial class TransformerModel : ILanguageModel
         cache.EnsureCapacity(cache.Lengths.Max() + 1);
         cache.PrepareStep();
         var rows = cache.StepRows();
-        var input = new int[2 * batch];
+        var input = cache.StepInput;
         tokens.CopyTo(input);
         cache.Lengths.CopyTo(input, batch);
         rows.Ids.Upload(input);
