@@ -23,7 +23,11 @@ public sealed class RetNetDevice : IDisposable
         Accelerator = accelerator;
         Description = description;
         CpuExecution = accelerator.AcceleratorType == AcceleratorType.CPU ? cpuExecution : CpuExecution.Auto;
+        Policy = new DevicePolicy(this);
     }
+
+    /// <summary>Which kernel variants and launch shapes this device gets (one object decides for every operator).</summary>
+    internal DevicePolicy Policy { get; }
 
     /// <summary>The ILGPU context that owns <see cref="Accelerator"/>.</summary>
     public Context Context { get; }
