@@ -5,10 +5,13 @@ using RetNet.Ilgpu.Devices;
 namespace RetNet.Ilgpu.Tensors;
 
 /// <summary>
-/// A dense row-major tensor in device memory. A tensor either owns its storage (created by <see cref="Zeros"/>,
+/// A dense row-major tensor in device memory. A tensor either owns its storage (created by <see cref="Zeros(RetNetDevice, int[])"/>,
 /// <see cref="FromHost(RetNetDevice, ReadOnlySpan{float}, int[])"/>, …) or is a view of another tensor's storage
 /// (<see cref="Reshape"/>, <see cref="Slice"/>) that copies nothing. Disposing the owner frees the storage
 /// deterministically; a view's <see cref="Dispose"/> does nothing, and using a view after its owner is disposed throws.
+/// Elements are stored as <see cref="DType"/>: fp32 by default, or a 16-bit type (fp16, bf16) that the operations which
+/// accept it widen to fp32 as they read; an operation that reads only fp32 refuses a 16-bit tensor with an exception
+/// that names both.
 /// </summary>
 public sealed class Tensor : IDisposable
 {
@@ -30,7 +33,10 @@ public sealed class Tensor : IDisposable
     public RetNetDevice Device => storage.Device;
 
     /// <summary>The element storage type.</summary>
-    public TensorDType DType => TensorDType.Float32;
+    public TensorDType DType => storage.DType;
+
+    /// <summary>Bytes of storage the elements take (<see cref="Length"/> × the element size).</summary>
+    public long Bytes => (long)Length * TensorDTypes.SizeOf(DType);
 
     /// <summary>The dimensions, outermost first.</summary>
     public ReadOnlySpan<int> Shape => shape;
@@ -50,23 +56,50 @@ public sealed class Tensor : IDisposable
     /// <summary>True when this tensor is a view of another tensor's storage.</summary>
     public bool IsView => !ownsStorage;
 
-    /// <summary>The elements as an ILGPU view, for kernels.</summary>
+    /// <summary>The fp32 elements as an ILGPU view, for kernels.</summary>
+    /// <exception cref="NotSupportedException">The tensor is stored as a 16-bit type.</exception>
     internal ArrayView<float> View
     {
         get
         {
             ObjectDisposedException.ThrowIf(storage.IsDisposed, this);
-            return storage.Buffer.View.SubView(offset, Length);
+            if (storage.Singles is not { } singles)
+                throw new NotSupportedException(
+                    $"{this} is stored as {DType}; this operation reads Float32 tensors only. Convert it first " +
+                    "(Conversion.Convert) or use an operation that accepts 16-bit storage (GEMM, embedding lookup).");
+            return singles.View.SubView(offset, Length);
+        }
+    }
+
+    /// <summary>The raw bits of a 16-bit tensor's elements as an ILGPU view, for kernels that widen as they read.</summary>
+    /// <exception cref="NotSupportedException">The tensor is stored as fp32.</exception>
+    internal ArrayView<ushort> HalfView
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(storage.IsDisposed, this);
+            if (storage.Halves is not { } halves)
+                throw new NotSupportedException($"{this} is stored as Float32; expected a 16-bit tensor here.");
+            return halves.View.SubView(offset, Length);
         }
     }
 
     /// <summary>Allocates a tensor of zeros.</summary>
     /// <exception cref="ArgumentException">A dimension is negative.</exception>
-    public static Tensor Zeros(RetNetDevice device, params int[] shape)
+    public static Tensor Zeros(RetNetDevice device, params int[] shape) => Zeros(device, TensorDType.Float32, shape);
+
+    /// <summary>Allocates a tensor of zeros stored as <paramref name="dtype"/> (zero is all-zero bits in every type).</summary>
+    /// <exception cref="ArgumentException">A dimension is negative.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="dtype"/> is not a defined value.</exception>
+    public static Tensor Zeros(RetNetDevice device, TensorDType dtype, params int[] shape)
     {
-        var tensor = Uninitialized(device, shape);
-        if (tensor.Length > 0)
+        var tensor = Uninitialized(device, dtype, shape);
+        if (tensor.Length == 0)
+            return tensor;
+        if (dtype == TensorDType.Float32)
             tensor.View.MemSetToZero(device.Stream);
+        else
+            tensor.HalfView.MemSetToZero(device.Stream);
         return tensor;
     }
 
@@ -84,30 +117,100 @@ public sealed class Tensor : IDisposable
         return tensor;
     }
 
+    /// <summary>Allocates a tensor stored as <paramref name="dtype"/>, rounding <paramref name="data"/> (row-major) to
+    /// it on the host (nearest, ties to even), so no fp32 copy ever reaches the device.</summary>
+    /// <exception cref="ArgumentException">The data length is not the product of the shape.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="dtype"/> is not a defined value.</exception>
+    public static Tensor FromHost(RetNetDevice device, ReadOnlySpan<float> data, TensorDType dtype, params int[] shape)
+    {
+        var length = ShapeCheck.ElementCount(shape);
+        if (data.Length != length)
+            throw new ArgumentException(
+                $"Argument 'data' has {data.Length} elements; expected {length} for shape {ShapeCheck.Format(shape)}.",
+                nameof(data));
+        var tensor = Uninitialized(device, dtype, shape);
+        tensor.CopyFromHost(data);
+        return tensor;
+    }
+
+    /// <summary>Allocates a 16-bit tensor from the raw bits of its elements (a checkpoint's F16 or BF16 data), copied
+    /// as they are.</summary>
+    /// <exception cref="ArgumentException">The data length is not the product of the shape, or
+    /// <paramref name="dtype"/> is Float32.</exception>
+    public static Tensor FromHostBits(RetNetDevice device, ReadOnlySpan<ushort> bits, TensorDType dtype, params int[] shape)
+    {
+        if (dtype is not (TensorDType.Float16 or TensorDType.BFloat16))
+            throw new ArgumentException($"Argument 'dtype' is {dtype}; expected Float16 or BFloat16 for raw 16-bit data.",
+                nameof(dtype));
+        var length = ShapeCheck.ElementCount(shape);
+        if (bits.Length != length)
+            throw new ArgumentException(
+                $"Argument 'bits' has {bits.Length} elements; expected {length} for shape {ShapeCheck.Format(shape)}.",
+                nameof(bits));
+        var tensor = Uninitialized(device, dtype, shape);
+        if (length > 0)
+        {
+            tensor.HalfView.CopyFromCPU(device.Stream, bits);
+            device.Stream.Synchronize();
+        }
+        return tensor;
+    }
+
     /// <summary>Allocates a tensor whose contents are undefined until written (for outputs).</summary>
-    public static Tensor Uninitialized(RetNetDevice device, params int[] shape)
+    public static Tensor Uninitialized(RetNetDevice device, params int[] shape) =>
+        Uninitialized(device, TensorDType.Float32, shape);
+
+    /// <summary>Allocates a tensor stored as <paramref name="dtype"/> whose contents are undefined until written.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="dtype"/> is not a defined value.</exception>
+    public static Tensor Uninitialized(RetNetDevice device, TensorDType dtype, params int[] shape)
     {
         ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(shape);
+        if (!Enum.IsDefined(dtype))
+            throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "Expected Float32, Float16 or BFloat16.");
         var copy = (int[])shape.Clone();
         var length = ShapeCheck.ElementCount(copy);
         // A zero-length ILGPU buffer is legal but some drivers refuse it; keep one element behind empty tensors.
-        var buffer = device.Allocate<float>(Math.Max(length, 1));
-        return new Tensor(new Storage(device, buffer), 0, copy, ownsStorage: true);
+        var storage = dtype == TensorDType.Float32
+            ? new Storage(device, device.Allocate<float>(Math.Max(length, 1)), null)
+            : new Storage(device, null, device.Allocate<ushort>(Math.Max(length, 1)), dtype);
+        return new Tensor(storage, 0, copy, ownsStorage: true);
     }
 
-    /// <summary>Copies the elements to a new host array (waits for queued work first).</summary>
+    /// <summary>Copies the elements to a new host array (waits for queued work first); 16-bit elements are widened.</summary>
     public float[] ToHost()
     {
         var result = new float[Length];
-        if (Length > 0)
+        if (Length == 0)
+            return result;
+        if (DType == TensorDType.Float32)
         {
             View.CopyToCPU(Device.Stream, result);
+            Device.Stream.Synchronize();
+            return result;
+        }
+        var bits = ToHostBits();
+        var code = NarrowFloat.CodeOf(DType);
+        for (var i = 0; i < bits.Length; i++)
+            result[i] = NarrowFloat.ToSingle(bits[i], code);
+        return result;
+    }
+
+    /// <summary>Copies the raw bits of a 16-bit tensor's elements to a new host array.</summary>
+    /// <exception cref="NotSupportedException">The tensor is stored as fp32.</exception>
+    public ushort[] ToHostBits()
+    {
+        var view = HalfView;
+        var result = new ushort[Length];
+        if (Length > 0)
+        {
+            view.CopyToCPU(Device.Stream, result);
             Device.Stream.Synchronize();
         }
         return result;
     }
 
-    /// <summary>Overwrites the elements with <paramref name="data"/> (row-major).</summary>
+    /// <summary>Overwrites the elements with <paramref name="data"/> (row-major), rounded to <see cref="DType"/>.</summary>
     /// <exception cref="ArgumentException">The data length differs from <see cref="Length"/>.</exception>
     public void CopyFromHost(ReadOnlySpan<float> data)
     {
@@ -117,11 +220,23 @@ public sealed class Tensor : IDisposable
                 nameof(data));
         if (Length == 0)
             return;
-        View.CopyFromCPU(Device.Stream, data);
+        if (DType == TensorDType.Float32)
+        {
+            View.CopyFromCPU(Device.Stream, data);
+        }
+        else
+        {
+            var code = NarrowFloat.CodeOf(DType);
+            var bits = new ushort[data.Length];
+            for (var i = 0; i < bits.Length; i++)
+                bits[i] = NarrowFloat.FromSingle(data[i], code);
+            HalfView.CopyFromCPU(Device.Stream, bits);
+        }
         Device.Stream.Synchronize();
     }
 
-    /// <summary>Copies the elements of <paramref name="source"/> (same length) into this tensor on the device.</summary>
+    /// <summary>Copies the elements of <paramref name="source"/> (same length and type) into this tensor on the device.
+    /// Conversion.Convert copies between types.</summary>
     public void CopyFrom(Tensor source)
     {
         ArgumentNullException.ThrowIfNull(source);
@@ -130,8 +245,16 @@ public sealed class Tensor : IDisposable
             throw new ArgumentException(
                 $"Argument 'source' has shape {ShapeCheck.Format(source.Shape)}; expected {Length} elements like " +
                 $"{ShapeCheck.Format(shape)}.", nameof(source));
-        if (Length > 0)
+        if (source.DType != DType)
+            throw new ArgumentException(
+                $"Argument 'source' is stored as {source.DType}; expected {DType} like this tensor (use " +
+                "Conversion.Convert to change the type).", nameof(source));
+        if (Length == 0)
+            return;
+        if (DType == TensorDType.Float32)
             source.View.CopyTo(Device.Stream, View);
+        else
+            source.HalfView.CopyTo(Device.Stream, HalfView);
     }
 
     /// <summary>A view with another shape of the same elements; one dimension may be -1 (inferred).</summary>
@@ -193,10 +316,18 @@ public sealed class Tensor : IDisposable
             storage.Dispose();
     }
 
-    private sealed class Storage(RetNetDevice device, MemoryBuffer1D<float, Stride1D.Dense> buffer) : IDisposable
+    /// <summary>One buffer of fp32 elements, or one of 16-bit element bits.</summary>
+    private sealed class Storage(
+        RetNetDevice device,
+        MemoryBuffer1D<float, Stride1D.Dense>? singles,
+        MemoryBuffer1D<ushort, Stride1D.Dense>? halves,
+        TensorDType dtype = TensorDType.Float32) : IDisposable
     {
         public RetNetDevice Device { get; } = device;
-        public MemoryBuffer1D<float, Stride1D.Dense> Buffer { get; } = buffer;
+        public MemoryBuffer1D<float, Stride1D.Dense>? Singles { get; } = singles;
+        public MemoryBuffer1D<ushort, Stride1D.Dense>? Halves { get; } = halves;
+        public TensorDType DType { get; } = dtype;
+        public MemoryBuffer Buffer => (MemoryBuffer?)Singles ?? Halves!;
         public bool IsDisposed { get; private set; }
 
         public void Dispose()
