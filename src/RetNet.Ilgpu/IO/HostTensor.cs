@@ -3,11 +3,14 @@ using RetNet.Ilgpu.Tensors;
 namespace RetNet.Ilgpu.IO;
 
 /// <summary>
-/// A named tensor's values on the host, fp32, row-major: what checkpoints and saved states are read into and written
-/// from.
+/// A named tensor's values on the host, row-major: what checkpoints and saved states are read into and written from.
+/// Stored as fp32 values, or as the raw bits of a 16-bit type (a checkpoint's F16/BF16 data, kept as it was so a
+/// 16-bit model loads without ever holding an fp32 copy).
 /// </summary>
 public sealed class HostTensor
 {
+    private float[]? data;
+
     /// <summary>Wraps <paramref name="data"/> (not copied) with <paramref name="shape"/>.</summary>
     /// <exception cref="ArgumentException">The data length is not the product of the shape.</exception>
     public HostTensor(int[] shape, float[] data)
@@ -20,14 +23,44 @@ public sealed class HostTensor
                 $"Argument 'data' has {data.Length} elements; expected {length} for shape {ShapeCheck.Format(shape)}.",
                 nameof(data));
         Shape = (int[])shape.Clone();
-        Data = data;
+        this.data = data;
+    }
+
+    /// <summary>Wraps the raw 16-bit <paramref name="bits"/> (not copied) of a <paramref name="dtype"/> tensor.</summary>
+    /// <exception cref="ArgumentException">The data length is not the product of the shape, or
+    /// <paramref name="dtype"/> is Float32.</exception>
+    public HostTensor(int[] shape, ushort[] bits, TensorDType dtype)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        ArgumentNullException.ThrowIfNull(bits);
+        if (dtype is not (TensorDType.Float16 or TensorDType.BFloat16))
+            throw new ArgumentException($"Argument 'dtype' is {dtype}; expected Float16 or BFloat16 for raw 16-bit data.",
+                nameof(dtype));
+        var length = ShapeCheck.ElementCount(shape);
+        if (bits.Length != length)
+            throw new ArgumentException(
+                $"Argument 'bits' has {bits.Length} elements; expected {length} for shape {ShapeCheck.Format(shape)}.",
+                nameof(bits));
+        Shape = (int[])shape.Clone();
+        Bits = bits;
+        DType = dtype;
     }
 
     /// <summary>The dimensions, outermost first.</summary>
     public int[] Shape { get; }
 
-    /// <summary>The values, row-major.</summary>
-    public float[] Data { get; }
+    /// <summary>How the values are stored.</summary>
+    public TensorDType DType { get; } = TensorDType.Float32;
+
+    /// <summary>The raw bits of a 16-bit tensor; null for fp32.</summary>
+    public ushort[]? Bits { get; }
+
+    /// <summary>The number of elements.</summary>
+    public int Length => Bits?.Length ?? data!.Length;
+
+    /// <summary>The values as fp32, row-major. A 16-bit tensor widens its bits on first use (exact) and keeps the
+    /// copy.</summary>
+    public float[] Data => data ??= Widen(Bits!, DType);
 
     /// <summary>
     /// Refuses weights holding NaN or ±∞: a checkpoint like that loads fine and then produces NaN logits everywhere,
@@ -41,12 +74,12 @@ public sealed class HostTensor
         ArgumentNullException.ThrowIfNull(names);
         foreach (var name in names)
         {
-            var data = weights[name].Data;
+            var tensor = weights[name];
             var first = -1;
             var count = 0;
-            for (var i = 0; i < data.Length; i++)
+            for (var i = 0; i < tensor.Length; i++)
             {
-                if (float.IsFinite(data[i]))
+                if (tensor.IsFinite(i))
                     continue;
                 count++;
                 if (first < 0)
@@ -54,22 +87,58 @@ public sealed class HostTensor
             }
             if (count > 0)
                 throw new ArgumentException(
-                    $"Argument '{argumentName}' has {data[first]} in {name} at flat index {first} ({count} non-finite " +
+                    $"Argument '{argumentName}' has {tensor.ValueAt(first)} in {name} at flat index {first} ({count} non-finite " +
                     $"value{(count == 1 ? "" : "s")} in that tensor); expected finite weights. Load with " +
                     "allowNonFiniteWeights: true to inspect such a checkpoint anyway.", argumentName);
         }
     }
 
-    /// <summary>Copies a device tensor to the host.</summary>
+    /// <summary>Copies a device tensor to the host, in its own storage type.</summary>
     public static HostTensor From(Tensor tensor)
     {
         ArgumentNullException.ThrowIfNull(tensor);
-        return new HostTensor(tensor.ShapeArray, tensor.ToHost());
+        return tensor.DType == TensorDType.Float32
+            ? new HostTensor(tensor.ShapeArray, tensor.ToHost())
+            : new HostTensor(tensor.ShapeArray, tensor.ToHostBits(), tensor.DType);
     }
 
-    /// <summary>Copies the values to a new device tensor of the same shape.</summary>
-    public Tensor ToDevice(Devices.RetNetDevice device) => Tensor.FromHost(device, Data, Shape);
+    /// <summary>Copies the values to a new device tensor of the same shape and storage type.</summary>
+    public Tensor ToDevice(Devices.RetNetDevice device) => ToDevice(device, DType);
+
+    /// <summary>Copies the values to a new device tensor stored as <paramref name="dtype"/>: 16-bit bits of that type
+    /// go as they are, anything else is rounded on the host (nearest, ties to even), so no wider copy reaches the
+    /// device.</summary>
+    public Tensor ToDevice(Devices.RetNetDevice device, TensorDType dtype)
+    {
+        if (Bits is not null && dtype == DType)
+            return Tensor.FromHostBits(device, Bits, dtype, Shape);
+        if (Bits is not null && dtype != TensorDType.Float32)
+        {
+            var code = NarrowFloat.CodeOf(DType);
+            var target = NarrowFloat.CodeOf(dtype);
+            var recoded = new ushort[Bits.Length];
+            for (var i = 0; i < recoded.Length; i++)
+                recoded[i] = NarrowFloat.FromSingle(NarrowFloat.ToSingle(Bits[i], code), target);
+            return Tensor.FromHostBits(device, recoded, dtype, Shape);
+        }
+        return Tensor.FromHost(device, Data, dtype, Shape);
+    }
+
+    private bool IsFinite(int i) => Bits is { } bits
+        ? (bits[i] & 0x7FFF) < (DType == TensorDType.BFloat16 ? 0x7F80 : 0x7C00)
+        : float.IsFinite(data![i]);
+
+    private float ValueAt(int i) => Bits is { } bits ? NarrowFloat.ToSingle(bits[i], NarrowFloat.CodeOf(DType)) : data![i];
+
+    private static float[] Widen(ushort[] bits, TensorDType dtype)
+    {
+        var code = NarrowFloat.CodeOf(dtype);
+        var values = new float[bits.Length];
+        for (var i = 0; i < values.Length; i++)
+            values[i] = NarrowFloat.ToSingle(bits[i], code);
+        return values;
+    }
 
     /// <inheritdoc/>
-    public override string ToString() => $"HostTensor{ShapeCheck.Format(Shape)}";
+    public override string ToString() => $"HostTensor{ShapeCheck.Format(Shape)} {DType}";
 }

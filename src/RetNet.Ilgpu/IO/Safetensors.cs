@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
+using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.IO;
 
@@ -11,10 +12,10 @@ public enum SafetensorsDType
     /// <summary>IEEE 754 binary32.</summary>
     F32,
 
-    /// <summary>IEEE 754 binary16, widened to fp32 on read.</summary>
+    /// <summary>IEEE 754 binary16, kept as 16-bit bits on read.</summary>
     F16,
 
-    /// <summary>bfloat16 (the upper half of a binary32), widened to fp32 on read.</summary>
+    /// <summary>bfloat16 (the upper half of a binary32), kept as 16-bit bits on read.</summary>
     BF16,
 }
 
@@ -26,7 +27,8 @@ public enum SafetensorsDType
 /// <param name="End">One past the last byte.</param>
 public sealed record SafetensorsEntry(string Name, SafetensorsDType DType, int[] Shape, long Begin, long End);
 
-/// <summary>The contents of a safetensors file: every tensor as fp32 host values, and the free-form metadata.</summary>
+/// <summary>The contents of a safetensors file: every tensor as host values in its stored type, and the free-form
+/// metadata.</summary>
 /// <param name="Tensors">Tensors by name.</param>
 /// <param name="Metadata">The <c>__metadata__</c> strings (empty when absent).</param>
 /// <param name="Entries">The header entries, in data order (the stored element types).</param>
@@ -43,7 +45,7 @@ public sealed class SafetensorsFormatException(string message) : IOException(mes
 /// <c>{name: {dtype, shape, data_offsets}, "__metadata__": {…}}</c>, then the raw little-endian data. Reading is strict:
 /// a truncated file, malformed JSON, an unsupported type, a size that disagrees with the shape, offsets out of range,
 /// overlapping or leaving gaps are each a <see cref="SafetensorsFormatException"/>, raised before any tensor is returned.
-/// Writing produces F32 through a temporary file that is renamed into place.
+/// Writing keeps each tensor's type (F32, F16 or BF16) and goes through a temporary file that is renamed into place.
 /// </summary>
 public static class Safetensors
 {
@@ -52,7 +54,8 @@ public static class Safetensors
     /// <summary>Headers above this size are refused (the reference implementation's limit is 100 MB).</summary>
     private const long MaxHeaderBytes = 100_000_000;
 
-    /// <summary>Reads every tensor of <paramref name="path"/>, widening F16 and BF16 to fp32.</summary>
+    /// <summary>Reads every tensor of <paramref name="path"/>; F16 and BF16 tensors keep their 16-bit bits (their
+    /// <see cref="HostTensor.Data"/> widens on demand).</summary>
     /// <exception cref="SafetensorsFormatException">The file is not a well-formed safetensors file.</exception>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     public static SafetensorsFile Read(string path)
@@ -66,7 +69,7 @@ public static class Safetensors
             var bytes = new byte[entry.End - entry.Begin];
             stream.Position = dataStart + entry.Begin;
             stream.ReadExactly(bytes);
-            tensors.Add(entry.Name, new HostTensor(entry.Shape, Decode(bytes, entry.DType)));
+            tensors.Add(entry.Name, Decode(bytes, entry));
         }
         return new SafetensorsFile(tensors, metadata, entries);
     }
@@ -81,7 +84,8 @@ public static class Safetensors
     }
 
     /// <summary>
-    /// Writes <paramref name="tensors"/> as F32 to <paramref name="path"/>, in name order, through a temporary file
+    /// Writes <paramref name="tensors"/> to <paramref name="path"/> in their own types (fp32 as F32, 16-bit tensors as
+    /// F16 or BF16, bits unchanged), in name order, through a temporary file
     /// renamed into place: a reader never sees a half-written file and a failure leaves the old one.
     /// </summary>
     /// <exception cref="ArgumentException">A name is empty or is <c>__metadata__</c>.</exception>
@@ -114,14 +118,19 @@ public static class Safetensors
             {
                 var tensor = tensors[name];
                 json.WriteStartObject(name);
-                json.WriteString("dtype", "F32");
+                json.WriteString("dtype", tensor.DType switch
+                {
+                    TensorDType.Float16 => "F16",
+                    TensorDType.BFloat16 => "BF16",
+                    _ => "F32",
+                });
                 json.WriteStartArray("shape");
                 foreach (var dim in tensor.Shape)
                     json.WriteNumberValue(dim);
                 json.WriteEndArray();
                 json.WriteStartArray("data_offsets");
                 json.WriteNumberValue(offset);
-                offset += tensor.Data.Length * (long)sizeof(float);
+                offset += tensor.Length * (long)TensorDTypes.SizeOf(tensor.DType);
                 json.WriteNumberValue(offset);
                 json.WriteEndArray();
                 json.WriteEndObject();
@@ -142,6 +151,17 @@ public static class Safetensors
             var buffer = new byte[1 << 16];
             foreach (var name in names)
             {
+                if (tensors[name].Bits is { } bits)
+                {
+                    for (var start = 0; start < bits.Length; start += buffer.Length / sizeof(ushort))
+                    {
+                        var count = Math.Min(buffer.Length / sizeof(ushort), bits.Length - start);
+                        for (var i = 0; i < count; i++)
+                            BinaryPrimitives.WriteUInt16LittleEndian(buffer.AsSpan(i * sizeof(ushort)), bits[start + i]);
+                        stream.Write(buffer, 0, count * sizeof(ushort));
+                    }
+                    continue;
+                }
                 var data = tensors[name].Data;
                 for (var start = 0; start < data.Length; start += buffer.Length / sizeof(float))
                 {
@@ -279,33 +299,20 @@ public static class Safetensors
         return element.ValueKind == JsonValueKind.Number && element.TryGetInt64(out value);
     }
 
-    private static float[] Decode(byte[] bytes, SafetensorsDType dtype)
+    private static HostTensor Decode(byte[] bytes, SafetensorsEntry entry)
     {
-        switch (dtype)
+        if (entry.DType == SafetensorsDType.F32)
         {
-            case SafetensorsDType.F32:
-            {
-                var values = new float[bytes.Length / 4];
-                for (var i = 0; i < values.Length; i++)
-                    values[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan(4 * i));
-                return values;
-            }
-            case SafetensorsDType.F16:
-            {
-                var values = new float[bytes.Length / 2];
-                for (var i = 0; i < values.Length; i++)
-                    values[i] = (float)BinaryPrimitives.ReadHalfLittleEndian(bytes.AsSpan(2 * i));
-                return values;
-            }
-            default:
-            {
-                // bfloat16 is the upper 16 bits of a binary32: widening is exact.
-                var values = new float[bytes.Length / 2];
-                for (var i = 0; i < values.Length; i++)
-                    values[i] = BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(2 * i)) << 16);
-                return values;
-            }
+            var values = new float[bytes.Length / 4];
+            for (var i = 0; i < values.Length; i++)
+                values[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan(4 * i));
+            return new HostTensor(entry.Shape, values);
         }
+        var bits = new ushort[bytes.Length / 2];
+        for (var i = 0; i < bits.Length; i++)
+            bits[i] = BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(2 * i));
+        return new HostTensor(entry.Shape, bits,
+            entry.DType == SafetensorsDType.F16 ? TensorDType.Float16 : TensorDType.BFloat16);
     }
 
     private static SafetensorsFormatException Fault(string path, string fault) =>

@@ -16,6 +16,7 @@ public static class DeviceVerifier
     [
         ("gemm", GemmChecks.Run),
         ("elementwise", PointwiseChecks.Elementwise),
+        ("conversion", PointwiseChecks.Conversion),
         ("normalization", RowChecks.Normalization),
         ("reduction", RowChecks.Reductions),
         ("cross-entropy", RowChecks.CrossEntropy),

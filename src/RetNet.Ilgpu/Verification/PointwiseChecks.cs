@@ -68,6 +68,37 @@ internal static class PointwiseChecks
         }
     }
 
+    /// <summary>fp32 ↔ fp16/bf16 on the device against the host's rounding: exact (tolerance 0), since rounding to
+    /// nearest even has one right answer.</summary>
+    public static void Conversion(VerificationContext context)
+    {
+        var device = context.Device;
+        foreach (var n in Sizes)
+        {
+            var shape = $"n={n}";
+            var values = VerificationContext.Uniform(14, n, 3f);
+            foreach (var dtype in new[] { TensorDType.BFloat16, TensorDType.Float16 })
+            {
+                var other = dtype == TensorDType.BFloat16 ? TensorDType.Float16 : TensorDType.BFloat16;
+                var rounded = values.Select(v => (double)TensorDTypes.Round(v, dtype)).ToArray();
+                context.Check($"Conversion.{TensorDTypes.Name(dtype)}", shape, 0, () =>
+                {
+                    using var source = Tensor.FromHost(device, values, n);
+                    using var narrow = Kernels.Conversion.Conversion.To(source, dtype);
+                    using var wide = Kernels.Conversion.Conversion.To(narrow, TensorDType.Float32);
+                    using var recoded = Kernels.Conversion.Conversion.To(narrow, other);
+                    return
+                    [
+                        new CheckedOutput("narrowed", narrow.ToHost(), rounded),
+                        new CheckedOutput("widened", wide.ToHost(), rounded),
+                        new CheckedOutput("recoded", recoded.ToHost(),
+                            rounded.Select(v => (double)TensorDTypes.Round((float)v, other)).ToArray()),
+                    ];
+                });
+            }
+        }
+    }
+
     public static void Embedding(VerificationContext context)
     {
         var device = context.Device;

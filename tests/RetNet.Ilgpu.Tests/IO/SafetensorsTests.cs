@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using RetNet.Ilgpu.IO;
+using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Tests.Support;
 
 namespace RetNet.Ilgpu.Tests.IO;
@@ -52,6 +53,45 @@ public sealed class SafetensorsTests : IDisposable
         Assert.All(file.Entries, e => Assert.Equal(SafetensorsDType.F32, e.DType));
         Assert.Equal(0, (8 + BinaryPrimitives.ReadInt64LittleEndian(File.ReadAllBytes(path))) % 8);
         Assert.Single(Directory.GetFiles(folder));
+    }
+
+    [Fact]
+    public void F16_and_BF16_keep_their_bits_and_are_written_back_in_their_own_type()
+    {
+        ushort[] bf16 = [0x3F80, 0xC000, 0x7F80, 0x0001];
+        ushort[] fp16 = [0x3C00, 0x8001, 0x7BFF];
+        var path = PathOf("narrow.safetensors");
+        Safetensors.Write(path, new Dictionary<string, HostTensor>
+        {
+            ["b"] = new([2, 2], bf16, TensorDType.BFloat16),
+            ["h"] = new([3], fp16, TensorDType.Float16),
+            ["f"] = new([1], [0.5f]),
+        });
+
+        var file = Safetensors.Read(path);
+
+        Assert.Equal(bf16, file.Tensors["b"].Bits);
+        Assert.Equal(TensorDType.BFloat16, file.Tensors["b"].DType);
+        Assert.Equal(fp16, file.Tensors["h"].Bits);
+        Assert.Null(file.Tensors["f"].Bits);
+        Assert.Equal([SafetensorsDType.BF16, SafetensorsDType.F32, SafetensorsDType.F16],
+            file.Entries.OrderBy(e => e.Name, StringComparer.Ordinal).Select(e => e.DType));
+        // 2 bytes per element on disk: 4 + 3 halves and one single.
+        Assert.Equal(7 * 2 + 4, file.Entries.Sum(e => e.End - e.Begin));
+        Assert.Equal([1f, -2f, float.PositiveInfinity, BitConverter.UInt32BitsToSingle(0x0001_0000)], file.Tensors["b"].Data);
+    }
+
+    [Fact]
+    public void Non_finite_16_bit_weights_are_refused_by_name_and_index()
+    {
+        var weights = new Dictionary<string, HostTensor>
+        {
+            ["ok"] = new([2], [(ushort)0x7BFF, (ushort)0xFBFF], TensorDType.Float16),
+            ["bad"] = new([3], [(ushort)0x3F80, (ushort)0x3F80, (ushort)0x7FC0], TensorDType.BFloat16),
+        };
+        HostTensor.RequireFinite(weights, ["ok"]);
+        var error = Assert.Throws<ArgumentException>(() => HostTensor.RequireFinite(weights, ["ok", "bad"]));
+        Assert.Contains("NaN in bad at flat index 2", error.Message);
     }
 
     [Fact]
