@@ -26,6 +26,12 @@ public sealed class RetNetDevice : IDisposable
         Policy = new DevicePolicy(this);
     }
 
+    /// <summary>One-element buffers that stand in for the unused view of a kernel argument that can read either
+    /// storage type (allocated on first use, freed with the device).</summary>
+    internal PlaceholderViews Placeholders => placeholders ??= new PlaceholderViews(this);
+
+    private PlaceholderViews? placeholders;
+
     /// <summary>Which kernel variants and launch shapes this device gets (one object decides for every operator).</summary>
     internal DevicePolicy Policy { get; }
 
@@ -226,7 +232,33 @@ public sealed class RetNetDevice : IDisposable
             return;
         disposed = true;
         kernels.Clear();
+        placeholders?.Dispose();
         Accelerator.Dispose();
         Context.Dispose();
+    }
+}
+
+/// <summary>The placeholder views of one device (see <see cref="RetNetDevice.Placeholders"/>).</summary>
+internal sealed class PlaceholderViews : IDisposable
+{
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> singles;
+    private readonly MemoryBuffer1D<ushort, Stride1D.Dense> halves;
+
+    public PlaceholderViews(RetNetDevice device)
+    {
+        singles = device.Accelerator.Allocate1D<float>(1);
+        halves = device.Accelerator.Allocate1D<ushort>(1);
+    }
+
+    /// <summary>A one-element fp32 view.</summary>
+    public ArrayView<float> Singles => singles.View;
+
+    /// <summary>A one-element 16-bit view.</summary>
+    public ArrayView<ushort> Halves => halves.View;
+
+    public void Dispose()
+    {
+        singles.Dispose();
+        halves.Dispose();
     }
 }

@@ -1,4 +1,5 @@
 using RetNet.Ilgpu.Kernels.Embedding;
+using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Tests.Support;
 
 namespace RetNet.Ilgpu.Tests.Kernels;
@@ -30,6 +31,28 @@ public sealed class EmbeddingTests(DeviceFixture fixture)
         Embedding.Forward(tTable, tIds, output);
 
         Numerics.AssertClose("embedding", output.ToHost(), EmbeddingReference.Forward(table, vocabulary, width, ids));
+    }
+
+    public static TheoryData<TensorDType> NarrowTypes => [TensorDType.BFloat16, TensorDType.Float16];
+
+    [Theory, MemberData(nameof(NarrowTypes))]
+    public void Forward_widens_a_16_bit_table_exactly(TensorDType dtype)
+    {
+        const int vocabulary = 50, width = 33;
+        var table = Numerics.Uniform(5, vocabulary * width, 2f);
+        var ids = RandomIds(9, [2, 9], vocabulary);
+        using var tTable = Tensor.FromHost(device, table, dtype, vocabulary, width);
+        using var tIds = IndexTensor.FromHost(device, ids, 2, 9);
+        using var output = Tensor.Zeros(device, 2, 9, width);
+
+        Embedding.Forward(tTable, tIds, output);
+
+        var rounded = table.Select(v => TensorDTypes.Round(v, dtype)).ToArray();
+        Numerics.AssertClose("16-bit embedding", output.ToHost(), EmbeddingReference.Forward(rounded, vocabulary, width, ids),
+            tolerance: 0);
+        // Negative control: the unrounded table's rows are not what a 16-bit table holds.
+        Assert.False(Numerics.Check("fp32 rows", output.ToHost(), EmbeddingReference.Forward(table, vocabulary, width, ids),
+            tolerance: 1e-4).Passed);
     }
 
     [Theory, MemberData(nameof(Shapes))]

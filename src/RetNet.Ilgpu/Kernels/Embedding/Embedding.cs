@@ -31,10 +31,10 @@ public static class Embedding
         if (output.Length == 0)
             return;
         var kernel = device.Kernel(EmbeddingKernels.Gather, accelerator =>
-            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, float,
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<int>, FloatSource, ArrayView<float>, int, float,
                 Spread>(EmbeddingKernels.Gather));
         var spread = Kernels.Launch.Spread(device, output.Length);
-        kernel(device.Stream, spread.Threads, ids.View, table.View, output.View, table.Dim(1), 1f, spread);
+        kernel(device.Stream, spread.Threads, ids.View, FloatSource.Of(table), output.View, table.Dim(1), 1f, spread);
     }
 
     /// <summary>

@@ -7,10 +7,10 @@ internal static class EmbeddingKernels
 {
     /// <summary>
     /// output[n, d] = scale · table[ids[n], d], one thread per output element (consecutive threads, consecutive d). The
-    /// scale serves RetNet's √d input scaling; plain lookups pass 1 (exact).
+    /// scale serves RetNet's √d input scaling; plain lookups pass 1 (exact). The table may be stored in 16 bits.
     /// </summary>
     [Kernel(KernelGrouping.Implicit)]
-    public static void Gather(Index1D thread, ArrayView<int> ids, ArrayView<float> table, ArrayView<float> output, int width,
+    public static void Gather(Index1D thread, ArrayView<int> ids, FloatSource table, ArrayView<float> output, int width,
         float scale, Spread spread)
     {
         // Each item (output element) is handled by exactly one thread; Launch.Spread decides which.

@@ -49,10 +49,10 @@ public static class ScaledEmbedding
         var device = table.Device;
         // The same gather kernel as Embedding.Forward, here with the ids of a reusable buffer and a scale.
         var kernel = device.Kernel(EmbeddingKernels.Gather, accelerator =>
-            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, float,
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<int>, FloatSource, ArrayView<float>, int, float,
                 Spread>(EmbeddingKernels.Gather));
         var spread = Kernels.Launch.Spread(device, output.Length);
-        kernel(device.Stream, spread.Threads, ids.View(offset, output.Dim(0)), table.View, output.View, table.Dim(1),
+        kernel(device.Stream, spread.Threads, ids.View(offset, output.Dim(0)), FloatSource.Of(table), output.View, table.Dim(1),
             scale, spread);
     }
 }
