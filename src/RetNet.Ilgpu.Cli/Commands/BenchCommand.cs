@@ -4,6 +4,7 @@ using RetNet.Ilgpu.Benchmarks;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Cli.Commands;
@@ -136,11 +137,17 @@ internal static class BenchCommand
                           "RetNet preset, decoding with a KV cache).",
             DefaultValueFactory = _ => "retnet",
         };
+        var dtypes = new Option<string>("--dtype")
+        {
+            Description = "Comma-separated storage types of the weight matrices, each a model of its own: fp32, bf16, " +
+                          "fp16 (arithmetic and the state stay fp32).",
+            DefaultValueFactory = _ => "fp32",
+        };
         var plot = Plot();
         var command = new Command("decode",
             "Median per-token decode time at growing positions, with the decoding state's (or KV cache's) and the weights' bytes.")
         {
-            device, json, preset, positions, batches, steps, arch, plot,
+            device, json, preset, positions, batches, steps, arch, dtypes, plot,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -152,6 +159,7 @@ internal static class BenchCommand
                 Batches = ParsePositiveList(parse.GetValue(batches) ?? "", "--batches"),
                 Steps = parse.GetValue(steps),
                 Architectures = ParseArchitectures(parse.GetValue(arch) ?? ""),
+                WeightTypes = ParseWeightTypes(parse.GetValue(dtypes) ?? ""),
             };
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             Console.WriteLine($"model: {parse.GetValue(preset)} (d={options.Config.EmbedDim}, {options.Config.Layers} layers, " +
@@ -162,28 +170,39 @@ internal static class BenchCommand
                 Console.WriteLine($"transformer: ffn {transformer.FfnEmbedDim}, {transformer.ParameterCount} parameters " +
                                   $"(RetNet: {RetNetModel.ParameterCountOf(options.Config)})");
             }
-            var print = Format.StreamingTable(["model", "batch", "position", "ms/token", "state bytes", "weight bytes",
-                "GB/s"], [11, 5, 8, 9, 11, 12, 7]);
-            var results = DecodeBenchmark.Run(opened, options, r => print([r.Model, r.Batch.ToString(),
-                r.Position.ToString(), Format.Number(r.MsPerToken, "0.000"), r.StateBytes.ToString(),
-                r.WeightBytes.ToString(), Format.Number(r.GigabytesPerSecond, "0.00")]), interrupted);
-            foreach (var group in results.GroupBy(r => (r.Model, r.Batch)))
+            var print = Format.StreamingTable(["model", "dtype", "batch", "position", "ms/token", "state bytes",
+                "weight bytes", "device bytes", "GB/s"], [11, 5, 5, 8, 9, 11, 12, 12, 7]);
+            var results = DecodeBenchmark.Run(opened, options, r => print([r.Model, TensorDTypes.Name(r.WeightType),
+                r.Batch.ToString(), r.Position.ToString(), Format.Number(r.MsPerToken, "0.000"), r.StateBytes.ToString(),
+                r.WeightBytes.ToString(), r.DeviceBytes.ToString(), Format.Number(r.GigabytesPerSecond, "0.00")]),
+                interrupted);
+            foreach (var r in results.Where(r => r.WeightType != TensorDType.Float32))
+            {
+                var wide = results.FirstOrDefault(x => x.Model == r.Model && x.WeightType == TensorDType.Float32 &&
+                                                       x.Batch == r.Batch && x.Position == r.Position);
+                if (wide is not null && r.Position == options.Positions[^1])
+                    Console.WriteLine($"{r.Model} batch {r.Batch}, position {r.Position}: {TensorDTypes.Name(r.WeightType)}/fp32 " +
+                                      $"ms/token {Format.Number(r.MsPerToken / wide.MsPerToken, "0.00")}×, weight bytes " +
+                                      $"{Format.Number(r.WeightBytes / (double)wide.WeightBytes, "0.00")}×, device bytes " +
+                                      $"{Format.Number(r.DeviceBytes / (double)wide.DeviceBytes, "0.00")}×");
+            }
+            foreach (var group in results.GroupBy(r => (r.Model, r.WeightType, r.Batch)))
             {
                 var first = group.MinBy(r => r.Position)!;
                 var last = group.MaxBy(r => r.Position)!;
                 var bytes = group.All(r => r.StateBytes == first.StateBytes)
                     ? $"constant ({first.StateBytes})"
                     : $"{first.StateBytes} → {last.StateBytes} (×{Format.Number(last.StateBytes / (double)first.StateBytes, "0.#")})";
-                Console.WriteLine($"{group.Key.Model} batch {group.Key.Batch}: ms/token at position {last.Position} is " +
+                Console.WriteLine($"{group.Key.Model} {TensorDTypes.Name(group.Key.WeightType)} batch {group.Key.Batch}: ms/token at position {last.Position} is " +
                                   $"{Format.Number(100 * (last.MsPerToken / first.MsPerToken - 1), "+0.0;-0.0")}% vs " +
                                   $"position {first.Position}; state bytes {bytes}");
             }
             foreach (var t in results.Where(r => r.Model == DecodeBenchmarkOptions.Transformer))
             {
                 var r = results.FirstOrDefault(x => x.Model == DecodeBenchmarkOptions.Retnet && x.Batch == t.Batch &&
-                                                    x.Position == t.Position);
+                                                    x.Position == t.Position && x.WeightType == t.WeightType);
                 if (r is not null && t.Position == options.Positions[^1])
-                    Console.WriteLine($"batch {t.Batch}, position {t.Position}: transformer/retnet ms/token " +
+                    Console.WriteLine($"{TensorDTypes.Name(t.WeightType)} batch {t.Batch}, position {t.Position}: transformer/retnet ms/token " +
                                       $"{Format.Number(t.MsPerToken / r.MsPerToken, "0.00")}×, KV cache/retnet state bytes " +
                                       $"{Format.Number(t.StateBytes / (double)r.StateBytes, "0.0")}×");
             }
@@ -197,6 +216,8 @@ internal static class BenchCommand
                 msPerToken = r.MsPerToken,
                 stateBytes = r.StateBytes,
                 weightBytes = r.WeightBytes,
+                dtype = TensorDTypes.Name(r.WeightType),
+                deviceBytes = r.DeviceBytes,
                 gbps = r.GigabytesPerSecond,
                 device = opened.Description.Name,
                 deviceKind = opened.Kind.ToString(),
@@ -361,6 +382,23 @@ internal static class BenchCommand
             items.Distinct().Count() != items.Count)
             throw new ArgumentException($"--arch: '{text}' is not a comma-separated list of retnet and/or transformer.");
         return items;
+    }
+
+    private static IReadOnlyList<TensorDType> ParseWeightTypes(string text)
+    {
+        var items = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        try
+        {
+            var types = items.Select(TensorDTypes.Parse).ToList();
+            if (types.Count == 0 || types.Distinct().Count() != types.Count)
+                throw new ArgumentException("empty or repeated");
+            return types;
+        }
+        catch (ArgumentException)
+        {
+            throw new ArgumentException(
+                $"--dtype: '{text}' is not a comma-separated list of {string.Join(", ", TensorDTypes.Names)}, each once.");
+        }
     }
 
     private static IReadOnlyList<int> ParsePositiveList(string text, string option)

@@ -3,6 +3,7 @@ using System.CommandLine.Parsing;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Generation;
 using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Cli.Commands;
@@ -37,11 +38,22 @@ internal static class CommonOptions
         return option;
     }
 
-    /// <summary>Loads a model folder of either architecture, printing on stderr what loading adapted (e.g. decays
-    /// taken from the checkpoint's buffer, or the config saved with the weights used instead of config.json).</summary>
-    public static ILanguageModel LoadAnyModel(RetNetDevice device, DirectoryInfo folder)
+    /// <summary>--dtype fp32|bf16|fp16: how the weight matrices are stored on the device (default: as stored in the
+    /// checkpoint).</summary>
+    public static Option<TensorDType?> WeightType() => new("--dtype")
     {
-        var model = LanguageModels.Load(device, folder.FullName);
+        Description = "Store the weight matrices on the device as fp32, bf16 or fp16 (arithmetic and states stay fp32); " +
+                      "default: the checkpoint's own type.",
+        HelpName = "fp32|bf16|fp16",
+        CustomParser = ParseWeightType,
+    };
+
+    /// <summary>Loads a model folder of either architecture, its matrices stored as <paramref name="weightType"/> (null:
+    /// as the checkpoint stores them), printing on stderr what loading adapted (e.g. decays taken from the checkpoint's
+    /// buffer, or the config saved with the weights used instead of config.json).</summary>
+    public static ILanguageModel LoadAnyModel(RetNetDevice device, DirectoryInfo folder, TensorDType? weightType = null)
+    {
+        var model = LanguageModels.Load(device, folder.FullName, weightType);
         foreach (var notice in model.Notices)
             Console.Error.WriteLine($"note: {notice}");
         return model;
@@ -49,9 +61,9 @@ internal static class CommonOptions
 
     /// <summary>The generator's view of the model in <paramref name="folder"/>, whichever architecture it holds;
     /// disposing it frees the model too.</summary>
-    public static OwningDecoder LoadDecoder(RetNetDevice device, DirectoryInfo folder)
+    public static OwningDecoder LoadDecoder(RetNetDevice device, DirectoryInfo folder, TensorDType? weightType = null)
     {
-        var model = LoadAnyModel(device, folder);
+        var model = LoadAnyModel(device, folder, weightType);
         return model is TransformerModel transformer
             ? new OwningDecoder(new TransformerTokenDecoder(transformer), transformer)
             : new OwningDecoder(new RetNetTokenDecoder((RetNetModel)model), model);
@@ -78,6 +90,21 @@ internal static class CommonOptions
     {
         Description = "Also write the results to this JSON file (written to a temporary name, then renamed).",
     };
+
+    private static TensorDType? ParseWeightType(ArgumentResult result)
+    {
+        if (result.Tokens.Count == 0)
+            return null;
+        try
+        {
+            return TensorDTypes.Parse(result.Tokens[0].Value);
+        }
+        catch (ArgumentException)
+        {
+            result.AddError($"--dtype: '{result.Tokens[0].Value}' is not one of {string.Join(", ", TensorDTypes.Names)}.");
+            return null;
+        }
+    }
 
     private static DeviceKind ParseDevice(ArgumentResult result)
     {

@@ -93,9 +93,10 @@ internal static class ModelCommands
             Required = true,
         };
         var device = CommonOptions.Device();
+        var weightType = CommonOptions.WeightType();
         var command = new Command("forward", "Run a model over token ids and write the logits to a safetensors file.")
         {
-            modelDir, tokens, mode, chunk, output, device,
+            modelDir, tokens, mode, chunk, output, device, weightType,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -107,7 +108,7 @@ internal static class ModelCommands
                 _ => ForwardMode.Parallel,
             };
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            using var loaded = CommonOptions.LoadAnyModel(opened, parse.GetValue(modelDir)!);
+            using var loaded = CommonOptions.LoadAnyModel(opened, parse.GetValue(modelDir)!, parse.GetValue(weightType));
             if (loaded is TransformerModel transformer)
             {
                 // Attention has one form: --mode and --chunk-size do not apply.
@@ -222,16 +223,17 @@ internal static class ModelCommands
             DefaultValueFactory = _ => "auto",
         };
         var device = CommonOptions.Device();
+        var weightType = CommonOptions.WeightType();
         var command = new Command("generate", "Continue a prompt with a model, streaming the text as it is produced.")
         {
-            modelDir, prompt, maxTokens, temperature, topK, topP, seed, tokenizer, device,
+            modelDir, prompt, maxTokens, temperature, topK, topP, seed, tokenizer, device, weightType,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
             var interrupted = Interruption.Listen();
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             var folder = parse.GetValue(modelDir)!;
-            using var decoder = CommonOptions.LoadDecoder(opened, folder);
+            using var decoder = CommonOptions.LoadDecoder(opened, folder, parse.GetValue(weightType));
             var text = TextTokenizers.ForVocabulary(parse.GetValue(tokenizer) ?? "auto", decoder.VocabularySize)
                 ?? throw new ArgumentException($"--tokenizer auto: no built-in tokenizer has the model's vocabulary of " +
                                                $"{decoder.VocabularySize} (byte: 256, gpt2: 50257); choose one with " +

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Benchmarks;
@@ -13,9 +14,12 @@ namespace RetNet.Ilgpu.Benchmarks;
 /// upload of the tokens through the read-back of the logits.</param>
 /// <param name="StateBytes">Bytes of the decoding state at the first timed step: RetNet's retention states (the same at
 /// every position), or the Transformer's KV cache in use (2 · layers · B · position · d · 4, growing).</param>
-/// <param name="WeightBytes">Bytes of the model's weights.</param>
+/// <param name="WeightBytes">Bytes of the model's weights, in their storage type.</param>
+/// <param name="WeightType">How the weight matrices were stored (arithmetic is fp32 either way).</param>
+/// <param name="DeviceBytes">Every byte the library held on the device during the timed steps (weights, state or KV
+/// cache, the step's workspace): the peak over those steps.</param>
 public sealed record DecodeBenchmarkResult(string Model, int Batch, int Position, double MsPerToken, long StateBytes,
-    long WeightBytes)
+    long WeightBytes, TensorDType WeightType, long DeviceBytes)
 {
     /// <summary>
     /// The least a step must read, every weight and the whole state or KV cache, per second of a step, in GB/s: a
@@ -42,6 +46,9 @@ public sealed record DecodeBenchmarkOptions
 
     /// <summary>The positions at which steps are timed, increasing.</summary>
     public IReadOnlyList<int> Positions { get; init; } = [64, 256, 1024, 4096];
+
+    /// <summary>The storage types of the weight matrices to measure, each a model of its own.</summary>
+    public IReadOnlyList<TensorDType> WeightTypes { get; init; } = [TensorDType.Float32];
 
     /// <summary>The batch sizes, each measured over every position.</summary>
     public IReadOnlyList<int> Batches { get; init; } = [1, 4];
@@ -89,22 +96,26 @@ public static class DecodeBenchmark
         var results = new List<DecodeBenchmarkResult>();
         foreach (var architecture in options.Architectures)
         {
-            if (cancellationToken.IsCancellationRequested)
-                break;
-            if (architecture == DecodeBenchmarkOptions.Transformer)
-                RunTransformer(device, options, results, progress, cancellationToken);
-            else
-                RunRetNet(device, options, results, progress, cancellationToken);
+            foreach (var weightType in options.WeightTypes)
+            {
+                if (cancellationToken.IsCancellationRequested)
+                    break;
+                if (architecture == DecodeBenchmarkOptions.Transformer)
+                    RunTransformer(device, options, weightType, results, progress, cancellationToken);
+                else
+                    RunRetNet(device, options, weightType, results, progress, cancellationToken);
+            }
         }
-        return results.OrderBy(r => options.Architectures.ToList().IndexOf(r.Model)).ThenBy(r => r.Batch)
+        return results.OrderBy(r => options.Architectures.ToList().IndexOf(r.Model))
+            .ThenBy(r => options.WeightTypes.ToList().IndexOf(r.WeightType)).ThenBy(r => r.Batch)
             .ThenBy(r => r.Position).ToList();
     }
 
-    private static void RunRetNet(RetNetDevice device, DecodeBenchmarkOptions options,
+    private static void RunRetNet(RetNetDevice device, DecodeBenchmarkOptions options, TensorDType weightType,
         List<DecodeBenchmarkResult> results, Action<DecodeBenchmarkResult>? progress,
         CancellationToken cancellationToken)
     {
-        using var model = RetNetModel.Create(device, options.Config, options.Seed);
+        using var model = RetNetModel.Create(device, options.Config, options.Seed, weightType);
         var random = new Random(options.Seed);
         var vocab = options.Config.VocabSize;
         int[] Tokens(int count) => Enumerable.Range(0, count).Select(_ => random.Next(vocab)).ToArray();
@@ -128,9 +139,9 @@ public static class DecodeBenchmark
                     return;
                 using var state = prefix.Clone();
                 state.Reorder(new int[batch]);
-                var median = TimeSteps(options, () => model.Step(Tokens(batch), state));
+                var (median, deviceBytes) = TimeSteps(device, options, () => model.Step(Tokens(batch), state));
                 var result = new DecodeBenchmarkResult(DecodeBenchmarkOptions.Retnet, batch, position, median,
-                    state.Bytes, model.WeightBytes);
+                    state.Bytes, model.WeightBytes, weightType, deviceBytes);
                 results.Add(result);
                 progress?.Invoke(result);
             }
@@ -142,11 +153,12 @@ public static class DecodeBenchmark
     /// steps), then per position the cache truncated to it and fanned out to the batch: a step attends to exactly
     /// the positions before it, as if the prefill had stopped there.
     /// </summary>
-    private static void RunTransformer(RetNetDevice device, DecodeBenchmarkOptions options,
+    private static void RunTransformer(RetNetDevice device, DecodeBenchmarkOptions options, TensorDType weightType,
         List<DecodeBenchmarkResult> results, Action<DecodeBenchmarkResult>? progress,
         CancellationToken cancellationToken)
     {
-        using var model = TransformerModel.Create(device, TransformerConfig.Matching(options.Config), options.Seed);
+        using var model = TransformerModel.Create(device, TransformerConfig.Matching(options.Config), options.Seed,
+            weightType);
         var random = new Random(options.Seed);
         var vocab = options.Config.VocabSize;
         int[] Tokens(int count) => Enumerable.Range(0, count).Select(_ => random.Next(vocab)).ToArray();
@@ -170,9 +182,9 @@ public static class DecodeBenchmark
                     using var cache = prefix.Select(new int[batch]);
                     cache.Truncate(position - options.WarmupSteps);
                     var bytes = model.KvCacheBytes(batch, position);
-                    var median = TimeSteps(options, () => model.Step(Tokens(batch), cache));
+                    var (median, deviceBytes) = TimeSteps(device, options, () => model.Step(Tokens(batch), cache));
                     var result = new DecodeBenchmarkResult(DecodeBenchmarkOptions.Transformer, batch, position, median,
-                        bytes, model.WeightBytes);
+                        bytes, model.WeightBytes, weightType, deviceBytes);
                     results.Add(result);
                     progress?.Invoke(result);
                 }
@@ -180,14 +192,17 @@ public static class DecodeBenchmark
         }
     }
 
-    /// <summary>The warm-up steps, then the median of the timed steps in milliseconds.</summary>
-    private static double TimeSteps(DecodeBenchmarkOptions options, Action step)
+    /// <summary>The warm-up steps, then the median of the timed steps in milliseconds and the peak device bytes
+    /// during them.</summary>
+    private static (double Median, long DeviceBytes) TimeSteps(RetNetDevice device, DecodeBenchmarkOptions options,
+        Action step)
     {
         // The prefill's large temporaries are garbage now; collect them before timing, not during.
         GC.Collect();
         GC.WaitForPendingFinalizers();
         for (var i = 0; i < options.WarmupSteps; i++)
             step();
+        device.Memory.ResetPeak();
         var times = new double[options.Steps];
         for (var i = 0; i < options.Steps; i++)
         {
@@ -196,9 +211,10 @@ public static class DecodeBenchmark
             times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         }
         Array.Sort(times);
-        return times.Length % 2 == 1
+        var median = times.Length % 2 == 1
             ? times[times.Length / 2]
             : (times[times.Length / 2 - 1] + times[times.Length / 2]) / 2;
+        return (median, device.Memory.PeakBytes);
     }
 
     private static void Validate(DecodeBenchmarkOptions options)
@@ -218,6 +234,11 @@ public static class DecodeBenchmark
             throw new ArgumentException(
                 $"Argument 'options' has architectures [{string.Join(", ", options.Architectures)}]; expected " +
                 "retnet and/or transformer, each once.", nameof(options));
+        if (options.WeightTypes.Count == 0 || options.WeightTypes.Any(t => !Enum.IsDefined(t)) ||
+            options.WeightTypes.Distinct().Count() != options.WeightTypes.Count)
+            throw new ArgumentException(
+                $"Argument 'options' has weight types [{string.Join(", ", options.WeightTypes)}]; expected Float32, " +
+                "Float16 and/or BFloat16, each once.", nameof(options));
         if (options.Steps < 1 || options.WarmupSteps < 0 || options.ChunkSize < 1)
             throw new ArgumentException(
                 $"Argument 'options' has {options.Steps} steps, {options.WarmupSteps} warm-up steps, chunk size " +

@@ -22,6 +22,9 @@ public interface ILanguageModel : IDisposable
     /// <summary>The number of weights.</summary>
     long ParameterCount { get; }
 
+    /// <summary>How the weight matrices are stored on the device (norm weights are always fp32).</summary>
+    TensorDType WeightType { get; }
+
     /// <summary>What loading adapted (empty when nothing was).</summary>
     IReadOnlyList<string> Notices { get; }
 
@@ -49,20 +52,25 @@ public static class LanguageModels
     /// <exception cref="FileNotFoundException">config.json or model.safetensors is absent.</exception>
     /// <exception cref="ArgumentException">The config is invalid.</exception>
     /// <exception cref="CheckpointMismatchException">The tensors do not fit the config.</exception>
-    public static ILanguageModel Load(RetNetDevice device, string folder)
+    /// <param name="device">The device to put the weights on.</param>
+    /// <param name="folder">The model folder.</param>
+    /// <param name="weightType">How the weight matrices are stored; null keeps the checkpoint's type (see
+    /// <see cref="RetNetModel.FromWeights(RetNetDevice, RetNetConfig, IReadOnlyDictionary{string, HostTensor}, bool, TensorDType?)"/>).</param>
+    public static ILanguageModel Load(RetNetDevice device, string folder, TensorDType? weightType = null)
     {
         var contents = ModelFolder.Read(folder);
         return IsTransformer(contents.ConfigJson)
-            ? Transformer.TransformerModel.FromFolder(device, contents, allowNonFiniteWeights: false)
-            : RetNetModel.FromFolder(device, contents, allowNonFiniteWeights: false);
+            ? Transformer.TransformerModel.FromFolder(device, contents, allowNonFiniteWeights: false, weightType)
+            : RetNetModel.FromFolder(device, contents, allowNonFiniteWeights: false, weightType);
     }
 
     /// <summary>A model from a config's JSON and host weights, of the architecture the JSON names.</summary>
     /// <exception cref="ArgumentException">The config is invalid.</exception>
     /// <exception cref="CheckpointMismatchException">The tensors do not fit the config.</exception>
     public static ILanguageModel FromWeights(RetNetDevice device, string configJson,
-        IReadOnlyDictionary<string, HostTensor> weights) =>
+        IReadOnlyDictionary<string, HostTensor> weights, TensorDType? weightType = null) =>
         IsTransformer(configJson)
-            ? Transformer.TransformerModel.FromWeights(device, Transformer.TransformerConfig.FromJson(configJson), weights)
-            : RetNetModel.FromWeights(device, RetNetConfig.FromJson(configJson), weights);
+            ? Transformer.TransformerModel.FromWeights(device, Transformer.TransformerConfig.FromJson(configJson), weights,
+                weightType: weightType)
+            : RetNetModel.FromWeights(device, RetNetConfig.FromJson(configJson), weights, weightType: weightType);
 }

@@ -36,9 +36,10 @@ public sealed partial class RetNetModel : ILanguageModel
     private bool disposed;
 
     private RetNetModel(RetNetDevice device, RetNetConfig config, Dictionary<string, Tensor> parameters,
-        RetentionConstants constants, IReadOnlyList<string> notices)
+        RetentionConstants constants, IReadOnlyList<string> notices, TensorDType weightType)
     {
         Device = device;
+        WeightType = weightType;
         Config = config;
         Notices = notices;
         this.parameters = parameters;
@@ -74,8 +75,11 @@ public sealed partial class RetNetModel : ILanguageModel
     /// <summary>The number of parameters (a tied output counted once).</summary>
     public long ParameterCount => parameters.Values.Sum(p => (long)p.Length);
 
-    /// <summary>Bytes of the weights on the device (fp32).</summary>
-    public long WeightBytes => 4 * ParameterCount;
+    /// <summary>Bytes of the weights on the device, in their storage types.</summary>
+    public long WeightBytes => parameters.Values.Sum(p => p.Bytes);
+
+    /// <inheritdoc/>
+    public TensorDType WeightType { get; }
 
     /// <inheritdoc/>
     public string Architecture => "retnet";
@@ -97,10 +101,11 @@ public sealed partial class RetNetModel : ILanguageModel
         4L * Config.Layers * batch * Config.RetentionHeads * Config.KeyHeadDim * Config.ValueHeadDim;
 
     /// <summary>A model with torchscale's initialisation (<see cref="WeightLayout.Initialize"/>), reproducible from
-    /// <paramref name="seed"/>.</summary>
+    /// <paramref name="seed"/>, its matrices stored as <paramref name="weightType"/>.</summary>
     /// <exception cref="ArgumentException">The config is invalid.</exception>
-    public static RetNetModel Create(RetNetDevice device, RetNetConfig config, int seed = 0) =>
-        FromWeights(device, config, WeightLayout.Initialize(config, seed));
+    public static RetNetModel Create(RetNetDevice device, RetNetConfig config, int seed = 0,
+        TensorDType weightType = TensorDType.Float32) =>
+        FromWeights(device, config, WeightLayout.Initialize(config, seed), weightType: weightType);
 
     /// <summary>
     /// A model from host weights with torchscale's names (an optional <c>decoder.</c> or <c>model.</c> prefix on every
@@ -113,15 +118,21 @@ public sealed partial class RetNetModel : ILanguageModel
     /// <param name="weights">The weights by name.</param>
     /// <param name="allowNonFiniteWeights">Load weights holding NaN or ±∞ anyway (to inspect a broken checkpoint);
     /// by default they are refused with the tensor's name.</param>
+    /// <param name="weightType">How the matrices are stored on the device (norm weights stay fp32); null keeps the
+    /// checkpoint's type when all its matrices share one (a bf16 checkpoint is never widened), else fp32. A 16-bit
+    /// model runs forward, prefill and decoding (GEMMs widen as they read and accumulate in fp32); training needs
+    /// fp32 weights.</param>
     /// <exception cref="ArgumentException">The config is invalid, the angle buffer does not fit it, or a weight is not
     /// finite.</exception>
     /// <exception cref="CheckpointMismatchException">Tensors are missing, unexpected or wrongly shaped (all listed).</exception>
     public static RetNetModel FromWeights(RetNetDevice device, RetNetConfig config,
-        IReadOnlyDictionary<string, HostTensor> weights, bool allowNonFiniteWeights = false) =>
-        FromWeights(device, config, weights, allowNonFiniteWeights, []);
+        IReadOnlyDictionary<string, HostTensor> weights, bool allowNonFiniteWeights = false,
+        TensorDType? weightType = null) =>
+        FromWeights(device, config, weights, allowNonFiniteWeights, [], weightType);
 
     private static RetNetModel FromWeights(RetNetDevice device, RetNetConfig config,
-        IReadOnlyDictionary<string, HostTensor> weights, bool allowNonFiniteWeights, IReadOnlyList<string> folderNotices)
+        IReadOnlyDictionary<string, HostTensor> weights, bool allowNonFiniteWeights, IReadOnlyList<string> folderNotices,
+        TensorDType? weightType)
     {
         ArgumentNullException.ThrowIfNull(device);
         var resolved = WeightLayout.Resolve(config, weights);
@@ -129,19 +140,21 @@ public sealed partial class RetNetModel : ILanguageModel
         var valid = resolved.Parameters;
         if (!allowNonFiniteWeights)
             HostTensor.RequireFinite(valid, WeightLayout.Expected(config).Select(e => e.Name), nameof(weights));
+        var matrixType = WeightStorage.MatrixType(valid, WeightLayout.Expected(config).Select(e => e.Name), weightType);
         var parameters = new Dictionary<string, Tensor>();
         Tensor? angles = null, inverseAngles = null, table = null;
         try
         {
             foreach (var (name, _) in WeightLayout.Expected(config))
-                parameters.Add(name, valid[name].ToDevice(device));
+                parameters.Add(name, WeightStorage.Upload(valid[name], device, matrixType));
             var theta = ThetaShift.Angles(config.KeyHeadDim);
             angles = Tensor.FromHost(device, theta, theta.Length);
             inverseAngles = Tensor.FromHost(device, theta.Select(a => -a).ToArray(), theta.Length);
             var decay = config.Decay();
             table = decay.Upload(device);
             return new RetNetModel(device, config, parameters,
-                new RetentionConstants(config, angles, inverseAngles, decay, table), [.. folderNotices, .. resolved.Notices]);
+                new RetentionConstants(config, angles, inverseAngles, decay, table), [.. folderNotices, .. resolved.Notices],
+                matrixType);
         }
         catch
         {
@@ -161,7 +174,8 @@ public sealed partial class RetNetModel : ILanguageModel
         return WeightLayout.Expected(Config).ToDictionary(e => e.Name, e => HostTensor.From(parameters[e.Name]));
     }
 
-    /// <summary>Writes <paramref name="folder"/>/model.safetensors (F32, the config embedded in its metadata) and
+    /// <summary>Writes <paramref name="folder"/>/model.safetensors (each weight in its storage type, the config embedded
+    /// in its metadata) and
     /// config.json, each atomically; a kill between the two still leaves a folder that loads as one version
     /// (<see cref="ModelFolder"/>). The file holds what torchscale's state_dict holds, so torchscale's strict load
     /// accepts it: the parameters, a tied output projection under its own name too, and the two buffers.</summary>
@@ -185,11 +199,13 @@ public sealed partial class RetNetModel : ILanguageModel
     /// <exception cref="ArgumentException">The config is invalid, or a weight is not finite (unless
     /// <paramref name="allowNonFiniteWeights"/>).</exception>
     /// <exception cref="CheckpointMismatchException">The tensors do not fit the config.</exception>
-    public static RetNetModel Load(RetNetDevice device, string folder, bool allowNonFiniteWeights = false) =>
-        FromFolder(device, ModelFolder.Read(folder), allowNonFiniteWeights);
+    public static RetNetModel Load(RetNetDevice device, string folder, bool allowNonFiniteWeights = false,
+        TensorDType? weightType = null) =>
+        FromFolder(device, ModelFolder.Read(folder), allowNonFiniteWeights, weightType);
 
     /// <summary>The model of a folder already read (see <see cref="Load"/>).</summary>
-    internal static RetNetModel FromFolder(RetNetDevice device, ModelFolderContents contents, bool allowNonFiniteWeights)
+    internal static RetNetModel FromFolder(RetNetDevice device, ModelFolderContents contents, bool allowNonFiniteWeights,
+        TensorDType? weightType)
     {
         RetNetConfig config;
         try
@@ -200,7 +216,7 @@ public sealed partial class RetNetModel : ILanguageModel
         {
             throw new ArgumentException($"{contents.ConfigOrigin}: {e.Message}", nameof(contents), e);
         }
-        return FromWeights(device, config, contents.Weights.Tensors, allowNonFiniteWeights, contents.Notices);
+        return FromWeights(device, config, contents.Weights.Tensors, allowNonFiniteWeights, contents.Notices, weightType);
     }
 
     /// <summary>

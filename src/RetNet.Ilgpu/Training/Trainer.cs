@@ -236,7 +236,8 @@ public sealed class Trainer : IDisposable
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentException.ThrowIfNullOrWhiteSpace(outputFolder);
         settings.Validate();
-        var model = LanguageModels.Load(device, modelFolder);
+        // Training updates fp32 master weights, whatever the checkpoint stores.
+        var model = LanguageModels.Load(device, modelFolder, TensorDType.Float32);
         try
         {
             return Open(model, settings, outputFolder, sampler: null);
@@ -270,7 +271,7 @@ public sealed class Trainer : IDisposable
                        ?? throw new InvalidDataException($"{path}: the settings are null.");
         var weights = file.Tensors.Where(kv => kv.Key.StartsWith(ParameterPrefix, StringComparison.Ordinal))
             .ToDictionary(kv => kv.Key[ParameterPrefix.Length..], kv => kv.Value);
-        var model = LanguageModels.FromWeights(device, Meta("config"), weights);
+        var model = LanguageModels.FromWeights(device, Meta("config"), weights, TensorDType.Float32);
         try
         {
             var step = int.Parse(Meta("step"), CultureInfo.InvariantCulture);

@@ -74,7 +74,10 @@ public sealed partial class TransformerModel : ILanguageModel
     public long ParameterCount => parameters.Values.Sum(p => (long)p.Length);
 
     /// <summary>Bytes of the weights (fp32).</summary>
-    public long WeightBytes => 4 * ParameterCount;
+    public long WeightBytes => parameters.Values.Sum(p => p.Bytes);
+
+    /// <inheritdoc/>
+    public TensorDType WeightType { get; private init; }
 
     /// <summary>Bytes a KV cache holds for <paramref name="batch"/> sequences of <paramref name="positions"/> tokens
     /// each: 2 (K and V) · layers · B · positions · d · 4.</summary>
@@ -134,33 +137,42 @@ public sealed partial class TransformerModel : ILanguageModel
         return result;
     }
 
-    /// <summary>A model with <see cref="Initialize"/>'s weights.</summary>
+    /// <summary>A model with <see cref="Initialize"/>'s weights, its matrices stored as <paramref name="weightType"/>.</summary>
     /// <exception cref="ArgumentException">The config is invalid.</exception>
-    public static TransformerModel Create(RetNetDevice device, TransformerConfig config, int seed = 0) =>
-        FromWeights(device, config, Initialize(config, seed));
+    public static TransformerModel Create(RetNetDevice device, TransformerConfig config, int seed = 0,
+        TensorDType weightType = TensorDType.Float32) =>
+        FromWeights(device, config, Initialize(config, seed), weightType: weightType);
 
     /// <summary>A model from host weights named as <see cref="ExpectedWeights"/> lists them (a tied output projection
     /// may also appear under its own name). Everything is checked before device memory is allocated; weights holding
     /// NaN or ±∞ are refused unless <paramref name="allowNonFiniteWeights"/>.</summary>
     /// <exception cref="ArgumentException">The config is invalid, or a weight is not finite.</exception>
     /// <exception cref="CheckpointMismatchException">Tensors are missing, unexpected or wrongly shaped (all listed).</exception>
+    /// <param name="device">The device to put the weights on.</param>
+    /// <param name="config">The model's shape.</param>
+    /// <param name="weights">The weights by name.</param>
+    /// <param name="allowNonFiniteWeights">Load weights holding NaN or ±∞ anyway.</param>
+    /// <param name="weightType">How the matrices are stored (as for <see cref="RetNetModel.FromWeights(RetNetDevice,
+    /// RetNetConfig, IReadOnlyDictionary{string, HostTensor}, bool, TensorDType?)"/>); null keeps the checkpoint's.</param>
     public static TransformerModel FromWeights(RetNetDevice device, TransformerConfig config,
-        IReadOnlyDictionary<string, HostTensor> weights, bool allowNonFiniteWeights = false)
+        IReadOnlyDictionary<string, HostTensor> weights, bool allowNonFiniteWeights = false,
+        TensorDType? weightType = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         var expected = CheckWeights(config, weights);
         if (!allowNonFiniteWeights)
             HostTensor.RequireFinite(weights, expected.Select(e => e.Name), nameof(weights));
+        var matrixType = WeightStorage.MatrixType(weights, expected.Select(e => e.Name), weightType);
         var parameters = new Dictionary<string, Tensor>();
         Tensor? angles = null, inverseAngles = null;
         try
         {
             foreach (var (name, _) in expected)
-                parameters.Add(name, weights[name].ToDevice(device));
+                parameters.Add(name, WeightStorage.Upload(weights[name], device, matrixType));
             var theta = ThetaShift.Angles(config.HeadDim);
             angles = Tensor.FromHost(device, theta, theta.Length);
             inverseAngles = Tensor.FromHost(device, theta.Select(a => -a).ToArray(), theta.Length);
-            return new TransformerModel(device, config, parameters, angles, inverseAngles);
+            return new TransformerModel(device, config, parameters, angles, inverseAngles) { WeightType = matrixType };
         }
         catch
         {
@@ -218,12 +230,13 @@ public sealed partial class TransformerModel : ILanguageModel
     /// <exception cref="ArgumentException">The config is invalid or not a Transformer's, or a weight is not finite
     /// (unless <paramref name="allowNonFiniteWeights"/>).</exception>
     /// <exception cref="CheckpointMismatchException">The tensors do not fit the config.</exception>
-    public static TransformerModel Load(RetNetDevice device, string folder, bool allowNonFiniteWeights = false) =>
-        FromFolder(device, ModelFolder.Read(folder), allowNonFiniteWeights);
+    public static TransformerModel Load(RetNetDevice device, string folder, bool allowNonFiniteWeights = false,
+        TensorDType? weightType = null) =>
+        FromFolder(device, ModelFolder.Read(folder), allowNonFiniteWeights, weightType);
 
     /// <summary>The model of a folder already read (see <see cref="Load"/>).</summary>
     internal static TransformerModel FromFolder(RetNetDevice device, ModelFolderContents contents,
-        bool allowNonFiniteWeights)
+        bool allowNonFiniteWeights, TensorDType? weightType)
     {
         TransformerConfig config;
         try
@@ -234,7 +247,7 @@ public sealed partial class TransformerModel : ILanguageModel
         {
             throw new ArgumentException($"{contents.ConfigOrigin}: {e.Message}", nameof(contents), e);
         }
-        var model = FromWeights(device, config, contents.Weights.Tensors, allowNonFiniteWeights);
+        var model = FromWeights(device, config, contents.Weights.Tensors, allowNonFiniteWeights, weightType);
         model.Notices = contents.Notices;
         return model;
     }

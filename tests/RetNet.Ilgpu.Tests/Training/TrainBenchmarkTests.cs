@@ -1,3 +1,4 @@
+using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Benchmarks;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tests.Model;
@@ -64,7 +65,8 @@ public sealed class TrainBenchmarkTests(DeviceFixture fixture)
     [Fact]
     public void Decode_bandwidth_is_the_weights_and_the_state_read_per_step()
     {
-        var r = new DecodeBenchmarkResult("retnet", 1, 64, MsPerToken: 0.5, StateBytes: 1_000_000, WeightBytes: 2_000_000);
+        var r = new DecodeBenchmarkResult("retnet", 1, 64, MsPerToken: 0.5, StateBytes: 1_000_000, WeightBytes: 2_000_000,
+            TensorDType.BFloat16, DeviceBytes: 4_000_000);
         Assert.Equal(3_000_000 / 0.5e6, r.GigabytesPerSecond, 12);
     }
 
