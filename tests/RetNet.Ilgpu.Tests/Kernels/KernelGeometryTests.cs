@@ -55,10 +55,28 @@ public sealed class KernelGeometryTests(DeviceFixture fixture)
         Assert.Equal(NormalizationForm.GroupPerRow, NormalizationOptions.For(Nvidia, 4096).Form);
         Assert.Equal((256, 0), Of("RetentionKernels.CausalTiled<RetentionTile32x64>"));
         Assert.Equal((256, 0), Of("AttentionKernels.KeyValueGradientTiled<AttentionTile16>"));
-        Assert.Equal((256, 0), Of("GemmKernels.Tiled<GemmTile64x64>"));
-        Assert.Equal((128, 0), Of("GemmKernels.Tiled<GemmTile64x32>"));
-        Assert.Equal((16, 0), Of("GemmKernels.Tiled<GemmTile16x16>"));
-        Assert.IsType<GemmTile64x64>(GemmTiles.Largest(Nvidia.MaxGroupSize));
+    }
+
+    [Fact]
+    public void Gemm_tiles_report_the_group_of_the_tiled_launch_and_the_nvidia_tile_is_registered()
+    {
+        var tiles = KernelRegistry.All
+            .Where(k => k.Method.DeclaringType == typeof(GemmKernels) && k.Method.Name == nameof(GemmKernels.Tiled))
+            .ToList();
+        Assert.NotEmpty(tiles);
+        var shape = new GemmShape(3, 100, 70, 20);
+        foreach (var kernel in tiles)
+        {
+            var tile = (IGemmTile)Activator.CreateInstance(kernel.Method.GetGenericArguments()[0])!;
+            var launch = Gemm.TiledConfig(tile, shape);
+            Assert.Equal(launch.GroupDim.Size, KernelGeometry.For(kernel, Nvidia).ThreadsPerGroup);
+            Assert.Equal(launch.SharedMemoryConfig.ArraySize, KernelGeometry.For(kernel, Nvidia).DynamicSharedBytes);
+        }
+        var chosen = GemmTiles.Largest(Nvidia.MaxGroupSize).GetType();
+        Assert.Contains(tiles, k => k.Method.GetGenericArguments()[0] == chosen);
+        // Negative control: tiles of different sizes do not all report the same group.
+        Assert.True(tiles.Count < 2 ||
+                    tiles.Select(k => KernelGeometry.For(k, Nvidia).ThreadsPerGroup).Distinct().Count() > 1);
     }
 
     [Fact]
