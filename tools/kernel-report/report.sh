@@ -79,17 +79,15 @@ fetch_ptxas() {
 # Sets $ptxas; not run in a subshell, so the EXIT trap also cleans up after a failed download.
 find_ptxas() {
     local cache
-    cache="$(cache_dir)"
     if [[ -n "${PTXAS:-}" ]]; then
         ptxas="$PTXAS"
     elif command -v ptxas >/dev/null; then
         ptxas="$(command -v ptxas)"
     elif [[ -n "${CUDA_HOME:-}" && -x "$CUDA_HOME/bin/ptxas" ]]; then
         ptxas="$CUDA_HOME/bin/ptxas"
-    elif [[ -x "$cache/ptxas" ]]; then
-        ptxas="$cache/ptxas"
     else
-        fetch_ptxas "$cache"
+        cache="$(cache_dir)"
+        [[ -x "$cache/ptxas" ]] || fetch_ptxas "$cache"
         ptxas="$cache/ptxas"
     fi
 }
