@@ -12,12 +12,24 @@ internal static class KernelsCommand
         {
             Description = "Compile every kernel to PTX (sm_80, sm_90) and OpenCL C (AMD, Intel); exit 1 if any fails.",
         };
-        var command = new Command("kernels", "List the library's kernels; with --check, compile each for every GPU target.")
+        var ptx = new Option<string?>("--ptx")
         {
-            check,
+            Description = "Write every kernel's PTX (sm_80, sm_90) into this folder with manifest.json (the launch " +
+                          "geometry on an NVIDIA GPU): the input of tools/kernel-report/report.sh.",
+        };
+        var filter = new Option<string?>("--filter")
+        {
+            Description = "With --ptx: only kernels whose name contains this text.",
+        };
+        var command = new Command("kernels",
+            "List the library's kernels; with --check, compile each for every GPU target; with --ptx, export PTX.")
+        {
+            check, ptx, filter,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
+            if (parse.GetValue(ptx) is { } directory)
+                return WritePtx(directory, parse.GetValue(filter));
             if (!parse.GetValue(check))
             {
                 Console.Write(Format.Table(["kernel", "grouping"],
@@ -28,6 +40,23 @@ internal static class KernelsCommand
             return Check();
         }));
         return command;
+    }
+
+    /// <summary>Writes the PTX export; 1 when the filter matches no kernel.</summary>
+    private static int WritePtx(string directory, string? filter)
+    {
+        var kernels = KernelRegistry.All
+            .Where(k => filter is null || k.Name.Contains(filter, StringComparison.OrdinalIgnoreCase))
+            .ToList();
+        if (kernels.Count == 0)
+        {
+            Console.Error.WriteLine($"No kernel name contains '{filter}'.");
+            return 1;
+        }
+        var entries = KernelPtxExport.Write(directory, kernels);
+        Console.WriteLine($"wrote {entries.Count} kernels × {KernelPtxExport.Architectures.Count} architectures and " +
+                          $"{KernelPtxExport.ManifestName} to {Path.GetFullPath(directory)}");
+        return 0;
     }
 
     /// <summary>Prints the kernel × target table and returns 0 when everything compiled.</summary>

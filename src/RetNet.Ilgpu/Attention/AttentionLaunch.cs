@@ -38,7 +38,11 @@ internal abstract partial class AttentionLaunch
     public static AttentionLaunch For(RetNetDevice device) =>
         device.RunsOnHost ? Host
         : device.IsCpuSimulator ? BarrierFree
-        : new AutoTiledLaunch(Math.Min(DefaultGroupSize, device.MaxGroupSize));
+        : new AutoTiledLaunch(TiledGroupSize(device.MaxGroupSize));
+
+    /// <summary>Threads per group of the tiled kernels on a device whose groups hold at most
+    /// <paramref name="maxGroupSize"/>.</summary>
+    public static int TiledGroupSize(int maxGroupSize) => Math.Min(DefaultGroupSize, maxGroupSize);
 
     /// <summary>
     /// Every configuration the library can launch on <paramref name="device"/>: the barrier-free kernels, the tiled
@@ -58,7 +62,7 @@ internal abstract partial class AttentionLaunch
     /// </summary>
     public static IReadOnlyList<AttentionLaunch> TiledConfigurations(int maxGroupSize)
     {
-        var full = Math.Min(DefaultGroupSize, maxGroupSize);
+        var full = TiledGroupSize(maxGroupSize);
         return
         [
             Tiled<AttentionTile16>(full), Tiled<AttentionTile16>(7),

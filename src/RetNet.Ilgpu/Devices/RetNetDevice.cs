@@ -61,6 +61,9 @@ public sealed class RetNetDevice : IDisposable
     /// <summary>The largest group the accelerator launches.</summary>
     public int MaxGroupSize => Accelerator.MaxNumThreadsPerGroup;
 
+    /// <summary>What the launch-geometry rules read from this device.</summary>
+    internal LaunchLimits Limits => new(Policy.Class, MaxGroupSize, Accelerator.WarpSize);
+
     /// <summary>
     /// The most threads an implicitly grouped launch uses (see <c>Launch.Spread</c>). On the CPU accelerator, where
     /// every simulated thread costs about a microsecond, a few per core: enough to keep the cores busy when a thread

@@ -35,9 +35,13 @@ internal static class Launch
     /// The largest power of two ≤ min(<paramref name="preferred"/>, the accelerator's group limit): for tree
     /// reductions in shared memory, which need a power-of-two group.
     /// </summary>
-    public static int PowerOfTwoGroup(Devices.RetNetDevice device, int preferred)
+    public static int PowerOfTwoGroup(Devices.RetNetDevice device, int preferred) =>
+        PowerOfTwoGroup(device.MaxGroupSize, preferred);
+
+    /// <summary>The largest power of two ≤ min(<paramref name="preferred"/>, <paramref name="maxGroupSize"/>).</summary>
+    public static int PowerOfTwoGroup(int maxGroupSize, int preferred)
     {
-        var limit = Math.Min(preferred, device.MaxGroupSize);
+        var limit = Math.Min(preferred, maxGroupSize);
         var size = 1;
         while (size * 2 <= limit)
             size *= 2;

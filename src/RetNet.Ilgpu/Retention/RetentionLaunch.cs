@@ -51,7 +51,11 @@ internal abstract partial class RetentionLaunch
     public static RetentionLaunch For(RetNetDevice device) =>
         device.RunsOnHost ? Host
         : device.IsCpuSimulator ? BarrierFree
-        : new AutoTiledLaunch(Math.Min(DefaultGroupSize, device.MaxGroupSize));
+        : new AutoTiledLaunch(TiledGroupSize(device.MaxGroupSize));
+
+    /// <summary>Threads per group of the tiled kernels on a device whose groups hold at most
+    /// <paramref name="maxGroupSize"/>.</summary>
+    public static int TiledGroupSize(int maxGroupSize) => Math.Min(DefaultGroupSize, maxGroupSize);
 
     /// <summary>
     /// Every configuration the library can launch on <paramref name="device"/>: the barrier-free kernels, the tiled
@@ -71,7 +75,7 @@ internal abstract partial class RetentionLaunch
     /// </summary>
     public static IReadOnlyList<RetentionLaunch> TiledConfigurations(int maxGroupSize)
     {
-        var full = Math.Min(DefaultGroupSize, maxGroupSize);
+        var full = TiledGroupSize(maxGroupSize);
         return
         [
             Tiled<RetentionTile16>(full), Tiled<RetentionTile16>(7),

@@ -98,8 +98,7 @@ public static class CrossEntropy
                 var kernel = device.Kernel(CrossEntropyKernels.RowPerGroup, accelerator =>
                     accelerator.LoadKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int,
                         int, float>(CrossEntropyKernels.RowPerGroup));
-                var config = new KernelConfig(rows, launch.GroupSize,
-                    SharedMemoryConfig.RequestDynamic<float>(2 * launch.GroupSize));
+                var config = new KernelConfig(rows, launch.GroupSize, launch.SharedMemory);
                 kernel(device.Stream, config, logits.View, targets.View, dLogits.View, rowLosses.View, classes,
                     ignoreIndex, rowScale);
             }
@@ -156,9 +155,16 @@ internal readonly record struct CrossEntropyLaunch(CrossEntropyForm Form, int Gr
 {
     /// <summary>Row per thread on the CPU accelerator; otherwise 256-thread groups (a vocabulary of 50k classes gives
     /// each thread ~200 coalesced elements, and N rows give N groups).</summary>
-    public static CrossEntropyLaunch For(RetNetDevice device) => device.IsCpuSimulator
+    public static CrossEntropyLaunch For(RetNetDevice device) => For(device.Limits);
+
+    /// <summary>The launch <see cref="For(RetNetDevice)"/> gives a device with <paramref name="limits"/>.</summary>
+    public static CrossEntropyLaunch For(LaunchLimits limits) => limits.IsCpuAccelerator
         ? new(CrossEntropyForm.RowPerThread, 1)
-        : new(CrossEntropyForm.RowPerGroup, Launch.PowerOfTwoGroup(device, 256));
+        : new(CrossEntropyForm.RowPerGroup, Launch.PowerOfTwoGroup(limits.MaxGroupSize, 256));
+
+    /// <summary>The dynamic shared memory of <see cref="CrossEntropyForm.RowPerGroup"/>: two floats per thread (the
+    /// running maximum and the sum of exponentials reduce side by side).</summary>
+    public SharedMemoryConfig SharedMemory => SharedMemoryConfig.RequestDynamic<float>(2 * GroupSize);
 
     /// <summary>Rejects a group size the tree cannot run with.</summary>
     public void Validate(RetNetDevice device)

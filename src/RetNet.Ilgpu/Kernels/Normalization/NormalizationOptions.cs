@@ -15,7 +15,7 @@ internal enum NormalizationForm
 /// <summary>
 /// The launch configuration of a normalisation: the row-kernel form, its group size (a power of two, used by
 /// <see cref="NormalizationForm.GroupPerRow"/>) and the rows per chunk of the first pass of the weight and bias
-/// gradients. Library calls use <see cref="For"/>; tests pass every configuration explicitly.
+/// gradients. Library calls use <see cref="For(RetNetDevice, int)"/>; tests pass every configuration explicitly.
 /// </summary>
 internal readonly record struct NormalizationOptions(NormalizationForm Form, int GroupSize, int ChunkRows)
 {
@@ -36,15 +36,18 @@ internal readonly record struct NormalizationOptions(NormalizationForm Form, int
     /// the CPU simulator; elsewhere one group per row, sized to the row (next power of two) up to
     /// <see cref="PreferredGroupSize"/> and the device limit.
     /// </summary>
-    public static NormalizationOptions For(RetNetDevice device, int dim)
+    public static NormalizationOptions For(RetNetDevice device, int dim) => For(device.Limits, dim);
+
+    /// <summary>The configuration <see cref="For(RetNetDevice, int)"/> gives a device with <paramref name="limits"/>.</summary>
+    public static NormalizationOptions For(LaunchLimits limits, int dim)
     {
-        if (device.IsCpuSimulator)
+        if (limits.IsCpuAccelerator)
             return new NormalizationOptions(NormalizationForm.ThreadPerRow, 1, DefaultChunkRows);
         var rowFit = 1;
         while (rowFit < dim && rowFit < PreferredGroupSize)
             rowFit *= 2;
         return new NormalizationOptions(
-            NormalizationForm.GroupPerRow, Launch.PowerOfTwoGroup(device, rowFit), DefaultChunkRows);
+            NormalizationForm.GroupPerRow, Launch.PowerOfTwoGroup(limits.MaxGroupSize, rowFit), DefaultChunkRows);
     }
 
     /// <summary>Rejects a group size that is not a power of two within the device limit, or chunks under one row.</summary>

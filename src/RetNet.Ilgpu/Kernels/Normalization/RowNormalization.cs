@@ -229,7 +229,8 @@ internal static class RowNormalization
         sum(device.Stream, columns.Threads, partial, gradient.View, chunks, dim, columns);
     }
 
-    private static KernelConfig GroupPerRow(int rows, int groupSize) =>
+    /// <summary>The launch of the group-per-row kernels: one group per row, one float of shared memory per thread.</summary>
+    internal static KernelConfig GroupPerRow(int rows, int groupSize) =>
         new(rows, groupSize, SharedMemoryConfig.RequestDynamic<float>(groupSize));
 
     private static NormalizationOptions Resolve(NormalizationOptions? options, RetNetDevice device, int dim)

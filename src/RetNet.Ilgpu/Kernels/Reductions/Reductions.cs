@@ -93,7 +93,7 @@ public static class Reductions
         using var partials = Tensor.Uninitialized(device, Math.Max(partialCount, 1));
         var first = device.Kernel(ReductionKernels.Reduce<TFirst>, LoadReduce<TFirst>);
         var second = device.Kernel(ReductionKernels.Reduce<TSecond>, LoadReduce<TSecond>);
-        var shared = SharedMemoryConfig.RequestDynamic<float>(launch.GroupSize);
+        var shared = launch.SharedMemory;
 
         var offset = 0;
         for (var k = 0; k < inputs.Count; k++)
@@ -189,9 +189,15 @@ internal readonly record struct ReductionLaunch(int GroupSize, int MaxGroups)
     /// 256-thread groups, up to 1024 of them, on real devices. On the CPU accelerator few groups: every group pays its
     /// own barrier rounds there, while the per-thread loop is cheap and compensated.
     /// </summary>
-    public static ReductionLaunch For(RetNetDevice device) => device.IsCpuSimulator
-        ? new(Launch.PowerOfTwoGroup(device, 16), 8)
-        : new(Launch.PowerOfTwoGroup(device, 256), 1024);
+    public static ReductionLaunch For(RetNetDevice device) => For(device.Limits);
+
+    /// <summary>The shape <see cref="For(RetNetDevice)"/> gives a device with <paramref name="limits"/>.</summary>
+    public static ReductionLaunch For(LaunchLimits limits) => limits.IsCpuAccelerator
+        ? new(Launch.PowerOfTwoGroup(limits.MaxGroupSize, 16), 8)
+        : new(Launch.PowerOfTwoGroup(limits.MaxGroupSize, 256), 1024);
+
+    /// <summary>The dynamic shared memory of both passes: one float per thread for the tree.</summary>
+    public SharedMemoryConfig SharedMemory => SharedMemoryConfig.RequestDynamic<float>(GroupSize);
 
     /// <summary>First-pass groups for <paramref name="length"/> elements: one element per thread at least, at most
     /// <see cref="MaxGroups"/>; none for an empty input.</summary>

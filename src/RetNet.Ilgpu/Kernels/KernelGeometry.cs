@@ -1,0 +1,63 @@
+using ILGPU;
+using RetNet.Ilgpu.Attention;
+using RetNet.Ilgpu.Devices;
+using RetNet.Ilgpu.Kernels.CrossEntropy;
+using RetNet.Ilgpu.Kernels.Gemm;
+using RetNet.Ilgpu.Kernels.Normalization;
+using RetNet.Ilgpu.Kernels.Reductions;
+using RetNet.Ilgpu.Retention;
+
+namespace RetNet.Ilgpu.Kernels;
+
+/// <summary>The group shape one kernel is launched with on a device.</summary>
+/// <param name="ThreadsPerGroup">Threads per group of an explicitly grouped kernel; null for an implicitly grouped
+/// one (the accelerator picks its group size when the kernel is loaded) and for an explicit kernel without a rule
+/// here.</param>
+/// <param name="DynamicSharedBytes">Dynamic shared memory requested per group, in bytes.</param>
+/// <param name="Rule">Where the numbers come from, in words.</param>
+internal sealed record KernelGeometry(int? ThreadsPerGroup, int DynamicSharedBytes, string Rule)
+{
+    /// <summary>
+    /// The geometry the launchers give <paramref name="kernel"/> on a device with <paramref name="limits"/>. Each case
+    /// calls the rule its launcher calls, so the two cannot drift apart; an explicit kernel that no case knows gets a
+    /// null thread count (the kernel report shows it as unknown and a test fails until a case is added).
+    /// </summary>
+    public static KernelGeometry For(KernelDescriptor kernel, LaunchLimits limits)
+    {
+        if (kernel.Grouping == KernelGrouping.Implicit)
+            return new(null, 0, "implicit: the accelerator picks the group size when it loads the kernel");
+        var method = kernel.Method;
+        var type = method.DeclaringType!;
+        var tile = method.IsGenericMethod ? method.GetGenericArguments()[0] : null;
+        return (type.Name, method.Name) switch
+        {
+            (nameof(GemmKernels), nameof(GemmKernels.Tiled)) => Of(
+                Gemm.Gemm.TiledConfig((IGemmTile)Activator.CreateInstance(tile!)!, new GemmShape(1, 1, 1, 1)),
+                "Gemm.TiledConfig: one thread per 4×4 block of the tile"),
+            (nameof(RetentionKernels), nameof(RetentionKernels.CausalTiled) or nameof(RetentionKernels.StatesTiled)) =>
+                new(RetentionLaunch.TiledGroupSize(limits.MaxGroupSize), 0, "RetentionLaunch.TiledGroupSize"),
+            (nameof(AttentionKernels), nameof(AttentionKernels.ForwardTiled) or nameof(AttentionKernels.QueryGradientTiled)
+                or nameof(AttentionKernels.KeyValueGradientTiled)) =>
+                new(AttentionLaunch.TiledGroupSize(limits.MaxGroupSize), 0, "AttentionLaunch.TiledGroupSize"),
+            (nameof(NormalizationKernels), nameof(NormalizationKernels.ForwardGroup)
+                or nameof(NormalizationKernels.BackwardGroup)) => Of(
+                RowNormalization.GroupPerRow(1, NormalizationOptions.For(limits,
+                    NormalizationOptions.PreferredGroupSize).GroupSize),
+                $"NormalizationOptions.For, rows of ≥ {NormalizationOptions.PreferredGroupSize} elements"),
+            (nameof(ReductionKernels), nameof(ReductionKernels.Reduce)) => Of(
+                ReductionLaunch.For(limits), "ReductionLaunch.For"),
+            (nameof(CrossEntropyKernels), nameof(CrossEntropyKernels.RowPerGroup)) => Of(
+                CrossEntropyLaunch.For(limits), "CrossEntropyLaunch.For"),
+            _ => new(null, 0, "unknown: no launch rule for this explicitly grouped kernel in KernelGeometry.For"),
+        };
+    }
+
+    private static KernelGeometry Of(KernelConfig config, string rule) =>
+        new(config.GroupDim.Size, config.SharedMemoryConfig.ArraySize, rule);
+
+    private static KernelGeometry Of(ReductionLaunch launch, string rule) =>
+        new(launch.GroupSize, launch.SharedMemory.ArraySize, rule);
+
+    private static KernelGeometry Of(CrossEntropyLaunch launch, string rule) =>
+        new(launch.GroupSize, launch.SharedMemory.ArraySize, rule);
+}
