@@ -44,11 +44,17 @@ internal static class BenchCommand
         var chunk = new Option<int>("--chunk-size") { Description = "Chunk size of the chunkwise form.", DefaultValueFactory = _ => ForwardMode.DefaultChunkSize };
         var steps = new Option<int>("--steps") { Description = "Timed steps per length.", DefaultValueFactory = _ => 3 };
         var checkpoint = new Option<bool>("--checkpoint-activations") { Description = "Keep only block inputs; recompute in backward." };
+        var computeType = new Option<string>("--dtype")
+        {
+            Description = "The type the passes read the weight matrices in: fp32, or bf16/fp16 copies of the fp32 master " +
+                          "weights (mixed precision; gradients, activations and AdamW stay fp32).",
+            DefaultValueFactory = _ => "fp32",
+        };
         var plot = Plot();
         var command = new Command("train",
             "Median time, tokens/s and peak device bytes of one optimiser step (training pass, clipping, AdamW) per sequence length.")
         {
-            device, json, architecture, preset, seqLens, batch, form, chunk, steps, checkpoint, plot,
+            device, json, architecture, preset, seqLens, batch, form, chunk, steps, checkpoint, computeType, plot,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -62,11 +68,14 @@ internal static class BenchCommand
                 Mode = parse.GetValue(form) == "parallel" ? ForwardMode.Parallel : ForwardMode.Chunkwise(parse.GetValue(chunk)),
                 Steps = parse.GetValue(steps),
                 CheckpointActivations = parse.GetValue(checkpoint),
+                ComputeType = ParseWeightTypes(parse.GetValue(computeType) ?? "") is [var single] ? single
+                    : throw new ArgumentException("--dtype: expected one of fp32, bf16, fp16."),
             };
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             Console.WriteLine($"model: {string.Join(", ", options.Architectures)} {parse.GetValue(preset)} " +
                               $"(d={options.Config.EmbedDim}, {options.Config.Layers} layers), batch {options.Batch}, " +
-                              $"{options.Mode}" + (options.CheckpointActivations ? ", activations checkpointed" : ""));
+                              $"{options.Mode}, weights read as {TensorDTypes.Name(options.ComputeType)}" +
+                              (options.CheckpointActivations ? ", activations checkpointed" : ""));
             if (options.Architectures.Contains(DecodeBenchmarkOptions.Transformer))
             {
                 var transformer = TransformerConfig.Matching(options.Config);
@@ -108,6 +117,7 @@ internal static class BenchCommand
                 tokensPerSecond = r.TokensPerSecond,
                 peakBytes = r.PeakBytes,
                 linearGflops = r.LinearGflops,
+                dtype = TensorDTypes.Name(r.ComputeType),
                 device = opened.Description.Name,
             }));
             return Finish(interrupted, results.Count);

@@ -42,6 +42,12 @@ internal static class TrainCommands
         {
             Description = "Keep only each block's input and recompute its activations in the backward pass.",
         };
+        var computeType = new Option<string>("--dtype")
+        {
+            Description = "Read the weight matrices in the passes as fp32, or as bf16/fp16 copies of the fp32 master " +
+                          "weights (mixed precision; gradients, activations and AdamW stay fp32).",
+            DefaultValueFactory = _ => defaults.DType,
+        };
         var evalEvery = new Option<int>("--eval-every") { Description = "Evaluate on --val-data every N steps (0: at the end).", DefaultValueFactory = _ => 0 };
         var saveEvery = new Option<int>("--save-every") { Description = "Checkpoint every N steps (0: at the end).", DefaultValueFactory = _ => 0 };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the window sampler.", DefaultValueFactory = _ => 0 };
@@ -52,7 +58,7 @@ internal static class TrainCommands
         {
             model, resume, data, validation, output, tokenizer, steps, stopAfter, batch, seqLen, accumulation, rate,
             warmup, schedule, minRatio, decay, betas, eps, clip, form, chunk, checkpointActivations, evalEvery, saveEvery,
-            seed, log, device,
+            seed, log, device, computeType,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -82,6 +88,7 @@ internal static class TrainCommands
                     Beta2 = beta2, Eps = parse.GetValue(eps), Clip = parse.GetValue(clip),
                     Form = parse.GetValue(form) ?? "chunkwise", ChunkSize = parse.GetValue(chunk),
                     CheckpointActivations = parse.GetValue(checkpointActivations),
+                    DType = (parse.GetValue(computeType) ?? "fp32").ToLowerInvariant(),
                     EvalEvery = parse.GetValue(evalEvery), SaveEvery = parse.GetValue(saveEvery),
                     Seed = parse.GetValue(seed), Tokenizer = parse.GetValue(tokenizer) ?? "auto",
                     Data = TokenDataset.ParsePathList(parse.GetValue(data) ?? ""),
@@ -109,7 +116,8 @@ internal static class TrainCommands
         using var log = logPath is null ? null : new StreamWriter(logPath, append: true);
         Console.WriteLine($"training {trainer.Model.ParameterCount:N0} parameters on {trainer.TrainingTokens:N0} tokens: " +
                           $"{s.Steps} steps of {s.GradAccum}×{s.Batch}×{s.SeqLen} tokens, " +
-                          $"{(trainer.Model.Architecture == "retnet" ? s.Mode.ToString() : trainer.Model.Architecture)}, lr {s.LearningRate} " +
+                          $"{(trainer.Model.Architecture == "retnet" ? s.Mode.ToString() : trainer.Model.Architecture)}, " +
+                          $"weights read as {s.DType}, lr {s.LearningRate} " +
                           $"({s.Schedule}, warm-up {s.Warmup}), checkpoints in {trainer.OutputFolder}");
         double seconds = 0;
         long tokens = 0;

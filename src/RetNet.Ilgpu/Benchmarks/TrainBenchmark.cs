@@ -20,8 +20,11 @@ namespace RetNet.Ilgpu.Benchmarks;
 /// model multiplies by, the output projection included, the embedding gather not) · tokens / time, the usual
 /// forward + backward estimate. The token mixer's own products (retention, attention) are not counted, so the two
 /// models are compared on the same measure; NaN when not measured.</param>
+/// <param name="ComputeType">The type the passes read the weight matrices in (fp32, or 16-bit copies of the fp32
+/// masters: mixed precision).</param>
 public sealed record TrainBenchmarkResult(string Model, string Form, int Batch, int SeqLen, double MsPerStep,
-    double TokensPerSecond, long PeakBytes, double LinearGflops = double.NaN);
+    double TokensPerSecond, long PeakBytes, double LinearGflops = double.NaN,
+    TensorDType ComputeType = TensorDType.Float32);
 
 /// <summary>What <see cref="TrainBenchmark.Run"/> measures.</summary>
 public sealed record TrainBenchmarkOptions
@@ -47,6 +50,10 @@ public sealed record TrainBenchmarkOptions
 
     /// <summary>Timed steps per length (the median is reported) after one untimed step.</summary>
     public int Steps { get; init; } = 3;
+
+    /// <summary>The type the forward and backward passes read the weight matrices in: fp32, or bf16/fp16 copies of the
+    /// fp32 master weights (mixed precision, as <c>retnet train --dtype</c> runs it).</summary>
+    public TensorDType ComputeType { get; init; } = TensorDType.Float32;
 
     /// <summary>Seed of the weights and the random tokens.</summary>
     public int Seed { get; init; }
@@ -84,6 +91,9 @@ public static class TrainBenchmark
         if (options.Mode.Form == RetentionForm.Recurrent)
             throw new ArgumentException("Argument 'options' has the recurrent form; training runs parallel or chunkwise.",
                 nameof(options));
+        if (!Enum.IsDefined(options.ComputeType))
+            throw new ArgumentException($"Argument 'options' has compute type {options.ComputeType}; expected Float32, " +
+                                        "Float16 or BFloat16.", nameof(options));
         var results = new List<TrainBenchmarkResult>();
         foreach (var architecture in options.Architectures)
         {
@@ -93,30 +103,33 @@ public static class TrainBenchmark
             {
                 using var transformer = TransformerModel.Create(device, TransformerConfig.Matching(options.Config),
                     options.Seed);
+                transformer.UseComputeType(options.ComputeType);
                 using var transformerGradients = TransformerGradients.Zeros(transformer);
                 Measure(device, options, architecture, "attention", transformer.Config.VocabSize,
                     transformer.Parameters, transformerGradients.Tensors, transformerGradients.Zero,
-                    windows => transformer.ForwardBackward(windows, transformerGradients), results, progress,
-                    cancellationToken);
+                    windows => transformer.ForwardBackward(windows, transformerGradients),
+                    transformer.RefreshComputeWeights, results, progress, cancellationToken);
             }
             else
             {
                 using var model = RetNetModel.Create(device, options.Config, options.Seed);
+                model.UseComputeType(options.ComputeType);
                 using var gradients = ModelGradients.Zeros(model);
                 Measure(device, options, architecture, options.Mode.ToString(), model.Config.VocabSize,
                     model.Parameters, gradients.Tensors, gradients.Zero,
                     windows => model.ForwardBackward(windows, gradients, options.Mode,
-                        checkpointActivations: options.CheckpointActivations), results, progress, cancellationToken);
+                        checkpointActivations: options.CheckpointActivations), model.RefreshComputeWeights, results,
+                    progress, cancellationToken);
             }
         }
         return results;
     }
 
     /// <summary>Times optimiser steps of one model at every length: zero the gradients, the training pass, the global
-    /// gradient norm, AdamW.</summary>
+    /// gradient norm, AdamW, the refresh of mixed precision's 16-bit copies.</summary>
     private static void Measure(RetNetDevice device, TrainBenchmarkOptions options, string architecture, string form,
         int vocabulary, IReadOnlyDictionary<string, Tensor> parameters, IReadOnlyDictionary<string, Tensor> gradients,
-        Action zero, Action<int[,]> trainingPass, List<TrainBenchmarkResult> results,
+        Action zero, Action<int[,]> trainingPass, Action refresh, List<TrainBenchmarkResult> results,
         Action<TrainBenchmarkResult>? progress, CancellationToken cancellationToken)
     {
         var names = parameters.Keys.ToArray();
@@ -138,6 +151,7 @@ public static class TrainBenchmark
                 trainingPass(windows);
                 var norm = GradientClipping.GlobalNorm(names.Select(n => gradients[n]).ToList());
                 optimizer.Step(gradients, 1e-4, GradientClipping.ClipScale(norm, 1.0));
+                refresh();
                 device.Synchronize();
             }
             Step();
@@ -153,7 +167,7 @@ public static class TrainBenchmark
             var median = times[times.Length / 2];
             var tokensPerSecond = options.Batch * seqLen / (median / 1000);
             var result = new TrainBenchmarkResult(architecture, form, options.Batch, seqLen, median, tokensPerSecond,
-                device.Memory.PeakBytes, linearFlopsPerToken * tokensPerSecond / 1e9);
+                device.Memory.PeakBytes, linearFlopsPerToken * tokensPerSecond / 1e9, options.ComputeType);
             results.Add(result);
             progress?.Invoke(result);
         }

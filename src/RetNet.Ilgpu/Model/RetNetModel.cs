@@ -28,11 +28,12 @@ public sealed partial class RetNetModel : ILanguageModel
 {
     private readonly Dictionary<string, Tensor> parameters;
     private readonly RetentionConstants constants;
-    private readonly RetNetBlock[] blocks;
-    private readonly Tensor embedding;
-    private readonly Tensor? embeddingNorm;
-    private readonly Tensor? finalNorm;
-    private readonly Tensor outputWeight;
+    private RetNetBlock[] blocks = [];
+    private Tensor embedding = null!;
+    private Tensor? embeddingNorm;
+    private Tensor? finalNorm;
+    private Tensor outputWeight = null!;
+    private ComputeWeights? computeWeights;
     private bool disposed;
 
     private RetNetModel(RetNetDevice device, RetNetConfig config, Dictionary<string, Tensor> parameters,
@@ -44,14 +45,22 @@ public sealed partial class RetNetModel : ILanguageModel
         Notices = notices;
         this.parameters = parameters;
         this.constants = constants;
-        embedding = parameters["embed_tokens.weight"];
-        embeddingNorm = config.LayerNormEmbedding ? parameters["layernorm_embedding.weight"] : null;
-        finalNorm = config.NormalizeBefore ? parameters["layer_norm.weight"] : null;
-        outputWeight = config.ShareInputOutputEmbed ? embedding : parameters["output_projection.weight"];
+        Bind(name => parameters[name]);
+    }
+
+    /// <summary>Points the layers at the tensors <paramref name="weight"/> names: the parameters themselves, or
+    /// mixed precision's compute copies.</summary>
+    private void Bind(Func<string, Tensor> weight)
+    {
+        var config = Config;
+        embedding = weight("embed_tokens.weight");
+        embeddingNorm = config.LayerNormEmbedding ? weight("layernorm_embedding.weight") : null;
+        finalNorm = config.NormalizeBefore ? weight("layer_norm.weight") : null;
+        outputWeight = config.ShareInputOutputEmbed ? embedding : weight("output_projection.weight");
         blocks = new RetNetBlock[config.Layers];
         for (var i = 0; i < config.Layers; i++)
         {
-            Tensor P(string name) => parameters[$"layers.{i}.{name}"];
+            Tensor P(string name) => weight($"layers.{i}.{name}");
             var retention = new MultiScaleRetention(P("retention.q_proj.weight"), P("retention.k_proj.weight"),
                 P("retention.v_proj.weight"), P("retention.g_proj.weight"), P("retention.out_proj.weight"), constants,
                 $"layers.{i}.retention.");
@@ -444,8 +453,36 @@ public sealed partial class RetNetModel : ILanguageModel
             return;
         disposed = true;
         trainingWorkspace?.Dispose();
+        computeWeights?.Dispose();
         foreach (var p in parameters.Values)
             p.Dispose();
         constants.Dispose();
     }
+
+    /// <summary>The type the passes read the weight matrices in: <see cref="WeightType"/>, or the type of mixed
+    /// precision's compute copies while <see cref="UseComputeType"/> has set one.</summary>
+    internal TensorDType ComputeType => computeWeights?.Type ?? WeightType;
+
+    /// <summary>
+    /// Mixed precision: from now on the passes read 16-bit copies of the fp32 matrices (<paramref name="type"/>), or the
+    /// matrices themselves again for <see cref="TensorDType.Float32"/>. Call <see cref="RefreshComputeWeights"/> after
+    /// every update of the parameters.
+    /// </summary>
+    /// <exception cref="ArgumentException">The model's own weights are not fp32.</exception>
+    internal void UseComputeType(TensorDType type)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        computeWeights?.Dispose();
+        computeWeights = null;
+        if (type != TensorDType.Float32)
+            computeWeights = new ComputeWeights(parameters, type);
+        var copies = computeWeights;
+        Bind(copies is null ? name => parameters[name] : name => copies[name]);
+    }
+
+    /// <summary>Rounds the updated fp32 parameters into the compute copies (nothing without them).</summary>
+    internal void RefreshComputeWeights() => computeWeights?.Refresh();
+
+    /// <summary>Bytes of the compute copies (0 without them).</summary>
+    internal long ComputeWeightBytes => computeWeights?.Bytes ?? 0;
 }

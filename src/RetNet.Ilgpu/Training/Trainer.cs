@@ -85,6 +85,14 @@ public sealed record TrainingSettings
     /// <summary>byte, gpt2, or auto (from the vocabulary size), for text data.</summary>
     [JsonPropertyName("tokenizer")] public string Tokenizer { get; init; } = "auto";
 
+    /// <summary>The type the forward and backward passes read the weight matrices in: fp32, or bf16/fp16 copies of the
+    /// fp32 master weights (mixed precision; the optimiser, gradients and activations stay fp32).</summary>
+    [JsonPropertyName("dtype")] public string DType { get; init; } = "fp32";
+
+    /// <summary><see cref="DType"/> parsed.</summary>
+    [JsonIgnore]
+    public TensorDType ComputeType => TensorDTypes.Parse(DType);
+
     /// <summary>The retention form as a <see cref="ForwardMode"/>.</summary>
     [JsonIgnore]
     public ForwardMode Mode => Form == "parallel" ? ForwardMode.Parallel : ForwardMode.Chunkwise(ChunkSize);
@@ -124,6 +132,8 @@ public sealed record TrainingSettings
             problems.Add($"--eval-every {EvalEvery} / --save-every {SaveEvery}; expected ≥ 0");
         if (Data.Count == 0)
             problems.Add("--data names no file");
+        if (!TensorDTypes.Names.Contains(DType))
+            problems.Add($"--dtype is '{DType}'; expected {string.Join(", ", TensorDTypes.Names)}");
         try
         {
             LearningRateSchedule.Parse(Schedule);
@@ -196,7 +206,7 @@ public sealed class Trainer : IDisposable
         this.tokenizer = tokenizer;
         this.sampler = sampler;
         order = model.Parameters.Keys.ToArray();
-        pass = TrainingPass.For(model);
+        pass = TrainingPass.For(model, settings.ComputeType);
         optimizer = new AdamW(order.Select(name => new OptimizedParameter(name, model.Parameters[name],
                 AdamW.DecaysByDefault(name, model.Parameters[name].Rank))).ToList(),
             new AdamWOptions(settings.Beta1, settings.Beta2, settings.Eps, settings.WeightDecay));
@@ -351,6 +361,7 @@ public sealed class Trainer : IDisposable
         var scale = GradientClipping.ClipScale(norm, Settings.Clip);
         var rate = schedule.At(Step + 1);
         optimizer.Step(pass.Gradients, rate, scale);
+        pass.RefreshComputeWeights();
         Model.Device.Synchronize();
         Step++;
         return new TrainingStep(Step, loss, rate, norm, (long)accumulation * Settings.Batch * Settings.SeqLen,
@@ -458,12 +469,18 @@ internal sealed class TrainingPass : IDisposable
 {
     private readonly ParameterGradients gradients;
     private readonly Func<int[,], TrainingSettings, float, float> pass;
+    private readonly Action refresh;
 
-    private TrainingPass(ParameterGradients gradients, Func<int[,], TrainingSettings, float, float> pass)
+    private TrainingPass(ParameterGradients gradients, Func<int[,], TrainingSettings, float, float> pass, Action refresh)
     {
         this.gradients = gradients;
         this.pass = pass;
+        this.refresh = refresh;
     }
+
+    /// <summary>After an optimiser step: rounds the updated fp32 weights into the 16-bit copies the passes read
+    /// (nothing in fp32 training).</summary>
+    public void RefreshComputeWeights() => refresh();
 
     /// <summary>The gradients by weight name.</summary>
     public IReadOnlyDictionary<string, Tensor> Gradients => gradients.Tensors;
@@ -476,23 +493,27 @@ internal sealed class TrainingPass : IDisposable
 
     public void Dispose() => gradients.Dispose();
 
-    /// <summary>The pass of either architecture. The Transformer's attention has one form and keeps its activations,
-    /// so the retention form and checkpointing settings do not apply to it.</summary>
-    public static TrainingPass For(ILanguageModel model)
+    /// <summary>The pass of either architecture, reading the weight matrices as <paramref name="computeType"/> (fp32:
+    /// the weights themselves; bf16/fp16: copies rounded from them). The Transformer's attention has one form and keeps
+    /// its activations, so the retention form and checkpointing settings do not apply to it.</summary>
+    public static TrainingPass For(ILanguageModel model, TensorDType computeType = TensorDType.Float32)
     {
         switch (model)
         {
             case RetNetModel retnet:
             {
+                retnet.UseComputeType(computeType);
                 var gradients = ModelGradients.Zeros(retnet);
                 return new TrainingPass(gradients, (windows, settings, scale) =>
-                    retnet.ForwardBackward(windows, gradients, settings.Mode, scale, settings.CheckpointActivations));
+                    retnet.ForwardBackward(windows, gradients, settings.Mode, scale, settings.CheckpointActivations),
+                    retnet.RefreshComputeWeights);
             }
             case TransformerModel transformer:
             {
+                transformer.UseComputeType(computeType);
                 var gradients = TransformerGradients.Zeros(transformer);
                 return new TrainingPass(gradients, (windows, _, scale) =>
-                    transformer.ForwardBackward(windows, gradients, scale));
+                    transformer.ForwardBackward(windows, gradients, scale), transformer.RefreshComputeWeights);
             }
             default:
                 throw new ArgumentException($"No training pass for {model.Architecture} models.", nameof(model));

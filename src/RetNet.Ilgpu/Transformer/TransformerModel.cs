@@ -21,10 +21,11 @@ public sealed partial class TransformerModel : ILanguageModel
     private readonly Dictionary<string, Tensor> parameters;
     private readonly Tensor angles;
     private readonly Tensor inverseAngles;
-    private readonly Tensor embedding;
-    private readonly Tensor finalNorm;
-    private readonly Tensor outputWeight;
-    private readonly TransformerBlock[] blocks;
+    private Tensor embedding = null!;
+    private Tensor finalNorm = null!;
+    private Tensor outputWeight = null!;
+    private TransformerBlock[] blocks = [];
+    private ComputeWeights? computeWeights;
     private bool disposed;
 
     private TransformerModel(RetNetDevice device, TransformerConfig config, Dictionary<string, Tensor> parameters,
@@ -35,13 +36,21 @@ public sealed partial class TransformerModel : ILanguageModel
         this.parameters = parameters;
         this.angles = angles;
         this.inverseAngles = inverseAngles;
-        embedding = parameters["embed_tokens.weight"];
-        finalNorm = parameters["layer_norm.weight"];
-        outputWeight = config.ShareInputOutputEmbed ? embedding : parameters["output_projection.weight"];
+        Bind(name => parameters[name]);
+    }
+
+    /// <summary>Points the layers at the tensors <paramref name="weight"/> names: the parameters themselves, or
+    /// mixed precision's compute copies.</summary>
+    private void Bind(Func<string, Tensor> weight)
+    {
+        var config = Config;
+        embedding = weight("embed_tokens.weight");
+        finalNorm = weight("layer_norm.weight");
+        outputWeight = config.ShareInputOutputEmbed ? embedding : weight("output_projection.weight");
         blocks = new TransformerBlock[config.Layers];
         for (var i = 0; i < config.Layers; i++)
         {
-            Tensor P(string name) => parameters[$"layers.{i}.{name}"];
+            Tensor P(string name) => weight($"layers.{i}.{name}");
             blocks[i] = new TransformerBlock(P("attention_layer_norm.weight"), P("attention.q_proj.weight"),
                 P("attention.k_proj.weight"), P("attention.v_proj.weight"), P("attention.out_proj.weight"),
                 P("final_layer_norm.weight"),
@@ -405,9 +414,31 @@ public sealed partial class TransformerModel : ILanguageModel
             return;
         disposed = true;
         trainingWorkspace?.Dispose();
+        computeWeights?.Dispose();
         foreach (var p in parameters.Values)
             p.Dispose();
         angles.Dispose();
         inverseAngles.Dispose();
     }
+
+    /// <inheritdoc cref="RetNetModel.ComputeType"/>
+    internal TensorDType ComputeType => computeWeights?.Type ?? WeightType;
+
+    /// <inheritdoc cref="RetNetModel.UseComputeType"/>
+    internal void UseComputeType(TensorDType type)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        computeWeights?.Dispose();
+        computeWeights = null;
+        if (type != TensorDType.Float32)
+            computeWeights = new ComputeWeights(parameters, type);
+        var copies = computeWeights;
+        Bind(copies is null ? name => parameters[name] : name => copies[name]);
+    }
+
+    /// <inheritdoc cref="RetNetModel.RefreshComputeWeights"/>
+    internal void RefreshComputeWeights() => computeWeights?.Refresh();
+
+    /// <inheritdoc cref="RetNetModel.ComputeWeightBytes"/>
+    internal long ComputeWeightBytes => computeWeights?.Bytes ?? 0;
 }
