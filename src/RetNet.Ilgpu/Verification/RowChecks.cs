@@ -1,3 +1,4 @@
+using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Kernels.CrossEntropy;
 using RetNet.Ilgpu.Kernels.Normalization;
@@ -23,7 +24,7 @@ internal static class RowChecks
     public static void Normalization(VerificationContext context)
     {
         var device = context.Device;
-        var largest = Launch.PowerOfTwoGroup(device, NormalizationOptions.PreferredGroupSize);
+        var largest = Launch.PowerOfTwoGroup(device, DevicePolicy.PreferredReductionGroup);
         NormalizationOptions[] configurations =
         [
             new(NormalizationForm.ThreadPerRow, 1, NormalizationOptions.DefaultChunkRows),

@@ -150,6 +150,15 @@ internal static class RowNormalization
             kernel(device.Stream, GroupPerRow(rows, launch.GroupSize), x.View, weightView, biasView, yView, meanView,
                 rstdView, epsScaleView, dim, eps, flags);
         }
+        else if (launch.Form == NormalizationForm.SubGroupPerRow)
+        {
+            var kernel = device.Kernel(NormalizationKernels.ForwardSubGroup<TKind>, accelerator =>
+                accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, int>(
+                    NormalizationKernels.ForwardSubGroup<TKind>));
+            kernel(device.Stream, SubGroupPerRow(rows, launch.GroupSize), x.View, weightView, biasView, yView,
+                meanView, rstdView, epsScaleView, dim, eps, flags);
+        }
         else
         {
             var kernel = device.Kernel(NormalizationKernels.ForwardRow<TKind>, accelerator =>
@@ -177,6 +186,14 @@ internal static class RowNormalization
                     ArrayView<float>, ArrayView<float>, int, int>(NormalizationKernels.BackwardGroup<TKind>));
             kernel(device.Stream, GroupPerRow(rows, launch.GroupSize), x.View, weightView, dy.View, dx.View, meanView,
                 rstd.View, dim, flags);
+        }
+        else if (launch.Form == NormalizationForm.SubGroupPerRow)
+        {
+            var kernel = device.Kernel(NormalizationKernels.BackwardSubGroup<TKind>, accelerator =>
+                accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, int, int>(NormalizationKernels.BackwardSubGroup<TKind>));
+            kernel(device.Stream, SubGroupPerRow(rows, launch.GroupSize), x.View, weightView, dy.View, dx.View,
+                meanView, rstd.View, dim, flags);
         }
         else
         {
@@ -230,7 +247,10 @@ internal static class RowNormalization
     }
 
     private static KernelConfig GroupPerRow(int rows, int groupSize) =>
-        new(rows, groupSize, SharedMemoryConfig.RequestDynamic<float>(groupSize));
+        new(rows, groupSize, SharedMemoryConfig.RequestDynamic<float>(TreeGroupSum.SharedFloats(groupSize)));
+
+    private static KernelConfig SubGroupPerRow(int rows, int groupSize) =>
+        new(rows, groupSize, SharedMemoryConfig.RequestDynamic<float>(SubGroupSum.SharedFloats(groupSize)));
 
     private static NormalizationOptions Resolve(NormalizationOptions? options, RetNetDevice device, int dim)
     {
