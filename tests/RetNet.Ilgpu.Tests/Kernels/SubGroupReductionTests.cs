@@ -16,6 +16,7 @@ public sealed class SubGroupReductionTests(DeviceFixture fixture)
 {
     private const int Ignore = CrossEntropy.DefaultIgnoreIndex;
     private const float Eps = 1e-5f;
+    private const int Preferred = DevicePolicy.PreferredReductionGroup;
     private readonly RetNetDevice device = fixture.Device;
 
     public static TheoryData<int> RowLengths => [1, 3, 37, 1000];
@@ -30,31 +31,54 @@ public sealed class SubGroupReductionTests(DeviceFixture fixture)
         foreach (var maxGroup in new[] { 64, 256, 1024 })
             foreach (var rowLength in new[] { 1, 3, 37, 1000, int.MaxValue })
             {
-                var size = DevicePolicy.ReductionGroupSize(GroupReduction.SubGroups, subGroup, maxGroup, rowLength);
+                var size = DevicePolicy.ReductionGroupSize(GroupReduction.SubGroups, subGroup, maxGroup, rowLength,
+                    Preferred);
                 var what = $"sub-group {subGroup}, limit {maxGroup}, row {rowLength}: {size}";
                 Assert.True(size > 0 && size % subGroup == 0 && size <= maxGroup, what);
                 Assert.True(size <= Math.Max(subGroup, DevicePolicy.PreferredReductionGroup), what);
                 Assert.True(size >= Math.Min(rowLength, Math.Min(maxGroup, DevicePolicy.PreferredReductionGroup)),
                     $"{what}: smaller than the row needs");
-                var tree = DevicePolicy.ReductionGroupSize(GroupReduction.SharedMemoryTree, subGroup, maxGroup, rowLength);
+                var tree = DevicePolicy.ReductionGroupSize(GroupReduction.SharedMemoryTree, subGroup, maxGroup,
+                    rowLength, Preferred);
                 Assert.True(tree > 0 && (tree & (tree - 1)) == 0 && tree <= maxGroup, $"tree {what}");
             }
         // Long rows get the 256-thread group on every GPU: 4 AMD wavefronts, 8 NVIDIA warps, 8–32 Intel sub-groups.
-        Assert.Equal(256, DevicePolicy.ReductionGroupSize(GroupReduction.SubGroups, subGroup, 1024, int.MaxValue));
+        Assert.Equal(256,
+            DevicePolicy.ReductionGroupSize(GroupReduction.SubGroups, subGroup, 1024, int.MaxValue, Preferred));
         // A single-element row still gets one whole sub-group.
-        Assert.Equal(subGroup, DevicePolicy.ReductionGroupSize(GroupReduction.SubGroups, subGroup, 1024, 1));
+        Assert.Equal(subGroup, DevicePolicy.ReductionGroupSize(GroupReduction.SubGroups, subGroup, 1024, 1, Preferred));
+    }
+
+    /// <summary>Each device class with the sub-group sizes and group limits its hardware reports.</summary>
+    [Theory]
+    [InlineData("NVIDIA (CUDA)", 32, 1024, 256)]
+    [InlineData("AMD GCN/CDNA", 64, 256, 256)]
+    [InlineData("AMD RDNA", 32, 1024, 256)]
+    [InlineData("Intel SIMD8", 8, 512, 256)]
+    [InlineData("Intel SIMD16", 16, 1024, 256)]
+    [InlineData("Intel SIMD32", 32, 1024, 256)]
+    [InlineData("CPU accelerator", 4, 16, 16)]
+    public void Policy_gives_each_device_class_whole_sub_groups_for_long_rows(string device, int subGroup,
+        int maxGroup, int expected)
+    {
+        var size = DevicePolicy.ReductionGroupSize(GroupReduction.SubGroups, subGroup, maxGroup, int.MaxValue,
+            Preferred);
+        Assert.True(size == expected && size % subGroup == 0 && size <= maxGroup, $"{device}: {size}");
     }
 
     [Fact]
     public void Policy_refuses_a_sub_group_larger_than_the_device_group_and_sizes_PoCL_to_the_row()
     {
         // Negative control: no group within the limit holds a whole sub-group.
-        Assert.Equal(0, DevicePolicy.ReductionGroupSize(GroupReduction.SubGroups, 64, 32, 1000));
+        Assert.Equal(0, DevicePolicy.ReductionGroupSize(GroupReduction.SubGroups, 64, 32, 1000, Preferred));
         // PoCL's CPU device reports 4096 and makes each work-group one sub-group: the group follows the row, from the
         // smallest local size PoCL runs sub-group built-ins at.
-        Assert.Equal(4, DevicePolicy.ReductionGroupSize(GroupReduction.SubGroups, 4096, 4096, 1));
-        Assert.Equal(64, DevicePolicy.ReductionGroupSize(GroupReduction.SubGroups, 4096, 4096, 37));
-        Assert.Equal(256, DevicePolicy.ReductionGroupSize(GroupReduction.SubGroups, 4096, 4096, 1000));
+        Assert.Equal(4, DevicePolicy.ReductionGroupSize(GroupReduction.SubGroups, 4096, 4096, 1, Preferred));
+        Assert.Equal(64, DevicePolicy.ReductionGroupSize(GroupReduction.SubGroups, 4096, 4096, 37, Preferred));
+        Assert.Equal(256, DevicePolicy.ReductionGroupSize(GroupReduction.SubGroups, 4096, 4096, 1000, Preferred));
+        // With PoCL's own preference (it gets the tree, but an explicit sub-group launch follows the same rule).
+        Assert.Equal(16, DevicePolicy.ReductionGroupSize(GroupReduction.SubGroups, 4096, 4096, 1000,
+            DevicePolicy.PreferredOpenClCpuReductionGroup));
     }
 
     [Fact]
