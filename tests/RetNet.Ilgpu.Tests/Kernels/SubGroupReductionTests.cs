@@ -217,6 +217,32 @@ public sealed class SubGroupReductionTests(DeviceFixture fixture)
     }
 
     [Fact]
+    public void Sub_group_sum_of_squares_of_ten_million_elements_keeps_fp32_precision()
+    {
+        // The built-in's order is the device's: PoCL adds a 256-wide sub-group in an order that lost 3e-6 here before
+        // the sums were split into parts whose totals are exact in any order.
+        const int n = 10_000_000;
+        var x = new float[n];
+        Array.Fill(x, 0.1f);
+        using var tx = Tensor.FromHost(device, x, n);
+        using var result = Tensor.Zeros(device, 1);
+        var expected = ReductionReference.SumOfSquares(x);
+        const double tolerance = 1e-6;
+        var sizes = SubGroupSizes().ToList();
+        foreach (var groupSize in sizes.Count == 0 ? [] : new[] { sizes[^1] })
+        {
+            Reductions.Reduce<SquareSumReduction, SumReduction>([tx], "x", result, 1f,
+                new ReductionLaunch(groupSize, 1024, GroupReduction.SubGroups));
+            Numerics.AssertClose($"G {groupSize}", result.ToHost(), [expected], tolerance);
+        }
+        // Negative control: a plain sequential fp32 sum (addends round to the sum's ulp above 65536).
+        var naive = 0f;
+        foreach (var v in x)
+            naive += v * v;
+        Numerics.AssertRejected(Numerics.Check("sequential fp32 sum", [naive], [expected], tolerance));
+    }
+
+    [Fact]
     public void Sub_group_max_abs_reports_NaN_from_any_lane()
     {
         const int n = 777;
