@@ -289,7 +289,10 @@ def markdown(rows, version_line, command):
         "from ILGPU 1.5.3 when loaded: it calls CUDA's `cuOccupancyMaxPotentialBlockSize` with no dynamic shared memory,",
         "which returns the largest group (in warp steps) that reaches the most resident threads per SM; the report",
         "applies that same search. Shared memory is static (ptxas) + dynamic (the launcher's request) per group.",
-        "Limiter: the per-SM resource that bounds the resident groups (several when they tie).",
+        "Limiter: the per-SM resource that bounds the resident groups (several when they tie). The row reductions",
+        "(normalisations, cross-entropy, `Reduce`) are listed in both variants: on NVIDIA the device policy launches",
+        "the sub-group one; the shared-memory tree is shown with the shape its launcher would give it (the `rule`",
+        "field of kernel-report.json says which variant the policy picks).",
         "",
         "| kernel | threads/group | regs sm_80/sm_90 | spills st/ld B | smem static+dyn B | occ. sm_80 | occ. sm_90 "
         "| limiter sm_80 / sm_90 |",

@@ -24,6 +24,7 @@ public sealed class RetNetDevice : IDisposable
         Description = description;
         CpuExecution = accelerator.AcceleratorType == AcceleratorType.CPU ? cpuExecution : CpuExecution.Auto;
         Policy = new DevicePolicy(this);
+        Limits = LimitsOf(accelerator, Policy.Class);
     }
 
     /// <summary>One-element buffers that stand in for the unused view of a kernel argument that can read either
@@ -61,8 +62,8 @@ public sealed class RetNetDevice : IDisposable
     /// <summary>The largest group the accelerator launches.</summary>
     public int MaxGroupSize => Accelerator.MaxNumThreadsPerGroup;
 
-    /// <summary>What the launch-geometry rules read from this device.</summary>
-    internal LaunchLimits Limits => new(Policy.Class, MaxGroupSize, Accelerator.WarpSize);
+    /// <summary>What the launch-geometry and variant rules read from this device.</summary>
+    internal LaunchLimits Limits { get; }
 
     /// <summary>
     /// The most threads an implicitly grouped launch uses (see <c>Launch.Spread</c>). On the CPU accelerator, where
@@ -88,6 +89,18 @@ public sealed class RetNetDevice : IDisposable
 
     /// <summary>Bytes allocated through the library on this device: current and peak.</summary>
     public MemoryTracker Memory { get; } = new();
+
+    /// <summary>
+    /// The limits of <paramref name="accelerator"/>. Sub-group operations: CUDA always has them (PTX shuffles) and so
+    /// does the CPU accelerator (it emulates warps of <see cref="Accelerator.WarpSize"/> threads); an OpenCL device
+    /// when it has cl_khr_subgroups or cl_intel_subgroups and ILGPU's probe kernel succeeded. ILGPU.Algorithms emits
+    /// sub_group_reduce_add/max without enabling the extension, so a device without it would fail only when the
+    /// OpenCL compiler builds the kernel.
+    /// </summary>
+    private static LaunchLimits LimitsOf(Accelerator accelerator, DeviceClass deviceClass) => new(deviceClass,
+        accelerator.MaxNumThreadsPerGroup, accelerator.WarpSize,
+        SupportsSubGroups: accelerator is not CLAccelerator cl || cl.Capabilities.SubGroups,
+        IsOpenClCpu: accelerator is CLAccelerator { Device.DeviceType: CLDeviceType.CL_DEVICE_TYPE_CPU });
 
     /// <summary>
     /// Opens a device of the requested kind. <see cref="DeviceKind.Auto"/> first honours <c>RETNET_DEVICE</c>, then

@@ -40,14 +40,17 @@ internal sealed record KernelGeometry(int? ThreadsPerGroup, int DynamicSharedByt
                 or nameof(AttentionKernels.KeyValueGradientTiled)) =>
                 new(AttentionLaunch.TiledGroupSize(limits.MaxGroupSize), 0, "AttentionLaunch.TiledGroupSize"),
             (nameof(NormalizationKernels), nameof(NormalizationKernels.ForwardGroup)
-                or nameof(NormalizationKernels.BackwardGroup)) => Of(
-                RowNormalization.GroupPerRow(1, NormalizationOptions.For(limits,
-                    NormalizationOptions.PreferredGroupSize).GroupSize),
-                $"NormalizationOptions.For, rows of ≥ {NormalizationOptions.PreferredGroupSize} elements"),
-            (nameof(ReductionKernels), nameof(ReductionKernels.Reduce)) => Of(
-                ReductionLaunch.For(limits), "ReductionLaunch.For"),
-            (nameof(CrossEntropyKernels), nameof(CrossEntropyKernels.RowPerGroup)) => Of(
-                CrossEntropyLaunch.For(limits), "CrossEntropyLaunch.For"),
+                or nameof(NormalizationKernels.BackwardGroup)) => Normalization(limits, GroupReduction.SharedMemoryTree),
+            (nameof(NormalizationKernels), nameof(NormalizationKernels.ForwardSubGroup)
+                or nameof(NormalizationKernels.BackwardSubGroup)) => Normalization(limits, GroupReduction.SubGroups),
+            (nameof(ReductionKernels), nameof(ReductionKernels.Reduce)) =>
+                Reduction(limits, GroupReduction.SharedMemoryTree),
+            (nameof(ReductionKernels), nameof(ReductionKernels.ReduceSubGroup)) =>
+                Reduction(limits, GroupReduction.SubGroups),
+            (nameof(CrossEntropyKernels), nameof(CrossEntropyKernels.RowPerGroup)) =>
+                CrossEntropy(limits, GroupReduction.SharedMemoryTree),
+            (nameof(CrossEntropyKernels), nameof(CrossEntropyKernels.RowPerSubGroups)) =>
+                CrossEntropy(limits, GroupReduction.SubGroups),
             _ => new(null, 0, "unknown: no launch rule for this explicitly grouped kernel in KernelGeometry.For"),
         };
     }
@@ -55,9 +58,27 @@ internal sealed record KernelGeometry(int? ThreadsPerGroup, int DynamicSharedByt
     private static KernelGeometry Of(KernelConfig config, string rule) =>
         new(config.GroupDim.Size, config.SharedMemoryConfig.ArraySize, rule);
 
-    private static KernelGeometry Of(ReductionLaunch launch, string rule) =>
-        new(launch.GroupSize, launch.SharedMemory.ArraySize, rule);
+    // The row reductions come in a tree and a sub-group variant; the device policy launches one of them. The other
+    // is reported with the shape its launcher would give it, and the rule says which one the policy picks.
+    private static KernelGeometry Normalization(LaunchLimits limits, GroupReduction reduction) => Of(
+        RowNormalization.GroupLaunch(1, NormalizationOptions.For(limits, int.MaxValue, reduction)),
+        RuleOf("NormalizationOptions.For, long rows", limits, reduction));
 
-    private static KernelGeometry Of(CrossEntropyLaunch launch, string rule) =>
-        new(launch.GroupSize, launch.SharedMemory.ArraySize, rule);
+    private static KernelGeometry Reduction(LaunchLimits limits, GroupReduction reduction)
+    {
+        var launch = ReductionLaunch.For(limits, reduction);
+        return new(launch.GroupSize, launch.SharedMemory.ArraySize, RuleOf("ReductionLaunch.For", limits, reduction));
+    }
+
+    private static KernelGeometry CrossEntropy(LaunchLimits limits, GroupReduction reduction)
+    {
+        var launch = CrossEntropyLaunch.For(limits, reduction);
+        return new(launch.GroupSize, launch.SharedMemory.ArraySize,
+            RuleOf("CrossEntropyLaunch.For", limits, reduction));
+    }
+
+    private static string RuleOf(string launcher, LaunchLimits limits, GroupReduction reduction) =>
+        DevicePolicy.ReductionFor(limits) == reduction
+            ? $"{launcher} ({reduction}: the device policy's reduction)"
+            : $"{launcher} with {reduction} forced (the device policy picks {DevicePolicy.ReductionFor(limits)})";
 }

@@ -18,12 +18,14 @@ public static class KernelRegistry
     public static IReadOnlyList<KernelDescriptor> All => all.Value;
 
     /// <summary>
-    /// Static methods of the library that take an ILGPU ArrayView (the signature of a kernel) but carry no
+    /// Non-private static methods of the library that take an ILGPU ArrayView (the signature of a kernel) but carry no
     /// <see cref="KernelAttribute"/>. Host code never takes ArrayViews in static methods, so this list must be empty.
+    /// Private ones are skipped: host code outside the class cannot launch them, so they are bodies shared by
+    /// registered kernels (one body, compiled with a tree or a sub-group reduction), compiled as part of those.
     /// </summary>
     public static IReadOnlyList<MethodInfo> FindUnregisteredKernelMethods() =>
         LibraryMethods()
-            .Where(m => m.GetCustomAttribute<KernelAttribute>() is null)
+            .Where(m => m.GetCustomAttribute<KernelAttribute>() is null && !m.IsPrivate)
             .Where(m => m.GetParameters().Any(p => IsArrayView(p.ParameterType)))
             .ToList();
 

@@ -1,3 +1,4 @@
+using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Kernels.CrossEntropy;
 using RetNet.Ilgpu.Kernels.Normalization;
@@ -23,7 +24,7 @@ internal static class RowChecks
     public static void Normalization(VerificationContext context)
     {
         var device = context.Device;
-        var largest = Launch.PowerOfTwoGroup(device, NormalizationOptions.PreferredGroupSize);
+        var largest = Launch.PowerOfTwoGroup(device, DevicePolicy.PreferredReductionGroup);
         NormalizationOptions[] configurations =
         [
             new(NormalizationForm.ThreadPerRow, 1, NormalizationOptions.DefaultChunkRows),
@@ -31,6 +32,11 @@ internal static class RowChecks
             // Two rows per chunk: chunks that do not divide the rows in the gradient's first pass.
             new(NormalizationForm.GroupPerRow, Math.Min(4, largest), 2),
             new(NormalizationForm.GroupPerRow, largest, NormalizationOptions.DefaultChunkRows),
+            .. SubGroupSizes(context, "Normalization", ["NormalizationKernels.ForwardSubGroup<RmsNormalization>",
+                    "NormalizationKernels.ForwardSubGroup<LayerNormalization>",
+                    "NormalizationKernels.BackwardSubGroup<RmsNormalization>",
+                    "NormalizationKernels.BackwardSubGroup<LayerNormalization>"])
+                .Select(size => new NormalizationOptions(NormalizationForm.SubGroupPerRow, size, 2)),
         ];
         foreach (var (rows, dim) in RowShapes)
         {
@@ -43,9 +49,12 @@ internal static class RowChecks
                 VerificationContext.ToDouble(dy));
             foreach (var options in configurations.Distinct())
             {
-                var name = options.Form == NormalizationForm.ThreadPerRow
-                    ? "thread per row"
-                    : $"group {options.GroupSize}, chunk {options.ChunkRows}";
+                var name = options.Form switch
+                {
+                    NormalizationForm.ThreadPerRow => "thread per row",
+                    NormalizationForm.SubGroupPerRow => $"sub-groups, group {options.GroupSize}, chunk {options.ChunkRows}",
+                    _ => $"group {options.GroupSize}, chunk {options.ChunkRows}",
+                };
                 context.Check($"RmsNorm.Forward {name}", shape, Tolerance, () =>
                 {
                     using var tx = Tensor.FromHost(device, x, rows, dim);
@@ -145,7 +154,11 @@ internal static class RowChecks
         ReductionLaunch[] launches = device.RunsOnHost
             ? [ReductionLaunch.For(device)]
             : [ReductionLaunch.For(device), new(1, 3), new(Math.Min(4, device.MaxGroupSize), 5),
-               new(Launch.PowerOfTwoGroup(device, 256), 1024)];
+               new(Launch.PowerOfTwoGroup(device, 256), 1024),
+               .. SubGroupSizes(context, "Reductions", ["ReductionKernels.ReduceSubGroup<SumReduction>",
+                       "ReductionKernels.ReduceSubGroup<SquareSumReduction>",
+                       "ReductionKernels.ReduceSubGroup<AbsMaxReduction>"])
+                   .Select(size => new ReductionLaunch(size, 5, GroupReduction.SubGroups))];
         foreach (var n in new[] { 1, 777, 4099 })
         {
             var shape = $"n={n}";
@@ -153,14 +166,18 @@ internal static class RowChecks
                 context.Skip("Reductions group kernels", shape,
                     "host execution reduces on the host (RETNET_CPU_EXECUTION=simulator runs the kernels)",
                     "ReductionKernels.Reduce<SumReduction>", "ReductionKernels.Reduce<SquareSumReduction>",
-                    "ReductionKernels.Reduce<AbsMaxReduction>");
+                    "ReductionKernels.Reduce<AbsMaxReduction>", "ReductionKernels.ReduceSubGroup<SumReduction>",
+                    "ReductionKernels.ReduceSubGroup<SquareSumReduction>",
+                    "ReductionKernels.ReduceSubGroup<AbsMaxReduction>");
             var x = VerificationContext.Uniform(61, n, 2f);
             x[n / 2] = -9f;
             foreach (var launch in launches.Distinct())
             {
                 var name = device.RunsOnHost
                     ? "Reductions host blocks"
-                    : $"Reductions group {launch.GroupSize} × ≤{launch.MaxGroups}";
+                    : launch.Reduction == GroupReduction.SubGroups
+                        ? $"Reductions sub-groups, group {launch.GroupSize} × ≤{launch.MaxGroups}"
+                        : $"Reductions group {launch.GroupSize} × ≤{launch.MaxGroups}";
                 context.Check(name, shape, Tolerance, () =>
                 {
                     using var tx = Tensor.FromHost(device, x, n);
@@ -195,6 +212,8 @@ internal static class RowChecks
             new(CrossEntropyForm.RowPerGroup, Math.Min(4, device.MaxGroupSize)),
             new(CrossEntropyForm.RowPerGroup, Launch.PowerOfTwoGroup(device, 256)),
             new(CrossEntropyForm.RowPerGroup, Launch.PowerOfTwoGroup(device, 1024)),
+            .. SubGroupSizes(context, "CrossEntropy", ["CrossEntropyKernels.RowPerSubGroups"])
+                .Select(size => new CrossEntropyLaunch(CrossEntropyForm.RowPerSubGroups, size)),
         ];
         foreach (var (rows, classes) in new[] { (1, 1), (5, 37), (7, 300) })
         {
@@ -207,9 +226,12 @@ internal static class RowChecks
                 classes, ignore);
             foreach (var launch in launches.Distinct())
             {
-                var name = launch.Form == CrossEntropyForm.RowPerThread
-                    ? "CrossEntropy thread per row"
-                    : $"CrossEntropy group {launch.GroupSize}";
+                var name = launch.Form switch
+                {
+                    CrossEntropyForm.RowPerThread => "CrossEntropy thread per row",
+                    CrossEntropyForm.RowPerSubGroups => $"CrossEntropy sub-groups, group {launch.GroupSize}",
+                    _ => $"CrossEntropy group {launch.GroupSize}",
+                };
                 context.Check(name, $"N={rows} V={classes}", Tolerance, () =>
                 {
                     using var tLogits = Tensor.FromHost(device, logits, rows, classes);
@@ -227,5 +249,23 @@ internal static class RowChecks
                 });
             }
         }
+    }
+
+    /// <summary>
+    /// The group sizes the sub-group variants are checked at: the smallest the device runs them with and the largest
+    /// the policy picks (256 or the device limit). None, with a skip row naming <paramref name="kernels"/>, where the
+    /// device has no sub-group operations.
+    /// </summary>
+    private static int[] SubGroupSizes(VerificationContext context, string check, string[] kernels)
+    {
+        var policy = context.Device.Policy;
+        if (!policy.SupportsSubGroups)
+        {
+            context.Skip($"{check} sub-groups", "-", "the device has no sub-group operations (cl_khr_subgroups)",
+                kernels);
+            return [];
+        }
+        var largest = Launch.PowerOfTwoGroup(context.Device, DevicePolicy.PreferredReductionGroup);
+        return largest < policy.SubGroupGranularity ? [] : [policy.SubGroupGranularity, largest];
     }
 }

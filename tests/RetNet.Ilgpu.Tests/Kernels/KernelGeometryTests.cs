@@ -44,17 +44,65 @@ public sealed class KernelGeometryTests(DeviceFixture fixture)
     [Fact]
     public void Nvidia_geometry_is_what_each_launcher_rule_gives_a_1024_thread_warp_32_gpu()
     {
-        // The launchers' rules evaluated for the NVIDIA limits, by the entry points the launchers call.
+        // The launchers' rules evaluated for the NVIDIA limits, by the entry points the launchers call. CUDA has warp
+        // shuffles, so the policy launches the sub-group variants there, in 256-thread groups.
+        Assert.Equal(GroupReduction.SubGroups, DevicePolicy.ReductionFor(Nvidia));
+        Assert.Equal((256, 1024), Of("ReductionKernels.ReduceSubGroup<SumReduction>"));
+        var reduction = ReductionLaunch.For(Nvidia);
+        Assert.Equal(new ReductionLaunch(256, 1024, GroupReduction.SubGroups), reduction);
+        Assert.Equal((reduction.GroupSize, reduction.SharedMemory.ArraySize),
+            Of("ReductionKernels.ReduceSubGroup<SquareSumReduction>"));
+        Assert.Equal((256, 2048), Of("CrossEntropyKernels.RowPerSubGroups"));
+        Assert.Equal(new CrossEntropyLaunch(CrossEntropyForm.RowPerSubGroups, 256), CrossEntropyLaunch.For(Nvidia));
+        Assert.Equal((256, 2048), Of("NormalizationKernels.ForwardSubGroup<RmsNormalization>"));
+        Assert.Equal((256, 2048), Of("NormalizationKernels.BackwardSubGroup<LayerNormalization>"));
+        Assert.Equal(NormalizationForm.SubGroupPerRow, NormalizationOptions.For(Nvidia, 4096).Form);
+        Assert.Equal(128, NormalizationOptions.For(Nvidia, 100).GroupSize);
+        // The tree variants, which the NVIDIA policy does not launch, keep the shape their launchers would give them.
         Assert.Equal((256, 1024), Of("ReductionKernels.Reduce<SumReduction>"));
-        Assert.Equal((ReductionLaunch.For(Nvidia).GroupSize, ReductionLaunch.For(Nvidia).SharedMemory.ArraySize),
-            Of("ReductionKernels.Reduce<SumReduction>"));
         Assert.Equal((256, 2048), Of("CrossEntropyKernels.RowPerGroup"));
-        Assert.Equal(CrossEntropyForm.RowPerGroup, CrossEntropyLaunch.For(Nvidia).Form);
         Assert.Equal((256, 1024), Of("NormalizationKernels.ForwardGroup<RmsNormalization>"));
         Assert.Equal((256, 1024), Of("NormalizationKernels.BackwardGroup<LayerNormalization>"));
-        Assert.Equal(NormalizationForm.GroupPerRow, NormalizationOptions.For(Nvidia, 4096).Form);
         Assert.Equal((256, 0), Of("RetentionKernels.CausalTiled<RetentionTile32x64>"));
         Assert.Equal((256, 0), Of("AttentionKernels.KeyValueGradientTiled<AttentionTile16>"));
+    }
+
+    [Fact]
+    public void Report_rules_name_the_variant_the_policy_launches()
+    {
+        var subGroup = Geometry("ReductionKernels.ReduceSubGroup<SumReduction>");
+        var tree = Geometry("ReductionKernels.Reduce<SumReduction>");
+        Assert.Contains("the device policy's reduction", subGroup.Rule);
+        // Negative control: the variant the policy does not pick is marked as forced.
+        Assert.Contains("forced", tree.Rule);
+        Assert.DoesNotContain("forced", subGroup.Rule);
+    }
+
+    /// <summary>The reduction decisions evaluated from limits alone, for device classes not present here.</summary>
+    [Theory]
+    [InlineData(DeviceClass.AmdGpu, 256, 64, true, false, true, 256)]
+    [InlineData(DeviceClass.IntelGpu, 512, 8, true, false, true, 256)]
+    [InlineData(DeviceClass.AmdGpu, 256, 64, false, false, false, 256)]
+    [InlineData(DeviceClass.OtherOpenCL, 4096, 4096, true, true, false, 16)]
+    [InlineData(DeviceClass.OtherOpenCL, 32, 64, true, false, false, 32)]
+    [InlineData(DeviceClass.CpuAccelerator, 16, 4, true, false, false, 16)]
+    public void Policy_decides_the_reduction_from_limits_without_a_device(DeviceClass deviceClass, int maxGroup,
+        int warp, bool subGroups, bool openClCpu, bool expectSubGroups, int expectedGroup)
+    {
+        var limits = new LaunchLimits(deviceClass, maxGroup, warp, subGroups, openClCpu);
+        var expected = expectSubGroups ? GroupReduction.SubGroups : GroupReduction.SharedMemoryTree;
+        Assert.Equal(expected, DevicePolicy.ReductionFor(limits));
+        var launch = ReductionLaunch.For(limits);
+        Assert.Equal(expected, launch.Reduction);
+        Assert.Equal(expectedGroup, launch.GroupSize);
+        if (deviceClass == DeviceClass.CpuAccelerator)
+            return;
+        Assert.Equal(expectSubGroups ? CrossEntropyForm.RowPerSubGroups : CrossEntropyForm.RowPerGroup,
+            CrossEntropyLaunch.For(limits).Form);
+        Assert.Equal(expectSubGroups ? NormalizationForm.SubGroupPerRow : NormalizationForm.GroupPerRow,
+            NormalizationOptions.For(limits, 4096).Form);
+        if (expectSubGroups)
+            Assert.Equal(0, launch.GroupSize % DevicePolicy.SubGroupGranularityFor(limits));
     }
 
     [Fact]
@@ -94,11 +142,19 @@ public sealed class KernelGeometryTests(DeviceFixture fixture)
             RetentionLaunch.Tiled<RetentionTile16>(RetentionLaunch.TiledGroupSize(limits.MaxGroupSize)).Name);
         Assert.Equal(AttentionLaunch.TiledConfigurations(device.MaxGroupSize)[0].Name,
             AttentionLaunch.Tiled<AttentionTile16>(AttentionLaunch.TiledGroupSize(limits.MaxGroupSize)).Name);
-        var reduce = KernelRegistry.All.Single(k => k.Name == "ReductionKernels.Reduce<SumReduction>");
-        Assert.Equal(ReductionLaunch.For(device).GroupSize, KernelGeometry.For(reduce, limits).ThreadsPerGroup);
+        // The report's geometry for the reduction kernel this device's policy launches is the launch the library makes.
+        var launched = ReductionLaunch.For(device);
+        Assert.Equal(device.Policy.Reduction, launched.Reduction);
+        var name = launched.Reduction == GroupReduction.SubGroups
+            ? "ReductionKernels.ReduceSubGroup<SumReduction>"
+            : "ReductionKernels.Reduce<SumReduction>";
+        var reduce = KernelRegistry.All.Single(k => k.Name == name);
+        Assert.Equal(launched.GroupSize, KernelGeometry.For(reduce, limits).ThreadsPerGroup);
+        Assert.Equal(launched.SharedMemory.ArraySize, KernelGeometry.For(reduce, limits).DynamicSharedBytes);
         // Negative control: the CPU accelerator's reduction shape is not the GPU's.
-        var cpu = new LaunchLimits(DeviceClass.CpuAccelerator, 16, 4);
-        Assert.NotEqual(KernelGeometry.For(reduce, Nvidia), KernelGeometry.For(reduce, cpu));
+        var cpu = new LaunchLimits(DeviceClass.CpuAccelerator, 16, 4, SupportsSubGroups: true, IsOpenClCpu: false);
+        var tree = KernelRegistry.All.Single(k => k.Name == "ReductionKernels.Reduce<SumReduction>");
+        Assert.NotEqual(KernelGeometry.For(tree, Nvidia), KernelGeometry.For(tree, cpu));
     }
 
     [Fact]
@@ -147,9 +203,12 @@ public sealed class KernelGeometryTests(DeviceFixture fixture)
 
     private static (int Threads, int Shared) Of(string name)
     {
-        var geometry = KernelGeometry.For(KernelRegistry.All.Single(k => k.Name == name), Nvidia);
+        var geometry = Geometry(name);
         return (geometry.ThreadsPerGroup ?? -1, geometry.DynamicSharedBytes);
     }
+
+    private static KernelGeometry Geometry(string name) =>
+        KernelGeometry.For(KernelRegistry.All.Single(k => k.Name == name), Nvidia);
 
     private static void NotAKernel()
     {

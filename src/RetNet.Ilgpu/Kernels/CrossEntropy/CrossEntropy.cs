@@ -93,11 +93,15 @@ public static class CrossEntropy
         if (rows > 0)
         {
             var rowScale = count == 0 ? 0f : gradientScale / count;
-            if (launch.Form == CrossEntropyForm.RowPerGroup)
+            if (launch.Form != CrossEntropyForm.RowPerThread)
             {
-                var kernel = device.Kernel(CrossEntropyKernels.RowPerGroup, accelerator =>
-                    accelerator.LoadKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int,
-                        int, float>(CrossEntropyKernels.RowPerGroup));
+                var kernel = launch.Form == CrossEntropyForm.RowPerGroup
+                    ? device.Kernel(CrossEntropyKernels.RowPerGroup, accelerator =>
+                        accelerator.LoadKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
+                            int, int, float>(CrossEntropyKernels.RowPerGroup))
+                    : device.Kernel(CrossEntropyKernels.RowPerSubGroups, accelerator =>
+                        accelerator.LoadKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
+                            int, int, float>(CrossEntropyKernels.RowPerSubGroups));
                 var config = new KernelConfig(rows, launch.GroupSize, launch.SharedMemory);
                 kernel(device.Stream, config, logits.View, targets.View, dLogits.View, rowLosses.View, classes,
                     ignoreIndex, rowScale);
@@ -144,34 +148,50 @@ internal enum CrossEntropyForm
     /// <summary>One group per row with shared-memory tree reductions: the GPU form.</summary>
     RowPerGroup,
 
+    /// <summary>One group per row with two-level sub-group reductions: the form for devices with sub-group
+    /// operations (<see cref="GroupReduction.SubGroups"/>).</summary>
+    RowPerSubGroups,
+
     /// <summary>One thread per row, barrier-free: the CPU accelerator form.</summary>
     RowPerThread,
 }
 
-/// <summary>A kernel form and, for <see cref="CrossEntropyForm.RowPerGroup"/>, its power-of-two group size.</summary>
+/// <summary>A kernel form and, for the group forms, their power-of-two group size.</summary>
 /// <param name="Form">The kernel form.</param>
 /// <param name="GroupSize">Threads per row group (ignored by <see cref="CrossEntropyForm.RowPerThread"/>).</param>
 internal readonly record struct CrossEntropyLaunch(CrossEntropyForm Form, int GroupSize)
 {
-    /// <summary>Row per thread on the CPU accelerator; otherwise 256-thread groups (a vocabulary of 50k classes gives
-    /// each thread ~200 coalesced elements, and N rows give N groups).</summary>
+    /// <summary>Row per thread on the CPU accelerator; otherwise the device policy's reduction with its group for
+    /// long rows, 256 threads on GPUs (a vocabulary of 50k classes gives each thread ~200 coalesced elements, and N
+    /// rows give N groups).</summary>
     public static CrossEntropyLaunch For(RetNetDevice device) => For(device.Limits);
 
-    /// <summary>The launch <see cref="For(RetNetDevice)"/> gives a device with <paramref name="limits"/>.</summary>
+    /// <summary>The launch <see cref="For(RetNetDevice)"/> gives a device with <paramref name="limits"/>: the reduction
+    /// <see cref="DevicePolicy.ReductionFor"/> picks.</summary>
     public static CrossEntropyLaunch For(LaunchLimits limits) => limits.IsCpuAccelerator
         ? new(CrossEntropyForm.RowPerThread, 1)
-        : new(CrossEntropyForm.RowPerGroup, Launch.PowerOfTwoGroup(limits.MaxGroupSize, 256));
+        : For(limits, DevicePolicy.ReductionFor(limits));
 
-    /// <summary>The dynamic shared memory of <see cref="CrossEntropyForm.RowPerGroup"/>: two floats per thread (the
-    /// running maximum and the sum of exponentials reduce side by side).</summary>
+    /// <summary>The group-per-row launch a device with <paramref name="limits"/> gets with
+    /// <paramref name="reduction"/> (the policy's group for long rows). Lets the kernel report give the variant the
+    /// policy does not pick the shape it would be launched with.</summary>
+    public static CrossEntropyLaunch For(LaunchLimits limits, GroupReduction reduction) => new(
+        reduction == GroupReduction.SubGroups ? CrossEntropyForm.RowPerSubGroups : CrossEntropyForm.RowPerGroup,
+        DevicePolicy.ReductionGroupSize(limits, reduction, int.MaxValue));
+
+    /// <summary>The dynamic shared memory of both group forms: two floats per thread (the tree's running maxima and
+    /// sums side by side, or the sub-group variant's per-sub-group pairs, more than enough).</summary>
     public SharedMemoryConfig SharedMemory => SharedMemoryConfig.RequestDynamic<float>(2 * GroupSize);
 
-    /// <summary>Rejects a group size the tree cannot run with.</summary>
+    /// <summary>Rejects a group size the form cannot run with.</summary>
     public void Validate(RetNetDevice device)
     {
-        if (Form == CrossEntropyForm.RowPerGroup &&
-            (GroupSize < 1 || GroupSize > device.MaxGroupSize || (GroupSize & (GroupSize - 1)) != 0))
+        if (Form == CrossEntropyForm.RowPerThread)
+            return;
+        if (GroupSize < 1 || GroupSize > device.MaxGroupSize || (GroupSize & (GroupSize - 1)) != 0)
             throw new ArgumentOutOfRangeException(nameof(GroupSize), GroupSize,
                 $"Expected a power of two in [1, {device.MaxGroupSize}].");
+        if (Form == CrossEntropyForm.RowPerSubGroups)
+            SubGroupLaunch.Validate(device, GroupSize, nameof(GroupSize));
     }
 }

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
+using ILGPU.Algorithms.ScanReduceOperations;
 
 namespace RetNet.Ilgpu.Kernels.CrossEntropy;
 
@@ -15,11 +16,26 @@ internal static class CrossEntropyKernels
 {
     /// <summary>
     /// One group per row (grid = N groups), threads striding over the classes, the per-thread (max, sum) pairs combined
-    /// in a shared-memory tree. The group size must be a power of two; dynamic shared memory holds 2 floats per thread.
+    /// in a shared-memory tree (<see cref="TreeSoftmaxCombine"/>). The group size must be a power of two; dynamic
+    /// shared memory holds 2 floats per thread.
     /// </summary>
     [Kernel(KernelGrouping.Explicit)]
     public static void RowPerGroup(ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> dLogits,
+        ArrayView<float> losses, int classes, int ignoreIndex, float gradientScale) =>
+        Row<TreeSoftmaxCombine>(logits, targets, dLogits, losses, classes, ignoreIndex, gradientScale);
+
+    /// <summary>
+    /// <see cref="RowPerGroup"/> with the pairs combined in two levels by sub-group built-ins
+    /// (<see cref="SubGroupSoftmaxCombine"/>); dynamic shared memory holds 2 floats per thread.
+    /// </summary>
+    [Kernel(KernelGrouping.Explicit)]
+    public static void RowPerSubGroups(ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> dLogits,
+        ArrayView<float> losses, int classes, int ignoreIndex, float gradientScale) =>
+        Row<SubGroupSoftmaxCombine>(logits, targets, dLogits, losses, classes, ignoreIndex, gradientScale);
+
+    private static void Row<TCombine>(ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> dLogits,
         ArrayView<float> losses, int classes, int ignoreIndex, float gradientScale)
+        where TCombine : struct, ISoftmaxCombine
     {
         var row = Grid.IdxX;
         var thread = Group.IdxX;
@@ -38,33 +54,11 @@ internal static class CrossEntropyKernels
         }
         var targetLogit = thread == 0 ? logits[start + target] : 0f;
 
-        var max = float.NegativeInfinity;
-        var sum = 0f;
+        var rowMax = float.NegativeInfinity;
+        var rowSum = 0f;
         for (var c = thread; c < classes; c += size)
-            Accumulate(logits[start + c], ref max, ref sum);
-
-        var shared = SharedMemory.GetDynamic<float>();
-        var maxima = shared.SubView(0, size);
-        var sums = shared.SubView(size, size);
-        maxima[thread] = max;
-        sums[thread] = sum;
-        Group.Barrier();
-        for (var half = size / 2; half > 0; half /= 2)
-        {
-            if (thread < half)
-            {
-                var otherMax = maxima[thread + half];
-                var otherSum = sums[thread + half];
-                var ownMax = maxima[thread];
-                var ownSum = sums[thread];
-                var combined = XMath.Max(ownMax, otherMax);
-                sums[thread] = Rescale(ownSum, ownMax, combined) + Rescale(otherSum, otherMax, combined);
-                maxima[thread] = combined;
-            }
-            Group.Barrier();
-        }
-        var rowMax = maxima[0];
-        var rowSum = sums[0];
+            Accumulate(logits[start + c], ref rowMax, ref rowSum);
+        default(TCombine).Combine(ref rowMax, ref rowSum);
 
         if (thread == 0)
             losses[row] = rowMax + XMath.Log(rowSum) - targetLogit;
@@ -132,5 +126,92 @@ internal static class CrossEntropyKernels
     }
 
     /// <summary>sum · exp(from − to) for to ≥ from; exact when equal, so two empty (−∞, 0) pairs stay (−∞, 0).</summary>
-    private static float Rescale(float sum, float from, float to) => from == to ? sum : sum * XMath.Exp(from - to);
+    internal static float Rescale(float sum, float from, float to) => from == to ? sum : sum * XMath.Exp(from - to);
 }
+
+/// <summary>
+/// How a group merges its threads' online-softmax pairs (running max m, Σ exp(x − m)) into the row's pair, which
+/// every thread receives. A struct type argument, resolved when the kernel is compiled.
+/// </summary>
+internal interface ISoftmaxCombine
+{
+    /// <summary>Replaces the calling thread's pair by the group's. Every thread of the group must call it.</summary>
+    void Combine(ref float max, ref float sum);
+}
+
+/// <summary>Pairs merged in a shared-memory tree (maxima in the first G floats, sums in the next G), a barrier per
+/// level.</summary>
+internal readonly struct TreeSoftmaxCombine : ISoftmaxCombine
+{
+    public void Combine(ref float max, ref float sum)
+    {
+        var thread = Group.IdxX;
+        var size = Group.DimX;
+        var shared = SharedMemory.GetDynamic<float>();
+        var maxima = shared.SubView(0, size);
+        var sums = shared.SubView(size, size);
+        maxima[thread] = max;
+        sums[thread] = sum;
+        Group.Barrier();
+        for (var half = size / 2; half > 0; half /= 2)
+        {
+            if (thread < half)
+            {
+                var otherMax = maxima[thread + half];
+                var otherSum = sums[thread + half];
+                var ownMax = maxima[thread];
+                var ownSum = sums[thread];
+                var combined = XMath.Max(ownMax, otherMax);
+                sums[thread] = CrossEntropyKernels.Rescale(ownSum, ownMax, combined) +
+                               CrossEntropyKernels.Rescale(otherSum, otherMax, combined);
+                maxima[thread] = combined;
+            }
+            Group.Barrier();
+        }
+        max = maxima[0];
+        sum = sums[0];
+    }
+}
+
+/// <summary>
+/// Pairs merged in two levels. Within a sub-group: the built-in max gives the common maximum, each lane rescales
+/// its sum to it, the built-in add sums them (no barrier). Lane 0 writes the sub-group's pair to its slot (maxima in
+/// the first G floats, sums in the next G: enough slots for any sub-group size), one barrier, then every sub-group
+/// merges all slots the same way, so every thread holds the same bits without a broadcast. The sub-group size is
+/// read in the kernel, so one kernel serves any device.
+/// </summary>
+internal readonly struct SubGroupSoftmaxCombine : ISoftmaxCombine
+{
+    public void Combine(ref float max, ref float sum)
+    {
+        var size = Group.DimX;
+        var shared = SharedMemory.GetDynamic<float>();
+        var maxima = shared.SubView(0, size);
+        var sums = shared.SubView(size, size);
+        var lane = Warp.LaneIdx;
+        var warpSize = Warp.WarpSize;
+        var subGroupMax = WarpExtensions.AllReduce<float, MaxFloat>(max);
+        var subGroupSum = WarpExtensions.AllReduce<float, AddFloat>(
+            CrossEntropyKernels.Rescale(sum, max, subGroupMax));
+        if (lane == 0)
+        {
+            maxima[Warp.WarpIdx] = subGroupMax;
+            sums[Warp.WarpIdx] = subGroupSum;
+        }
+        Group.Barrier();
+        var subGroups = (size + warpSize - 1) / warpSize;
+        var ownMax = float.NegativeInfinity;
+        var ownSum = 0f;
+        for (var i = lane; i < subGroups; i += warpSize)
+        {
+            var slotMax = maxima[i];
+            var combined = XMath.Max(ownMax, slotMax);
+            ownSum = CrossEntropyKernels.Rescale(ownSum, ownMax, combined) +
+                     CrossEntropyKernels.Rescale(sums[i], slotMax, combined);
+            ownMax = combined;
+        }
+        max = WarpExtensions.AllReduce<float, MaxFloat>(ownMax);
+        sum = WarpExtensions.AllReduce<float, AddFloat>(CrossEntropyKernels.Rescale(ownSum, ownMax, max));
+    }
+}
+

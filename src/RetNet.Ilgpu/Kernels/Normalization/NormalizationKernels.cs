@@ -49,21 +49,43 @@ internal static class NormalizationFlags
 
 /// <summary>
 /// Row normalisation kernels over x viewed as rows [R, D]: forward and input-gradient kernels in two forms (one group
-/// per row with a shared-memory tree reduction; one thread per row without barriers, for the CPU simulator), and
-/// the deterministic column reductions that produce the weight and bias gradients. Accumulation is fp32.
+/// per row, its sums taken by a shared-memory tree or by sub-group built-ins; one thread per row without barriers, for
+/// the CPU simulator), and the deterministic column reductions that produce the weight and bias gradients. Accumulation is fp32.
 /// </summary>
 internal static class NormalizationKernels
 {
     /// <summary>
-    /// Forward, one group per row (grid R, power-of-two group G, dynamic shared memory of G floats). Thread t reads
-    /// elements t, t + G, … so each step of the group is one coalesced load. The variance is taken about the mean
-    /// in a second pass over the row, which avoids the cancellation of E[x²] − E[x]².
+    /// Forward, one group per row (grid R, power-of-two group G, dynamic shared memory of G floats), the group's
+    /// sums taken by the shared-memory tree (<see cref="TreeGroupSum"/>).
     /// </summary>
     [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)])]
     public static void ForwardGroup<TKind>(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> bias,
         ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd, ArrayView<float> epsScale, int dim,
         float eps, int flags)
+        where TKind : struct, INormalizationKind =>
+        Forward<TKind, TreeGroupSum>(x, weight, bias, y, mean, rstd, epsScale, dim, eps, flags);
+
+    /// <summary>
+    /// Forward, one group per row (grid R, group G a multiple of the device's sub-group granularity, dynamic shared
+    /// memory of 2G floats), the group's sums taken in two levels by sub-group built-ins (<see cref="SubGroupSum"/>).
+    /// </summary>
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)])]
+    public static void ForwardSubGroup<TKind>(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> bias,
+        ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd, ArrayView<float> epsScale, int dim,
+        float eps, int flags)
+        where TKind : struct, INormalizationKind =>
+        Forward<TKind, SubGroupSum>(x, weight, bias, y, mean, rstd, epsScale, dim, eps, flags);
+
+    /// <summary>
+    /// The body of the group-per-row forward kernels. Thread t reads elements t, t + G, … so each step of the group
+    /// is one coalesced load. The variance is taken about the mean in a second pass over the row, which avoids the
+    /// cancellation of E[x²] − E[x]².
+    /// </summary>
+    private static void Forward<TKind, TSum>(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> bias,
+        ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd, ArrayView<float> epsScale, int dim,
+        float eps, int flags)
         where TKind : struct, INormalizationKind
+        where TSum : struct, IGroupSum
     {
         var row = Grid.IdxX;
         var t = Group.IdxX;
@@ -76,7 +98,7 @@ internal static class NormalizationKernels
             var sum = 0f;
             for (var j = t; j < dim; j += size)
                 sum += x[start + j];
-            mu = GroupSum(sum, t, size) / dim;
+            mu = default(TSum).Sum(sum, 0) / dim;
         }
         var squares = 0f;
         for (var j = t; j < dim; j += size)
@@ -85,7 +107,7 @@ internal static class NormalizationKernels
             squares += centred * centred;
         }
         var rowEps = (flags & NormalizationFlags.RowEps) != 0 ? eps * epsScale[row] : eps;
-        var r = 1f / XMath.Sqrt(GroupSum(squares, t, size) / dim + rowEps);
+        var r = 1f / XMath.Sqrt(default(TSum).Sum(squares, 1) / dim + rowEps);
 
         if (t == 0 && (flags & NormalizationFlags.Statistics) != 0)
         {
@@ -157,12 +179,27 @@ internal static class NormalizationKernels
 
     /// <summary>
     /// Input gradient, one group per row, from saved statistics: with g = dy ⊙ w and x̂ = (x − mean)·rstd,
-    /// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)); RMSNorm drops the mean(g) term (it subtracts no mean).
+    /// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)); RMSNorm drops the mean(g) term (it subtracts no mean). Sums by the
+    /// shared-memory tree, G floats of dynamic shared memory.
     /// </summary>
     [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)])]
     public static void BackwardGroup<TKind>(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> dy,
         ArrayView<float> dx, ArrayView<float> mean, ArrayView<float> rstd, int dim, int flags)
+        where TKind : struct, INormalizationKind =>
+        Backward<TKind, TreeGroupSum>(x, weight, dy, dx, mean, rstd, dim, flags);
+
+    /// <summary><see cref="BackwardGroup{TKind}"/> with the two-level sub-group sums (<see cref="SubGroupSum"/>),
+    /// 2G floats of dynamic shared memory.</summary>
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)])]
+    public static void BackwardSubGroup<TKind>(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> dy,
+        ArrayView<float> dx, ArrayView<float> mean, ArrayView<float> rstd, int dim, int flags)
+        where TKind : struct, INormalizationKind =>
+        Backward<TKind, SubGroupSum>(x, weight, dy, dx, mean, rstd, dim, flags);
+
+    private static void Backward<TKind, TSum>(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> dy,
+        ArrayView<float> dx, ArrayView<float> mean, ArrayView<float> rstd, int dim, int flags)
         where TKind : struct, INormalizationKind
+        where TSum : struct, IGroupSum
     {
         var row = Grid.IdxX;
         var t = Group.IdxX;
@@ -179,8 +216,8 @@ internal static class NormalizationKernels
             sumG += g;
             sumGX += g * (x[start + j] - mu) * r;
         }
-        var meanG = default(TKind).Centered ? GroupSum(sumG, t, size) / dim : 0f;
-        var meanGX = GroupSum(sumGX, t, size) / dim;
+        var meanG = default(TKind).Centered ? default(TSum).Sum(sumG, 0) / dim : 0f;
+        var meanGX = default(TSum).Sum(sumGX, 1) / dim;
 
         for (var j = t; j < dim; j += size)
         {
@@ -300,26 +337,5 @@ internal static class NormalizationKernels
                 output[column] = sum;
             }
         }
-    }
-
-    /// <summary>
-    /// Sums one value per thread over the group with a tree in dynamic shared memory (G floats, G a power of two):
-    /// log2(G) halving steps, each followed by a barrier. Every thread returns the total; the closing barrier lets
-    /// the next reduction reuse the shared memory.
-    /// </summary>
-    private static float GroupSum(float value, int t, int size)
-    {
-        var shared = SharedMemory.GetDynamic<float>();
-        shared[t] = value;
-        Group.Barrier();
-        for (var half = size / 2; half > 0; half /= 2)
-        {
-            if (t < half)
-                shared[t] += shared[t + half];
-            Group.Barrier();
-        }
-        var total = shared[0];
-        Group.Barrier();
-        return total;
     }
 }

@@ -147,8 +147,17 @@ internal static class RowNormalization
                 accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                     ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, int>(
                     NormalizationKernels.ForwardGroup<TKind>));
-            kernel(device.Stream, GroupPerRow(rows, launch.GroupSize), x.View, weightView, biasView, yView, meanView,
+            kernel(device.Stream, GroupLaunch(rows, launch), x.View, weightView, biasView, yView, meanView,
                 rstdView, epsScaleView, dim, eps, flags);
+        }
+        else if (launch.Form == NormalizationForm.SubGroupPerRow)
+        {
+            var kernel = device.Kernel(NormalizationKernels.ForwardSubGroup<TKind>, accelerator =>
+                accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, int>(
+                    NormalizationKernels.ForwardSubGroup<TKind>));
+            kernel(device.Stream, GroupLaunch(rows, launch), x.View, weightView, biasView, yView,
+                meanView, rstdView, epsScaleView, dim, eps, flags);
         }
         else
         {
@@ -175,8 +184,16 @@ internal static class RowNormalization
             var kernel = device.Kernel(NormalizationKernels.BackwardGroup<TKind>, accelerator =>
                 accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                     ArrayView<float>, ArrayView<float>, int, int>(NormalizationKernels.BackwardGroup<TKind>));
-            kernel(device.Stream, GroupPerRow(rows, launch.GroupSize), x.View, weightView, dy.View, dx.View, meanView,
+            kernel(device.Stream, GroupLaunch(rows, launch), x.View, weightView, dy.View, dx.View, meanView,
                 rstd.View, dim, flags);
+        }
+        else if (launch.Form == NormalizationForm.SubGroupPerRow)
+        {
+            var kernel = device.Kernel(NormalizationKernels.BackwardSubGroup<TKind>, accelerator =>
+                accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                    ArrayView<float>, ArrayView<float>, int, int>(NormalizationKernels.BackwardSubGroup<TKind>));
+            kernel(device.Stream, GroupLaunch(rows, launch), x.View, weightView, dy.View, dx.View,
+                meanView, rstd.View, dim, flags);
         }
         else
         {
@@ -229,9 +246,12 @@ internal static class RowNormalization
         sum(device.Stream, columns.Threads, partial, gradient.View, chunks, dim, columns);
     }
 
-    /// <summary>The launch of the group-per-row kernels: one group per row, one float of shared memory per thread.</summary>
-    internal static KernelConfig GroupPerRow(int rows, int groupSize) =>
-        new(rows, groupSize, SharedMemoryConfig.RequestDynamic<float>(groupSize));
+    /// <summary>The launch of a group-per-row kernel with <paramref name="options"/>' form: one group per row, the
+    /// dynamic shared memory of the form's group sum.</summary>
+    internal static KernelConfig GroupLaunch(int rows, NormalizationOptions options) => new(rows, options.GroupSize,
+        SharedMemoryConfig.RequestDynamic<float>(options.Form == NormalizationForm.SubGroupPerRow
+            ? SubGroupSum.SharedFloats(options.GroupSize)
+            : TreeGroupSum.SharedFloats(options.GroupSize)));
 
     private static NormalizationOptions Resolve(NormalizationOptions? options, RetNetDevice device, int dim)
     {

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
+using ILGPU.Algorithms.ScanReduceOperations;
 
 namespace RetNet.Ilgpu.Kernels.Reductions;
 
@@ -15,6 +16,10 @@ internal interface IReduction
     float Map(float x);
 
     float Combine(float a, float b);
+
+    /// <summary><see cref="Combine"/> over the calling sub-group (warp) with its built-in; every lane gets the result.
+    /// Every lane of the sub-group must call it.</summary>
+    float SubGroupCombine(float value);
 }
 
 /// <summary>Σ x.</summary>
@@ -25,6 +30,8 @@ internal readonly struct SumReduction : IReduction
     public float Map(float x) => x;
 
     public float Combine(float a, float b) => a + b;
+
+    public float SubGroupCombine(float value) => SubGroupSums.Accurate(value);
 }
 
 /// <summary>Σ x².</summary>
@@ -35,6 +42,8 @@ internal readonly struct SquareSumReduction : IReduction
     public float Map(float x) => x * x;
 
     public float Combine(float a, float b) => a + b;
+
+    public float SubGroupCombine(float value) => SubGroupSums.Accurate(value);
 }
 
 /// <summary>max |x|, with NaN winning every comparison.</summary>
@@ -46,6 +55,14 @@ internal readonly struct AbsMaxReduction : IReduction
 
     // PTX max.f32 and OpenCL fmax return the non-NaN operand; a NaN gradient must instead reach the caller.
     public float Combine(float a, float b) => a >= b || XMath.IsNaN(a) ? a : b;
+
+    // The built-in max drops NaN like fmax does, so whether any lane holds a NaN travels in an integer max beside it.
+    public float SubGroupCombine(float value)
+    {
+        var anyNaN = WarpExtensions.AllReduce<int, MaxInt32>(XMath.IsNaN(value) ? 1 : 0);
+        var max = WarpExtensions.AllReduce<float, MaxFloat>(value);
+        return anyNaN != 0 ? float.NaN : max;
+    }
 }
 
 /// <summary>
@@ -57,9 +74,9 @@ internal static class ReductionKernels
 {
     /// <summary>
     /// output[group] = scale · reduce(map(input[0..length))) over the elements this group strides over. Each thread
-    /// first loops over a grid-strided range (compensated for sums, so the per-thread count does not cost precision),
-    /// then the group combines the thread results in a shared-memory tree: the group size must be a power of two and
-    /// dynamic shared memory must hold one float per thread.
+    /// first loops over a grid-strided range (<see cref="ThreadAccumulate{TOp}"/>), then the group combines the
+    /// thread results in a shared-memory tree: the group size must be a power of two and dynamic shared memory must
+    /// hold one float per thread.
     /// </summary>
     [Kernel(KernelGrouping.Explicit, Specializations =
         [typeof(SumReduction), typeof(SquareSumReduction), typeof(AbsMaxReduction)])]
@@ -70,12 +87,62 @@ internal static class ReductionKernels
         var shared = SharedMemory.GetDynamic<float>();
         var thread = Group.IdxX;
         var size = Group.DimX;
-        var group = Grid.IdxX;
-        long stride = (long)Grid.DimX * size;
+        shared[thread] = ThreadAccumulate<TOp>(input, length);
+        Group.Barrier();
+        for (var half = size / 2; half > 0; half /= 2)
+        {
+            if (thread < half)
+                shared[thread] = op.Combine(shared[thread], shared[thread + half]);
+            Group.Barrier();
+        }
+        if (thread == 0)
+            output[Grid.IdxX] = shared[0] * scale;
+    }
 
+    /// <summary>
+    /// <see cref="Reduce{TOp}"/> with a two-level group combine: each sub-group combines its threads' results with
+    /// the sub-group built-in, lane 0 writes the sub-group's partial to its slot (dynamic shared memory of one float
+    /// per thread, enough for any sub-group size), one barrier, then the first sub-group combines the partials. The
+    /// group must be a whole number of sub-groups where they cannot shrink (CUDA, the CPU accelerator).
+    /// </summary>
+    [Kernel(KernelGrouping.Explicit, Specializations =
+        [typeof(SumReduction), typeof(SquareSumReduction), typeof(AbsMaxReduction)])]
+    public static void ReduceSubGroup<TOp>(ArrayView<float> input, int length, ArrayView<float> output, float scale)
+        where TOp : struct, IReduction
+    {
+        var op = default(TOp);
+        var slots = SharedMemory.GetDynamic<float>();
+        var lane = Warp.LaneIdx;
+        var warpSize = Warp.WarpSize;
+        var warp = Warp.WarpIdx;
+        var partial = op.SubGroupCombine(ThreadAccumulate<TOp>(input, length));
+        if (lane == 0)
+            slots[warp] = partial;
+        Group.Barrier();
+        if (warp != 0)
+            return;
+        var subGroups = (Group.DimX + warpSize - 1) / warpSize;
+        // 0 is the identity of every reduction here.
+        var own = 0f;
+        for (var i = lane; i < subGroups; i += warpSize)
+            own = op.Combine(own, slots[i]);
+        var total = op.SubGroupCombine(own);
+        if (lane == 0)
+            output[Grid.IdxX] = total * scale;
+    }
+
+    /// <summary>
+    /// One thread's share of a reduction: map and combine the elements group·G + t, stepping by the whole grid;
+    /// compensated for sums, so the per-thread count does not cost precision.
+    /// </summary>
+    private static float ThreadAccumulate<TOp>(ArrayView<float> input, int length) where TOp : struct, IReduction
+    {
+        var op = default(TOp);
+        var size = Group.DimX;
+        long stride = (long)Grid.DimX * size;
         var accumulator = 0f;
         var compensation = 0f;
-        for (long i = (long)group * size + thread; i < length; i += stride)
+        for (long i = (long)Grid.IdxX * size + Group.IdxX; i < length; i += stride)
         {
             var value = op.Map(input[i]);
             if (op.Compensated)
@@ -93,18 +160,6 @@ internal static class ReductionKernels
             }
         }
         // Once the sum is ±∞ or NaN the compensation is NaN (∞ − ∞); keep the sum itself so overflow stays ∞.
-        if (op.Compensated && XMath.IsFinite(accumulator))
-            accumulator += compensation;
-
-        shared[thread] = accumulator;
-        Group.Barrier();
-        for (var half = size / 2; half > 0; half /= 2)
-        {
-            if (thread < half)
-                shared[thread] = op.Combine(shared[thread], shared[thread + half]);
-            Group.Barrier();
-        }
-        if (thread == 0)
-            output[group] = shared[0] * scale;
+        return op.Compensated && XMath.IsFinite(accumulator) ? accumulator + compensation : accumulator;
     }
 }

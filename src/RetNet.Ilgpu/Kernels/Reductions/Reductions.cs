@@ -91,8 +91,13 @@ public static class Reductions
         var groupCounts = inputs.Select(t => launch.GroupsFor(t.Length)).ToArray();
         var partialCount = groupCounts.Sum();
         using var partials = Tensor.Uninitialized(device, Math.Max(partialCount, 1));
-        var first = device.Kernel(ReductionKernels.Reduce<TFirst>, LoadReduce<TFirst>);
-        var second = device.Kernel(ReductionKernels.Reduce<TSecond>, LoadReduce<TSecond>);
+        var subGroups = launch.Reduction == GroupReduction.SubGroups;
+        var first = subGroups
+            ? device.Kernel(ReductionKernels.ReduceSubGroup<TFirst>, LoadReduceSubGroup<TFirst>)
+            : device.Kernel(ReductionKernels.Reduce<TFirst>, LoadReduce<TFirst>);
+        var second = subGroups
+            ? device.Kernel(ReductionKernels.ReduceSubGroup<TSecond>, LoadReduceSubGroup<TSecond>)
+            : device.Kernel(ReductionKernels.Reduce<TSecond>, LoadReduce<TSecond>);
         var shared = launch.SharedMemory;
 
         var offset = 0;
@@ -169,6 +174,10 @@ public static class Reductions
         LoadReduce<TOp>(Accelerator accelerator) where TOp : struct, IReduction =>
         accelerator.LoadKernel<ArrayView<float>, int, ArrayView<float>, float>(ReductionKernels.Reduce<TOp>);
 
+    private static Action<AcceleratorStream, KernelConfig, ArrayView<float>, int, ArrayView<float>, float>
+        LoadReduceSubGroup<TOp>(Accelerator accelerator) where TOp : struct, IReduction =>
+        accelerator.LoadKernel<ArrayView<float>, int, ArrayView<float>, float>(ReductionKernels.ReduceSubGroup<TOp>);
+
     private static RetNetDevice? DeviceOf(IReadOnlyList<Tensor> inputs, string argument)
     {
         for (var k = 0; k < inputs.Count; k++)
@@ -178,25 +187,39 @@ public static class Reductions
 }
 
 /// <summary>
-/// The launch shape of a reduction: a power-of-two group size and the most groups of the first pass. The summation
-/// order, hence the last bits of a sum, depends on it; a fixed shape gives bit-identical results.
+/// The launch shape of a reduction: a power-of-two group size, the most groups of the first pass, and how a group
+/// combines its threads. The summation order, hence the last bits of a sum, depends on all three; a fixed shape gives
+/// bit-identical results.
 /// </summary>
 /// <param name="GroupSize">Threads per group, a power of two within the device limit.</param>
 /// <param name="MaxGroups">The most groups of the first pass (≥ 1); larger inputs loop in each thread.</param>
-internal readonly record struct ReductionLaunch(int GroupSize, int MaxGroups)
+/// <param name="Reduction">The shared-memory tree, or the two-level sub-group combine.</param>
+internal readonly record struct ReductionLaunch(int GroupSize, int MaxGroups,
+    GroupReduction Reduction = GroupReduction.SharedMemoryTree)
 {
     /// <summary>
-    /// 256-thread groups, up to 1024 of them, on real devices. On the CPU accelerator few groups: every group pays its
-    /// own barrier rounds there, while the per-thread loop is cheap and compensated.
+    /// Up to 1024 groups of the size and with the combine the device policy picks for long rows, on real devices. On
+    /// the CPU accelerator few tree groups: every group pays its own barrier rounds there, while the per-thread loop
+    /// is cheap and compensated.
     /// </summary>
     public static ReductionLaunch For(RetNetDevice device) => For(device.Limits);
 
-    /// <summary>The shape <see cref="For(RetNetDevice)"/> gives a device with <paramref name="limits"/>.</summary>
-    public static ReductionLaunch For(LaunchLimits limits) => limits.IsCpuAccelerator
-        ? new(Launch.PowerOfTwoGroup(limits.MaxGroupSize, 16), 8)
-        : new(Launch.PowerOfTwoGroup(limits.MaxGroupSize, 256), 1024);
+    /// <summary>The shape <see cref="For(RetNetDevice)"/> gives a device with <paramref name="limits"/>: the combine
+    /// <see cref="DevicePolicy.ReductionFor"/> picks.</summary>
+    public static ReductionLaunch For(LaunchLimits limits) => For(limits, DevicePolicy.ReductionFor(limits));
 
-    /// <summary>The dynamic shared memory of both passes: one float per thread for the tree.</summary>
+    /// <summary>
+    /// The shape a device with <paramref name="limits"/> gets with <paramref name="reduction"/>: the policy's group for
+    /// long rows and up to 1024 groups; on the CPU accelerator the tree in few small groups. Lets the kernel report
+    /// give the variant the policy does not pick the shape it would be launched with.
+    /// </summary>
+    public static ReductionLaunch For(LaunchLimits limits, GroupReduction reduction) =>
+        limits.IsCpuAccelerator && reduction == GroupReduction.SharedMemoryTree
+            ? new(Launch.PowerOfTwoGroup(limits.MaxGroupSize, 16), 8)
+            : new(DevicePolicy.ReductionGroupSize(limits, reduction, int.MaxValue), 1024, reduction);
+
+    /// <summary>The dynamic shared memory of both passes: one float per thread, the tree's nodes or (more than
+    /// enough) the sub-group variant's per-sub-group slots.</summary>
     public SharedMemoryConfig SharedMemory => SharedMemoryConfig.RequestDynamic<float>(GroupSize);
 
     /// <summary>First-pass groups for <paramref name="length"/> elements: one element per thread at least, at most
@@ -204,12 +227,14 @@ internal readonly record struct ReductionLaunch(int GroupSize, int MaxGroups)
     public int GroupsFor(int length) =>
         (int)Math.Min(MaxGroups, ((long)length + GroupSize - 1) / GroupSize);
 
-    /// <summary>Rejects a shape the tree reduction cannot run with.</summary>
+    /// <summary>Rejects a shape the chosen combine cannot run with.</summary>
     public void Validate(RetNetDevice device)
     {
         if (GroupSize < 1 || GroupSize > device.MaxGroupSize || (GroupSize & (GroupSize - 1)) != 0)
             throw new ArgumentOutOfRangeException(nameof(GroupSize), GroupSize,
                 $"Expected a power of two in [1, {device.MaxGroupSize}].");
+        if (Reduction == GroupReduction.SubGroups)
+            SubGroupLaunch.Validate(device, GroupSize, nameof(GroupSize));
         if (MaxGroups < 1)
             throw new ArgumentOutOfRangeException(nameof(MaxGroups), MaxGroups, "Expected at least one group.");
     }
