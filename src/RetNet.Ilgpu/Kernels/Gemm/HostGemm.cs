@@ -1067,7 +1067,8 @@ internal static unsafe class HostGemm
     /// <summary>
     /// How an operand's elements become fp32 as they load: scalars, or 16 and 8 consecutive elements from element
     /// <c>index</c> of the storage at <c>p</c>. Struct type arguments let the JIT compile one copy of each loop per
-    /// storage type, with the conversion inlined and no branch per element.
+    /// storage type, with the conversion inlined and no branch per element. The loads are marked for inlining: fp16's is
+    /// too long for the inliner's default budget, and a call to it would run unoptimised code until tiering caught up.
     /// </summary>
     private interface IElements
     {
@@ -1085,10 +1086,13 @@ internal static unsafe class HostGemm
     {
         public static int Size => sizeof(float);
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Load(nint p, nint index) => ((float*)p)[index];
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load512(nint p, nint index) => Vector512.Load((float*)p + index);
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Load256(nint p, nint index) => Vector256.Load((float*)p + index);
     }
 
@@ -1097,12 +1101,15 @@ internal static unsafe class HostGemm
     {
         public static int Size => sizeof(ushort);
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Load(nint p, nint index) => NarrowFloat.BFloat16ToSingle(((ushort*)p)[index]);
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load512(nint p, nint index) =>
             Vector512.ShiftLeft(Vector512.WidenLower(Vector256.Load((ushort*)p + index).ToVector512Unsafe()), 16)
                 .AsSingle();
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Load256(nint p, nint index) =>
             Vector256.ShiftLeft(Vector256.WidenLower(Vector128.Load((ushort*)p + index).ToVector256Unsafe()), 16)
                 .AsSingle();
@@ -1121,8 +1128,10 @@ internal static unsafe class HostGemm
 
         public static int Size => sizeof(ushort);
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float Load(nint p, nint index) => NarrowFloat.HalfToSingle(((ushort*)p)[index]);
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Load512(nint p, nint index)
         {
             var h = Vector512.WidenLower(Vector256.Load((ushort*)p + index).ToVector512Unsafe());
@@ -1137,6 +1146,7 @@ internal static unsafe class HostGemm
             return (f.AsUInt32() | ((h & Vector512.Create(0x8000u)) << 16)).AsSingle();
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<float> Load256(nint p, nint index)
         {
             var h = Vector256.WidenLower(Vector128.Load((ushort*)p + index).ToVector256Unsafe());
