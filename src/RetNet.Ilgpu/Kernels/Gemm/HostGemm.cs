@@ -1,8 +1,8 @@
 using System.Runtime.CompilerServices;
-using ILGPU.Runtime;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using ILGPU.Runtime;
 using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Kernels.Gemm;
@@ -31,9 +31,6 @@ internal readonly record struct HostOperand(nint Pointer, TensorDType DType)
     public static unsafe HostOperand Of(Tensor tensor) => tensor.DType == TensorDType.Float32
         ? new((nint)tensor.View.LoadEffectiveAddressAsPtr(), TensorDType.Float32)
         : new((nint)tensor.HalfView.LoadEffectiveAddressAsPtr(), tensor.DType);
-
-    /// <summary>An fp32 operand at <paramref name="pointer"/>.</summary>
-    public static unsafe HostOperand Float32(float* pointer) => new((nint)pointer, TensorDType.Float32);
 }
 
 /// <summary>
@@ -136,8 +133,8 @@ internal static unsafe class HostGemm
 
         var (sam, sak) = shape.TransposeA ? (1, shape.M) : (shape.K, 1);
         var (sbk, sbn) = shape.TransposeB ? (1, shape.K) : (shape.N, 1);
-        var problem = new Problem(a.Pointer, a.DType, b.Pointer, b.DType, (nint)c, shape.M, shape.N, shape.K, sam, sak, sbk, sbn, shape.N,
-            alpha, beta, Accumulate: false, path, PanelWidth(path), smallRows);
+        var problem = new Problem(a.Pointer, a.DType, b.Pointer, b.DType, (nint)c, shape.M, shape.N, shape.K, sam, sak,
+            sbk, sbn, shape.N, alpha, beta, Accumulate: false, path, PanelWidth(path), smallRows);
         var entryFlops = 2.0 * shape.M * shape.N * shape.K;
         threads = Math.Max(1, threads);
 
@@ -166,19 +163,19 @@ internal static unsafe class HostGemm
             path = Best;
         var (sam, sak) = transposeA ? (1, lda) : (lda, 1);
         var (sbk, sbn) = transposeB ? (1, ldb) : (ldb, 1);
-        new Problem((nint)a, TensorDType.Float32, (nint)b, TensorDType.Float32, (nint)c, m, n, k, sam, sak, sbk, sbn, ldc, 1f, 0f, accumulate, path,
-            PanelWidth(path), SmallRows: 0).Multiply(1);
+        new Problem((nint)a, TensorDType.Float32, (nint)b, TensorDType.Float32, (nint)c, m, n, k, sam, sak, sbk, sbn,
+            ldc, 1f, 0f, accumulate, path, PanelWidth(path), SmallRows: 0).Multiply(1);
     }
 
     /// <summary>
     /// One product's operands: base pointers (as nint so lambdas can carry them), A's and B's storage types, strides
-    /// (in elements) and C's leading dimension
-    /// (N, except in <see cref="MultiplyStrided"/>, which never has beta ≠ 0, so a saved old C always has rows of N).
-    /// Products of at most <paramref name="SmallRows"/> rows run unpacked; <see cref="MultiplyStrided"/> (which
-    /// accumulates) always packs.
+    /// (in elements) and C's leading dimension (N, except in <see cref="MultiplyStrided"/>, which never has beta ≠ 0,
+    /// so a saved old C always has rows of N). Products of at most <paramref name="SmallRows"/> rows run unpacked;
+    /// <see cref="MultiplyStrided"/> (which accumulates) always packs.
     /// </summary>
-    private readonly record struct Problem(nint A, TensorDType TypeA, nint B, TensorDType TypeB, nint C, int M, int N, int K, int Sam, int Sak, int Sbk,
-        int Sbn, int Ldc, float Alpha, float Beta, bool Accumulate, HostGemmPath Path, int NR, int SmallRows)
+    private readonly record struct Problem(nint A, TensorDType TypeA, nint B, TensorDType TypeB, nint C, int M, int N,
+        int K, int Sam, int Sak, int Sbk, int Sbn, int Ldc, float Alpha, float Beta, bool Accumulate, HostGemmPath Path,
+        int NR, int SmallRows)
     {
         public Problem Entry(int p, GemmShape shape) => this with
         {
@@ -1067,8 +1064,8 @@ internal static unsafe class HostGemm
     /// <summary>
     /// How an operand's elements become fp32 as they load: scalars, or 16 and 8 consecutive elements from element
     /// <c>index</c> of the storage at <c>p</c>. Struct type arguments let the JIT compile one copy of each loop per
-    /// storage type, with the conversion inlined and no branch per element. The loads are marked for inlining: fp16's is
-    /// too long for the inliner's default budget, and a call to it would run unoptimised code until tiering caught up.
+    /// storage type, with the conversion inlined and no branch per element. The loads are marked for inlining: fp16's
+    /// is too long for the inliner's default budget, and a call to it ran unoptimised (tier-0) code, 25× slower.
     /// </summary>
     private interface IElements
     {
