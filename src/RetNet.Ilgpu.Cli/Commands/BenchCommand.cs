@@ -433,10 +433,23 @@ internal static class BenchCommand
         {
             Description = "Comma-separated MxNxK shapes, e.g. 256x256x256,512x512x128 (default: sized for the device).",
         };
+        var dtype = new Option<string>("--dtype")
+        {
+            Description = "How B is stored: fp32, fp16 or bf16 (read directly, accumulated in fp32; A and C stay fp32).",
+            DefaultValueFactory = _ => "fp32",
+        };
+        var transposeB = new Option<bool>("--transpose-b")
+        {
+            Description = "Store B as [N, K], a Linear layer's weight (M = 1 is then a decoding step's product).",
+        };
+        var implementations = new Option<string?>("--implementations")
+        {
+            Description = "Comma-separated subset of tiled, simple, host-simd, csharp-reference to time (default: all).",
+        };
         var command = new Command("gemm",
             "Time the tiled and the barrier-free GEMM kernels (and, on the CPU accelerator, the host SIMD GEMM) next to the plain C# reference on the same shapes.")
         {
-            device, json, warmup, repetitions, shapes,
+            device, json, warmup, repetitions, shapes, dtype, transposeB, implementations,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -448,18 +461,21 @@ internal static class BenchCommand
             if (warm < 0)
                 throw new ArgumentException($"--warmup must be ≥ 0; got {warm}.");
             var requested = ParseShapes(parse.GetValue(shapes));
+            var dtypeB = ParseDType(parse.GetValue(dtype)!);
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             var peak = PeakOf(opened);
             var results = GemmBenchmark.Run(opened, requested ?? GemmBenchmark.DefaultShapes(opened), warm, reps,
-                interrupted);
+                interrupted, dtypeB, parse.GetValue(transposeB), ParseImplementations(parse.GetValue(implementations)));
             var reference = results.Where(r => r.Implementation == "csharp-reference")
                 .ToDictionary(r => (r.M, r.N, r.K), r => r.MedianMs);
             Console.Write(Format.Table(
-                ["M×N×K", "implementation", "median ms", "GFLOP/s", "vs C# loop", .. peak is null ? [] : new[] { "% peak" }],
+                ["M×N×K", "B", "implementation", "median ms", "GFLOP/s", "B GB/s", "vs C# loop",
+                    .. peak is null ? [] : new[] { "% peak" }],
                 results.Select(r => (IReadOnlyList<string>)
                 [
-                    $"{r.M}×{r.N}×{r.K}", r.Implementation, Format.Number(r.MedianMs, "0.###"),
-                    Format.Number(r.GFlops, "0.###"),
+                    $"{r.M}×{r.N}×{r.K}", TensorDTypes.Name(r.DTypeB) + (r.TransposeB ? " [N,K]" : " [K,N]"),
+                    r.Implementation, Format.Number(r.MedianMs, "0.###"), Format.Number(r.GFlops, "0.###"),
+                    Format.Number(r.WeightGBps, "0.##"),
                     reference.TryGetValue((r.M, r.N, r.K), out var cs) ? Format.Number(cs / r.MedianMs, "0.##") + "×" : "",
                     .. peak is null ? [] : new[] { Format.Number(100 * r.GFlops / peak.GFlops, "0.0") },
                 ])));
@@ -471,13 +487,41 @@ internal static class BenchCommand
                     m = r.M,
                     n = r.N,
                     k = r.K,
+                    dtypeB = TensorDTypes.Name(r.DTypeB),
+                    transposeB = r.TransposeB,
                     medianMs = r.MedianMs,
                     gflops = r.GFlops,
+                    weightGbps = r.WeightGBps,
                     fractionOfPeak = peak is null ? (double?)null : r.GFlops / peak.GFlops,
                 }));
             return Finish(interrupted, results.Count);
         }));
         return command;
+    }
+
+    private static IReadOnlyCollection<string>? ParseImplementations(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+            return null;
+        var items = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (items.Length == 0 || items.Any(i => !GemmBenchmark.Implementations.Contains(i)))
+            throw new ArgumentException(
+                $"--implementations: '{text}' is not a comma-separated list of " +
+                $"{string.Join(", ", GemmBenchmark.Implementations)}.");
+        return items;
+    }
+
+    private static TensorDType ParseDType(string text)
+    {
+        try
+        {
+            return TensorDTypes.Parse(text);
+        }
+        catch (ArgumentException error)
+        {
+            throw new ArgumentException($"--dtype: '{text}' is not one of {string.Join(", ", TensorDTypes.Names)}.",
+                error);
+        }
     }
 
     private static IReadOnlyList<(int M, int N, int K)>? ParseShapes(string? text)

@@ -5,7 +5,8 @@ using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Benchmarks;
 
-/// <summary>One timed GEMM implementation at one shape, C[M, N] = A[M, K]·B[K, N].</summary>
+/// <summary>One timed GEMM implementation at one shape, C[M, N] = A[M, K]·B[K, N] (B stored [N, K] when
+/// <paramref name="TransposeB"/>: a Linear layer's weight).</summary>
 /// <param name="Implementation"><c>tiled</c>, <c>simple</c>, <c>host-simd</c> (the <see cref="GemmVariant"/>s on the
 /// device; host-simd only on ILGPU's CPU accelerator) or <c>csharp-reference</c> (<see cref="GemmReference.Forward"/>,
 /// a single-threaded double loop on the host).</param>
@@ -14,7 +15,12 @@ namespace RetNet.Ilgpu.Benchmarks;
 /// <param name="K">The inner dimension.</param>
 /// <param name="MedianMs">Median wall time of one product in milliseconds, launch to synchronisation.</param>
 /// <param name="GFlops">2·M·N·K / median time, in 10⁹ floating-point operations per second.</param>
-public sealed record GemmBenchmarkResult(string Implementation, int M, int N, int K, double MedianMs, double GFlops);
+/// <param name="DTypeB">How B is stored (A and C are fp32).</param>
+/// <param name="TransposeB">Whether B is stored [N, K].</param>
+/// <param name="WeightGBps">B's bytes (N·K elements of <paramref name="DTypeB"/>) / median time, in 10⁹ bytes per
+/// second: what a decoding step's Linear layers (M = 1) are bound by.</param>
+public sealed record GemmBenchmarkResult(string Implementation, int M, int N, int K, double MedianMs, double GFlops,
+    TensorDType DTypeB = TensorDType.Float32, bool TransposeB = false, double WeightGBps = 0);
 
 /// <summary>Times the GEMM variants against the plain C# loop, so a figure says how far a kernel is from the hardware.</summary>
 public static class GemmBenchmark
@@ -30,6 +36,9 @@ public static class GemmBenchmark
 
     /// <summary>Implementation name of the host loop <see cref="GemmReference.Forward"/>.</summary>
     public const string CSharpReference = "csharp-reference";
+
+    /// <summary>Every implementation name, in the order results come.</summary>
+    public static IReadOnlyList<string> Implementations { get; } = [Tiled, Simple, HostSimd, CSharpReference];
 
     // Above this many floating-point operations the host loop takes seconds per product: it is run once, unwarmed.
     private const double ReferenceRepeatLimit = 1e9;
@@ -52,7 +61,8 @@ public static class GemmBenchmark
     /// the median of <paramref name="repetitions"/> products, each timed from launch to
     /// <see cref="RetNetDevice.Synchronize"/>. The host loop is timed the same way, except that above 10⁹ operations
     /// it runs once without warm-up. Results come per shape in the order tiled, simple, host-simd (on ILGPU's CPU
-    /// accelerator only), csharp-reference.
+    /// accelerator only), csharp-reference. With a 16-bit B only the implementations that read one are timed (today
+    /// host-simd; the C# loop runs on B's widened values).
     /// </summary>
     /// <param name="device">The device to measure.</param>
     /// <param name="shapes">The products to time.</param>
@@ -60,9 +70,15 @@ public static class GemmBenchmark
     /// <param name="repetitions">Timed products; the median is reported.</param>
     /// <param name="cancellationToken">Checked before each measurement, never inside one: once cancelled, the run
     /// stops and returns the results measured so far (check the token to tell a partial list from a whole one).</param>
+    /// <param name="dtypeB">How B is stored: fp32, or fp16/bf16 read directly by the GEMM.</param>
+    /// <param name="transposeB">B stored [N, K], as a Linear layer's weight is.</param>
+    /// <param name="implementations">The implementation names to time (null: all of them), so a run can skip the
+    /// tiled kernel, which takes seconds a product on the CPU accelerator.</param>
     /// <exception cref="ArgumentOutOfRangeException">A count or dimension is out of range.</exception>
     public static IReadOnlyList<GemmBenchmarkResult> Run(RetNetDevice device, IReadOnlyList<(int M, int N, int K)> shapes,
-        int warmup, int repetitions, CancellationToken cancellationToken = default)
+        int warmup, int repetitions, CancellationToken cancellationToken = default,
+        TensorDType dtypeB = TensorDType.Float32, bool transposeB = false,
+        IReadOnlyCollection<string>? implementations = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(shapes);
@@ -82,34 +98,45 @@ public static class GemmBenchmark
             if (cancellationToken.IsCancellationRequested)
                 return results;
             var hostA = RandomValues(++seed, m * k);
-            var hostB = RandomValues(++seed, k * n);
+            // The values B holds once stored (rounded to its type), so the C# loop multiplies the same numbers.
+            var hostB = RandomValues(++seed, k * n).Select(v => TensorDTypes.Round(v, dtypeB)).ToArray();
             using var a = Tensor.FromHost(device, hostA, m, k);
-            using var b = Tensor.FromHost(device, hostB, k, n);
+            using var b = transposeB
+                ? Tensor.FromHost(device, hostB, dtypeB, n, k)
+                : Tensor.FromHost(device, hostB, dtypeB, k, n);
             using var c = Tensor.Uninitialized(device, m, n);
             var flops = 2.0 * m * n * k;
+            var weightBytes = (double)n * k * TensorDTypes.SizeOf(dtypeB);
 
             (string, GemmVariant)[] variants = device.IsCpuSimulator
                 ? [(Tiled, GemmVariant.Tiled), (Simple, GemmVariant.Simple), (HostSimd, GemmVariant.HostSimd)]
                 : [(Tiled, GemmVariant.Tiled), (Simple, GemmVariant.Simple)];
             foreach (var (name, variant) in variants)
             {
+                if ((dtypeB != TensorDType.Float32 && variant != GemmVariant.HostSimd) ||
+                    implementations?.Contains(name) == false)
+                    continue;
                 if (cancellationToken.IsCancellationRequested)
                     return results;
                 var ms = Median(warmup, repetitions, () =>
                 {
-                    Gemm.Run(a, b, c, variant: variant);
+                    Gemm.Run(a, b, c, transposeB: transposeB, variant: variant);
                     device.Synchronize();
                 }, before: device.Synchronize);
-                results.Add(new GemmBenchmarkResult(name, m, n, k, ms, flops / (ms * 1e6)));
+                results.Add(new GemmBenchmarkResult(name, m, n, k, ms, flops / (ms * 1e6), dtypeB, transposeB,
+                    weightBytes / (ms * 1e6)));
             }
 
             if (cancellationToken.IsCancellationRequested)
                 return results;
-            var shape = new GemmShape(1, m, n, k);
+            if (implementations?.Contains(CSharpReference) == false)
+                continue;
+            var shape = new GemmShape(1, m, n, k, TransposeB: transposeB);
             var (referenceWarmup, referenceRepetitions) = flops > ReferenceRepeatLimit ? (0, 1) : (warmup, repetitions);
             var referenceMs = Median(referenceWarmup, referenceRepetitions,
                 () => GemmReference.Forward(shape, hostA, hostB), before: null);
-            results.Add(new GemmBenchmarkResult(CSharpReference, m, n, k, referenceMs, flops / (referenceMs * 1e6)));
+            results.Add(new GemmBenchmarkResult(CSharpReference, m, n, k, referenceMs, flops / (referenceMs * 1e6),
+                dtypeB, transposeB, weightBytes / (referenceMs * 1e6)));
         }
         return results;
     }

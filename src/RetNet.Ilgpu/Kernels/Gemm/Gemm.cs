@@ -19,10 +19,12 @@ public static class Gemm
     /// [batch, M, K]; <paramref name="b"/> is [K, N] ([N, K] when <paramref name="transposeB"/>) or [batch, K, N]; a
     /// matrix against a batched other operand is broadcast across the batch (a Linear layer's weight). <paramref name="c"/>
     /// is [M, N] when both operands are matrices, else [batch, M, N]. With <paramref name="beta"/> = 0 the old
-    /// contents of <paramref name="c"/> are ignored, even NaN.
+    /// contents of <paramref name="c"/> are ignored, even NaN. <paramref name="a"/> and <paramref name="b"/> may be
+    /// stored as fp32, fp16 or bf16 (widened exactly, accumulated in fp32); <paramref name="c"/> is fp32.
     /// </summary>
     /// <exception cref="ArgumentException">A shape does not fit (names the argument and the shapes involved), the
-    /// tensors live on different devices, or <paramref name="c"/> shares storage with an input.</exception>
+    /// tensors live on different devices, <paramref name="c"/> is not stored as fp32, or <paramref name="c"/> shares
+    /// storage with an input.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="alpha"/> or <paramref name="beta"/> is not finite,
     /// or <paramref name="variant"/> is not a defined value.</exception>
     /// <exception cref="NotSupportedException">The tiled variant on a device whose groups hold fewer than 16 threads, or
@@ -121,10 +123,8 @@ public static class Gemm
         // The CPU accelerator's buffers are pinned host memory, but kernels queued before this call may still be
         // writing them: wait, then work on the memory directly. Nothing is queued behind, so no fence is needed after.
         device.Stream.Synchronize();
-        var pa = (float*)a.View.LoadEffectiveAddressAsPtr();
-        var pb = (float*)b.View.LoadEffectiveAddressAsPtr();
         var pc = (float*)c.View.LoadEffectiveAddressAsPtr();
-        HostGemm.Run(pa, pb, pc, shape, alpha, beta, path, threads, smallRows);
+        HostGemm.Run(HostOperand.Of(a), HostOperand.Of(b), pc, shape, alpha, beta, path, threads, smallRows);
     }
 
     /// <summary>The tile the tiled variant uses on <paramref name="device"/>: the largest whose group fits.</summary>
@@ -144,6 +144,10 @@ public static class Gemm
         ArgumentNullException.ThrowIfNull(c);
         ShapeCheck.SameDevice(a.Device, nameof(b), b);
         ShapeCheck.SameDevice(a.Device, nameof(c), c);
+        if (c.DType != TensorDType.Float32)
+            throw new ArgumentException(
+                $"Argument 'c' is stored as {c.DType}; expected Float32 (the product accumulates and is written in " +
+                "fp32; A and B may be 16-bit).", nameof(c));
         if (!float.IsFinite(alpha))
             throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "Expected a finite alpha.");
         if (!float.IsFinite(beta))

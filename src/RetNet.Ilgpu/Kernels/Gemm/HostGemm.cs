@@ -2,6 +2,8 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using ILGPU.Runtime;
+using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Kernels.Gemm;
 
@@ -21,6 +23,16 @@ internal enum HostGemmPath
     Scalar,
 }
 
+/// <summary>A GEMM operand in host memory: where its first element lies and how its elements are stored.</summary>
+internal readonly record struct HostOperand(nint Pointer, TensorDType DType)
+{
+    /// <summary>The host address of <paramref name="tensor"/>'s elements (pinned host memory on ILGPU's CPU
+    /// accelerator) and its storage type.</summary>
+    public static unsafe HostOperand Of(Tensor tensor) => tensor.DType == TensorDType.Float32
+        ? new((nint)tensor.View.LoadEffectiveAddressAsPtr(), TensorDType.Float32)
+        : new((nint)tensor.HalfView.LoadEffectiveAddressAsPtr(), tensor.DType);
+}
+
 /// <summary>
 /// GEMM as host code over host memory, for ILGPU's CPU accelerator: its buffers are ordinary pinned host memory, and
 /// its kernels run as simulated threads (~1 µs each) that cannot use SIMD intrinsics, so the processor's vector units
@@ -33,6 +45,11 @@ internal enum HostGemmPath
 /// packing, which would cost as much as the product: op(A) is read in place, and op(B) too when its rows run along N;
 /// a transposed B ([N, K], a Linear layer's weight) is transposed one K-block of one column panel at a time into a
 /// per-thread buffer by in-register 16×16 (AVX-512) or 8×8 (AVX2) transposes.
+/// <para>
+/// A and B may be stored as fp16 or bf16 (C is always fp32): the packing widens them to fp32 as it copies, so the
+/// micro-kernels stay fp32, and the unpacked path widens B's vectors as it loads them, so a decoding step reads two
+/// bytes per weight. Widening is exact, so a 16-bit operand gives bit for bit the result of its widened fp32 copy.
+/// </para>
 /// <para>
 /// Determinism: every element of C is the fused multiply-add chain over k = 0, 1, …, K−1 in that order, starting
 /// from 0 and held in float between K-blocks, then alpha·sum (+ beta·old C); threads only split the rows and column
@@ -72,6 +89,7 @@ internal static unsafe class HostGemm
     [ThreadStatic] private static float[]? packedB;
     [ThreadStatic] private static float[]? transposedB;
     [ThreadStatic] private static float[]? smallSums;
+    [ThreadStatic] private static float[]? widenedA;
 
     /// <summary>The widest path executed in hardware: AVX-512, else AVX2 with FMA, else scalar.</summary>
     internal static HostGemmPath Best =>
@@ -93,7 +111,7 @@ internal static unsafe class HostGemm
     /// C is never read. <paramref name="threads"/> caps the threads used; products of at most
     /// <paramref name="smallRows"/> rows per entry run unpacked (0 packs every product, so tests reach both).
     /// </summary>
-    internal static void Run(float* a, float* b, float* c, GemmShape shape, float alpha, float beta,
+    internal static void Run(HostOperand a, HostOperand b, float* c, GemmShape shape, float alpha, float beta,
         HostGemmPath path, int threads, int smallRows = SmallRows)
     {
         if (path == HostGemmPath.Auto)
@@ -115,8 +133,8 @@ internal static unsafe class HostGemm
 
         var (sam, sak) = shape.TransposeA ? (1, shape.M) : (shape.K, 1);
         var (sbk, sbn) = shape.TransposeB ? (1, shape.K) : (shape.N, 1);
-        var problem = new Problem((nint)a, (nint)b, (nint)c, shape.M, shape.N, shape.K, sam, sak, sbk, sbn, shape.N,
-            alpha, beta, Accumulate: false, path, PanelWidth(path), smallRows);
+        var problem = new Problem(a.Pointer, a.DType, b.Pointer, b.DType, (nint)c, shape.M, shape.N, shape.K, sam, sak,
+            sbk, sbn, shape.N, alpha, beta, Accumulate: false, path, PanelWidth(path), smallRows);
         var entryFlops = 2.0 * shape.M * shape.N * shape.K;
         threads = Math.Max(1, threads);
 
@@ -145,23 +163,24 @@ internal static unsafe class HostGemm
             path = Best;
         var (sam, sak) = transposeA ? (1, lda) : (lda, 1);
         var (sbk, sbn) = transposeB ? (1, ldb) : (ldb, 1);
-        new Problem((nint)a, (nint)b, (nint)c, m, n, k, sam, sak, sbk, sbn, ldc, 1f, 0f, accumulate, path,
-            PanelWidth(path), SmallRows: 0).Multiply(1);
+        new Problem((nint)a, TensorDType.Float32, (nint)b, TensorDType.Float32, (nint)c, m, n, k, sam, sak, sbk, sbn,
+            ldc, 1f, 0f, accumulate, path, PanelWidth(path), SmallRows: 0).Multiply(1);
     }
 
     /// <summary>
-    /// One product's operands: base pointers (as nint so lambdas can carry them), strides and C's leading dimension
-    /// (N, except in <see cref="MultiplyStrided"/>, which never has beta ≠ 0, so a saved old C always has rows of N).
-    /// Products of at most <paramref name="SmallRows"/> rows run unpacked; <see cref="MultiplyStrided"/> (which
-    /// accumulates) always packs.
+    /// One product's operands: base pointers (as nint so lambdas can carry them), A's and B's storage types, strides
+    /// (in elements) and C's leading dimension (N, except in <see cref="MultiplyStrided"/>, which never has beta ≠ 0,
+    /// so a saved old C always has rows of N). Products of at most <paramref name="SmallRows"/> rows run unpacked;
+    /// <see cref="MultiplyStrided"/> (which accumulates) always packs.
     /// </summary>
-    private readonly record struct Problem(nint A, nint B, nint C, int M, int N, int K, int Sam, int Sak, int Sbk,
-        int Sbn, int Ldc, float Alpha, float Beta, bool Accumulate, HostGemmPath Path, int NR, int SmallRows)
+    private readonly record struct Problem(nint A, TensorDType TypeA, nint B, TensorDType TypeB, nint C, int M, int N,
+        int K, int Sam, int Sak, int Sbk, int Sbn, int Ldc, float Alpha, float Beta, bool Accumulate, HostGemmPath Path,
+        int NR, int SmallRows)
     {
         public Problem Entry(int p, GemmShape shape) => this with
         {
-            A = A + (nint)p * shape.BatchStrideA * sizeof(float),
-            B = B + (nint)p * shape.BatchStrideB * sizeof(float),
+            A = A + (nint)p * shape.BatchStrideA * TensorDTypes.SizeOf(TypeA),
+            B = B + (nint)p * shape.BatchStrideB * TensorDTypes.SizeOf(TypeB),
             C = C + (nint)p * shape.BatchStrideC * sizeof(float),
         };
 
@@ -242,6 +261,11 @@ internal static unsafe class HostGemm
         /// </summary>
         public void MultiplySmall(int threads)
         {
+            if (TypeA != TensorDType.Float32)
+            {
+                WidenA().MultiplySmall(threads);
+                return;
+            }
             var panels = (N + NR - 1) / NR;
             var tasks = threads > 1 && (long)N * K >= SmallParallelElements ? Math.Min(threads, panels) : 1;
             if (tasks == 1)
@@ -254,25 +278,60 @@ internal static unsafe class HostGemm
                 t => self.Panels(t * panels / tasks, (t + 1) * panels / tasks));
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        /// <summary>
+        /// This product with op(A) widened into a per-thread fp32 copy [M, K]: at most <see cref="SmallRows"/> rows,
+        /// so M·K conversions once beat one per element of C, and every panel then reads plain floats.
+        /// </summary>
+        private Problem WidenA()
+        {
+            var wide = Buffer(ref widenedA, M * K);
+            for (var i = 0; i < M; i++)
+            {
+                if (Sak == 1)
+                {
+                    Widen(A + (nint)i * Sam * TensorDTypes.SizeOf(TypeA), TypeA, wide + (nint)i * K, K, Path);
+                    continue;
+                }
+                for (var k = 0; k < K; k++)
+                    wide[(nint)i * K + k] = Element(A, TypeA, (nint)i * Sam + (nint)k * Sak);
+            }
+            return this with { A = (nint)wide, TypeA = TensorDType.Float32, Sam = K, Sak = 1 };
+        }
+
         private void Panels(int jr0, int jr1)
+        {
+            switch (TypeB)
+            {
+                case TensorDType.BFloat16:
+                    Panels<BFloat16Elements>(jr0, jr1);
+                    break;
+                case TensorDType.Float16:
+                    Panels<HalfElements>(jr0, jr1);
+                    break;
+                default:
+                    Panels<Float32Elements>(jr0, jr1);
+                    break;
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void Panels<TB>(int jr0, int jr1) where TB : struct, IElements
         {
             for (var jr = jr0; jr < jr1; jr++)
             {
                 var j0 = jr * NR;
                 var width = Math.Min(NR, N - j0);
                 if (Path == HostGemmPath.Scalar)
-                    ScalarPanel(j0, width);
+                    ScalarPanel<TB>(j0, width);
                 else
-                    VectorPanel(j0, width);
+                    VectorPanel<TB>(j0, width);
             }
         }
 
         /// <summary>Columns j0 … j0+width of C, one fused multiply-add chain per element straight from A and B.</summary>
-        private void ScalarPanel(int j0, int width)
+        private void ScalarPanel<TB>(int j0, int width) where TB : struct, IElements
         {
             var a = (float*)A;
-            var b = (float*)B;
             var c = (float*)C;
             for (var i = 0; i < M; i++)
             {
@@ -280,8 +339,8 @@ internal static unsafe class HostGemm
                 {
                     var acc = 0f;
                     for (var k = 0; k < K; k++)
-                        acc = MathF.FusedMultiplyAdd(a[(nint)i * Sam + (nint)k * Sak], b[(nint)k * Sbk + (nint)j * Sbn],
-                            acc);
+                        acc = MathF.FusedMultiplyAdd(a[(nint)i * Sam + (nint)k * Sak],
+                            TB.Load(B, (nint)k * Sbk + (nint)j * Sbn), acc);
                     var cell = c + (nint)i * Ldc + j;
                     *cell = Beta != 0f ? Alpha * acc + Beta * *cell : Alpha * acc;
                 }
@@ -290,10 +349,11 @@ internal static unsafe class HostGemm
 
         /// <summary>
         /// Columns j0 … j0+width of C on the vector paths: per K-block, op(B)'s block as KC rows of NR floats (B's own
-        /// rows when they run along N and the panel is whole, else a transposed copy), then per row of C two vector
-        /// accumulators take one fused multiply-add per k, kept on the stack between K-blocks.
+        /// rows, widened as they load, when they run along N and the panel is whole; else a transposed fp32 copy),
+        /// then per row of C two vector accumulators take one fused multiply-add per k, kept on the stack between
+        /// K-blocks.
         /// </summary>
-        private void VectorPanel(int j0, int width)
+        private void VectorPanel<TB>(int j0, int width) where TB : struct, IElements
         {
             var sums = Buffer(ref smallSums, M * NR);
             var edge = stackalloc float[32];
@@ -303,7 +363,7 @@ internal static unsafe class HostGemm
             for (var pc = 0; pc < K; pc += KC)
             {
                 var kc = Math.Min(KC, K - pc);
-                var panel = PanelOfB(copy, j0, width, pc, kc, out var stride);
+                var panel = PanelOfB<TB>(copy, j0, width, pc, kc, out var stride, out var inPlace);
                 var first = pc == 0;
                 var last = pc + kc == K;
                 for (var i = 0; i < M; i++)
@@ -316,10 +376,23 @@ internal static unsafe class HostGemm
                         for (var j = 0; j < width; j++)
                             edge[j] = c[(nint)i * Ldc + j0 + j];
                     }
-                    if (Path == HostGemmPath.Vector512)
-                        Small512(kc, row, Sak, panel, stride, sum, first, last, target, Alpha, Beta);
-                    else
-                        Small256(kc, row, Sak, panel, stride, sum, first, last, target, Alpha, Beta);
+                    switch (Path, inPlace)
+                    {
+                        case (HostGemmPath.Vector512, true):
+                            Small512<TB>(kc, row, Sak, panel, stride, sum, first, last, target, Alpha, Beta);
+                            break;
+                        case (HostGemmPath.Vector512, false):
+                            Small512<Float32Elements>(kc, row, Sak, panel, stride, sum, first, last, target, Alpha,
+                                Beta);
+                            break;
+                        case (_, true):
+                            Small256<TB>(kc, row, Sak, panel, stride, sum, first, last, target, Alpha, Beta);
+                            break;
+                        default:
+                            Small256<Float32Elements>(kc, row, Sak, panel, stride, sum, first, last, target, Alpha,
+                                Beta);
+                            break;
+                    }
                     if (width != NR && last)
                     {
                         for (var j = 0; j < width; j++)
@@ -330,15 +403,18 @@ internal static unsafe class HostGemm
         }
 
         /// <summary>
-        /// K-block pc … pc+kc of op(B)'s columns j0 … j0+width as rows of NR floats, <paramref name="stride"/> apart:
-        /// B itself when B's rows run along N and the panel is whole; else <paramref name="copy"/> filled with
-        /// in-register transposes of whole tiles and element copies (zeros past N) at the edges.
+        /// K-block pc … pc+kc of op(B)'s columns j0 … j0+width as rows of NR elements, <paramref name="stride"/>
+        /// apart: B itself (<paramref name="inPlace"/>, in B's storage type) when B's rows run along N and the panel is
+        /// whole; else <paramref name="copy"/>, fp32, filled with in-register transposes of whole tiles (widened as
+        /// they load) and element copies (zeros past N) at the edges.
         /// </summary>
-        private float* PanelOfB(float* copy, int j0, int width, int pc, int kc, out int stride)
+        private nint PanelOfB<TB>(float* copy, int j0, int width, int pc, int kc, out int stride, out bool inPlace)
+            where TB : struct, IElements
         {
-            var b = (float*)B + (nint)pc * Sbk + (nint)j0 * Sbn;
+            var b = B + ((nint)pc * Sbk + (nint)j0 * Sbn) * TB.Size;
             stride = NR;
-            if (Sbn == 1 && width == NR)
+            inPlace = Sbn == 1 && width == NR;
+            if (inPlace)
             {
                 stride = Sbk;
                 return b;
@@ -352,10 +428,11 @@ internal static unsafe class HostGemm
                 {
                     for (var j = 0; j < NR; j += lanes)
                     {
+                        var tile = b + ((nint)j * Sbn + k) * TB.Size;
                         if (lanes == 16)
-                            Transpose16(b + (nint)j * Sbn + k, Sbn, copy + k * NR + j, NR);
+                            Transpose16<TB>(tile, Sbn, copy + k * NR + j, NR);
                         else
-                            Transpose8(b + (nint)j * Sbn + k, Sbn, copy + k * NR + j, NR);
+                            Transpose8<TB>(tile, Sbn, copy + k * NR + j, NR);
                     }
                 }
             }
@@ -363,11 +440,11 @@ internal static unsafe class HostGemm
             {
                 var row = copy + k * NR;
                 for (var j = 0; j < width; j++)
-                    row[j] = b[(nint)k * Sbk + (nint)j * Sbn];
+                    row[j] = TB.Load(b, (nint)k * Sbk + (nint)j * Sbn);
                 for (var j = width; j < NR; j++)
                     row[j] = 0f;
             }
-            return copy;
+            return (nint)copy;
         }
     }
 
@@ -376,36 +453,63 @@ internal static unsafe class HostGemm
         bool Last)
     {
         /// <summary>Packs column panel <paramref name="jr"/>: Kc rows of NR consecutive floats, zeros past N.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void PackB(int jr)
+        {
+            switch (P.TypeB)
+            {
+                case TensorDType.BFloat16:
+                    PackB<BFloat16Elements>(jr);
+                    break;
+                case TensorDType.Float16:
+                    PackB<HalfElements>(jr);
+                    break;
+                default:
+                    PackB<Float32Elements>(jr);
+                    break;
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void PackB<TB>(int jr) where TB : struct, IElements
         {
             var nr = P.NR;
             var dst = (float*)PackedB + (nint)jr * Kc * nr;
             var j0 = Jc + jr * nr;
             var width = Math.Min(nr, P.N - j0);
-            var src = (float*)P.B + (nint)Pc * P.Sbk + (nint)j0 * P.Sbn;
+            var src = P.B + ((nint)Pc * P.Sbk + (nint)j0 * P.Sbn) * TB.Size;
             if (P.Sbn == 1)
             {
-                // Rows of B are contiguous: copy each row's NR floats.
+                // Rows of B are contiguous: copy (widen) each row's NR elements.
                 for (var k = 0; k < Kc; k++)
                 {
-                    var row = src + (nint)k * P.Sbk;
                     var d = dst + k * nr;
-                    for (var j = 0; j < width; j++)
-                        d[j] = row[j];
+                    Widen<TB>(src + (nint)k * P.Sbk * TB.Size, d, width, P.Path);
                     for (var j = width; j < nr; j++)
                         d[j] = 0f;
                 }
             }
-            else
+            else if (typeof(TB) == typeof(Float32Elements))
             {
                 // Bᵀ is stored: K is contiguous, so read down each column.
                 for (var j = 0; j < width; j++)
                 {
-                    var column = src + (nint)j * P.Sbn;
+                    for (var k = 0; k < Kc; k++)
+                        dst[k * nr + j] = TB.Load(src, (nint)j * P.Sbn + k);
+                }
+            }
+            else
+            {
+                // Bᵀ stored in 16 bits: widen each column's run of K with vectors, then spread it down the panel.
+                var column = stackalloc float[KC];
+                for (var j = 0; j < width; j++)
+                {
+                    Widen<TB>(src + (nint)j * P.Sbn * TB.Size, column, Kc, P.Path);
                     for (var k = 0; k < Kc; k++)
                         dst[k * nr + j] = column[k];
                 }
+            }
+            if (P.Sbn != 1)
+            {
                 for (var j = width; j < nr; j++)
                 {
                     for (var k = 0; k < Kc; k++)
@@ -480,22 +584,48 @@ internal static unsafe class HostGemm
         }
 
         /// <summary>Packs rows i0 … i0+mc of op(A), K-block Pc: per MR-row panel, Kc columns of MR floats.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void PackA(float* dst, int i0, int mc)
         {
+            switch (P.TypeA)
+            {
+                case TensorDType.BFloat16:
+                    PackA<BFloat16Elements>(dst, i0, mc);
+                    break;
+                case TensorDType.Float16:
+                    PackA<HalfElements>(dst, i0, mc);
+                    break;
+                default:
+                    PackA<Float32Elements>(dst, i0, mc);
+                    break;
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void PackA<TA>(float* dst, int i0, int mc) where TA : struct, IElements
+        {
             var panels = (mc + MR - 1) / MR;
+            var row = stackalloc float[KC];
             for (var ir = 0; ir < panels; ir++)
             {
                 var d = dst + (nint)ir * MR * Kc;
                 var row0 = i0 + ir * MR;
                 var rows = Math.Min(MR, P.M - row0);
-                var src = (float*)P.A + (nint)row0 * P.Sam + (nint)Pc * P.Sak;
-                if (P.Sak == 1)
+                var src = P.A + ((nint)row0 * P.Sam + (nint)Pc * P.Sak) * TA.Size;
+                if (P.Sak == 1 && typeof(TA) == typeof(Float32Elements))
                 {
                     // Rows of A are contiguous: read along each row.
                     for (var i = 0; i < rows; i++)
                     {
-                        var row = src + (nint)i * P.Sam;
+                        for (var k = 0; k < Kc; k++)
+                            d[k * MR + i] = TA.Load(src, (nint)i * P.Sam + k);
+                    }
+                }
+                else if (P.Sak == 1)
+                {
+                    // 16-bit rows: widen each row's run of K with vectors, then spread it across the panel.
+                    for (var i = 0; i < rows; i++)
+                    {
+                        Widen<TA>(src + (nint)i * P.Sam * TA.Size, row, Kc, P.Path);
                         for (var k = 0; k < Kc; k++)
                             d[k * MR + i] = row[k];
                     }
@@ -505,9 +635,8 @@ internal static unsafe class HostGemm
                     // Aᵀ is stored: the MR rows of one k are contiguous.
                     for (var k = 0; k < Kc; k++)
                     {
-                        var column = src + (nint)k * P.Sak;
                         for (var i = 0; i < rows; i++)
-                            d[k * MR + i] = column[i];
+                            d[k * MR + i] = TA.Load(src, (nint)k * P.Sak + i);
                     }
                 }
                 for (var i = rows; i < MR; i++)
@@ -702,12 +831,12 @@ internal static unsafe class HostGemm
         }
     }
 
-    // The unpacked path's vector kernels: one row of C against a panel of NR columns, two accumulators that start at
-    // 0 (first K-block) or at the running sums, one fused multiply-add per k, then the running sums or, after the last
-    // K-block, alpha·acc (+ beta·old) through the packed path's own stores.
+    // The unpacked path's vector kernels: one row of C against a panel of NR columns (rows of B's elements, widened as
+    // they load), two accumulators that start at 0 (first K-block) or at the running sums, one fused multiply-add per
+    // k, then the running sums or, after the last K-block, alpha·acc (+ beta·old) through the packed path's own stores.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Small512(int kc, float* a, int sak, float* b, int ldb, float* sum, bool first, bool last,
-        float* c, float alpha, float beta)
+    private static void Small512<TB>(int kc, float* a, int sak, nint b, int ldb, float* sum, bool first, bool last,
+        float* c, float alpha, float beta) where TB : struct, IElements
     {
         Vector512<float> c0, c1;
         if (first)
@@ -722,9 +851,9 @@ internal static unsafe class HostGemm
         for (var k = 0; k < kc; k++)
         {
             var av = Vector512.Create(a[(nint)k * sak]);
-            var row = b + (nint)k * ldb;
-            c0 = Vector512.FusedMultiplyAdd(av, Vector512.Load(row), c0);
-            c1 = Vector512.FusedMultiplyAdd(av, Vector512.Load(row + 16), c1);
+            var row = (nint)k * ldb;
+            c0 = Vector512.FusedMultiplyAdd(av, TB.Load512(b, row), c0);
+            c1 = Vector512.FusedMultiplyAdd(av, TB.Load512(b, row + 16), c1);
         }
         if (last)
         {
@@ -738,8 +867,8 @@ internal static unsafe class HostGemm
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Small256(int kc, float* a, int sak, float* b, int ldb, float* sum, bool first, bool last,
-        float* c, float alpha, float beta)
+    private static void Small256<TB>(int kc, float* a, int sak, nint b, int ldb, float* sum, bool first, bool last,
+        float* c, float alpha, float beta) where TB : struct, IElements
     {
         Vector256<float> c0, c1;
         if (first)
@@ -754,9 +883,9 @@ internal static unsafe class HostGemm
         for (var k = 0; k < kc; k++)
         {
             var av = Vector256.Create(a[(nint)k * sak]);
-            var row = b + (nint)k * ldb;
-            c0 = Vector256.FusedMultiplyAdd(av, Vector256.Load(row), c0);
-            c1 = Vector256.FusedMultiplyAdd(av, Vector256.Load(row + 8), c1);
+            var row = (nint)k * ldb;
+            c0 = Vector256.FusedMultiplyAdd(av, TB.Load256(b, row), c0);
+            c1 = Vector256.FusedMultiplyAdd(av, TB.Load256(b, row + 8), c1);
         }
         if (last)
         {
@@ -770,36 +899,39 @@ internal static unsafe class HostGemm
     }
 
     /// <summary>
-    /// dst[x·ldd + y] = src[y·lds + x] for a 16×16 tile: unpacks and in-lane shuffles make 4×4 blocks, two rounds of
-    /// 128-bit lane shuffles put them in place (64 shuffles for 256 elements). Element copies without AVX-512.
+    /// dst[x·ldd + y] = src[y·lds + x] for a 16×16 tile of <typeparamref name="TB"/> elements, widened to fp32 as each
+    /// row loads: unpacks and in-lane shuffles make 4×4 blocks, two rounds of 128-bit lane shuffles put them in place
+    /// (64 shuffles for 256 elements). Element copies without AVX-512.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Transpose16(float* src, int lds, float* dst, int ldd)
+    private static void Transpose16<TB>(nint src, int lds, float* dst, int ldd) where TB : struct, IElements
     {
         if (!Avx512F.IsSupported)
         {
-            TransposeScalar(src, lds, dst, ldd, 16);
+            TransposeScalar<TB>(src, lds, dst, ldd, 16);
             return;
         }
         // Per group of four rows g, (gX0 … gX3)[x] holds columns x, x+4, x+8, x+12 of those rows in its 128-bit lanes.
-        var (a0, a1, a2, a3) = Quads(src, lds);
-        var (b0, b1, b2, b3) = Quads(src + 4 * (nint)lds, lds);
-        var (c0, c1, c2, c3) = Quads(src + 8 * (nint)lds, lds);
-        var (d0, d1, d2, d3) = Quads(src + 12 * (nint)lds, lds);
+        var (a0, a1, a2, a3) = Quads<TB>(src, 0, lds);
+        var (b0, b1, b2, b3) = Quads<TB>(src, 4 * (nint)lds, lds);
+        var (c0, c1, c2, c3) = Quads<TB>(src, 8 * (nint)lds, lds);
+        var (d0, d1, d2, d3) = Quads<TB>(src, 12 * (nint)lds, lds);
         Lanes(a0, b0, c0, d0, dst, ldd);
         Lanes(a1, b1, c1, d1, dst + ldd, ldd);
         Lanes(a2, b2, c2, d2, dst + 2 * (nint)ldd, ldd);
         Lanes(a3, b3, c3, d3, dst + 3 * (nint)ldd, ldd);
     }
 
-    /// <summary>Four rows transposed within each 128-bit lane: result x holds columns x, x+4, x+8, x+12.</summary>
+    /// <summary>Four rows (from element <paramref name="first"/> on) transposed within each 128-bit lane: result x
+    /// holds columns x, x+4, x+8, x+12.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector512<float>, Vector512<float>, Vector512<float>, Vector512<float>) Quads(float* src, int lds)
+    private static (Vector512<float>, Vector512<float>, Vector512<float>, Vector512<float>) Quads<TB>(nint src,
+        nint first, int lds) where TB : struct, IElements
     {
-        var r0 = Vector512.Load(src);
-        var r1 = Vector512.Load(src + lds);
-        var r2 = Vector512.Load(src + 2 * (nint)lds);
-        var r3 = Vector512.Load(src + 3 * (nint)lds);
+        var r0 = TB.Load512(src, first);
+        var r1 = TB.Load512(src, first + lds);
+        var r2 = TB.Load512(src, first + 2 * (nint)lds);
+        var r3 = TB.Load512(src, first + 3 * (nint)lds);
         var t0 = Avx512F.UnpackLow(r0, r1);
         var t1 = Avx512F.UnpackHigh(r0, r1);
         var t2 = Avx512F.UnpackLow(r2, r3);
@@ -826,23 +958,32 @@ internal static unsafe class HostGemm
         Vector512.Store(Avx512F.Shuffle4x128(u1, v1, 0xDD), dst + 12 * (nint)ldd);
     }
 
-    /// <summary>dst[x·ldd + y] = src[y·lds + x] for an 8×8 tile (24 shuffles); element copies without AVX.</summary>
+    /// <summary>dst[x·ldd + y] = src[y·lds + x] for an 8×8 tile of <typeparamref name="TB"/> elements, widened as
+    /// each row loads (24 shuffles); element copies without AVX.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Transpose8(float* src, int lds, float* dst, int ldd)
+    private static void Transpose8<TB>(nint src, int lds, float* dst, int ldd) where TB : struct, IElements
     {
         if (!Avx.IsSupported)
         {
-            TransposeScalar(src, lds, dst, ldd, 8);
+            TransposeScalar<TB>(src, lds, dst, ldd, 8);
             return;
         }
-        var t0 = Avx.UnpackLow(Vector256.Load(src), Vector256.Load(src + lds));
-        var t1 = Avx.UnpackHigh(Vector256.Load(src), Vector256.Load(src + lds));
-        var t2 = Avx.UnpackLow(Vector256.Load(src + 2 * lds), Vector256.Load(src + 3 * lds));
-        var t3 = Avx.UnpackHigh(Vector256.Load(src + 2 * lds), Vector256.Load(src + 3 * lds));
-        var t4 = Avx.UnpackLow(Vector256.Load(src + 4 * lds), Vector256.Load(src + 5 * lds));
-        var t5 = Avx.UnpackHigh(Vector256.Load(src + 4 * lds), Vector256.Load(src + 5 * lds));
-        var t6 = Avx.UnpackLow(Vector256.Load(src + 6 * lds), Vector256.Load(src + 7 * lds));
-        var t7 = Avx.UnpackHigh(Vector256.Load(src + 6 * lds), Vector256.Load(src + 7 * lds));
+        var r0 = TB.Load256(src, 0);
+        var r1 = TB.Load256(src, lds);
+        var r2 = TB.Load256(src, 2 * (nint)lds);
+        var r3 = TB.Load256(src, 3 * (nint)lds);
+        var r4 = TB.Load256(src, 4 * (nint)lds);
+        var r5 = TB.Load256(src, 5 * (nint)lds);
+        var r6 = TB.Load256(src, 6 * (nint)lds);
+        var r7 = TB.Load256(src, 7 * (nint)lds);
+        var t0 = Avx.UnpackLow(r0, r1);
+        var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3);
+        var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5);
+        var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7);
+        var t7 = Avx.UnpackHigh(r6, r7);
         // Columns x and x+4 of rows 0–3 (q0–q3) and of rows 4–7 (q4–q7), one per 128-bit lane.
         var q0 = Avx.Shuffle(t0, t2, 0x44);
         var q1 = Avx.Shuffle(t0, t2, 0xEE);
@@ -862,12 +1003,159 @@ internal static unsafe class HostGemm
         Vector256.Store(Avx.Permute2x128(q3, q7, 0x31), dst + 7 * ldd);
     }
 
-    private static void TransposeScalar(float* src, int lds, float* dst, int ldd, int size)
+    private static void TransposeScalar<TB>(nint src, int lds, float* dst, int ldd, int size)
+        where TB : struct, IElements
     {
         for (var y = 0; y < size; y++)
         {
             for (var x = 0; x < size; x++)
-                dst[(nint)x * ldd + y] = src[(nint)y * lds + x];
+                dst[(nint)x * ldd + y] = TB.Load(src, (nint)y * lds + x);
+        }
+    }
+
+    /// <summary>
+    /// dst[0 … count) = <paramref name="count"/> elements of type <paramref name="dtype"/> from
+    /// <paramref name="src"/>, widened to fp32 with the vectors of <paramref name="path"/> (scalar conversions past
+    /// the last whole vector, and on the scalar path).
+    /// </summary>
+    internal static void Widen(nint src, TensorDType dtype, float* dst, int count, HostGemmPath path)
+    {
+        switch (dtype)
+        {
+            case TensorDType.BFloat16:
+                Widen<BFloat16Elements>(src, dst, count, path);
+                break;
+            case TensorDType.Float16:
+                Widen<HalfElements>(src, dst, count, path);
+                break;
+            default:
+                Widen<Float32Elements>(src, dst, count, path);
+                break;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Widen<T>(nint src, float* dst, int count, HostGemmPath path) where T : struct, IElements
+    {
+        var i = 0;
+        if (path == HostGemmPath.Vector512)
+        {
+            for (; i + 16 <= count; i += 16)
+                Vector512.Store(T.Load512(src, i), dst + i);
+        }
+        else if (path == HostGemmPath.Vector256)
+        {
+            for (; i + 8 <= count; i += 8)
+                Vector256.Store(T.Load256(src, i), dst + i);
+        }
+        for (; i < count; i++)
+            dst[i] = T.Load(src, i);
+    }
+
+    /// <summary>Element <paramref name="index"/> of <paramref name="dtype"/> storage at <paramref name="src"/>, as
+    /// fp32.</summary>
+    private static float Element(nint src, TensorDType dtype, nint index) => dtype switch
+    {
+        TensorDType.BFloat16 => BFloat16Elements.Load(src, index),
+        TensorDType.Float16 => HalfElements.Load(src, index),
+        _ => Float32Elements.Load(src, index),
+    };
+
+    /// <summary>
+    /// How an operand's elements become fp32 as they load: scalars, or 16 and 8 consecutive elements from element
+    /// <c>index</c> of the storage at <c>p</c>. Struct type arguments let the JIT compile one copy of each loop per
+    /// storage type, with the conversion inlined and no branch per element. The loads are marked for inlining: fp16's
+    /// is too long for the inliner's default budget, and a call to it ran unoptimised (tier-0) code, 25× slower.
+    /// </summary>
+    private interface IElements
+    {
+        /// <summary>Bytes per stored element.</summary>
+        static abstract int Size { get; }
+
+        static abstract float Load(nint p, nint index);
+
+        static abstract Vector512<float> Load512(nint p, nint index);
+
+        static abstract Vector256<float> Load256(nint p, nint index);
+    }
+
+    private readonly struct Float32Elements : IElements
+    {
+        public static int Size => sizeof(float);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Load(nint p, nint index) => ((float*)p)[index];
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load512(nint p, nint index) => Vector512.Load((float*)p + index);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load256(nint p, nint index) => Vector256.Load((float*)p + index);
+    }
+
+    /// <summary>bfloat16 is fp32's upper half: zero-extend each element to 32 bits and shift it up.</summary>
+    private readonly struct BFloat16Elements : IElements
+    {
+        public static int Size => sizeof(ushort);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Load(nint p, nint index) => NarrowFloat.BFloat16ToSingle(((ushort*)p)[index]);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load512(nint p, nint index) =>
+            Vector512.ShiftLeft(Vector512.WidenLower(Vector256.Load((ushort*)p + index).ToVector512Unsafe()), 16)
+                .AsSingle();
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load256(nint p, nint index) =>
+            Vector256.ShiftLeft(Vector256.WidenLower(Vector128.Load((ushort*)p + index).ToVector256Unsafe()), 16)
+                .AsSingle();
+    }
+
+    /// <summary>
+    /// IEEE binary16 widened with integer vector operations (.NET exposes no F16C conversion): exponent and mantissa
+    /// shift into place and the exponent is rebiased by 112; ∞/NaN get a second 112 so their exponent is all ones;
+    /// zeros and subnormals are rebuilt as 2^-14·(1 + m/1024) − 2^-14 = m·2^-24, exact in fp32; the sign goes on last.
+    /// </summary>
+    private readonly struct HalfElements : IElements
+    {
+        // fp16's exponent field once the element has shifted up by 13 bits.
+        private const uint ExponentMask = 0x1Fu << 23;
+        private const uint Rebias = 112u << 23;
+
+        public static int Size => sizeof(ushort);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Load(nint p, nint index) => NarrowFloat.HalfToSingle(((ushort*)p)[index]);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load512(nint p, nint index)
+        {
+            var h = Vector512.WidenLower(Vector256.Load((ushort*)p + index).ToVector512Unsafe());
+            var o = (h & Vector512.Create(0x7FFFu)) << 13;
+            var exponent = o & Vector512.Create(ExponentMask);
+            o += Vector512.Create(Rebias);
+            o += Vector512.Equals(exponent, Vector512.Create(ExponentMask)) & Vector512.Create(Rebias);
+            var tiny = Vector512.Equals(exponent, Vector512<uint>.Zero);
+            o += tiny & Vector512.Create(1u << 23);
+            var f = o.AsSingle();
+            f = Vector512.ConditionalSelect(tiny.AsSingle(), f - Vector512.Create(1f / 16384), f);
+            return (f.AsUInt32() | ((h & Vector512.Create(0x8000u)) << 16)).AsSingle();
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load256(nint p, nint index)
+        {
+            var h = Vector256.WidenLower(Vector128.Load((ushort*)p + index).ToVector256Unsafe());
+            var o = (h & Vector256.Create(0x7FFFu)) << 13;
+            var exponent = o & Vector256.Create(ExponentMask);
+            o += Vector256.Create(Rebias);
+            o += Vector256.Equals(exponent, Vector256.Create(ExponentMask)) & Vector256.Create(Rebias);
+            var tiny = Vector256.Equals(exponent, Vector256<uint>.Zero);
+            o += tiny & Vector256.Create(1u << 23);
+            var f = o.AsSingle();
+            f = Vector256.ConditionalSelect(tiny.AsSingle(), f - Vector256.Create(1f / 16384), f);
+            return (f.AsUInt32() | ((h & Vector256.Create(0x8000u)) << 16)).AsSingle();
         }
     }
 
