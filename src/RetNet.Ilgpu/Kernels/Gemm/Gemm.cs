@@ -163,9 +163,9 @@ public static class Gemm
     private static void LaunchSimple(RetNetDevice device, Tensor a, Tensor b, Tensor c, GemmArguments args)
     {
         var kernel = device.Kernel(GemmKernels.Simple, accelerator =>
-            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                GemmArguments>(GemmKernels.Simple));
-        kernel(device.Stream, c.Length, a.View, b.View, c.View, args);
+            accelerator.LoadAutoGroupedKernel<Index1D, FloatSource, FloatSource, ArrayView<float>, GemmArguments>(
+                GemmKernels.Simple));
+        kernel(device.Stream, c.Length, FloatSource.Of(a), FloatSource.Of(b), c.View, args);
     }
 
     private static void LaunchTiled<TTile>(RetNetDevice device, GemmShape shape, Tensor a, Tensor b, Tensor c,

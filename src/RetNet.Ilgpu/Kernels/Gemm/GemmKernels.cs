@@ -55,11 +55,11 @@ internal static class GemmKernels
     /// <summary>
     /// One thread per element of C (index = (batch·M + m)·N + n, so consecutive threads write consecutive columns),
     /// each with the whole K loop. No shared memory and no barriers, so it is the faster kernel on ILGPU's CPU
-    /// accelerator, where barriers cost ~0.1 ms a round (Auto picks the host SIMD GEMM there, not a kernel).
+    /// accelerator, where barriers cost ~0.1 ms a round (Auto picks the host SIMD GEMM there, not a kernel). A and B may
+    /// be stored in 16 bits (widened as loaded).
     /// </summary>
     [Kernel(KernelGrouping.Implicit)]
-    public static void Simple(Index1D index, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
-        GemmArguments args)
+    public static void Simple(Index1D index, FloatSource a, FloatSource b, ArrayView<float> c, GemmArguments args)
     {
         int i = index;
         var n = i % args.N;
