@@ -30,7 +30,7 @@ internal sealed partial class DevicePolicy
             DeviceClass.CpuAccelerator => new GemmTile32x32(),
             // An OpenCL CPU runtime (PoCL) keeps every value that lives across a barrier in memory, a slot per
             // work-item: 64 work-items' accumulators (16 KB) stay in the L1 cache, 256 work-items' do not, and the
-            // 128×128 tile measured 8× slower than the 64×64 one there.
+            // 128×128 tile ran 7.6× slower than the 64×64 one there (docs/BENCHMARKS.md).
             _ => isGpu ? new GemmTile128x128() : new GemmTile64x64(),
         };
         return GemmTiles.Threads(preferred) <= maxGroupSize ? preferred : GemmTiles.Largest(maxGroupSize);
