@@ -102,14 +102,14 @@ public static class KernelCompileCheck
     {
         using var context = Context.Create(builder => builder.DefaultCPU().EnableAlgorithms());
         using var backend = CreateBackend(context, target);
-        return SourceOf(backend.Compile(EntryPointOf(kernel), default));
+        return SourceOf(backend.Compile(EntryPointOf(kernel), LaunchBounds.Of(kernel.Method)));
     }
 
     private static CompileResult Compile(Backend backend, KernelDescriptor kernel, CompileTarget target)
     {
         try
         {
-            var code = SourceOf(backend.Compile(EntryPointOf(kernel), default));
+            var code = SourceOf(backend.Compile(EntryPointOf(kernel), LaunchBounds.Of(kernel.Method)));
             return new CompileResult(kernel, target, null, code.Length);
         }
         catch (Exception e)

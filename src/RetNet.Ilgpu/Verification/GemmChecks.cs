@@ -89,14 +89,17 @@ internal static class GemmChecks
     {
         switch (tile)
         {
+            case GemmTile128x128:
+                Gemm.RunTiled<GemmTile128x128>(a, b, c, p.TransposeA, p.TransposeB, p.Alpha, p.Beta);
+                break;
+            case GemmTile128x64:
+                Gemm.RunTiled<GemmTile128x64>(a, b, c, p.TransposeA, p.TransposeB, p.Alpha, p.Beta);
+                break;
             case GemmTile64x64:
                 Gemm.RunTiled<GemmTile64x64>(a, b, c, p.TransposeA, p.TransposeB, p.Alpha, p.Beta);
                 break;
-            case GemmTile64x32:
-                Gemm.RunTiled<GemmTile64x32>(a, b, c, p.TransposeA, p.TransposeB, p.Alpha, p.Beta);
-                break;
-            case GemmTile16x16:
-                Gemm.RunTiled<GemmTile16x16>(a, b, c, p.TransposeA, p.TransposeB, p.Alpha, p.Beta);
+            case GemmTile32x32:
+                Gemm.RunTiled<GemmTile32x32>(a, b, c, p.TransposeA, p.TransposeB, p.Alpha, p.Beta);
                 break;
             default:
                 throw new InvalidOperationException($"No check for GEMM tile {tile.GetType().Name}.");

@@ -2,6 +2,8 @@ using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using RetNet.Ilgpu.Benchmarks;
+using RetNet.Ilgpu.Devices;
+using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Kernels.Gemm;
 using RetNet.Ilgpu.Tests.Support;
 using Xunit.Abstractions;
@@ -354,27 +356,77 @@ public sealed class GemmTests(DeviceFixture fixture, HostCpu hostCpu, ITestOutpu
     }
 
     [Fact]
-    public void Tiled_variant_uses_the_largest_tile_whose_group_fits_the_device()
+    public void Policy_picks_a_tile_per_device_class_and_the_largest_that_fits_smaller_groups()
     {
-        Assert.IsType<GemmTile16x16>(GemmTiles.Largest(16));
-        Assert.IsType<GemmTile64x32>(GemmTiles.Largest(128));
-        Assert.IsType<GemmTile64x32>(GemmTiles.Largest(255));
-        Assert.IsType<GemmTile64x64>(GemmTiles.Largest(256));
-        Assert.IsType<GemmTile64x64>(GemmTiles.Largest(4096));
+        Assert.IsType<GemmTile32x32>(GemmTiles.Largest(16));
+        Assert.IsType<GemmTile64x64>(GemmTiles.Largest(127));
+        Assert.IsType<GemmTile128x64>(GemmTiles.Largest(128));
+        Assert.IsType<GemmTile128x64>(GemmTiles.Largest(255));
+        Assert.IsType<GemmTile128x128>(GemmTiles.Largest(256));
+        Assert.IsType<GemmTile128x128>(GemmTiles.Largest(4096));
         Assert.Throws<NotSupportedException>(() => GemmTiles.Largest(8));
 
-        var tile = Gemm.AutoTile(device);
+        Assert.IsType<GemmTile128x128>(DevicePolicy.GemmTileFor(DeviceClass.NvidiaGpu, true, 1024));
+        Assert.IsType<GemmTile128x128>(DevicePolicy.GemmTileFor(DeviceClass.AmdGpu, true, 256));
+        Assert.IsType<GemmTile64x64>(DevicePolicy.GemmTileFor(DeviceClass.IntelGpu, true, 512));
+        Assert.IsType<GemmTile32x32>(DevicePolicy.GemmTileFor(DeviceClass.CpuAccelerator, false, 16));
+        Assert.IsType<GemmTile128x128>(DevicePolicy.GemmTileFor(DeviceClass.OtherOpenCL, true, 1024));
+        Assert.IsType<GemmTile64x64>(DevicePolicy.GemmTileFor(DeviceClass.OtherOpenCL, false, 4096));
+        // A device whose groups stop below the class's tile gets the largest tile that fits.
+        Assert.IsType<GemmTile128x64>(DevicePolicy.GemmTileFor(DeviceClass.NvidiaGpu, true, 128));
+        Assert.IsType<GemmTile32x32>(DevicePolicy.GemmTileFor(DeviceClass.IntelGpu, true, 32));
+
+        var tile = device.Policy.GemmTile;
         output.WriteLine($"{device} (max group {device.MaxGroupSize}): tiled GEMM uses {GemmTiles.Describe(tile)}");
         Assert.True(GemmTiles.Threads(tile) <= device.MaxGroupSize);
-        Assert.All(GemmTiles.All, t => Assert.True(GemmTiles.Threads(t) > device.MaxGroupSize || GemmTiles.Threads(t) <= GemmTiles.Threads(tile)));
+    }
+
+    [Fact]
+    public void Every_tile_stages_whole_quads_and_the_largest_stays_within_two_groups_per_multiprocessor()
+    {
+        foreach (var tile in GemmTiles.All)
+        {
+            var what = GemmTiles.Describe(tile);
+            Assert.True(tile.BM % RegisterBlock.Rows == 0 && tile.BN % RegisterBlock.Columns == 0 && tile.BK % 4 == 0, what);
+            Assert.InRange(GemmTiles.QuadsA(tile), 1, 2);
+            Assert.InRange(GemmTiles.QuadsB(tile), 1, 2);
+            Assert.Equal(tile.BM * tile.BK, 4 * GemmTiles.QuadsA(tile) * GemmTiles.Threads(tile));
+            Assert.Equal(tile.BK * tile.BN, 4 * GemmTiles.QuadsB(tile) * GemmTiles.Threads(tile));
+            Assert.True(GemmTiles.SharedBytes(tile) <= 48 * 1024, $"{what}: {GemmTiles.SharedBytes(tile)} bytes of shared memory");
+        }
+        var big = default(GemmTile128x128);
+        Assert.Equal(128, 65536 / (big.MinGroupsPerMultiprocessor * GemmTiles.Threads(big)));
+    }
+
+    [Fact]
+    public void Tiled_kernel_ptx_has_launch_bounds_and_vector_shared_loads()
+    {
+        // What the register budget and the vectorised shared-memory reads rest on, checked in the generated PTX. The
+        // barrier-free kernel states no bounds and has no shared memory: the negative control for both searches.
+        var tiled = KernelRegistry.All.Single(k => k.Name == $"GemmKernels.Tiled<{nameof(GemmTile128x128)}>");
+        var simple = KernelRegistry.All.Single(k => k.Name == "GemmKernels.Simple");
+        foreach (var target in new[] { CompileTarget.PtxSm80, CompileTarget.PtxSm90 })
+        {
+            var ptx = KernelCompileCheck.GenerateSource(tiled, target);
+            Assert.Contains(".maxntid 256, 1, 1", ptx);
+            Assert.Contains(".minnctapersm 2", ptx);
+            Assert.Equal(4, CountOf(ptx, "ld.shared.v4.f32"));
+            Assert.DoesNotContain(".local", ptx);
+            var plain = KernelCompileCheck.GenerateSource(simple, target);
+            Assert.DoesNotContain(".maxntid", plain);
+            Assert.Equal(0, CountOf(plain, "ld.shared.v4.f32"));
+        }
+
+        static int CountOf(string text, string what) => (text.Length - text.Replace(what, "").Length) / what.Length;
     }
 
     [Fact]
     public void A_tile_runs_exactly_when_its_group_fits_the_device_and_is_refused_otherwise()
     {
+        AssertTileRunsOrIsRefused<GemmTile128x128>(device);
+        AssertTileRunsOrIsRefused<GemmTile128x64>(device);
         AssertTileRunsOrIsRefused<GemmTile64x64>(device);
-        AssertTileRunsOrIsRefused<GemmTile64x32>(device);
-        AssertTileRunsOrIsRefused<GemmTile16x16>(device);
+        AssertTileRunsOrIsRefused<GemmTile32x32>(device);
 
         // The refusal on every machine: the CPU accelerator is always present and its groups hold 16 threads.
         using var cpu = device.IsCpuSimulator ? null : RetNetDevice.Open(DeviceKind.Cpu);
@@ -538,20 +590,24 @@ public sealed class GemmTests(DeviceFixture fixture, HostCpu hostCpu, ITestOutpu
 
 /// <summary>Every tile of the tiled kernel against the reference, on shapes that cut every tile edge.</summary>
 [Collection(DeviceCollection.Name)]
-public sealed class GemmTileTests(DeviceFixture fixture, GemmWideCpuAccelerator wideCpu)
+public sealed class GemmTileTests(DeviceFixture fixture, GemmWideCpuAccelerator wideCpu, ITestOutputHelper output)
     : IClassFixture<GemmWideCpuAccelerator>
 {
     private readonly RetNetDevice device = fixture.Device;
 
-    // Shapes are multiples of no tile edge (16, 32, 64), and cover a lone element, a matrix
-    // product, a batched one and both broadcasts; one accumulates with alpha and beta, the others overwrite NaN.
+    // Shapes cut every tile edge (32, 64, 128) and every K-step (4, 8): a lone element, K = 1 against a wide
+    // output, K below one step, one element past a step, a partial last step, exactly two steps of the largest tile
+    // (so the double buffer ends on a full step) over both 128 edges, a batched product and both broadcasts; two
+    // accumulate with alpha and beta, the others overwrite NaN.
     private static readonly GemmCase[] Cases =
     [
         new(1, 1, 1, 1, false, false),
+        new(2, 40, 35, 1, true, true),
         new(1, 13, 7, 5, false, false),
         new(2, 17, 33, 9, true, true, Alpha: 0.5f, Beta: -1.5f),
         new(3, 70, 37, 21, true, false),
         new(2, 9, 66, 17, false, true),
+        new(1, 131, 130, 16, false, false, Alpha: -1f, Beta: 0.25f),
     ];
 
     public static TheoryData<string, bool, bool> TilesAndTranspositions()
@@ -565,53 +621,76 @@ public sealed class GemmTileTests(DeviceFixture fixture, GemmWideCpuAccelerator 
         return data;
     }
 
+    public static TheoryData<string> Tiles()
+    {
+        var data = new TheoryData<string>();
+        foreach (var tile in GemmTiles.All)
+            data.Add(tile.GetType().Name);
+        return data;
+    }
+
     [Theory, MemberData(nameof(TilesAndTranspositions))]
     public void Every_tile_matches_the_reference(string tile, bool transposeA, bool transposeB)
     {
-        switch (tile)
-        {
-            case nameof(GemmTile64x64):
-                AssertTileMatchesReference<GemmTile64x64>(transposeA, transposeB);
-                break;
-            case nameof(GemmTile64x32):
-                AssertTileMatchesReference<GemmTile64x32>(transposeA, transposeB);
-                break;
-            case nameof(GemmTile16x16):
-                AssertTileMatchesReference<GemmTile16x16>(transposeA, transposeB);
-                break;
-            default:
-                Assert.Fail($"No test dispatch for tile {tile}.");
-                break;
-        }
-    }
-
-    private void AssertTileMatchesReference<TTile>(bool transposeA, bool transposeB) where TTile : struct, IGemmTile
-    {
-        // A tile whose group the test device cannot launch (ILGPU's default CPU accelerator stops at 16 threads) runs
-        // on a CPU accelerator with 256-thread groups instead.
-        var onDevice = GemmTiles.Threads(default(TTile)) <= device.MaxGroupSize;
         for (var i = 0; i < Cases.Length; i++)
         {
             var problem = Cases[i];
             var shape = problem.Shape(transposeA, transposeB);
             var (a, b, c) = problem.Inputs(shape, seed: 20 + i);
-            float[] actual;
-            if (onDevice)
-            {
-                var (dimsA, dimsB, dimsC) = problem.Dims(shape);
-                using var ta = Tensor.FromHost(device, a, dimsA);
-                using var tb = Tensor.FromHost(device, b, dimsB);
-                using var tc = Tensor.FromHost(device, c, dimsC);
-                Gemm.RunTiled<TTile>(ta, tb, tc, transposeA, transposeB, problem.Alpha, problem.Beta);
-                actual = tc.ToHost();
-            }
-            else
-            {
-                actual = wideCpu.RunTiled<TTile>(shape, a, b, c, problem.Alpha, problem.Beta);
-            }
-            Numerics.AssertClose($"{GemmTiles.Describe(default(TTile))} {shape}", actual,
+            var actual = RunTile(tile, problem, shape, a, b, c);
+            Numerics.AssertClose($"{tile} {shape}", actual,
                 GemmReference.Forward(shape, a, b, problem.Alpha, problem.Beta, c));
         }
+    }
+
+    [Theory, MemberData(nameof(Tiles))]
+    public void Every_tile_check_rejects_a_dropped_last_k_step_and_a_transposed_operand(string tile)
+    {
+        // The failures a double-buffered kernel is prone to: the last, partial K-step never multiplied (k = 20 lies
+        // in it for every step size; dropping that column alone must already fail), or an operand staged along the
+        // wrong dimension. B is square, so reading it
+        // transposed still makes a product of the right shape.
+        var problem = new GemmCase(1, 19, 21, 21, false, false);
+        var shape = problem.Shape(false, false);
+        var (a, b, c) = problem.Inputs(shape, seed: 50);
+        var actual = RunTile(tile, problem, shape, a, b, c);
+        Numerics.AssertClose($"{tile} {shape}", actual, GemmReference.Forward(shape, a, b));
+
+        var truncated = (float[])a.Clone();
+        for (var m = 0; m < shape.M; m++)
+            truncated[m * shape.K + shape.K - 1] = 0f;
+        AssertRejected(Numerics.Check("without the last K-step", actual, GemmReference.Forward(shape, truncated, b)));
+        AssertRejected(Numerics.Check("B transposed", actual, GemmReference.Forward(shape with { TransposeB = true }, a, b)));
+    }
+
+    private void AssertRejected(Closeness check)
+    {
+        output.WriteLine(check.Message);
+        Numerics.AssertRejected(check);
+    }
+
+    private float[] RunTile(string tile, GemmCase problem, GemmShape shape, float[] a, float[] b, float[] c) => tile switch
+    {
+        nameof(GemmTile128x128) => RunTile<GemmTile128x128>(problem, shape, a, b, c),
+        nameof(GemmTile128x64) => RunTile<GemmTile128x64>(problem, shape, a, b, c),
+        nameof(GemmTile64x64) => RunTile<GemmTile64x64>(problem, shape, a, b, c),
+        nameof(GemmTile32x32) => RunTile<GemmTile32x32>(problem, shape, a, b, c),
+        _ => throw new ArgumentException($"No test dispatch for tile {tile}.", nameof(tile)),
+    };
+
+    private float[] RunTile<TTile>(GemmCase problem, GemmShape shape, float[] a, float[] b, float[] c)
+        where TTile : struct, IGemmTile
+    {
+        // A tile whose group the test device cannot launch (ILGPU's default CPU accelerator stops at 16 threads) runs
+        // on a CPU accelerator with 256-thread groups instead.
+        if (GemmTiles.Threads(default(TTile)) > device.MaxGroupSize)
+            return wideCpu.RunTiled<TTile>(shape, a, b, c, problem.Alpha, problem.Beta);
+        var (dimsA, dimsB, dimsC) = problem.Dims(shape);
+        using var ta = Tensor.FromHost(device, a, dimsA);
+        using var tb = Tensor.FromHost(device, b, dimsB);
+        using var tc = Tensor.FromHost(device, c, dimsC);
+        Gemm.RunTiled<TTile>(ta, tb, tc, shape.TransposeA, shape.TransposeB, problem.Alpha, problem.Beta);
+        return tc.ToHost();
     }
 }
 
@@ -640,7 +719,7 @@ public sealed class GemmWideCpuAccelerator : IDisposable
         db.View.CopyFromCPU(b);
         dc.View.CopyFromCPU(c);
         var kernel = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArguments>(
-            GemmKernels.Tiled<TTile>);
+            GemmKernels.Tiled<TTile>, LaunchBounds.Of<TTile>());
         kernel(accelerator.DefaultStream, Gemm.TiledConfig(default(TTile), shape), da.View, db.View, dc.View,
             new GemmArguments(shape, alpha, beta));
         accelerator.Synchronize();

@@ -49,19 +49,22 @@ public static class Gemm
                 LaunchSimple(device, a, b, c, args);
             return;
         }
-        var tile = AutoTile(device);
+        var tile = device.Policy.GemmTile;
         if (c.Length == 0)
             return;
         switch (tile)
         {
+            case GemmTile128x128:
+                LaunchTiled<GemmTile128x128>(device, shape, a, b, c, args);
+                break;
+            case GemmTile128x64:
+                LaunchTiled<GemmTile128x64>(device, shape, a, b, c, args);
+                break;
             case GemmTile64x64:
                 LaunchTiled<GemmTile64x64>(device, shape, a, b, c, args);
                 break;
-            case GemmTile64x32:
-                LaunchTiled<GemmTile64x32>(device, shape, a, b, c, args);
-                break;
-            case GemmTile16x16:
-                LaunchTiled<GemmTile16x16>(device, shape, a, b, c, args);
+            case GemmTile32x32:
+                LaunchTiled<GemmTile32x32>(device, shape, a, b, c, args);
                 break;
             default:
                 throw new InvalidOperationException($"No launcher for GEMM tile {tile.GetType().Name}.");
@@ -127,9 +130,6 @@ public static class Gemm
         HostGemm.Run(HostOperand.Of(a), HostOperand.Of(b), pc, shape, alpha, beta, path, threads, smallRows);
     }
 
-    /// <summary>The tile the tiled variant uses on <paramref name="device"/>: the largest whose group fits.</summary>
-    internal static IGemmTile AutoTile(RetNetDevice device) => GemmTiles.Largest(device.MaxGroupSize);
-
     /// <summary>Grid and group of the tiled kernel: one group per output tile, z over (at most 65535 of) the batch.</summary>
     internal static KernelConfig TiledConfig(IGemmTile tile, GemmShape shape) =>
         new(new Index3D(Launch.CeilDiv(shape.M, tile.BM), Launch.CeilDiv(shape.N, tile.BN),
@@ -173,7 +173,7 @@ public static class Gemm
     {
         var kernel = device.Kernel(GemmKernels.Tiled<TTile>, accelerator =>
             accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArguments>(
-                GemmKernels.Tiled<TTile>));
+                GemmKernels.Tiled<TTile>, LaunchBounds.Of<TTile>()));
         kernel(device.Stream, TiledConfig(default(TTile), shape), a.View, b.View, c.View, args);
     }
 }

@@ -79,11 +79,21 @@ internal static class GemmKernels
     }
 
     /// <summary>
-    /// One group per BM×BN tile of C (grid x over row tiles, y over column tiles, z strides over the batch); each
-    /// thread accumulates a 4×4 <see cref="RegisterBlock"/>. Per K-step the group stages a BM×BK tile of op(A) and a
-    /// BK×BN tile of op(B) in shared memory, zero-filled outside the matrices, between two barriers.
+    /// Floats after each k-row of a shared tile. A multiple of 4 keeps every quad 16-byte aligned; 4 rather than 0
+    /// moves the next k-row by 4 banks, so when an operand is staged k-contiguous (scalar stores down a column of the
+    /// tile) the two halves of a warp store to different banks.
     /// </summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(GemmTile64x64), typeof(GemmTile64x32), typeof(GemmTile16x16)])]
+    internal const int Padding = 4;
+
+    /// <summary>
+    /// One group per BM×BN tile of C (grid x over row tiles, y over column tiles, z strides over the batch); each
+    /// thread accumulates an 8×8 <see cref="RegisterBlock"/>. The operand tiles are double-buffered in shared memory,
+    /// k-major: while the group multiplies one K-step out of one buffer, each thread fetches its quads of the next
+    /// K-step from global memory into registers and stores them into the other buffer, so a K-step needs one barrier.
+    /// Elements outside the matrices are staged as zeros.
+    /// </summary>
+    [Kernel(KernelGrouping.Explicit, Specializations =
+        [typeof(GemmTile128x128), typeof(GemmTile128x64), typeof(GemmTile64x64), typeof(GemmTile32x32)])]
     public static void Tiled<TTile>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmArguments args)
         where TTile : struct, IGemmTile
     {
@@ -91,88 +101,171 @@ internal static class GemmKernels
         var bm = tile.BM;
         var bn = tile.BN;
         var bk = tile.BK;
-        // Tiles are stored k-major with the leading dimension padded by one: when K is the contiguous dimension in
-        // global memory, consecutive threads store consecutive k, which unpadded would all land in one bank.
-        var lda = bm + 1;
-        var ldb = bn + 1;
-        var tileA = SharedMemory.Allocate<float>((tile.BM + 1) * tile.BK);
-        var tileB = SharedMemory.Allocate<float>(tile.BK * (tile.BN + 1));
+        // Allocated as quads so that every quad is 16-byte aligned; the scalar views share the storage.
+        var quadsOfA = SharedMemory.Allocate<Float4>(2 * tile.BK * (tile.BM + Padding) / 4);
+        var quadsOfB = SharedMemory.Allocate<Float4>(2 * tile.BK * (tile.BN + Padding) / 4);
+        var scalarsOfA = quadsOfA.Cast<float>();
+        var scalarsOfB = quadsOfB.Cast<float>();
+        var tileA = new OperandTile(bm, bk, args.M, args.K, args.StrideAM, args.StrideAK, args.TransposeA == 0);
+        var tileB = new OperandTile(bn, bk, args.N, args.K, args.StrideBN, args.StrideBK, args.TransposeB != 0);
 
-        var threadsM = bm / RegisterBlock.Rows;
         var threadsN = bn / RegisterBlock.Columns;
-        var threads = threadsM * threadsN;
+        var threads = bm / RegisterBlock.Rows * threadsN;
+        var twoQuadsA = bm * bk == 8 * threads;
+        var twoQuadsB = bk * bn == 8 * threads;
         var tid = Group.IdxX;
-        // A thread owns rows ty + i·threadsM and columns tx + j·threadsN of the tile: neighbouring threads read
-        // neighbouring shared-memory words and store neighbouring columns of C.
         var tx = tid % threadsN;
         var ty = tid / threadsN;
         var row0 = Grid.IdxX * bm;
         var col0 = Grid.IdxY * bn;
         var firstBatch = Grid.IdxZ;
         var batchStep = Grid.DimZ;
-        var transposeA = args.TransposeA != 0;
-        var transposeB = args.TransposeB != 0;
+        // The quads this thread stages: quad tid, and quad tid + threads when the tile has two per thread.
+        var a0 = tileA.QuadOrigin(tid);
+        var a1 = tileA.QuadOrigin(tid + threads);
+        var b0 = tileB.QuadOrigin(tid);
+        var b1 = tileB.QuadOrigin(tid + threads);
+        // A thread's block is rows ty·4.. and BM/2 + ty·4.., columns tx·4.. and BN/2 + tx·4.. of the tile: in the
+        // k-major tiles those are quads ty and ty + BM/8 of a k-row of A, tx and tx + BN/8 of a k-row of B.
+        var quadRowA = (bm + Padding) / 4;
+        var quadRowB = (bn + Padding) / 4;
+        var quadBufferA = bk * quadRowA;
+        var quadBufferB = bk * quadRowB;
 
         for (var p = firstBatch; p < args.Batch; p += batchStep)
         {
             var baseA = p * args.BatchStrideA;
             var baseB = p * args.BatchStrideB;
-            var baseC = p * args.BatchStrideC;
             var block = default(RegisterBlock);
 
+            var stagedA0 = tileA.Load(a, baseA, row0, 0, a0);
+            var stagedA1 = twoQuadsA ? tileA.Load(a, baseA, row0, 0, a1) : default;
+            var stagedB0 = tileB.Load(b, baseB, col0, 0, b0);
+            var stagedB1 = twoQuadsB ? tileB.Load(b, baseB, col0, 0, b1) : default;
+            tileA.Store(quadsOfA, scalarsOfA, 0, a0, stagedA0);
+            if (twoQuadsA)
+                tileA.Store(quadsOfA, scalarsOfA, 0, a1, stagedA1);
+            tileB.Store(quadsOfB, scalarsOfB, 0, b0, stagedB0);
+            if (twoQuadsB)
+                tileB.Store(quadsOfB, scalarsOfB, 0, b1, stagedB1);
+            Group.Barrier();
+
+            var buffer = 0;
             for (var k0 = 0; k0 < args.K; k0 += bk)
             {
-                // Consecutive threads take consecutive elements along whichever dimension is contiguous in global
-                // memory (k for A, m for Aᵀ; n for B, k for Bᵀ), so every load is coalesced.
-                for (var e = tid; e < bm * bk; e += threads)
+                var next = k0 + bk;
+                var more = next < args.K;
+                if (more)
                 {
-                    var m = transposeA ? e % bm : e / bk;
-                    var k = transposeA ? e / bm : e % bk;
-                    var gm = row0 + m;
-                    var gk = k0 + k;
-                    tileA[k * lda + m] = gm < args.M && gk < args.K
-                        ? a[baseA + gm * args.StrideAM + gk * args.StrideAK]
-                        : 0f;
+                    stagedA0 = tileA.Load(a, baseA, row0, next, a0);
+                    if (twoQuadsA)
+                        stagedA1 = tileA.Load(a, baseA, row0, next, a1);
+                    stagedB0 = tileB.Load(b, baseB, col0, next, b0);
+                    if (twoQuadsB)
+                        stagedB1 = tileB.Load(b, baseB, col0, next, b1);
                 }
-                for (var e = tid; e < bk * bn; e += threads)
-                {
-                    var k = transposeB ? e % bk : e / bn;
-                    var n = transposeB ? e / bk : e % bn;
-                    var gk = k0 + k;
-                    var gn = col0 + n;
-                    tileB[k * ldb + n] = gk < args.K && gn < args.N
-                        ? b[baseB + gk * args.StrideBK + gn * args.StrideBN]
-                        : 0f;
-                }
-                Group.Barrier();
 
+                var ai = buffer * quadBufferA + ty;
+                var bi = buffer * quadBufferB + tx;
                 for (var kk = 0; kk < bk; kk++)
                 {
-                    var ai = kk * lda + ty;
-                    var bi = kk * ldb + tx;
-                    block.MultiplyAdd(
-                        tileA[ai], tileA[ai + threadsM], tileA[ai + 2 * threadsM], tileA[ai + 3 * threadsM],
-                        tileB[bi], tileB[bi + threadsN], tileB[bi + 2 * threadsN], tileB[bi + 3 * threadsN]);
+                    block.MultiplyAdd(quadsOfA[ai], quadsOfA[ai + bm / 8], quadsOfB[bi], quadsOfB[bi + bn / 8]);
+                    ai += quadRowA;
+                    bi += quadRowB;
                 }
-                // The next K-step overwrites the tiles: wait until every thread has read them.
+
+                // The other buffer was last read before the previous barrier, so it is free to overwrite.
+                buffer ^= 1;
+                if (more)
+                {
+                    tileA.Store(quadsOfA, scalarsOfA, buffer * quadBufferA, a0, stagedA0);
+                    if (twoQuadsA)
+                        tileA.Store(quadsOfA, scalarsOfA, buffer * quadBufferA, a1, stagedA1);
+                    tileB.Store(quadsOfB, scalarsOfB, buffer * quadBufferB, b0, stagedB0);
+                    if (twoQuadsB)
+                        tileB.Store(quadsOfB, scalarsOfB, buffer * quadBufferB, b1, stagedB1);
+                }
                 Group.Barrier();
             }
 
-            for (var i = 0; i < RegisterBlock.Rows; i++)
-            {
-                var gm = row0 + ty + i * threadsM;
-                if (gm >= args.M)
-                    continue;
-                for (var j = 0; j < RegisterBlock.Columns; j++)
-                {
-                    var gn = col0 + tx + j * threadsN;
-                    if (gn >= args.N)
-                        continue;
-                    var ci = baseC + gm * args.N + gn;
-                    var sum = args.Alpha * block.Get(i, j);
-                    c[ci] = args.Beta == 0f ? sum : sum + args.Beta * c[ci];
-                }
-            }
+            block.Store(c, new GemmOutput(p * args.BatchStrideC, row0 + ty * 4, row0 + bm / 2 + ty * 4,
+                col0 + tx * 4, col0 + bn / 2 + tx * 4, args));
         }
     }
+}
+
+/// <summary>
+/// How one operand maps onto its k-major shared tile of <see cref="Width"/> × <see cref="Depth"/> (BM × BK for op(A),
+/// BN × BK for op(B); "w" is m for A and n for B). Threads stage quads of 4 elements that are consecutive in global
+/// memory: along k when the operand is stored k-contiguous (A as is, Bᵀ), along w otherwise (Aᵀ, B). Consecutive
+/// threads take consecutive quads, so global loads are coalesced for every transposition.
+/// </summary>
+internal readonly struct OperandTile
+{
+    public OperandTile(int width, int depth, int extent, int k, int strideW, int strideK, bool kContiguous)
+    {
+        Width = width;
+        Depth = depth;
+        Extent = extent;
+        K = k;
+        StrideW = strideW;
+        StrideK = strideK;
+        KContiguous = kContiguous;
+    }
+
+    public readonly int Width;
+    public readonly int Depth;
+    public readonly int Extent;
+    public readonly int K;
+    public readonly int StrideW;
+    public readonly int StrideK;
+    public readonly bool KContiguous;
+
+    /// <summary>Tile coordinates (w, k) of the first element of quad <paramref name="quad"/>.</summary>
+    public (int W, int K) QuadOrigin(int quad) => KContiguous
+        ? (quad / (Depth / 4), quad % (Depth / 4) * 4)
+        : (quad % (Width / 4) * 4, quad / (Width / 4));
+
+    /// <summary>
+    /// The quad at <paramref name="origin"/> of the tile whose corner is (<paramref name="w0"/>, <paramref name="k0"/>)
+    /// in the matrix starting at <paramref name="baseIndex"/>; elements outside the matrix read as 0.
+    /// </summary>
+    public Float4 Load(ArrayView<float> source, int baseIndex, int w0, int k0, (int W, int K) origin)
+    {
+        var w = w0 + origin.W;
+        var k = k0 + origin.K;
+        var valid = KContiguous ? (w < Extent ? K - k : 0) : (k < K ? Extent - w : 0);
+        var index = baseIndex + w * StrideW + k * StrideK;
+        return new Float4(
+            valid > 0 ? Element(source, index) : 0f,
+            valid > 1 ? Element(source, index + 1) : 0f,
+            valid > 2 ? Element(source, index + 2) : 0f,
+            valid > 3 ? Element(source, index + 3) : 0f);
+    }
+
+    /// <summary>
+    /// Writes a staged quad into the buffer starting at quad <paramref name="quadOffset"/>: one 16-byte store when it
+    /// runs along w (a k-row of the tile), four scalar stores down a column when it runs along k.
+    /// </summary>
+    public void Store(ArrayView<Float4> quads, ArrayView<float> scalars, int quadOffset, (int W, int K) origin,
+        Float4 value)
+    {
+        var row = Width + GemmKernels.Padding;
+        if (KContiguous)
+        {
+            var at = quadOffset * 4 + origin.K * row + origin.W;
+            scalars[at] = value.X;
+            scalars[at + row] = value.Y;
+            scalars[at + 2 * row] = value.Z;
+            scalars[at + 3 * row] = value.W;
+        }
+        else
+        {
+            quads[quadOffset + (origin.K * row + origin.W) / 4] = value;
+        }
+    }
+
+    // The one place an operand element is read from global memory, so a narrower storage format changes only this.
+    // An instance method: the library's static methods over ArrayViews are kernels, and this is not one.
+    private float Element(ArrayView<float> source, int index) => source[index];
 }

@@ -9,7 +9,7 @@ public enum GemmVariant
     /// <see cref="Tiled"/> elsewhere.</summary>
     Auto,
 
-    /// <summary>Shared-memory tiles with register blocking; the largest tile that fits the device's groups.</summary>
+    /// <summary>Shared-memory tiles with 8×8 register blocks per thread; the tile is chosen per device class.</summary>
     Tiled,
 
     /// <summary>One thread per element of C with a K loop: no shared memory, no barriers.</summary>
