@@ -21,7 +21,9 @@ internal readonly struct FloatSource
     /// <see cref="NarrowFloat.BFloat16Code"/>.</summary>
     public readonly int Code;
 
-    private FloatSource(ArrayView<float> singles, ArrayView<ushort> halves, int code)
+    /// <summary>A source over raw views: <paramref name="singles"/> read when <paramref name="code"/> is fp32,
+    /// <paramref name="halves"/> otherwise (the other view is never read but must be a valid view).</summary>
+    internal FloatSource(ArrayView<float> singles, ArrayView<ushort> halves, int code)
     {
         Singles = singles;
         Halves = halves;

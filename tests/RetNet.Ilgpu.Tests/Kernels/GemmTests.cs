@@ -663,31 +663,61 @@ public sealed class GemmTileTests(DeviceFixture fixture, GemmWideCpuAccelerator 
         AssertRejected(Numerics.Check("B transposed", actual, GemmReference.Forward(shape with { TransposeB = true }, a, b)));
     }
 
+    public static TheoryData<string, TensorDType, bool> TilesAndNarrowTypes()
+    {
+        var data = new TheoryData<string, TensorDType, bool>();
+        foreach (var tile in GemmTiles.All)
+        {
+            foreach (var type in new[] { TensorDType.BFloat16, TensorDType.Float16 })
+            {
+                data.Add(tile.GetType().Name, type, false);
+                data.Add(tile.GetType().Name, type, true);
+            }
+        }
+        return data;
+    }
+
+    [Theory, MemberData(nameof(TilesAndNarrowTypes))]
+    public void Every_tile_reads_16_bit_weights_as_their_exact_values(string tile, TensorDType type, bool transposeB)
+    {
+        var problem = new GemmCase(2, 9, 66, 17, BatchedA: true, BatchedB: false, Alpha: 0.5f, Beta: 1f);
+        var shape = problem.Shape(false, transposeB);
+        var (a, b, c) = problem.Inputs(shape, seed: 60);
+        var actual = RunTile(tile, problem, shape, a, b, c, type);
+        var stored = b.Select(v => TensorDTypes.Round(v, type)).ToArray();
+        Numerics.AssertClose($"{tile} {type} {shape}", actual, GemmReference.Forward(shape, a, stored, problem.Alpha,
+            problem.Beta, c));
+        // Negative control: the unrounded weights' product is not what the kernel computed from 16-bit storage.
+        AssertRejected(Numerics.Check("fp32 weights", actual, GemmReference.Forward(shape, a, b, problem.Alpha,
+            problem.Beta, c)));
+    }
+
     private void AssertRejected(Closeness check)
     {
         output.WriteLine(check.Message);
         Numerics.AssertRejected(check);
     }
 
-    private float[] RunTile(string tile, GemmCase problem, GemmShape shape, float[] a, float[] b, float[] c) => tile switch
+    private float[] RunTile(string tile, GemmCase problem, GemmShape shape, float[] a, float[] b, float[] c,
+        TensorDType bType = TensorDType.Float32) => tile switch
     {
-        nameof(GemmTile128x128) => RunTile<GemmTile128x128>(problem, shape, a, b, c),
-        nameof(GemmTile128x64) => RunTile<GemmTile128x64>(problem, shape, a, b, c),
-        nameof(GemmTile64x64) => RunTile<GemmTile64x64>(problem, shape, a, b, c),
-        nameof(GemmTile32x32) => RunTile<GemmTile32x32>(problem, shape, a, b, c),
+        nameof(GemmTile128x128) => RunTile<GemmTile128x128>(problem, shape, a, b, c, bType),
+        nameof(GemmTile128x64) => RunTile<GemmTile128x64>(problem, shape, a, b, c, bType),
+        nameof(GemmTile64x64) => RunTile<GemmTile64x64>(problem, shape, a, b, c, bType),
+        nameof(GemmTile32x32) => RunTile<GemmTile32x32>(problem, shape, a, b, c, bType),
         _ => throw new ArgumentException($"No test dispatch for tile {tile}.", nameof(tile)),
     };
 
-    private float[] RunTile<TTile>(GemmCase problem, GemmShape shape, float[] a, float[] b, float[] c)
-        where TTile : struct, IGemmTile
+    private float[] RunTile<TTile>(GemmCase problem, GemmShape shape, float[] a, float[] b, float[] c,
+        TensorDType bType) where TTile : struct, IGemmTile
     {
         // A tile whose group the test device cannot launch (ILGPU's default CPU accelerator stops at 16 threads) runs
         // on a CPU accelerator with 256-thread groups instead.
         if (GemmTiles.Threads(default(TTile)) > device.MaxGroupSize)
-            return wideCpu.RunTiled<TTile>(shape, a, b, c, problem.Alpha, problem.Beta);
+            return wideCpu.RunTiled<TTile>(shape, a, b, c, problem.Alpha, problem.Beta, bType);
         var (dimsA, dimsB, dimsC) = problem.Dims(shape);
         using var ta = Tensor.FromHost(device, a, dimsA);
-        using var tb = Tensor.FromHost(device, b, dimsB);
+        using var tb = Tensor.FromHost(device, b, bType, dimsB);
         using var tc = Tensor.FromHost(device, c, dimsC);
         Gemm.RunTiled<TTile>(ta, tb, tc, shape.TransposeA, shape.TransposeB, problem.Alpha, problem.Beta);
         return tc.ToHost();
@@ -707,21 +737,27 @@ public sealed class GemmWideCpuAccelerator : IDisposable
         return (context, context.CreateCPUAccelerator(0, CPUAcceleratorMode.Parallel));
     });
 
-    internal float[] RunTiled<TTile>(GemmShape shape, float[] a, float[] b, float[] c, float alpha, float beta)
+    internal float[] RunTiled<TTile>(GemmShape shape, float[] a, float[] b, float[] c, float alpha, float beta,
+        TensorDType bType = TensorDType.Float32)
         where TTile : struct, IGemmTile
     {
         var accelerator = cpu.Value.Accelerator;
         Assert.True(GemmTiles.Threads(default(TTile)) <= accelerator.MaxNumThreadsPerGroup);
         using var da = accelerator.Allocate1D<float>(a.Length);
         using var db = accelerator.Allocate1D<float>(b.Length);
+        using var dbBits = accelerator.Allocate1D<ushort>(Math.Max(1, b.Length));
         using var dc = accelerator.Allocate1D<float>(c.Length);
         da.View.CopyFromCPU(a);
         db.View.CopyFromCPU(b);
         dc.View.CopyFromCPU(c);
-        var kernel = accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArguments>(
+        var code = NarrowFloat.CodeOf(bType);
+        if (bType != TensorDType.Float32)
+            dbBits.View.SubView(0, b.Length).CopyFromCPU(b.Select(v => NarrowFloat.FromSingle(v, code)).ToArray());
+        var kernel = accelerator.LoadKernel<FloatSource, FloatSource, ArrayView<float>, GemmArguments>(
             GemmKernels.Tiled<TTile>, LaunchBounds.Of<TTile>());
-        kernel(accelerator.DefaultStream, Gemm.TiledConfig(default(TTile), shape), da.View, db.View, dc.View,
-            new GemmArguments(shape, alpha, beta));
+        kernel(accelerator.DefaultStream, Gemm.TiledConfig(default(TTile), shape),
+            new FloatSource(da.View, dbBits.View, NarrowFloat.Float32Code), new FloatSource(db.View, dbBits.View, code),
+            dc.View, new GemmArguments(shape, alpha, beta));
         accelerator.Synchronize();
         return dc.GetAsArray1D();
     }

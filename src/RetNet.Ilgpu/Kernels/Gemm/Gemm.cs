@@ -172,8 +172,8 @@ public static class Gemm
         GemmArguments args) where TTile : struct, IGemmTile
     {
         var kernel = device.Kernel(GemmKernels.Tiled<TTile>, accelerator =>
-            accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArguments>(
+            accelerator.LoadKernel<FloatSource, FloatSource, ArrayView<float>, GemmArguments>(
                 GemmKernels.Tiled<TTile>, LaunchBounds.Of<TTile>()));
-        kernel(device.Stream, TiledConfig(default(TTile), shape), a.View, b.View, c.View, args);
+        kernel(device.Stream, TiledConfig(default(TTile), shape), FloatSource.Of(a), FloatSource.Of(b), c.View, args);
     }
 }

@@ -90,11 +90,12 @@ internal static class GemmKernels
     /// thread accumulates an 8×8 <see cref="RegisterBlock"/>. The operand tiles are double-buffered in shared memory,
     /// k-major: while the group multiplies one K-step out of one buffer, each thread fetches its quads of the next
     /// K-step from global memory into registers and stores them into the other buffer, so a K-step needs one barrier.
-    /// Elements outside the matrices are staged as zeros.
+    /// Elements outside the matrices are staged as zeros. A and B may be stored in 16 bits: they are widened as they
+    /// are fetched, so the shared tiles and the arithmetic are fp32.
     /// </summary>
     [Kernel(KernelGrouping.Explicit, Specializations =
         [typeof(GemmTile128x128), typeof(GemmTile128x64), typeof(GemmTile64x64), typeof(GemmTile32x32)])]
-    public static void Tiled<TTile>(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmArguments args)
+    public static void Tiled<TTile>(FloatSource a, FloatSource b, ArrayView<float> c, GemmArguments args)
         where TTile : struct, IGemmTile
     {
         var tile = default(TTile);
@@ -230,7 +231,7 @@ internal readonly struct OperandTile
     /// The quad at <paramref name="origin"/> of the tile whose corner is (<paramref name="w0"/>, <paramref name="k0"/>)
     /// in the matrix starting at <paramref name="baseIndex"/>; elements outside the matrix read as 0.
     /// </summary>
-    public Float4 Load(ArrayView<float> source, int baseIndex, int w0, int k0, (int W, int K) origin)
+    public Float4 Load(FloatSource source, int baseIndex, int w0, int k0, (int W, int K) origin)
     {
         var w = w0 + origin.W;
         var k = k0 + origin.K;
@@ -265,7 +266,7 @@ internal readonly struct OperandTile
         }
     }
 
-    // The one place an operand element is read from global memory, so a narrower storage format changes only this.
-    // An instance method: the library's static methods over ArrayViews are kernels, and this is not one.
-    private float Element(ArrayView<float> source, int index) => source[index];
+    // The one place an operand element is read from global memory: fp32, or fp16/bf16 widened as it loads (the
+    // storage type is uniform across the launch, so every thread takes the same branch).
+    private static float Element(FloatSource source, int index) => source[index];
 }
