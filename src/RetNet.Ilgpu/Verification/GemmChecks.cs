@@ -9,7 +9,8 @@ internal static class GemmChecks
     private const double Tolerance = 1e-4;
 
     /// <summary>A problem: operand shapes, transpositions and the alpha, beta of C = alpha·op(A)·op(B) + beta·C.</summary>
-    private sealed record Problem(int[] A, int[] B, bool TransposeA, bool TransposeB, float Alpha, float Beta)
+    private sealed record Problem(int[] A, int[] B, bool TransposeA, bool TransposeB, float Alpha, float Beta,
+        TensorDType AType = TensorDType.Float32, TensorDType BType = TensorDType.Float32)
     {
         public GemmShape Shape => GemmShape.Of(A, B, TransposeA, TransposeB);
 
@@ -18,7 +19,9 @@ internal static class GemmChecks
             var s = Shape;
             return $"{(s.Batch > 1 ? $"batch={s.Batch} " : "")}M={s.M} N={s.N} K={s.K}" +
                    $"{(TransposeA ? " Aᵀ" : "")}{(TransposeB ? " Bᵀ" : "")}{(s.BroadcastB ? " B broadcast" : "")}" +
-                   $"{(Beta != 0 ? $" β={Beta}" : "")}";
+                   $"{(Beta != 0 ? $" β={Beta}" : "")}" +
+                   $"{(AType != TensorDType.Float32 ? $" A {TensorDTypes.Name(AType)}" : "")}" +
+                   $"{(BType != TensorDType.Float32 ? $" B {TensorDTypes.Name(BType)}" : "")}";
         }
     }
 
@@ -27,6 +30,9 @@ internal static class GemmChecks
         new([1, 1], [1, 1], false, false, 1f, 0f),
         new([9, 17], [9, 33], true, false, 0.5f, 1f),
         new([2, 70, 20], [67, 20], false, true, 1f, 0f),
+        // A Linear layer over 16-bit weights (W [out, in], y = x·Wᵀ), and both operands 16-bit.
+        new([2, 9, 37], [21, 37], false, true, 1f, 0f, BType: TensorDType.BFloat16),
+        new([9, 17], [17, 33], false, false, 0.5f, 1f, TensorDType.Float16, TensorDType.BFloat16),
     ];
 
     public static void Run(VerificationContext context)
@@ -72,12 +78,13 @@ internal static class GemmChecks
         var shape = problem.Shape;
         context.Check(name, problem.ToString(), Tolerance, () =>
         {
-            var a = VerificationContext.Uniform(1, shape.ElementsA);
-            var b = VerificationContext.Uniform(2, shape.ElementsB);
+            // 16-bit operands are held to the product of the values they store (rounded here the way the upload rounds).
+            var a = VerificationContext.Uniform(1, shape.ElementsA).Select(v => TensorDTypes.Round(v, problem.AType)).ToArray();
+            var b = VerificationContext.Uniform(2, shape.ElementsB).Select(v => TensorDTypes.Round(v, problem.BType)).ToArray();
             var c = VerificationContext.Uniform(3, shape.ElementsC);
             int[] cShape = problem.A.Length == 3 || problem.B.Length == 3 ? [shape.Batch, shape.M, shape.N] : [shape.M, shape.N];
-            using var ta = Tensor.FromHost(context.Device, a, problem.A);
-            using var tb = Tensor.FromHost(context.Device, b, problem.B);
+            using var ta = Tensor.FromHost(context.Device, a, problem.AType, problem.A);
+            using var tb = Tensor.FromHost(context.Device, b, problem.BType, problem.B);
             using var tc = Tensor.FromHost(context.Device, c, cShape);
             run(ta, tb, tc);
             var expected = GemmReference.Forward(shape, a, b, problem.Alpha, problem.Beta, c);

@@ -1,5 +1,6 @@
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Verification;
@@ -32,6 +33,16 @@ internal static class ModelVerification
                 expected ??= ModelReference.Forward(config, weights, tokens);
                 return [new CheckedOutput("logits", logits.ToHost(), expected)];
             });
+        // bf16 weight matrices: held to the float64 forward of the values they store (matrices rounded, norms not).
+        var stored = weights.ToDictionary(kv => kv.Key, kv => kv.Value.Shape.Length >= 2
+            ? new HostTensor(kv.Value.Shape, kv.Value.Data.Select(v => TensorDTypes.Round(v, TensorDType.BFloat16)).ToArray())
+            : kv.Value);
+        context.Check($"RetNetModel.Forward bf16 weights {ForwardMode.Chunkwise(5)}", shape, Tolerance, () =>
+        {
+            using var model = RetNetModel.FromWeights(context.Device, config, weights, weightType: TensorDType.BFloat16);
+            using var logits = model.Forward(tokens, ForwardMode.Chunkwise(5));
+            return [new CheckedOutput("logits", logits.ToHost(), ModelReference.Forward(config, stored, tokens))];
+        });
     }
 
     public static void Transformer(VerificationContext context)

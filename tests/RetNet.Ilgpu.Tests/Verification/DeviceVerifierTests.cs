@@ -30,7 +30,7 @@ public sealed class DeviceVerifierTests(DeviceFixture fixture)
         Assert.All(results.Where(r => r.Skipped), r => Assert.StartsWith("skipped: ", r.Note));
         // Every group ran, at size 1 among others.
         foreach (var prefix in new[] { "Gemm", "Elementwise", "RmsNorm", "LayerNorm", "Reductions", "CrossEntropy",
-                     "Embedding", "ThetaShift", "DecayNormalization", "AdamW", "ParallelRetention", "ChunkwiseRetention",
+                     "Conversion", "Embedding", "ThetaShift", "DecayNormalization", "AdamW", "ParallelRetention", "ChunkwiseRetention",
                      "RecurrentRetention", "CausalAttention", "RetNetModel", "TransformerModel" })
             Assert.Contains(results, r => r.Kernel.StartsWith(prefix, StringComparison.Ordinal) && !r.Skipped);
         Assert.Contains(results, r => r.Shape == "n=1" && !r.Skipped);
@@ -42,7 +42,7 @@ public sealed class DeviceVerifierTests(DeviceFixture fixture)
         var results = DeviceVerifier.Run(device, new VerifyOptions { Groups = ["gemm"], PerturbPrefix = "Gemm simple" });
 
         var perturbed = results.Where(r => r.Kernel == "Gemm simple").ToList();
-        Assert.Equal(3, perturbed.Count);
+        Assert.Equal(5, perturbed.Count);
         Assert.All(perturbed, r =>
         {
             Assert.False(r.Passed);
