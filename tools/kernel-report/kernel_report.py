@@ -269,7 +269,23 @@ def percent(entry):
     return "unknown" if "occupancy" not in entry else f"{entry['occupancy'] * 100:.0f}%"
 
 
-def markdown(rows, version_line, command):
+def load_reasons(path):
+    """Reasons for kernels known to be below the goal: (name prefix, reason) per non-comment line of a TSV file."""
+    if path is None or not path.exists():
+        return []
+    pairs = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            prefix, _, reason = line.partition("\t")
+            pairs.append((prefix.strip(), reason.strip()))
+    return pairs
+
+
+def reason_for(name, reasons):
+    return next((reason for prefix, reason in reasons if name.startswith(prefix)), None)
+
+
+def markdown(rows, version_line, command, reasons=()):
     good = sum(is_good(r) for r in rows)
     lines = [
         "# Kernel report: registers, spills, shared memory, theoretical occupancy",
@@ -316,6 +332,13 @@ def markdown(rows, version_line, command):
     if notes:
         lines += ["", "Notes:", *notes]
     lines += ["", "⚠: spills, or under 50% theoretical occupancy on an architecture.", ""]
+    below = [r for r in rows if not is_good(r)]
+    if below:
+        lines += ["## Below the goal, and why", "",
+                  "Reasons come from `tools/kernel-report/below-goal.tsv`; a kernel without one is marked unexplained.", ""]
+        for row in below:
+            lines.append(f"- `{row['name']}`: {reason_for(row['name'], reasons) or '**unexplained**'}")
+        lines.append("")
     lines += [
         "## Reading it",
         "",
@@ -407,6 +430,11 @@ class SelfTest(unittest.TestCase):
         self.assertFalse(is_good({"arch": {"sm_80": dict(good, occupancy=0.46875), "sm_90": good}}))
         self.assertFalse(is_good({"arch": {"sm_80": {"spillStores": 0, "spillLoads": 0}, "sm_90": good}}))
 
+    def test_reasons_match_by_prefix_and_leave_others_unexplained(self):
+        reasons = [("GemmKernels.Tiled<GemmTile128x128>", "by design")]
+        self.assertEqual(reason_for("GemmKernels.Tiled<GemmTile128x128>", reasons), "by design")
+        self.assertIsNone(reason_for("GemmKernels.Tiled<GemmTile64x64>", reasons))
+
     def test_lowers_only_newer_ptx_versions(self):
         self.assertIn(".version 7.8\n", lower_version("//\n.version 8.3\n.target sm_80\n", (7, 8)))
         self.assertIn(".version 7.0\n", lower_version(".version 7.0\n", (7, 8)))
@@ -420,6 +448,8 @@ def main():
     parser.add_argument("--markdown", type=Path, help="Markdown report to write")
     parser.add_argument("--json", type=Path, help="JSON report to write")
     parser.add_argument("--command", default="tools/kernel-report/report.sh", help="command line shown in the report")
+    parser.add_argument("--reasons", type=Path, default=Path(__file__).with_name("below-goal.tsv"),
+                        help="TSV of kernel name prefixes and why they are below the goal")
     args = parser.parse_args()
     if args.self_test:
         suite = unittest.defaultTestLoader.loadTestsFromTestCase(SelfTest)
@@ -428,7 +458,8 @@ def main():
         parser.error("--ptx-dir, --ptxas, --markdown and --json are required")
     manifest = json.loads((args.ptx_dir / "manifest.json").read_text())
     rows, version_line = analyse(manifest, args.ptx_dir, args.ptxas)
-    args.markdown.write_text(markdown(rows, version_line, args.command))
+    reasons = load_reasons(args.reasons)
+    args.markdown.write_text(markdown(rows, version_line, args.command, reasons))
     args.json.write_text(json.dumps({"ptxas": version_line, "command": args.command,
                                      "architectures": {n: asdict(a) for n, a in ARCHITECTURES.items()},
                                      "kernels": rows}, indent=2) + "\n")
@@ -438,7 +469,7 @@ def main():
         if not is_good(row):
             details = "; ".join(f"{n}: {a['spillStores']}/{a['spillLoads']} B spilled, {percent(a)}, "
                                 f"{a.get('limiter', 'unknown')}" for n, a in row["arch"].items())
-            print(f"  {row['name']}: {details}")
+            print(f"  {row['name']}: {details}" + ("" if reason_for(row["name"], reasons) else " (unexplained)"))
 
 
 if __name__ == "__main__":
