@@ -52,7 +52,11 @@ public sealed class InterruptTests(DeviceFixture fixture) : IDisposable
         Assert.False(process.HasExited, string.Join('\n', output));
         // Through libc rather than the kill program, which a minimal system (the OpenCL lane's chroot) may lack.
         Assert.Equal(0, Signal(process.Id, SigInt));
-        Assert.True(process.WaitForExit(TimeSpan.FromSeconds(60)), "the run did not stop after SIGINT");
+        if (!process.WaitForExit(TimeSpan.FromSeconds(60)))
+        {
+            lock (output)
+                Assert.Fail($"the run did not stop after SIGINT; its output:\n{string.Join('\n', output.TakeLast(20))}");
+        }
         process.WaitForExit();
 
         var text = string.Join('\n', output);
