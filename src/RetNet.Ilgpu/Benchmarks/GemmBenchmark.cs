@@ -61,8 +61,8 @@ public static class GemmBenchmark
     /// the median of <paramref name="repetitions"/> products, each timed from launch to
     /// <see cref="RetNetDevice.Synchronize"/>. The host loop is timed the same way, except that above 10⁹ operations
     /// it runs once without warm-up. Results come per shape in the order tiled, simple, host-simd (on ILGPU's CPU
-    /// accelerator only), csharp-reference. With a 16-bit B only the implementations that read one are timed (today
-    /// host-simd; the C# loop runs on B's widened values).
+    /// accelerator only), csharp-reference. Every GEMM variant reads a 16-bit B directly; the C# loop runs on B's widened
+    /// values.
     /// </summary>
     /// <param name="device">The device to measure.</param>
     /// <param name="shapes">The products to time.</param>
@@ -113,8 +113,7 @@ public static class GemmBenchmark
                 : [(Tiled, GemmVariant.Tiled), (Simple, GemmVariant.Simple)];
             foreach (var (name, variant) in variants)
             {
-                if ((dtypeB != TensorDType.Float32 && variant != GemmVariant.HostSimd) ||
-                    implementations?.Contains(name) == false)
+                if (implementations?.Contains(name) == false)
                     continue;
                 if (cancellationToken.IsCancellationRequested)
                     return results;
