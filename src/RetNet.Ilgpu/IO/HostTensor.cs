@@ -17,11 +17,7 @@ public sealed class HostTensor
     {
         ArgumentNullException.ThrowIfNull(shape);
         ArgumentNullException.ThrowIfNull(data);
-        var length = ShapeCheck.ElementCount(shape);
-        if (data.Length != length)
-            throw new ArgumentException(
-                $"Argument 'data' has {data.Length} elements; expected {length} for shape {ShapeCheck.Format(shape)}.",
-                nameof(data));
+        ShapeCheck.HostData(data.Length, shape, nameof(data));
         Shape = (int[])shape.Clone();
         this.data = data;
     }
@@ -33,14 +29,8 @@ public sealed class HostTensor
     {
         ArgumentNullException.ThrowIfNull(shape);
         ArgumentNullException.ThrowIfNull(bits);
-        if (dtype is not (TensorDType.Float16 or TensorDType.BFloat16))
-            throw new ArgumentException($"Argument 'dtype' is {dtype}; expected Float16 or BFloat16 for raw 16-bit data.",
-                nameof(dtype));
-        var length = ShapeCheck.ElementCount(shape);
-        if (bits.Length != length)
-            throw new ArgumentException(
-                $"Argument 'bits' has {bits.Length} elements; expected {length} for shape {ShapeCheck.Format(shape)}.",
-                nameof(bits));
+        ShapeCheck.SixteenBit(dtype, nameof(dtype));
+        ShapeCheck.HostData(bits.Length, shape, nameof(bits));
         Shape = (int[])shape.Clone();
         Bits = bits;
         DType = dtype;

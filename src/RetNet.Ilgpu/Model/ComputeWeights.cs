@@ -40,6 +40,22 @@ internal sealed class ComputeWeights : IDisposable
         Refresh();
     }
 
+    /// <summary>
+    /// Replaces <paramref name="current"/> by copies in <paramref name="type"/> (none for fp32) and returns what the
+    /// layers read for each weight name: the copy of a matrix, else the master itself.
+    /// </summary>
+    /// <exception cref="ArgumentException">A master is not fp32 while copies are asked for.</exception>
+    public static Func<string, Tensor> Use(ref ComputeWeights? current, IReadOnlyDictionary<string, Tensor> masters,
+        TensorDType type)
+    {
+        current?.Dispose();
+        current = null;
+        if (type != TensorDType.Float32)
+            current = new ComputeWeights(masters, type);
+        var copies = current;
+        return copies is null ? name => masters[name] : name => copies[name];
+    }
+
     /// <summary>The copies' storage type.</summary>
     public TensorDType Type { get; }
 

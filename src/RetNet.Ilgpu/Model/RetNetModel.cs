@@ -472,12 +472,7 @@ public sealed partial class RetNetModel : ILanguageModel
     internal void UseComputeType(TensorDType type)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
-        computeWeights?.Dispose();
-        computeWeights = null;
-        if (type != TensorDType.Float32)
-            computeWeights = new ComputeWeights(parameters, type);
-        var copies = computeWeights;
-        Bind(copies is null ? name => parameters[name] : name => copies[name]);
+        Bind(ComputeWeights.Use(ref computeWeights, parameters, type));
     }
 
     /// <summary>Rounds the updated fp32 parameters into the compute copies (nothing without them).</summary>

@@ -49,11 +49,7 @@ public sealed class IndexTensor : IDisposable
     {
         ArgumentNullException.ThrowIfNull(device);
         var copy = (int[])shape.Clone();
-        var length = ShapeCheck.ElementCount(copy);
-        if (data.Length != length)
-            throw new ArgumentException(
-                $"Argument 'data' has {data.Length} elements; expected {length} for shape {ShapeCheck.Format(copy)}.",
-                nameof(data));
+        var length = ShapeCheck.HostData(data.Length, copy, nameof(data));
         var tensor = new IndexTensor(device, device.Allocate<int>(Math.Max(length, 1)), copy);
         if (length > 0)
         {
@@ -69,10 +65,7 @@ public sealed class IndexTensor : IDisposable
     public void CopyFromHost(ReadOnlySpan<int> data)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
-        if (data.Length != Length)
-            throw new ArgumentException(
-                $"Argument 'data' has {data.Length} elements; expected {Length} for shape {ShapeCheck.Format(shape)}.",
-                nameof(data));
+        ShapeCheck.HostData(data.Length, shape, nameof(data));
         if (Length > 0)
         {
             View.CopyFromCPU(Device.Stream, data);

@@ -140,4 +140,26 @@ public static class ShapeCheck
         }
         return (int)count;
     }
+
+    /// <summary>Checks that host data of <paramref name="dataLength"/> elements fills <paramref name="shape"/>; returns
+    /// the element count.</summary>
+    /// <exception cref="ArgumentException">The lengths differ (names <paramref name="argument"/>, both counts and the
+    /// shape), or the shape is invalid.</exception>
+    public static int HostData(int dataLength, ReadOnlySpan<int> shape, string argument)
+    {
+        var length = ElementCount(shape);
+        if (dataLength != length)
+            throw new ArgumentException(
+                $"Argument '{argument}' has {dataLength} elements; expected {length} for shape {Format(shape)}.", argument);
+        return length;
+    }
+
+    /// <summary>Checks that <paramref name="dtype"/> is one of the 16-bit storage types, for raw 16-bit data.</summary>
+    /// <exception cref="ArgumentException">It is not.</exception>
+    public static void SixteenBit(TensorDType dtype, string argument)
+    {
+        if (dtype is not (TensorDType.Float16 or TensorDType.BFloat16))
+            throw new ArgumentException($"Argument '{argument}' is {dtype}; expected Float16 or BFloat16 for raw 16-bit data.",
+                argument);
+    }
 }

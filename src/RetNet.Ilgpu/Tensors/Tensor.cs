@@ -107,11 +107,7 @@ public sealed class Tensor : IDisposable
     /// <exception cref="ArgumentException">The data length is not the product of the shape.</exception>
     public static Tensor FromHost(RetNetDevice device, ReadOnlySpan<float> data, params int[] shape)
     {
-        var length = ShapeCheck.ElementCount(shape);
-        if (data.Length != length)
-            throw new ArgumentException(
-                $"Argument 'data' has {data.Length} elements; expected {length} for shape {ShapeCheck.Format(shape)}.",
-                nameof(data));
+        ShapeCheck.HostData(data.Length, shape, nameof(data));
         var tensor = Uninitialized(device, shape);
         tensor.CopyFromHost(data);
         return tensor;
@@ -123,11 +119,7 @@ public sealed class Tensor : IDisposable
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="dtype"/> is not a defined value.</exception>
     public static Tensor FromHost(RetNetDevice device, ReadOnlySpan<float> data, TensorDType dtype, params int[] shape)
     {
-        var length = ShapeCheck.ElementCount(shape);
-        if (data.Length != length)
-            throw new ArgumentException(
-                $"Argument 'data' has {data.Length} elements; expected {length} for shape {ShapeCheck.Format(shape)}.",
-                nameof(data));
+        ShapeCheck.HostData(data.Length, shape, nameof(data));
         var tensor = Uninitialized(device, dtype, shape);
         tensor.CopyFromHost(data);
         return tensor;
@@ -139,14 +131,8 @@ public sealed class Tensor : IDisposable
     /// <paramref name="dtype"/> is Float32.</exception>
     public static Tensor FromHostBits(RetNetDevice device, ReadOnlySpan<ushort> bits, TensorDType dtype, params int[] shape)
     {
-        if (dtype is not (TensorDType.Float16 or TensorDType.BFloat16))
-            throw new ArgumentException($"Argument 'dtype' is {dtype}; expected Float16 or BFloat16 for raw 16-bit data.",
-                nameof(dtype));
-        var length = ShapeCheck.ElementCount(shape);
-        if (bits.Length != length)
-            throw new ArgumentException(
-                $"Argument 'bits' has {bits.Length} elements; expected {length} for shape {ShapeCheck.Format(shape)}.",
-                nameof(bits));
+        ShapeCheck.SixteenBit(dtype, nameof(dtype));
+        var length = ShapeCheck.HostData(bits.Length, shape, nameof(bits));
         var tensor = Uninitialized(device, dtype, shape);
         if (length > 0)
         {
@@ -214,10 +200,7 @@ public sealed class Tensor : IDisposable
     /// <exception cref="ArgumentException">The data length differs from <see cref="Length"/>.</exception>
     public void CopyFromHost(ReadOnlySpan<float> data)
     {
-        if (data.Length != Length)
-            throw new ArgumentException(
-                $"Argument 'data' has {data.Length} elements; expected {Length} for shape {ShapeCheck.Format(shape)}.",
-                nameof(data));
+        ShapeCheck.HostData(data.Length, shape, nameof(data));
         if (Length == 0)
             return;
         if (DType == TensorDType.Float32)
