@@ -444,7 +444,7 @@ internal static class BenchCommand
         };
         var implementations = new Option<string?>("--implementations")
         {
-            Description = "Comma-separated subset of tiled, simple, host-simd, csharp-reference to time (default: all).",
+            Description = "Comma-separated subset of tiled, simple, host-simd, small-rows, csharp-reference to time (default: all; small-rows only with --transpose-b and M ≤ 8).",
         };
         var command = new Command("gemm",
             "Time the tiled and the barrier-free GEMM kernels (and, on the CPU accelerator, the host SIMD GEMM) next to the plain C# reference on the same shapes.")

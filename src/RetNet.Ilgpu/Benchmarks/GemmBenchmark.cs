@@ -8,7 +8,8 @@ namespace RetNet.Ilgpu.Benchmarks;
 /// <summary>One timed GEMM implementation at one shape, C[M, N] = A[M, K]·B[K, N] (B stored [N, K] when
 /// <paramref name="TransposeB"/>: a Linear layer's weight).</summary>
 /// <param name="Implementation"><c>tiled</c>, <c>simple</c>, <c>host-simd</c> (the <see cref="GemmVariant"/>s on the
-/// device; host-simd only on ILGPU's CPU accelerator) or <c>csharp-reference</c> (<see cref="GemmReference.Forward"/>,
+/// device; host-simd only on ILGPU's CPU accelerator), <c>small-rows</c> (the kernel <see cref="GemmVariant.Auto"/>
+/// picks off the CPU accelerator for at most 8 rows against B stored [N, K]) or <c>csharp-reference</c> (<see cref="GemmReference.Forward"/>,
 /// a single-threaded double loop on the host).</param>
 /// <param name="M">Rows of A and C.</param>
 /// <param name="N">Columns of B and C.</param>
@@ -34,11 +35,15 @@ public static class GemmBenchmark
     /// <summary>Implementation name of <see cref="GemmVariant.HostSimd"/>.</summary>
     public const string HostSimd = "host-simd";
 
+    /// <summary>Implementation name of the small-row kernel at the device policy's launch (timed only for
+    /// <c>--transpose-b</c> products of at most <see cref="GemmKernels.MaxSmallRows"/> rows).</summary>
+    public const string SmallRows = "small-rows";
+
     /// <summary>Implementation name of the host loop <see cref="GemmReference.Forward"/>.</summary>
     public const string CSharpReference = "csharp-reference";
 
     /// <summary>Every implementation name, in the order results come.</summary>
-    public static IReadOnlyList<string> Implementations { get; } = [Tiled, Simple, HostSimd, CSharpReference];
+    public static IReadOnlyList<string> Implementations { get; } = [Tiled, Simple, HostSimd, SmallRows, CSharpReference];
 
     // Above this many floating-point operations the host loop takes seconds per product: it is run once, unwarmed.
     private const double ReferenceRepeatLimit = 1e9;
@@ -61,8 +66,8 @@ public static class GemmBenchmark
     /// the median of <paramref name="repetitions"/> products, each timed from launch to
     /// <see cref="RetNetDevice.Synchronize"/>. The host loop is timed the same way, except that above 10⁹ operations
     /// it runs once without warm-up. Results come per shape in the order tiled, simple, host-simd (on ILGPU's CPU
-    /// accelerator only), csharp-reference. Every GEMM variant reads a 16-bit B directly; the C# loop runs on B's widened
-    /// values.
+    /// accelerator only), small-rows (transposed B of at most 8 rows only), csharp-reference. A 16-bit B is read
+    /// directly by every implementation (the C# loop runs on B's widened values).
     /// </summary>
     /// <param name="device">The device to measure.</param>
     /// <param name="shapes">The products to time.</param>
@@ -108,10 +113,17 @@ public static class GemmBenchmark
             var flops = 2.0 * m * n * k;
             var weightBytes = (double)n * k * TensorDTypes.SizeOf(dtypeB);
 
-            (string, GemmVariant)[] variants = device.IsCpuSimulator
-                ? [(Tiled, GemmVariant.Tiled), (Simple, GemmVariant.Simple), (HostSimd, GemmVariant.HostSimd)]
-                : [(Tiled, GemmVariant.Tiled), (Simple, GemmVariant.Simple)];
-            foreach (var (name, variant) in variants)
+            var smallRows = SmallRowsLaunch.For(device, k);
+            List<(string, Action)> variants =
+            [
+                (Tiled, () => Gemm.Run(a, b, c, transposeB: transposeB, variant: GemmVariant.Tiled)),
+                (Simple, () => Gemm.Run(a, b, c, transposeB: transposeB, variant: GemmVariant.Simple)),
+            ];
+            if (device.IsCpuSimulator)
+                variants.Add((HostSimd, () => Gemm.Run(a, b, c, transposeB: transposeB, variant: GemmVariant.HostSimd)));
+            if (transposeB && m <= GemmKernels.MaxSmallRows)
+                variants.Add((SmallRows, () => Gemm.RunSmallRows(a, b, c, smallRows, transposeB: true)));
+            foreach (var (name, run) in variants)
             {
                 if (implementations?.Contains(name) == false)
                     continue;
@@ -119,7 +131,7 @@ public static class GemmBenchmark
                     return results;
                 var ms = Median(warmup, repetitions, () =>
                 {
-                    Gemm.Run(a, b, c, transposeB: transposeB, variant: variant);
+                    run();
                     device.Synchronize();
                 }, before: device.Synchronize);
                 results.Add(new GemmBenchmarkResult(name, m, n, k, ms, flops / (ms * 1e6), dtypeB, transposeB,

@@ -2,7 +2,8 @@ using RetNet.Ilgpu.Kernels.Gemm;
 
 namespace RetNet.Ilgpu.Devices;
 
-/// <summary>The GEMM decisions: which tile the tiled kernel uses on each device class.</summary>
+/// <summary>The GEMM decisions: which tile the tiled kernel uses on each device class, and when products of a few
+/// rows go to the small-row kernel instead.</summary>
 internal sealed partial class DevicePolicy
 {
     /// <summary>The tile <see cref="Gemm"/>'s tiled variant launches on this device.</summary>
@@ -35,4 +36,35 @@ internal sealed partial class DevicePolicy
         };
         return GemmTiles.Threads(preferred) <= maxGroupSize ? preferred : GemmTiles.Largest(maxGroupSize);
     }
+
+    /// <summary>
+    /// The largest group the small-row GEMM asks for on an OpenCL CPU device (PoCL), which runs a work-group's
+    /// work-items as a loop on one core: small groups leave more groups to spread over the cores, as for the row
+    /// reductions (<see cref="PreferredOpenClCpuReductionGroup"/>).
+    /// </summary>
+    public const int PreferredOpenClCpuSmallRowGroup = 16;
+
+    /// <summary>True when <see cref="Gemm"/>'s automatic choice sends products of at most
+    /// <see cref="GemmKernels.MaxSmallRows"/> rows against a k-contiguous B to the small-row kernel on this device
+    /// (<see cref="UsesSmallRowGemmFor"/>).</summary>
+    public bool UsesSmallRowGemm => UsesSmallRowGemmFor(Device.Limits);
+
+    /// <summary>
+    /// Every device except ILGPU's CPU accelerator. On GPUs and PoCL the tiled kernel pads a decoding step's few rows
+    /// to its whole tile and becomes compute-bound at a tile-height fraction of its speed, while the small-row kernel
+    /// reads each weight once. The CPU accelerator's automatic path is host code (or, on the simulator, the
+    /// barrier-free kernel: the small-row kernel's group sums cost ~0.1 ms per barrier round there).
+    /// </summary>
+    public static bool UsesSmallRowGemmFor(LaunchLimits limits) => !limits.IsCpuAccelerator;
+
+    /// <summary>
+    /// Threads per group of the small-row GEMM for an inner dimension of <paramref name="k"/> with
+    /// <paramref name="reduction"/>: the row reductions' rule (<see cref="ReductionGroupSize(GroupReduction, int,
+    /// int, int, int)"/>), sized to K up to 256 threads on a GPU (several coalesced loads per thread for K of a few
+    /// thousand, eight warps to hide the latency of each load) and up to
+    /// <see cref="PreferredOpenClCpuSmallRowGroup"/> on an OpenCL CPU device.
+    /// </summary>
+    public static int SmallRowGemmGroupSize(LaunchLimits limits, GroupReduction reduction, int k) =>
+        ReductionGroupSize(reduction, limits.WarpSize, limits.MaxGroupSize, k,
+            limits.IsOpenClCpu ? PreferredOpenClCpuSmallRowGroup : PreferredReductionGroup);
 }

@@ -34,6 +34,8 @@ internal sealed record KernelGeometry(int? ThreadsPerGroup, int DynamicSharedByt
             (nameof(GemmKernels), nameof(GemmKernels.Tiled)) => Of(
                 Gemm.Gemm.TiledConfig((IGemmTile)Activator.CreateInstance(tile!)!, new GemmShape(1, 1, 1, 1)),
                 "Gemm.TiledConfig: one thread per 4×4 block of the tile"),
+            (nameof(GemmKernels), nameof(GemmKernels.SmallRows)) => SmallRows(limits,
+                tile == typeof(SubGroupSum) ? GroupReduction.SubGroups : GroupReduction.SharedMemoryTree),
             (nameof(RetentionKernels), nameof(RetentionKernels.CausalTiled) or nameof(RetentionKernels.StatesTiled)) =>
                 new(RetentionLaunch.TiledGroupSize(limits.MaxGroupSize), 0, "RetentionLaunch.TiledGroupSize"),
             (nameof(AttentionKernels), nameof(AttentionKernels.ForwardTiled) or nameof(AttentionKernels.QueryGradientTiled)
@@ -63,6 +65,10 @@ internal sealed record KernelGeometry(int? ThreadsPerGroup, int DynamicSharedByt
     private static KernelGeometry Normalization(LaunchLimits limits, GroupReduction reduction) => Of(
         RowNormalization.GroupLaunch(1, NormalizationOptions.For(limits, int.MaxValue, reduction)),
         RuleOf("NormalizationOptions.For, long rows", limits, reduction));
+
+    private static KernelGeometry SmallRows(LaunchLimits limits, GroupReduction reduction) => Of(
+        SmallRowsLaunch.For(limits, int.MaxValue, reduction).Config(1, 1),
+        RuleOf("SmallRowsLaunch.For, long rows of B", limits, reduction));
 
     private static KernelGeometry Reduction(LaunchLimits limits, GroupReduction reduction)
     {

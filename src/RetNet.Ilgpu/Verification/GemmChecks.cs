@@ -1,9 +1,12 @@
+using RetNet.Ilgpu.Devices;
+using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Kernels.Gemm;
 using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Verification;
 
-/// <summary>GEMM in every variant: the simple kernel, each tile of the tiled one, and the host SIMD paths.</summary>
+/// <summary>GEMM in every variant: the simple kernel, each tile of the tiled one, the small-row kernel with each
+/// group sum, and the host SIMD paths.</summary>
 internal static class GemmChecks
 {
     private const double Tolerance = 1e-4;
@@ -33,6 +36,11 @@ internal static class GemmChecks
         // A Linear layer over 16-bit weights (W [out, in], y = x·Wᵀ), and both operands 16-bit.
         new([2, 9, 37], [21, 37], false, true, 1f, 0f, BType: TensorDType.BFloat16),
         new([9, 17], [17, 33], false, false, 0.5f, 1f, TensorDType.Float16, TensorDType.BFloat16),
+        // Decoding: one row, and a batch of four 2-row entries against a broadcast weight (folded into 8 rows), K not
+        // a multiple of any group; bf16 and fp16 weights, 16-bit activations, and β.
+        new([1, 300], [19, 300], false, true, 1f, 0f, BType: TensorDType.BFloat16),
+        new([4, 2, 37], [23, 37], false, true, 1f, 0f, TensorDType.Float16, TensorDType.Float16),
+        new([3, 37], [7, 37], false, true, -0.5f, 0.5f),
     ];
 
     public static void Run(VerificationContext context)
@@ -40,6 +48,7 @@ internal static class GemmChecks
         var device = context.Device;
         if (!device.IsCpuSimulator)
             context.Skip("Gemm host SIMD", "-", "host SIMD runs on ILGPU's CPU accelerator only");
+        var smallRowLaunches = SmallRowLaunches(context);
         foreach (var problem in Problems)
         {
             var shape = problem.ToString();
@@ -58,6 +67,17 @@ internal static class GemmChecks
                 }
                 Check(context, name, problem, (a, b, c) => RunTiled(tile, a, b, c, problem));
             }
+            if (Gemm.SmallRows(problem.Shape) is not null)
+            {
+                foreach (var launch in smallRowLaunches)
+                {
+                    var name = $"Gemm small rows {(launch.Reduction == GroupReduction.SubGroups ? "sub-groups" : "tree")}" +
+                               $", group {launch.GroupSize}";
+                    Check(context, name, problem, (a, b, c) =>
+                        Gemm.RunSmallRows(a, b, c, launch, problem.TransposeA, problem.TransposeB, problem.Alpha,
+                            problem.Beta));
+                }
+            }
             foreach (var (path, threads) in new[]
                      {
                          (HostGemmPath.Auto, Environment.ProcessorCount), (HostGemmPath.Vector512, 2),
@@ -71,6 +91,20 @@ internal static class GemmChecks
                         problem.Beta));
             }
         }
+    }
+
+    // The tree at one thread and at the largest group the device allows up to 256, the sub-group sum at its sizes.
+    private static SmallRowsLaunch[] SmallRowLaunches(VerificationContext context)
+    {
+        var largest = Launch.PowerOfTwoGroup(context.Device, DevicePolicy.PreferredReductionGroup);
+        SmallRowsLaunch[] launches =
+        [
+            new(GroupReduction.SharedMemoryTree, 1),
+            new(GroupReduction.SharedMemoryTree, largest),
+            .. RowChecks.SubGroupSizes(context, "Gemm small rows", ["GemmKernels.SmallRows<SubGroupSum>"])
+                .Select(size => new SmallRowsLaunch(GroupReduction.SubGroups, size)),
+        ];
+        return launches.Distinct().ToArray();
     }
 
     private static void Check(VerificationContext context, string name, Problem problem, Action<Tensor, Tensor, Tensor> run)

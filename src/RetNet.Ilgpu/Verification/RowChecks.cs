@@ -256,7 +256,7 @@ internal static class RowChecks
     /// the policy picks (256 or the device limit). None, with a skip row naming <paramref name="kernels"/>, where the
     /// device has no sub-group operations.
     /// </summary>
-    private static int[] SubGroupSizes(VerificationContext context, string check, string[] kernels)
+    internal static int[] SubGroupSizes(VerificationContext context, string check, string[] kernels)
     {
         var policy = context.Device.Policy;
         if (!policy.SupportsSubGroups)

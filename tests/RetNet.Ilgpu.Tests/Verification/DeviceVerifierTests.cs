@@ -42,7 +42,7 @@ public sealed class DeviceVerifierTests(DeviceFixture fixture)
         var results = DeviceVerifier.Run(device, new VerifyOptions { Groups = ["gemm"], PerturbPrefix = "Gemm simple" });
 
         var perturbed = results.Where(r => r.Kernel == "Gemm simple").ToList();
-        Assert.Equal(5, perturbed.Count);
+        Assert.Equal(8, perturbed.Count);
         Assert.All(perturbed, r =>
         {
             Assert.False(r.Passed);

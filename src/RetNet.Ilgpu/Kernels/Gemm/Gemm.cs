@@ -49,9 +49,14 @@ public static class Gemm
                 LaunchSimple(device, a, b, c, args);
             return;
         }
-        var tile = device.Policy.GemmTile;
         if (c.Length == 0)
             return;
+        if (variant == GemmVariant.Auto && device.Policy.UsesSmallRowGemm && SmallRows(shape) is { } rows)
+        {
+            LaunchSmallRows(device, rows, a, b, c, alpha, beta, SmallRowsLaunch.For(device, shape.K));
+            return;
+        }
+        var tile = device.Policy.GemmTile;
         switch (tile)
         {
             case GemmTile128x128:
@@ -86,6 +91,51 @@ public static class Gemm
         if (c.Length > 0)
             LaunchTiled<TTile>(device, shape, a, b, c, new GemmArguments(shape, alpha, beta));
     }
+
+    /// <summary>
+    /// <see cref="Run"/> with the small-row kernel at a given launch, so tests reach every reduction and group size.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The product has more than <see cref="GemmKernels.MaxSmallRows"/> rows
+    /// per batch entry or more than <see cref="SmallRowsLaunch.MaxBatch"/> entries.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="launch"/> cannot run on the device.</exception>
+    internal static void RunSmallRows(Tensor a, Tensor b, Tensor c, SmallRowsLaunch launch, bool transposeA = false,
+        bool transposeB = false, float alpha = 1f, float beta = 0f)
+    {
+        var shape = Validate(a, b, c, transposeA, transposeB, alpha, beta);
+        launch.Validate(a.Device);
+        var rows = Fold(shape);
+        if (rows.M > GemmKernels.MaxSmallRows || rows.Batch > SmallRowsLaunch.MaxBatch)
+            throw new NotSupportedException(
+                $"The small-row GEMM computes at most {GemmKernels.MaxSmallRows} rows per batch entry and " +
+                $"{SmallRowsLaunch.MaxBatch} entries; the product has {shape.M} rows and {shape.Batch} entries.");
+        if (c.Length > 0)
+            LaunchSmallRows(a.Device, rows, a, b, c, alpha, beta, launch);
+    }
+
+    /// <summary>
+    /// The shape the small-row kernel computes <paramref name="shape"/> as when <see cref="Run"/> picks it
+    /// automatically: B stored [N, K] (each column of C reads a contiguous row), at most
+    /// <see cref="GemmKernels.MaxSmallRows"/> rows per batch entry after <see cref="Fold"/> and at most
+    /// <see cref="SmallRowsLaunch.MaxBatch"/> entries; null otherwise.
+    /// </summary>
+    internal static GemmShape? SmallRows(GemmShape shape)
+    {
+        var rows = Fold(shape);
+        return shape.TransposeB && rows.M <= GemmKernels.MaxSmallRows && rows.Batch <= SmallRowsLaunch.MaxBatch
+            ? rows
+            : null;
+    }
+
+    /// <summary>
+    /// A batch of row-major A against one broadcast B as one product: the batch entries' rows are consecutive in A
+    /// and in C, so [batch, M, K]·Bᵀ is [batch·M, K]·Bᵀ and each weight is read once rather than once per entry. Kept
+    /// only while the folded rows fit the kernel; other shapes are returned as they are.
+    /// </summary>
+    private static GemmShape Fold(GemmShape shape) =>
+        shape is { Batch: > 1, BroadcastB: true, BroadcastA: false, TransposeA: false } &&
+        (long)shape.Batch * shape.M <= GemmKernels.MaxSmallRows
+            ? new GemmShape(1, shape.Batch * shape.M, shape.N, shape.K, TransposeB: shape.TransposeB)
+            : shape;
 
     /// <summary>
     /// <see cref="Run"/> with <see cref="GemmVariant.HostSimd"/> on a forced instruction-set path and thread count, so
@@ -166,6 +216,27 @@ public static class Gemm
             accelerator.LoadAutoGroupedKernel<Index1D, FloatSource, FloatSource, ArrayView<float>, GemmArguments>(
                 GemmKernels.Simple));
         kernel(device.Stream, c.Length, FloatSource.Of(a), FloatSource.Of(b), c.View, args);
+    }
+
+    private static void LaunchSmallRows(RetNetDevice device, GemmShape shape, Tensor a, Tensor b, Tensor c,
+        float alpha, float beta, SmallRowsLaunch launch)
+    {
+        var args = new GemmArguments(shape, alpha, beta);
+        var config = launch.Config(shape.N, shape.Batch);
+        if (launch.Reduction == GroupReduction.SubGroups)
+        {
+            var kernel = device.Kernel(GemmKernels.SmallRows<SubGroupSum>, accelerator =>
+                accelerator.LoadKernel<FloatSource, FloatSource, ArrayView<float>, GemmArguments>(
+                    GemmKernels.SmallRows<SubGroupSum>));
+            kernel(device.Stream, config, FloatSource.Of(a), FloatSource.Of(b), c.View, args);
+        }
+        else
+        {
+            var kernel = device.Kernel(GemmKernels.SmallRows<TreeGroupSum>, accelerator =>
+                accelerator.LoadKernel<FloatSource, FloatSource, ArrayView<float>, GemmArguments>(
+                    GemmKernels.SmallRows<TreeGroupSum>));
+            kernel(device.Stream, config, FloatSource.Of(a), FloatSource.Of(b), c.View, args);
+        }
     }
 
     private static void LaunchTiled<TTile>(RetNetDevice device, GemmShape shape, Tensor a, Tensor b, Tensor c,

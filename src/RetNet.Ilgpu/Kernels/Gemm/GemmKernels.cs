@@ -78,6 +78,53 @@ internal static class GemmKernels
         c[i] = args.Beta == 0f ? args.Alpha * sum : args.Alpha * sum + args.Beta * c[i];
     }
 
+    /// <summary>The most rows of C (per batch entry) <see cref="SmallRows{TSum}"/> computes: one register each.</summary>
+    public const int MaxSmallRows = 8;
+
+    /// <summary>
+    /// The product of a few rows (at most <see cref="MaxSmallRows"/>, a decoding step's batch) against B stored
+    /// [N, K] (a Linear layer's weight): one group per column n of C (grid x) and batch entry (grid y). The group's
+    /// threads stride over k, so each step reads a contiguous run of B's row n once (2 bytes a weight when it is
+    /// 16-bit) and the M rows of A, which every group reads and the caches hold; each thread keeps one partial sum per
+    /// row in registers, and the group adds them with <typeparamref name="TSum"/>. The tiled kernel would pad M to
+    /// its 128-row tile and do 128 times the arithmetic, so this one is bound by reading B instead. No atomics: the
+    /// order of every sum is fixed by the launch. Any strides are correct; only B's k-contiguous layout is fast.
+    /// One batch entry per group rather than a loop over the batch: PoCL 6 gave wrong sums, varying from run to run,
+    /// at groups of 4 threads and more when the loop of group sums sat inside a batch loop (measured here).
+    /// </summary>
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(TreeGroupSum), typeof(SubGroupSum)])]
+    public static void SmallRows<TSum>(FloatSource a, FloatSource b, ArrayView<float> c, GemmArguments args)
+        where TSum : struct, IGroupSum
+    {
+        var n = Grid.IdxX;
+        var p = Grid.IdxY;
+        var t = Group.IdxX;
+        var size = Group.DimX;
+        var rows = args.M;
+        var sums = default(SmallRowSums);
+        var indexA = (long)p * args.BatchStrideA + (long)t * args.StrideAK;
+        var indexB = (long)p * args.BatchStrideB + (long)n * args.StrideBN + (long)t * args.StrideBK;
+        var stepA = (long)size * args.StrideAK;
+        var stepB = (long)size * args.StrideBK;
+        for (var k = t; k < args.K; k += size)
+        {
+            sums.MultiplyAdd(a, indexA, args.StrideAM, rows, b[indexB]);
+            indexA += stepA;
+            indexB += stepB;
+        }
+        var indexC = p * args.BatchStrideC + n;
+        for (var m = 0; m < rows; m++)
+        {
+            // Consecutive sums alternate regions, as the sub-group sum requires.
+            var total = default(TSum).Sum(sums.Row(m), m & 1);
+            if (t == 0)
+            {
+                var at = indexC + m * args.N;
+                c[at] = args.Beta == 0f ? args.Alpha * total : args.Alpha * total + args.Beta * c[at];
+            }
+        }
+    }
+
     /// <summary>
     /// Floats after each k-row of a shared tile. A multiple of 4 keeps every quad 16-byte aligned; 4 rather than 0
     /// moves the next k-row by 4 banks, so when an operand is staged k-contiguous (scalar stores down a column of the

@@ -6,7 +6,8 @@ namespace RetNet.Ilgpu.Kernels.Gemm;
 public enum GemmVariant
 {
     /// <summary><see cref="HostSimd"/> on ILGPU's CPU accelerator (whose simulated threads cannot use SIMD),
-    /// <see cref="Tiled"/> elsewhere.</summary>
+    /// <see cref="Tiled"/> elsewhere, except that a product of at most 8 rows against B stored [N, K] (a decoding
+    /// step's Linear layer) runs a kernel with one group per column of C that reads each weight once.</summary>
     Auto,
 
     /// <summary>Shared-memory tiles with 8×8 register blocks per thread; the tile is chosen per device class.</summary>
