@@ -60,9 +60,9 @@ fi
 step devices 30 "${retnet[@]}" devices
 step verify 120 "${retnet[@]}" verify --device "$device" --json "$out/verify.json"
 step gemm-fp32 45 "${retnet[@]}" bench gemm --device "$device" --shapes "$gemm_shapes" --transpose-b --dtype fp32 \
-  --implementations tiled --json "$out/gemm-fp32.json"
+  --implementations tiled,small-rows --json "$out/gemm-fp32.json"
 step gemm-bf16 45 "${retnet[@]}" bench gemm --device "$device" --shapes "$gemm_shapes" --transpose-b --dtype bf16 \
-  --implementations tiled --json "$out/gemm-bf16.json"
+  --implementations tiled,small-rows --json "$out/gemm-bf16.json"
 step retention 90 "${retnet[@]}" bench retention --device "$device" "${retention[@]}" --json "$out/retention.json"
 step decode 90 "${retnet[@]}" bench decode --device "$device" "${decode[@]}" --dtype fp32,bf16 --json "$out/decode.json"
 step train 60 "${retnet[@]}" bench train --device "$device" "${train[@]}" --json "$out/train.json"
