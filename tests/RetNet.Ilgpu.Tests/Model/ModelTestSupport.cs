@@ -1,5 +1,6 @@
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Tests.Support;
 
 namespace RetNet.Ilgpu.Tests.Model;
@@ -27,6 +28,14 @@ public static class ModelTestSupport
                     tensor.Data[i] = (float)(0.5 + random.NextDouble());
         return weights;
     }
+
+    /// <summary>The weights a model whose matrices are stored as <paramref name="dtype"/> holds: matrices rounded,
+    /// vectors (norm weights, kept fp32) as they are.</summary>
+    public static Dictionary<string, HostTensor> Rounded(IReadOnlyDictionary<string, HostTensor> weights,
+        TensorDType dtype) =>
+        weights.ToDictionary(kv => kv.Key, kv => kv.Value.Shape.Length >= 2
+            ? new HostTensor(kv.Value.Shape, kv.Value.Data.Select(v => TensorDTypes.Round(v, dtype)).ToArray())
+            : kv.Value);
 
     /// <summary>Random token ids [B, T] in [0, V).</summary>
     public static int[,] Tokens(int seed, int batch, int seqLen, int vocab)

@@ -33,7 +33,7 @@ public sealed class NarrowWeightTests(DeviceFixture fixture) : IDisposable
         using var model = RetNetModel.FromWeights(device, config, weights, weightType: dtype);
 
         Assert.Equal(dtype, model.WeightType);
-        var expected = ModelReference.Forward(config, Rounded(weights, dtype), tokens);
+        var expected = ModelReference.Forward(config, ModelTestSupport.Rounded(weights, dtype), tokens);
         ModelTestSupport.AssertEveryFormMatches(model, tokens, expected, $"{dtype} tied={tied}", 3);
         // Negative control: the unrounded weights' logits are not what a 16-bit model computes.
         using var logits = model.Forward(tokens, ForwardMode.Parallel);
@@ -48,7 +48,7 @@ public sealed class NarrowWeightTests(DeviceFixture fixture) : IDisposable
         var weights = ModelTestSupport.Weights(config, seed: 5);
         var tokens = ModelTestSupport.Tokens(seed: 6, batch: 1, seqLen: 6, config.VocabSize);
         using var model = RetNetModel.FromWeights(device, config, weights, weightType: dtype);
-        var expected = ModelReference.Forward(config, Rounded(weights, dtype), tokens);
+        var expected = ModelReference.Forward(config, ModelTestSupport.Rounded(weights, dtype), tokens);
 
         var prefill = model.Prefill([ModelTestSupport.Row(tokens, 0, 3)]);
         using var state = prefill.State;
@@ -97,7 +97,7 @@ public sealed class NarrowWeightTests(DeviceFixture fixture) : IDisposable
         var weights = TransformerModel.Initialize(config, seed: 2);
         var tokens = ModelTestSupport.Tokens(seed: 3, batch: 2, seqLen: 5, config.VocabSize);
         using var narrow = TransformerModel.FromWeights(device, config, weights, weightType: TensorDType.BFloat16);
-        using var rounded = TransformerModel.FromWeights(device, config, Rounded(weights, TensorDType.BFloat16));
+        using var rounded = TransformerModel.FromWeights(device, config, ModelTestSupport.Rounded(weights, TensorDType.BFloat16));
         using var narrowLogits = narrow.Forward(tokens);
         using var roundedLogits = rounded.Forward(tokens);
         Numerics.AssertClose("bf16 transformer", narrowLogits.ToHost(), roundedLogits.ToHost().Select(v => (double)v).ToArray());
@@ -113,9 +113,4 @@ public sealed class NarrowWeightTests(DeviceFixture fixture) : IDisposable
         Assert.Equal("weightType", error.ParamName);
     }
 
-    /// <summary>The weights a model of <paramref name="dtype"/> stores: matrices rounded, vectors as they are.</summary>
-    private static Dictionary<string, HostTensor> Rounded(IReadOnlyDictionary<string, HostTensor> weights, TensorDType dtype) =>
-        weights.ToDictionary(kv => kv.Key, kv => kv.Value.Shape.Length >= 2
-            ? new HostTensor(kv.Value.Shape, kv.Value.Data.Select(v => TensorDTypes.Round(v, dtype)).ToArray())
-            : kv.Value);
 }

@@ -34,7 +34,7 @@ public sealed class MixedPrecisionTests(DeviceFixture fixture) : IDisposable
         mixed.UseComputeType(dtype);
         Assert.Equal(dtype, mixed.ComputeType);
         Assert.Equal(TensorDType.Float32, mixed.WeightType);
-        using var rounded = RetNetModel.FromWeights(device, config, Rounded(weights, dtype));
+        using var rounded = RetNetModel.FromWeights(device, config, ModelTestSupport.Rounded(weights, dtype));
         using var plain = RetNetModel.FromWeights(device, config, weights);
         using var gMixed = ModelGradients.Zeros(mixed);
         using var gRounded = ModelGradients.Zeros(rounded);
@@ -69,7 +69,7 @@ public sealed class MixedPrecisionTests(DeviceFixture fixture) : IDisposable
         var windows = ModelTestSupport.Tokens(seed: 5, batch: 2, seqLen: 6, config.VocabSize);
         using var mixed = TransformerModel.FromWeights(device, config, weights);
         mixed.UseComputeType(TensorDType.BFloat16);
-        using var rounded = TransformerModel.FromWeights(device, config, Rounded(weights, TensorDType.BFloat16));
+        using var rounded = TransformerModel.FromWeights(device, config, ModelTestSupport.Rounded(weights, TensorDType.BFloat16));
         using var gMixed = TransformerGradients.Zeros(mixed);
         using var gRounded = TransformerGradients.Zeros(rounded);
         mixed.ForwardBackward(windows, gMixed);
@@ -117,8 +117,4 @@ public sealed class MixedPrecisionTests(DeviceFixture fixture) : IDisposable
         Assert.Contains("--dtype is 'int8'", Assert.Throws<ArgumentException>(bad.Validate).Message);
     }
 
-    private static Dictionary<string, HostTensor> Rounded(IReadOnlyDictionary<string, HostTensor> weights, TensorDType dtype) =>
-        weights.ToDictionary(kv => kv.Key, kv => kv.Value.Shape.Length >= 2
-            ? new HostTensor(kv.Value.Shape, kv.Value.Data.Select(v => TensorDTypes.Round(v, dtype)).ToArray())
-            : kv.Value);
 }
