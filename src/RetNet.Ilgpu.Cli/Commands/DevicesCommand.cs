@@ -13,11 +13,11 @@ internal static class DevicesCommand
         {
             var devices = RetNetDevice.List();
             Console.Write(Format.Table(
-                ["kind", "name", "memory", "warp", "max group", "gpu"],
+                ["kind", "name", "memory", "warp", "max group", "gpu", "class"],
                 devices.Select(d => (IReadOnlyList<string>)
                 [
                     d.Kind.ToString(), d.Name, Format.Bytes(d.MemoryBytes), d.WarpSize.ToString(),
-                    d.MaxGroupSize.ToString(), d.IsGpu ? "yes" : "no",
+                    d.MaxGroupSize.ToString(), d.IsGpu ? "yes" : "no", d.Class.ToString(),
                 ])));
             var auto = RetNetDevice.AutoChoice();
             Console.WriteLine($"auto picks: {auto}");

@@ -7,5 +7,6 @@ namespace RetNet.Ilgpu.Devices;
 /// <param name="WarpSize">Threads that run in lock step (32 on NVIDIA, 64 on most AMD; never hard-coded).</param>
 /// <param name="MaxGroupSize">The largest number of threads per group.</param>
 /// <param name="IsGpu">False for the CPU accelerator and for OpenCL CPU devices.</param>
+/// <param name="Class">The hardware family the library chooses kernel variants and launch shapes for.</param>
 public sealed record DeviceDescription(
-    string Name, DeviceKind Kind, long MemoryBytes, int WarpSize, int MaxGroupSize, bool IsGpu);
+    string Name, DeviceKind Kind, long MemoryBytes, int WarpSize, int MaxGroupSize, bool IsGpu, DeviceClass Class);

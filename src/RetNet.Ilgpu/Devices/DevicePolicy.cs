@@ -32,7 +32,7 @@ internal sealed partial class DevicePolicy
     public DevicePolicy(RetNetDevice device)
     {
         Device = device;
-        Class = ClassOf(device.Accelerator);
+        Class = device.Description.Class;
     }
 
     /// <summary>The device the decisions are for.</summary>
@@ -41,12 +41,12 @@ internal sealed partial class DevicePolicy
     /// <summary>The device's hardware family.</summary>
     public DeviceClass Class { get; }
 
-    /// <summary>The family of <paramref name="accelerator"/>.</summary>
-    public static DeviceClass ClassOf(Accelerator accelerator) => accelerator switch
+    /// <summary>The family of <paramref name="device"/>, known before it is opened.</summary>
+    public static DeviceClass ClassOf(Device device) => device switch
     {
         { AcceleratorType: AcceleratorType.CPU } => DeviceClass.CpuAccelerator,
         { AcceleratorType: AcceleratorType.Cuda } => DeviceClass.NvidiaGpu,
-        CLAccelerator { Device: var cl } when cl.DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU => cl.Vendor switch
+        CLDevice cl when cl.DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU => cl.Vendor switch
         {
             CLDeviceVendor.AMD => DeviceClass.AmdGpu,
             CLDeviceVendor.Intel => DeviceClass.IntelGpu,

@@ -191,7 +191,8 @@ public sealed class RetNetDevice : IDisposable
             ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes
             : device.MemorySize;
         return new DeviceDescription(
-            device.Name.Trim(), kind, memory, device.WarpSize, device.MaxNumThreadsPerGroup, isGpu);
+            device.Name.Trim(), kind, memory, device.WarpSize, device.MaxNumThreadsPerGroup, isGpu,
+            DevicePolicy.ClassOf(device));
     }
 
     /// <summary>
