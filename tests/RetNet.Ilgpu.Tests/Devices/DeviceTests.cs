@@ -67,6 +67,25 @@ public sealed class DeviceTests(DeviceFixture fixture)
         Assert.Contains(RetNetDevice.List(), d => d.Kind == DeviceKind.Cpu);
     }
 
+    [Fact]
+    public void Every_listed_device_has_the_class_of_its_kind_and_the_open_device_keeps_it()
+    {
+        foreach (var d in RetNetDevice.List())
+        {
+            var expected = d.Kind switch
+            {
+                DeviceKind.Cpu => [DeviceClass.CpuAccelerator],
+                DeviceKind.Cuda => [DeviceClass.NvidiaGpu],
+                // An OpenCL GPU is AMD, Intel or another vendor's; an OpenCL CPU runtime (PoCL) is never a GPU class.
+                _ => d.IsGpu
+                    ? new[] { DeviceClass.AmdGpu, DeviceClass.IntelGpu, DeviceClass.OtherOpenCL }
+                    : [DeviceClass.OtherOpenCL],
+            };
+            Assert.Contains(d.Class, expected);
+        }
+        Assert.Equal(fixture.Device.Description.Class, fixture.Device.Policy.Class);
+    }
+
     [FactWhenADeviceKindIsAbsent]
     public void Asking_for_an_absent_kind_lists_what_is_present()
     {
