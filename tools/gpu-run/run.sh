@@ -58,6 +58,11 @@ else
 fi
 
 step devices 30 "${retnet[@]}" devices
+# Without the device the rest would only time the CPU: stop at once and keep the device time.
+if [ "$device" = cuda ] && ! grep -q '^Cuda ' "$log"; then
+  echo "run.sh: retnet devices lists no CUDA device; stopping (see run.log)" | tee -a "$log"
+  exit 1
+fi
 step verify 120 "${retnet[@]}" verify --device "$device" --json "$out/verify.json"
 step gemm-fp32 45 "${retnet[@]}" bench gemm --device "$device" --shapes "$gemm_shapes" --transpose-b --dtype fp32 \
   --implementations tiled,small-rows --json "$out/gemm-fp32.json"
