@@ -66,6 +66,7 @@ internal static partial class AttentionKernels
         var b = bh / p.Heads;
         var h = bh - b * p.Heads;
         var firstRow = b * p.SeqLen * p.Heads + h;
+        var scores = new HeadTileProduct(R, K, firstRow, p.Heads);
 
         for (var idx = tid; idx < R * V; idx += groupSize)
             acc[idx] = 0f;
@@ -79,53 +80,9 @@ internal static partial class AttentionKernels
         for (var j0 = 0; j0 < keyEnd; j0 += R)
         {
             var keys = Math.Min(R, keyEnd - j0);
-            for (var d0 = 0; d0 < p.KeyDim; d0 += K)
-            {
-                var depth = Math.Min(K, p.KeyDim - d0);
-                // Also orders the previous key tile's reads of ps and zs before they are overwritten below.
-                Group.Barrier();
-                for (var idx = tid; idx < R * K; idx += groupSize)
-                {
-                    var r = idx / K;
-                    var d = idx - r * K;
-                    xs[idx] = r < rows && d < depth ? q[(firstRow + (i0 + r) * p.Heads) * p.KeyDim + d0 + d] : 0f;
-                    ys[idx] = r < keys && d < depth ? k[(firstRow + (j0 + r) * p.Heads) * p.KeyDim + d0 + d] : 0f;
-                }
-                Group.Barrier();
-                for (var idx = tid; idx < R * R; idx += groupSize)
-                {
-                    var r = idx / R;
-                    var c = idx - r * R;
-                    var sum = 0f;
-                    for (var d = 0; d < depth; d++)
-                        sum += xs[r * K + d] * ys[c * K + d];
-                    ps[idx] = d0 == 0 ? sum : ps[idx] + sum;
-                }
-            }
-            for (var d0 = 0; d0 < p.ValueDim; d0 += K)
-            {
-                var depth = Math.Min(K, p.ValueDim - d0);
-                Group.Barrier();
-                for (var idx = tid; idx < R * K; idx += groupSize)
-                {
-                    var r = idx / K;
-                    var d = idx - r * K;
-                    xs[idx] = r < rows && d < depth
-                        ? dOutput[(firstRow + (i0 + r) * p.Heads) * p.ValueDim + d0 + d]
-                        : 0f;
-                    ys[idx] = r < keys && d < depth ? v[(firstRow + (j0 + r) * p.Heads) * p.ValueDim + d0 + d] : 0f;
-                }
-                Group.Barrier();
-                for (var idx = tid; idx < R * R; idx += groupSize)
-                {
-                    var r = idx / R;
-                    var c = idx - r * R;
-                    var sum = 0f;
-                    for (var d = 0; d < depth; d++)
-                        sum += xs[r * K + d] * ys[c * K + d];
-                    dps[idx] = d0 == 0 ? sum : dps[idx] + sum;
-                }
-            }
+            // Its first barrier also orders the previous key tile's reads of ps and zs before they are overwritten below.
+            scores.Compute(q, i0, rows, k, j0, keys, p.KeyDim, xs, ys, ps);
+            scores.Compute(dOutput, i0, rows, v, j0, keys, p.ValueDim, xs, ys, dps);
             for (var idx = tid; idx < R * V; idx += groupSize)
             {
                 var c = idx / V;
@@ -201,6 +158,7 @@ internal static partial class AttentionKernels
         var b = bh / p.Heads;
         var h = bh - b * p.Heads;
         var firstRow = b * p.SeqLen * p.Heads + h;
+        var scores = new HeadTileProduct(R, K, firstRow, p.Heads);
 
         for (var idx = tid; idx < R * V; idx += groupSize)
             acc[idx] = 0f;
@@ -208,59 +166,11 @@ internal static partial class AttentionKernels
         for (var i0 = j0; i0 < p.SeqLen; i0 += R)
         {
             var rows = Math.Min(R, p.SeqLen - i0);
-            // ps[c·R + r]: the logit of key j0 + c (this group's row c) and query i0 + r.
-            for (var d0 = 0; d0 < p.KeyDim; d0 += K)
-            {
-                var depth = Math.Min(K, p.KeyDim - d0);
-                // Also orders the previous query tile's reads of ps, zs, ls and ds before they are overwritten.
-                Group.Barrier();
-                for (var idx = tid; idx < R * K; idx += groupSize)
-                {
-                    var r = idx / K;
-                    var d = idx - r * K;
-                    xs[idx] = r < keys && d < depth ? k[(firstRow + (j0 + r) * p.Heads) * p.KeyDim + d0 + d] : 0f;
-                    ys[idx] = r < rows && d < depth ? q[(firstRow + (i0 + r) * p.Heads) * p.KeyDim + d0 + d] : 0f;
-                }
-                Group.Barrier();
-                for (var idx = tid; idx < R * R; idx += groupSize)
-                {
-                    var c = idx / R;
-                    var r = idx - c * R;
-                    var sum = 0f;
-                    for (var d = 0; d < depth; d++)
-                        sum += xs[c * K + d] * ys[r * K + d];
-                    ps[idx] = d0 == 0 ? sum : ps[idx] + sum;
-                }
-            }
+            // ps[c·R + r]: the logit of key j0 + c (this group's row c) and query i0 + r. Its first barrier also orders the
+            // previous query tile's reads of ps, zs, ls and ds before they are overwritten.
+            scores.Compute(k, j0, keys, q, i0, rows, p.KeyDim, xs, ys, ps);
             if (forKeys)
-            {
-                for (var d0 = 0; d0 < p.ValueDim; d0 += K)
-                {
-                    var depth = Math.Min(K, p.ValueDim - d0);
-                    Group.Barrier();
-                    for (var idx = tid; idx < R * K; idx += groupSize)
-                    {
-                        var r = idx / K;
-                        var d = idx - r * K;
-                        xs[idx] = r < keys && d < depth
-                            ? v[(firstRow + (j0 + r) * p.Heads) * p.ValueDim + d0 + d]
-                            : 0f;
-                        ys[idx] = r < rows && d < depth
-                            ? dOutput[(firstRow + (i0 + r) * p.Heads) * p.ValueDim + d0 + d]
-                            : 0f;
-                    }
-                    Group.Barrier();
-                    for (var idx = tid; idx < R * R; idx += groupSize)
-                    {
-                        var c = idx / R;
-                        var r = idx - c * R;
-                        var sum = 0f;
-                        for (var d = 0; d < depth; d++)
-                            sum += xs[c * K + d] * ys[r * K + d];
-                        dps[idx] = d0 == 0 ? sum : dps[idx] + sum;
-                    }
-                }
-            }
+                scores.Compute(v, j0, keys, dOutput, i0, rows, p.ValueDim, xs, ys, dps);
             for (var r = tid; r < R; r += groupSize)
             {
                 ls[r] = r < rows ? logSumExp[bh * p.SeqLen + i0 + r] : 0f;

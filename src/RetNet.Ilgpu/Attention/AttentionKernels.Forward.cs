@@ -42,6 +42,7 @@ internal static partial class AttentionKernels
         var h = bh - b * p.Heads;
         // Row index of token t of (b, h) is firstRow + t·H; element d of it is at (row)·dim + d.
         var firstRow = b * p.SeqLen * p.Heads + h;
+        var scores = new HeadTileProduct(R, K, firstRow, p.Heads);
 
         for (var idx = tid; idx < R * V; idx += groupSize)
             acc[idx] = 0f;
@@ -57,29 +58,8 @@ internal static partial class AttentionKernels
         for (var j0 = 0; j0 < keyEnd; j0 += R)
         {
             var keys = Math.Min(R, keyEnd - j0);
-            for (var d0 = 0; d0 < p.KeyDim; d0 += K)
-            {
-                var depth = Math.Min(K, p.KeyDim - d0);
-                // Also orders the previous key tile's reads of ps and vs before they are overwritten below.
-                Group.Barrier();
-                for (var idx = tid; idx < R * K; idx += groupSize)
-                {
-                    var r = idx / K;
-                    var d = idx - r * K;
-                    qs[idx] = r < rows && d < depth ? q[(firstRow + (i0 + r) * p.Heads) * p.KeyDim + d0 + d] : 0f;
-                    ks[idx] = r < keys && d < depth ? k[(firstRow + (j0 + r) * p.Heads) * p.KeyDim + d0 + d] : 0f;
-                }
-                Group.Barrier();
-                for (var idx = tid; idx < R * R; idx += groupSize)
-                {
-                    var r = idx / R;
-                    var c = idx - r * R;
-                    var sum = 0f;
-                    for (var d = 0; d < depth; d++)
-                        sum += qs[r * K + d] * ks[c * K + d];
-                    ps[idx] = d0 == 0 ? sum : ps[idx] + sum;
-                }
-            }
+            // Its first barrier also orders the previous key tile's reads of ps and vs before they are overwritten below.
+            scores.Compute(q, i0, rows, k, j0, keys, p.KeyDim, qs, ks, ps);
             for (var idx = tid; idx < R * V; idx += groupSize)
             {
                 var c = idx / V;

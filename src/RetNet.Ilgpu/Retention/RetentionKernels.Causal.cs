@@ -46,6 +46,7 @@ internal static partial class RetentionKernels
         var logGamma = decay[h];
         // Row index of token t of (b, h) is firstRow + t·H; element d of it is at (row)·dim + d.
         var firstRow = b * p.SeqLen * p.Heads + h;
+        var scores = new HeadTileProduct(R, K, firstRow, p.Heads);
         var reverse = p.Reverse != 0;
 
         for (var idx = tid; idx < R * V; idx += groupSize)
@@ -96,29 +97,8 @@ internal static partial class RetentionKernels
         for (var c0 = keyStart; c0 < keyEnd; c0 += R)
         {
             var keys = Math.Min(R, keyEnd - c0);
-            for (var d0 = 0; d0 < p.RowDim; d0 += K)
-            {
-                var depth = Math.Min(K, p.RowDim - d0);
-                // Also orders the previous key tile's reads of ps and zs before they are overwritten below.
-                Group.Barrier();
-                for (var idx = tid; idx < R * K; idx += groupSize)
-                {
-                    var r = idx / K;
-                    var d = idx - r * K;
-                    xs[idx] = r < rows && d < depth ? x[(firstRow + (r0 + r) * p.Heads) * p.RowDim + d0 + d] : 0f;
-                    ys[idx] = r < keys && d < depth ? y[(firstRow + (c0 + r) * p.Heads) * p.RowDim + d0 + d] : 0f;
-                }
-                Group.Barrier();
-                for (var idx = tid; idx < R * R; idx += groupSize)
-                {
-                    var r = idx / R;
-                    var c = idx - r * R;
-                    var sum = 0f;
-                    for (var d = 0; d < depth; d++)
-                        sum += xs[r * K + d] * ys[c * K + d];
-                    ps[idx] = d0 == 0 ? sum : ps[idx] + sum;
-                }
-            }
+            // Its first barrier also orders the previous key tile's reads of ps and zs before they are overwritten below.
+            scores.Compute(x, r0, rows, y, c0, keys, p.RowDim, xs, ys, ps);
             for (var idx = tid; idx < R * R; idx += groupSize)
             {
                 var r = idx / R;
