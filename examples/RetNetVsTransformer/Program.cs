@@ -10,7 +10,7 @@ using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Training;
-using RetNet.Ilgpu.Training.Data;
+using RetNet.Ilgpu.DemoData;
 using RetNet.Ilgpu.Transformer;
 
 var options = ParseOptions(args);

@@ -8,7 +8,7 @@ using RetNet.Ilgpu.Retention;
 using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Tokenizers;
 using RetNet.Ilgpu.Training;
-using RetNet.Ilgpu.Training.Data;
+using RetNet.Ilgpu.DemoData;
 
 namespace RetNet.Ilgpu.Cli.Commands;
 

@@ -5,7 +5,7 @@ using System.Xml;
 using System.Xml.Linq;
 using RetNet.Ilgpu.IO;
 
-namespace RetNet.Ilgpu.Training.Data;
+namespace RetNet.Ilgpu.DemoData;
 
 /// <summary>The sizes of the two files <see cref="SdkCorpus.Write"/> wrote.</summary>
 /// <param name="TrainBytes">UTF-8 bytes written to the training file.</param>

@@ -1,10 +1,11 @@
 using System.Text;
+using RetNet.Ilgpu.DemoData;
 using RetNet.Ilgpu.Tokenizers;
 using RetNet.Ilgpu.Training.Data;
 
-namespace RetNet.Ilgpu.Tests.Training;
+namespace RetNet.Ilgpu.Tests.DemoData;
 
-public sealed class DataSdkCorpusTests : IDisposable
+public sealed class SdkCorpusTests : IDisposable
 {
     private readonly string folder = Directory.CreateTempSubdirectory("retnet-corpus-").FullName;
 
