@@ -1,5 +1,6 @@
 using RetNet.Ilgpu.Attention;
 using RetNet.Ilgpu.Tensors;
+using RetNet.Ilgpu.Verification.Cases;
 
 namespace RetNet.Ilgpu.Verification;
 
@@ -77,10 +78,10 @@ internal static class AttentionVerification
 
     private sealed class Problem(AttentionShape shape, int seed)
     {
-        private readonly float[] q = VerificationContext.Uniform(seed, shape.QueryLength);
-        private readonly float[] k = VerificationContext.Uniform(seed + 1, shape.QueryLength);
-        private readonly float[] v = VerificationContext.Uniform(seed + 2, shape.ValueLength);
-        private readonly float[] dOutput = VerificationContext.Uniform(seed + 3, shape.ValueLength);
+        private readonly float[] q = CaseInputs.Uniform(seed, shape.QueryLength);
+        private readonly float[] k = CaseInputs.Uniform(seed + 1, shape.QueryLength);
+        private readonly float[] v = CaseInputs.Uniform(seed + 2, shape.ValueLength);
+        private readonly float[] dOutput = CaseInputs.Uniform(seed + 3, shape.ValueLength);
         private AttentionReferenceOutput? reference;
         private (AttentionReferenceGradients, (double Dq, double Dk, double Dv))? gradients;
 

@@ -2,6 +2,7 @@ using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Kernels.Gemm;
 using RetNet.Ilgpu.Tensors;
+using RetNet.Ilgpu.Verification.Cases;
 
 namespace RetNet.Ilgpu.Verification;
 
@@ -113,9 +114,9 @@ internal static class GemmChecks
         context.Check(name, problem.ToString(), Tolerance, () =>
         {
             // 16-bit operands are held to the product of the values they store (rounded here the way the upload rounds).
-            var a = VerificationContext.Uniform(1, shape.ElementsA).Select(v => TensorDTypes.Round(v, problem.AType)).ToArray();
-            var b = VerificationContext.Uniform(2, shape.ElementsB).Select(v => TensorDTypes.Round(v, problem.BType)).ToArray();
-            var c = VerificationContext.Uniform(3, shape.ElementsC);
+            var a = CaseInputs.Uniform(1, shape.ElementsA).Select(v => TensorDTypes.Round(v, problem.AType)).ToArray();
+            var b = CaseInputs.Uniform(2, shape.ElementsB).Select(v => TensorDTypes.Round(v, problem.BType)).ToArray();
+            var c = CaseInputs.Uniform(3, shape.ElementsC);
             int[] cShape = problem.A.Length == 3 || problem.B.Length == 3 ? [shape.Batch, shape.M, shape.N] : [shape.M, shape.N];
             using var ta = Tensor.FromHost(context.Device, a, problem.AType, problem.A);
             using var tb = Tensor.FromHost(context.Device, b, problem.BType, problem.B);

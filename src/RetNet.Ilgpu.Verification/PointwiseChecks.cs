@@ -7,6 +7,7 @@ using RetNet.Ilgpu.Kernels.ScaledEmbedding;
 using RetNet.Ilgpu.Retention;
 using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Training;
+using RetNet.Ilgpu.Verification.Cases;
 using EmbeddingOp = RetNet.Ilgpu.Kernels.Embedding.Embedding;
 
 namespace RetNet.Ilgpu.Verification;
@@ -29,9 +30,9 @@ internal static class PointwiseChecks
         foreach (var n in Sizes)
         {
             var shape = $"n={n}";
-            var a = VerificationContext.Uniform(11, n, 3f);
-            var b = VerificationContext.Uniform(12, n, 3f);
-            var g = VerificationContext.Uniform(13, n);
+            var a = CaseInputs.Uniform(11, n, 3f);
+            var b = CaseInputs.Uniform(12, n, 3f);
+            var g = CaseInputs.Uniform(13, n);
             void Binary(string name, Action<Tensor, Tensor, Tensor> run, Func<double, double, double> f) =>
                 context.Check($"Elementwise.{name}", shape, Tolerance, () =>
                 {
@@ -76,7 +77,7 @@ internal static class PointwiseChecks
         foreach (var n in Sizes)
         {
             var shape = $"n={n}";
-            var values = VerificationContext.Uniform(14, n, 3f);
+            var values = CaseInputs.Uniform(14, n, 3f);
             foreach (var dtype in new[] { TensorDType.BFloat16, TensorDType.Float16 })
             {
                 var other = dtype == TensorDType.BFloat16 ? TensorDType.Float16 : TensorDType.BFloat16;
@@ -105,7 +106,7 @@ internal static class PointwiseChecks
         foreach (var (vocabulary, width, count) in new[] { (1, 1, 1), (13, 37, 20), (50, 40, 300) })
         {
             var shape = $"V={vocabulary} D={width} ids={count}";
-            var table = VerificationContext.Uniform(21, vocabulary * width);
+            var table = CaseInputs.Uniform(21, vocabulary * width);
             var random = new Random(22);
             // Repeated ids: the scatter groups each row's positions.
             var ids = Enumerable.Range(0, count).Select(_ => random.Next(vocabulary)).ToArray();
@@ -128,8 +129,8 @@ internal static class PointwiseChecks
             });
             context.Check("Embedding.Backward", shape, Tolerance, () =>
             {
-                var dOutput = VerificationContext.Uniform(23, count * width);
-                var dTable = VerificationContext.Uniform(24, vocabulary * width);
+                var dOutput = CaseInputs.Uniform(23, count * width);
+                var dTable = CaseInputs.Uniform(24, vocabulary * width);
                 using var tIds = IndexTensor.FromHost(device, ids, count);
                 using var tdOutput = Tensor.FromHost(device, dOutput, count, width);
                 using var tdTable = Tensor.FromHost(device, dTable, vocabulary, width);
@@ -150,11 +151,11 @@ internal static class PointwiseChecks
             context.Check("ThetaShift.Apply", $"[{VerificationContext.List(dims)}] starts {VerificationContext.List(starts)}",
                 tolerance, () =>
                 {
-                    var x = VerificationContext.Uniform(31, dims.Aggregate(1, (p, d) => p * d));
+                    var x = CaseInputs.Uniform(31, dims.Aggregate(1, (p, d) => p * d));
                     using var tx = Tensor.FromHost(device, x, dims);
                     ThetaShift.Apply(tx, starts, 0.5f);
                     return [new CheckedOutput("x", tx.ToHost(), RotationReference.Apply(
-                        VerificationContext.ToDouble(x), dims[0], dims[1], dims[2], dims[3], starts, 0.5))];
+                        CaseInputs.ToDouble(x), dims[0], dims[1], dims[2], dims[3], starts, 0.5))];
                 });
         }
     }
@@ -184,15 +185,15 @@ internal static class PointwiseChecks
         {
             context.Check("AdamW.Step", $"n={n} steps={steps}", Tolerance, () =>
             {
-                var initial = VerificationContext.Uniform(41, n);
+                var initial = CaseInputs.Uniform(41, n);
                 using var value = Tensor.FromHost(device, initial, n);
                 using var optimizer = new Training.AdamW([new OptimizedParameter("w", value, true)], options);
-                var p = VerificationContext.ToDouble(initial);
+                var p = CaseInputs.ToDouble(initial);
                 var m = new double[n];
                 var v = new double[n];
                 for (var step = 1; step <= steps; step++)
                 {
-                    var gradient = VerificationContext.Uniform(41 + step, n, 2f);
+                    var gradient = CaseInputs.Uniform(41 + step, n, 2f);
                     using var tg = Tensor.FromHost(device, gradient, n);
                     var learningRate = 0.02 * step;
                     optimizer.Step(new Dictionary<string, Tensor> { ["w"] = tg }, learningRate, 0.5);

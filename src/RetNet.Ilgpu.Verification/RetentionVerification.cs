@@ -1,5 +1,6 @@
 using RetNet.Ilgpu.Retention;
 using RetNet.Ilgpu.Tensors;
+using RetNet.Ilgpu.Verification.Cases;
 
 namespace RetNet.Ilgpu.Verification;
 
@@ -104,12 +105,12 @@ internal static class RetentionVerification
     private sealed class Problem(RetentionShape shape, int seed)
     {
         public DecaySchedule Decay { get; } = DecaySchedule.Torchscale(shape.Heads);
-        public float[] Q { get; } = VerificationContext.Uniform(seed, shape.QueryLength);
-        public float[] K { get; } = VerificationContext.Uniform(seed + 1, shape.QueryLength);
-        public float[] V { get; } = VerificationContext.Uniform(seed + 2, shape.ValueLength);
-        public float[] S0 { get; } = VerificationContext.Uniform(seed + 3, shape.StateLength);
-        private float[] DOutput { get; } = VerificationContext.Uniform(seed + 4, shape.ValueLength);
-        private float[] DFinal { get; } = VerificationContext.Uniform(seed + 5, shape.StateLength);
+        public float[] Q { get; } = CaseInputs.Uniform(seed, shape.QueryLength);
+        public float[] K { get; } = CaseInputs.Uniform(seed + 1, shape.QueryLength);
+        public float[] V { get; } = CaseInputs.Uniform(seed + 2, shape.ValueLength);
+        public float[] S0 { get; } = CaseInputs.Uniform(seed + 3, shape.StateLength);
+        private float[] DOutput { get; } = CaseInputs.Uniform(seed + 4, shape.ValueLength);
+        private float[] DFinal { get; } = CaseInputs.Uniform(seed + 5, shape.StateLength);
 
         private RetentionReferenceOutput? forward;
         private RetentionReferenceGradients? backward;

@@ -4,6 +4,7 @@ using RetNet.Ilgpu.Kernels.CrossEntropy;
 using RetNet.Ilgpu.Kernels.Normalization;
 using RetNet.Ilgpu.Kernels.Reductions;
 using RetNet.Ilgpu.Tensors;
+using RetNet.Ilgpu.Verification.Cases;
 using CrossEntropyOp = RetNet.Ilgpu.Kernels.CrossEntropy.CrossEntropy;
 using ReductionsOp = RetNet.Ilgpu.Kernels.Reductions.Reductions;
 
@@ -41,12 +42,12 @@ internal static class RowChecks
         foreach (var (rows, dim) in RowShapes)
         {
             var shape = $"{rows}x{dim}";
-            var x = VerificationContext.Uniform(51, rows * dim, 2f);
-            var w = VerificationContext.Uniform(52, dim).Select(v => 1 + 0.5f * v).ToArray();
-            var bias = VerificationContext.Uniform(53, dim);
-            var dy = VerificationContext.Uniform(54, rows * dim);
-            var (xd, wd, dyd) = (VerificationContext.ToDouble(x), VerificationContext.ToDouble(w),
-                VerificationContext.ToDouble(dy));
+            var x = CaseInputs.Uniform(51, rows * dim, 2f);
+            var w = CaseInputs.Uniform(52, dim).Select(v => 1 + 0.5f * v).ToArray();
+            var bias = CaseInputs.Uniform(53, dim);
+            var dy = CaseInputs.Uniform(54, rows * dim);
+            var (xd, wd, dyd) = (CaseInputs.ToDouble(x), CaseInputs.ToDouble(w),
+                CaseInputs.ToDouble(dy));
             foreach (var options in configurations.Distinct())
             {
                 var name = options.Form switch
@@ -90,7 +91,7 @@ internal static class RowChecks
                     using var mean = Tensor.Zeros(device, rows);
                     using var rstd = Tensor.Zeros(device, rows);
                     LayerNorm.Forward(tx, tw, tb, Eps, y, mean, rstd, options);
-                    var expected = NormalizationReference.LayerNormForward(xd, wd, VerificationContext.ToDouble(bias),
+                    var expected = NormalizationReference.LayerNormForward(xd, wd, CaseInputs.ToDouble(bias),
                         dim, Eps);
                     return
                     [
@@ -169,7 +170,7 @@ internal static class RowChecks
                     "ReductionKernels.Reduce<AbsMaxReduction>", "ReductionKernels.ReduceSubGroup<SumReduction>",
                     "ReductionKernels.ReduceSubGroup<SquareSumReduction>",
                     "ReductionKernels.ReduceSubGroup<AbsMaxReduction>");
-            var x = VerificationContext.Uniform(61, n, 2f);
+            var x = CaseInputs.Uniform(61, n, 2f);
             x[n / 2] = -9f;
             foreach (var launch in launches.Distinct())
             {
@@ -217,12 +218,12 @@ internal static class RowChecks
         ];
         foreach (var (rows, classes) in new[] { (1, 1), (5, 37), (7, 300) })
         {
-            var logits = VerificationContext.Uniform(71, rows * classes, 4f);
+            var logits = CaseInputs.Uniform(71, rows * classes, 4f);
             var random = new Random(72);
             // The fourth row is ignored where there is one.
             var targets = Enumerable.Range(0, rows).Select(n => n == 3 ? ignore : random.Next(classes)).ToArray();
             var count = Math.Max(1, targets.Count(t => t != ignore));
-            var (loss, gradient) = CrossEntropyReference.ForwardBackward(VerificationContext.ToDouble(logits), targets,
+            var (loss, gradient) = CrossEntropyReference.ForwardBackward(CaseInputs.ToDouble(logits), targets,
                 classes, ignore);
             foreach (var launch in launches.Distinct())
             {

@@ -53,11 +53,11 @@ internal sealed class VerificationContext(RetNetDevice device, VerifyOptions opt
                 var actual = ShouldPerturb(kernel) && failing is null && passed
                     ? Perturb(output, tolerance)
                     : output.Actual;
-                var (ok, error) = ToleranceRule.Compare(actual, output.Expected, tolerance, output.Floor);
-                worst = Math.Max(worst, error);
-                if (!ok && passed)
+                var verdict = ToleranceRule.Compare(actual, output.Expected, tolerance, output.Floor);
+                worst = Math.Max(worst, verdict.RelativeError);
+                if (!verdict.Passed && passed)
                     failing = output.Name;
-                passed &= ok;
+                passed &= verdict.Passed;
             }
             row = new VerificationResult(kernel, DeviceName, shape, worst, tolerance, passed,
                 Note: failing is null ? null : $"{failing} out of tolerance");
@@ -87,19 +87,6 @@ internal sealed class VerificationContext(RetNetDevice device, VerifyOptions opt
         results.Add(row);
         progress?.Invoke(row);
     }
-
-    /// <summary>Uniform values in [−scale, scale), reproducible from the seed.</summary>
-    public static float[] Uniform(int seed, int count, float scale = 1f)
-    {
-        var random = new Random(seed);
-        var values = new float[count];
-        for (var i = 0; i < count; i++)
-            values[i] = (float)((random.NextDouble() * 2 - 1) * scale);
-        return values;
-    }
-
-    /// <summary>The values as doubles, for the references that take them.</summary>
-    public static double[] ToDouble(IReadOnlyList<float> values) => values.Select(v => (double)v).ToArray();
 
     /// <summary>A compact integer list for shape strings.</summary>
     public static string List(IEnumerable<int> values) =>
