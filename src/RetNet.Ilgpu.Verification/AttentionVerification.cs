@@ -76,31 +76,29 @@ internal static class AttentionVerification
         }
     }
 
+    /// <summary>The device side of an <see cref="AttentionCase"/>: its inputs uploaded, the cache step it implies.</summary>
     private sealed class Problem(AttentionShape shape, int seed)
     {
-        private readonly float[] q = CaseInputs.Uniform(seed, shape.QueryLength);
-        private readonly float[] k = CaseInputs.Uniform(seed + 1, shape.QueryLength);
-        private readonly float[] v = CaseInputs.Uniform(seed + 2, shape.ValueLength);
-        private readonly float[] dOutput = CaseInputs.Uniform(seed + 3, shape.ValueLength);
-        private AttentionReferenceOutput? reference;
-        private (AttentionReferenceGradients, (double Dq, double Dk, double Dv))? gradients;
+        private readonly AttentionCase problem = new(shape, seed);
 
-        public float Scale { get; } = CausalAttention.DefaultScale(shape.KeyDim);
+        public float Scale => problem.Scale;
 
-        public AttentionReferenceOutput Reference => reference ??= AttentionReference.Forward(shape, Scale, q, k, v);
+        public AttentionReferenceOutput Reference => problem.Reference;
 
-        public (AttentionReferenceGradients Expected, (double Dq, double Dk, double Dv) Floors) Gradients =>
-            gradients ??= (AttentionReference.Backward(shape, Scale, q, k, v, dOutput), GradientFloors());
+        public (AttentionReferenceGradients Expected, AttentionGradientFloors Floors) Gradients =>
+            (problem.ReferenceGradients, problem.GradientFloors);
 
         public Inputs Upload(Devices.RetNetDevice device) => new(
-            Tensor.FromHost(device, q, shape.QueryShape), Tensor.FromHost(device, k, shape.QueryShape),
-            Tensor.FromHost(device, v, shape.ValueShape), Tensor.FromHost(device, dOutput, shape.ValueShape));
+            Tensor.FromHost(device, problem.Q, shape.QueryShape), Tensor.FromHost(device, problem.K, shape.QueryShape),
+            Tensor.FromHost(device, problem.V, shape.ValueShape),
+            Tensor.FromHost(device, problem.OutputGradient, shape.ValueShape));
 
         /// <summary>Appends every key and value to an empty cache, then steps the last token's query over it: the
         /// last position of the full forward pass.</summary>
         public IReadOnlyList<CheckedOutput> Step(Devices.RetNetDevice device)
         {
             var (b, t, h, dk, dv) = (shape.Batch, shape.SeqLen, shape.Heads, shape.KeyDim, shape.ValueDim);
+            var (q, k) = (problem.Q, problem.K);
             var capacity = t + 3;
             using var inputs = Upload(device);
             using var keyCache = Tensor.Zeros(device, b, h, capacity, dk);
@@ -125,50 +123,6 @@ internal static class AttentionVerification
             using var output = Tensor.Zeros(device, b, 1, h, dv);
             CausalAttention.Step(query, keyCache, valueCache, Enumerable.Repeat(t, b).ToArray(), Scale, output);
             return [new("key cache", keyCache.ToHost(), expectedKeys), new("step output", output.ToHost(), expectedOutput)];
-        }
-
-        /// <summary>
-        /// The floors of the gradients' tolerance: each gradient evaluated on the magnitudes of its terms,
-        /// |dS_ij| ≤ P_ij (Σ_e |dO_ie v_je| + Σ_e |dO_ie o_ie|), dq_i ≤ s Σ_j |dS_ij| |k_j|, dk_j ≤ s Σ_i |dS_ij| |q_i|,
-        /// dv_j ≤ Σ_i P_ij |dO_i|. A row of dS sums to zero, so dq cancels by construction (to exactly 0 at T = 1).
-        /// </summary>
-        private (double Dq, double Dk, double Dv) GradientFloors()
-        {
-            var s = shape;
-            var o = Reference.Output;
-            var fq = new double[s.QueryLength];
-            var fk = new double[s.QueryLength];
-            var fv = new double[s.ValueLength];
-            for (var b = 0; b < s.Batch; b++)
-            for (var h = 0; h < s.Heads; h++)
-            for (var i = 0; i < s.SeqLen; i++)
-            {
-                var (qi, oi) = (Row(b, i, h) * s.KeyDim, Row(b, i, h) * s.ValueDim);
-                var delta = 0.0;
-                for (var e = 0; e < s.ValueDim; e++)
-                    delta += Math.Abs(dOutput[oi + e] * o[oi + e]);
-                for (var j = 0; j <= i; j++)
-                {
-                    var (kj, vj) = (Row(b, j, h) * s.KeyDim, Row(b, j, h) * s.ValueDim);
-                    double logit = 0, dp = 0;
-                    for (var d = 0; d < s.KeyDim; d++)
-                        logit += (double)q[qi + d] * k[kj + d];
-                    for (var e = 0; e < s.ValueDim; e++)
-                        dp += Math.Abs((double)dOutput[oi + e] * v[vj + e]);
-                    var p = Math.Exp(Scale * logit - Reference.LogSumExp[(b * s.Heads + h) * s.SeqLen + i]);
-                    var ds = p * (dp + delta);
-                    for (var d = 0; d < s.KeyDim; d++)
-                    {
-                        fq[qi + d] += Math.Abs(Scale) * ds * Math.Abs(k[kj + d]);
-                        fk[kj + d] += Math.Abs(Scale) * ds * Math.Abs(q[qi + d]);
-                    }
-                    for (var e = 0; e < s.ValueDim; e++)
-                        fv[vj + e] += p * Math.Abs(dOutput[oi + e]);
-                }
-            }
-            return (fq.Max(), fk.Max(), fv.Max());
-
-            int Row(int b, int t, int h) => (b * s.SeqLen + t) * s.Heads + h;
         }
     }
 }

@@ -61,16 +61,8 @@ internal static class RetentionVerification
             }
             foreach (var launch in recurrentLaunches)
             {
-                context.Check($"RecurrentRetention.Forward {launch.Name}", name, Tolerance, () =>
-                {
-                    using var t = problem.Upload(device);
-                    using var output = Tensor.Zeros(device, shape.ValueShape);
-                    RecurrentRetention.Forward(t.Q, t.K, t.V, problem.Decay, output, t.S0, launch);
-                    var expected = RetentionReference.Recurrent(shape, problem.Decay, problem.Q, problem.K, problem.V,
-                        problem.S0);
-                    return [new("output", output.ToHost(), expected.Output),
-                        new("state", t.S0.ToHost(), expected.FinalState)];
-                });
+                context.Check($"RecurrentRetention.Forward {launch.Name}", name, Tolerance,
+                    () => problem.Recurrent(device, launch));
             }
         }
     }
@@ -101,24 +93,19 @@ internal static class RetentionVerification
         }
     }
 
-    /// <summary>Random inputs of one shape and their references, computed once for every configuration.</summary>
+    /// <summary>The device side of a <see cref="RetentionCase"/>: its inputs uploaded, its outputs compared.</summary>
     private sealed class Problem(RetentionShape shape, int seed)
     {
-        public DecaySchedule Decay { get; } = DecaySchedule.Torchscale(shape.Heads);
-        public float[] Q { get; } = CaseInputs.Uniform(seed, shape.QueryLength);
-        public float[] K { get; } = CaseInputs.Uniform(seed + 1, shape.QueryLength);
-        public float[] V { get; } = CaseInputs.Uniform(seed + 2, shape.ValueLength);
-        public float[] S0 { get; } = CaseInputs.Uniform(seed + 3, shape.StateLength);
-        private float[] DOutput { get; } = CaseInputs.Uniform(seed + 4, shape.ValueLength);
-        private float[] DFinal { get; } = CaseInputs.Uniform(seed + 5, shape.StateLength);
+        private readonly RetentionCase problem = new(shape, DecaySchedule.Torchscale(shape.Heads), seed);
 
-        private RetentionReferenceOutput? forward;
-        private RetentionReferenceGradients? backward;
+        public DecaySchedule Decay => problem.Decay;
 
         public Inputs Upload(Devices.RetNetDevice device) => new(
-            Tensor.FromHost(device, Q, shape.QueryShape), Tensor.FromHost(device, K, shape.QueryShape),
-            Tensor.FromHost(device, V, shape.ValueShape), Tensor.FromHost(device, S0, shape.StateShape),
-            Tensor.FromHost(device, DOutput, shape.ValueShape), Tensor.FromHost(device, DFinal, shape.StateShape));
+            Tensor.FromHost(device, problem.Q, shape.QueryShape), Tensor.FromHost(device, problem.K, shape.QueryShape),
+            Tensor.FromHost(device, problem.V, shape.ValueShape),
+            Tensor.FromHost(device, problem.InitialState!, shape.StateShape),
+            Tensor.FromHost(device, problem.OutputGradient!, shape.ValueShape),
+            Tensor.FromHost(device, problem.FinalStateGradient!, shape.StateShape));
 
         public IReadOnlyList<CheckedOutput> Forward(Devices.RetNetDevice device,
             Action<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> run)
@@ -127,8 +114,8 @@ internal static class RetentionVerification
             using var output = Tensor.Zeros(device, shape.ValueShape);
             using var final = Tensor.Zeros(device, shape.StateShape);
             run(t.Q, t.K, t.V, output, t.S0, final);
-            forward ??= RetentionReference.Parallel(shape, Decay, Q, K, V, S0);
-            return [new("output", output.ToHost(), forward.Output), new("final state", final.ToHost(), forward.FinalState)];
+            var expected = problem.Reference;
+            return [new("output", output.ToHost(), expected.Output), new("final state", final.ToHost(), expected.FinalState)];
         }
 
         public IReadOnlyList<CheckedOutput> Backward(Devices.RetNetDevice device, Action<Inputs, Gradients> run)
@@ -137,13 +124,23 @@ internal static class RetentionVerification
             using var g = new Gradients(Tensor.Zeros(device, shape.QueryShape), Tensor.Zeros(device, shape.QueryShape),
                 Tensor.Zeros(device, shape.ValueShape), Tensor.Zeros(device, shape.StateShape));
             run(t, g);
-            backward ??= RetentionReference.ParallelBackward(shape, Decay, Q, K, V, S0, DOutput, DFinal);
+            var expected = problem.ReferenceGradients;
             return
             [
-                new("dq", g.Dq.ToHost(), backward.QueryGradient), new("dk", g.Dk.ToHost(), backward.KeyGradient),
-                new("dv", g.Dv.ToHost(), backward.ValueGradient),
-                new("dS0", g.DS0.ToHost(), backward.InitialStateGradient),
+                new("dq", g.Dq.ToHost(), expected.QueryGradient), new("dk", g.Dk.ToHost(), expected.KeyGradient),
+                new("dv", g.Dv.ToHost(), expected.ValueGradient),
+                new("dS0", g.DS0.ToHost(), expected.InitialStateGradient),
             ];
+        }
+
+        public IReadOnlyList<CheckedOutput> Recurrent(Devices.RetNetDevice device, RetentionLaunch launch)
+        {
+            using var t = Upload(device);
+            using var output = Tensor.Zeros(device, shape.ValueShape);
+            RecurrentRetention.Forward(t.Q, t.K, t.V, problem.Decay, output, t.S0, launch);
+            var expected = RetentionReference.Recurrent(shape, problem.Decay, problem.Q, problem.K, problem.V,
+                problem.InitialState);
+            return [new("output", output.ToHost(), expected.Output), new("state", t.S0.ToHost(), expected.FinalState)];
         }
     }
 }

@@ -1,58 +1,52 @@
 using RetNet.Ilgpu.Attention;
 using RetNet.Ilgpu.Tests.Support;
+using RetNet.Ilgpu.Verification.Cases;
 
 namespace RetNet.Ilgpu.Tests.Attention;
 
 /// <summary>
-/// One random attention problem: host inputs, the same inputs on the device, and the double references of the forward
-/// and backward pass. Shared by the tests and the property suite so both compare the same way, with the project's one
-/// tolerance rule (<see cref="Numerics.Check(string, IReadOnlyList{float}, IReadOnlyList{double}, double, double)"/>).
+/// One random attention problem (<see cref="AttentionCase"/>: host inputs, the double references of the forward and
+/// backward pass, the floors of the gradients' tolerance) with the same inputs on the device. Shared by the tests and
+/// the property suite so both compare the same way, with the project's one tolerance rule
+/// (<see cref="Numerics.Check(string, IReadOnlyList{float}, IReadOnlyList{double}, double, double)"/>).
 /// </summary>
 public sealed class AttentionTestCase : IDisposable
 {
-    private readonly Lazy<AttentionReferenceOutput> forward;
-    private readonly Lazy<AttentionReferenceGradients> backward;
-    private readonly Lazy<(double Dq, double Dk, double Dv)> floors;
-
-    /// <summary>Draws q, k, v and dO uniformly in [−1, 1) from the seed; <paramref name="scale"/> null means 1/√Dk.</summary>
+    /// <summary>Draws q, k, v and dO as <see cref="AttentionCase"/> does, and uploads them; <paramref name="scale"/>
+    /// null means 1/√Dk.</summary>
     public AttentionTestCase(RetNetDevice device, AttentionShape shape, int seed, float? scale = null)
     {
         Device = device;
-        Shape = shape;
-        Scale = scale ?? CausalAttention.DefaultScale(shape.KeyDim);
-        Q = Numerics.Uniform(seed, shape.QueryLength);
-        K = Numerics.Uniform(seed + 1, shape.QueryLength);
-        V = Numerics.Uniform(seed + 2, shape.ValueLength);
-        OutputGradient = Numerics.Uniform(seed + 3, shape.ValueLength);
+        Case = new AttentionCase(shape, seed, scale);
         QueryTensor = Tensor.FromHost(device, Q, shape.QueryShape);
         KeyTensor = Tensor.FromHost(device, K, shape.QueryShape);
         ValueTensor = Tensor.FromHost(device, V, shape.ValueShape);
         OutputGradientTensor = Tensor.FromHost(device, OutputGradient, shape.ValueShape);
-        forward = new(() => AttentionReference.Forward(shape, Scale, Q, K, V));
-        backward = new(() => AttentionReference.Backward(shape, Scale, Q, K, V, OutputGradient));
-        floors = new(GradientFloors);
     }
 
     /// <summary>The device the tensors live on.</summary>
     public RetNetDevice Device { get; }
 
+    /// <summary>The host problem, its references and gradient floors, shared with <c>retnet verify</c>.</summary>
+    public AttentionCase Case { get; }
+
     /// <summary>The sizes.</summary>
-    public AttentionShape Shape { get; }
+    public AttentionShape Shape => Case.Shape;
 
     /// <summary>The logit scale s.</summary>
-    public float Scale { get; }
+    public float Scale => Case.Scale;
 
     /// <summary>Host queries.</summary>
-    public float[] Q { get; }
+    public float[] Q => Case.Q;
 
     /// <summary>Host keys.</summary>
-    public float[] K { get; }
+    public float[] K => Case.K;
 
     /// <summary>Host values.</summary>
-    public float[] V { get; }
+    public float[] V => Case.V;
 
     /// <summary>Host dO.</summary>
-    public float[] OutputGradient { get; }
+    public float[] OutputGradient => Case.OutputGradient;
 
     /// <summary>q on the device.</summary>
     public Tensor QueryTensor { get; }
@@ -67,10 +61,10 @@ public sealed class AttentionTestCase : IDisposable
     public Tensor OutputGradientTensor { get; }
 
     /// <summary>The double-precision forward pass.</summary>
-    public AttentionReferenceOutput Reference => forward.Value;
+    public AttentionReferenceOutput Reference => Case.Reference;
 
     /// <summary>The double-precision backward pass.</summary>
-    public AttentionReferenceGradients ReferenceGradients => backward.Value;
+    public AttentionReferenceGradients ReferenceGradients => Case.ReferenceGradients;
 
     /// <summary>A new output tensor [B, T, H, Dv].</summary>
     public Tensor NewOutput() => Tensor.Zeros(Device, Shape.ValueShape);
@@ -96,60 +90,13 @@ public sealed class AttentionTestCase : IDisposable
         IReadOnlyList<float> dv, AttentionReferenceGradients? expected = null)
     {
         expected ??= ReferenceGradients;
-        var floor = floors.Value;
+        var floor = Case.GradientFloors;
         return
         [
             Numerics.Check($"{what}: dq", dq, expected.QueryGradient, floor: floor.Dq),
             Numerics.Check($"{what}: dk", dk, expected.KeyGradient, floor: floor.Dk),
             Numerics.Check($"{what}: dv", dv, expected.ValueGradient, floor: floor.Dv),
         ];
-    }
-
-    /// <summary>
-    /// The floors of the gradients' tolerance (see <see cref="Numerics.Check(string, IReadOnlyList{float},
-    /// IReadOnlyList{double}, double, double)"/>): each gradient evaluated on the magnitudes of its terms,
-    /// |dS_ij| ≤ P_ij (Σ_e |dO_ie v_je| + Σ_e |dO_ie o_ie|), dq_i ≤ s Σ_j |dS_ij| |k_j|, dk_j ≤ s Σ_i |dS_ij| |q_i|,
-    /// dv_j ≤ Σ_i P_ij |dO_i|, at their largest. A row of dS sums to zero (the rows of P sum to one), so dq cancels
-    /// by construction — to exactly 0 at T = 1 — and carries the rounding of its terms, not of its own size.
-    /// </summary>
-    private (double Dq, double Dk, double Dv) GradientFloors()
-    {
-        var s = Shape;
-        var o = Reference.Output;
-        var dq = new double[s.QueryLength];
-        var dk = new double[s.QueryLength];
-        var dv = new double[s.ValueLength];
-        for (var b = 0; b < s.Batch; b++)
-        for (var h = 0; h < s.Heads; h++)
-        for (var i = 0; i < s.SeqLen; i++)
-        {
-            var (qi, oi) = (Row(b, i, h) * s.KeyDim, Row(b, i, h) * s.ValueDim);
-            var delta = 0.0;
-            for (var e = 0; e < s.ValueDim; e++)
-                delta += Math.Abs(OutputGradient[oi + e] * o[oi + e]);
-            for (var j = 0; j <= i; j++)
-            {
-                var (kj, vj) = (Row(b, j, h) * s.KeyDim, Row(b, j, h) * s.ValueDim);
-                double logit = 0, dp = 0;
-                for (var d = 0; d < s.KeyDim; d++)
-                    logit += (double)Q[qi + d] * K[kj + d];
-                for (var e = 0; e < s.ValueDim; e++)
-                    dp += Math.Abs((double)OutputGradient[oi + e] * V[vj + e]);
-                var p = Math.Exp(Scale * logit - Reference.LogSumExp[(b * s.Heads + h) * s.SeqLen + i]);
-                var ds = p * (dp + delta);
-                for (var d = 0; d < s.KeyDim; d++)
-                {
-                    dq[qi + d] += Math.Abs(Scale) * ds * Math.Abs(K[kj + d]);
-                    dk[kj + d] += Math.Abs(Scale) * ds * Math.Abs(Q[qi + d]);
-                }
-                for (var e = 0; e < s.ValueDim; e++)
-                    dv[vj + e] += p * Math.Abs(OutputGradient[oi + e]);
-            }
-        }
-        return (Max(dq), Max(dk), Max(dv));
-
-        int Row(int b, int t, int h) => (b * s.SeqLen + t) * s.Heads + h;
-        static double Max(double[] x) => x.Length == 0 ? 0 : x.Max();
     }
 
     /// <summary>Asserts the output and, when given, the log-sum-exp against the reference.</summary>
@@ -199,7 +146,7 @@ public sealed class AttentionTestCase : IDisposable
     }
 
     /// <inheritdoc/>
-    public override string ToString() => $"{Shape} s={Scale:G4}";
+    public override string ToString() => Case.ToString();
 }
 
 /// <summary>Gradient outputs of one backward pass.</summary>

@@ -1,32 +1,24 @@
 using RetNet.Ilgpu.Retention;
 using RetNet.Ilgpu.Tests.Support;
+using RetNet.Ilgpu.Verification.Cases;
 
 namespace RetNet.Ilgpu.Tests.Retention;
 
 /// <summary>
-/// One random retention problem: host inputs, the same inputs on the device, and the double references of the forward
-/// and backward pass. Shared by the tests and the property suite so both compare the same way, with
-/// <see cref="Numerics.AssertClose(string, IReadOnlyList{float}, IReadOnlyList{double}, double, double)"/> (the project's one
-/// tolerance rule).
+/// One random retention problem (<see cref="RetentionCase"/>: host inputs and the double references of the forward and
+/// backward pass) with the same inputs on the device. Shared by the tests and the property suite so both compare the
+/// same way, with <see cref="Numerics.AssertClose(string, IReadOnlyList{float}, IReadOnlyList{double}, double, double)"/>
+/// (the project's one tolerance rule).
 /// </summary>
 public sealed class RetentionTestCase : IDisposable
 {
-    private readonly Lazy<RetentionReferenceOutput> forward;
-    private readonly Lazy<RetentionReferenceGradients> backward;
-
-    /// <summary>Draws q, k, v (and S_0, dO, dS_T when asked) uniformly in [−scale, scale) from the seed.</summary>
+    /// <summary>Draws q, k, v (and S_0, dO, dS_T when asked) as <see cref="RetentionCase"/> does, and uploads them.</summary>
     public RetentionTestCase(RetNetDevice device, RetentionShape shape, DecaySchedule decay, int seed, float scale = 1f,
         bool withInitialState = true, bool withOutputGradient = true, bool withFinalStateGradient = true)
     {
         Device = device;
-        Shape = shape;
-        Decay = decay;
-        Q = Numerics.Uniform(seed, shape.QueryLength, scale);
-        K = Numerics.Uniform(seed + 1, shape.QueryLength, scale);
-        V = Numerics.Uniform(seed + 2, shape.ValueLength, scale);
-        InitialState = withInitialState ? Numerics.Uniform(seed + 3, shape.StateLength, scale) : null;
-        OutputGradient = withOutputGradient ? Numerics.Uniform(seed + 4, shape.ValueLength) : null;
-        FinalStateGradient = withFinalStateGradient ? Numerics.Uniform(seed + 5, shape.StateLength) : null;
+        Case = new RetentionCase(shape, decay, seed, scale, withInitialState, withOutputGradient,
+            withFinalStateGradient);
         QueryTensor = Tensor.FromHost(device, Q, shape.QueryShape);
         KeyTensor = Tensor.FromHost(device, K, shape.QueryShape);
         ValueTensor = Tensor.FromHost(device, V, shape.ValueShape);
@@ -35,37 +27,37 @@ public sealed class RetentionTestCase : IDisposable
         FinalStateGradientTensor = FinalStateGradient is null
             ? null
             : Tensor.FromHost(device, FinalStateGradient, shape.StateShape);
-        forward = new(() => RetentionReference.Parallel(shape, decay, Q, K, V, InitialState));
-        backward = new(() => RetentionReference.ParallelBackward(
-            shape, decay, Q, K, V, InitialState, OutputGradient, FinalStateGradient));
     }
 
     /// <summary>The device the tensors live on.</summary>
     public RetNetDevice Device { get; }
 
+    /// <summary>The host problem and its references, shared with <c>retnet verify</c>.</summary>
+    public RetentionCase Case { get; }
+
     /// <summary>The sizes.</summary>
-    public RetentionShape Shape { get; }
+    public RetentionShape Shape => Case.Shape;
 
     /// <summary>γ per head.</summary>
-    public DecaySchedule Decay { get; }
+    public DecaySchedule Decay => Case.Decay;
 
     /// <summary>Host inputs.</summary>
-    public float[] Q { get; }
+    public float[] Q => Case.Q;
 
     /// <summary>Host keys.</summary>
-    public float[] K { get; }
+    public float[] K => Case.K;
 
     /// <summary>Host values.</summary>
-    public float[] V { get; }
+    public float[] V => Case.V;
 
     /// <summary>Host S_0, or null.</summary>
-    public float[]? InitialState { get; }
+    public float[]? InitialState => Case.InitialState;
 
     /// <summary>Host dO, or null.</summary>
-    public float[]? OutputGradient { get; }
+    public float[]? OutputGradient => Case.OutputGradient;
 
     /// <summary>Host dS_T, or null.</summary>
-    public float[]? FinalStateGradient { get; }
+    public float[]? FinalStateGradient => Case.FinalStateGradient;
 
     /// <summary>q on the device.</summary>
     public Tensor QueryTensor { get; }
@@ -86,10 +78,10 @@ public sealed class RetentionTestCase : IDisposable
     public Tensor? FinalStateGradientTensor { get; }
 
     /// <summary>The double-precision quadratic-form forward pass.</summary>
-    public RetentionReferenceOutput Reference => forward.Value;
+    public RetentionReferenceOutput Reference => Case.Reference;
 
     /// <summary>The double-precision quadratic-form backward pass.</summary>
-    public RetentionReferenceGradients ReferenceGradients => backward.Value;
+    public RetentionReferenceGradients ReferenceGradients => Case.ReferenceGradients;
 
     /// <summary>A new output tensor [B, T, H, Dv].</summary>
     public Tensor NewOutput() => Tensor.Zeros(Device, Shape.ValueShape);
@@ -164,9 +156,7 @@ public sealed class RetentionTestCase : IDisposable
     }
 
     /// <inheritdoc/>
-    public override string ToString() =>
-        $"{Shape} {Decay} S0={(InitialState is null ? "no" : "yes")} dO={(OutputGradient is null ? "no" : "yes")} " +
-        $"dS_T={(FinalStateGradient is null ? "no" : "yes")}";
+    public override string ToString() => Case.ToString();
 }
 
 /// <summary>Gradient outputs of one backward pass.</summary>

@@ -1,0 +1,77 @@
+using RetNet.Ilgpu.Retention;
+
+namespace RetNet.Ilgpu.Verification.Cases;
+
+/// <summary>
+/// One random retention problem on the host: q, k, v (and S_0, dO, dS_T when asked) drawn from one seed, and the
+/// double-precision references of the parallel form's forward and backward pass, computed once on first use. The one
+/// generator behind <c>retnet verify</c>'s retention checks and the retention tests and properties.
+/// </summary>
+public sealed class RetentionCase
+{
+    private readonly Lazy<RetentionReferenceOutput> forward;
+    private readonly Lazy<RetentionReferenceGradients> backward;
+
+    /// <summary>
+    /// Draws q (seed), k (seed + 1), v (seed + 2) and S_0 (seed + 3) uniformly in [−scale, scale), dO (seed + 4) and
+    /// dS_T (seed + 5) in [−1, 1), each only when asked.
+    /// </summary>
+    /// <param name="shape">B, T, H, Dk, Dv.</param>
+    /// <param name="decay">γ per head.</param>
+    /// <param name="seed">The first seed.</param>
+    /// <param name="scale">The magnitude of q, k, v and S_0.</param>
+    /// <param name="withInitialState">Whether there is an S_0.</param>
+    /// <param name="withOutputGradient">Whether there is a dO.</param>
+    /// <param name="withFinalStateGradient">Whether there is a dS_T.</param>
+    public RetentionCase(RetentionShape shape, DecaySchedule decay, int seed, float scale = 1f,
+        bool withInitialState = true, bool withOutputGradient = true, bool withFinalStateGradient = true)
+    {
+        ArgumentNullException.ThrowIfNull(decay);
+        Shape = shape;
+        Decay = decay;
+        Q = CaseInputs.Uniform(seed, shape.QueryLength, scale);
+        K = CaseInputs.Uniform(seed + 1, shape.QueryLength, scale);
+        V = CaseInputs.Uniform(seed + 2, shape.ValueLength, scale);
+        InitialState = withInitialState ? CaseInputs.Uniform(seed + 3, shape.StateLength, scale) : null;
+        OutputGradient = withOutputGradient ? CaseInputs.Uniform(seed + 4, shape.ValueLength) : null;
+        FinalStateGradient = withFinalStateGradient ? CaseInputs.Uniform(seed + 5, shape.StateLength) : null;
+        forward = new(() => RetentionReference.Parallel(shape, decay, Q, K, V, InitialState));
+        backward = new(() => RetentionReference.ParallelBackward(
+            shape, decay, Q, K, V, InitialState, OutputGradient, FinalStateGradient));
+    }
+
+    /// <summary>The sizes.</summary>
+    public RetentionShape Shape { get; }
+
+    /// <summary>γ per head.</summary>
+    public DecaySchedule Decay { get; }
+
+    /// <summary>Queries [B, T, H, Dk].</summary>
+    public float[] Q { get; }
+
+    /// <summary>Keys [B, T, H, Dk].</summary>
+    public float[] K { get; }
+
+    /// <summary>Values [B, T, H, Dv].</summary>
+    public float[] V { get; }
+
+    /// <summary>S_0 [B, H, Dk, Dv], or null.</summary>
+    public float[]? InitialState { get; }
+
+    /// <summary>dO [B, T, H, Dv], or null.</summary>
+    public float[]? OutputGradient { get; }
+
+    /// <summary>dS_T [B, H, Dk, Dv], or null.</summary>
+    public float[]? FinalStateGradient { get; }
+
+    /// <summary>The double-precision quadratic-form forward pass.</summary>
+    public RetentionReferenceOutput Reference => forward.Value;
+
+    /// <summary>The double-precision quadratic-form backward pass.</summary>
+    public RetentionReferenceGradients ReferenceGradients => backward.Value;
+
+    /// <inheritdoc/>
+    public override string ToString() =>
+        $"{Shape} {Decay} S0={(InitialState is null ? "no" : "yes")} dO={(OutputGradient is null ? "no" : "yes")} " +
+        $"dS_T={(FinalStateGradient is null ? "no" : "yes")}";
+}
