@@ -46,8 +46,15 @@ internal static class RowChecks
             var w = CaseInputs.Uniform(52, dim).Select(v => 1 + 0.5f * v).ToArray();
             var bias = CaseInputs.Uniform(53, dim);
             var dy = CaseInputs.Uniform(54, rows * dim);
-            var (xd, wd, dyd) = (CaseInputs.ToDouble(x), CaseInputs.ToDouble(w),
-                CaseInputs.ToDouble(dy));
+            var (xd, wd, dyd) = (CaseInputs.ToDouble(x), CaseInputs.ToDouble(w), CaseInputs.ToDouble(dy));
+            var rms = NormalizationReference.RmsNormForward(xd, wd, dim, Eps);
+            var rmsBackward = NormalizationReference.RmsNormBackward(xd, wd, dyd, dim, Eps);
+            var rmsFloor = NormalizationCases.GradientFloor(xd, wd, dyd, dim, rms.Rstd, null);
+            var layer = NormalizationReference.LayerNormForward(xd, wd, CaseInputs.ToDouble(bias), dim, Eps);
+            var layerBackward = NormalizationReference.LayerNormBackward(xd, wd, dyd, dim, Eps);
+            var layerFloor = NormalizationCases.GradientFloor(xd, wd, dyd, dim, layer.Rstd, layer.Mean);
+            RowTensors Upload() => new(Tensor.FromHost(device, x, rows, dim), Tensor.FromHost(device, w, dim),
+                Tensor.FromHost(device, bias, dim), Tensor.FromHost(device, dy, rows, dim));
             foreach (var options in configurations.Distinct())
             {
                 var name = options.Form switch
@@ -58,95 +65,65 @@ internal static class RowChecks
                 };
                 context.Check($"RmsNorm.Forward {name}", shape, Tolerance, () =>
                 {
-                    using var tx = Tensor.FromHost(device, x, rows, dim);
-                    using var tw = Tensor.FromHost(device, w, dim);
+                    using var t = Upload();
                     using var y = Tensor.Zeros(device, rows, dim);
                     using var rstd = Tensor.Zeros(device, rows);
-                    RmsNorm.Forward(tx, tw, Eps, y, rstd, options);
-                    var expected = NormalizationReference.RmsNormForward(xd, wd, dim, Eps);
-                    return [new("y", y.ToHost(), expected.Y), new("rstd", rstd.ToHost(), expected.Rstd)];
+                    RmsNorm.Forward(t.X, t.Weight, Eps, y, rstd, options);
+                    return [new("y", y.ToHost(), rms.Y), new("rstd", rstd.ToHost(), rms.Rstd)];
                 });
                 context.Check($"RmsNorm.Backward {name}", shape, Tolerance, () =>
                 {
-                    using var tx = Tensor.FromHost(device, x, rows, dim);
-                    using var tw = Tensor.FromHost(device, w, dim);
-                    using var tdy = Tensor.FromHost(device, dy, rows, dim);
+                    using var t = Upload();
                     using var dx = Tensor.Zeros(device, rows, dim);
                     using var dw = Tensor.Zeros(device, dim);
-                    RmsNorm.Backward(tx, tw, tdy, Eps, dx, dw, rstd: null, options);
-                    var forward = NormalizationReference.RmsNormForward(xd, wd, dim, Eps);
-                    var expected = NormalizationReference.RmsNormBackward(xd, wd, dyd, dim, Eps);
+                    RmsNorm.Backward(t.X, t.Weight, t.Dy, Eps, dx, dw, rstd: null, options);
                     return
                     [
-                        new("dx", dx.ToHost(), expected.Dx, GradientFloor(xd, wd, dyd, dim, forward.Rstd, null)),
-                        new("dWeight", dw.ToHost(), expected.DWeight),
+                        new("dx", dx.ToHost(), rmsBackward.Dx, rmsFloor),
+                        new("dWeight", dw.ToHost(), rmsBackward.DWeight),
                     ];
                 });
                 context.Check($"LayerNorm.Forward {name}", shape, Tolerance, () =>
                 {
-                    using var tx = Tensor.FromHost(device, x, rows, dim);
-                    using var tw = Tensor.FromHost(device, w, dim);
-                    using var tb = Tensor.FromHost(device, bias, dim);
+                    using var t = Upload();
                     using var y = Tensor.Zeros(device, rows, dim);
                     using var mean = Tensor.Zeros(device, rows);
                     using var rstd = Tensor.Zeros(device, rows);
-                    LayerNorm.Forward(tx, tw, tb, Eps, y, mean, rstd, options);
-                    var expected = NormalizationReference.LayerNormForward(xd, wd, CaseInputs.ToDouble(bias),
-                        dim, Eps);
+                    LayerNorm.Forward(t.X, t.Weight, t.Bias, Eps, y, mean, rstd, options);
                     return
                     [
-                        new("y", y.ToHost(), expected.Y), new("mean", mean.ToHost(), expected.Mean),
-                        new("rstd", rstd.ToHost(), expected.Rstd),
+                        new("y", y.ToHost(), layer.Y), new("mean", mean.ToHost(), layer.Mean),
+                        new("rstd", rstd.ToHost(), layer.Rstd),
                     ];
                 });
                 context.Check($"LayerNorm.Backward {name}", shape, Tolerance, () =>
                 {
-                    using var tx = Tensor.FromHost(device, x, rows, dim);
-                    using var tw = Tensor.FromHost(device, w, dim);
-                    using var tdy = Tensor.FromHost(device, dy, rows, dim);
+                    using var t = Upload();
                     using var dx = Tensor.Zeros(device, rows, dim);
                     using var dw = Tensor.Zeros(device, dim);
                     using var db = Tensor.Zeros(device, dim);
-                    LayerNorm.Backward(tx, tw, tdy, Eps, dx, dw, db, mean: null, rstd: null, options);
-                    var forward = NormalizationReference.LayerNormForward(xd, wd, null, dim, Eps);
-                    var expected = NormalizationReference.LayerNormBackward(xd, wd, dyd, dim, Eps);
+                    LayerNorm.Backward(t.X, t.Weight, t.Dy, Eps, dx, dw, db, mean: null, rstd: null, options);
                     return
                     [
-                        new("dx", dx.ToHost(), expected.Dx, GradientFloor(xd, wd, dyd, dim, forward.Rstd, forward.Mean)),
-                        new("dWeight", dw.ToHost(), expected.DWeight),
-                        new("dBias", db.ToHost(), expected.DBias!),
+                        new("dx", dx.ToHost(), layerBackward.Dx, layerFloor),
+                        new("dWeight", dw.ToHost(), layerBackward.DWeight),
+                        new("dBias", db.ToHost(), layerBackward.DBias!),
                     ];
                 });
             }
         }
     }
 
-    /// <summary>
-    /// The floor of dx's tolerance: the largest rstd·(|g_j| + |mean g| + |x̂_j|·mean|g·x̂|), g = dy ⊙ weight, the
-    /// terms dx = rstd·(g − mean g − x̂·mean(g·x̂)) subtracts (without mean g for RMSNorm). They cancel exactly in a
-    /// row of one element, where fp32 keeps only its precision relative to them.
-    /// </summary>
-    private static double GradientFloor(double[] x, double[] weight, double[] dy, int dim, double[] rstd,
-        double[]? mean)
+    /// <summary>One row shape's inputs on the device: x [rows, dim], weight and bias [dim], dy [rows, dim].</summary>
+    private sealed record RowTensors(Tensor X, Tensor Weight, Tensor Bias, Tensor Dy) : IDisposable
     {
-        double floor = 0;
-        for (var r = 0; r < rstd.Length; r++)
+        public void Dispose()
         {
-            double meanG = 0, meanGX = 0;
-            for (var j = 0; j < dim; j++)
-            {
-                var g = Math.Abs(dy[r * dim + j] * weight[j]);
-                meanG += g / dim;
-                meanGX += g * Math.Abs((x[r * dim + j] - (mean?[r] ?? 0)) * rstd[r]) / dim;
-            }
-            for (var j = 0; j < dim; j++)
-            {
-                var xHat = Math.Abs((x[r * dim + j] - (mean?[r] ?? 0)) * rstd[r]);
-                var g = Math.Abs(dy[r * dim + j] * weight[j]);
-                floor = Math.Max(floor, rstd[r] * (g + (mean is null ? 0 : meanG) + xHat * meanGX));
-            }
+            X.Dispose();
+            Weight.Dispose();
+            Bias.Dispose();
+            Dy.Dispose();
         }
-        return floor;
     }
 
     public static void Reductions(VerificationContext context)

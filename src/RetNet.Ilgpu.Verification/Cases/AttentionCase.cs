@@ -2,7 +2,7 @@ using RetNet.Ilgpu.Attention;
 
 namespace RetNet.Ilgpu.Verification.Cases;
 
-/// <summary>The floors of the attention gradients' tolerance (see <see cref="AttentionCase.GradientFloors"/>).</summary>
+/// <summary>The floors of the attention gradients' tolerance (<see cref="AttentionCase.GradientFloors"/>).</summary>
 /// <param name="Dq">The floor of dq.</param>
 /// <param name="Dk">The floor of dk.</param>
 /// <param name="Dv">The floor of dv.</param>

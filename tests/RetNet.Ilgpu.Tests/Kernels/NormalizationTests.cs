@@ -1,5 +1,6 @@
 using RetNet.Ilgpu.Kernels.Normalization;
 using RetNet.Ilgpu.Tests.Support;
+using RetNet.Ilgpu.Verification.Cases;
 
 namespace RetNet.Ilgpu.Tests.Kernels;
 
@@ -55,35 +56,10 @@ internal static class NormalizationConfigurations
 
     public static double[] ToDouble(float[]? values) => values is null ? [] : values.Select(v => (double)v).ToArray();
 
-    /// <summary>
-    /// The floor of dx's tolerance (see <see cref="Numerics.Check(string, IReadOnlyList{float}, IReadOnlyList{double}, double, double)"/>):
-    /// the largest rstd·(|g_j| + |mean g| + |x̂_j|·mean|g·x̂|), g = dy ⊙ weight, the terms dx = rstd·(g − mean g − x̂·mean(g·x̂))
-    /// subtracts (without mean g for RMSNorm). Where they cancel, fp32 keeps only its precision relative to them, not
-    /// to dx: in a row of one element RMSNorm's x̂² = x²/(x² + eps) is 1 − eps/x², so dx ≈ rstd·g·eps/x², a few
-    /// millionths of its terms, and its fp32 value is off by percents of itself.
-    /// </summary>
+    /// <summary>The floor of dx's tolerance: <see cref="NormalizationCases.GradientFloor"/>, shared with
+    /// <c>retnet verify</c>.</summary>
     public static double GradientFloor(double[] x, double[]? weight, double[] dy, int dim, double[] rstd,
-        double[]? mean)
-    {
-        double floor = 0;
-        for (var r = 0; r < rstd.Length; r++)
-        {
-            double meanG = 0, meanGX = 0;
-            for (var j = 0; j < dim; j++)
-            {
-                var g = Math.Abs(dy[r * dim + j] * (weight?[j] ?? 1.0));
-                meanG += g / dim;
-                meanGX += g * Math.Abs((x[r * dim + j] - (mean?[r] ?? 0)) * rstd[r]) / dim;
-            }
-            for (var j = 0; j < dim; j++)
-            {
-                var xHat = Math.Abs((x[r * dim + j] - (mean?[r] ?? 0)) * rstd[r]);
-                var g = Math.Abs(dy[r * dim + j] * (weight?[j] ?? 1.0));
-                floor = Math.Max(floor, rstd[r] * (g + (mean is null ? 0 : meanG) + xHat * meanGX));
-            }
-        }
-        return floor;
-    }
+        double[]? mean) => NormalizationCases.GradientFloor(x, weight, dy, dim, rstd, mean);
 }
 
 /// <summary>RMSNorm forward and backward against the double-precision reference in every launch configuration.</summary>

@@ -12,7 +12,7 @@ namespace RetNet.Ilgpu.Tests.Retention;
 /// </summary>
 public sealed class RetentionTestCase : IDisposable
 {
-    /// <summary>Draws q, k, v (and S_0, dO, dS_T when asked) as <see cref="RetentionCase"/> does, and uploads them.</summary>
+    /// <summary>Draws q, k, v (and S_0, dO, dS_T when asked) as <see cref="RetentionCase"/> does; uploads them.</summary>
     public RetentionTestCase(RetNetDevice device, RetentionShape shape, DecaySchedule decay, int seed, float scale = 1f,
         bool withInitialState = true, bool withOutputGradient = true, bool withFinalStateGradient = true)
     {

@@ -34,7 +34,7 @@ public static class Numerics
     /// <summary>2^−126, the smallest normal fp32 magnitude (<see cref="ToleranceRule.SmallestNormal"/>).</summary>
     public const double SmallestNormal = ToleranceRule.SmallestNormal;
 
-    /// <summary>Uniform values in [−scale, scale), reproducible from the seed (<see cref="CaseInputs.Uniform"/>).</summary>
+    /// <summary>Uniform values in [−scale, scale), reproducible from the seed: <see cref="CaseInputs.Uniform"/>.</summary>
     public static float[] Uniform(int seed, int count, float scale = 1f) => CaseInputs.Uniform(seed, count, scale);
 
     /// <summary>
