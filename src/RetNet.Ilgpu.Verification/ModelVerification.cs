@@ -1,7 +1,7 @@
-using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Transformer;
+using RetNet.Ilgpu.Verification.Cases;
 
 namespace RetNet.Ilgpu.Verification;
 
@@ -21,8 +21,8 @@ internal static class ModelVerification
         {
             EmbedDim = 32, ValueEmbedDim = 64, RetentionHeads = 2, FfnEmbedDim = 48, Layers = 2, VocabSize = 40,
         };
-        var weights = WithNormWeightsOffOne(WeightLayout.Initialize(config, 3));
-        var tokens = Tokens(seed: 9, batch: 2, seqLen: 13, config.VocabSize);
+        var weights = ModelCases.WithNormWeightsOffOne(WeightLayout.Initialize(config, 3), 10);
+        var tokens = ModelCases.Tokens(seed: 9, batch: 2, seqLen: 13, config.VocabSize);
         var shape = $"d={config.EmbedDim} H={config.RetentionHeads} L={config.Layers} V={config.VocabSize} B=2 T=13";
         double[]? expected = null;
         foreach (var mode in new[] { ForwardMode.Parallel, ForwardMode.Chunkwise(5), ForwardMode.Recurrent })
@@ -34,9 +34,7 @@ internal static class ModelVerification
                 return [new CheckedOutput("logits", logits.ToHost(), expected)];
             });
         // bf16 weight matrices: held to the float64 forward of the values they store (matrices rounded, norms not).
-        var stored = weights.ToDictionary(kv => kv.Key, kv => kv.Value.Shape.Length >= 2
-            ? new HostTensor(kv.Value.Shape, kv.Value.Data.Select(v => TensorDTypes.Round(v, TensorDType.BFloat16)).ToArray())
-            : kv.Value);
+        var stored = ModelCases.Rounded(weights, TensorDType.BFloat16);
         context.Check($"RetNetModel.Forward bf16 weights {ForwardMode.Chunkwise(5)}", shape, Tolerance, () =>
         {
             using var model = RetNetModel.FromWeights(context.Device, config, weights, weightType: TensorDType.BFloat16);
@@ -48,9 +46,9 @@ internal static class ModelVerification
     public static void Transformer(VerificationContext context)
     {
         var config = new TransformerConfig { EmbedDim = 32, Heads = 2, FfnEmbedDim = 40, Layers = 2, VocabSize = 40 };
-        var weights = WithNormWeightsOffOne(TransformerModel.Initialize(config, 5));
+        var weights = ModelCases.WithNormWeightsOffOne(TransformerModel.Initialize(config, 5), 12);
         const int seqLen = 11, prompt = 6;
-        var tokens = Tokens(seed: 2, batch: 2, seqLen, config.VocabSize);
+        var tokens = ModelCases.Tokens(seed: 2, batch: 2, seqLen, config.VocabSize);
         var shape = $"d={config.EmbedDim} H={config.Heads} L={config.Layers} V={config.VocabSize} B=2 T={seqLen}";
         var expected = new Lazy<double[]>(() => TransformerReference.Forward(config, weights, tokens));
         context.Check("TransformerModel.Forward", shape, Tolerance, () =>
@@ -70,7 +68,7 @@ internal static class ModelVerification
                 actual.AddRange(row);
                 reference.AddRange(expected.Value.AsSpan((b * seqLen + t) * vocab, vocab).ToArray());
             }
-            var prompts = new[] { Row(tokens, 0, prompt), Row(tokens, 1, prompt) };
+            var prompts = new[] { ModelCases.Row(tokens, 0, prompt), ModelCases.Row(tokens, 1, prompt) };
             var (logits, cache) = model.Prefill(prompts, capacity: prompt + 2);
             using (cache)
             {
@@ -86,35 +84,5 @@ internal static class ModelVerification
             }
             return [new CheckedOutput("prefill and step logits", actual, reference)];
         });
-    }
-
-    /// <summary>The initialisation with every norm weight moved off 1, so that a norm applied wrongly shows.</summary>
-    private static IReadOnlyDictionary<string, HostTensor> WithNormWeightsOffOne(
-        IReadOnlyDictionary<string, HostTensor> weights)
-    {
-        var random = new Random(7);
-        foreach (var (_, tensor) in weights.OrderBy(w => w.Key, StringComparer.Ordinal))
-            if (tensor.Shape.Length == 1)
-                for (var i = 0; i < tensor.Data.Length; i++)
-                    tensor.Data[i] = (float)(0.5 + random.NextDouble());
-        return weights;
-    }
-
-    private static int[,] Tokens(int seed, int batch, int seqLen, int vocab)
-    {
-        var random = new Random(seed);
-        var tokens = new int[batch, seqLen];
-        for (var b = 0; b < batch; b++)
-        for (var t = 0; t < seqLen; t++)
-            tokens[b, t] = random.Next(vocab);
-        return tokens;
-    }
-
-    private static int[] Row(int[,] tokens, int b, int length)
-    {
-        var row = new int[length];
-        for (var t = 0; t < length; t++)
-            row[t] = tokens[b, t];
-        return row;
     }
 }

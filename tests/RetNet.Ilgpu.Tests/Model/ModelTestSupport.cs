@@ -2,10 +2,12 @@ using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Tests.Support;
+using RetNet.Ilgpu.Verification.Cases;
 
 namespace RetNet.Ilgpu.Tests.Model;
 
-/// <summary>Small configs, perturbed weights and token batches shared by the model tests and properties.</summary>
+/// <summary>Small configs, perturbed weights and token batches shared by the model tests and properties (the
+/// generators themselves are <see cref="ModelCases"/>, shared with <c>retnet verify</c>).</summary>
 public static class ModelTestSupport
 {
     /// <summary>A config small enough for the CPU accelerator: d 32, value 64, 2 heads (Dk 16, Dv 32), 2 layers.</summary>
@@ -18,45 +20,20 @@ public static class ModelTestSupport
     };
 
     /// <summary>torchscale's initialisation with the norm weights moved off 1, so that they matter in comparisons.</summary>
-    public static IReadOnlyDictionary<string, HostTensor> Weights(RetNetConfig config, int seed)
-    {
-        var weights = WeightLayout.Initialize(config, seed);
-        var random = new Random(seed + 7);
-        foreach (var (name, tensor) in weights)
-            if (tensor.Shape.Length == 1)
-                for (var i = 0; i < tensor.Data.Length; i++)
-                    tensor.Data[i] = (float)(0.5 + random.NextDouble());
-        return weights;
-    }
+    public static IReadOnlyDictionary<string, HostTensor> Weights(RetNetConfig config, int seed) =>
+        ModelCases.WithNormWeightsOffOne(WeightLayout.Initialize(config, seed), seed + 7);
 
     /// <summary>The weights a model whose matrices are stored as <paramref name="dtype"/> holds: matrices rounded,
     /// vectors (norm weights, kept fp32) as they are.</summary>
     public static Dictionary<string, HostTensor> Rounded(IReadOnlyDictionary<string, HostTensor> weights,
-        TensorDType dtype) =>
-        weights.ToDictionary(kv => kv.Key, kv => kv.Value.Shape.Length >= 2
-            ? new HostTensor(kv.Value.Shape, kv.Value.Data.Select(v => TensorDTypes.Round(v, dtype)).ToArray())
-            : kv.Value);
+        TensorDType dtype) => ModelCases.Rounded(weights, dtype);
 
     /// <summary>Random token ids [B, T] in [0, V).</summary>
-    public static int[,] Tokens(int seed, int batch, int seqLen, int vocab)
-    {
-        var random = new Random(seed);
-        var tokens = new int[batch, seqLen];
-        for (var b = 0; b < batch; b++)
-        for (var t = 0; t < seqLen; t++)
-            tokens[b, t] = random.Next(vocab);
-        return tokens;
-    }
+    public static int[,] Tokens(int seed, int batch, int seqLen, int vocab) =>
+        ModelCases.Tokens(seed, batch, seqLen, vocab);
 
     /// <summary>Row b of tokens [B, T], or its first <paramref name="length"/> ids.</summary>
-    public static int[] Row(int[,] tokens, int b, int length = -1)
-    {
-        var n = length < 0 ? tokens.GetLength(1) : length;
-        var row = new int[n];
-        for (var t = 0; t < n; t++)
-            row[t] = tokens[b, t];
-        return row;
-    }
+    public static int[] Row(int[,] tokens, int b, int length = -1) => ModelCases.Row(tokens, b, length);
 
     /// <summary>The three forms the model tests run: parallel, chunkwise with a chunk that does not divide their
     /// lengths, recurrent.</summary>

@@ -4,6 +4,7 @@ using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tests.Model;
 using RetNet.Ilgpu.Tests.Support;
 using RetNet.Ilgpu.Transformer;
+using RetNet.Ilgpu.Verification.Cases;
 
 namespace RetNet.Ilgpu.Tests.Transformer;
 
@@ -26,16 +27,8 @@ public sealed class TransformerModelTests(DeviceFixture fixture)
     };
 
     /// <summary>The initialisation with the norm weights moved off 1, so that they matter.</summary>
-    private static IReadOnlyDictionary<string, HostTensor> Weights(TransformerConfig config, int seed)
-    {
-        var weights = TransformerModel.Initialize(config, seed);
-        var random = new Random(seed + 7);
-        foreach (var (_, tensor) in weights)
-            if (tensor.Shape.Length == 1)
-                for (var i = 0; i < tensor.Data.Length; i++)
-                    tensor.Data[i] = (float)(0.5 + random.NextDouble());
-        return weights;
-    }
+    private static IReadOnlyDictionary<string, HostTensor> Weights(TransformerConfig config, int seed) =>
+        ModelCases.WithNormWeightsOffOne(TransformerModel.Initialize(config, seed), seed + 7);
 
     public static TheoryData<string> Layouts => ["swish", "gelu-tied", "one-head", "three-heads"];
 
