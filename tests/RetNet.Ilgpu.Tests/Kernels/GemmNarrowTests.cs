@@ -1,5 +1,6 @@
 using RetNet.Ilgpu.Kernels.Gemm;
 using RetNet.Ilgpu.Tests.Support;
+using RetNet.Ilgpu.Verification.Cases;
 
 namespace RetNet.Ilgpu.Tests.Kernels;
 

@@ -2,6 +2,7 @@ using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Kernels.Gemm;
 using RetNet.Ilgpu.Tests.Support;
+using RetNet.Ilgpu.Verification.Cases;
 using Xunit.Abstractions;
 
 namespace RetNet.Ilgpu.Tests.Kernels;

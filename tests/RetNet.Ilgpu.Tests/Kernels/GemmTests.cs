@@ -6,38 +6,10 @@ using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Kernels.Gemm;
 using RetNet.Ilgpu.Tests.Support;
+using RetNet.Ilgpu.Verification.Cases;
 using Xunit.Abstractions;
 
 namespace RetNet.Ilgpu.Tests.Kernels;
-
-/// <summary>
-/// One GEMM problem as tests state it: which operands carry a batch dimension (a rank-2 operand against a batched one
-/// is broadcast), and the alpha and beta to apply. With beta = 0, C starts as NaN garbage that must not leak through.
-/// </summary>
-public sealed record GemmCase(int Batch, int M, int N, int K, bool BatchedA, bool BatchedB, float Alpha = 1f,
-    float Beta = 0f)
-{
-    /// <summary>The shape with the given transpositions.</summary>
-    public GemmShape Shape(bool transposeA, bool transposeB) =>
-        new(Batch, M, N, K, transposeA, transposeB,
-            BroadcastA: !BatchedA && BatchedB, BroadcastB: BatchedA && !BatchedB);
-
-    /// <summary>Tensor dimensions of A, B and C for <paramref name="shape"/>.</summary>
-    public (int[] A, int[] B, int[] C) Dims(GemmShape shape)
-    {
-        int[] a = shape.TransposeA ? [K, M] : [M, K];
-        int[] b = shape.TransposeB ? [N, K] : [K, N];
-        int[] c = [M, N];
-        return (BatchedA ? [Batch, .. a] : a, BatchedB ? [Batch, .. b] : b, BatchedA || BatchedB ? [Batch, .. c] : c);
-    }
-
-    /// <summary>Random A and B; C random when beta ≠ 0, else NaN everywhere.</summary>
-    public (float[] A, float[] B, float[] C) Inputs(GemmShape shape, int seed)
-    {
-        var c = Beta != 0f ? Numerics.Uniform(seed + 2, shape.ElementsC) : Enumerable.Repeat(float.NaN, shape.ElementsC).ToArray();
-        return (Numerics.Uniform(seed, shape.ElementsA), Numerics.Uniform(seed + 1, shape.ElementsB), c);
-    }
-}
 
 [Collection(DeviceCollection.Name)]
 public sealed class GemmTests(DeviceFixture fixture, HostCpu hostCpu, ITestOutputHelper output)

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using RetNet.Ilgpu.Kernels;
+using RetNet.Ilgpu.Kernels.Gemm;
 using RetNet.Ilgpu.Tests.Support;
 using RetNet.Ilgpu.Verification;
 
@@ -34,6 +35,31 @@ public sealed class DeviceVerifierTests(DeviceFixture fixture)
                      "RecurrentRetention", "CausalAttention", "RetNetModel", "TransformerModel" })
             Assert.Contains(results, r => r.Kernel.StartsWith(prefix, StringComparison.Ordinal) && !r.Skipped);
         Assert.Contains(results, r => r.Shape == "n=1" && !r.Skipped);
+    }
+
+    [Fact]
+    public void Every_launchable_gemm_tile_is_checked_on_a_product_of_more_than_two_by_two_tiles()
+    {
+        var results = DeviceVerifier.Run(device, new VerifyOptions { Groups = ["gemm"] });
+
+        foreach (var tile in GemmTiles.All)
+        {
+            var spanning = results.Where(r => r.Kernel == $"Gemm tiled {tile.BM}x{tile.BN}x{tile.BK}" &&
+                                              Dimension(r.Shape, "M") > 2 * tile.BM &&
+                                              Dimension(r.Shape, "N") > 2 * tile.BN).ToList();
+            Assert.NotEmpty(spanning);
+            Assert.All(spanning, r =>
+            {
+                Assert.Equal(GemmTiles.Threads(tile) > device.MaxGroupSize, r.Skipped);
+                Assert.True(r.Passed, $"{r.Kernel} {r.Shape}: {r.Note}");
+            });
+        }
+        // The tile the device's policy picks always runs.
+        Assert.True(GemmTiles.Threads(device.Policy.GemmTile) <= device.MaxGroupSize);
+
+        static int Dimension(string shape, string name) => int.Parse(
+            shape.Split(' ').Single(part => part.StartsWith(name + "=", StringComparison.Ordinal))[(name.Length + 1)..],
+            System.Globalization.CultureInfo.InvariantCulture);
     }
 
     [Fact]
