@@ -1,3 +1,4 @@
+using System.Linq.Expressions;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -14,6 +15,7 @@ namespace RetNet.Ilgpu.Devices;
 public sealed class RetNetDevice : IDisposable
 {
     private readonly Dictionary<System.Reflection.MethodInfo, Delegate> kernels = [];
+    private readonly Dictionary<System.Reflection.MethodInfo, Delegate> recordingLaunchers = [];
     private bool disposed;
 
     private RetNetDevice(Context context, Accelerator accelerator, DeviceDescription description,
@@ -199,24 +201,50 @@ public sealed class RetNetDevice : IDisposable
     /// Returns the launcher of a kernel, loading it on first use (~150 ms) and caching it per device after (~free).
     /// The one way the library loads kernels: <paramref name="kernel"/> names the kernel method (its closed generic
     /// form for specialised kernels) and <paramref name="load"/> is the ILGPU loader to use for it. On the host path
-    /// (<see cref="RunsOnHost"/>) an implicitly grouped kernel gets a launcher that calls its method directly.
+    /// (<see cref="RunsOnHost"/>) an implicitly grouped kernel gets a launcher that calls its method directly. While
+    /// <see cref="KernelRecorder"/> is set, the launcher returned records the kernel each time it runs.
     /// </summary>
     internal TLauncher Kernel<TLauncher>(Delegate kernel, Func<Accelerator, TLauncher> load)
         where TLauncher : Delegate
     {
         ObjectDisposedException.ThrowIf(disposed, this);
-        KernelRecorder?.Add(kernel.Method);
         if (!kernels.TryGetValue(kernel.Method, out var launcher))
         {
             launcher = (RunsOnHost ? HostLaunch.TryCreate<TLauncher>(this, kernel.Method) : null) ?? load(Accelerator);
             kernels.Add(kernel.Method, launcher);
         }
-        return (TLauncher)launcher;
+        return KernelRecorder is null ? (TLauncher)launcher : Recording((TLauncher)launcher, kernel.Method);
     }
 
-    /// <summary>When set, every kernel asked of <see cref="Kernel{TLauncher}"/> (loaded or cached) is added to it: how
-    /// <c>retnet verify</c> tells which registered kernels its checks exercised (docs/VERIFY.md).</summary>
+    /// <summary>When set, every kernel whose launcher from <see cref="Kernel{TLauncher}"/> runs is added to it (a
+    /// launcher fetched and never invoked adds nothing): how <c>retnet verify</c> tells which registered kernels its
+    /// checks exercised (docs/VERIFY.md). Unset, launchers are ILGPU's own, at no extra cost.</summary>
     internal HashSet<System.Reflection.MethodInfo>? KernelRecorder { get; set; }
+
+    /// <summary>
+    /// <paramref name="launcher"/> behind a launcher of the same type that first adds <paramref name="kernel"/> to
+    /// <see cref="KernelRecorder"/> (as it is when the launcher runs), built once per kernel.
+    /// </summary>
+    private TLauncher Recording<TLauncher>(TLauncher launcher, System.Reflection.MethodInfo kernel)
+        where TLauncher : Delegate
+    {
+        if (!recordingLaunchers.TryGetValue(kernel, out var recording))
+        {
+            // (a1, …, an) => { this.RecordLaunch(kernel); launcher(a1, …, an); }
+            var parameters = typeof(TLauncher).GetMethod("Invoke")!.GetParameters()
+                .Select(p => Expression.Parameter(p.ParameterType, p.Name)).ToArray();
+            var record = Expression.Call(Expression.Constant(this),
+                typeof(RetNetDevice).GetMethod(nameof(RecordLaunch),
+                    System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic)!,
+                Expression.Constant(kernel));
+            var body = Expression.Block(record, Expression.Invoke(Expression.Constant(launcher), parameters));
+            recording = Expression.Lambda<TLauncher>(body, parameters).Compile();
+            recordingLaunchers.Add(kernel, recording);
+        }
+        return (TLauncher)recording;
+    }
+
+    private void RecordLaunch(System.Reflection.MethodInfo kernel) => KernelRecorder?.Add(kernel);
 
     /// <summary>The stream every operation of the library is queued on, so their order is their program order.</summary>
     internal AcceleratorStream Stream => Accelerator.DefaultStream;
@@ -249,6 +277,7 @@ public sealed class RetNetDevice : IDisposable
             return;
         disposed = true;
         kernels.Clear();
+        recordingLaunchers.Clear();
         placeholders?.Dispose();
         Accelerator.Dispose();
         Context.Dispose();

@@ -1,4 +1,7 @@
+using System.Reflection;
 using System.Text.Json;
+using ILGPU;
+using ILGPU.Runtime;
 using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Kernels.Gemm;
 using RetNet.Ilgpu.Tests.Support;
@@ -80,6 +83,40 @@ public sealed class DeviceVerifierTests(DeviceFixture fixture)
     }
 
     [Fact]
+    public void A_kernel_is_recorded_as_exercised_when_its_launcher_runs_not_when_it_is_fetched()
+    {
+        var recorder = new HashSet<MethodInfo>();
+        var previous = device.KernelRecorder;
+        device.KernelRecorder = recorder;
+        try
+        {
+            using var values = Tensor.Zeros(device, 5);
+            Action<AcceleratorStream, Index1D, ArrayView<float>> Fetch() => device.Kernel(ProbeKernels.FillOnes, accelerator =>
+                accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>>(ProbeKernels.FillOnes));
+
+            // Negative control: fetched (loaded, then cached) but never launched.
+            Fetch();
+            Fetch();
+            Assert.Empty(recorder);
+
+            Fetch()(device.Stream, values.Length, values.View);
+            device.Synchronize();
+            Assert.Equal([((Action<Index1D, ArrayView<float>>)ProbeKernels.FillOnes).Method], recorder);
+            Assert.Equal([1f, 1f, 1f, 1f, 1f], values.ToHost());
+        }
+        finally
+        {
+            device.KernelRecorder = previous;
+        }
+
+        // Without a recorder the launcher is the cached one itself, with nothing wrapped around it.
+        var plain = device.Kernel(ProbeKernels.FillOnes, accelerator =>
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>>(ProbeKernels.FillOnes));
+        Assert.Same(plain, device.Kernel(ProbeKernels.FillOnes, accelerator =>
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>>(ProbeKernels.FillOnes)));
+    }
+
+    [Fact]
     public void Kernels_no_selected_check_launches_are_reported_as_not_exercised()
     {
         var results = DeviceVerifier.Run(device, new VerifyOptions { Groups = ["elementwise"] });
@@ -142,4 +179,11 @@ public sealed class DeviceVerifierTests(DeviceFixture fixture)
         Assert.True(exact.Passed);
         Assert.Equal(0.0, exact.RelativeError);
     }
+}
+
+/// <summary>A kernel of the tests' own, outside any registry.</summary>
+public static class ProbeKernels
+{
+    /// <summary>Sets every element to 1.</summary>
+    public static void FillOnes(Index1D index, ArrayView<float> values) => values[index] = 1f;
 }
