@@ -12,8 +12,11 @@ namespace RetNet.Ilgpu.Benchmarks;
 /// <param name="Position">The position of the first timed token (tokens already in the state).</param>
 /// <param name="MsPerToken">Median wall time of one decoding step in milliseconds (one step produces B tokens),
 /// upload of the tokens through the read-back of the logits.</param>
-/// <param name="StateBytes">Bytes of the decoding state at the first timed step: RetNet's retention states (the same at
-/// every position), or the Transformer's KV cache in use (2 · layers · B · position · d · 4, growing).</param>
+/// <param name="StateBytes">Device bytes of the decoding state at the first timed step, measured with the device's
+/// memory accounting (<see cref="RetNetDevice.Memory"/>) around its creation: RetNet's retention states made for the
+/// batch (the same at every position), or a KV cache for the batch created empty and grown to the position (growing
+/// with it; the timed steps run on a copy of one long prefill's cache, truncated to the position, whose own
+/// allocation is that of the longest position).</param>
 /// <param name="WeightBytes">Bytes of the model's weights, in their storage type.</param>
 /// <param name="WeightType">How the weight matrices were stored (arithmetic is fp32 either way).</param>
 /// <param name="DeviceBytes">Every byte the library held on the device during the timed steps (weights, state or KV
@@ -137,11 +140,16 @@ public static class DecodeBenchmark
             {
                 if (cancellationToken.IsCancellationRequested)
                     return;
-                using var state = prefix.Clone();
-                state.Reorder(new int[batch]);
+                var made = Measured(device, () =>
+                {
+                    var copy = prefix.Clone();
+                    copy.Reorder(new int[batch]);
+                    return copy;
+                });
+                using var state = made.Value;
                 var (median, deviceBytes) = TimeSteps(device, options, () => model.Step(Tokens(batch), state));
                 var result = new DecodeBenchmarkResult(DecodeBenchmarkOptions.Retnet, batch, position, median,
-                    state.Bytes, model.WeightBytes, weightType, deviceBytes);
+                    made.Bytes, model.WeightBytes, weightType, deviceBytes);
                 results.Add(result);
                 progress?.Invoke(result);
             }
@@ -151,7 +159,8 @@ public static class DecodeBenchmark
     /// <summary>
     /// The Transformer: one prefill of the longest position (the cache allocated for the longest position plus the
     /// steps), then per position the cache truncated to it and fanned out to the batch: a step attends to exactly
-    /// the positions before it, as if the prefill had stopped there.
+    /// the positions before it, as if the prefill had stopped there. The state's bytes are those of a cache for the
+    /// batch created empty and grown to the position.
     /// </summary>
     private static void RunTransformer(RetNetDevice device, DecodeBenchmarkOptions options, TensorDType weightType,
         List<DecodeBenchmarkResult> results, Action<DecodeBenchmarkResult>? progress,
@@ -181,7 +190,13 @@ public static class DecodeBenchmark
                         return;
                     using var cache = prefix.Select(new int[batch]);
                     cache.Truncate(position - options.WarmupSteps);
-                    var bytes = model.KvCacheBytes(batch, position);
+                    var (grown, bytes) = Measured(device, () =>
+                    {
+                        var empty = KvCache.Create(model, batch, capacity: 1);
+                        empty.EnsureCapacity(position);
+                        return empty;
+                    });
+                    grown.Dispose();
                     var (median, deviceBytes) = TimeSteps(device, options, () => model.Step(Tokens(batch), cache));
                     var result = new DecodeBenchmarkResult(DecodeBenchmarkOptions.Transformer, batch, position, median,
                         bytes, model.WeightBytes, weightType, deviceBytes);
@@ -190,6 +205,17 @@ public static class DecodeBenchmark
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// What <paramref name="create"/> returns, and the device bytes it left allocated: the device's memory accounting
+    /// after it less before it (temporaries it freed again do not count).
+    /// </summary>
+    internal static (T Value, long Bytes) Measured<T>(RetNetDevice device, Func<T> create)
+    {
+        var before = device.Memory.CurrentBytes;
+        var value = create();
+        return (value, device.Memory.CurrentBytes - before);
     }
 
     /// <summary>The warm-up steps, then the median of the timed steps in milliseconds and the peak device bytes

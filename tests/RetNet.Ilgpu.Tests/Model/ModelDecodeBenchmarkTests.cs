@@ -22,6 +22,7 @@ public sealed class ModelDecodeBenchmarkTests(DeviceFixture fixture)
         {
             Assert.Equal("retnet", r.Model);
             Assert.True(r.MsPerToken > 0 && double.IsFinite(r.MsPerToken));
+            // Measured on the device, held to the formula.
             Assert.Equal(model.StateBytes(r.Batch), r.StateBytes);
             Assert.Equal(model.WeightBytes, r.WeightBytes);
         }
@@ -43,10 +44,36 @@ public sealed class ModelDecodeBenchmarkTests(DeviceFixture fixture)
         using var transformer = TransformerModel.Create(fixture.Device, TransformerConfig.Matching(options.Config));
         foreach (var r in results.Where(r => r.Model == "transformer"))
         {
+            // Measured on the device, held to the formula.
             Assert.Equal(transformer.KvCacheBytes(r.Batch, r.Position), r.StateBytes);
             Assert.Equal(transformer.WeightBytes, r.WeightBytes);
         }
         Assert.Throws<ArgumentException>(() => DecodeBenchmark.Run(fixture.Device, options with { Architectures = ["gpt"] }));
         Assert.Throws<ArgumentException>(() => DecodeBenchmark.Run(fixture.Device, options with { Architectures = [] }));
+    }
+
+    [Fact]
+    public void State_bytes_are_what_the_device_accounts_for_not_a_formula()
+    {
+        var device = fixture.Device;
+        using var transformer = TransformerModel.Create(device, TransformerConfig.Matching(ModelTestSupport.Micro()));
+        var grown = DecodeBenchmark.Measured(device, () =>
+        {
+            var cache = KvCache.Create(transformer, 2, capacity: 1);
+            cache.EnsureCapacity(12);
+            return cache;
+        });
+        using (grown.Value)
+            Assert.Equal(transformer.KvCacheBytes(2, 12), grown.Bytes);
+
+        // Negative controls: the measurement follows what was allocated, so a cache never grown is not the formula's
+        // 12 positions, and what allocates nothing on the device measures 0.
+        var created = DecodeBenchmark.Measured(device, () => KvCache.Create(transformer, 2, capacity: 1));
+        using (created.Value)
+        {
+            Assert.NotEqual(transformer.KvCacheBytes(2, 12), created.Bytes);
+            Assert.Equal(transformer.KvCacheBytes(2, 1), created.Bytes);
+        }
+        Assert.Equal(0, DecodeBenchmark.Measured(device, () => new int[1024]).Bytes);
     }
 }
