@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tensors;
@@ -229,17 +228,7 @@ public static class DecodeBenchmark
         for (var i = 0; i < options.WarmupSteps; i++)
             step();
         device.Memory.ResetPeak();
-        var times = new double[options.Steps];
-        for (var i = 0; i < options.Steps; i++)
-        {
-            var start = Stopwatch.GetTimestamp();
-            step();
-            times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-        }
-        Array.Sort(times);
-        var median = times.Length % 2 == 1
-            ? times[times.Length / 2]
-            : (times[times.Length / 2 - 1] + times[times.Length / 2]) / 2;
+        var median = Timing.MedianMs(options.Steps, step);
         return (median, device.Memory.PeakBytes);
     }
 
@@ -254,12 +243,7 @@ public static class DecodeBenchmark
                 $"more than {options.WarmupSteps} (the warm-up steps) beyond the previous, and the first too.", nameof(options));
         if (options.Batches.Count == 0 || options.Batches.Any(b => b < 1))
             throw new ArgumentException("Argument 'options' needs batch sizes ≥ 1.", nameof(options));
-        if (options.Architectures.Count == 0 || options.Architectures.Any(a =>
-                a is not (DecodeBenchmarkOptions.Retnet or DecodeBenchmarkOptions.Transformer)) ||
-            options.Architectures.Distinct().Count() != options.Architectures.Count)
-            throw new ArgumentException(
-                $"Argument 'options' has architectures [{string.Join(", ", options.Architectures)}]; expected " +
-                "retnet and/or transformer, each once.", nameof(options));
+        Architectures.Validate(options.Architectures);
         if (options.WeightTypes.Count == 0 || options.WeightTypes.Any(t => !Enum.IsDefined(t)) ||
             options.WeightTypes.Distinct().Count() != options.WeightTypes.Count)
             throw new ArgumentException(

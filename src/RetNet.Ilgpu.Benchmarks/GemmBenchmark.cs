@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Kernels.Gemm;
 using RetNet.Ilgpu.Tensors;
@@ -156,18 +155,7 @@ public static class GemmBenchmark
     {
         for (var i = 0; i < warmup; i++)
             run();
-        var times = new double[repetitions];
-        for (var i = 0; i < repetitions; i++)
-        {
-            before?.Invoke();
-            var watch = Stopwatch.StartNew();
-            run();
-            times[i] = watch.Elapsed.TotalMilliseconds;
-        }
-        Array.Sort(times);
-        return repetitions % 2 == 1
-            ? times[repetitions / 2]
-            : 0.5 * (times[repetitions / 2 - 1] + times[repetitions / 2]);
+        return Timing.MedianMs(repetitions, run, before);
     }
 
     private static float[] RandomValues(int seed, int count)

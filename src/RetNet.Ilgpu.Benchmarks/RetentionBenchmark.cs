@@ -211,10 +211,7 @@ public static class RetentionBenchmark
             times.Add(watch.Elapsed.TotalMilliseconds);
             total += watch.Elapsed.TotalSeconds;
         }
-        times.Sort();
-        var middle = times.Count / 2;
-        var median = times.Count % 2 == 1 ? times[middle] : (times[middle - 1] + times[middle]) / 2;
-        return (median, peak);
+        return (Timing.Median(times), peak);
     }
 
     private static IEnumerable<BenchmarkCase> Cases(RetentionShape shape, Tensor q, Tensor k, Tensor v, Tensor dO,

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tensors;
@@ -79,12 +78,7 @@ public static class TrainBenchmark
     {
         ArgumentNullException.ThrowIfNull(device);
         options ??= new TrainBenchmarkOptions();
-        if (options.Architectures.Count == 0 || options.Architectures.Any(a =>
-                a is not (DecodeBenchmarkOptions.Retnet or DecodeBenchmarkOptions.Transformer)) ||
-            options.Architectures.Distinct().Count() != options.Architectures.Count)
-            throw new ArgumentException(
-                $"Argument 'options' has architectures [{string.Join(", ", options.Architectures)}]; expected " +
-                "retnet and/or transformer, each once.", nameof(options));
+        Architectures.Validate(options.Architectures);
         if (options.SeqLens.Count == 0 || options.SeqLens.Any(t => t < 1) || options.Batch < 1 || options.Steps < 1)
             throw new ArgumentException(
                 "Argument 'options' needs lengths, a batch and a step count, each ≥ 1.", nameof(options));
@@ -156,15 +150,7 @@ public static class TrainBenchmark
             }
             Step();
             device.Memory.ResetPeak();
-            var times = new double[options.Steps];
-            for (var i = 0; i < times.Length; i++)
-            {
-                var timer = Stopwatch.StartNew();
-                Step();
-                times[i] = timer.Elapsed.TotalMilliseconds;
-            }
-            Array.Sort(times);
-            var median = times[times.Length / 2];
+            var median = Timing.MedianMs(options.Steps, Step);
             var tokensPerSecond = options.Batch * seqLen / (median / 1000);
             var result = new TrainBenchmarkResult(architecture, form, options.Batch, seqLen, median, tokensPerSecond,
                 device.Memory.PeakBytes, linearFlopsPerToken * tokensPerSecond / 1e9, options.ComputeType);

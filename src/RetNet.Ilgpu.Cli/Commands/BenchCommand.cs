@@ -56,9 +56,8 @@ internal static class BenchCommand
         {
             device, json, architecture, preset, seqLens, batch, form, chunk, steps, checkpoint, computeType, plot,
         };
-        command.SetAction(parse => CommonOptions.Run(() =>
+        SetAction(command, (parse, interrupted) =>
         {
-            var interrupted = Interruption.Listen();
             var options = new TrainBenchmarkOptions
             {
                 Architectures = ParseArchitectures(parse.GetValue(architecture) ?? ""),
@@ -76,12 +75,7 @@ internal static class BenchCommand
                               $"(d={options.Config.EmbedDim}, {options.Config.Layers} layers), batch {options.Batch}, " +
                               $"{options.Mode}, weights read as {TensorDTypes.Name(options.ComputeType)}" +
                               (options.CheckpointActivations ? ", activations checkpointed" : ""));
-            if (options.Architectures.Contains(DecodeBenchmarkOptions.Transformer))
-            {
-                var transformer = TransformerConfig.Matching(options.Config);
-                Console.WriteLine($"transformer: ffn {transformer.FfnEmbedDim}, {transformer.ParameterCount} parameters " +
-                                  $"(RetNet: {RetNetModel.ParameterCountOf(options.Config)})");
-            }
+            PrintBaseline(options.Architectures, options.Config);
             var print = Format.StreamingTable(["model", "form", "seq len", "ms/step", "tokens/s", "peak bytes",
                 "linear GFLOP/s"], [11, 14, 7, 10, 10, 12, 14]);
             var results = TrainBenchmark.Run(opened, options, r => print([r.Model, r.Form, r.SeqLen.ToString(),
@@ -120,8 +114,8 @@ internal static class BenchCommand
                 dtype = TensorDTypes.Name(r.ComputeType),
                 device = opened.Description.Name,
             }));
-            return Finish(interrupted, results.Count);
-        }));
+            return results.Count;
+        });
         return command;
     }
 
@@ -159,9 +153,8 @@ internal static class BenchCommand
         {
             device, json, preset, positions, batches, steps, arch, dtypes, plot,
         };
-        command.SetAction(parse => CommonOptions.Run(() =>
+        SetAction(command, (parse, interrupted) =>
         {
-            var interrupted = Interruption.Listen();
             var options = new DecodeBenchmarkOptions
             {
                 Config = RetNetConfig.Preset(parse.GetValue(preset) ?? "small"),
@@ -174,12 +167,7 @@ internal static class BenchCommand
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             Console.WriteLine($"model: {parse.GetValue(preset)} (d={options.Config.EmbedDim}, {options.Config.Layers} layers, " +
                               $"{options.Config.RetentionHeads} heads, vocab {options.Config.VocabSize})");
-            if (options.Architectures.Contains(DecodeBenchmarkOptions.Transformer))
-            {
-                var transformer = TransformerConfig.Matching(options.Config);
-                Console.WriteLine($"transformer: ffn {transformer.FfnEmbedDim}, {transformer.ParameterCount} parameters " +
-                                  $"(RetNet: {RetNetModel.ParameterCountOf(options.Config)})");
-            }
+            PrintBaseline(options.Architectures, options.Config);
             var print = Format.StreamingTable(["model", "dtype", "batch", "position", "ms/token", "state bytes",
                 "weight bytes", "device bytes", "GB/s"], [11, 5, 5, 8, 9, 11, 12, 12, 7]);
             var results = DecodeBenchmark.Run(opened, options, r => print([r.Model, TensorDTypes.Name(r.WeightType),
@@ -232,8 +220,8 @@ internal static class BenchCommand
                 device = opened.Description.Name,
                 deviceKind = opened.Kind.ToString(),
             }));
-            return Finish(interrupted, results.Count);
-        }));
+            return results.Count;
+        });
         return command;
     }
 
@@ -266,9 +254,8 @@ internal static class BenchCommand
         {
             device, json, batch, heads, dk, dv, chunk, seqLens, repetitions, secondsPerCase,
         };
-        command.SetAction(parse => CommonOptions.Run(() =>
+        SetAction(command, (parse, interrupted) =>
         {
-            var interrupted = Interruption.Listen();
             var options = new RetentionBenchmarkOptions
             {
                 Batch = parse.GetValue(batch),
@@ -313,8 +300,8 @@ internal static class BenchCommand
                     device = opened.Description.Name,
                     deviceKind = opened.Kind.ToString(),
                 }));
-            return Finish(interrupted, results.Count);
-        }));
+            return results.Count;
+        });
         return command;
     }
 
@@ -359,14 +346,30 @@ internal static class BenchCommand
         return peak;
     }
 
-    /// <summary>0, or after Ctrl+C (the results so far already printed and written) a line saying so and
-    /// <see cref="Interruption.ExitCode"/>.</summary>
-    private static int Finish(CancellationToken interrupted, int measured)
+    /// <summary>
+    /// Runs <paramref name="measure"/> (which returns how many results it measured) as the command's action, with
+    /// Ctrl+C listened for: exit code 0, or after Ctrl+C (the results so far already printed and written) a line
+    /// saying so and <see cref="Interruption.ExitCode"/>.
+    /// </summary>
+    private static void SetAction(Command command, Func<ParseResult, CancellationToken, int> measure) =>
+        command.SetAction(parse => CommonOptions.Run(() =>
+        {
+            var interrupted = Interruption.Listen();
+            var measured = measure(parse, interrupted);
+            if (!interrupted.IsCancellationRequested)
+                return 0;
+            Console.Error.WriteLine($"interrupted: {measured} result(s) measured before Ctrl+C are above (and in --json)");
+            return Interruption.ExitCode;
+        }));
+
+    /// <summary>With the Transformer among <paramref name="architectures"/>, the baseline's size next to RetNet's.</summary>
+    private static void PrintBaseline(IReadOnlyList<string> architectures, RetNetConfig config)
     {
-        if (!interrupted.IsCancellationRequested)
-            return 0;
-        Console.Error.WriteLine($"interrupted: {measured} result(s) measured before Ctrl+C are above (and in --json)");
-        return Interruption.ExitCode;
+        if (!architectures.Contains(DecodeBenchmarkOptions.Transformer))
+            return;
+        var transformer = TransformerConfig.Matching(config);
+        Console.WriteLine($"transformer: ffn {transformer.FfnEmbedDim}, {transformer.ParameterCount} parameters " +
+                          $"(RetNet: {RetNetModel.ParameterCountOf(config)})");
     }
 
     /// <summary>Writes the records as an indented JSON array, atomically, when a file was asked for.</summary>
@@ -451,9 +454,8 @@ internal static class BenchCommand
         {
             device, json, warmup, repetitions, shapes, dtype, transposeB, implementations,
         };
-        command.SetAction(parse => CommonOptions.Run(() =>
+        SetAction(command, (parse, interrupted) =>
         {
-            var interrupted = Interruption.Listen();
             var reps = parse.GetValue(repetitions);
             var warm = parse.GetValue(warmup);
             if (reps < 1)
@@ -494,8 +496,8 @@ internal static class BenchCommand
                     weightGbps = r.WeightGBps,
                     fractionOfPeak = peak is null ? (double?)null : r.GFlops / peak.GFlops,
                 }));
-            return Finish(interrupted, results.Count);
-        }));
+            return results.Count;
+        });
         return command;
     }
 
