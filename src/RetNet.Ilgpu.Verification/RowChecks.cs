@@ -66,63 +66,57 @@ internal static class RowChecks
                 context.Check($"RmsNorm.Forward {name}", shape, Tolerance, () =>
                 {
                     using var t = Upload();
-                    using var y = Tensor.Zeros(device, rows, dim);
-                    using var rstd = Tensor.Zeros(device, rows);
-                    RmsNorm.Forward(t.X, t.Weight, Eps, y, rstd, options);
-                    return [new("y", y.ToHost(), rms.Y), new("rstd", rstd.ToHost(), rms.Rstd)];
+                    RmsNorm.Forward(t.X, t.Weight, Eps, t.Y, t.Rstd, options);
+                    return [new("y", t.Y.ToHost(), rms.Y), new("rstd", t.Rstd.ToHost(), rms.Rstd)];
                 });
                 context.Check($"RmsNorm.Backward {name}", shape, Tolerance, () =>
                 {
                     using var t = Upload();
-                    using var dx = Tensor.Zeros(device, rows, dim);
-                    using var dw = Tensor.Zeros(device, dim);
-                    RmsNorm.Backward(t.X, t.Weight, t.Dy, Eps, dx, dw, rstd: null, options);
-                    return
-                    [
-                        new("dx", dx.ToHost(), rmsBackward.Dx, rmsFloor),
-                        new("dWeight", dw.ToHost(), rmsBackward.DWeight),
-                    ];
+                    RmsNorm.Backward(t.X, t.Weight, t.Dy, Eps, t.Dx, t.DWeight, rstd: null, options);
+                    return [new("dx", t.Dx.ToHost(), rmsBackward.Dx, rmsFloor),
+                        new("dWeight", t.DWeight.ToHost(), rmsBackward.DWeight)];
                 });
                 context.Check($"LayerNorm.Forward {name}", shape, Tolerance, () =>
                 {
                     using var t = Upload();
-                    using var y = Tensor.Zeros(device, rows, dim);
-                    using var mean = Tensor.Zeros(device, rows);
-                    using var rstd = Tensor.Zeros(device, rows);
-                    LayerNorm.Forward(t.X, t.Weight, t.Bias, Eps, y, mean, rstd, options);
-                    return
-                    [
-                        new("y", y.ToHost(), layer.Y), new("mean", mean.ToHost(), layer.Mean),
-                        new("rstd", rstd.ToHost(), layer.Rstd),
-                    ];
+                    LayerNorm.Forward(t.X, t.Weight, t.Bias, Eps, t.Y, t.Mean, t.Rstd, options);
+                    return [new("y", t.Y.ToHost(), layer.Y), new("mean", t.Mean.ToHost(), layer.Mean),
+                        new("rstd", t.Rstd.ToHost(), layer.Rstd)];
                 });
                 context.Check($"LayerNorm.Backward {name}", shape, Tolerance, () =>
                 {
                     using var t = Upload();
-                    using var dx = Tensor.Zeros(device, rows, dim);
-                    using var dw = Tensor.Zeros(device, dim);
-                    using var db = Tensor.Zeros(device, dim);
-                    LayerNorm.Backward(t.X, t.Weight, t.Dy, Eps, dx, dw, db, mean: null, rstd: null, options);
-                    return
-                    [
-                        new("dx", dx.ToHost(), layerBackward.Dx, layerFloor),
-                        new("dWeight", dw.ToHost(), layerBackward.DWeight),
-                        new("dBias", db.ToHost(), layerBackward.DBias!),
-                    ];
+                    LayerNorm.Backward(t.X, t.Weight, t.Dy, Eps, t.Dx, t.DWeight, t.DBias, mean: null, rstd: null,
+                        options);
+                    return [new("dx", t.Dx.ToHost(), layerBackward.Dx, layerFloor),
+                        new("dWeight", t.DWeight.ToHost(), layerBackward.DWeight),
+                        new("dBias", t.DBias.ToHost(), layerBackward.DBias!)];
                 });
             }
         }
     }
 
-    /// <summary>One row shape's inputs on the device: x [rows, dim], weight and bias [dim], dy [rows, dim].</summary>
-    private sealed record RowTensors(Tensor X, Tensor Weight, Tensor Bias, Tensor Dy) : IDisposable
+    /// <summary>
+    /// One row shape on the device: the inputs x [rows, dim], weight and bias [dim], dy [rows, dim], and zeroed
+    /// outputs of either norm in either direction (y, mean and rstd per row, dx, dWeight, dBias).
+    /// </summary>
+    private sealed class RowTensors(Tensor x, Tensor weight, Tensor bias, Tensor dy) : IDisposable
     {
+        public Tensor X { get; } = x;
+        public Tensor Weight { get; } = weight;
+        public Tensor Bias { get; } = bias;
+        public Tensor Dy { get; } = dy;
+        public Tensor Y { get; } = Tensor.Zeros(x.Device, x.ShapeArray);
+        public Tensor Mean { get; } = Tensor.Zeros(x.Device, x.Dim(0));
+        public Tensor Rstd { get; } = Tensor.Zeros(x.Device, x.Dim(0));
+        public Tensor Dx { get; } = Tensor.Zeros(x.Device, x.ShapeArray);
+        public Tensor DWeight { get; } = Tensor.Zeros(x.Device, weight.ShapeArray);
+        public Tensor DBias { get; } = Tensor.Zeros(x.Device, weight.ShapeArray);
+
         public void Dispose()
         {
-            X.Dispose();
-            Weight.Dispose();
-            Bias.Dispose();
-            Dy.Dispose();
+            foreach (var tensor in new[] { X, Weight, Bias, Dy, Y, Mean, Rstd, Dx, DWeight, DBias })
+                tensor.Dispose();
         }
     }
 
