@@ -47,49 +47,25 @@ internal static class RetentionVerification
             foreach (var launch in launches)
             {
                 context.Check($"ParallelRetention.Forward {launch.Name}", name, Tolerance, () =>
-                    problem.Forward(device, (q, k, v, o, s0, sT) =>
-                        ParallelRetention.Forward(q, k, v, problem.Decay, o, s0, sT, launch)));
+                    problem.Forward(device, (t, o, sT) =>
+                        ParallelRetention.Forward(t.Q, t.K, t.V, problem.Decay, o, t.InitialState, sT, launch)));
                 context.Check($"ParallelRetention.Backward {launch.Name}", name, Tolerance, () =>
-                    problem.Backward(device, (t, g) => ParallelRetention.Backward(t.Q, t.K, t.V, problem.Decay, t.S0,
-                        t.DOutput, t.DFinal, g.Dq, g.Dk, g.Dv, g.DS0, launch)));
+                    problem.Backward(device, (t, g) => ParallelRetention.Backward(t.Q, t.K, t.V, problem.Decay,
+                        t.InitialState, t.OutputGradient, t.FinalStateGradient, g.Dq, g.Dk, g.Dv, g.DInitialState,
+                        launch)));
                 context.Check($"ChunkwiseRetention.Forward {launch.Name}", $"{name} C={chunkSize}", Tolerance, () =>
-                    problem.Forward(device, (q, k, v, o, s0, sT) =>
-                        ChunkwiseRetention.Forward(q, k, v, problem.Decay, chunkSize, o, s0, sT, launch)));
+                    problem.Forward(device, (t, o, sT) => ChunkwiseRetention.Forward(t.Q, t.K, t.V, problem.Decay,
+                        chunkSize, o, t.InitialState, sT, launch)));
                 context.Check($"ChunkwiseRetention.Backward {launch.Name}", $"{name} C={chunkSize}", Tolerance, () =>
                     problem.Backward(device, (t, g) => ChunkwiseRetention.Backward(t.Q, t.K, t.V, problem.Decay,
-                        chunkSize, t.S0, t.DOutput, t.DFinal, g.Dq, g.Dk, g.Dv, g.DS0, launch)));
+                        chunkSize, t.InitialState, t.OutputGradient, t.FinalStateGradient, g.Dq, g.Dk, g.Dv,
+                        g.DInitialState, launch)));
             }
             foreach (var launch in recurrentLaunches)
             {
                 context.Check($"RecurrentRetention.Forward {launch.Name}", name, Tolerance,
                     () => problem.Recurrent(device, launch));
             }
-        }
-    }
-
-    /// <summary>The device tensors of a problem.</summary>
-    private sealed record Inputs(Tensor Q, Tensor K, Tensor V, Tensor S0, Tensor DOutput, Tensor DFinal) : IDisposable
-    {
-        public void Dispose()
-        {
-            Q.Dispose();
-            K.Dispose();
-            V.Dispose();
-            S0.Dispose();
-            DOutput.Dispose();
-            DFinal.Dispose();
-        }
-    }
-
-    /// <summary>The gradient outputs.</summary>
-    private sealed record Gradients(Tensor Dq, Tensor Dk, Tensor Dv, Tensor DS0) : IDisposable
-    {
-        public void Dispose()
-        {
-            Dq.Dispose();
-            Dk.Dispose();
-            Dv.Dispose();
-            DS0.Dispose();
         }
     }
 
@@ -100,47 +76,41 @@ internal static class RetentionVerification
 
         public DecaySchedule Decay => problem.Decay;
 
-        public Inputs Upload(Devices.RetNetDevice device) => new(
-            Tensor.FromHost(device, problem.Q, shape.QueryShape), Tensor.FromHost(device, problem.K, shape.QueryShape),
-            Tensor.FromHost(device, problem.V, shape.ValueShape),
-            Tensor.FromHost(device, problem.InitialState!, shape.StateShape),
-            Tensor.FromHost(device, problem.OutputGradient!, shape.ValueShape),
-            Tensor.FromHost(device, problem.FinalStateGradient!, shape.StateShape));
-
         public IReadOnlyList<CheckedOutput> Forward(Devices.RetNetDevice device,
-            Action<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> run)
+            Action<RetentionTensors, Tensor, Tensor> run)
         {
-            using var t = Upload(device);
+            using var t = problem.Upload(device);
             using var output = Tensor.Zeros(device, shape.ValueShape);
             using var final = Tensor.Zeros(device, shape.StateShape);
-            run(t.Q, t.K, t.V, output, t.S0, final);
+            run(t, output, final);
             var expected = problem.Reference;
             return [new("output", output.ToHost(), expected.Output), new("final state", final.ToHost(), expected.FinalState)];
         }
 
-        public IReadOnlyList<CheckedOutput> Backward(Devices.RetNetDevice device, Action<Inputs, Gradients> run)
+        public IReadOnlyList<CheckedOutput> Backward(Devices.RetNetDevice device,
+            Action<RetentionTensors, RetentionGradientTensors> run)
         {
-            using var t = Upload(device);
-            using var g = new Gradients(Tensor.Zeros(device, shape.QueryShape), Tensor.Zeros(device, shape.QueryShape),
-                Tensor.Zeros(device, shape.ValueShape), Tensor.Zeros(device, shape.StateShape));
+            using var t = problem.Upload(device);
+            using var g = problem.NewGradients(device);
             run(t, g);
             var expected = problem.ReferenceGradients;
             return
             [
                 new("dq", g.Dq.ToHost(), expected.QueryGradient), new("dk", g.Dk.ToHost(), expected.KeyGradient),
                 new("dv", g.Dv.ToHost(), expected.ValueGradient),
-                new("dS0", g.DS0.ToHost(), expected.InitialStateGradient),
+                new("dS0", g.DInitialState.ToHost(), expected.InitialStateGradient),
             ];
         }
 
         public IReadOnlyList<CheckedOutput> Recurrent(Devices.RetNetDevice device, RetentionLaunch launch)
         {
-            using var t = Upload(device);
+            using var t = problem.Upload(device);
             using var output = Tensor.Zeros(device, shape.ValueShape);
-            RecurrentRetention.Forward(t.Q, t.K, t.V, problem.Decay, output, t.S0, launch);
+            var state = t.InitialState!;
+            RecurrentRetention.Forward(t.Q, t.K, t.V, problem.Decay, output, state, launch);
             var expected = RetentionReference.Recurrent(shape, problem.Decay, problem.Q, problem.K, problem.V,
                 problem.InitialState);
-            return [new("output", output.ToHost(), expected.Output), new("state", t.S0.ToHost(), expected.FinalState)];
+            return [new("output", output.ToHost(), expected.Output), new("state", state.ToHost(), expected.FinalState)];
         }
     }
 }

@@ -1,4 +1,6 @@
 using RetNet.Ilgpu.Attention;
+using RetNet.Ilgpu.Devices;
+using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Verification.Cases;
 
@@ -69,6 +71,16 @@ public sealed class AttentionCase
     /// </summary>
     public AttentionGradientFloors GradientFloors => floors.Value;
 
+    /// <summary>The inputs on <paramref name="device"/>; the caller disposes them.</summary>
+    public AttentionTensors Upload(RetNetDevice device) => new(
+        Tensor.FromHost(device, Q, Shape.QueryShape), Tensor.FromHost(device, K, Shape.QueryShape),
+        Tensor.FromHost(device, V, Shape.ValueShape), Tensor.FromHost(device, OutputGradient, Shape.ValueShape));
+
+    /// <summary>Zeroed gradient outputs dq, dk, dv on <paramref name="device"/>; the caller disposes them.</summary>
+    public AttentionGradientTensors NewGradients(RetNetDevice device) => new(
+        Tensor.Zeros(device, Shape.QueryShape), Tensor.Zeros(device, Shape.QueryShape),
+        Tensor.Zeros(device, Shape.ValueShape));
+
     /// <inheritdoc/>
     public override string ToString() => $"{Shape} s={Scale:G4}";
 
@@ -110,5 +122,34 @@ public sealed class AttentionCase
 
         int Row(int b, int t, int h) => (b * s.SeqLen + t) * s.Heads + h;
         static double Max(double[] x) => x.Length == 0 ? 0 : x.Max();
+    }
+}
+
+/// <summary>The inputs of an <see cref="AttentionCase"/> on a device.</summary>
+/// <param name="Q">q [B, T, H, Dk].</param>
+/// <param name="K">k [B, T, H, Dk].</param>
+/// <param name="V">v [B, T, H, Dv].</param>
+/// <param name="OutputGradient">dO [B, T, H, Dv].</param>
+public sealed record AttentionTensors(Tensor Q, Tensor K, Tensor V, Tensor OutputGradient) : IDisposable
+{
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        foreach (var tensor in new[] { Q, K, V, OutputGradient })
+            tensor.Dispose();
+    }
+}
+
+/// <summary>Gradient outputs of one attention backward pass.</summary>
+/// <param name="Dq">dq [B, T, H, Dk].</param>
+/// <param name="Dk">dk [B, T, H, Dk].</param>
+/// <param name="Dv">dv [B, T, H, Dv].</param>
+public sealed record AttentionGradientTensors(Tensor Dq, Tensor Dk, Tensor Dv) : IDisposable
+{
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        foreach (var tensor in new[] { Dq, Dk, Dv })
+            tensor.Dispose();
     }
 }

@@ -1,4 +1,6 @@
+using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Retention;
+using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Verification.Cases;
 
@@ -70,8 +72,54 @@ public sealed class RetentionCase
     /// <summary>The double-precision quadratic-form backward pass.</summary>
     public RetentionReferenceGradients ReferenceGradients => backward.Value;
 
+    /// <summary>The inputs on <paramref name="device"/> (an optional one only when drawn); the caller disposes them.</summary>
+    public RetentionTensors Upload(RetNetDevice device) => new(
+        Tensor.FromHost(device, Q, Shape.QueryShape), Tensor.FromHost(device, K, Shape.QueryShape),
+        Tensor.FromHost(device, V, Shape.ValueShape),
+        InitialState is null ? null : Tensor.FromHost(device, InitialState, Shape.StateShape),
+        OutputGradient is null ? null : Tensor.FromHost(device, OutputGradient, Shape.ValueShape),
+        FinalStateGradient is null ? null : Tensor.FromHost(device, FinalStateGradient, Shape.StateShape));
+
+    /// <summary>Zeroed gradient outputs dq, dk, dv, dS_0 on <paramref name="device"/>; the caller disposes them.</summary>
+    public RetentionGradientTensors NewGradients(RetNetDevice device) => new(
+        Tensor.Zeros(device, Shape.QueryShape), Tensor.Zeros(device, Shape.QueryShape),
+        Tensor.Zeros(device, Shape.ValueShape), Tensor.Zeros(device, Shape.StateShape));
+
     /// <inheritdoc/>
     public override string ToString() =>
         $"{Shape} {Decay} S0={(InitialState is null ? "no" : "yes")} dO={(OutputGradient is null ? "no" : "yes")} " +
         $"dS_T={(FinalStateGradient is null ? "no" : "yes")}";
+}
+
+/// <summary>The inputs of a <see cref="RetentionCase"/> on a device.</summary>
+/// <param name="Q">q [B, T, H, Dk].</param>
+/// <param name="K">k [B, T, H, Dk].</param>
+/// <param name="V">v [B, T, H, Dv].</param>
+/// <param name="InitialState">S_0 [B, H, Dk, Dv], or null.</param>
+/// <param name="OutputGradient">dO [B, T, H, Dv], or null.</param>
+/// <param name="FinalStateGradient">dS_T [B, H, Dk, Dv], or null.</param>
+public sealed record RetentionTensors(Tensor Q, Tensor K, Tensor V, Tensor? InitialState, Tensor? OutputGradient,
+    Tensor? FinalStateGradient) : IDisposable
+{
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        foreach (var tensor in new[] { Q, K, V, InitialState, OutputGradient, FinalStateGradient })
+            tensor?.Dispose();
+    }
+}
+
+/// <summary>Gradient outputs of one retention backward pass.</summary>
+/// <param name="Dq">dq [B, T, H, Dk].</param>
+/// <param name="Dk">dk [B, T, H, Dk].</param>
+/// <param name="Dv">dv [B, T, H, Dv].</param>
+/// <param name="DInitialState">dS_0 [B, H, Dk, Dv].</param>
+public sealed record RetentionGradientTensors(Tensor Dq, Tensor Dk, Tensor Dv, Tensor DInitialState) : IDisposable
+{
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        foreach (var tensor in new[] { Dq, Dk, Dv, DInitialState })
+            tensor.Dispose();
+    }
 }

@@ -18,10 +18,7 @@ public sealed class AttentionTestCase : IDisposable
     {
         Device = device;
         Case = new AttentionCase(shape, seed, scale);
-        QueryTensor = Tensor.FromHost(device, Q, shape.QueryShape);
-        KeyTensor = Tensor.FromHost(device, K, shape.QueryShape);
-        ValueTensor = Tensor.FromHost(device, V, shape.ValueShape);
-        OutputGradientTensor = Tensor.FromHost(device, OutputGradient, shape.ValueShape);
+        Tensors = Case.Upload(device);
     }
 
     /// <summary>The device the tensors live on.</summary>
@@ -29,6 +26,9 @@ public sealed class AttentionTestCase : IDisposable
 
     /// <summary>The host problem, its references and gradient floors, shared with <c>retnet verify</c>.</summary>
     public AttentionCase Case { get; }
+
+    /// <summary>The inputs on the device.</summary>
+    public AttentionTensors Tensors { get; }
 
     /// <summary>The sizes.</summary>
     public AttentionShape Shape => Case.Shape;
@@ -49,16 +49,16 @@ public sealed class AttentionTestCase : IDisposable
     public float[] OutputGradient => Case.OutputGradient;
 
     /// <summary>q on the device.</summary>
-    public Tensor QueryTensor { get; }
+    public Tensor QueryTensor => Tensors.Q;
 
     /// <summary>k on the device.</summary>
-    public Tensor KeyTensor { get; }
+    public Tensor KeyTensor => Tensors.K;
 
     /// <summary>v on the device.</summary>
-    public Tensor ValueTensor { get; }
+    public Tensor ValueTensor => Tensors.V;
 
     /// <summary>dO on the device.</summary>
-    public Tensor OutputGradientTensor { get; }
+    public Tensor OutputGradientTensor => Tensors.OutputGradient;
 
     /// <summary>The double-precision forward pass.</summary>
     public AttentionReferenceOutput Reference => Case.Reference;
@@ -73,9 +73,7 @@ public sealed class AttentionTestCase : IDisposable
     public Tensor NewLogSumExp() => Tensor.Zeros(Device, Shape.RowShape);
 
     /// <summary>New gradient tensors dq, dk, dv.</summary>
-    public AttentionGradientTensors NewGradients() => new(
-        Tensor.Zeros(Device, Shape.QueryShape), Tensor.Zeros(Device, Shape.QueryShape),
-        Tensor.Zeros(Device, Shape.ValueShape));
+    public AttentionGradientTensors NewGradients() => Case.NewGradients(Device);
 
     /// <summary>The output against the reference (or against <paramref name="expected"/>), by the project's rule.</summary>
     public Closeness CheckOutput(string what, IReadOnlyList<float> output, IReadOnlyList<double>? expected = null) =>
@@ -137,51 +135,21 @@ public sealed class AttentionTestCase : IDisposable
     private static void AssertPassed(Closeness check) => Assert.True(check.Passed, check.Message);
 
     /// <inheritdoc/>
-    public void Dispose()
-    {
-        QueryTensor.Dispose();
-        KeyTensor.Dispose();
-        ValueTensor.Dispose();
-        OutputGradientTensor.Dispose();
-    }
+    public void Dispose() => Tensors.Dispose();
 
     /// <inheritdoc/>
     public override string ToString() => Case.ToString();
 }
 
-/// <summary>Gradient outputs of one backward pass.</summary>
-/// <param name="Dq">dq [B, T, H, Dk].</param>
-/// <param name="Dk">dk [B, T, H, Dk].</param>
-/// <param name="Dv">dv [B, T, H, Dv].</param>
-public sealed record AttentionGradientTensors(Tensor Dq, Tensor Dk, Tensor Dv) : IDisposable
-{
-    /// <inheritdoc/>
-    public void Dispose()
-    {
-        Dq.Dispose();
-        Dk.Dispose();
-        Dv.Dispose();
-    }
-}
-
-/// <summary>Host-side slicing of [B, T, H, D] arrays along T, to cut a sequence into a prefill and decode steps.</summary>
+/// <summary>Host-side slicing of [B, T, H, D] arrays along T (<see cref="TokenSlices"/>), to cut a sequence into a
+/// prefill and decode steps.</summary>
 public static class AttentionTokens
 {
     /// <summary>Tokens [start, start + count) of a [B, T, H, dim] array, as a [B, count, H, dim] array.</summary>
-    public static float[] Slice(float[] x, AttentionShape shape, int dim, int start, int count)
-    {
-        var rowLength = shape.Heads * dim;
-        var result = new float[shape.Batch * count * rowLength];
-        for (var b = 0; b < shape.Batch; b++)
-            Array.Copy(x, (b * shape.SeqLen + start) * rowLength, result, b * count * rowLength, count * rowLength);
-        return result;
-    }
+    public static float[] Slice(float[] x, AttentionShape shape, int dim, int start, int count) =>
+        TokenSlices.Slice(x, shape.Batch, shape.SeqLen, shape.Heads, dim, start, count);
 
     /// <summary>Writes a [B, count, H, dim] array into tokens [start, start + count) of a [B, T, H, dim] array.</summary>
-    public static void Place(float[] segment, float[] x, AttentionShape shape, int dim, int start, int count)
-    {
-        var rowLength = shape.Heads * dim;
-        for (var b = 0; b < shape.Batch; b++)
-            Array.Copy(segment, b * count * rowLength, x, (b * shape.SeqLen + start) * rowLength, count * rowLength);
-    }
+    public static void Place(float[] segment, float[] x, AttentionShape shape, int dim, int start, int count) =>
+        TokenSlices.Place(segment, x, shape.Batch, shape.SeqLen, shape.Heads, dim, start, count);
 }

@@ -19,14 +19,7 @@ public sealed class RetentionTestCase : IDisposable
         Device = device;
         Case = new RetentionCase(shape, decay, seed, scale, withInitialState, withOutputGradient,
             withFinalStateGradient);
-        QueryTensor = Tensor.FromHost(device, Q, shape.QueryShape);
-        KeyTensor = Tensor.FromHost(device, K, shape.QueryShape);
-        ValueTensor = Tensor.FromHost(device, V, shape.ValueShape);
-        InitialStateTensor = InitialState is null ? null : Tensor.FromHost(device, InitialState, shape.StateShape);
-        OutputGradientTensor = OutputGradient is null ? null : Tensor.FromHost(device, OutputGradient, shape.ValueShape);
-        FinalStateGradientTensor = FinalStateGradient is null
-            ? null
-            : Tensor.FromHost(device, FinalStateGradient, shape.StateShape);
+        Tensors = Case.Upload(device);
     }
 
     /// <summary>The device the tensors live on.</summary>
@@ -34,6 +27,9 @@ public sealed class RetentionTestCase : IDisposable
 
     /// <summary>The host problem and its references, shared with <c>retnet verify</c>.</summary>
     public RetentionCase Case { get; }
+
+    /// <summary>The inputs on the device.</summary>
+    public RetentionTensors Tensors { get; }
 
     /// <summary>The sizes.</summary>
     public RetentionShape Shape => Case.Shape;
@@ -60,22 +56,22 @@ public sealed class RetentionTestCase : IDisposable
     public float[]? FinalStateGradient => Case.FinalStateGradient;
 
     /// <summary>q on the device.</summary>
-    public Tensor QueryTensor { get; }
+    public Tensor QueryTensor => Tensors.Q;
 
     /// <summary>k on the device.</summary>
-    public Tensor KeyTensor { get; }
+    public Tensor KeyTensor => Tensors.K;
 
     /// <summary>v on the device.</summary>
-    public Tensor ValueTensor { get; }
+    public Tensor ValueTensor => Tensors.V;
 
     /// <summary>S_0 on the device, or null.</summary>
-    public Tensor? InitialStateTensor { get; }
+    public Tensor? InitialStateTensor => Tensors.InitialState;
 
     /// <summary>dO on the device, or null.</summary>
-    public Tensor? OutputGradientTensor { get; }
+    public Tensor? OutputGradientTensor => Tensors.OutputGradient;
 
     /// <summary>dS_T on the device, or null.</summary>
-    public Tensor? FinalStateGradientTensor { get; }
+    public Tensor? FinalStateGradientTensor => Tensors.FinalStateGradient;
 
     /// <summary>The double-precision quadratic-form forward pass.</summary>
     public RetentionReferenceOutput Reference => Case.Reference;
@@ -90,9 +86,7 @@ public sealed class RetentionTestCase : IDisposable
     public Tensor NewState() => Tensor.Zeros(Device, Shape.StateShape);
 
     /// <summary>New gradient tensors dq, dk, dv, dS_0.</summary>
-    public RetentionGradientTensors NewGradients() => new(
-        Tensor.Zeros(Device, Shape.QueryShape), Tensor.Zeros(Device, Shape.QueryShape),
-        Tensor.Zeros(Device, Shape.ValueShape), Tensor.Zeros(Device, Shape.StateShape));
+    public RetentionGradientTensors NewGradients() => Case.NewGradients(Device);
 
     /// <summary>The output against the reference, by the project's rule; negative controls assert it rejects.</summary>
     public Closeness CheckOutput(string what, IReadOnlyList<float> output) =>
@@ -145,55 +139,21 @@ public sealed class RetentionTestCase : IDisposable
     private static void AssertPassed(Closeness check) => Assert.True(check.Passed, check.Message);
 
     /// <inheritdoc/>
-    public void Dispose()
-    {
-        QueryTensor.Dispose();
-        KeyTensor.Dispose();
-        ValueTensor.Dispose();
-        InitialStateTensor?.Dispose();
-        OutputGradientTensor?.Dispose();
-        FinalStateGradientTensor?.Dispose();
-    }
+    public void Dispose() => Tensors.Dispose();
 
     /// <inheritdoc/>
     public override string ToString() => Case.ToString();
 }
 
-/// <summary>Gradient outputs of one backward pass.</summary>
-/// <param name="Dq">dq [B, T, H, Dk].</param>
-/// <param name="Dk">dk [B, T, H, Dk].</param>
-/// <param name="Dv">dv [B, T, H, Dv].</param>
-/// <param name="DInitialState">dS_0 [B, H, Dk, Dv].</param>
-public sealed record RetentionGradientTensors(Tensor Dq, Tensor Dk, Tensor Dv, Tensor DInitialState) : IDisposable
-{
-    /// <inheritdoc/>
-    public void Dispose()
-    {
-        Dq.Dispose();
-        Dk.Dispose();
-        Dv.Dispose();
-        DInitialState.Dispose();
-    }
-}
-
-/// <summary>Host-side slicing of [B, T, H, D] arrays along T, to cut a sequence into segments.</summary>
+/// <summary>Host-side slicing of [B, T, H, D] arrays along T (<see cref="TokenSlices"/>), to cut a sequence into
+/// segments.</summary>
 public static class RetentionTokens
 {
     /// <summary>Tokens [start, start + count) of a [B, T, H, dim] array, as a [B, count, H, dim] array.</summary>
-    public static float[] Slice(float[] x, RetentionShape shape, int dim, int start, int count)
-    {
-        var rowLength = shape.Heads * dim;
-        var result = new float[shape.Batch * count * rowLength];
-        for (var b = 0; b < shape.Batch; b++)
-            Array.Copy(x, (b * shape.SeqLen + start) * rowLength, result, b * count * rowLength, count * rowLength);
-        return result;
-    }
+    public static float[] Slice(float[] x, RetentionShape shape, int dim, int start, int count) =>
+        TokenSlices.Slice(x, shape.Batch, shape.SeqLen, shape.Heads, dim, start, count);
 
     /// <summary>Writes a [B, count, H, dim] array into tokens [start, start + count) of a [B, T, H, dim] array.</summary>
-    public static void Place(float[] segment, float[] x, RetentionShape shape, int dim, int start, int count)
-    {
-        var rowLength = shape.Heads * dim;
-        for (var b = 0; b < shape.Batch; b++)
-            Array.Copy(segment, b * count * rowLength, x, (b * shape.SeqLen + start) * rowLength, count * rowLength);
-    }
+    public static void Place(float[] segment, float[] x, RetentionShape shape, int dim, int start, int count) =>
+        TokenSlices.Place(segment, x, shape.Batch, shape.SeqLen, shape.Heads, dim, start, count);
 }
