@@ -176,7 +176,7 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
     /// once per pass). <paramref name="state"/> [B, H, Dk, Dv] is the state entering the tokens and is advanced past
     /// them; null (parallel or chunkwise only) means zeros and no state kept.
     /// </summary>
-    public void Forward(Tensor input, RetentionTensors t, Tensor decaySums, int batch, int seqLen, DeviceInts ids,
+    public void Forward(Tensor input, RetentionTensors t, Tensor decaySums, int batch, int seqLen, IndexTensor ids,
         int startsOffset, ForwardMode mode, Tensor? state)
     {
         var c = constants.Config;
@@ -189,8 +189,8 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
         var k4 = t.K.Reshape(batch, seqLen, heads, dk);
         var v4 = t.V.Reshape(batch, seqLen, heads, dv);
         var o4 = t.O.Reshape(batch, seqLen, heads, dv);
-        ThetaShift.Apply(q4, ids, startsOffset, constants.Angles, 1f);
-        ThetaShift.Apply(k4, ids, startsOffset, constants.Angles, (float)(1 / Math.Sqrt(dk)));
+        ThetaShift.Apply(q4, ids.Slice(startsOffset, batch), constants.Angles, 1f);
+        ThetaShift.Apply(k4, ids.Slice(startsOffset, batch), constants.Angles, (float)(1 / Math.Sqrt(dk)));
         switch (mode.Form)
         {
             case RetentionForm.Parallel:
@@ -219,7 +219,7 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
     /// runs in the form of the forward pass (parallel or chunkwise), the rotation is undone by rotating back, and the
     /// head norm's backward uses the saved per-row rstd.
     /// </summary>
-    public void Backward(Tensor input, RetentionTensors t, Tensor decaySums, int batch, int seqLen, DeviceInts ids,
+    public void Backward(Tensor input, RetentionTensors t, Tensor decaySums, int batch, int seqLen, IndexTensor ids,
         int startsOffset, ForwardMode mode, Tensor dBranch, Tensor dInput, IReadOnlyDictionary<string, Tensor> gradients,
         BackwardScratch scratch)
     {
@@ -257,8 +257,8 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
             ChunkwiseRetention.Backward(q4, k4, v4, constants.Decay, mode.ChunkSize, null, do4, null, dq4, dk4, dv4,
                 null, launch: null, constants.DecayTable, ChunkStates(batch, seqLen, mode.ChunkSize));
         // The rotation is orthogonal: its transpose, the rotation by −pθ, carries gradients back to q and k.
-        ThetaShift.Apply(dq4, ids, startsOffset, constants.InverseAngles, 1f);
-        ThetaShift.Apply(dk4, ids, startsOffset, constants.InverseAngles, (float)(1 / Math.Sqrt(dk)));
+        ThetaShift.Apply(dq4, ids.Slice(startsOffset, batch), constants.InverseAngles, 1f);
+        ThetaShift.Apply(dk4, ids.Slice(startsOffset, batch), constants.InverseAngles, (float)(1 / Math.Sqrt(dk)));
         Linear.BackwardWeight(dQ, input, gradients[prefix + "q_proj.weight"]);
         Linear.BackwardWeight(dK, input, gradients[prefix + "k_proj.weight"]);
         Linear.BackwardWeight(dV, input, gradients[prefix + "v_proj.weight"]);
@@ -301,7 +301,7 @@ internal sealed class RetNetBlock(Tensor retentionNorm, MultiScaleRetention rete
 
     /// <summary>Runs the block over <paramref name="t"/> (its retention sublayer's In is the block input, its FFN
     /// sublayer's output the block output).</summary>
-    public void Forward(BlockTensors t, Tensor decaySums, int batch, int seqLen, DeviceInts ids, int startsOffset,
+    public void Forward(BlockTensors t, Tensor decaySums, int batch, int seqLen, IndexTensor ids, int startsOffset,
         ForwardMode mode, Tensor? state)
     {
         Sublayer(t.RetentionSublayer, retentionNorm,
@@ -315,7 +315,7 @@ internal sealed class RetNetBlock(Tensor retentionNorm, MultiScaleRetention rete
     /// that of its input on return; every parameter gradient of the block is added. <paramref name="gradient"/> is
     /// scratch.Rows[0] or [1]; the other d-wide scratch buffers are used inside.
     /// </summary>
-    public void Backward(BlockTensors t, Tensor decaySums, int batch, int seqLen, DeviceInts ids, int startsOffset,
+    public void Backward(BlockTensors t, Tensor decaySums, int batch, int seqLen, IndexTensor ids, int startsOffset,
         ForwardMode mode, Tensor gradient, IReadOnlyDictionary<string, Tensor> gradients, BackwardScratch scratch)
     {
         var other = ReferenceEquals(gradient, scratch.Rows[0]) ? scratch.Rows[1] : scratch.Rows[0];

@@ -116,8 +116,8 @@ internal sealed class TrainingWorkspace : IDisposable
         int d = c.EmbedDim, dv = c.ValueEmbedDim, ffn = c.FfnEmbedDim;
         try
         {
-            Ids = new DeviceInts(device, n + batch);
-            InputIds = IndexTensor.FromHost(device, new int[n], n);
+            Ids = IndexTensor.Zeros(device, n + batch);
+            InputIds = Ids.Slice(0, n);
             Targets = IndexTensor.FromHost(device, new int[n], n);
             Embedded = Make(n, d);
             (EmbeddingNormed, EmbeddingRstd) = c.LayerNormEmbedding ? (Make(n, d), Make(n)) : (null, null);
@@ -184,7 +184,7 @@ internal sealed class TrainingWorkspace : IDisposable
     public bool Checkpointed { get; }
 
     /// <summary>Input ids [N] then one start position (0) per sequence.</summary>
-    public DeviceInts Ids { get; }
+    public IndexTensor Ids { get; }
     public IndexTensor InputIds { get; }
     public IndexTensor Targets { get; }
     public Tensor Embedded { get; }
@@ -207,7 +207,6 @@ internal sealed class TrainingWorkspace : IDisposable
             t.Dispose();
         owned.Clear();
         Ids?.Dispose();
-        InputIds?.Dispose();
         Targets?.Dispose();
     }
 }
@@ -263,16 +262,15 @@ public sealed partial class RetNetModel
         var n = batch * seqLen;
 
         var w = TrainingWorkspaceFor(batch, seqLen, checkpointActivations);
-        w.Ids.Upload(inputs);
-        w.InputIds.CopyFromHost(inputs.AsSpan(0, n));
+        w.Ids.Slice(0, inputs.Length).CopyFromHost(inputs);
         w.Targets.CopyFromHost(targets);
         var g = gradients.Tensors;
         var eps = (float)Config.LayerNormEps;
 
-        ScaledEmbedding.Launch(embedding, w.Ids, 0, Config.EmbedScale, w.Embedded);
+        ScaledEmbedding.Launch(embedding, w.Ids.Slice(0, n), Config.EmbedScale, w.Embedded);
         if (embeddingNorm is not null)
             RmsNorm.Forward(w.Embedded, embeddingNorm, eps, w.EmbeddingNormed!, w.EmbeddingRstd);
-        DecayNormalization.Launch(w.Ids, n, constants.DecayTable, batch, seqLen, w.DecaySums);
+        DecayNormalization.Launch(w.Ids.Slice(n, batch), constants.DecayTable, seqLen, w.DecaySums);
         for (var i = 0; i < blocks.Length; i++)
         {
             blocks[i].Forward(w.Blocks[i], w.DecaySums, batch, seqLen, w.Ids, n, mode, state: null);

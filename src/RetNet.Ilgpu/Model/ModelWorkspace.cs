@@ -38,7 +38,7 @@ internal sealed class ModelWorkspace : IDisposable
             gate = Make(capacity, c.FfnEmbedDim);
             decaySums = Make(capacity, c.RetentionHeads);
             Logits = Make(Math.Max(logitRows, 1), c.VocabSize);
-            Ids = new DeviceInts(device, capacity + sequences);
+            Ids = IndexTensor.Zeros(device, capacity + sequences);
         }
         catch
         {
@@ -51,7 +51,7 @@ internal sealed class ModelWorkspace : IDisposable
     public int Capacity { get; }
 
     /// <summary>Token ids [rows] then start positions [sequences].</summary>
-    public DeviceInts Ids { get; }
+    public IndexTensor Ids { get; }
 
     /// <summary>Logits of the rows whose logits are read ([logitRows, V]).</summary>
     public Tensor Logits { get; }

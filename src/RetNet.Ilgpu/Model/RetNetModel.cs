@@ -257,7 +257,7 @@ public sealed partial class RetNetModel : ILanguageModel
             if (mode.Form == RetentionForm.Recurrent)
                 for (var i = 0; i < blocks.Length; i++)
                     states.Add(Tensor.Zeros(Device, StateShape(batch)));
-            workspace.Ids.Upload(ids);
+            workspace.Ids.Slice(0, ids.Length).CopyFromHost(ids);
             var rows = workspace.Rows(n);
             Embed(rows, workspace.Ids, batch, seqLen, n);
             var block = rows.Block(Config.NormalizeBefore);
@@ -338,7 +338,7 @@ public sealed partial class RetNetModel : ILanguageModel
             var ids = new int[length + 1];
             tokens[b].CopyTo(ids, 0);
             ids[length] = state.PositionArray[b];
-            workspace.Ids.Upload(ids);
+            workspace.Ids.Slice(0, ids.Length).CopyFromHost(ids);
             var rows = workspace.Rows(length);
             Embed(rows, workspace.Ids, 1, length, length);
             var block = rows.Block(Config.NormalizeBefore);
@@ -372,7 +372,7 @@ public sealed partial class RetNetModel : ILanguageModel
         var input = state.StepInput;
         tokens.CopyTo(input);
         state.PositionArray.CopyTo(input, batch);
-        workspace.Ids.Upload(input);
+        workspace.Ids.Slice(0, input.Length).CopyFromHost(input);
         var rows = workspace.Rows(batch);
         Embed(rows, workspace.Ids, batch, 1, batch);
         var block = rows.Block(Config.NormalizeBefore);
@@ -394,12 +394,12 @@ public sealed partial class RetNetModel : ILanguageModel
     /// scaled embeddings (then RMSNorm with layernorm_embedding), and the decay sums of every row and head, which
     /// every layer's head norm reads.
     /// </summary>
-    private void Embed(ModelRows rows, DeviceInts ids, int batch, int seqLen, int startsOffset)
+    private void Embed(ModelRows rows, IndexTensor ids, int batch, int seqLen, int startsOffset)
     {
-        ScaledEmbedding.Launch(embedding, ids, 0, Config.EmbedScale, rows.X);
+        ScaledEmbedding.Launch(embedding, ids.Slice(0, rows.Count), Config.EmbedScale, rows.X);
         if (embeddingNorm is not null)
             RmsNorm.Forward(rows.X, embeddingNorm, (float)Config.LayerNormEps, rows.X);
-        DecayNormalization.Launch(ids, startsOffset, constants.DecayTable, batch, seqLen, rows.DecaySums);
+        DecayNormalization.Launch(ids.Slice(startsOffset, batch), constants.DecayTable, seqLen, rows.DecaySums);
     }
 
     /// <summary>The final layer_norm of x into <paramref name="normed"/> (pre-norm); post-norm blocks end normalised,

@@ -15,7 +15,7 @@ namespace RetNet.Ilgpu.Transformer;
 internal sealed class TransformerRows : IDisposable
 {
     private readonly List<Tensor> owned = [];
-    private readonly DeviceInts? ownedIds;
+    private readonly IndexTensor? ownedIds;
 
     public TransformerRows(TransformerModel model, int capacity, int sequences = 1, int logitRows = 0)
     {
@@ -39,7 +39,7 @@ internal sealed class TransformerRows : IDisposable
             Hidden = Make(capacity, c.FfnEmbedDim);
             Gate = Make(capacity, c.FfnEmbedDim);
             Logits = Make(Math.Max(Math.Max(logitRows, sequences), 1), c.VocabSize);
-            Ids = ownedIds = new DeviceInts(device, capacity + sequences);
+            Ids = ownedIds = IndexTensor.Zeros(device, capacity + sequences);
         }
         catch
         {
@@ -73,7 +73,7 @@ internal sealed class TransformerRows : IDisposable
     public Tensor Hidden { get; } = null!;
     public Tensor Gate { get; } = null!;
     public Tensor Logits { get; } = null!;
-    public DeviceInts Ids { get; } = null!;
+    public IndexTensor Ids { get; } = null!;
 
     /// <summary>The FFN's tensors at inference: the activation and the product overwrite Hidden.</summary>
     public FeedForwardTensors FeedForward => new(Hidden, Gate, Hidden, Hidden, Branch);
@@ -118,8 +118,8 @@ internal sealed class TransformerBlock(Tensor attentionNorm, Tensor q, Tensor k,
         var k4 = rows.K.Reshape(batch, seqLen, heads, dh);
         var v4 = rows.V.Reshape(batch, seqLen, heads, dh);
         var o4 = rows.O.Reshape(batch, seqLen, heads, dh);
-        ThetaShift.Apply(q4, rows.Ids, startsOffset, angles, 1f);
-        ThetaShift.Apply(k4, rows.Ids, startsOffset, angles, 1f);
+        ThetaShift.Apply(q4, rows.Ids.Slice(startsOffset, batch), angles, 1f);
+        ThetaShift.Apply(k4, rows.Ids.Slice(startsOffset, batch), angles, 1f);
         if (cache is null)
         {
             CausalAttention.Forward(q4, k4, v4, scale, o4);
@@ -145,7 +145,7 @@ internal sealed class TransformerBlock(Tensor attentionNorm, Tensor q, Tensor k,
     /// The training forward pass: as <see cref="Forward"/> without a cache, keeping in <paramref name="t"/> every
     /// activation <see cref="Backward"/> reads; t.In is the block input, t.Out its output.
     /// </summary>
-    public void TrainForward(TransformerBlockTensors t, int batch, int seqLen, DeviceInts ids, int startsOffset)
+    public void TrainForward(TransformerBlockTensors t, int batch, int seqLen, IndexTensor ids, int startsOffset)
     {
         int heads = config.Heads, dh = config.HeadDim;
         RmsNorm.Forward(t.In, attentionNorm, eps, t.Normed, t.Rstd);
@@ -154,8 +154,8 @@ internal sealed class TransformerBlock(Tensor attentionNorm, Tensor q, Tensor k,
         Linear.Apply(t.Normed, v, t.V);
         var q4 = t.Q.Reshape(batch, seqLen, heads, dh);
         var k4 = t.K.Reshape(batch, seqLen, heads, dh);
-        ThetaShift.Apply(q4, ids, startsOffset, angles, 1f);
-        ThetaShift.Apply(k4, ids, startsOffset, angles, 1f);
+        ThetaShift.Apply(q4, ids.Slice(startsOffset, batch), angles, 1f);
+        ThetaShift.Apply(k4, ids.Slice(startsOffset, batch), angles, 1f);
         CausalAttention.Forward(q4, k4, t.V.Reshape(batch, seqLen, heads, dh), scale,
             t.O.Reshape(batch, seqLen, heads, dh), t.LogSumExp);
         var branch = t.FeedForward.Branch;
@@ -171,7 +171,7 @@ internal sealed class TransformerBlock(Tensor attentionNorm, Tensor q, Tensor k,
     /// block's output on entry and that of its input on return; every weight gradient of the block is added.
     /// Attention's backward recomputes its probabilities from q, k and the saved log-sum-exp.
     /// </summary>
-    public void Backward(TransformerBlockTensors t, int batch, int seqLen, DeviceInts ids, int startsOffset,
+    public void Backward(TransformerBlockTensors t, int batch, int seqLen, IndexTensor ids, int startsOffset,
         Tensor gradient, IReadOnlyDictionary<string, Tensor> gradients, BackwardScratch scratch)
     {
         int heads = config.Heads, dh = config.HeadDim;
@@ -195,8 +195,8 @@ internal sealed class TransformerBlock(Tensor attentionNorm, Tensor q, Tensor k,
             t.V.Reshape(batch, seqLen, heads, dh), scale, t.O.Reshape(batch, seqLen, heads, dh), t.LogSumExp,
             dO.Reshape(batch, seqLen, heads, dh), dq4, dk4, dV.Reshape(batch, seqLen, heads, dh));
         // The rotation is orthogonal: rotating by −pθ carries the gradients back to the projections.
-        ThetaShift.Apply(dq4, ids, startsOffset, inverseAngles, 1f);
-        ThetaShift.Apply(dk4, ids, startsOffset, inverseAngles, 1f);
+        ThetaShift.Apply(dq4, ids.Slice(startsOffset, batch), inverseAngles, 1f);
+        ThetaShift.Apply(dk4, ids.Slice(startsOffset, batch), inverseAngles, 1f);
         Linear.BackwardWeight(dQ, t.Normed, gradients[prefix + "attention.q_proj.weight"]);
         Linear.BackwardWeight(dK, t.Normed, gradients[prefix + "attention.k_proj.weight"]);
         Linear.BackwardWeight(dV, t.Normed, gradients[prefix + "attention.v_proj.weight"]);

@@ -282,7 +282,7 @@ public sealed partial class TransformerModel : ILanguageModel
         try
         {
             using var rows = new TransformerRows(this, n, batch);
-            rows.Ids.Upload(ids);
+            rows.Ids.Slice(0, ids.Length).CopyFromHost(ids);
             Run(rows, batch, seqLen, n, cache: null);
             Model.Linear.Apply(Final(rows), outputWeight, logits.Reshape(n, Config.VocabSize));
             Device.Synchronize();
@@ -323,7 +323,7 @@ public sealed partial class TransformerModel : ILanguageModel
             for (var b = 0; b < prompts.Count; b++)
             {
                 var length = prompts[b].Length;
-                rows.Ids.Upload([.. prompts[b], 0]);
+                rows.Ids.Slice(0, length + 1).CopyFromHost([.. prompts[b], 0]);
                 var view = rows.First(length);
                 Run(view, 1, length, length, cache.Sequence(b));
                 logits[b] = LastLogits(view, length - 1, 1)[0];
@@ -364,7 +364,7 @@ public sealed partial class TransformerModel : ILanguageModel
         var input = cache.StepInput;
         tokens.CopyTo(input);
         cache.Lengths.CopyTo(input, batch);
-        rows.Ids.Upload(input);
+        rows.Ids.Slice(0, input.Length).CopyFromHost(input);
         Run(rows, batch, 1, batch, cache.Step);
         var logits = LastLogits(rows, 0, batch);
         for (var b = 0; b < batch; b++)
@@ -377,7 +377,7 @@ public sealed partial class TransformerModel : ILanguageModel
     /// whole batch, for a step) each layer appends its keys and values to it and attends through it.</summary>
     private void Run(TransformerRows rows, int batch, int seqLen, int startsOffset, KvCache.View? cache)
     {
-        ScaledEmbedding.Launch(embedding, rows.Ids, 0, Config.EmbedScale, rows.X);
+        ScaledEmbedding.Launch(embedding, rows.Ids.Slice(0, rows.X.Dim(0)), Config.EmbedScale, rows.X);
         for (var i = 0; i < blocks.Length; i++)
             blocks[i].Forward(rows, batch, seqLen, startsOffset, cache, i);
     }

@@ -56,8 +56,8 @@ internal sealed class TransformerTrainingWorkspace : IDisposable
         }
         try
         {
-            Ids = new DeviceInts(device, n + batch);
-            InputIds = IndexTensor.FromHost(device, new int[n], n);
+            Ids = IndexTensor.Zeros(device, n + batch);
+            InputIds = Ids.Slice(0, n);
             Targets = IndexTensor.FromHost(device, new int[n], n);
             var x = Make(n, d);
             Embedded = x;
@@ -93,7 +93,7 @@ internal sealed class TransformerTrainingWorkspace : IDisposable
 
     public int Batch { get; }
     public int SeqLen { get; }
-    public DeviceInts Ids { get; } = null!;
+    public IndexTensor Ids { get; } = null!;
     public IndexTensor InputIds { get; } = null!;
     public IndexTensor Targets { get; } = null!;
     public Tensor Embedded { get; } = null!;
@@ -113,7 +113,6 @@ internal sealed class TransformerTrainingWorkspace : IDisposable
         foreach (var t in owned)
             t.Dispose();
         Ids?.Dispose();
-        InputIds?.Dispose();
         Targets?.Dispose();
     }
 }
@@ -155,13 +154,12 @@ public sealed partial class TransformerModel
         var n = batch * seqLen;
 
         var w = TrainingWorkspaceFor(batch, seqLen);
-        w.Ids.Upload(inputs);
-        w.InputIds.CopyFromHost(inputs.AsSpan(0, n));
+        w.Ids.Slice(0, inputs.Length).CopyFromHost(inputs);
         w.Targets.CopyFromHost(targets);
         var g = gradients.Tensors;
         var eps = (float)Config.LayerNormEps;
 
-        ScaledEmbedding.Launch(embedding, w.Ids, 0, Config.EmbedScale, w.Embedded);
+        ScaledEmbedding.Launch(embedding, w.Ids.Slice(0, n), Config.EmbedScale, w.Embedded);
         for (var i = 0; i < blocks.Length; i++)
             blocks[i].TrainForward(w.Blocks[i], batch, seqLen, w.Ids, n);
         var features = w.Blocks[^1].Out;
