@@ -5,7 +5,6 @@ using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tensors;
-using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Cli.Commands;
 
@@ -79,8 +78,8 @@ internal static class BenchCommand
             if (options.Architectures.Contains(DecodeBenchmarkOptions.Transformer))
             {
                 var transformer = TransformerConfig.Matching(options.Config);
-                Console.WriteLine($"transformer: ffn {transformer.FfnEmbedDim}, {transformer.ParameterCount} parameters " +
-                                  $"(RetNet: {RetNetModel.ParameterCountOf(options.Config)})");
+                Console.WriteLine($"transformer: ffn {transformer.FfnEmbedDim}, {transformer.ParameterCount()} parameters " +
+                                  $"(RetNet: {options.Config.ParameterCount()})");
             }
             var print = Format.StreamingTable(["model", "form", "seq len", "ms/step", "tokens/s", "peak bytes",
                 "linear GFLOP/s"], [11, 14, 7, 10, 10, 12, 14]);
@@ -177,8 +176,8 @@ internal static class BenchCommand
             if (options.Architectures.Contains(DecodeBenchmarkOptions.Transformer))
             {
                 var transformer = TransformerConfig.Matching(options.Config);
-                Console.WriteLine($"transformer: ffn {transformer.FfnEmbedDim}, {transformer.ParameterCount} parameters " +
-                                  $"(RetNet: {RetNetModel.ParameterCountOf(options.Config)})");
+                Console.WriteLine($"transformer: ffn {transformer.FfnEmbedDim}, {transformer.ParameterCount()} parameters " +
+                                  $"(RetNet: {options.Config.ParameterCount()})");
             }
             var print = Format.StreamingTable(["model", "dtype", "batch", "position", "ms/token", "state bytes",
                 "weight bytes", "device bytes", "GB/s"], [11, 5, 5, 8, 9, 11, 12, 12, 7]);

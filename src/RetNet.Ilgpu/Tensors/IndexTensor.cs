@@ -80,7 +80,8 @@ public sealed class IndexTensor : IDisposable
         var copy = (int[])shape.Clone();
         var length = ShapeCheck.ElementCount(copy);
         // As for Tensor: some drivers refuse a zero-length buffer, so keep one element behind an empty tensor.
-        return new IndexTensor(new Storage(device, device.Allocate<int>(Math.Max(length, 1))), 0, copy, ownsStorage: true);
+        var buffer = device.Allocate<int>(Math.Max(length, 1), $"IndexTensor{ShapeCheck.Format(copy)}");
+        return new IndexTensor(new Storage(device, buffer), 0, copy, ownsStorage: true);
     }
 
     /// <summary>Overwrites the elements with <paramref name="data"/> (row-major) and waits for the copy (the source is

@@ -157,9 +157,10 @@ public sealed class Tensor : IDisposable
         var copy = (int[])shape.Clone();
         var length = ShapeCheck.ElementCount(copy);
         // A zero-length ILGPU buffer is legal but some drivers refuse it; keep one element behind empty tensors.
+        var what = $"Tensor{ShapeCheck.Format(copy)} {dtype}";
         var storage = dtype == TensorDType.Float32
-            ? new Storage(device, device.Allocate<float>(Math.Max(length, 1)), null)
-            : new Storage(device, null, device.Allocate<ushort>(Math.Max(length, 1)), dtype);
+            ? new Storage(device, device.Allocate<float>(Math.Max(length, 1), what), null)
+            : new Storage(device, null, device.Allocate<ushort>(Math.Max(length, 1), what), dtype);
         return new Tensor(storage, 0, copy, ownsStorage: true);
     }
 

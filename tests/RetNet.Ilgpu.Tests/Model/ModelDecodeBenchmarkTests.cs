@@ -1,7 +1,6 @@
 using RetNet.Ilgpu.Benchmarks;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tests.Support;
-using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Tests.Model;
 
@@ -17,12 +16,15 @@ public sealed class ModelDecodeBenchmarkTests(DeviceFixture fixture)
         };
         var results = DecodeBenchmark.Run(fixture.Device, options);
         Assert.Equal([(1, 5), (1, 12), (2, 5), (2, 12)], results.Select(r => (r.Batch, r.Position)));
-        using var model = RetNetModel.Create(fixture.Device, options.Config);
+        using var model = LanguageModel.Create(fixture.Device, options.Config);
+        var c = options.Config;
         foreach (var r in results)
         {
             Assert.Equal("retnet", r.Model);
             Assert.True(r.MsPerToken > 0 && double.IsFinite(r.MsPerToken));
-            Assert.Equal(model.StateBytes(r.Batch), r.StateBytes);
+            // Measured (the state's device tensors) against the size retention's state must have: layers · B · H ·
+            // Dk · Dv floats, whatever the position.
+            Assert.Equal(4L * c.Layers * r.Batch * c.RetentionHeads * c.KeyHeadDim * c.ValueHeadDim, r.StateBytes);
             Assert.Equal(model.WeightBytes, r.WeightBytes);
         }
         Assert.Throws<ArgumentException>(() => DecodeBenchmark.Run(fixture.Device, options with { Positions = [5, 3] }));
@@ -40,10 +42,12 @@ public sealed class ModelDecodeBenchmarkTests(DeviceFixture fixture)
         Assert.Equal(8, results.Count);
         Assert.Equal(["retnet", "retnet", "retnet", "retnet", "transformer", "transformer", "transformer", "transformer"],
             results.Select(r => r.Model));
-        using var transformer = TransformerModel.Create(fixture.Device, TransformerConfig.Matching(options.Config));
+        var matching = TransformerConfig.Matching(options.Config);
+        using var transformer = LanguageModel.Create(fixture.Device, matching);
         foreach (var r in results.Where(r => r.Model == "transformer"))
         {
-            Assert.Equal(transformer.KvCacheBytes(r.Batch, r.Position), r.StateBytes);
+            // Measured against a KV cache's size: keys and values, layers · B · (position + timed steps) · d floats.
+            Assert.Equal(8L * matching.Layers * r.Batch * (r.Position + options.Steps) * matching.EmbedDim, r.StateBytes);
             Assert.Equal(transformer.WeightBytes, r.WeightBytes);
         }
         Assert.Throws<ArgumentException>(() => DecodeBenchmark.Run(fixture.Device, options with { Architectures = ["gpt"] }));

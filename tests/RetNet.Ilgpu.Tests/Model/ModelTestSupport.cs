@@ -68,13 +68,13 @@ public static class ModelTestSupport
 
     /// <summary>Asserts that the logits of <paramref name="model"/> in every form of <see cref="EveryForm"/> are within
     /// <see cref="ParityTolerance"/> of <paramref name="expected"/> by the project's rule.</summary>
-    public static void AssertEveryFormMatches(RetNetModel model, int[,] tokens, IReadOnlyList<double> expected,
+    public static void AssertEveryFormMatches(LanguageModel model, int[,] tokens, IReadOnlyList<double> expected,
         string what, int chunkSize)
     {
         foreach (var mode in EveryForm(chunkSize))
         {
             using var logits = model.Forward(tokens, mode);
-            Assert.Equal([tokens.GetLength(0), tokens.GetLength(1), model.Config.VocabSize], logits.ShapeArray);
+            Assert.Equal([tokens.GetLength(0), tokens.GetLength(1), model.VocabSize], logits.ShapeArray);
             Numerics.AssertClose($"{what} {mode}", logits.ToHost(), expected, ParityTolerance);
         }
     }

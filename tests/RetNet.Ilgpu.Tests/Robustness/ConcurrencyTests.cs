@@ -16,10 +16,10 @@ public sealed class ConcurrencyTests
         using var first = RetNetDevice.Open(DeviceKind.Cpu, CpuExecution.Host);
         using var second = RetNetDevice.Open(DeviceKind.Cpu, CpuExecution.Host);
         var config = ModelTestSupport.Micro();
-        using var a = RetNetModel.Create(first, config, seed: 1);
-        using var b = RetNetModel.Create(second, config, seed: 2);
+        using var a = LanguageModel.Create(first, config, seed: 1);
+        using var b = LanguageModel.Create(second, config, seed: 2);
         var tokens = ModelTestSupport.Tokens(seed: 4, batch: 2, seqLen: 24, config.VocabSize);
-        float[] Run(RetNetModel model, ForwardMode mode)
+        float[] Run(LanguageModel model, ForwardMode mode)
         {
             using var logits = model.Forward(tokens, mode);
             return logits.ToHost();

@@ -20,7 +20,7 @@ public sealed class TrainerTests(DeviceFixture fixture) : IDisposable
         var model = Path.Combine(root, "model");
         if (!Directory.Exists(model))
         {
-            using var created = RetNetModel.Create(device, ModelTestSupport.Micro(), seed: 3);
+            using var created = LanguageModel.Create(device, ModelTestSupport.Micro(), seed: 3);
             created.Save(model);
             var pattern = Enumerable.Range(0, 600).Select(i => (i * 7 + i / 40) % 40).ToArray();
             TokenDataset.WriteTokenFile(Path.Combine(root, "train.bin"), pattern);
@@ -87,7 +87,7 @@ public sealed class TrainerTests(DeviceFixture fixture) : IDisposable
             Assert.Throws<InvalidOperationException>(() => resumed.RunStep());
         }
         Assert.Equal(straight, File.ReadAllBytes(Path.Combine(root, "resumed", "model.safetensors")));
-        using var loaded = RetNetModel.Load(device, Path.Combine(root, "resumed"));
+        using var loaded = LanguageModel.Load(device, Path.Combine(root, "resumed"));
         Assert.Empty(loaded.Notices);
     }
 
@@ -122,9 +122,9 @@ public sealed class TrainerTests(DeviceFixture fixture) : IDisposable
     {
         var (model, settings) = Setup(steps: 2);
         var error = Assert.Throws<ArgumentException>(() =>
-            Trainer.Start(device, model, settings with { Steps = 0, Warmup = 5, Form = "recurrent" }, root));
+            Trainer.Start(device, model, settings with { Steps = 0, Warmup = 5, Form = RetentionForm.Recurrent }, root));
         Assert.Contains("--steps is 0", error.Message);
-        Assert.Contains("--form is 'recurrent'", error.Message);
+        Assert.Contains("--form is recurrent", error.Message);
         Assert.Throws<FileNotFoundException>(() => Trainer.Resume(device, model));
         Assert.Throws<ArgumentException>(() =>
             Trainer.Start(device, model, settings with { SeqLen = 1000 }, Path.Combine(root, "x")));
