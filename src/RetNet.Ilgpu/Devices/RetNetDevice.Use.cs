@@ -40,7 +40,8 @@ public sealed partial class RetNetDevice
 
     /// <summary>
     /// Holds the device for the calling thread until the returned lease is disposed (leases nest on one thread). Every
-    /// model and decoding call takes one, and every kernel launch and allocation checks it, so that using one device
+    /// model and decoding call takes one, and every operator (through the views of its tensors), kernel load and
+    /// allocation checks it, so that using one device
     /// (or one model) from two threads at once throws instead of interleaving launches into wrong numbers. Costs an
     /// interlocked exchange.
     /// </summary>

@@ -444,8 +444,10 @@ public sealed class LanguageModel : ILanguageModel
         var pass = Upload(w, p, inputs, batch, seqLen, ends: null, form);
         RunBlocks(p, pass, ActivationPlan.KeepNothing, state, 0);
         Linear.Apply(FinalNorm(p.Features, p.FinalNormed), outputWeight, p.Logits!);
+        // The loss's own reductions may drop a NaN (as GPU max instructions do): check the logits themselves.
+        var finite = float.IsFinite(Reductions.MaxAbs(p.Logits!));
         var loss = CrossEntropy.ForwardBackward(p.Logits!, targetIds, p.Logits!);
-        if (!float.IsFinite(loss))
+        if (!finite || !float.IsFinite(loss))
         {
             var tokens = new int[batch, seqLen];
             Buffer.BlockCopy(inputs, 0, tokens, 0, n * sizeof(int));

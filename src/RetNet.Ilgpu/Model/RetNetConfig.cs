@@ -13,6 +13,12 @@ namespace RetNet.Ilgpu.Model;
 /// (dropout, fsdp, …) are accepted and ignored; those that would change it and are not implemented (moe_freq,
 /// multiway, no_output_layer, …) are refused by name (<see cref="FromJson"/>).
 /// </summary>
+/// <remarks>
+/// Start from a preset and change what you need: <c>RetNetConfig.Preset("tiny") with { Layers = 4 }</c>. The presets
+/// use a swish FFN and √d-scaled embeddings, as torchscale's registered architectures do; a bare
+/// <c>new RetNetConfig { … }</c> takes the defaults of torchscale's RetNetConfig class instead (a GELU FFN, unscaled
+/// embeddings, <see cref="ActivationFn"/> and <see cref="NoScaleEmbedding"/>), which train differently.
+/// </remarks>
 public sealed record RetNetConfig : ModelConfig
 {
     /// <inheritdoc/>

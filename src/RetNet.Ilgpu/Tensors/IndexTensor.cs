@@ -48,6 +48,7 @@ public sealed class IndexTensor : IDisposable
         get
         {
             ObjectDisposedException.ThrowIf(storage.IsDisposed, this);
+            storage.Device.CheckThread();
             return storage.Buffer.View.SubView(offset, Length);
         }
     }

@@ -63,6 +63,7 @@ public sealed class Tensor : IDisposable
         get
         {
             ObjectDisposedException.ThrowIf(storage.IsDisposed, this);
+            storage.Device.CheckThread();
             if (storage.Singles is not { } singles)
                 throw new NotSupportedException(
                     $"{this} is stored as {DType}; this operation reads Float32 tensors only. Convert it first " +
@@ -78,6 +79,7 @@ public sealed class Tensor : IDisposable
         get
         {
             ObjectDisposedException.ThrowIf(storage.IsDisposed, this);
+            storage.Device.CheckThread();
             if (storage.Halves is not { } halves)
                 throw new NotSupportedException($"{this} is stored as Float32; expected a 16-bit tensor here.");
             return halves.View.SubView(offset, Length);

@@ -18,11 +18,15 @@ public static class ModelTestSupport
     };
 
     /// <summary>torchscale's initialisation with the norm weights moved off 1, so that they matter in comparisons.</summary>
-    public static IReadOnlyDictionary<string, HostTensor> Weights(RetNetConfig config, int seed)
+    public static IReadOnlyDictionary<string, HostTensor> Weights(RetNetConfig config, int seed) =>
+        WithNormsOffOne(WeightLayout.Initialize(config, seed), seed);
+
+    /// <summary><paramref name="weights"/> (changed in place) with every norm weight moved off 1 into [0.5, 1.5).</summary>
+    public static IReadOnlyDictionary<string, HostTensor> WithNormsOffOne(IReadOnlyDictionary<string, HostTensor> weights,
+        int seed)
     {
-        var weights = WeightLayout.Initialize(config, seed);
         var random = new Random(seed + 7);
-        foreach (var (name, tensor) in weights)
+        foreach (var (_, tensor) in weights)
             if (tensor.Shape.Length == 1)
                 for (var i = 0; i < tensor.Data.Length; i++)
                     tensor.Data[i] = (float)(0.5 + random.NextDouble());
