@@ -6,12 +6,12 @@
 //       [--seq-len T] [--batch B] [--eval-every K] [--csv FILE] [--plot FILE.png]
 using System.Diagnostics;
 using System.Globalization;
+using RetNet.Ilgpu.DemoData;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Tokenizers;
 using RetNet.Ilgpu.Training;
-using RetNet.Ilgpu.DemoData;
-using RetNet.Ilgpu.Transformer;
 
 var options = ParseOptions(args);
 var steps = int.Parse(options.GetValueOrDefault("steps", "300"), CultureInfo.InvariantCulture);
@@ -35,9 +35,9 @@ try
 
     var retnetConfig = RetNetConfig.Preset(preset);
     var transformerConfig = TransformerConfig.Matching(retnetConfig);
-    using (var retnet = RetNetModel.Create(device, retnetConfig, seed: 1))
+    using (var retnet = LanguageModel.Create(device, retnetConfig, seed: 1))
         retnet.Save(Path.Combine(folder, "retnet"));
-    using (var transformer = TransformerModel.Create(device, transformerConfig, seed: 1))
+    using (var transformer = LanguageModel.Create(device, transformerConfig, seed: 1))
         transformer.Save(Path.Combine(folder, "transformer"));
 
     // The recipe of docs/BENCHMARKS.md's training comparison: AdamW (0.9, 0.98), warm-up then cosine to 10%.
@@ -45,7 +45,7 @@ try
     {
         Steps = steps, Batch = batch, SeqLen = seqLen, LearningRate = 3e-3, Warmup = Math.Max(1, steps / 10),
         MinLrRatio = 0.1, WeightDecay = 0.01, Clip = 2.0, Seed = 0, Data = [train], ValidationData = [validation],
-        Tokenizer = "byte",
+        Tokenizer = TokenizerKind.Byte,
     };
     var curves = new SortedDictionary<int, double[]>();
     var summaries = new List<string>();

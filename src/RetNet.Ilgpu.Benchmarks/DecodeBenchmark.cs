@@ -1,7 +1,6 @@
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tensors;
-using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Benchmarks;
 
@@ -12,10 +11,9 @@ namespace RetNet.Ilgpu.Benchmarks;
 /// <param name="MsPerToken">Median wall time of one decoding step in milliseconds (one step produces B tokens),
 /// upload of the tokens through the read-back of the logits.</param>
 /// <param name="StateBytes">Device bytes of the decoding state at the first timed step, measured with the device's
-/// memory accounting (<see cref="RetNetDevice.Memory"/>) around its creation: RetNet's retention states made for the
-/// batch (the same at every position), or a KV cache for the batch created empty and grown to the position (growing
-/// with it; the timed steps run on a copy of one long prefill's cache, truncated to the position, whose own
-/// allocation is that of the longest position).</param>
+/// memory accounting (<see cref="RetNetDevice.Memory"/>) around its creation: RetNet's retention states (the same at
+/// every position), or the Transformer's KV cache, allocated for the position and the timed steps (2 · layers · B ·
+/// positions · d · 4, growing).</param>
 /// <param name="WeightBytes">Bytes of the model's weights, in their storage type.</param>
 /// <param name="WeightType">How the weight matrices were stored (arithmetic is fp32 either way).</param>
 /// <param name="DeviceBytes">Every byte the library held on the device during the timed steps (weights, state or KV
@@ -70,11 +68,11 @@ public sealed record DecodeBenchmarkOptions
 }
 
 /// <summary>
-/// Per-token decoding cost against position: prefills one sequence of random tokens chunkwise up to each position in
-/// turn (continuing the same state, so reaching 4096 costs one prefill of 4096 tokens, not one per position), copies
-/// it into a batch of B identical sequences (<see cref="DecodingState.Reorder"/>; a step's cost does not depend on the
-/// state's values), then times single steps there. A step's work is O(1) in the position, so the medians should be flat and
-/// the state's bytes constant; a growing time would reveal work that depends on the history.
+/// Per-token decoding cost against position: for each position, prefills one sequence of random tokens up to it
+/// (chunkwise for retention), makes room in the state for the timed steps, copies it into a batch of B identical
+/// sequences (<see cref="DecodingState.Reorder"/>; a step's cost does not depend on the state's values), then times
+/// single steps there. A RetNet step's work is O(1) in the position, so its medians should be flat and the state's
+/// bytes constant; a Transformer step attends over every cached position, so its time and cache grow.
 /// </summary>
 public static class DecodeBenchmark
 {
@@ -102,10 +100,11 @@ public static class DecodeBenchmark
             {
                 if (cancellationToken.IsCancellationRequested)
                     break;
-                if (architecture == DecodeBenchmarkOptions.Transformer)
-                    RunTransformer(device, options, weightType, results, progress, cancellationToken);
-                else
-                    RunRetNet(device, options, weightType, results, progress, cancellationToken);
+                ModelConfig config = architecture == DecodeBenchmarkOptions.Transformer
+                    ? TransformerConfig.Matching(options.Config)
+                    : options.Config;
+                using var model = LanguageModel.Create(device, config, options.Seed, weightType);
+                Measure(device, model, options, results, progress, cancellationToken);
             }
         }
         return results.OrderBy(r => options.Architectures.ToList().IndexOf(r.Model))
@@ -113,92 +112,37 @@ public static class DecodeBenchmark
             .ThenBy(r => r.Position).ToList();
     }
 
-    private static void RunRetNet(RetNetDevice device, DecodeBenchmarkOptions options, TensorDType weightType,
+    private static void Measure(RetNetDevice device, ILanguageModel model, DecodeBenchmarkOptions options,
         List<DecodeBenchmarkResult> results, Action<DecodeBenchmarkResult>? progress,
         CancellationToken cancellationToken)
     {
-        using var model = RetNetModel.Create(device, options.Config, options.Seed, weightType);
         var random = new Random(options.Seed);
-        var vocab = options.Config.VocabSize;
+        var vocab = model.VocabSize;
         int[] Tokens(int count) => Enumerable.Range(0, count).Select(_ => random.Next(vocab)).ToArray();
         // Warm up the whole step path once per batch size before the first point: .NET recompiles hot methods
         // (the CPU accelerator's kernels are C#) after some dozens of calls, which would otherwise make the first,
         // lowest position look slowest.
         foreach (var batch in options.Batches)
         {
-            using var warm = DecodingState.Zeros(model, batch);
+            using var warm = model.CreateState(batch);
             for (var i = 0; i < ProcessWarmupSteps; i++)
                 model.Step(Tokens(batch), warm);
         }
-        using var prefix = DecodingState.Zeros(model, 1);
         foreach (var position in options.Positions)
         {
-            var missing = position - options.WarmupSteps - prefix.Positions[0];
-            model.Extend(prefix, [Tokens(missing)], options.ChunkSize);
-            foreach (var batch in options.Batches)
+            var (_, prefix) = model.Prefill([Tokens(position - options.WarmupSteps)], options.ChunkSize);
+            using (prefix)
             {
-                if (cancellationToken.IsCancellationRequested)
-                    return;
-                var made = Measured(device, () =>
-                {
-                    var copy = prefix.Clone();
-                    copy.Reorder(new int[batch]);
-                    return copy;
-                });
-                using var state = made.Value;
-                var (median, deviceBytes) = TimeSteps(device, options, () => model.Step(Tokens(batch), state));
-                var result = new DecodeBenchmarkResult(DecodeBenchmarkOptions.Retnet, batch, position, median,
-                    made.Bytes, model.WeightBytes, weightType, deviceBytes);
-                results.Add(result);
-                progress?.Invoke(result);
-            }
-        }
-    }
-
-    /// <summary>
-    /// The Transformer: one prefill of the longest position (the cache allocated for the longest position plus the
-    /// steps), then per position the cache truncated to it and fanned out to the batch: a step attends to exactly
-    /// the positions before it, as if the prefill had stopped there. The state's bytes are those of a cache for the
-    /// batch created empty and grown to the position.
-    /// </summary>
-    private static void RunTransformer(RetNetDevice device, DecodeBenchmarkOptions options, TensorDType weightType,
-        List<DecodeBenchmarkResult> results, Action<DecodeBenchmarkResult>? progress,
-        CancellationToken cancellationToken)
-    {
-        using var model = TransformerModel.Create(device, TransformerConfig.Matching(options.Config), options.Seed,
-            weightType);
-        var random = new Random(options.Seed);
-        var vocab = options.Config.VocabSize;
-        int[] Tokens(int count) => Enumerable.Range(0, count).Select(_ => random.Next(vocab)).ToArray();
-        var capacity = options.Positions[^1] + options.Steps + 1;
-        var (_, prefix) = model.Prefill([Tokens(options.Positions[^1] - options.WarmupSteps)], capacity);
-        using (prefix)
-        {
-            foreach (var batch in options.Batches)
-            {
-                using var warm = prefix.Select(new int[batch]);
-                warm.Truncate(1);
-                for (var i = 0; i < ProcessWarmupSteps; i++)
-                    model.Step(Tokens(batch), warm);
-            }
-            foreach (var position in options.Positions)
-            {
+                prefix.Reserve(position + options.Steps);
                 foreach (var batch in options.Batches)
                 {
                     if (cancellationToken.IsCancellationRequested)
                         return;
-                    using var cache = prefix.Select(new int[batch]);
-                    cache.Truncate(position - options.WarmupSteps);
-                    var (grown, bytes) = Measured(device, () =>
-                    {
-                        var empty = KvCache.Create(model, batch, capacity: 1);
-                        empty.EnsureCapacity(position);
-                        return empty;
-                    });
-                    grown.Dispose();
-                    var (median, deviceBytes) = TimeSteps(device, options, () => model.Step(Tokens(batch), cache));
-                    var result = new DecodeBenchmarkResult(DecodeBenchmarkOptions.Transformer, batch, position, median,
-                        bytes, model.WeightBytes, weightType, deviceBytes);
+                    var made = Measured(device, () => prefix.Select(new int[batch]));
+                    using var state = made.Value;
+                    var (median, deviceBytes) = TimeSteps(device, options, () => model.Step(Tokens(batch), state));
+                    var result = new DecodeBenchmarkResult(model.Architecture, batch, position, median, made.Bytes,
+                        model.WeightBytes, model.WeightType, deviceBytes);
                     results.Add(result);
                     progress?.Invoke(result);
                 }

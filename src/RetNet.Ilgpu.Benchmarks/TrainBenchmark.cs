@@ -2,7 +2,6 @@ using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Training;
-using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Benchmarks;
 
@@ -60,7 +59,7 @@ public sealed record TrainBenchmarkOptions
 
 /// <summary>
 /// The cost of one optimiser step against sequence length: random token windows through
-/// <see cref="RetNetModel.ForwardBackward"/>, the global gradient norm and an AdamW update, as <see cref="Trainer"/>
+/// <see cref="ILanguageModel.ForwardBackward"/>, the global gradient norm and an AdamW update, as <see cref="Trainer"/>
 /// runs them. Chunkwise time and memory should grow linearly with T.
 /// </summary>
 public static class TrainBenchmark
@@ -93,28 +92,18 @@ public static class TrainBenchmark
         {
             if (cancellationToken.IsCancellationRequested)
                 break;
-            if (architecture == DecodeBenchmarkOptions.Transformer)
-            {
-                using var transformer = TransformerModel.Create(device, TransformerConfig.Matching(options.Config),
-                    options.Seed);
-                transformer.UseComputeType(options.ComputeType);
-                using var transformerGradients = TransformerGradients.Zeros(transformer);
-                Measure(device, options, architecture, "attention", transformer.Config.VocabSize,
-                    transformer.Parameters, transformerGradients.Tensors, transformerGradients.Zero,
-                    windows => transformer.ForwardBackward(windows, transformerGradients),
-                    transformer.RefreshComputeWeights, results, progress, cancellationToken);
-            }
-            else
-            {
-                using var model = RetNetModel.Create(device, options.Config, options.Seed);
-                model.UseComputeType(options.ComputeType);
-                using var gradients = ModelGradients.Zeros(model);
-                Measure(device, options, architecture, options.Mode.ToString(), model.Config.VocabSize,
-                    model.Parameters, gradients.Tensors, gradients.Zero,
-                    windows => model.ForwardBackward(windows, gradients, options.Mode,
-                        checkpointActivations: options.CheckpointActivations), model.RefreshComputeWeights, results,
-                    progress, cancellationToken);
-            }
+            ModelConfig config = architecture == DecodeBenchmarkOptions.Transformer
+                ? TransformerConfig.Matching(options.Config)
+                : options.Config;
+            using var model = LanguageModel.Create(device, config, options.Seed);
+            model.UseComputeType(options.ComputeType);
+            using var gradients = model.CreateGradients();
+            var keep = options.CheckpointActivations ? ActivationPlan.KeepBlockInputs : ActivationPlan.KeepEverything;
+            Measure(device, options, architecture,
+                architecture == DecodeBenchmarkOptions.Transformer ? "attention" : options.Mode.ToString(),
+                model.VocabSize, model.Parameters, gradients.Tensors, gradients.Zero,
+                windows => model.ForwardBackward(windows, gradients, options.Mode, keep: keep),
+                model.RefreshComputeWeights, results, progress, cancellationToken);
         }
         return results;
     }

@@ -1,6 +1,5 @@
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tensors;
-using RetNet.Ilgpu.Transformer;
 using RetNet.Ilgpu.Verification.Cases;
 
 namespace RetNet.Ilgpu.Verification;
@@ -26,18 +25,18 @@ internal static class ModelVerification
         var shape = $"d={config.EmbedDim} H={config.RetentionHeads} L={config.Layers} V={config.VocabSize} B=2 T=13";
         double[]? expected = null;
         foreach (var mode in new[] { ForwardMode.Parallel, ForwardMode.Chunkwise(5), ForwardMode.Recurrent })
-            context.Check($"RetNetModel.Forward {mode}", shape, Tolerance, () =>
+            context.Check($"LanguageModel.Forward retnet {mode}", shape, Tolerance, () =>
             {
-                using var model = RetNetModel.FromWeights(context.Device, config, weights);
+                using var model = LanguageModel.FromWeights(context.Device, config, weights);
                 using var logits = model.Forward(tokens, mode);
                 expected ??= ModelReference.Forward(config, weights, tokens);
                 return [new CheckedOutput("logits", logits.ToHost(), expected)];
             });
         // bf16 weight matrices: held to the float64 forward of the values they store (matrices rounded, norms not).
         var stored = ModelCases.Rounded(weights, TensorDType.BFloat16);
-        context.Check($"RetNetModel.Forward bf16 weights {ForwardMode.Chunkwise(5)}", shape, Tolerance, () =>
+        context.Check($"LanguageModel.Forward retnet bf16 weights {ForwardMode.Chunkwise(5)}", shape, Tolerance, () =>
         {
-            using var model = RetNetModel.FromWeights(context.Device, config, weights, weightType: TensorDType.BFloat16);
+            using var model = LanguageModel.FromWeights(context.Device, config, weights, weightType: TensorDType.BFloat16);
             using var logits = model.Forward(tokens, ForwardMode.Chunkwise(5));
             return [new CheckedOutput("logits", logits.ToHost(), ModelReference.Forward(config, stored, tokens))];
         });
@@ -46,20 +45,20 @@ internal static class ModelVerification
     public static void Transformer(VerificationContext context)
     {
         var config = new TransformerConfig { EmbedDim = 32, Heads = 2, FfnEmbedDim = 40, Layers = 2, VocabSize = 40 };
-        var weights = ModelCases.WithNormWeightsOffOne(TransformerModel.Initialize(config, 5), 12);
+        var weights = ModelCases.WithNormWeightsOffOne(config.InitialWeights(5), 12);
         const int seqLen = 11, prompt = 6;
         var tokens = ModelCases.Tokens(seed: 2, batch: 2, seqLen, config.VocabSize);
         var shape = $"d={config.EmbedDim} H={config.Heads} L={config.Layers} V={config.VocabSize} B=2 T={seqLen}";
         var expected = new Lazy<double[]>(() => TransformerReference.Forward(config, weights, tokens));
-        context.Check("TransformerModel.Forward", shape, Tolerance, () =>
+        context.Check("LanguageModel.Forward transformer", shape, Tolerance, () =>
         {
-            using var model = TransformerModel.FromWeights(context.Device, config, weights);
+            using var model = LanguageModel.FromWeights(context.Device, config, weights);
             using var logits = model.Forward(tokens);
             return [new CheckedOutput("logits", logits.ToHost(), expected.Value)];
         });
-        context.Check("TransformerModel.Prefill+Step", $"{shape} prompt {prompt}", Tolerance, () =>
+        context.Check("LanguageModel.Prefill+Step transformer", $"{shape} prompt {prompt}", Tolerance, () =>
         {
-            using var model = TransformerModel.FromWeights(context.Device, config, weights);
+            using var model = LanguageModel.FromWeights(context.Device, config, weights);
             var vocab = config.VocabSize;
             var actual = new List<float>();
             var reference = new List<double>();
@@ -69,12 +68,12 @@ internal static class ModelVerification
                 reference.AddRange(expected.Value.AsSpan((b * seqLen + t) * vocab, vocab).ToArray());
             }
             var prompts = new[] { ModelCases.Row(tokens, 0, prompt), ModelCases.Row(tokens, 1, prompt) };
-            var (logits, cache) = model.Prefill(prompts, capacity: prompt + 2);
+            var (logits, cache) = model.Prefill(prompts);
             using (cache)
             {
                 for (var b = 0; b < 2; b++)
                     Collect(b, prompt - 1, logits[b]);
-                // Past the initial capacity: the cache grows on the way.
+                // Past the prefill's capacity (the longest prompt): the cache grows on the way.
                 for (var t = prompt; t < seqLen; t++)
                 {
                     var step = model.Step([tokens[0, t], tokens[1, t]], cache);

@@ -42,7 +42,7 @@ public sealed class ModelProperties(DeviceFixture fixture)
     public Property Parallel_chunkwise_at_any_chunk_size_and_recurrent_logits_agree() =>
         Prop.ForAll(Cases, c =>
         {
-            using var model = RetNetModel.FromWeights(device, c.Config, ModelTestSupport.Weights(c.Config, c.Seed));
+            using var model = LanguageModel.FromWeights(device, c.Config, ModelTestSupport.Weights(c.Config, c.Seed));
             var tokens = ModelTestSupport.Tokens(c.Seed, c.Batch, c.SeqLen, c.Config.VocabSize);
             using var parallel = model.Forward(tokens, ForwardMode.Parallel);
             using var chunkwise = model.Forward(tokens, ForwardMode.Chunkwise(c.ChunkSize));
@@ -66,7 +66,7 @@ public sealed class ModelProperties(DeviceFixture fixture)
                      from config in Layouts(Gen.Constant(c.Config))
                      select c with { Config = config, SeqLen = Math.Min(c.SeqLen, 40) + 1 }).ToArbitrary(), c =>
         {
-            using var model = RetNetModel.FromWeights(device, c.Config, ModelTestSupport.Weights(c.Config, c.Seed));
+            using var model = LanguageModel.FromWeights(device, c.Config, ModelTestSupport.Weights(c.Config, c.Seed));
             var windows = ModelTestSupport.Tokens(c.Seed, c.Batch, c.SeqLen, c.Config.VocabSize);
             using var parallel = ModelGradients.Zeros(model);
             using var chunkwise = ModelGradients.Zeros(model);
@@ -83,7 +83,7 @@ public sealed class ModelProperties(DeviceFixture fixture)
         Prop.ForAll(Cases, c =>
         {
             var seqLen = c.SeqLen + 1;
-            using var model = RetNetModel.FromWeights(device, c.Config, ModelTestSupport.Weights(c.Config, c.Seed));
+            using var model = LanguageModel.FromWeights(device, c.Config, ModelTestSupport.Weights(c.Config, c.Seed));
             var tokens = ModelTestSupport.Tokens(c.Seed, c.Batch, seqLen, c.Config.VocabSize);
             using var full = model.Forward(tokens, ForwardMode.Parallel);
             var expected = full.ToHost();
@@ -108,7 +108,7 @@ public sealed class ModelProperties(DeviceFixture fixture)
     public Property A_batch_of_different_prompt_lengths_equals_each_sequence_alone() =>
         Prop.ForAll(Cases, c =>
         {
-            using var model = RetNetModel.FromWeights(device, c.Config, ModelTestSupport.Weights(c.Config, c.Seed));
+            using var model = LanguageModel.FromWeights(device, c.Config, ModelTestSupport.Weights(c.Config, c.Seed));
             var random = new Random(c.Seed);
             var prompts = Enumerable.Range(0, 3)
                 .Select(_ => Enumerable.Range(0, random.Next(1, 8)).Select(_ => random.Next(c.Config.VocabSize)).ToArray())
@@ -130,7 +130,7 @@ public sealed class ModelProperties(DeviceFixture fixture)
     public Property A_saved_state_reloads_and_continues_identically() =>
         Prop.ForAll(Cases, c =>
         {
-            using var model = RetNetModel.FromWeights(device, c.Config, ModelTestSupport.Weights(c.Config, c.Seed));
+            using var model = LanguageModel.FromWeights(device, c.Config, ModelTestSupport.Weights(c.Config, c.Seed));
             var tokens = ModelTestSupport.Tokens(c.Seed, c.Batch, c.SeqLen, c.Config.VocabSize);
             var prefill = model.Prefill(Enumerable.Range(0, c.Batch).Select(b => ModelTestSupport.Row(tokens, b)).ToList());
             using var state = prefill.State;
@@ -159,9 +159,9 @@ public sealed class ModelProperties(DeviceFixture fixture)
             var folder = Path.Combine(Path.GetTempPath(), $"retnet-model-{Guid.NewGuid():N}");
             try
             {
-                using var model = RetNetModel.Create(device, c.Config, c.Seed);
+                using var model = LanguageModel.Create(device, c.Config, c.Seed);
                 model.Save(folder);
-                using var loaded = RetNetModel.Load(device, folder);
+                using var loaded = LanguageModel.Load(device, folder);
                 var expected = model.ExportWeights();
                 var actual = loaded.ExportWeights();
                 Assert.Equal(expected.Keys, actual.Keys);

@@ -3,12 +3,11 @@ using FsCheck;
 using FsCheck.Fluent;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tests.Support;
-using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Properties.Robustness;
 
 /// <summary>
-/// <see cref="DecodingState.Load"/> and <see cref="KvCache.Load"/> on saved states with the positions metadata
+/// <see cref="DecodingState.Load"/> and <see cref="DecodingState.Load"/> on saved states with the positions metadata
 /// rewritten (empty, negative, fractional, beyond int32, ragged, thousands of sequences), a tensor renamed, dropped or
 /// reshaped, or any mutation of the safetensors file itself: each returns a state whose batch, positions and tensor
 /// shapes fit the model, or throws a typed exception.
@@ -99,7 +98,8 @@ public sealed class StateFileRobustnessProperties(DeviceFixture fixture) : IDisp
     [Fact]
     public void Decoding_states_load_fitting_the_model_or_throw_a_typed_error_for_any_mutation_of_a_saved_state()
     {
-        using var model = RetNetModel.Create(device, Tests.Model.ModelTestSupport.Micro(heads: 1, layers: 2), seed: 1);
+        var config = Tests.Model.ModelTestSupport.Micro(heads: 1, layers: 2);
+        using var model = LanguageModel.Create(device, config, seed: 1);
         var prefill = model.Prefill([[1, 2, 3], [4, 5]]);
         using var state = prefill.State;
         var valid = Saved(state.Save);
@@ -109,8 +109,9 @@ public sealed class StateFileRobustnessProperties(DeviceFixture fixture) : IDisp
             {
                 Assert.Equal(loaded.Batch, loaded.Positions.Count);
                 Assert.All(loaded.Positions, p => Assert.True(p >= 0));
-                Assert.All(loaded.LayerStates, s => Assert.Equal(model.StateShape(loaded.Batch), s.ShapeArray));
-                Assert.Equal(model.Config.Layers, loaded.LayerStates.Count);
+                int[] shape = [loaded.Batch, config.RetentionHeads, config.KeyHeadDim, config.ValueHeadDim];
+                Assert.All(loaded.Tensors.Values, s => Assert.Equal(shape, s.ShapeArray));
+                Assert.Equal(config.Layers, loaded.Tensors.Count);
             }
         })), ciCases: 60);
     }
@@ -118,7 +119,7 @@ public sealed class StateFileRobustnessProperties(DeviceFixture fixture) : IDisp
     [Fact]
     public void Kv_caches_load_fitting_the_model_or_throw_a_typed_error_for_any_mutation_of_a_saved_cache()
     {
-        using var model = TransformerModel.Create(device, new TransformerConfig
+        using var model = LanguageModel.Create(device, new TransformerConfig
         {
             EmbedDim = 8, Heads = 2, FfnEmbedDim = 8, Layers = 2, VocabSize = 20,
         }, seed: 1);
@@ -126,12 +127,12 @@ public sealed class StateFileRobustnessProperties(DeviceFixture fixture) : IDisp
         using (cache)
         {
             var valid = Saved(cache.Save);
-            Fuzz.Check(Prop.ForAll(States(valid), file => Holds(file, path => KvCache.Load(path, model), loaded =>
+            Fuzz.Check(Prop.ForAll(States(valid), file => Holds(file, path => DecodingState.Load(path, model), loaded =>
             {
                 using (loaded)
                 {
                     Assert.Equal(loaded.Batch, loaded.Positions.Count);
-                    Assert.All(loaded.Positions, p => Assert.InRange(p, 0, loaded.Capacity));
+                    Assert.All(loaded.Positions, p => Assert.InRange(p, 0, loaded.Capacity!.Value));
                 }
             })), ciCases: 60);
         }

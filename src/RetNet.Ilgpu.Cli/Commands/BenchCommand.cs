@@ -5,7 +5,6 @@ using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tensors;
-using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Cli.Commands;
 
@@ -368,8 +367,8 @@ internal static class BenchCommand
         if (!architectures.Contains(DecodeBenchmarkOptions.Transformer))
             return;
         var transformer = TransformerConfig.Matching(config);
-        Console.WriteLine($"transformer: ffn {transformer.FfnEmbedDim}, {transformer.ParameterCount} parameters " +
-                          $"(RetNet: {RetNetModel.ParameterCountOf(config)})");
+        Console.WriteLine($"transformer: ffn {transformer.FfnEmbedDim}, {transformer.ParameterCount()} parameters " +
+                          $"(RetNet: {config.ParameterCount()})");
     }
 
     /// <summary>Writes the records as an indented JSON array, atomically, when a file was asked for.</summary>

@@ -4,7 +4,7 @@ using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Generation;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tensors;
-using RetNet.Ilgpu.Transformer;
+using RetNet.Ilgpu.Tokenizers;
 
 namespace RetNet.Ilgpu.Cli.Commands;
 
@@ -53,7 +53,7 @@ internal static class CommonOptions
     /// buffer, or the config saved with the weights used instead of config.json).</summary>
     public static ILanguageModel LoadAnyModel(RetNetDevice device, DirectoryInfo folder, TensorDType? weightType = null)
     {
-        var model = LanguageModels.Load(device, folder.FullName, weightType);
+        var model = LanguageModel.Load(device, folder.FullName, weightType: weightType);
         foreach (var notice in model.Notices)
             Console.Error.WriteLine($"note: {notice}");
         return model;
@@ -61,29 +61,46 @@ internal static class CommonOptions
 
     /// <summary>The generator's view of the model in <paramref name="folder"/>, whichever architecture it holds;
     /// disposing it frees the model too.</summary>
-    public static OwningDecoder LoadDecoder(RetNetDevice device, DirectoryInfo folder, TensorDType? weightType = null)
-    {
-        var model = LoadAnyModel(device, folder, weightType);
-        return model is TransformerModel transformer
-            ? new OwningDecoder(new TransformerTokenDecoder(transformer), transformer)
-            : new OwningDecoder(new RetNetTokenDecoder((RetNetModel)model), model);
-    }
+    public static ModelTokenDecoder LoadDecoder(RetNetDevice device, DirectoryInfo folder, TensorDType? weightType = null) =>
+        new(LoadAnyModel(device, folder, weightType), ownsModel: true);
 
-    /// <summary>A token decoder that owns its model.</summary>
-    public sealed class OwningDecoder(ITokenDecoder decoder, IDisposable model) : ITokenDecoder, IDisposable
-    {
-        public int VocabularySize => decoder.VocabularySize;
+    /// <summary>--tokenizer auto|byte|gpt2, parsed once into a <see cref="TokenizerKind"/>.</summary>
+    public static Option<TokenizerKind> Tokenizer(string description) =>
+        Choice("--tokenizer", description, TokenizerKind.Auto, TextTokenizers.ParseKind, "auto|byte|gpt2");
 
-        public float[][] Prefill(IReadOnlyList<IReadOnlyList<int>> prompts) => decoder.Prefill(prompts);
-
-        public float[][] Step(IReadOnlyList<int> nextTokens) => decoder.Step(nextTokens);
-
-        public void Dispose()
+    /// <summary>--form chunkwise|parallel, the retention form of a training pass, parsed once.</summary>
+    public static Option<RetentionForm> TrainingForm(string description) =>
+        Choice("--form", description, RetentionForm.Chunkwise, text => ForwardMode.Parse(text) is
         {
-            (decoder as IDisposable)?.Dispose();
-            model.Dispose();
-        }
-    }
+            Form: RetentionForm.Chunkwise or RetentionForm.Parallel,
+        } mode
+            ? mode.Form
+            : throw new ArgumentException($"'{text}' is not a training form; expected chunkwise or parallel."),
+            "chunkwise|parallel");
+
+    /// <summary>An option whose text is parsed once, where the command line is read, by <paramref name="parse"/>;
+    /// a refused text is a parse error naming the option.</summary>
+    public static Option<T> Choice<T>(string name, string description, T defaultValue, Func<string, T> parse,
+        string helpName) => new(name)
+    {
+        Description = description,
+        HelpName = helpName,
+        DefaultValueFactory = _ => defaultValue,
+        CustomParser = result =>
+        {
+            if (result.Tokens.Count == 0)
+                return defaultValue;
+            try
+            {
+                return parse(result.Tokens[0].Value);
+            }
+            catch (ArgumentException e)
+            {
+                result.AddError($"{name}: {e.Message.Split(" (Parameter")[0]}");
+                return defaultValue;
+            }
+        },
+    };
 
     /// <summary>--json FILE: also write the results as JSON.</summary>
     public static Option<FileInfo?> Json() => new("--json")
@@ -122,7 +139,8 @@ internal static class CommonOptions
 
     /// <summary>
     /// Runs a command body, turning library exceptions into one clear line on stderr and exit code 1 (argument
-    /// errors are the user's to fix, so no stack trace).
+    /// errors are the user's to fix, so no stack trace; non-finite values the model produced are refused the same
+    /// way, with the block where they first appeared).
     /// </summary>
     public static int Run(Func<int> body)
     {
@@ -132,7 +150,8 @@ internal static class CommonOptions
         }
         // InvalidDataException (a malformed data or state file) is no IOException: it derives from SystemException.
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException
-                                      or InvalidDataException or UnauthorizedAccessException or NotSupportedException)
+                                      or InvalidDataException or UnauthorizedAccessException or NotSupportedException
+                                      or ArithmeticException)
         {
             // ArgumentException appends " (Parameter 'x')"; the message already names the argument.
             var message = e is ArgumentException { ParamName: not null } argument

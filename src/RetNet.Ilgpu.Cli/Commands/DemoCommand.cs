@@ -59,13 +59,13 @@ internal static class DemoCommand
             var train = Path.Combine(folder, "train.txt");
             var validation = Path.Combine(folder, "validation.txt");
             SdkCorpus.Write(train, validation, 1_000_000, 20_000);
-            using (var initial = RetNetModel.Create(device, RetNetConfig.Preset("tiny"), seed: 2307))
+            using (var initial = LanguageModel.Create(device, RetNetConfig.Preset("tiny"), seed: 2307))
                 initial.Save(Path.Combine(folder, "model"));
             var settings = new TrainingSettings
             {
                 Steps = 200, Batch = 8, SeqLen = 64, LearningRate = 3e-3, Warmup = 20, Clip = 2.0, ChunkSize = 16,
                 Seed = 2307,
-                Data = [train], ValidationData = [validation], Tokenizer = "byte",
+                Data = [train], ValidationData = [validation], Tokenizer = TokenizerKind.Byte,
             };
             using var trainer = Trainer.Start(device, Path.Combine(folder, "model"), settings, Path.Combine(folder, "run"));
             Console.WriteLine($"training: tiny RetNet ({trainer.Model.ParameterCount:N0} parameters) on " +
@@ -90,7 +90,7 @@ internal static class DemoCommand
             Console.WriteLine($"  training loss {Format.Number(firstLosses, "0.000")} → {Format.Number(lastLosses, "0.000")}, " +
                               $"held-out loss {Format.Number(before.Loss, "0.000")} → {Format.Number(after.Loss, "0.000")} " +
                               $"nats/byte, {Format.Number(tokensPerSecond, "0")} tokens/s {(fell ? "ok" : "FAIL: the loss did not fall")}");
-            using var decoder = new RetNetTokenDecoder((RetNetModel)trainer.Model);
+            using var decoder = new ModelTokenDecoder(trainer.Model);
             var options = new SamplingOptions { Temperature = 0.7, TopK = 20, Seed = 2307, MaxTokens = 80 };
             var sample = string.Concat(TextGenerator.Generate(decoder, ByteTokenizer.Instance, "The ", options));
             Console.WriteLine($"  sample: \"The {sample.Replace('\n', ' ')}\"");
@@ -111,7 +111,7 @@ internal static class DemoCommand
     {
         const string preset = "small";
         var config = RetNetConfig.Preset(preset);
-        using var model = RetNetModel.Create(device, config, seed: 2307);
+        using var model = LanguageModel.Create(device, config, seed: 2307);
         Console.WriteLine($"model: {preset} RetNet, {config.Layers} layers, d={config.EmbedDim}, {config.RetentionHeads} heads, " +
                           $"vocab {config.VocabSize}, {model.ParameterCount:N0} parameters ({Format.Bytes(model.WeightBytes)})");
 

@@ -4,7 +4,6 @@ using RetNet.Ilgpu.Generation;
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tokenizers;
-using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Cli.Commands;
 
@@ -39,30 +38,15 @@ internal static class ModelCommands
             var configFile = parse.GetValue(config);
             if ((presetName is null) == (configFile is null))
                 throw new ArgumentException("Give exactly one of --preset NAME or --config FILE.");
-            if (parse.GetValue(arch) == CommonOptions.TransformerArch)
-            {
-                var transformerConfig = presetName is not null
-                    ? TransformerConfig.Preset(presetName)
-                    : TransformerConfig.Load(configFile!.FullName);
-                using var device0 = CommonOptions.OpenDevice(parse.GetValue(device));
-                using var transformer = TransformerModel.Create(device0, transformerConfig, parse.GetValue(seed));
-                var target = parse.GetValue(output)!.FullName;
-                transformer.Save(target);
-                Console.WriteLine($"wrote {target}: transformer, {transformer.ParameterCount:N0} parameters " +
-                                  $"({Format.Bytes(transformer.WeightBytes)}), {transformerConfig.Layers} layers, " +
-                                  $"d={transformerConfig.EmbedDim}, heads={transformerConfig.Heads}, " +
-                                  $"ffn={transformerConfig.FfnEmbedDim}, vocab={transformerConfig.VocabSize}");
-                return 0;
-            }
-            var settings = presetName is not null ? RetNetConfig.Preset(presetName) : RetNetConfig.Load(configFile!.FullName);
-            settings.Validate();
+            ModelConfig model = parse.GetValue(arch) == CommonOptions.TransformerArch
+                ? presetName is not null ? TransformerConfig.Preset(presetName) : TransformerConfig.Load(configFile!.FullName)
+                : presetName is not null ? RetNetConfig.Preset(presetName) : RetNetConfig.Load(configFile!.FullName);
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            using var model = RetNetModel.Create(opened, settings, parse.GetValue(seed));
+            using var created = LanguageModel.Create(opened, model, parse.GetValue(seed));
             var folder = parse.GetValue(output)!.FullName;
-            model.Save(folder);
-            Console.WriteLine($"wrote {folder}: {model.ParameterCount:N0} parameters ({Format.Bytes(model.WeightBytes)}), " +
-                              $"{settings.Layers} layers, d={settings.EmbedDim}, heads={settings.RetentionHeads}, " +
-                              $"vocab={settings.VocabSize}");
+            created.Save(folder);
+            Console.WriteLine($"wrote {folder}: {created.Architecture}, {created.ParameterCount:N0} parameters " +
+                              $"({Format.Bytes(created.WeightBytes)}), {model.Summary}");
             return 0;
         }));
         return command;
@@ -101,31 +85,16 @@ internal static class ModelCommands
         command.SetAction(parse => CommonOptions.Run(() =>
         {
             var ids = ReadTokens(parse.GetValue(tokens)!.FullName);
-            var forwardMode = parse.GetValue(mode) switch
-            {
-                "chunkwise" => ForwardMode.Chunkwise(parse.GetValue(chunk)),
-                "recurrent" => ForwardMode.Recurrent,
-                _ => ForwardMode.Parallel,
-            };
+            var forwardMode = ForwardMode.Parse(parse.GetValue(mode) ?? "parallel", parse.GetValue(chunk));
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            using var loaded = CommonOptions.LoadAnyModel(opened, parse.GetValue(modelDir)!, parse.GetValue(weightType));
-            if (loaded is TransformerModel transformer)
-            {
-                // Attention has one form: --mode and --chunk-size do not apply.
-                using var attentionLogits = transformer.Forward(ids);
-                var target = parse.GetValue(output)!.FullName;
-                Safetensors.Write(target,
-                    new Dictionary<string, HostTensor> { ["logits"] = HostTensor.From(attentionLogits) },
-                    new Dictionary<string, string> { ["model_type"] = TransformerConfig.ModelType });
-                Console.WriteLine($"wrote {target}: logits {Tensors.ShapeCheck.Format(attentionLogits.Shape)} (transformer)");
-                return 0;
-            }
-            var model = (RetNetModel)loaded;
+            using var model = CommonOptions.LoadAnyModel(opened, parse.GetValue(modelDir)!, parse.GetValue(weightType));
+            // Refuses non-finite logits (an exception naming the block where they first appear): nothing is written.
             using var logits = model.Forward(ids, forwardMode);
             var path = parse.GetValue(output)!.FullName;
             Safetensors.Write(path, new Dictionary<string, HostTensor> { ["logits"] = HostTensor.From(logits) },
-                new Dictionary<string, string> { ["mode"] = forwardMode.ToString() });
-            Console.WriteLine($"wrote {path}: logits {Tensors.ShapeCheck.Format(logits.Shape)} ({forwardMode})");
+                new Dictionary<string, string> { ["model_type"] = model.Architecture, ["mode"] = forwardMode.ToString() });
+            Console.WriteLine($"wrote {path}: logits {Tensors.ShapeCheck.Format(logits.Shape)} ({model.Architecture}, " +
+                              $"{forwardMode})");
             return 0;
         }));
         return command;
@@ -166,35 +135,20 @@ internal static class ModelCommands
         command.SetAction(parse => CommonOptions.Run(() =>
         {
             var windows = ReadTokens(parse.GetValue(tokens)!.FullName);
-            var mode = parse.GetValue(form) == "parallel" ? ForwardMode.Parallel : ForwardMode.Chunkwise(parse.GetValue(chunk));
+            var mode = ForwardMode.Parse(parse.GetValue(form) ?? "chunkwise", parse.GetValue(chunk));
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            using var loaded = CommonOptions.LoadAnyModel(opened, parse.GetValue(modelDir)!);
-            if (loaded is TransformerModel transformer)
-            {
-                using var transformerGradients = TransformerGradients.Zeros(transformer);
-                var transformerLoss = transformer.ForwardBackward(windows, transformerGradients);
-                var target = parse.GetValue(output)!.FullName;
-                var transformerLossText = transformerLoss.ToString("R", CultureInfo.InvariantCulture);
-                Safetensors.Write(target, transformerGradients.ToHost(), new Dictionary<string, string>
-                {
-                    ["format"] = "pt", ["loss"] = transformerLossText, ["model_type"] = TransformerConfig.ModelType,
-                });
-                Console.WriteLine($"loss {transformerLossText} nats/token over {windows.GetLength(0)}×" +
-                                  $"{windows.GetLength(1) - 1} predicted tokens (transformer); wrote {target}: " +
-                                  $"{transformerGradients.Tensors.Count} gradients");
-                return 0;
-            }
-            var model = (RetNetModel)loaded;
-            using var gradients = ModelGradients.Zeros(model);
+            using var model = CommonOptions.LoadAnyModel(opened, parse.GetValue(modelDir)!);
+            using var gradients = model.CreateGradients();
             var loss = model.ForwardBackward(windows, gradients, mode);
             var path = parse.GetValue(output)!.FullName;
             var lossText = loss.ToString("R", CultureInfo.InvariantCulture);
             Safetensors.Write(path, gradients.ToHost(), new Dictionary<string, string>
             {
-                ["format"] = "pt", ["loss"] = lossText, ["form"] = mode.ToString(),
+                ["format"] = "pt", ["loss"] = lossText, ["model_type"] = model.Architecture, ["form"] = mode.ToString(),
             });
             Console.WriteLine($"loss {lossText} nats/token over {windows.GetLength(0)}×{windows.GetLength(1) - 1} " +
-                              $"predicted tokens ({mode}); wrote {path}: {gradients.Tensors.Count} gradients");
+                              $"predicted tokens ({model.Architecture}, {mode}); wrote {path}: " +
+                              $"{gradients.Tensors.Count} gradients");
             return 0;
         }));
         return command;
@@ -217,11 +171,7 @@ internal static class ModelCommands
             DefaultValueFactory = _ => 1.0,
         };
         var seed = new Option<int?>("--seed") { Description = "Seed for reproducible sampling." };
-        var tokenizer = new Option<string>("--tokenizer")
-        {
-            Description = "byte, gpt2, or auto (byte for a 256-token vocabulary, gpt2 for 50257).",
-            DefaultValueFactory = _ => "auto",
-        };
+        var tokenizer = CommonOptions.Tokenizer("byte, gpt2, or auto (byte for a 256-token vocabulary, gpt2 for 50257).");
         var device = CommonOptions.Device();
         var weightType = CommonOptions.WeightType();
         var command = new Command("generate", "Continue a prompt with a model, streaming the text as it is produced.")
@@ -234,7 +184,7 @@ internal static class ModelCommands
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             var folder = parse.GetValue(modelDir)!;
             using var decoder = CommonOptions.LoadDecoder(opened, folder, parse.GetValue(weightType));
-            var text = TextTokenizers.ForVocabulary(parse.GetValue(tokenizer) ?? "auto", decoder.VocabularySize)
+            var text = TextTokenizers.ForVocabulary(parse.GetValue(tokenizer), decoder.VocabularySize)
                 ?? throw new ArgumentException($"--tokenizer auto: no built-in tokenizer has the model's vocabulary of " +
                                                $"{decoder.VocabularySize} (byte: 256, gpt2: 50257); choose one with " +
                                                $"--tokenizer {string.Join("|", TextTokenizers.Names)}.");

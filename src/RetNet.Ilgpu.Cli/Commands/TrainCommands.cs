@@ -4,6 +4,7 @@ using System.Text.Json;
 using RetNet.Ilgpu.DemoData;
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Tokenizers;
 using RetNet.Ilgpu.Training;
 using RetNet.Ilgpu.Training.Data;
@@ -23,7 +24,7 @@ internal static class TrainCommands
         var data = new Option<string?>("--data") { Description = "Training data: text or llm.c .bin files, comma-separated." };
         var validation = new Option<string?>("--val-data") { Description = "Validation data, comma-separated." };
         var output = new Option<DirectoryInfo?>("--output") { Description = "The checkpoint folder to write (with --resume: default the same)." };
-        var tokenizer = new Option<string>("--tokenizer") { Description = "byte, gpt2 or auto (from the vocabulary size), for text.", DefaultValueFactory = _ => "auto" };
+        var tokenizer = CommonOptions.Tokenizer("byte, gpt2 or auto (from the vocabulary size), for text.");
         var steps = new Option<int>("--steps") { Description = "The schedule's length in optimiser steps." };
         var stopAfter = new Option<int?>("--stop-after") { Description = "Stop after this step as if interrupted, leaving a resumable checkpoint." };
         var batch = new Option<int>("--batch") { Description = "Windows per micro-batch.", DefaultValueFactory = _ => defaults.Batch };
@@ -31,24 +32,32 @@ internal static class TrainCommands
         var accumulation = new Option<int>("--grad-accum") { Description = "Micro-batches per optimiser step.", DefaultValueFactory = _ => 1 };
         var rate = new Option<double>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => defaults.LearningRate };
         var warmup = new Option<int>("--warmup") { Description = "Linear warm-up steps.", DefaultValueFactory = _ => 0 };
-        var schedule = new Option<string>("--schedule") { Description = "cosine, linear, polynomial or constant.", DefaultValueFactory = _ => defaults.Schedule };
+        var schedule = CommonOptions.Choice("--schedule", "cosine, linear, polynomial or constant.", defaults.Schedule,
+            LearningRateSchedule.Parse, "cosine|linear|polynomial|constant");
         var minRatio = new Option<double>("--min-lr-ratio") { Description = "Final learning rate / peak.", DefaultValueFactory = _ => defaults.MinLrRatio };
         var decay = new Option<double>("--weight-decay") { Description = "Decoupled weight decay of the matrices.", DefaultValueFactory = _ => defaults.WeightDecay };
         var betas = new Option<string>("--betas") { Description = "AdamW's β1,β2.", DefaultValueFactory = _ => "0.9,0.98" };
         var eps = new Option<double>("--eps") { Description = "AdamW's eps.", DefaultValueFactory = _ => defaults.Eps };
         var clip = new Option<double>("--clip") { Description = "Clip the global gradient norm to this (0: off).", DefaultValueFactory = _ => defaults.Clip };
-        var form = new Option<string>("--form") { Description = "Retention form of training: chunkwise or parallel.", DefaultValueFactory = _ => "chunkwise" };
+        var form = CommonOptions.TrainingForm("Retention form of training: chunkwise or parallel.");
         var chunk = new Option<int>("--chunk-size") { Description = "Chunk size of the chunkwise form.", DefaultValueFactory = _ => ForwardMode.DefaultChunkSize };
         var checkpointActivations = new Option<bool>("--checkpoint-activations")
         {
             Description = "Keep only each block's input and recompute its activations in the backward pass.",
         };
-        var computeType = new Option<string>("--dtype")
-        {
-            Description = "Read the weight matrices in the passes as fp32, or as bf16/fp16 copies of the fp32 master " +
-                          "weights (mixed precision; gradients, activations and AdamW stay fp32).",
-            DefaultValueFactory = _ => defaults.DType,
-        };
+        var computeType = CommonOptions.Choice("--dtype",
+            "Read the weight matrices in the passes as fp32, or as bf16/fp16 copies of the fp32 master weights (mixed " +
+            "precision; gradients, activations and AdamW stay fp32).", defaults.ComputeType, TensorDTypes.Parse,
+            "fp32|bf16|fp16");
+        var onNonFinite = CommonOptions.Choice("--on-non-finite",
+            "When a step's loss or gradient norm is not finite: stop (with an error naming the step) or skip the step " +
+            "(weights untouched, counted in the log).", defaults.OnNonFinite,
+            text => text.Trim().ToLowerInvariant() switch
+            {
+                "stop" => NonFiniteStepPolicy.Stop,
+                "skip" => NonFiniteStepPolicy.Skip,
+                _ => throw new ArgumentException($"'{text}' is not stop or skip."),
+            }, "stop|skip");
         var evalEvery = new Option<int>("--eval-every") { Description = "Evaluate on --val-data every N steps (0: at the end).", DefaultValueFactory = _ => 0 };
         var saveEvery = new Option<int>("--save-every") { Description = "Checkpoint every N steps (0: at the end).", DefaultValueFactory = _ => 0 };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the window sampler.", DefaultValueFactory = _ => 0 };
@@ -59,7 +68,7 @@ internal static class TrainCommands
         {
             model, resume, data, validation, output, tokenizer, steps, stopAfter, batch, seqLen, accumulation, rate,
             warmup, schedule, minRatio, decay, betas, eps, clip, form, chunk, checkpointActivations, evalEvery, saveEvery,
-            seed, log, device, computeType,
+            seed, log, device, computeType, onNonFinite,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -84,14 +93,14 @@ internal static class TrainCommands
                 {
                     Steps = parse.GetValue(steps), Batch = parse.GetValue(batch), SeqLen = parse.GetValue(seqLen),
                     GradAccum = parse.GetValue(accumulation), LearningRate = parse.GetValue(rate),
-                    Warmup = parse.GetValue(warmup), Schedule = parse.GetValue(schedule) ?? "cosine",
+                    Warmup = parse.GetValue(warmup), Schedule = parse.GetValue(schedule),
                     MinLrRatio = parse.GetValue(minRatio), WeightDecay = parse.GetValue(decay), Beta1 = beta1,
                     Beta2 = beta2, Eps = parse.GetValue(eps), Clip = parse.GetValue(clip),
-                    Form = parse.GetValue(form) ?? "chunkwise", ChunkSize = parse.GetValue(chunk),
+                    Form = parse.GetValue(form), ChunkSize = parse.GetValue(chunk),
                     CheckpointActivations = parse.GetValue(checkpointActivations),
-                    DType = (parse.GetValue(computeType) ?? "fp32").ToLowerInvariant(),
+                    ComputeType = parse.GetValue(computeType), OnNonFinite = parse.GetValue(onNonFinite),
                     EvalEvery = parse.GetValue(evalEvery), SaveEvery = parse.GetValue(saveEvery),
-                    Seed = parse.GetValue(seed), Tokenizer = parse.GetValue(tokenizer) ?? "auto",
+                    Seed = parse.GetValue(seed), Tokenizer = parse.GetValue(tokenizer),
                     Data = TokenDataset.ParsePathList(parse.GetValue(data) ?? ""),
                     ValidationData = parse.GetValue(validation) is { } v ? TokenDataset.ParsePathList(v) : [],
                 };
@@ -107,8 +116,9 @@ internal static class TrainCommands
         return command;
     }
 
-    /// <summary>The step loop. Ctrl+C stops it at the next step boundary; the checkpoint is then saved (unless this
-    /// step's is already) so that no finished step is lost, and the run exits with <see cref="Interruption.ExitCode"/>.</summary>
+    /// <summary>The trainer's step loop (<see cref="Trainer.Run"/>), printing each step and evaluation. Ctrl+C stops
+    /// it at the next step boundary; the checkpoint is then saved so that no finished step is lost, and the run exits
+    /// with <see cref="Interruption.ExitCode"/>.</summary>
     private static int Run(Trainer trainer, int? stopAfter, string? logPath, CancellationToken interrupted)
     {
         var s = trainer.Settings;
@@ -116,72 +126,53 @@ internal static class TrainCommands
         var live = !Console.IsOutputRedirected;
         using var log = logPath is null ? null : new StreamWriter(logPath, append: true);
         Console.WriteLine($"training {trainer.Model.ParameterCount:N0} parameters on {trainer.TrainingTokens:N0} tokens: " +
-                          $"{s.Steps} steps of {s.GradAccum}×{s.Batch}×{s.SeqLen} tokens, " +
-                          $"{(trainer.Model.Architecture == "retnet" ? s.Mode.ToString() : trainer.Model.Architecture)}, " +
-                          $"weights read as {s.DType}, lr {s.LearningRate} " +
-                          $"({s.Schedule}, warm-up {s.Warmup}), checkpoints in {trainer.OutputFolder}");
+                          $"{s.Steps} steps of {s.GradAccum}×{s.Batch}×{s.SeqLen} tokens, {trainer.Model.Architecture} " +
+                          $"({s.Mode} for retention), weights read as {TensorDTypes.Name(s.ComputeType)}, lr " +
+                          $"{s.LearningRate} ({s.Schedule.ToString().ToLowerInvariant()}, warm-up {s.Warmup}), " +
+                          $"checkpoints in {trainer.OutputFolder}");
         double seconds = 0;
         long tokens = 0;
         var done = 0;
-        var saved = -1;
-        while (trainer.Step < stop)
+        void OnStep(TrainingStep r)
         {
-            TrainingStep r;
-            try
-            {
-                r = trainer.RunStep(interrupted);
-            }
-            catch (OperationCanceledException)
-            {
-                break;
-            }
             seconds += r.Seconds;
             tokens += r.Tokens;
             done++;
-            var perSecond = tokens / seconds;
             var eta = TimeSpan.FromSeconds(seconds / done * (stop - r.Step));
+            var skipped = r.Skipped ? $"  SKIPPED (not finite; {trainer.SkippedSteps} so far)" : "";
             var line = string.Create(CultureInfo.InvariantCulture,
                 $"step {r.Step}/{s.Steps}  loss {r.Loss:F4}  lr {r.LearningRate:E2}  grad norm {r.GradientNorm:F3}  " +
-                $"{perSecond:F0} tokens/s  ETA {eta:hh\\:mm\\:ss}");
+                $"{tokens / seconds:F0} tokens/s  ETA {eta:hh\\:mm\\:ss}{skipped}");
             if (live)
                 Console.Write($"\r{line}   ");
             else
                 Console.WriteLine(line);
-            Write(log, new { type = "step", step = r.Step, loss = r.Loss, lr = r.LearningRate, grad_norm = r.GradientNorm,
-                tokens_per_second = r.Tokens / r.Seconds });
-            var last = r.Step == stop;
-            if (trainer.HasValidation && ((s.EvalEvery > 0 && r.Step % s.EvalEvery == 0) || (last && r.Step == s.Steps)))
-                Evaluate(trainer, log, live);
-            if ((s.SaveEvery > 0 && r.Step % s.SaveEvery == 0) || last)
-            {
-                trainer.Save();
-                saved = trainer.Step;
-            }
+            Write(log, new { type = "step", step = r.Step, loss = r.Loss, lr = r.LearningRate,
+                grad_norm = double.IsFinite(r.GradientNorm) ? r.GradientNorm : (double?)null,
+                tokens_per_second = r.Tokens / r.Seconds, skipped = r.Skipped });
         }
+        void OnEvaluation(int step, Evaluation e)
+        {
+            if (live)
+                Console.WriteLine();
+            Console.WriteLine($"eval at step {step}: {Describe(e)}");
+            Write(log, new { type = "eval", step, loss = e.Loss, perplexity = e.Perplexity, tokens = e.Tokens,
+                bitsPerByte = e.BitsPerByte });
+        }
+        var run = trainer.Run(stop, OnStep, OnEvaluation, interrupted);
         if (live)
             Console.WriteLine();
-        if (interrupted.IsCancellationRequested && trainer.Step < stop)
+        if (run.Interrupted)
         {
-            if (saved != trainer.Step)
-                trainer.Save();
             Console.WriteLine($"interrupted after step {trainer.Step} of {s.Steps}; saved {trainer.OutputFolder}; " +
                               $"resume with: retnet train --resume {trainer.OutputFolder}");
             return Interruption.ExitCode;
         }
+        var skipped = trainer.SkippedSteps > 0 ? $", {trainer.SkippedSteps} steps skipped (not finite)" : "";
         Console.WriteLine(trainer.Step >= s.Steps
-            ? $"done: {trainer.Step} steps, {tokens / Math.Max(seconds, 1e-9):F0} tokens/s; wrote {trainer.OutputFolder}"
-            : $"stopped after step {trainer.Step} of {s.Steps}; resume with: retnet train --resume {trainer.OutputFolder}");
+            ? $"done: {trainer.Step} steps{skipped}, {run.Tokens / Math.Max(run.Seconds, 1e-9):F0} tokens/s; wrote {trainer.OutputFolder}"
+            : $"stopped after step {trainer.Step} of {s.Steps}{skipped}; resume with: retnet train --resume {trainer.OutputFolder}");
         return 0;
-    }
-
-    private static void Evaluate(Trainer trainer, StreamWriter? log, bool live)
-    {
-        var e = trainer.EvaluateValidation();
-        if (live)
-            Console.WriteLine();
-        Console.WriteLine($"eval at step {trainer.Step}: {Describe(e)}");
-        Write(log, new { type = "eval", step = trainer.Step, loss = e.Loss, perplexity = e.Perplexity, tokens = e.Tokens,
-            bitsPerByte = e.BitsPerByte });
     }
 
     private static string Describe(Evaluation e)
@@ -227,11 +218,10 @@ internal static class TrainCommands
     {
         var model = new Option<DirectoryInfo>("--model") { Description = "A model folder.", Required = true };
         var data = new Option<string>("--data") { Description = "Text or llm.c .bin files, comma-separated.", Required = true };
-        var tokenizer = new Option<string>("--tokenizer") { Description = "byte, gpt2 or auto, for text.", DefaultValueFactory = _ => "auto" };
+        var tokenizer = CommonOptions.Tokenizer("byte, gpt2 or auto, for text.");
         var seqLen = new Option<int>("--seq-len") { Description = "Predicted tokens per window (windows of T + 1, stride T).", Required = true };
         var batch = new Option<int>("--batch") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 8 };
-        var form = new Option<string>("--form") { Description = "chunkwise or parallel.", DefaultValueFactory = _ => "chunkwise" };
-        form.AcceptOnlyFromAmong("chunkwise", "parallel");
+        var form = CommonOptions.TrainingForm("chunkwise or parallel.");
         var chunk = new Option<int>("--chunk-size") { Description = "Chunk size of the chunkwise form.", DefaultValueFactory = _ => ForwardMode.DefaultChunkSize };
         var json = CommonOptions.Json();
         var device = CommonOptions.Device();
@@ -248,11 +238,13 @@ internal static class TrainCommands
                 throw new ArgumentException($"--seq-len {t} and --batch {b} must be ≥ 1.");
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             using var loaded = CommonOptions.LoadAnyModel(opened, parse.GetValue(model)!);
-            var text = TextTokenizers.ForVocabulary(parse.GetValue(tokenizer) ?? "auto", loaded.VocabSize);
+            var text = TextTokenizers.ForVocabulary(parse.GetValue(tokenizer), loaded.VocabSize);
             using var dataset = TokenDataset.Open(TokenDataset.ParsePathList(parse.GetValue(data)!), text,
                 loaded.VocabSize);
-            var mode = parse.GetValue(form) == "parallel" ? ForwardMode.Parallel : ForwardMode.Chunkwise(parse.GetValue(chunk));
-            var e = Trainer.Evaluate(loaded, dataset, text, t, b, mode);
+            var mode = parse.GetValue(form) == RetentionForm.Parallel
+                ? ForwardMode.Parallel
+                : ForwardMode.Chunkwise(parse.GetValue(chunk));
+            var e = loaded.Evaluate(dataset, t, b, mode, text);
             Console.WriteLine(Describe(e));
             if (parse.GetValue(json) is { } file)
                 AtomicFile.WriteAllText(file.FullName, JsonSerializer.Serialize(new

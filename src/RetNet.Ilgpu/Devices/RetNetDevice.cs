@@ -10,9 +10,9 @@ namespace RetNet.Ilgpu.Devices;
 /// <summary>
 /// An opened accelerator: the ILGPU context and accelerator, the library's memory accounting and the cache of loaded
 /// kernels. Every tensor and operation of the library belongs to one device. Not thread-safe: drive one device from
-/// one thread at a time.
+/// one thread at a time; a model or decoding call from a second thread while one runs throws (<see cref="Enter"/>).
 /// </summary>
-public sealed class RetNetDevice : IDisposable
+public sealed partial class RetNetDevice : IDisposable
 {
     private readonly Dictionary<System.Reflection.MethodInfo, Delegate> kernels = [];
     private readonly Dictionary<System.Reflection.MethodInfo, Delegate> recordingLaunchers = [];
@@ -170,7 +170,7 @@ public sealed class RetNetDevice : IDisposable
                 : string.Join("; ", devices.Select(d => $"{Describe(d).Kind}: {d.Name}"));
             throw new InvalidOperationException(
                 $"No {requested} device is present. Devices present: {present}. " +
-                $"Choose another kind with --device or {DeviceKinds.EnvironmentVariable} (auto|cuda|opencl|cpu).");
+                $"Open another DeviceKind, or set {DeviceKinds.EnvironmentVariable} (auto|cuda|opencl|cpu) for DeviceKind.Auto.");
         }
         return chosen;
     }
@@ -208,6 +208,7 @@ public sealed class RetNetDevice : IDisposable
         where TLauncher : Delegate
     {
         ObjectDisposedException.ThrowIf(disposed, this);
+        CheckThread();
         if (!kernels.TryGetValue(kernel.Method, out var launcher))
         {
             launcher = (RunsOnHost ? HostLaunch.TryCreate<TLauncher>(this, kernel.Method) : null) ?? load(Accelerator);
@@ -252,17 +253,22 @@ public sealed class RetNetDevice : IDisposable
     /// <summary>Waits until every queued operation has finished.</summary>
     public void Synchronize() => Accelerator.Synchronize();
 
-    internal MemoryBuffer1D<T, Stride1D.Dense> Allocate<T>(long length) where T : unmanaged
+    /// <summary>Allocates a buffer of <paramref name="length"/> elements; <paramref name="what"/> describes it in the
+    /// report of buffers never freed (<see cref="UndisposedBuffers"/>).</summary>
+    internal MemoryBuffer1D<T, Stride1D.Dense> Allocate<T>(long length, string? what = null) where T : unmanaged
     {
         ObjectDisposedException.ThrowIf(disposed, this);
+        CheckThread();
         var buffer = Accelerator.Allocate1D<T>(length);
         Memory.OnAllocated(buffer.LengthInBytes);
+        Track(buffer, what ?? $"{typeof(T).Name}[{length}]");
         return buffer;
     }
 
     internal void Free(MemoryBuffer buffer)
     {
         var bytes = buffer.LengthInBytes;
+        Untrack(buffer);
         buffer.Dispose();
         Memory.OnFreed(bytes);
     }
@@ -270,11 +276,13 @@ public sealed class RetNetDevice : IDisposable
     /// <inheritdoc/>
     public override string ToString() => $"{Kind}: {Description.Name}";
 
-    /// <summary>Releases the accelerator and the context. Tensors of this device must be disposed first.</summary>
+    /// <summary>Releases the accelerator and the context. Tensors of this device must be disposed first: any that were
+    /// not are reported on the standard error stream (<see cref="UndisposedBuffers"/>), then freed.</summary>
     public void Dispose()
     {
         if (disposed)
             return;
+        ReportUndisposed();
         disposed = true;
         kernels.Clear();
         recordingLaunchers.Clear();

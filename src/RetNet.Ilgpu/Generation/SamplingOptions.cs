@@ -3,9 +3,11 @@ namespace RetNet.Ilgpu.Generation;
 /// <summary>
 /// How the next token is chosen from the logits and when generation stops. Every property is validated when it is
 /// set: a bad value throws <see cref="ArgumentOutOfRangeException"/> (or <see cref="ArgumentException"/>) whose
-/// <see cref="ArgumentException.ParamName"/> is the property's name.
+/// <see cref="ArgumentException.ParamName"/> is the property's name. A record: derive variants with
+/// <c>with { … }</c> (validated the same way); two options are equal when every setting is, the stop tokens compared
+/// as sets.
 /// </summary>
-public sealed class SamplingOptions
+public sealed record SamplingOptions
 {
     private readonly double temperature = 1.0;
     private readonly int topK;
@@ -86,4 +88,13 @@ public sealed class SamplingOptions
 
     /// <summary>True when the choice is deterministic argmax: temperature 0 or top-k 1.</summary>
     public bool IsGreedy => Temperature == 0 || TopK == 1;
+
+    /// <inheritdoc/>
+    public bool Equals(SamplingOptions? other) =>
+        other is not null && temperature == other.temperature && topK == other.topK && topP == other.topP &&
+        maxTokens == other.maxTokens && Seed == other.Seed && stopTokens.SetEquals(other.stopTokens);
+
+    /// <inheritdoc/>
+    public override int GetHashCode() =>
+        HashCode.Combine(temperature, topK, topP, maxTokens, Seed, stopTokens.Count);
 }

@@ -92,6 +92,30 @@ public sealed class HostTensor
             : new HostTensor(tensor.ShapeArray, tensor.ToHostBits(), tensor.DType);
     }
 
+    /// <summary>
+    /// The innermost row at <paramref name="index"/>, one index per leading dimension: <c>Row(b, t)</c> of logits
+    /// [B, T, V] is the V logits of token t of sequence b (as fp32).
+    /// </summary>
+    /// <exception cref="ArgumentException">The index does not have rank − 1 entries, or one is out of range.</exception>
+    public ReadOnlySpan<float> Row(params ReadOnlySpan<int> index)
+    {
+        if (index.Length != Shape.Length - 1)
+            throw new ArgumentException(
+                $"Argument 'index' has {index.Length} entries; expected {Shape.Length - 1}, one per leading dimension " +
+                $"of {ShapeCheck.Format(Shape)}.", nameof(index));
+        var offset = 0L;
+        for (var i = 0; i < index.Length; i++)
+        {
+            if ((uint)index[i] >= (uint)Shape[i])
+                throw new ArgumentException(
+                    $"Argument 'index' has {index[i]} for dimension {i}; expected [0, {Shape[i]}) in " +
+                    $"{ShapeCheck.Format(Shape)}.", nameof(index));
+            offset = offset * Shape[i] + index[i];
+        }
+        var width = Shape[^1];
+        return Data.AsSpan((int)(offset * width), width);
+    }
+
     /// <summary>Copies the values to a new device tensor of the same shape and storage type.</summary>
     public Tensor ToDevice(Devices.RetNetDevice device) => ToDevice(device, DType);
 

@@ -5,28 +5,28 @@ using RetNet.Ilgpu.Tensors;
 namespace RetNet.Ilgpu.Model;
 
 /// <summary>
-/// What decoding carries from token to token for a batch of sequences: per layer the retention state [B, H, Dk, Dv]
-/// (fp32, its size independent of the position) and per sequence its absolute position (the number of tokens seen,
-/// used by the rotation). Every part is per sequence; <see cref="Reorder"/> moves all of them together. Also keeps
-/// the step's scratch buffers, so a step allocates nothing on the device. Owned by the caller: dispose it.
+/// What decoding carries from token to token for a batch of sequences, whichever the token mixer: per block, a
+/// retention state [B, H, Dk, Dv] (fp32, its size independent of the position) or a KV cache (keys and values of every
+/// position seen, growing with it); and per sequence its absolute position (the tokens seen, used by the rotation).
+/// Every part is per sequence; <see cref="Reorder"/> moves all of them together. Also keeps a decoding step's
+/// buffers, so a step allocates nothing on the device. Made by <see cref="ILanguageModel.Prefill"/> or
+/// <see cref="ILanguageModel.CreateState"/>; owned by the caller: dispose it. Not thread-safe, like its model.
 /// </summary>
 public sealed class DecodingState : IDisposable
 {
-    private const string FormatName = "retnet-decoding-state";
-    private Tensor[] layers;
-    private ModelWorkspace? workspace;
+    private LayerState[] layers;
+    private ModelWorkspace? stepWorkspace;
     private bool disposed;
 
-    private DecodingState(RetNetModel model, Tensor[] layers, int[] positions)
+    internal DecodingState(LanguageModel model, LayerState[] layers, int[] positions)
     {
         Model = model;
         this.layers = layers;
         PositionArray = positions;
-        StepInput = new int[2 * positions.Length];
     }
 
     /// <summary>The model the state belongs to.</summary>
-    public RetNetModel Model { get; }
+    public ILanguageModel Model { get; }
 
     /// <summary>B, the number of sequences.</summary>
     public int Batch => PositionArray.Length;
@@ -34,51 +34,79 @@ public sealed class DecodingState : IDisposable
     /// <summary>The position of the next token of each sequence (tokens seen so far).</summary>
     public IReadOnlyList<int> Positions => PositionArray;
 
-    /// <summary>Per layer, the retention state [B, H, Dk, Dv].</summary>
-    public IReadOnlyList<Tensor> LayerStates
+    /// <summary>
+    /// The state's tensors by name: <c>layers.{i}.retention_state</c> [B, H, Dk, Dv] for RetNet,
+    /// <c>layers.{i}.keys</c> and <c>layers.{i}.values</c> [B, H, capacity, d/H] for a Transformer (positions past a
+    /// sequence's own are zeros or stale and never read).
+    /// </summary>
+    public IReadOnlyDictionary<string, Tensor> Tensors
     {
         get
         {
             ObjectDisposedException.ThrowIf(disposed, this);
-            return layers;
+            return layers.SelectMany((layer, i) => layer.Tensors.Select(t => (Name: $"layers.{i}.{t.Name}", t.Tensor)))
+                .ToDictionary(t => t.Name, t => t.Tensor);
         }
     }
 
-    /// <summary>Bytes of the retention states, the same at every position.</summary>
-    public long Bytes => layers.Sum(l => 4L * l.Length);
+    /// <summary>Device bytes the state's tensors occupy: the same at every position for retention, growing with the
+    /// capacity for a KV cache.</summary>
+    public long Bytes => layers.Sum(l => l.Tensors.Sum(t => t.Tensor.Bytes));
+
+    /// <summary>The positions each sequence can hold before the next step grows the state (a KV cache); null when
+    /// the state does not grow (retention).</summary>
+    public int? Capacity => layers.Length > 0 ? layers[0].Capacity : null;
+
+    /// <summary>Whether <see cref="Truncate"/> can forget positions (a KV cache can; retention's state cannot).</summary>
+    public bool CanTruncate => Shell.Mixers.CanTruncate;
 
     internal int[] PositionArray { get; private set; }
 
-    /// <summary>Tokens then positions of the current step, uploaded in one copy.</summary>
-    internal int[] StepInput { get; private set; }
+    internal LanguageModel Shell => (LanguageModel)Model;
 
-    /// <summary>A state of zeros at position 0 for <paramref name="batch"/> sequences.</summary>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="batch"/> is less than 1.</exception>
-    public static DecodingState Zeros(RetNetModel model, int batch)
+    internal LayerStateView Layer(int layer, int first, int count) => layers[layer].View(first, count);
+
+    internal static DecodingState Zeros(LanguageModel model, int batch, int capacity)
     {
-        ArgumentNullException.ThrowIfNull(model);
         if (batch < 1)
             throw new ArgumentOutOfRangeException(nameof(batch), batch, $"Argument 'batch' is {batch}; expected ≥ 1.");
-        return new DecodingState(model, Allocate(model, batch, l => Tensor.Zeros(model.Device, l)), new int[batch]);
+        return new DecodingState(model, Allocate(model.Layers, _ => model.Mixers.CreateState(batch, capacity)),
+            new int[batch]);
     }
 
     /// <summary>An independent copy (device tensors copied).</summary>
     public DecodingState Clone()
     {
         ObjectDisposedException.ThrowIf(disposed, this);
-        var copies = Allocate(Model, Batch, shape => Tensor.Uninitialized(Model.Device, shape));
-        for (var i = 0; i < copies.Length; i++)
-            copies[i].CopyFrom(layers[i]);
-        return new DecodingState(Model, copies, (int[])PositionArray.Clone());
+        var all = Enumerable.Range(0, Batch).ToArray();
+        return new DecodingState(Shell, Allocate(layers.Length, l => layers[l].Gather(all)),
+            (int[])PositionArray.Clone());
     }
 
     /// <summary>
     /// Rebuilds the batch from the given sequences, in place: new sequence i is old sequence
-    /// <paramref name="batchIndices"/>[i] (repeats allowed, so the batch may grow or shrink — beam search). Every layer's
-    /// state and every position move together.
+    /// <paramref name="batchIndices"/>[i] (repeats allowed, so the batch may grow or shrink — beam search, or one prompt
+    /// fanned out to many samples). Every block's state and every position move together.
     /// </summary>
     /// <exception cref="ArgumentException">No index, or an index outside [0, B).</exception>
     public void Reorder(IReadOnlyList<int> batchIndices)
+    {
+        var gathered = Gather(batchIndices);
+        foreach (var layer in layers)
+            layer.Dispose();
+        layers = gathered;
+        PositionArray = batchIndices.Select(i => PositionArray[i]).ToArray();
+        stepWorkspace?.Dispose();
+        stepWorkspace = null;
+    }
+
+    /// <summary>A new state whose sequence i is a copy of this one's sequence <paramref name="batchIndices"/>[i]; this
+    /// state is unchanged. The caller disposes the result.</summary>
+    /// <exception cref="ArgumentException">No index, or an index is out of range.</exception>
+    public DecodingState Select(IReadOnlyList<int> batchIndices) =>
+        new(Shell, Gather(batchIndices), batchIndices.Select(i => PositionArray[i]).ToArray());
+
+    private LayerState[] Gather(IReadOnlyList<int> batchIndices)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
         ArgumentNullException.ThrowIfNull(batchIndices);
@@ -90,51 +118,81 @@ public sealed class DecodingState : IDisposable
                 throw new ArgumentException(
                     $"Argument 'batchIndices' has {batchIndices[i]} at index {i}; expected an index in [0, {Batch}).",
                     nameof(batchIndices));
-        var reordered = Allocate(Model, batchIndices.Count, shape => Tensor.Uninitialized(Model.Device, shape));
-        for (var l = 0; l < layers.Length; l++)
-        {
-            for (var i = 0; i < batchIndices.Count; i++)
-                reordered[l].Slice(i, 1).CopyFrom(layers[l].Slice(batchIndices[i], 1));
-            layers[l].Dispose();
-        }
-        layers = reordered;
-        PositionArray = batchIndices.Select(i => PositionArray[i]).ToArray();
-        if (StepInput.Length != 2 * PositionArray.Length)
-        {
-            StepInput = new int[2 * PositionArray.Length];
-            workspace?.Dispose();
-            workspace = null;
-        }
+        return Allocate(layers.Length, l => layers[l].Gather(batchIndices));
+    }
+
+    /// <summary>Forgets every position at or past <paramref name="positions"/> in every sequence (a rollback): the next
+    /// step writes there. Sequences shorter than that are left as they are. Only a KV cache can forget
+    /// (<see cref="CanTruncate"/>): retention's state has summed every token into one matrix.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="positions"/> is negative.</exception>
+    /// <exception cref="NotSupportedException">The state cannot forget positions (retention).</exception>
+    public void Truncate(int positions)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(positions);
+        if (!CanTruncate)
+            throw new NotSupportedException(
+                $"A {Model.Architecture} decoding state cannot forget positions: retention sums every token into one " +
+                "state. Clone the state (Clone) before the tokens you may want to undo instead.");
+        for (var b = 0; b < Batch; b++)
+            PositionArray[b] = Math.Min(PositionArray[b], positions);
+    }
+
+    /// <summary>Makes room for <paramref name="positions"/> positions per sequence now, so that decoding up to there
+    /// never grows the state (a KV cache; nothing for retention).</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="positions"/> is negative.</exception>
+    public void Reserve(int positions)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(positions);
+        foreach (var layer in layers)
+            layer.Reserve(positions, amortized: false);
+    }
+
+    /// <summary>Makes room for <paramref name="positions"/> before a pass writes there, growing a full KV cache to
+    /// twice its size at least.</summary>
+    internal void Grow(int positions)
+    {
+        foreach (var layer in layers)
+            layer.Reserve(positions, amortized: true);
     }
 
     /// <summary>
-    /// Writes the state to a safetensors file (atomically): tensors <c>layers.{i}.retention_state</c> [B, H, Dk, Dv]
-    /// and metadata with the positions, so a processed prompt can be resumed later by <see cref="Load"/>.
+    /// Writes the state to a safetensors file (atomically): the tensors of <see cref="Tensors"/> (a KV cache up to the
+    /// longest sequence's position) and metadata with the positions, so a processed prompt can be resumed later by
+    /// <see cref="Load"/>.
     /// </summary>
     public void Save(string path)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
+        var longest = Math.Max(1, PositionArray.Max());
         var tensors = new Dictionary<string, HostTensor>();
         for (var i = 0; i < layers.Length; i++)
-            tensors.Add(TensorName(i), HostTensor.From(layers[i]));
-        var metadata = new Dictionary<string, string>
+            foreach (var (name, tensor) in layers[i].Export(longest))
+                tensors.Add($"layers.{i}.{name}", tensor);
+        Safetensors.Write(path, tensors, new Dictionary<string, string>
         {
-            ["format"] = FormatName,
+            ["format"] = Shell.Mixers.StateFormat,
             ["positions"] = string.Join(",", PositionArray.Select(p => p.ToString(CultureInfo.InvariantCulture))),
-        };
-        Safetensors.Write(path, tensors, metadata);
+        });
     }
 
-    /// <summary>Reads a state written by <see cref="Save"/> for <paramref name="model"/>.</summary>
-    /// <exception cref="InvalidDataException">The file is not a decoding state, or its tensors or positions do not fit
-    /// the model (the message names them).</exception>
-    public static DecodingState Load(string path, RetNetModel model)
+    /// <summary>Reads a state written by <see cref="Save"/> for <paramref name="model"/>, with room for
+    /// <paramref name="capacity"/> positions per sequence where the state grows (at least what the file holds).</summary>
+    /// <exception cref="InvalidDataException">The file is not a decoding state of this architecture, or its tensors or
+    /// positions do not fit the model (the message names them).</exception>
+    public static DecodingState Load(string path, ILanguageModel model, int capacity = 0)
     {
         ArgumentNullException.ThrowIfNull(model);
+        var shell = model as LanguageModel ?? throw new ArgumentException(
+            $"Argument 'model' is a {model.GetType().Name}; decoding states belong to the library's models.",
+            nameof(model));
+        var mixers = shell.Mixers;
         var file = Safetensors.Read(path);
-        if (!file.Metadata.TryGetValue("format", out var format) || format != FormatName ||
+        if (!file.Metadata.TryGetValue("format", out var format) || format != mixers.StateFormat ||
             !file.Metadata.TryGetValue("positions", out var text))
-            throw new InvalidDataException($"{path} is not a RetNet decoding state (no '{FormatName}' metadata).");
+            throw new InvalidDataException(
+                $"{path} is not a {model.Architecture} decoding state (no '{mixers.StateFormat}' metadata).");
         int[] positions;
         try
         {
@@ -145,8 +203,9 @@ public sealed class DecodingState : IDisposable
         {
             throw new InvalidDataException($"{path}: positions '{text}' are not non-negative integers.");
         }
-        var expected = Enumerable.Range(0, model.Config.Layers)
-            .Select(i => (Name: TensorName(i), Shape: model.StateShape(positions.Length))).ToList();
+        var longest = Math.Max(1, positions.Max());
+        var expected = Enumerable.Range(0, shell.Layers)
+            .SelectMany(i => mixers.SavedState($"layers.{i}.", positions.Length, longest)).ToList();
         var missing = expected.Where(e => !file.Tensors.ContainsKey(e.Name)).Select(e => e.Name).ToList();
         var unexpected = file.Tensors.Keys.Where(k => expected.All(e => e.Name != k)).ToList();
         var wrongShape = expected
@@ -154,33 +213,33 @@ public sealed class DecodingState : IDisposable
             .Select(e => $"{e.Name}: expected {ShapeCheck.Format(e.Shape)}, got {ShapeCheck.Format(file.Tensors[e.Name].Shape)}")
             .ToList();
         if (missing.Count > 0 || unexpected.Count > 0 || wrongShape.Count > 0)
-            throw new InvalidDataException($"{path}: {new CheckpointMismatchException(missing, unexpected, wrongShape).Message}");
-        var index = 0;
-        var tensors = Allocate(model, positions.Length, _ => file.Tensors[TensorName(index++)].ToDevice(model.Device));
-        return new DecodingState(model, tensors, positions);
+            throw new InvalidDataException(
+                $"{path}: {new CheckpointMismatchException(missing, unexpected, wrongShape).Message}");
+        var layers = Allocate(shell.Layers,
+            i => mixers.LoadState(file.Tensors, $"layers.{i}.", positions.Length, longest, capacity));
+        return new DecodingState(shell, layers, positions);
     }
 
+    /// <summary>The buffers of a decoding step of this batch, made on first use.</summary>
     internal ModelWorkspace StepWorkspace()
     {
         ObjectDisposedException.ThrowIf(disposed, this);
-        return workspace ??= new ModelWorkspace(Model, Batch, Batch, Batch);
+        return stepWorkspace ??= ModelWorkspace.ForInference(Shell, Batch, Batch, Batch);
     }
 
-    private static string TensorName(int layer) => $"layers.{layer}.retention_state";
-
-    private static Tensor[] Allocate(RetNetModel model, int batch, Func<int[], Tensor> make)
+    private static LayerState[] Allocate(int count, Func<int, LayerState> make)
     {
-        var result = new List<Tensor>();
+        var result = new List<LayerState>();
         try
         {
-            for (var i = 0; i < model.Config.Layers; i++)
-                result.Add(make(model.StateShape(batch)));
-            return result.ToArray();
+            for (var i = 0; i < count; i++)
+                result.Add(make(i));
+            return [.. result];
         }
         catch
         {
-            foreach (var t in result)
-                t.Dispose();
+            foreach (var s in result)
+                s.Dispose();
             throw;
         }
     }
@@ -191,8 +250,8 @@ public sealed class DecodingState : IDisposable
         if (disposed)
             return;
         disposed = true;
-        foreach (var t in layers)
-            t.Dispose();
-        workspace?.Dispose();
+        foreach (var layer in layers)
+            layer.Dispose();
+        stepWorkspace?.Dispose();
     }
 }

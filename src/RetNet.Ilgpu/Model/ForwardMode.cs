@@ -13,12 +13,12 @@ public enum RetentionForm
     Recurrent,
 }
 
-/// <summary>How <see cref="RetNetModel.Forward(int[,], ForwardMode)"/> runs retention.</summary>
+/// <summary>How a pass runs retention (<see cref="ILanguageModel.Forward"/>); attention has one form and ignores it.</summary>
 /// <param name="Form">Parallel, chunkwise or recurrent.</param>
 /// <param name="ChunkSize">Tokens per chunk for <see cref="RetentionForm.Chunkwise"/> (≥ 1); ignored otherwise.</param>
 public readonly record struct ForwardMode(RetentionForm Form, int ChunkSize)
 {
-    /// <summary>The chunk size <see cref="RetNetModel.Prefill"/> uses unless told otherwise.</summary>
+    /// <summary>The chunk size <see cref="ILanguageModel.Prefill"/> uses unless told otherwise.</summary>
     public const int DefaultChunkSize = 64;
 
     /// <summary>The parallel form.</summary>
@@ -29,6 +29,22 @@ public readonly record struct ForwardMode(RetentionForm Form, int ChunkSize)
 
     /// <summary>The chunkwise form with <paramref name="chunkSize"/> tokens per chunk.</summary>
     public static ForwardMode Chunkwise(int chunkSize = DefaultChunkSize) => new(RetentionForm.Chunkwise, chunkSize);
+
+    /// <summary>The mode a form's name gives ("parallel", "chunkwise" with <paramref name="chunkSize"/>, "recurrent";
+    /// case-insensitive): how the command line reads --mode and --form.</summary>
+    /// <exception cref="ArgumentException">Any other name.</exception>
+    public static ForwardMode Parse(string form, int chunkSize = DefaultChunkSize)
+    {
+        ArgumentNullException.ThrowIfNull(form);
+        return form.Trim().ToLowerInvariant() switch
+        {
+            "parallel" => Parallel,
+            "chunkwise" => Chunkwise(chunkSize),
+            "recurrent" => Recurrent,
+            _ => throw new ArgumentException(
+                $"Argument 'form' is '{form}'; expected parallel, chunkwise or recurrent.", nameof(form)),
+        };
+    }
 
     /// <inheritdoc/>
     public override string ToString() => Form == RetentionForm.Chunkwise

@@ -1,7 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
 using RetNet.Ilgpu.IO;
-using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Model;
 
@@ -68,6 +67,20 @@ public static class ModelFolder
     }
 
     /// <summary>
+    /// Writes a model of <paramref name="config"/> with the parameters <paramref name="weights"/> (already on the
+    /// host) to <paramref name="folder"/>, with what the architecture's checkpoints hold besides (see
+    /// <see cref="ILanguageModel.Save"/>).
+    /// </summary>
+    internal static void Save(string folder, ModelConfig config, IReadOnlyDictionary<string, HostTensor> weights)
+    {
+        var (extra, metadata) = config.SaveExtras(weights);
+        var tensors = new Dictionary<string, HostTensor>(weights);
+        foreach (var (name, tensor) in extra)
+            tensors.Add(name, tensor);
+        Write(folder, config.ToJson(), tensors, metadata);
+    }
+
+    /// <summary>
     /// Reads the folder's weights and decides which config they belong to (see the remarks of
     /// <see cref="ModelFolder"/>).
     /// </summary>
@@ -121,9 +134,7 @@ public static class ModelFolder
     {
         try
         {
-            return LanguageModels.IsTransformer(json)
-                ? TransformerConfig.FromJson(json).ToJson()
-                : RetNetConfig.FromJson(json).ToJson();
+            return ModelConfig.FromJson(json).ToJson();
         }
         catch (ArgumentException)
         {
@@ -136,10 +147,7 @@ public static class ModelFolder
     {
         try
         {
-            if (LanguageModels.IsTransformer(json))
-                TransformerModel.CheckWeights(TransformerConfig.FromJson(json), weights);
-            else
-                WeightLayout.Resolve(RetNetConfig.FromJson(json), weights);
+            ModelConfig.FromJson(json).Resolve(weights);
             return null;
         }
         catch (Exception e) when (e is ArgumentException or CheckpointMismatchException)

@@ -5,7 +5,7 @@ namespace RetNet.Ilgpu.Model;
 
 /// <summary>
 /// The float64 pieces the two model references (<see cref="ModelReference"/> and
-/// <see cref="Transformer.TransformerReference"/>) are written from: plain loops, no kernels, no fp32 intermediates.
+/// <see cref="TransformerReference"/>) are written from: plain loops, no kernels, no fp32 intermediates.
 /// </summary>
 internal static class ReferenceMath
 {

@@ -13,8 +13,23 @@ namespace RetNet.Ilgpu.Model;
 /// (dropout, fsdp, …) are accepted and ignored; those that would change it and are not implemented (moe_freq,
 /// multiway, no_output_layer, …) are refused by name (<see cref="FromJson"/>).
 /// </summary>
-public sealed record RetNetConfig
+/// <remarks>
+/// Start from a preset and change what you need: <c>RetNetConfig.Preset("tiny") with { Layers = 4 }</c>. The presets
+/// use a swish FFN and √d-scaled embeddings, as torchscale's registered architectures do; a bare
+/// <c>new RetNetConfig { … }</c> takes the defaults of torchscale's RetNetConfig class instead (a GELU FFN, unscaled
+/// embeddings, <see cref="ActivationFn"/> and <see cref="NoScaleEmbedding"/>), which train differently.
+/// </remarks>
+public sealed record RetNetConfig : ModelConfig
 {
+    /// <inheritdoc/>
+    [JsonIgnore]
+    public override string Architecture => "retnet";
+
+    /// <inheritdoc/>
+    [JsonIgnore]
+    public override string Summary => $"{Layers} layers, d={EmbedDim}, heads={RetentionHeads}, " +
+                                      $"value dim={ValueEmbedDim}, ffn={FfnEmbedDim}, vocab={VocabSize}";
+
     /// <summary>d, the model width (<c>decoder_embed_dim</c>).</summary>
     [JsonPropertyName("decoder_embed_dim")]
     public int EmbedDim { get; init; }
@@ -164,7 +179,7 @@ public sealed record RetNetConfig
     /// <exception cref="ArgumentException">A size is not positive, d or the value dim is not divisible by the heads,
     /// the key head dim is odd, eps is negative or not finite, the activation is unknown, or there are more than 47
     /// heads (γ rounds to 1).</exception>
-    public void Validate()
+    public override void Validate()
     {
         var problems = new List<string>();
         void Positive(string field, int value)
@@ -206,12 +221,6 @@ public sealed record RetNetConfig
 
     private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true };
 
-    /// <summary>
-    /// How config.json is parsed: a field named twice is malformed JSON (a JsonException) rather than the
-    /// ArgumentException "An item with the same key has already been added" that JsonObject throws on first access.
-    /// </summary>
-    internal static readonly JsonDocumentOptions DocumentOptions = new() { AllowDuplicateProperties = false };
-
     private static readonly string[] RequiredFields =
     [
         "decoder_embed_dim", "decoder_value_embed_dim", "decoder_retention_heads", "decoder_ffn_embed_dim",
@@ -233,7 +242,7 @@ public sealed record RetNetConfig
     ];
 
     /// <summary>The config as torchscale-style JSON.</summary>
-    public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
+    public override string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
 
     /// <summary>
     /// Parses torchscale-style JSON: the six size fields are required, the others default to torchscale's values.
@@ -243,7 +252,7 @@ public sealed record RetNetConfig
     /// </summary>
     /// <exception cref="ArgumentException">The JSON is malformed, a size field is missing, a field has the wrong type,
     /// an unsupported field is set, or <see cref="Validate"/> fails.</exception>
-    public static RetNetConfig FromJson(string json)
+    public static new RetNetConfig FromJson(string json)
     {
         ArgumentNullException.ThrowIfNull(json);
         RetNetConfig? config;
@@ -291,19 +300,37 @@ public sealed record RetNetConfig
 
     /// <summary>Reads a config.json file (see <see cref="FromJson"/>).</summary>
     /// <exception cref="ArgumentException">The content is not a valid config; the message names the file.</exception>
-    public static RetNetConfig Load(string path)
+    public static new RetNetConfig Load(string path) => LoadFile(path, FromJson);
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<(string Name, int[] Shape)> ExpectedWeights() => WeightLayout.Expected(this);
+
+    /// <inheritdoc/>
+    public override IReadOnlyDictionary<string, HostTensor> InitialWeights(int seed) => WeightLayout.Initialize(this, seed);
+
+    internal override DecoderSpec Spec()
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        try
-        {
-            return FromJson(File.ReadAllText(path));
-        }
-        catch (ArgumentException e)
-        {
-            throw new ArgumentException($"{path}: {e.Message}", nameof(path), e);
-        }
+        Validate();
+        return new DecoderSpec(VocabSize, EmbedDim, Layers, FfnEmbedDim, LayerNormEps, ActivationFn == "gelu",
+            EmbedScale, ResidualScale, NormalizeBefore, LayerNormEmbedding, ShareInputOutputEmbed,
+            ParameterNames.Torchscale,
+            new RetentionSpec(EmbedDim, ValueEmbedDim, RetentionHeads, LayerNormEps, Decay()));
     }
 
-    /// <summary>Writes the config as JSON, atomically.</summary>
-    public void Save(string path) => AtomicFile.WriteAllText(path, ToJson());
+    internal override ResolvedWeights Resolve(IReadOnlyDictionary<string, HostTensor> weights) =>
+        WeightLayout.Resolve(this, weights);
+
+    /// <summary>What torchscale's state_dict holds besides the parameters, so that its strict load accepts a saved
+    /// folder: a tied output projection under its own name too (PyTorch lists it under both), and the two
+    /// buffers.</summary>
+    internal override (IReadOnlyDictionary<string, HostTensor> Extra, IReadOnlyDictionary<string, string> Metadata)
+        SaveExtras(IReadOnlyDictionary<string, HostTensor> parameters)
+    {
+        var extra = new Dictionary<string, HostTensor>();
+        if (ShareInputOutputEmbed)
+            extra.Add("output_projection.weight", parameters["embed_tokens.weight"]);
+        foreach (var (name, buffer) in WeightLayout.Buffers(this))
+            extra.Add(name, buffer);
+        return (extra, new Dictionary<string, string> { ["format"] = "pt" });
+    }
 }

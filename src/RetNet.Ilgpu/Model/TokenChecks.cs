@@ -16,14 +16,19 @@ internal static class TokenChecks
 
     /// <summary>Every sequence non-empty and every id in range.</summary>
     /// <exception cref="ArgumentException">A sequence is null or empty, or an id is out of range.</exception>
-    public static void Sequences(IReadOnlyList<int[]> sequences, int vocabulary, string argument)
+    public static void Sequences(IReadOnlyList<IReadOnlyList<int>> sequences, int vocabulary, string argument)
     {
         for (var b = 0; b < sequences.Count; b++)
         {
-            if (sequences[b] is null || sequences[b].Length == 0)
+            var sequence = sequences[b];
+            if (sequence is null || sequence.Count == 0)
                 throw new ArgumentException(
                     $"Argument '{argument}' has an empty sequence at index {b}; expected at least one token.", argument);
-            Ids(sequences[b], vocabulary, $"{argument}[{b}]");
+            for (var t = 0; t < sequence.Count; t++)
+                if ((uint)sequence[t] >= (uint)vocabulary)
+                    throw new ArgumentException(
+                        $"Argument '{argument}[{b}]' has id {sequence[t]} at index {t}; expected an id in [0, " +
+                        $"{vocabulary}).", argument);
         }
     }
 

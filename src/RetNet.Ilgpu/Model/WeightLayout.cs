@@ -42,16 +42,6 @@ public sealed class CheckpointMismatchException : IOException
     }
 }
 
-/// <summary>
-/// A weight set checked against a config: the parameters by canonical name, the config the model must run with (the
-/// given one, or with the decays of the checkpoint's decay buffer), and what loading adapted, for the user to see.
-/// </summary>
-/// <param name="Config">The config to build the model from.</param>
-/// <param name="Parameters">Every parameter of <see cref="WeightLayout.Expected"/>, by canonical name.</param>
-/// <param name="Notices">Sentences saying what the checkpoint changed (e.g. decays taken from its buffer).</param>
-public sealed record ResolvedWeights(RetNetConfig Config, IReadOnlyDictionary<string, HostTensor> Parameters,
-    IReadOnlyList<string> Notices);
-
 /// <summary>torchscale's parameter and buffer names and shapes (docs/MATH.md §8) and the checks of a weight set
 /// against them.</summary>
 public static class WeightLayout
@@ -82,29 +72,7 @@ public static class WeightLayout
     public static IReadOnlyList<(string Name, int[] Shape)> Expected(RetNetConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
-        int d = config.EmbedDim, value = config.ValueEmbedDim, ffn = config.FfnEmbedDim;
-        var list = new List<(string, int[])> { ("embed_tokens.weight", [config.VocabSize, d]) };
-        if (config.LayerNormEmbedding)
-            list.Add(("layernorm_embedding.weight", [d]));
-        for (var i = 0; i < config.Layers; i++)
-        {
-            var p = $"layers.{i}.";
-            list.Add((p + "retention.q_proj.weight", [d, d]));
-            list.Add((p + "retention.k_proj.weight", [d, d]));
-            list.Add((p + "retention.v_proj.weight", [value, d]));
-            list.Add((p + "retention.g_proj.weight", [value, d]));
-            list.Add((p + "retention.out_proj.weight", [d, value]));
-            list.Add((p + "retention_layer_norm.weight", [d]));
-            list.Add((p + "ffn.fc1.weight", [ffn, d]));
-            list.Add((p + "ffn.gate.weight", [ffn, d]));
-            list.Add((p + "ffn.fc2.weight", [d, ffn]));
-            list.Add((p + "final_layer_norm.weight", [d]));
-        }
-        if (config.NormalizeBefore)
-            list.Add(("layer_norm.weight", [d]));
-        if (!config.ShareInputOutputEmbed)
-            list.Add(("output_projection.weight", [config.VocabSize, d]));
-        return list;
+        return config.Spec().Weights();
     }
 
     /// <summary>

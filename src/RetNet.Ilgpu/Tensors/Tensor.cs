@@ -63,6 +63,7 @@ public sealed class Tensor : IDisposable
         get
         {
             ObjectDisposedException.ThrowIf(storage.IsDisposed, this);
+            storage.Device.CheckThread();
             if (storage.Singles is not { } singles)
                 throw new NotSupportedException(
                     $"{this} is stored as {DType}; this operation reads Float32 tensors only. Convert it first " +
@@ -78,6 +79,7 @@ public sealed class Tensor : IDisposable
         get
         {
             ObjectDisposedException.ThrowIf(storage.IsDisposed, this);
+            storage.Device.CheckThread();
             if (storage.Halves is not { } halves)
                 throw new NotSupportedException($"{this} is stored as Float32; expected a 16-bit tensor here.");
             return halves.View.SubView(offset, Length);
@@ -157,9 +159,10 @@ public sealed class Tensor : IDisposable
         var copy = (int[])shape.Clone();
         var length = ShapeCheck.ElementCount(copy);
         // A zero-length ILGPU buffer is legal but some drivers refuse it; keep one element behind empty tensors.
+        var what = $"Tensor{ShapeCheck.Format(copy)} {dtype}";
         var storage = dtype == TensorDType.Float32
-            ? new Storage(device, device.Allocate<float>(Math.Max(length, 1)), null)
-            : new Storage(device, null, device.Allocate<ushort>(Math.Max(length, 1)), dtype);
+            ? new Storage(device, device.Allocate<float>(Math.Max(length, 1), what), null)
+            : new Storage(device, null, device.Allocate<ushort>(Math.Max(length, 1), what), dtype);
         return new Tensor(storage, 0, copy, ownsStorage: true);
     }
 

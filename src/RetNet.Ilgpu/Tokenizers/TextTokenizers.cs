@@ -1,5 +1,18 @@
 namespace RetNet.Ilgpu.Tokenizers;
 
+/// <summary>Which tokenizer turns text data into ids.</summary>
+public enum TokenizerKind
+{
+    /// <summary>The built-in tokenizer whose vocabulary has the model's size (none: token files only).</summary>
+    Auto,
+
+    /// <summary>UTF-8 bytes, 256 ids (<see cref="ByteTokenizer"/>).</summary>
+    Byte,
+
+    /// <summary>GPT-2's byte-level BPE, 50,257 ids (<see cref="Gpt2Tokenizer"/>).</summary>
+    Gpt2,
+}
+
 /// <summary>The tokenizers by name, for configuration files and the command line.</summary>
 public static class TextTokenizers
 {
@@ -20,22 +33,41 @@ public static class TextTokenizers
         };
     }
 
-    /// <summary>
-    /// The tokenizer for a model of <paramref name="vocabularySize"/> ids: the one called <paramref name="name"/>, or
-    /// for "auto" the built-in one with exactly that vocabulary (null when none has it: token files need none).
-    /// </summary>
-    /// <exception cref="ArgumentException">The name is unknown, or the named tokenizer's vocabulary differs from the
-    /// model's.</exception>
-    public static ITextTokenizer? ForVocabulary(string name, int vocabularySize)
+    /// <summary>Parses "auto", "byte" or "gpt2" (case-insensitive).</summary>
+    /// <exception cref="ArgumentException">Any other text.</exception>
+    public static TokenizerKind ParseKind(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
-        if (name.Equals("auto", StringComparison.OrdinalIgnoreCase))
+        return name.Trim().ToLowerInvariant() switch
+        {
+            "auto" => TokenizerKind.Auto,
+            "byte" => TokenizerKind.Byte,
+            "gpt2" => TokenizerKind.Gpt2,
+            _ => throw new ArgumentException(
+                $"Unknown tokenizer '{name}'; expected auto or one of: {string.Join(", ", Names)}.", nameof(name)),
+        };
+    }
+
+    /// <summary>
+    /// The tokenizer for a model of <paramref name="vocabularySize"/> ids: the one of <paramref name="kind"/>, or for
+    /// <see cref="TokenizerKind.Auto"/> the built-in one with exactly that vocabulary (null when none has it: token
+    /// files need none).
+    /// </summary>
+    /// <exception cref="ArgumentException">The named tokenizer's vocabulary differs from the model's.</exception>
+    public static ITextTokenizer? ForVocabulary(TokenizerKind kind, int vocabularySize)
+    {
+        if (kind == TokenizerKind.Auto)
             return Names.Select(Create).FirstOrDefault(t => t.VocabularySize == vocabularySize);
-        var tokenizer = Create(name);
+        ITextTokenizer tokenizer = kind switch
+        {
+            TokenizerKind.Byte => ByteTokenizer.Instance,
+            TokenizerKind.Gpt2 => Gpt2Tokenizer.Instance,
+            _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Expected Auto, Byte or Gpt2."),
+        };
         if (tokenizer.VocabularySize != vocabularySize)
             throw new ArgumentException(
-                $"--tokenizer {tokenizer.Name} has {tokenizer.VocabularySize} ids but the model's vocabulary has " +
-                $"{vocabularySize}; they must be equal.", nameof(name));
+                $"The {tokenizer.Name} tokenizer has {tokenizer.VocabularySize} ids but the model's vocabulary has " +
+                $"{vocabularySize}; they must be equal.", nameof(kind));
         return tokenizer;
     }
 }

@@ -88,6 +88,11 @@ public sealed class AdamW : IDisposable
                     $"Argument '{argument}' repeats the name '{parameter.Name}'; expected unique names.",
                     nameof(parameters));
             ShapeCheck.SameDevice(parameters[0].Value.Device, argument, parameter.Value);
+            if (parameter.Value.DType != TensorDType.Float32)
+                throw new ArgumentException(
+                    $"Argument '{argument}' ('{parameter.Name}') is stored as {parameter.Value.DType}; AdamW updates fp32 " +
+                    "master weights. Load the model with weightType Float32, and for mixed precision let the passes " +
+                    "read 16-bit copies (ILanguageModel.UseComputeType).", nameof(parameters));
             for (var j = 0; j < k; j++)
                 if (parameter.Value.Overlaps(parameters[j].Value))
                     throw new ArgumentException(
@@ -110,6 +115,16 @@ public sealed class AdamW : IDisposable
             Dispose();
             throw;
         }
+    }
+
+    /// <summary>AdamW over every parameter of <paramref name="model"/>, decayed by the library's convention
+    /// (<see cref="DecaysByDefault"/>).</summary>
+    /// <exception cref="ArgumentException">A parameter is not stored as fp32 (the message names it).</exception>
+    public static AdamW For(Model.ILanguageModel model, AdamWOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return new AdamW(model.Parameters.Select(p => new OptimizedParameter(p.Key, p.Value,
+            DecaysByDefault(p.Key, p.Value.Rank))).ToList(), options);
     }
 
     /// <summary>The hyperparameters.</summary>

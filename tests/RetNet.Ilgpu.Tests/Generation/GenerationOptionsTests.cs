@@ -55,4 +55,19 @@ public sealed class GenerationOptionsTests
         stops.Add(5);
         Assert.Equal([4], options.StopTokens);
     }
+
+    [Fact]
+    public void Options_are_a_record_derived_with_validation_and_compared_by_value()
+    {
+        var options = SamplingOptions.Greedy with { MaxTokens = 5, StopTokens = new HashSet<int> { 2, 1 } };
+        Assert.Equal(0, options.Temperature);
+        Assert.Equal(5, options.MaxTokens);
+        Assert.Equal(options, new SamplingOptions { Temperature = 0, MaxTokens = 5, StopTokens = new HashSet<int> { 1, 2 } });
+        Assert.Equal(options.GetHashCode(),
+            new SamplingOptions { Temperature = 0, MaxTokens = 5, StopTokens = new HashSet<int> { 1, 2 } }.GetHashCode());
+        Assert.NotEqual(options, options with { StopTokens = new HashSet<int> { 1 } });
+        Assert.NotEqual(options, options with { Seed = 1 });
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => options with { TopP = 2 });
+        Assert.Equal(nameof(SamplingOptions.TopP), error.ParamName);
+    }
 }

@@ -235,4 +235,14 @@ public sealed class SafetensorsTests : IDisposable
         Assert.Equal("tensors", error.ParamName);
         Assert.False(File.Exists(path));
     }
+
+    [Fact]
+    public void A_host_tensor_gives_the_innermost_row_at_an_index()
+    {
+        var logits = new HostTensor([2, 3, 4], Enumerable.Range(0, 24).Select(i => (float)i).ToArray());
+        Assert.Equal([20f, 21f, 22f, 23f], logits.Row(1, 2).ToArray());
+        Assert.Equal([4f, 5f, 6f, 7f], logits.Row(0, 1).ToArray());
+        Assert.Throws<ArgumentException>(() => logits.Row(1));
+        Assert.Throws<ArgumentException>(() => logits.Row(2, 0));
+    }
 }

@@ -5,7 +5,7 @@ using RetNet.Ilgpu.Tests.Support;
 
 namespace RetNet.Ilgpu.Tests.Model;
 
-/// <summary>Model folders as torchscale tooling would write them, read through <see cref="RetNetModel.Load"/>.</summary>
+/// <summary>Model folders as torchscale tooling would write them, read through <see cref="LanguageModel.Load"/>.</summary>
 [Collection(DeviceCollection.Name)]
 public sealed class ModelCheckpointFolderTests(DeviceFixture fixture) : IDisposable
 {
@@ -38,7 +38,7 @@ public sealed class ModelCheckpointFolderTests(DeviceFixture fixture) : IDisposa
         var tokens = ModelTestSupport.Tokens(seed: 8, batch: 2, seqLen: 6, config.VocabSize);
         var expected = ModelReference.Forward(config, weights, tokens);
 
-        using var model = RetNetModel.Load(device, folder);
+        using var model = LanguageModel.Load(device, folder);
         ModelTestSupport.AssertEveryFormMatches(model, tokens, expected, $"torchscale folder tied={tied}", 4);
     }
 
@@ -51,7 +51,7 @@ public sealed class ModelCheckpointFolderTests(DeviceFixture fixture) : IDisposa
         File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]);
         var before = device.Memory.CurrentBytes;
 
-        var error = Assert.Throws<SafetensorsFormatException>(() => RetNetModel.Load(device, folder));
+        var error = Assert.Throws<SafetensorsFormatException>(() => LanguageModel.Load(device, folder));
 
         Assert.Contains("model.safetensors", error.Message);
         Assert.Equal(before, device.Memory.CurrentBytes);
@@ -66,7 +66,7 @@ public sealed class ModelCheckpointFolderTests(DeviceFixture fixture) : IDisposa
         broken["layer_norm.weight"] = new HostTensor([config.EmbedDim + 1], new float[config.EmbedDim + 1]);
         Safetensors.Write(Path.Combine(folder, "model.safetensors"), broken);
 
-        var error = Assert.Throws<CheckpointMismatchException>(() => RetNetModel.Load(device, folder));
+        var error = Assert.Throws<CheckpointMismatchException>(() => LanguageModel.Load(device, folder));
 
         Assert.Contains("layers.1.ffn.gate.weight", error.Message);
         Assert.Contains("layer_norm.weight", error.Message);

@@ -1,5 +1,4 @@
 using RetNet.Ilgpu.Model;
-using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Tests.Model;
 
@@ -55,9 +54,9 @@ public sealed class ModelConfigTests
         """{ "decoder_embed_dim": 64, "decoder_value_embed_dim": 128, "decoder_retention_heads": 2, "decoder_ffn_embed_dim": 128, "decoder_layers": 2, "vocab_size": 256""";
 
     // The law of the robustness properties (properties/RetNet.Ilgpu.Properties/Robustness): a config reader returns a
-    // valid config or throws an ArgumentException with a clear message; IsTransformerJson answers and never throws.
-    // A field named twice broke it: JsonObject threw "An item with the same key has already been added" from
-    // IsTransformerJson (which the CLI calls on every model folder), and from FromJson with that message.
+    // valid config or throws an ArgumentException with a clear message, ModelConfig.FromJson (which the CLI calls on
+    // every model folder to tell the architecture) included. A field named twice broke it: JsonObject threw "An item
+    // with the same key has already been added" from the model_type check, and from FromJson with that message.
 
     [Theory]
     [InlineData(Valid + """, "vocab_size": 512 }""", "vocab_size")]
@@ -67,7 +66,7 @@ public sealed class ModelConfigTests
         var error = Assert.Throws<ArgumentException>(() => RetNetConfig.FromJson(json));
         Assert.Contains("malformed", error.Message);
         Assert.Contains(field, error.Message);
-        Assert.False(TransformerConfig.IsTransformerJson(json));
+        Assert.Throws<ArgumentException>(() => ModelConfig.FromJson(json));
         Assert.Throws<ArgumentException>(() => TransformerConfig.FromJson(json));
     }
 

@@ -19,7 +19,7 @@ public sealed class ModelDecayTests(DeviceFixture fixture)
         var weights = ModelTestSupport.Weights(config, seed: 13);
         var tokens = ModelTestSupport.Tokens(seed: 2, batch: 2, seqLen: 7, config.VocabSize);
         var expected = ModelReference.Forward(config, weights, tokens);
-        using var model = RetNetModel.FromWeights(fixture.Device, config, weights);
+        using var model = LanguageModel.FromWeights(fixture.Device, config, weights);
         ModelTestSupport.AssertEveryFormMatches(model, tokens, expected, schedule, 3);
         Assert.Equal(config, RetNetConfig.FromJson(config.ToJson()) with { RetentionDecay = config.RetentionDecay });
         Assert.Equal(explicitDecay, RetNetConfig.FromJson(config.ToJson()).RetentionDecay);

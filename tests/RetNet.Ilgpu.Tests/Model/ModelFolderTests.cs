@@ -1,7 +1,6 @@
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tests.Support;
-using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Tests.Model;
 
@@ -33,12 +32,12 @@ public sealed class ModelFolderTests(DeviceFixture fixture) : IDisposable
     [Fact]
     public void Save_embeds_the_config_and_a_whole_folder_loads_without_notices()
     {
-        using var model = RetNetModel.Create(device, ModelTestSupport.Micro(), seed: 1);
+        using var model = LanguageModel.Create(device, ModelTestSupport.Micro(), seed: 1);
         model.Save(folder);
         var metadata = Safetensors.Read(Path.Combine(folder, ModelFolder.WeightsFile)).Metadata;
         Assert.Equal(File.ReadAllText(ConfigPath), metadata[ModelFolder.ConfigKey]);
         Assert.Equal("pt", metadata["format"]);
-        using var loaded = RetNetModel.Load(device, folder);
+        using var loaded = LanguageModel.Load(device, folder);
         Assert.Empty(loaded.Notices);
     }
 
@@ -48,11 +47,11 @@ public sealed class ModelFolderTests(DeviceFixture fixture) : IDisposable
         // Same tensor shapes, another activation: only the saved hash can tell the superseded config.json apart.
         var old = ModelTestSupport.Micro("swish");
         var current = ModelTestSupport.Micro("gelu");
-        using var first = RetNetModel.Create(device, old, seed: 1);
-        using var second = RetNetModel.Create(device, current, seed: 2);
+        using var first = LanguageModel.Create(device, old, seed: 1);
+        using var second = LanguageModel.Create(device, current, seed: 2);
         SaveInterruptedBetweenTheFiles(first, second);
 
-        using var loaded = RetNetModel.Load(device, folder);
+        using var loaded = LanguageModel.Load(device, folder);
         Assert.Equal(current, loaded.Config);
         Assert.Contains("interrupted", Assert.Single(loaded.Notices));
         var expected = second.ExportWeights();
@@ -63,15 +62,15 @@ public sealed class ModelFolderTests(DeviceFixture fixture) : IDisposable
     [Fact]
     public void An_interrupted_save_from_a_RetNet_to_a_Transformer_loads_the_Transformer()
     {
-        using var first = RetNetModel.Create(device, ModelTestSupport.Micro(), seed: 1);
-        using var second = TransformerModel.Create(device, new TransformerConfig
+        using var first = LanguageModel.Create(device, ModelTestSupport.Micro(), seed: 1);
+        using var second = LanguageModel.Create(device, new TransformerConfig
         {
             EmbedDim = 32, Heads = 2, FfnEmbedDim = 40, Layers = 1, VocabSize = 40,
         }, seed: 3);
         SaveInterruptedBetweenTheFiles(first, second);
 
-        using var loaded = LanguageModels.Load(device, folder);
-        var transformer = Assert.IsType<TransformerModel>(loaded);
+        using var loaded = LanguageModel.Load(device, folder);
+        var transformer = Assert.IsType<LanguageModel>(loaded);
         Assert.Equal(second.Config, transformer.Config);
         Assert.Single(loaded.Notices);
     }
@@ -80,17 +79,17 @@ public sealed class ModelFolderTests(DeviceFixture fixture) : IDisposable
     public void A_config_json_edited_after_the_save_is_used_and_said()
     {
         var saved = ModelTestSupport.Micro("swish");
-        using var model = RetNetModel.Create(device, saved, seed: 1);
+        using var model = LanguageModel.Create(device, saved, seed: 1);
         model.Save(folder);
         File.WriteAllText(ConfigPath, (saved with { ActivationFn = "gelu" }).ToJson());
 
-        using var loaded = RetNetModel.Load(device, folder);
-        Assert.Equal("gelu", loaded.Config.ActivationFn);
+        using var loaded = LanguageModel.Load(device, folder);
+        Assert.Equal("gelu", Assert.IsType<RetNetConfig>(loaded.Config).ActivationFn);
         Assert.Contains("edited", Assert.Single(loaded.Notices));
 
         // Negative control: the same text reformatted is the same config, and says nothing.
         File.WriteAllText(ConfigPath, saved.ToJson().Replace("\n", "\r\n", StringComparison.Ordinal));
-        using var reformatted = RetNetModel.Load(device, folder);
+        using var reformatted = LanguageModel.Load(device, folder);
         Assert.Empty(reformatted.Notices);
     }
 
@@ -98,11 +97,11 @@ public sealed class ModelFolderTests(DeviceFixture fixture) : IDisposable
     public void A_config_json_that_does_not_fit_the_weights_gives_way_to_the_saved_config()
     {
         var saved = ModelTestSupport.Micro();
-        using var model = RetNetModel.Create(device, saved, seed: 1);
+        using var model = LanguageModel.Create(device, saved, seed: 1);
         model.Save(folder);
         File.WriteAllText(ConfigPath, (saved with { Layers = 3 }).ToJson());
 
-        using var loaded = RetNetModel.Load(device, folder);
+        using var loaded = LanguageModel.Load(device, folder);
         Assert.Equal(saved, loaded.Config);
         Assert.Contains("does not fit", Assert.Single(loaded.Notices));
     }
@@ -111,13 +110,13 @@ public sealed class ModelFolderTests(DeviceFixture fixture) : IDisposable
     public void A_missing_config_json_is_replaced_by_the_saved_config_but_a_missing_weights_file_is_refused()
     {
         var saved = ModelTestSupport.Micro();
-        using var model = RetNetModel.Create(device, saved, seed: 1);
+        using var model = LanguageModel.Create(device, saved, seed: 1);
         model.Save(folder);
         File.Delete(ConfigPath);
-        using (var loaded = RetNetModel.Load(device, folder))
+        using (var loaded = LanguageModel.Load(device, folder))
             Assert.Equal(saved, loaded.Config);
 
         File.Delete(Path.Combine(folder, ModelFolder.WeightsFile));
-        Assert.Throws<FileNotFoundException>(() => RetNetModel.Load(device, folder));
+        Assert.Throws<FileNotFoundException>(() => LanguageModel.Load(device, folder));
     }
 }

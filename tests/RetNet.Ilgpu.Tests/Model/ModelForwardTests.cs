@@ -24,7 +24,7 @@ public sealed class ModelForwardTests(DeviceFixture fixture)
         var weights = ModelTestSupport.Weights(config, seed: 11);
         var tokens = ModelTestSupport.Tokens(seed: 5, batch: 2, seqLen: 7, config.VocabSize);
         var expected = ModelReference.Forward(config, weights, tokens);
-        using var model = RetNetModel.FromWeights(device, config, weights);
+        using var model = LanguageModel.FromWeights(device, config, weights);
         ModelTestSupport.AssertEveryFormMatches(model, tokens, expected, $"{activation} tied={tied} scaled={scale}", 3);
     }
 
@@ -46,7 +46,7 @@ public sealed class ModelForwardTests(DeviceFixture fixture)
         var weights = ModelTestSupport.Weights(config, seed: 21);
         var tokens = ModelTestSupport.Tokens(seed: 6, batch: 2, seqLen: 9, config.VocabSize);
         var expected = ModelReference.Forward(config, weights, tokens);
-        using var model = RetNetModel.FromWeights(device, config, weights);
+        using var model = LanguageModel.FromWeights(device, config, weights);
         ModelTestSupport.AssertEveryFormMatches(model, tokens, expected, variant, 4);
         var prefill = model.Prefill([ModelTestSupport.Row(tokens, 0, 4)]);
         using var state = prefill.State;
@@ -62,7 +62,7 @@ public sealed class ModelForwardTests(DeviceFixture fixture)
         var config = ModelTestSupport.Micro("gelu", scaleEmbedding: false) with { LayerNormEps = 1e-5 };
         var weights = ModelTestSupport.Weights(config, seed: 11);
         var tokens = ModelTestSupport.Tokens(seed: 5, batch: 2, seqLen: 7, config.VocabSize);
-        using var model = RetNetModel.FromWeights(device, config, weights);
+        using var model = LanguageModel.FromWeights(device, config, weights);
         using var logits = model.Forward(tokens, ForwardMode.Parallel);
         Numerics.AssertClose("with the decay normalisation", logits.ToHost(),
             ModelReference.Forward(config, weights, tokens), ModelTestSupport.ParityTolerance);
@@ -74,7 +74,7 @@ public sealed class ModelForwardTests(DeviceFixture fixture)
     public void Prefill_then_steps_equal_the_full_forward()
     {
         var config = ModelTestSupport.Micro();
-        using var model = RetNetModel.FromWeights(device, config, ModelTestSupport.Weights(config, 3));
+        using var model = LanguageModel.FromWeights(device, config, ModelTestSupport.Weights(config, 3));
         var tokens = ModelTestSupport.Tokens(seed: 9, batch: 2, seqLen: 8, config.VocabSize);
         using var full = model.Forward(tokens, ForwardMode.Parallel);
         var expected = full.ToHost();
@@ -89,14 +89,15 @@ public sealed class ModelForwardTests(DeviceFixture fixture)
             AssertRow(expected, config.VocabSize, 8, 1, t, logits[1], $"step b1 t{t}");
         }
         Assert.Equal([8, 8], state.Positions);
-        Assert.Equal(model.StateBytes(2), state.Bytes);
+        // Measured: the bytes of the state's tensors; expected: layers · B · H · Dk · Dv floats.
+        Assert.Equal(4L * config.Layers * 2 * config.RetentionHeads * config.KeyHeadDim * config.ValueHeadDim, state.Bytes);
     }
 
     [Fact]
     public void A_batch_of_prompts_of_different_lengths_decodes_like_each_prompt_alone()
     {
         var config = ModelTestSupport.Micro();
-        using var model = RetNetModel.FromWeights(device, config, ModelTestSupport.Weights(config, 4));
+        using var model = LanguageModel.FromWeights(device, config, ModelTestSupport.Weights(config, 4));
         int[] shortPrompt = [1, 2, 3], longPrompt = [7, 8, 9, 10, 11, 12];
         var batch = model.Prefill([shortPrompt, longPrompt]);
         using var batchState = batch.State;
@@ -115,7 +116,7 @@ public sealed class ModelForwardTests(DeviceFixture fixture)
     public void Clone_is_independent_and_reorder_moves_every_part_of_the_state()
     {
         var config = ModelTestSupport.Micro();
-        using var model = RetNetModel.FromWeights(device, config, ModelTestSupport.Weights(config, 6));
+        using var model = LanguageModel.FromWeights(device, config, ModelTestSupport.Weights(config, 6));
         var prefill = model.Prefill([[1, 2], [3, 4, 5, 6]]);
         using var state = prefill.State;
         using var clone = state.Clone();
@@ -138,7 +139,7 @@ public sealed class ModelForwardTests(DeviceFixture fixture)
     public void A_saved_state_reloads_and_continues_identically()
     {
         var config = ModelTestSupport.Micro();
-        using var model = RetNetModel.FromWeights(device, config, ModelTestSupport.Weights(config, 8));
+        using var model = LanguageModel.FromWeights(device, config, ModelTestSupport.Weights(config, 8));
         var path = Path.Combine(Path.GetTempPath(), $"retnet-state-{Guid.NewGuid():N}.safetensors");
         try
         {
@@ -152,7 +153,7 @@ public sealed class ModelForwardTests(DeviceFixture fixture)
             Assert.Equal(a[0], b[0]);
             Assert.Equal(a[1], b[1]);
 
-            using var other = RetNetModel.Create(device, ModelTestSupport.Micro(heads: 1), seed: 1);
+            using var other = LanguageModel.Create(device, ModelTestSupport.Micro(heads: 1), seed: 1);
             var error = Assert.Throws<InvalidDataException>(() => DecodingState.Load(path, other));
             Assert.Contains("layers.0.retention_state", error.Message);
         }
@@ -172,14 +173,15 @@ public sealed class ModelForwardTests(DeviceFixture fixture)
     public void A_state_loads_fitting_the_model_or_throws_a_typed_error_for_positions_beyond_int32(string positions)
     {
         var config = ModelTestSupport.Micro(heads: 1, layers: 1);
-        using var model = RetNetModel.Create(device, config, seed: 1);
+        using var model = LanguageModel.Create(device, config, seed: 1);
         var path = Path.Combine(Path.GetTempPath(), $"retnet-state-{Guid.NewGuid():N}.safetensors");
         try
         {
             Ilgpu.IO.Safetensors.Write(path,
                 new Dictionary<string, Ilgpu.IO.HostTensor>
                 {
-                    ["layers.0.retention_state"] = new(model.StateShape(1), new float[model.StateShape(1).Aggregate(1, (a, d) => a * d)]),
+                    ["layers.0.retention_state"] = new([1, config.RetentionHeads, config.KeyHeadDim, config.ValueHeadDim],
+                        new float[config.RetentionHeads * config.KeyHeadDim * config.ValueHeadDim]),
                 },
                 new Dictionary<string, string> { ["format"] = "retnet-decoding-state", ["positions"] = positions });
             var error = Assert.Throws<InvalidDataException>(() => DecodingState.Load(path, model));

@@ -11,8 +11,8 @@ public sealed class ModelGenerationTests(DeviceFixture fixture)
     public void Greedy_generation_through_the_decoder_follows_the_argmax_of_full_forwards()
     {
         var config = ModelTestSupport.Micro();
-        using var model = RetNetModel.Create(fixture.Device, config, seed: 5);
-        using var decoder = new RetNetTokenDecoder(model, chunkSize: 3);
+        using var model = LanguageModel.Create(fixture.Device, config, seed: 5);
+        using var decoder = new ModelTokenDecoder(model, chunkSize: 3);
         int[] prompt = [3, 1, 4, 1, 5];
 
         var generated = Generator.Generate(decoder, prompt, new SamplingOptions { Temperature = 0, MaxTokens = 4 })
@@ -36,8 +36,8 @@ public sealed class ModelGenerationTests(DeviceFixture fixture)
     [Fact]
     public void Step_before_prefill_is_a_clear_error()
     {
-        using var model = RetNetModel.Create(fixture.Device, ModelTestSupport.Micro(), seed: 1);
-        using var decoder = new RetNetTokenDecoder(model);
+        using var model = LanguageModel.Create(fixture.Device, ModelTestSupport.Micro(), seed: 1);
+        using var decoder = new ModelTokenDecoder(model);
         var error = Assert.Throws<InvalidOperationException>(() => decoder.Step([1]));
         Assert.Contains("prefill", error.Message);
     }

@@ -43,7 +43,7 @@ public sealed class ModelGradientTests(DeviceFixture fixture)
         var f = TorchscaleFixture.Load(name);
         var expected = Safetensors.Read(Path.Combine(f.Folder, "gradients.safetensors"));
         var expectedLoss = double.Parse(expected.Metadata["loss"], CultureInfo.InvariantCulture);
-        using var model = RetNetModel.Load(device, f.Folder);
+        using var model = LanguageModel.Load(device, f.Folder);
         using var gradients = ModelGradients.Zeros(model);
 
         var loss = model.ForwardBackward(f.Tokens, gradients, Mode(form));
@@ -62,7 +62,7 @@ public sealed class ModelGradientTests(DeviceFixture fixture)
     {
         var f = TorchscaleFixture.Load(TorchscaleFixture.Names()[0]);
         var expected = Safetensors.Read(Path.Combine(f.Folder, "gradients.safetensors")).Tensors;
-        using var model = RetNetModel.Load(device, f.Folder);
+        using var model = LanguageModel.Load(device, f.Folder);
         using var gradients = ModelGradients.Zeros(model);
         const string probe = "layers.0.retention.q_proj.weight";
         var reference = expected[probe].Data.Select(v => (double)v).ToArray();
@@ -100,7 +100,7 @@ public sealed class ModelGradientTests(DeviceFixture fixture)
         var config = Layout(layout);
         var weights = ModelTestSupport.Weights(config, seed: 17);
         var windows = ModelTestSupport.Tokens(seed: 4, batch: 2, seqLen: 7, config.VocabSize);
-        using var model = RetNetModel.FromWeights(device, config, weights);
+        using var model = LanguageModel.FromWeights(device, config, weights);
         using var gradients = ModelGradients.Zeros(model);
         var loss = model.ForwardBackward(windows, gradients, ForwardMode.Chunkwise(3));
         Assert.True(Math.Abs(loss - ModelReference.Loss(config, weights, windows)) <= LossTolerance * loss,
@@ -147,10 +147,11 @@ public sealed class ModelGradientTests(DeviceFixture fixture)
         var windows = ModelTestSupport.Tokens(seed: 6, batch: 2, seqLen: 17, config.VocabSize);
         IReadOnlyDictionary<string, HostTensor> Run(bool checkpoint, out long workspaceBytes)
         {
-            using var model = RetNetModel.FromWeights(device, config, ModelTestSupport.Weights(config, seed: 19));
+            using var model = LanguageModel.FromWeights(device, config, ModelTestSupport.Weights(config, seed: 19));
             using var gradients = ModelGradients.Zeros(model);
             var before = device.Memory.CurrentBytes;
-            model.ForwardBackward(windows, gradients, ForwardMode.Chunkwise(5), checkpointActivations: checkpoint);
+            model.ForwardBackward(windows, gradients, ForwardMode.Chunkwise(5),
+                keep: checkpoint ? ActivationPlan.KeepBlockInputs : ActivationPlan.KeepEverything);
             workspaceBytes = device.Memory.CurrentBytes - before;
             return gradients.ToHost();
         }
@@ -168,8 +169,8 @@ public sealed class ModelGradientTests(DeviceFixture fixture)
     public void Bad_training_arguments_are_rejected_by_name()
     {
         var config = ModelTestSupport.Micro();
-        using var model = RetNetModel.Create(device, config, seed: 1);
-        using var other = RetNetModel.Create(device, config, seed: 2);
+        using var model = LanguageModel.Create(device, config, seed: 1);
+        using var other = LanguageModel.Create(device, config, seed: 2);
         using var gradients = ModelGradients.Zeros(model);
         using var foreign = ModelGradients.Zeros(other);
         var windows = ModelTestSupport.Tokens(seed: 1, batch: 2, seqLen: 5, config.VocabSize);

@@ -26,8 +26,8 @@ public sealed class ModelKernelTests(DeviceFixture fixture)
     public void Model_entry_points_reject_bad_tokens_and_foreign_states()
     {
         var config = ModelTestSupport.Micro();
-        using var model = RetNetModel.Create(device, config, 1);
-        using var other = RetNetModel.Create(device, config, 2);
+        using var model = LanguageModel.Create(device, config, 1);
+        using var other = LanguageModel.Create(device, config, 2);
         Assert.Equal("tokens", Assert.Throws<ArgumentException>(() => model.Forward(new int[1, 2] { { 0, 40 } }, ForwardMode.Parallel)).ParamName);
         Assert.Equal("tokens", Assert.Throws<ArgumentException>(() => model.Forward(new int[0, 2], ForwardMode.Parallel)).ParamName);
         Assert.Equal("mode", Assert.Throws<ArgumentException>(() => model.Forward(new int[1, 2], ForwardMode.Chunkwise(0))).ParamName);
@@ -44,7 +44,7 @@ public sealed class ModelKernelTests(DeviceFixture fixture)
     public void Extend_in_parts_equals_one_prefill()
     {
         var config = ModelTestSupport.Micro();
-        using var model = RetNetModel.FromWeights(device, config, ModelTestSupport.Weights(config, 12));
+        using var model = LanguageModel.FromWeights(device, config, ModelTestSupport.Weights(config, 12));
         var whole = model.Prefill([[1, 2, 3, 4, 5, 6, 7]], chunkSize: 4);
         using var wholeState = whole.State;
         var part = model.Prefill([[1, 2, 3]], chunkSize: 2);

@@ -21,7 +21,12 @@ public static class ModelTestSupport
 
     /// <summary>torchscale's initialisation with the norm weights moved off 1, so that they matter in comparisons.</summary>
     public static IReadOnlyDictionary<string, HostTensor> Weights(RetNetConfig config, int seed) =>
-        ModelCases.WithNormWeightsOffOne(WeightLayout.Initialize(config, seed), seed + 7);
+        WithNormsOffOne(WeightLayout.Initialize(config, seed), seed);
+
+    /// <summary><paramref name="weights"/> (changed in place) with every norm weight moved off 1 into [0.5, 1.5)
+    /// (<see cref="ModelCases.WithNormWeightsOffOne"/> from seed + 7).</summary>
+    public static IReadOnlyDictionary<string, HostTensor> WithNormsOffOne(IReadOnlyDictionary<string, HostTensor> weights,
+        int seed) => ModelCases.WithNormWeightsOffOne(weights, seed + 7);
 
     /// <summary>The weights a model whose matrices are stored as <paramref name="dtype"/> holds: matrices rounded,
     /// vectors (norm weights, kept fp32) as they are.</summary>
@@ -45,13 +50,13 @@ public static class ModelTestSupport
 
     /// <summary>Asserts that the logits of <paramref name="model"/> in every form of <see cref="EveryForm"/> are within
     /// <see cref="ParityTolerance"/> of <paramref name="expected"/> by the project's rule.</summary>
-    public static void AssertEveryFormMatches(RetNetModel model, int[,] tokens, IReadOnlyList<double> expected,
+    public static void AssertEveryFormMatches(LanguageModel model, int[,] tokens, IReadOnlyList<double> expected,
         string what, int chunkSize)
     {
         foreach (var mode in EveryForm(chunkSize))
         {
             using var logits = model.Forward(tokens, mode);
-            Assert.Equal([tokens.GetLength(0), tokens.GetLength(1), model.Config.VocabSize], logits.ShapeArray);
+            Assert.Equal([tokens.GetLength(0), tokens.GetLength(1), model.VocabSize], logits.ShapeArray);
             Numerics.AssertClose($"{what} {mode}", logits.ToHost(), expected, ParityTolerance);
         }
     }

@@ -127,7 +127,7 @@ public sealed class ModelTorchscaleConfigTests(DeviceFixture fixture)
         var weights = new Dictionary<string, HostTensor>(ModelTestSupport.Weights(config, 3));
         foreach (var (name, buffer) in WeightLayout.Buffers(config))
             weights.Add("decoder." + name, buffer);
-        using var model = RetNetModel.FromWeights(device, config, weights);
+        using var model = LanguageModel.FromWeights(device, config, weights);
         Assert.Empty(model.Notices);
         Assert.Same(config, model.Config);
 
@@ -139,7 +139,7 @@ public sealed class ModelTorchscaleConfigTests(DeviceFixture fixture)
             Assert.Equal(WeightLayout.Buffers(config)[WeightLayout.DecayBuffer].Data, saved[WeightLayout.DecayBuffer].Data);
             Assert.Equal([config.KeyHeadDim], saved[WeightLayout.AngleBuffer].Shape);
             Assert.Equal(saved["embed_tokens.weight"].Data, saved["output_projection.weight"].Data);
-            using var loaded = RetNetModel.Load(device, folder);
+            using var loaded = LanguageModel.Load(device, folder);
             Assert.Empty(loaded.Notices);
             Assert.Equal(config, loaded.Config);
         }
@@ -157,17 +157,17 @@ public sealed class ModelTorchscaleConfigTests(DeviceFixture fixture)
         {
             [WeightLayout.DecayBuffer] = new([2], [(float)Math.Log(0.9), (float)Math.Log(0.99)]),
         };
-        using var model = RetNetModel.FromWeights(device, config, weights);
+        using var model = LanguageModel.FromWeights(device, config, weights);
         var notice = Assert.Single(model.Notices);
         Assert.Contains("retnet_rel_pos.decay", notice);
         Assert.Contains("head 0", notice);
-        Assert.Equal(0.9, model.Config.RetentionDecay![0], 6);
-        Assert.Equal(0.99, model.Config.RetentionDecay![1], 6);
+        Assert.Equal(0.9, Assert.IsType<RetNetConfig>(model.Config).RetentionDecay![0], 6);
+        Assert.Equal(0.99, ((RetNetConfig)model.Config).RetentionDecay![1], 6);
 
         var tokens = ModelTestSupport.Tokens(seed: 3, batch: 1, seqLen: 9, config.VocabSize);
         using var logits = model.Forward(tokens, ForwardMode.Chunkwise(4));
         Numerics.AssertClose("with the buffer's decays", logits.ToHost(),
-            ModelReference.Forward(model.Config, weights, tokens), ModelTestSupport.ParityTolerance);
+            ModelReference.Forward((RetNetConfig)model.Config, weights, tokens), ModelTestSupport.ParityTolerance);
         Numerics.AssertRejected(Numerics.Check("with the schedule's decays", logits.ToHost(),
             ModelReference.Forward(config, weights, tokens), ModelTestSupport.ParityTolerance));
     }
@@ -183,9 +183,9 @@ public sealed class ModelTorchscaleConfigTests(DeviceFixture fixture)
         {
             [WeightLayout.DecayBuffer] = new([24], decay),
         };
-        using var model = RetNetModel.FromWeights(device, config, weights);
+        using var model = LanguageModel.FromWeights(device, config, weights);
         Assert.Empty(model.Notices);
-        Assert.Null(model.Config.RetentionDecay);
+        Assert.Null(Assert.IsType<RetNetConfig>(model.Config).RetentionDecay);
     }
 
     [Fact]
@@ -196,7 +196,7 @@ public sealed class ModelTorchscaleConfigTests(DeviceFixture fixture)
         var angles = WeightLayout.Buffers(config)[WeightLayout.AngleBuffer].Data.ToArray();
         angles[5] *= 1.1f;
         var wrongAngle = new Dictionary<string, HostTensor>(weights) { [WeightLayout.AngleBuffer] = new([angles.Length], angles) };
-        var error = Assert.Throws<ArgumentException>(() => RetNetModel.FromWeights(device, config, wrongAngle));
+        var error = Assert.Throws<ArgumentException>(() => LanguageModel.FromWeights(device, config, wrongAngle));
         Assert.Contains("retnet_rel_pos.angle[5]", error.Message);
 
         var wrongShapes = new Dictionary<string, HostTensor>(weights)
@@ -204,11 +204,11 @@ public sealed class ModelTorchscaleConfigTests(DeviceFixture fixture)
             [WeightLayout.AngleBuffer] = new([3], [1f, 1f, 1f]),
             [WeightLayout.DecayBuffer] = new([5], new float[5]),
         };
-        var mismatch = Assert.Throws<CheckpointMismatchException>(() => RetNetModel.FromWeights(device, config, wrongShapes));
+        var mismatch = Assert.Throws<CheckpointMismatchException>(() => LanguageModel.FromWeights(device, config, wrongShapes));
         Assert.Equal(2, mismatch.WrongShape.Count);
         Assert.Contains("retnet_rel_pos.decay: expected [2], got [5]", mismatch.Message);
 
         var noDecay = new Dictionary<string, HostTensor>(weights) { [WeightLayout.DecayBuffer] = new([2], [0f, -0.1f]) };
-        Assert.Contains("γ = 1", Assert.Throws<ArgumentException>(() => RetNetModel.FromWeights(device, config, noDecay)).Message);
+        Assert.Contains("γ = 1", Assert.Throws<ArgumentException>(() => LanguageModel.FromWeights(device, config, noDecay)).Message);
     }
 }

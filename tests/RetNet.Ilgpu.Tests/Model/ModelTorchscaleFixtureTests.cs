@@ -111,7 +111,7 @@ public sealed class ModelTorchscaleFixtureTests(DeviceFixture fixture)
     public void Logits_match_torchscale_parallel_and_recurrent_logits(string name, string mode)
     {
         var f = TorchscaleFixture.Load(name);
-        using var model = RetNetModel.Load(device, f.Folder);
+        using var model = LanguageModel.Load(device, f.Folder);
         var logits = Run(model, f.Tokens, mode);
         TorchscaleLogitCheck.AssertMatches(name, mode, "parallel", logits, f.LogitsParallel);
         TorchscaleLogitCheck.AssertMatches(name, mode, "recurrent", logits, f.LogitsRecurrent);
@@ -148,7 +148,7 @@ public sealed class ModelTorchscaleFixtureTests(DeviceFixture fixture)
         var weights = Safetensors.Read(Path.Combine(f.Folder, "model.safetensors")).Tensors
             .Where(kv => kv.Key != "retnet_rel_pos.decay")
             .ToDictionary(kv => kv.Key, kv => kv.Value);
-        using var model = RetNetModel.FromWeights(device, RetNetConfig.Load(Path.Combine(f.Folder, "config.json")),
+        using var model = LanguageModel.FromWeights(device, RetNetConfig.Load(Path.Combine(f.Folder, "config.json")),
             weights);
         using var logits = model.Forward(f.Tokens, ForwardMode.Parallel);
         AssertRejected(name, () => TorchscaleLogitCheck.AssertMatches(name, "parallel without the decay buffer",
@@ -169,7 +169,7 @@ public sealed class ModelTorchscaleFixtureTests(DeviceFixture fixture)
                 new Dictionary<string, string> { ["format"] = "pt" });
             File.Copy(Path.Combine(f.Folder, "config.json"), Path.Combine(folder, "config.json"));
 
-            using var model = RetNetModel.Load(device, folder);
+            using var model = LanguageModel.Load(device, folder);
             using var logits = model.Forward(f.Tokens, ForwardMode.Parallel);
             TorchscaleLogitCheck.AssertMatches(name, "parallel, decoder. prefix", "parallel", logits.ToHost(),
                 f.LogitsParallel);
@@ -186,7 +186,7 @@ public sealed class ModelTorchscaleFixtureTests(DeviceFixture fixture)
         Assert.Contains(name, error.Message);
     }
 
-    private static float[] Run(RetNetModel model, int[,] tokens, string mode)
+    private static float[] Run(LanguageModel model, int[,] tokens, string mode)
     {
         if (mode == PrefillThenSteps)
             return PrefillThenStep(model, tokens);
@@ -196,9 +196,9 @@ public sealed class ModelTorchscaleFixtureTests(DeviceFixture fixture)
 
     /// <summary>Decoding as a generator does: a prefill of the first token, then one step per further token; the
     /// logits of every position gathered into [B, T, V].</summary>
-    private static float[] PrefillThenStep(RetNetModel model, int[,] tokens)
+    private static float[] PrefillThenStep(LanguageModel model, int[,] tokens)
     {
-        int batch = tokens.GetLength(0), seqLen = tokens.GetLength(1), vocab = model.Config.VocabSize;
+        int batch = tokens.GetLength(0), seqLen = tokens.GetLength(1), vocab = model.VocabSize;
         var result = new float[batch * seqLen * vocab];
         void Put(int t, float[][] rows)
         {
@@ -242,7 +242,7 @@ public static class TorchscaleLogitCheck
 
 /// <summary>One folder written by tools/torchscale-fixtures/make_fixtures.py, as copied to the test output.</summary>
 /// <param name="Name">The fixture's name, also its folder's.</param>
-/// <param name="Folder">The folder: a model folder RetNetModel.Load reads, plus tokens and expected outputs.</param>
+/// <param name="Folder">The folder: a model folder LanguageModel.Load reads, plus tokens and expected outputs.</param>
 /// <param name="Tokens">The token ids [B, T].</param>
 /// <param name="LogitsParallel">torchscale's parallel-form logits [B, T, V].</param>
 /// <param name="LogitsRecurrent">torchscale's token-by-token logits [B, T, V].</param>

@@ -15,11 +15,11 @@ public sealed class ModelWeightsTests(DeviceFixture fixture)
     public void ExportWeights_then_FromWeights_round_trips_bit_for_bit(bool tied)
     {
         var config = ModelTestSupport.Micro(tied: tied);
-        using var model = RetNetModel.Create(device, config, seed: 21);
+        using var model = LanguageModel.Create(device, config, seed: 21);
         var exported = model.ExportWeights();
         Assert.Equal(!tied, exported.ContainsKey("output_projection.weight"));
         Assert.Equal(WeightLayout.Expected(config).Select(e => e.Name), exported.Keys);
-        using var again = RetNetModel.FromWeights(device, config, exported);
+        using var again = LanguageModel.FromWeights(device, config, exported);
         foreach (var (name, tensor) in again.ExportWeights())
             Assert.True(tensor.Data.AsSpan().SequenceEqual(exported[name].Data), name);
     }
@@ -50,7 +50,7 @@ public sealed class ModelWeightsTests(DeviceFixture fixture)
         var weights = WeightLayout.Initialize(config, 2);
         var prefixed = weights.ToDictionary(kv => "decoder." + kv.Key, kv => kv.Value);
         prefixed["model.output_projection.weight"] = weights["embed_tokens.weight"];
-        using var model = RetNetModel.FromWeights(device, config, prefixed);
+        using var model = LanguageModel.FromWeights(device, config, prefixed);
         Assert.Equal(weights.Count, model.ExportWeights().Count);
     }
 
@@ -64,7 +64,7 @@ public sealed class ModelWeightsTests(DeviceFixture fixture)
         weights["layers.0.retention.v_proj.weight"] = new HostTensor([3, 4], new float[12]);
         weights["layers.7.extra.weight"] = new HostTensor([1], [0f]);
         var before = device.Memory.CurrentBytes;
-        var error = Assert.Throws<CheckpointMismatchException>(() => RetNetModel.FromWeights(device, config, weights));
+        var error = Assert.Throws<CheckpointMismatchException>(() => LanguageModel.FromWeights(device, config, weights));
         Assert.Equal(before, device.Memory.CurrentBytes);
         Assert.Equal(["layers.1.ffn.gate.weight", "layer_norm.weight"], error.Missing);
         Assert.Equal(["layers.7.extra.weight"], error.Unexpected);
@@ -80,15 +80,15 @@ public sealed class ModelWeightsTests(DeviceFixture fixture)
         var folder = Path.Combine(Path.GetTempPath(), $"retnet-model-{Guid.NewGuid():N}");
         try
         {
-            using var model = RetNetModel.Create(device, config, seed: 5);
+            using var model = LanguageModel.Create(device, config, seed: 5);
             model.Save(folder);
-            using var loaded = RetNetModel.Load(device, folder);
+            using var loaded = LanguageModel.Load(device, folder);
             Assert.Equal(config, loaded.Config);
             var expected = model.ExportWeights();
             foreach (var (name, tensor) in loaded.ExportWeights())
                 Assert.True(tensor.Data.AsSpan().SequenceEqual(expected[name].Data), name);
             File.Delete(Path.Combine(folder, "model.safetensors"));
-            Assert.Throws<FileNotFoundException>(() => RetNetModel.Load(device, folder));
+            Assert.Throws<FileNotFoundException>(() => LanguageModel.Load(device, folder));
         }
         finally
         {

@@ -2,7 +2,6 @@ using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Tests.Support;
-using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Tests.Model;
 
@@ -30,7 +29,7 @@ public sealed class NarrowWeightTests(DeviceFixture fixture) : IDisposable
         var config = ModelTestSupport.Micro(tied: tied);
         var weights = ModelTestSupport.Weights(config, seed: 3);
         var tokens = ModelTestSupport.Tokens(seed: 4, batch: 2, seqLen: 7, config.VocabSize);
-        using var model = RetNetModel.FromWeights(device, config, weights, weightType: dtype);
+        using var model = LanguageModel.FromWeights(device, config, weights, weightType: dtype);
 
         Assert.Equal(dtype, model.WeightType);
         var expected = ModelReference.Forward(config, ModelTestSupport.Rounded(weights, dtype), tokens);
@@ -47,7 +46,7 @@ public sealed class NarrowWeightTests(DeviceFixture fixture) : IDisposable
         var config = ModelTestSupport.Micro(tied: tied);
         var weights = ModelTestSupport.Weights(config, seed: 5);
         var tokens = ModelTestSupport.Tokens(seed: 6, batch: 1, seqLen: 6, config.VocabSize);
-        using var model = RetNetModel.FromWeights(device, config, weights, weightType: dtype);
+        using var model = LanguageModel.FromWeights(device, config, weights, weightType: dtype);
         var expected = ModelReference.Forward(config, ModelTestSupport.Rounded(weights, dtype), tokens);
 
         var prefill = model.Prefill([ModelTestSupport.Row(tokens, 0, 3)]);
@@ -64,8 +63,8 @@ public sealed class NarrowWeightTests(DeviceFixture fixture) : IDisposable
     {
         var config = ModelTestSupport.Micro();
         var weights = ModelTestSupport.Weights(config, seed: 8);
-        using var wide = RetNetModel.FromWeights(device, config, weights);
-        using var narrow = RetNetModel.FromWeights(device, config, weights, weightType: TensorDType.BFloat16);
+        using var wide = LanguageModel.FromWeights(device, config, weights);
+        using var narrow = LanguageModel.FromWeights(device, config, weights, weightType: TensorDType.BFloat16);
         var vectors = WeightLayout.Expected(config).Where(e => e.Shape.Length == 1).Sum(e => 4L * e.Shape[0]);
         Assert.Equal((wide.WeightBytes - vectors) / 2 + vectors, narrow.WeightBytes);
 
@@ -74,7 +73,7 @@ public sealed class NarrowWeightTests(DeviceFixture fixture) : IDisposable
         Assert.All(entries.Where(e => e.Shape.Length >= 2), e => Assert.Equal(SafetensorsDType.BF16, e.DType));
         Assert.All(entries.Where(e => e.Shape.Length < 2), e => Assert.Equal(SafetensorsDType.F32, e.DType));
 
-        using var asStored = RetNetModel.Load(device, folder);
+        using var asStored = LanguageModel.Load(device, folder);
         Assert.Equal(TensorDType.BFloat16, asStored.WeightType);
         Assert.Equal(narrow.WeightBytes, asStored.WeightBytes);
         var saved = narrow.ExportWeights();
@@ -85,7 +84,7 @@ public sealed class NarrowWeightTests(DeviceFixture fixture) : IDisposable
         }
 
         // Widening on request is exact: the fp32 model holds the bf16 values.
-        using var widened = RetNetModel.Load(device, folder, weightType: TensorDType.Float32);
+        using var widened = LanguageModel.Load(device, folder, weightType: TensorDType.Float32);
         Assert.Equal(TensorDType.Float32, widened.WeightType);
         Assert.Equal(saved["layers.0.ffn.fc1.weight"].Data, widened.ExportWeights()["layers.0.ffn.fc1.weight"].Data);
     }
@@ -94,10 +93,10 @@ public sealed class NarrowWeightTests(DeviceFixture fixture) : IDisposable
     public void A_transformer_runs_on_bf16_weights_like_the_fp32_model_of_the_rounded_weights()
     {
         var config = TransformerConfig.Matching(ModelTestSupport.Micro());
-        var weights = TransformerModel.Initialize(config, seed: 2);
+        var weights = config.InitialWeights(seed: 2);
         var tokens = ModelTestSupport.Tokens(seed: 3, batch: 2, seqLen: 5, config.VocabSize);
-        using var narrow = TransformerModel.FromWeights(device, config, weights, weightType: TensorDType.BFloat16);
-        using var rounded = TransformerModel.FromWeights(device, config, ModelTestSupport.Rounded(weights, TensorDType.BFloat16));
+        using var narrow = LanguageModel.FromWeights(device, config, weights, weightType: TensorDType.BFloat16);
+        using var rounded = LanguageModel.FromWeights(device, config, ModelTestSupport.Rounded(weights, TensorDType.BFloat16));
         using var narrowLogits = narrow.Forward(tokens);
         using var roundedLogits = rounded.Forward(tokens);
         Numerics.AssertClose("bf16 transformer", narrowLogits.ToHost(), roundedLogits.ToHost().Select(v => (double)v).ToArray());
@@ -109,7 +108,7 @@ public sealed class NarrowWeightTests(DeviceFixture fixture) : IDisposable
     {
         var config = ModelTestSupport.Micro();
         var error = Assert.Throws<ArgumentOutOfRangeException>(() =>
-            RetNetModel.FromWeights(device, config, ModelTestSupport.Weights(config, 1), weightType: (TensorDType)7));
+            LanguageModel.FromWeights(device, config, ModelTestSupport.Weights(config, 1), weightType: (TensorDType)7));
         Assert.Equal("weightType", error.ParamName);
     }
 

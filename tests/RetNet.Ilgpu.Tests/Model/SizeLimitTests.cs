@@ -1,6 +1,5 @@
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tests.Support;
-using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Tests.Model;
 
@@ -32,8 +31,8 @@ public sealed class SizeLimitTests(DeviceFixture fixture)
     {
         // B·T·V: 42,730 × 50,257 = 2,147,481,610 ≤ 2³¹ − 1 < 42,731 × 50,257.
         var config = ModelTestSupport.Micro() with { VocabSize = Gpt2Vocabulary };
-        using var model = RetNetModel.Create(device, config, seed: 1);
-        using var transformer = TransformerModel.Create(device, TransformerConfig.Matching(config));
+        using var model = LanguageModel.Create(device, config, seed: 1);
+        using var transformer = LanguageModel.Create(device, TransformerConfig.Matching(config));
         var before = device.Memory.CurrentBytes;
 
         var error = Assert.Throws<ArgumentException>(() => model.Forward(new int[1, 42_731], ForwardMode.Chunkwise()));

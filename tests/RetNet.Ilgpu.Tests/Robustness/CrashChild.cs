@@ -1,5 +1,4 @@
 using RetNet.Ilgpu.Model;
-using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Tests.Robustness;
 
@@ -30,8 +29,8 @@ public static class CrashChild
             return args.Length == 0 ? 0 : 2;
         var count = int.Parse(countText, System.Globalization.CultureInfo.InvariantCulture);
         using var device = RetNetDevice.Open(DeviceKind.Cpu);
-        using var retnet = RetNetModel.Create(device, RetNet, seed: 1);
-        using var transformer = TransformerModel.Create(device, Transformer, seed: 1);
+        using var retnet = LanguageModel.Create(device, RetNet, seed: 1);
+        using var transformer = LanguageModel.Create(device, Transformer, seed: 1);
         var random = new Random(5);
         for (var i = 0; count == 0 || i < count; i++)
         {

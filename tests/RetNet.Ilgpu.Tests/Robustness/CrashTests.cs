@@ -4,7 +4,6 @@ using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tests.Support;
 using RetNet.Ilgpu.Training;
 using RetNet.Ilgpu.Training.Data;
-using RetNet.Ilgpu.Transformer;
 using Xunit.Abstractions;
 
 namespace RetNet.Ilgpu.Tests.Robustness;
@@ -67,7 +66,7 @@ public sealed class CrashTests(DeviceFixture fixture, ITestOutputHelper log) : I
             : ["init", "--preset", "tiny", "--arch", "transformer", "--output", folder, "--device", "cpu"];
         var retnet = (Config: RetNetConfig.Preset("tiny").ToJson(), Weights: WeightLayout.Initialize(RetNetConfig.Preset("tiny"), 0));
         var transformer = (Config: TransformerConfig.Preset("tiny").ToJson(),
-            Weights: TransformerModel.Initialize(TransformerConfig.Preset("tiny"), 0));
+            Weights: TransformerConfig.Preset("tiny").InitialWeights(0));
         // The first run of a process is slower (cold caches): time the second and third.
         Calibrate(ChildProcess.RetnetDll, Init(0));
         var duration = TimeSpan.FromTicks(Math.Min(Calibrate(ChildProcess.RetnetDll, Init(0)).Ticks,
@@ -77,9 +76,9 @@ public sealed class CrashTests(DeviceFixture fixture, ITestOutputHelper log) : I
         // A one-write process spends most of its life starting up: aim the kills at its second half, where it writes.
         var killed = KillRounds(seed: 11, duration, 0.4, 1.1, round => (ChildProcess.RetnetDll, Init(round)), _ =>
         {
-            using var model = LanguageModels.Load(device, folder);
+            using var model = LanguageModel.Load(device, folder);
             var expected = model.Architecture == "transformer" ? transformer : retnet;
-            Assert.Equal(expected.Config, model.ConfigJson);
+            Assert.Equal(expected.Config, model.Config.ToJson());
             foreach (var (name, tensor) in model.ExportWeights())
                 Assert.True(tensor.Data.AsSpan().SequenceEqual(expected.Weights[name].Data), $"{model.Architecture} {name}");
             seen[model.Architecture] = seen.GetValueOrDefault(model.Architecture) + 1;
@@ -94,7 +93,7 @@ public sealed class CrashTests(DeviceFixture fixture, ITestOutputHelper log) : I
     public void Forward_output_is_always_one_whole_result()
     {
         var model = Path.Combine(root, "model");
-        using (var created = RetNetModel.Create(device, RetNetConfig.Preset("tiny"), seed: 2))
+        using (var created = LanguageModel.Create(device, RetNetConfig.Preset("tiny"), seed: 2))
             created.Save(model);
         var tokens = new[] { Path.Combine(root, "a.txt"), Path.Combine(root, "b.txt") };
         File.WriteAllText(tokens[0], "1 2 3 4 5 6 7 8\n");
@@ -126,7 +125,7 @@ public sealed class CrashTests(DeviceFixture fixture, ITestOutputHelper log) : I
     public void A_training_checkpoint_saved_every_step_always_resumes()
     {
         var model = Path.Combine(root, "model");
-        using (var created = RetNetModel.Create(device, Model.ModelTestSupport.Micro(), seed: 3))
+        using (var created = LanguageModel.Create(device, Model.ModelTestSupport.Micro(), seed: 3))
             created.Save(model);
         var data = Path.Combine(root, "train.bin");
         TokenDataset.WriteTokenFile(data, Enumerable.Range(0, 400).Select(i => (i * 7) % 40).ToArray());
@@ -147,7 +146,7 @@ public sealed class CrashTests(DeviceFixture fixture, ITestOutputHelper log) : I
                 if (trainer.Step < trainer.Settings.Steps)
                     trainer.RunStep();
             }
-            using var loaded = RetNetModel.Load(device, checkpoint);
+            using var loaded = LanguageModel.Load(device, checkpoint);
             Assert.Equal(Model.ModelTestSupport.Micro(), loaded.Config);
         });
         log.WriteLine($"train: {Rounds} rounds, {killed} killed mid-run; resumed at steps {string.Join(",", steps)}; " +
@@ -160,15 +159,15 @@ public sealed class CrashTests(DeviceFixture fixture, ITestOutputHelper log) : I
         var folder = Path.Combine(root, "states");
         Directory.CreateDirectory(folder);
         var duration = Calibrate(ChildProcess.TestDll, "states", folder, "3");
-        using var retnet = RetNetModel.Create(device, CrashChild.RetNet, seed: 1);
-        using var transformer = TransformerModel.Create(device, CrashChild.Transformer, seed: 1);
+        using var retnet = LanguageModel.Create(device, CrashChild.RetNet, seed: 1);
+        using var transformer = LanguageModel.Create(device, CrashChild.Transformer, seed: 1);
         var batches = new HashSet<int>();
         var killed = KillRounds(seed: 14, duration, 0, 1.5, _ => (ChildProcess.TestDll, ["states", folder, "0"]), _ =>
         {
             using (var state = DecodingState.Load(Path.Combine(folder, CrashChild.StateFile), retnet))
                 batches.Add(state.Batch);
-            using var cache = KvCache.Load(Path.Combine(folder, CrashChild.CacheFile), transformer);
-            Assert.All(cache.Lengths, length => Assert.InRange(length, 2, 7));
+            using var cache = DecodingState.Load(Path.Combine(folder, CrashChild.CacheFile), transformer);
+            Assert.All(cache.Positions, length => Assert.InRange(length, 2, 7));
         });
         log.WriteLine($"states: {Rounds} rounds, {killed} killed mid-run; loaded batch sizes {string.Join(",", batches)}");
     }

@@ -48,7 +48,7 @@ public sealed class InterruptTests(DeviceFixture fixture) : IDisposable
     public void Sigint_stops_training_at_a_step_boundary_saves_a_resumable_checkpoint_and_exits_130()
     {
         var model = Path.Combine(root, "model");
-        using (var created = RetNetModel.Create(fixture.Device, ModelTestSupport.Micro(), seed: 3))
+        using (var created = LanguageModel.Create(fixture.Device, ModelTestSupport.Micro(), seed: 3))
             created.Save(model);
         var data = Path.Combine(root, "train.bin");
         TokenDataset.WriteTokenFile(data, Enumerable.Range(0, 400).Select(i => (i * 7) % 40).ToArray());

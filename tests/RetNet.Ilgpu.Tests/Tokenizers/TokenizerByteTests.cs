@@ -81,11 +81,11 @@ public sealed class TokenizerByteTests
     [Fact]
     public void The_tokenizer_for_a_vocabulary_is_chosen_by_size_or_name_and_a_mismatch_is_refused()
     {
-        Assert.Same(ByteTokenizer.Instance, TextTokenizers.ForVocabulary("auto", 256));
-        Assert.Equal("gpt2", TextTokenizers.ForVocabulary("AUTO", 50257)!.Name);
-        Assert.Null(TextTokenizers.ForVocabulary("auto", 40));
-        Assert.Same(ByteTokenizer.Instance, TextTokenizers.ForVocabulary("byte", 256));
-        var error = Assert.Throws<ArgumentException>(() => TextTokenizers.ForVocabulary("byte", 50257));
+        Assert.Same(ByteTokenizer.Instance, TextTokenizers.ForVocabulary(TokenizerKind.Auto, 256));
+        Assert.Equal("gpt2", TextTokenizers.ForVocabulary(TextTokenizers.ParseKind("AUTO"), 50257)!.Name);
+        Assert.Null(TextTokenizers.ForVocabulary(TokenizerKind.Auto, 40));
+        Assert.Same(ByteTokenizer.Instance, TextTokenizers.ForVocabulary(TokenizerKind.Byte, 256));
+        var error = Assert.Throws<ArgumentException>(() => TextTokenizers.ForVocabulary(TokenizerKind.Byte, 50257));
         Assert.Contains("has 256 ids but the model's vocabulary has 50257", error.Message);
     }
 }

@@ -296,4 +296,22 @@ public sealed class AdamWTests(DeviceFixture fixture)
             AdamWReference.Step(P, M, V, g, step, lr, Options.Beta1, Options.Beta2, Options.Eps, 0, 1.0);
         }
     }
+
+    [Fact]
+    public void A_16_bit_parameter_is_refused_by_its_name_with_the_way_to_mixed_precision()
+    {
+        using var matrix = Tensor.Zeros(device, TensorDType.BFloat16, 4, 4);
+        using var vector = Tensor.Zeros(device, 4);
+        var error = Assert.Throws<ArgumentException>(() => new AdamW(
+        [
+            new OptimizedParameter("norm.weight", vector, Decay: false),
+            new OptimizedParameter("layers.0.ffn.fc1.weight", matrix, Decay: true),
+        ]));
+        Assert.Contains("'layers.0.ffn.fc1.weight') is stored as BFloat16", error.Message);
+        Assert.Contains("UseComputeType", error.Message);
+        // Negative control: fp32 parameters are taken.
+        using var fp32 = Tensor.Zeros(device, 4, 4);
+        using var optimizer = new AdamW([new OptimizedParameter("layers.0.ffn.fc1.weight", fp32, Decay: true)]);
+        Assert.Single(optimizer.Parameters);
+    }
 }

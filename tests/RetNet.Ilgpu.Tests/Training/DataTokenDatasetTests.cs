@@ -266,4 +266,29 @@ public sealed class DataTokenDatasetTests : IDisposable
         var small = Assert.Throws<ArgumentException>(() => TokenDataset.Open([text], Gpt2Tokenizer.Instance, 50000));
         Assert.Contains("50257", small.Message);
     }
+
+    [Fact]
+    public void Ids_and_text_in_memory_make_datasets_like_files_do()
+    {
+        int[] ids = [3, 1, 4, 1, 5, 9, 2, 6];
+        using var fromIds = TokenDataset.FromIds(ids, vocabularySize: 10);
+        Assert.Equal(ids, ReadAll(fromIds));
+        Assert.False(fromIds.IsText);
+        Assert.Empty(fromIds.Paths);
+        var error = Assert.Throws<ArgumentException>(() => TokenDataset.FromIds([1, 10], vocabularySize: 10));
+        Assert.Contains("id 10 at position 1", error.Message);
+        Assert.Throws<ArgumentException>(() => TokenDataset.FromIds([], vocabularySize: 10));
+
+        const string text = "Hello, wörld.";
+        File.WriteAllText(PathOf("hello.txt"), text, new UTF8Encoding(false));
+        using var fromText = TokenDataset.FromText(text, ByteTokenizer.Instance, 256);
+        using var fromFile = TokenDataset.Open([PathOf("hello.txt")], ByteTokenizer.Instance, 256);
+        Assert.Equal(ReadAll(fromFile), ReadAll(fromText));
+        Assert.True(fromText.IsText);
+        Assert.Equal(Encoding.UTF8.GetByteCount(text), fromText.TextBytes);
+        Assert.Equal(fromFile.TextBytes, fromText.TextBytes);
+        // Negative control: other text is other ids.
+        using var other = TokenDataset.FromText("Hello, world.", ByteTokenizer.Instance, 256);
+        Assert.NotEqual(ReadAll(fromFile), ReadAll(other));
+    }
 }

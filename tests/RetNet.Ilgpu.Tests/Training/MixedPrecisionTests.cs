@@ -5,7 +5,6 @@ using RetNet.Ilgpu.Tests.Model;
 using RetNet.Ilgpu.Tests.Support;
 using RetNet.Ilgpu.Training;
 using RetNet.Ilgpu.Training.Data;
-using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Tests.Training;
 
@@ -30,12 +29,12 @@ public sealed class MixedPrecisionTests(DeviceFixture fixture) : IDisposable
         var config = ModelTestSupport.Micro();
         var weights = ModelTestSupport.Weights(config, seed: 9);
         var windows = ModelTestSupport.Tokens(seed: 10, batch: 2, seqLen: 7, config.VocabSize);
-        using var mixed = RetNetModel.FromWeights(device, config, weights);
+        using var mixed = LanguageModel.FromWeights(device, config, weights);
         mixed.UseComputeType(dtype);
         Assert.Equal(dtype, mixed.ComputeType);
         Assert.Equal(TensorDType.Float32, mixed.WeightType);
-        using var rounded = RetNetModel.FromWeights(device, config, ModelTestSupport.Rounded(weights, dtype));
-        using var plain = RetNetModel.FromWeights(device, config, weights);
+        using var rounded = LanguageModel.FromWeights(device, config, ModelTestSupport.Rounded(weights, dtype));
+        using var plain = LanguageModel.FromWeights(device, config, weights);
         using var gMixed = ModelGradients.Zeros(mixed);
         using var gRounded = ModelGradients.Zeros(rounded);
         using var gPlain = ModelGradients.Zeros(plain);
@@ -65,13 +64,13 @@ public sealed class MixedPrecisionTests(DeviceFixture fixture) : IDisposable
     public void A_transformer_trains_on_bf16_copies_too()
     {
         var config = TransformerConfig.Matching(ModelTestSupport.Micro());
-        var weights = TransformerModel.Initialize(config, seed: 4);
+        var weights = config.InitialWeights(seed: 4);
         var windows = ModelTestSupport.Tokens(seed: 5, batch: 2, seqLen: 6, config.VocabSize);
-        using var mixed = TransformerModel.FromWeights(device, config, weights);
+        using var mixed = LanguageModel.FromWeights(device, config, weights);
         mixed.UseComputeType(TensorDType.BFloat16);
-        using var rounded = TransformerModel.FromWeights(device, config, ModelTestSupport.Rounded(weights, TensorDType.BFloat16));
-        using var gMixed = TransformerGradients.Zeros(mixed);
-        using var gRounded = TransformerGradients.Zeros(rounded);
+        using var rounded = LanguageModel.FromWeights(device, config, ModelTestSupport.Rounded(weights, TensorDType.BFloat16));
+        using var gMixed = ModelGradients.Zeros(mixed);
+        using var gRounded = ModelGradients.Zeros(rounded);
         mixed.ForwardBackward(windows, gMixed);
         rounded.ForwardBackward(windows, gRounded);
         foreach (var (name, expected) in gRounded.Tensors)
@@ -82,13 +81,13 @@ public sealed class MixedPrecisionTests(DeviceFixture fixture) : IDisposable
     public void The_trainer_keeps_fp32_masters_that_move_by_less_than_a_bf16_step()
     {
         var model = Path.Combine(root, "model");
-        using (var created = RetNetModel.Create(device, ModelTestSupport.Micro(), seed: 3))
+        using (var created = LanguageModel.Create(device, ModelTestSupport.Micro(), seed: 3))
             created.Save(model);
         var pattern = Enumerable.Range(0, 400).Select(i => (i * 7 + i / 40) % 40).ToArray();
         TokenDataset.WriteTokenFile(Path.Combine(root, "train.bin"), pattern);
         var settings = new TrainingSettings
         {
-            Steps = 3, Batch = 2, SeqLen = 8, LearningRate = 1e-4, ChunkSize = 3, DType = "bf16",
+            Steps = 3, Batch = 2, SeqLen = 8, LearningRate = 1e-4, ChunkSize = 3, ComputeType = TensorDType.BFloat16,
             Data = [Path.Combine(root, "train.bin")],
         };
         using var trainer = Trainer.Start(device, model, settings, Path.Combine(root, "run"));
@@ -109,12 +108,14 @@ public sealed class MixedPrecisionTests(DeviceFixture fixture) : IDisposable
     public void Copies_of_16_bit_masters_and_an_unknown_type_are_refused()
     {
         var config = ModelTestSupport.Micro();
-        using var narrow = RetNetModel.FromWeights(device, config, ModelTestSupport.Weights(config, 1),
+        using var narrow = LanguageModel.FromWeights(device, config, ModelTestSupport.Weights(config, 1),
             weightType: TensorDType.BFloat16);
         var error = Assert.Throws<ArgumentException>(() => narrow.UseComputeType(TensorDType.Float16));
         Assert.Contains("fp32 master", error.Message);
-        var bad = new TrainingSettings { Steps = 1, DType = "int8", Data = ["x"] };
-        Assert.Contains("--dtype is 'int8'", Assert.Throws<ArgumentException>(bad.Validate).Message);
+        // Typed settings hold no unknown type; the one place text becomes a type is where settings are read.
+        var json = new TrainingSettings { Steps = 1 }.ToJson().Replace("\"fp32\"", "\"int8\"", StringComparison.Ordinal);
+        Assert.Contains("int8", Assert.Throws<InvalidDataException>(() => TrainingSettings.FromJson(json)).Message);
+        Assert.Equal(TensorDType.BFloat16, TrainingSettings.FromJson(json.Replace("int8", "bf16")).ComputeType);
     }
 
 }

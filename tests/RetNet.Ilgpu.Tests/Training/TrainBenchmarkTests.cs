@@ -44,9 +44,9 @@ public sealed class TrainBenchmarkTests(DeviceFixture fixture)
     [Fact]
     public void Linear_gflops_count_six_times_the_multiplied_weights_per_token()
     {
-        using var untied = RetNetModel.Create(fixture.Device, ModelTestSupport.Micro());
-        using var tied = RetNetModel.Create(fixture.Device, ModelTestSupport.Micro(tied: true));
-        long Matrices(RetNetModel m) => m.Parameters.Where(p => p.Value.Rank == 2).Sum(p => (long)p.Value.Length);
+        using var untied = LanguageModel.Create(fixture.Device, ModelTestSupport.Micro());
+        using var tied = LanguageModel.Create(fixture.Device, ModelTestSupport.Micro(tied: true));
+        long Matrices(LanguageModel m) => m.Parameters.Where(p => p.Value.Rank == 2).Sum(p => (long)p.Value.Length);
         var table = untied.Parameters["embed_tokens.weight"].Length;
         // Untied: the embedding is a gather, not a product; tied: the table is the output projection, counted once.
         Assert.Equal(Matrices(untied) - table, TrainBenchmark.LinearWeights(untied.Parameters));

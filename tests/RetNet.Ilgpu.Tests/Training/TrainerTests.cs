@@ -20,7 +20,7 @@ public sealed class TrainerTests(DeviceFixture fixture) : IDisposable
         var model = Path.Combine(root, "model");
         if (!Directory.Exists(model))
         {
-            using var created = RetNetModel.Create(device, ModelTestSupport.Micro(), seed: 3);
+            using var created = LanguageModel.Create(device, ModelTestSupport.Micro(), seed: 3);
             created.Save(model);
             var pattern = Enumerable.Range(0, 600).Select(i => (i * 7 + i / 40) % 40).ToArray();
             TokenDataset.WriteTokenFile(Path.Combine(root, "train.bin"), pattern);
@@ -87,7 +87,7 @@ public sealed class TrainerTests(DeviceFixture fixture) : IDisposable
             Assert.Throws<InvalidOperationException>(() => resumed.RunStep());
         }
         Assert.Equal(straight, File.ReadAllBytes(Path.Combine(root, "resumed", "model.safetensors")));
-        using var loaded = RetNetModel.Load(device, Path.Combine(root, "resumed"));
+        using var loaded = LanguageModel.Load(device, Path.Combine(root, "resumed"));
         Assert.Empty(loaded.Notices);
     }
 
@@ -122,12 +122,93 @@ public sealed class TrainerTests(DeviceFixture fixture) : IDisposable
     {
         var (model, settings) = Setup(steps: 2);
         var error = Assert.Throws<ArgumentException>(() =>
-            Trainer.Start(device, model, settings with { Steps = 0, Warmup = 5, Form = "recurrent" }, root));
+            Trainer.Start(device, model, settings with { Steps = 0, Warmup = 5, Form = RetentionForm.Recurrent }, root));
         Assert.Contains("--steps is 0", error.Message);
-        Assert.Contains("--form is 'recurrent'", error.Message);
+        Assert.Contains("--form is recurrent", error.Message);
         Assert.Throws<FileNotFoundException>(() => Trainer.Resume(device, model));
         Assert.Throws<ArgumentException>(() =>
             Trainer.Start(device, model, settings with { SeqLen = 1000 }, Path.Combine(root, "x")));
+    }
+
+    [Fact]
+    public void A_loop_written_out_with_the_library_equals_the_trainer_on_data_in_memory_bit_for_bit()
+    {
+        var (_, settings) = Setup(steps: 6);
+        settings = settings with { Data = [], ValidationData = [], GradAccum = 2 };
+        var pattern = Enumerable.Range(0, 600).Select(i => (i * 7 + i / 40) % 40).ToArray();
+        using var data = TokenDataset.FromIds(pattern, 40);
+        var config = ModelTestSupport.Micro();
+
+        using var trained = LanguageModel.Create(device, config, seed: 3);
+        using (var trainer = Trainer.Start(trained, new TrainingData(data), settings, Path.Combine(root, "memory")))
+            trainer.Run();
+
+        // The same steps, written out: zero, micro-batches of forward+backward, clip, AdamW at the schedule's rate.
+        using var model = LanguageModel.Create(device, config, seed: 3);
+        using var gradients = model.CreateGradients();
+        using var optimizer = AdamW.For(model, settings.Optimizer);
+        var sampler = new WindowSampler(data, settings.SeqLen, settings.Seed);
+        var windows = new int[settings.Batch, settings.SeqLen + 1];
+        for (var step = 1; step <= settings.Steps; step++)
+        {
+            gradients.Zero();
+            for (var micro = 0; micro < settings.GradAccum; micro++)
+            {
+                sampler.Next(windows);
+                model.ForwardBackward(windows, gradients, settings.Mode, 1f / settings.GradAccum);
+            }
+            var norm = GradientClipping.GlobalNorm([.. gradients.Tensors.Values]);
+            optimizer.Step(gradients.Tensors, settings.LearningRates.At(step),
+                GradientClipping.ClipScale(norm, settings.Clip));
+        }
+        var expected = trained.ExportWeights();
+        foreach (var (name, tensor) in model.ExportWeights())
+            Assert.True(tensor.Data.AsSpan().SequenceEqual(expected[name].Data), name);
+        // Negative control: one step fewer differs.
+        using var initial = LanguageModel.Create(device, config, seed: 3);
+        Assert.False(initial.ExportWeights()["layers.0.ffn.fc1.weight"].Data.AsSpan()
+            .SequenceEqual(expected["layers.0.ffn.fc1.weight"].Data));
+    }
+
+    [Fact]
+    public void A_non_finite_step_stops_training_naming_the_step_or_is_skipped_when_asked()
+    {
+        var (_, settings) = Setup(steps: 3);
+        settings = settings with { Data = [], ValidationData = [] };
+        var config = ModelTestSupport.Micro();
+        using var data = TokenDataset.FromIds(Enumerable.Range(0, 200).Select(i => i % 40).ToArray(), 40);
+        var weights = ModelTestSupport.Weights(config, seed: 3).ToDictionary();
+        // Finite weights whose logits overflow: the loss and the gradients are not finite from the first step.
+        Array.Fill(weights["output_projection.weight"].Data, 3e38f);
+        using (var model = LanguageModel.FromWeights(device, config, weights))
+        {
+            using var trainer = Trainer.Start(model, new TrainingData(data), settings, Path.Combine(root, "stop"));
+            var before = model.ExportWeights();
+            var error = Assert.Throws<NonFiniteValuesException>(() => trainer.RunStep());
+            Assert.StartsWith("Step 1:", error.Message);
+            Assert.Contains("--on-non-finite skip", error.Message);
+            Assert.Equal(0, trainer.Step);
+            foreach (var (name, tensor) in model.ExportWeights())
+                Assert.True(tensor.Data.AsSpan().SequenceEqual(before[name].Data), name);
+        }
+        using (var model = LanguageModel.FromWeights(device, config, weights))
+        {
+            using var trainer = Trainer.Start(model, new TrainingData(data),
+                settings with { OnNonFinite = NonFiniteStepPolicy.Skip }, Path.Combine(root, "skip"));
+            var before = model.ExportWeights();
+            var steps = new List<TrainingStep>();
+            trainer.Run(onStep: steps.Add);
+            Assert.All(steps, s => Assert.True(s.Skipped));
+            Assert.Equal(3, trainer.SkippedSteps);
+            Assert.Equal(3, trainer.Step);
+            foreach (var (name, tensor) in model.ExportWeights())
+                Assert.True(tensor.Data.AsSpan().SequenceEqual(before[name].Data), name);
+        }
+        // Negative control: the same run with finite logits takes its steps.
+        using var fine = LanguageModel.Create(device, config, seed: 3);
+        using var fineTrainer = Trainer.Start(fine, new TrainingData(data),
+            settings with { OnNonFinite = NonFiniteStepPolicy.Skip }, Path.Combine(root, "fine"));
+        Assert.False(fineTrainer.RunStep().Skipped);
     }
 
     public void Dispose()

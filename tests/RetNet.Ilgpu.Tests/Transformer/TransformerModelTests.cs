@@ -3,7 +3,6 @@ using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tests.Model;
 using RetNet.Ilgpu.Tests.Support;
-using RetNet.Ilgpu.Transformer;
 using RetNet.Ilgpu.Verification.Cases;
 
 namespace RetNet.Ilgpu.Tests.Transformer;
@@ -28,7 +27,7 @@ public sealed class TransformerModelTests(DeviceFixture fixture)
 
     /// <summary>The initialisation with the norm weights moved off 1, so that they matter.</summary>
     private static IReadOnlyDictionary<string, HostTensor> Weights(TransformerConfig config, int seed) =>
-        ModelCases.WithNormWeightsOffOne(TransformerModel.Initialize(config, seed), seed + 7);
+        ModelCases.WithNormWeightsOffOne(config.InitialWeights(seed), seed + 7);
 
     public static TheoryData<string> Layouts => ["swish", "gelu-tied", "one-head", "three-heads"];
 
@@ -46,7 +45,7 @@ public sealed class TransformerModelTests(DeviceFixture fixture)
         var config = Layout(layout);
         var weights = Weights(config, seed: 3);
         var tokens = ModelTestSupport.Tokens(seed: 9, batch: 2, seqLen: 19, config.VocabSize);
-        using var model = TransformerModel.FromWeights(device, config, weights);
+        using var model = LanguageModel.FromWeights(device, config, weights);
         using var logits = model.Forward(tokens);
         var actual = logits.ToHost();
 
@@ -64,14 +63,13 @@ public sealed class TransformerModelTests(DeviceFixture fixture)
         var config = Micro();
         var weights = Weights(config, seed: 5);
         var tokens = ModelTestSupport.Tokens(seed: 2, batch: 2, seqLen: 15, config.VocabSize);
-        using var model = TransformerModel.FromWeights(device, config, weights);
+        using var model = LanguageModel.FromWeights(device, config, weights);
         var expected = TransformerReference.Forward(config, weights, tokens);
         int vocab = config.VocabSize, seqLen = tokens.GetLength(1);
         int[] promptLengths = [4, 9];
 
         var (logits, cache) = model.Prefill(
-            [ModelTestSupport.Row(tokens, 0, promptLengths[0]), ModelTestSupport.Row(tokens, 1, promptLengths[1])],
-            capacity: 10);
+            [ModelTestSupport.Row(tokens, 0, promptLengths[0]), ModelTestSupport.Row(tokens, 1, promptLengths[1])]);
         using (cache)
         {
             for (var b = 0; b < 2; b++)
@@ -105,7 +103,7 @@ public sealed class TransformerModelTests(DeviceFixture fixture)
         var config = Micro();
         var weights = Weights(config, seed: 8);
         var tokens = ModelTestSupport.Tokens(seed: 6, batch: 2, seqLen: 8, config.VocabSize);
-        using var model = TransformerModel.FromWeights(device, config, weights);
+        using var model = LanguageModel.FromWeights(device, config, weights);
         var (_, cache) = model.Prefill([ModelTestSupport.Row(tokens, 0, 6), ModelTestSupport.Row(tokens, 1, 3)], 8);
         using (cache)
         {
@@ -139,8 +137,8 @@ public sealed class TransformerModelTests(DeviceFixture fixture)
         var config = Layout(layout);
         var weights = Weights(config, seed: 17);
         var windows = ModelTestSupport.Tokens(seed: 4, batch: 2, seqLen: 7, config.VocabSize);
-        using var model = TransformerModel.FromWeights(device, config, weights);
-        using var gradients = TransformerGradients.Zeros(model);
+        using var model = LanguageModel.FromWeights(device, config, weights);
+        using var gradients = ModelGradients.Zeros(model);
         var loss = model.ForwardBackward(windows, gradients);
         Assert.True(Math.Abs(loss - TransformerReference.Loss(config, weights, windows)) <= 1e-5 * loss,
             $"{layout}: loss {loss} vs the float64 reference");
@@ -196,20 +194,25 @@ public sealed class TransformerModelTests(DeviceFixture fixture)
             Assert.Equal(retnet.EmbedDim, transformer.EmbedDim);
             Assert.Equal(retnet.RetentionHeads, transformer.Heads);
             Assert.Equal(retnet.Layers, transformer.Layers);
-            var difference = Math.Abs(transformer.ParameterCount - RetNetModel.ParameterCountOf(retnet));
+            var difference = Math.Abs(transformer.ParameterCount() - retnet.ParameterCount());
             // Rounding the FFN width moves 3·d·layers weights per column, at most half a column each way.
             Assert.True(difference <= 1.5 * retnet.EmbedDim * retnet.Layers,
-                $"{name}: transformer {transformer.ParameterCount}, retnet {RetNetModel.ParameterCountOf(retnet)}");
+                $"{name}: transformer {transformer.ParameterCount()}, retnet {retnet.ParameterCount()}");
         }
-        using var model = TransformerModel.Create(device, TransformerConfig.Preset("tiny"));
-        Assert.Equal(TransformerConfig.Preset("tiny").ParameterCount, model.ParameterCount);
+        var tiny = TransformerConfig.Preset("tiny");
+        using var model = LanguageModel.Create(device, tiny);
+        // Counted by hand: embedding and output [V, d], per layer q, k, v, out [d, d], the FFN's three [ffn, d] and
+        // two norms [d], the final norm [d].
+        long d = tiny.EmbedDim, layers = tiny.Layers;
+        Assert.Equal(2 * tiny.VocabSize * d + d + layers * (4 * d * d + 3 * d * tiny.FfnEmbedDim + 2 * d),
+            model.ParameterCount);
     }
 
     [Fact]
     public void A_saved_cache_resumes_decoding_exactly_and_a_foreign_file_is_refused()
     {
         var config = Micro();
-        using var model = TransformerModel.Create(device, config, seed: 6);
+        using var model = LanguageModel.Create(device, config, seed: 6);
         var path = Path.Combine(Path.GetTempPath(), $"retnet-kv-{Guid.NewGuid():N}.safetensors");
         try
         {
@@ -218,23 +221,23 @@ public sealed class TransformerModelTests(DeviceFixture fixture)
             {
                 cache.Save(path);
                 var expected = model.Step([7, 8], cache);
-                using var loaded = KvCache.Load(path, model, capacity: 3);
+                using var loaded = DecodingState.Load(path, model, capacity: 3);
                 Assert.Equal([4, 2], loaded.Positions);
                 Assert.Equal(4, loaded.Capacity);
                 var actual = model.Step([7, 8], loaded);
                 for (var b = 0; b < 2; b++)
                     Numerics.AssertClose($"resumed sequence {b}", actual[b], expected[b], 0);
             }
-            using var other = TransformerModel.Create(device, config with { Layers = 1 });
-            var error = Assert.Throws<InvalidDataException>(() => KvCache.Load(path, other));
+            using var other = LanguageModel.Create(device, config with { Layers = 1 });
+            var error = Assert.Throws<InvalidDataException>(() => DecodingState.Load(path, other));
             Assert.Contains("layers.1.keys", error.Message);
             var retnetState = Path.Combine(Path.GetTempPath(), $"retnet-state-{Guid.NewGuid():N}.safetensors");
             try
             {
-                using var retnet = RetNetModel.Create(device, ModelTestSupport.Micro());
-                using var state = DecodingState.Zeros(retnet, 1);
+                using var retnet = LanguageModel.Create(device, ModelTestSupport.Micro());
+                using var state = retnet.CreateState(1);
                 state.Save(retnetState);
-                Assert.Throws<InvalidDataException>(() => KvCache.Load(retnetState, model));
+                Assert.Throws<InvalidDataException>(() => DecodingState.Load(retnetState, model));
             }
             finally
             {
@@ -256,21 +259,22 @@ public sealed class TransformerModelTests(DeviceFixture fixture)
         {
             var tokens = ModelTestSupport.Tokens(seed: 1, batch: 1, seqLen: 5, config.VocabSize);
             float[] before;
-            using (var model = TransformerModel.Create(device, config, seed: 4))
+            using (var model = LanguageModel.Create(device, config, seed: 4))
             {
                 model.Save(folder);
                 using var logits = model.Forward(tokens);
                 before = logits.ToHost();
             }
             var json = File.ReadAllText(Path.Combine(folder, "config.json"));
-            Assert.True(TransformerConfig.IsTransformerJson(json));
+            Assert.IsType<TransformerConfig>(ModelConfig.FromJson(json));
             Assert.Equal(config, TransformerConfig.FromJson(json));
-            using (var loaded = TransformerModel.Load(device, folder))
+            using (var loaded = LanguageModel.Load(device, folder))
             {
                 using var logits = loaded.Forward(tokens);
                 Numerics.AssertClose("reloaded", logits.ToHost(), before, 0);
             }
-            var error = Assert.Throws<ArgumentException>(() => RetNetModel.Load(device, folder));
+            // Negative control: torchscale's reader refuses the folder's config, naming its type.
+            var error = Assert.Throws<ArgumentException>(() => RetNetConfig.FromJson(json));
             Assert.Contains("model_type \"transformer\"", error.Message);
         }
         finally
@@ -302,16 +306,16 @@ public sealed class TransformerModelTests(DeviceFixture fixture)
         weights.Remove("layers.1.ffn.gate.weight");
         weights["layers.0.attention.q_proj.weight"] = new HostTensor([3, 3], new float[9]);
         var mismatch = Assert.Throws<CheckpointMismatchException>(() =>
-            TransformerModel.FromWeights(device, config, weights));
+            LanguageModel.FromWeights(device, config, weights));
         Assert.Contains("layers.1.ffn.gate.weight", mismatch.Message);
         Assert.Contains("layers.0.attention.q_proj.weight", mismatch.Message);
 
         var poisoned = Weights(config, seed: 1);
         poisoned["layers.1.attention.v_proj.weight"].Data[5] = float.NaN;
-        error = Assert.Throws<ArgumentException>(() => TransformerModel.FromWeights(device, config, poisoned));
+        error = Assert.Throws<ArgumentException>(() => LanguageModel.FromWeights(device, config, poisoned));
         Assert.Contains("layers.1.attention.v_proj.weight", error.Message);
 
-        using var model = TransformerModel.Create(device, config);
+        using var model = LanguageModel.Create(device, config);
         error = Assert.Throws<ArgumentException>(() => model.Forward(new int[,] { { 1, 40 } }));
         Assert.Contains("id 40", error.Message);
         Assert.Throws<ArgumentException>(() => model.Forward(new int[0, 3]));
@@ -321,7 +325,6 @@ public sealed class TransformerModelTests(DeviceFixture fixture)
             error = Assert.Throws<ArgumentException>(() => model.Step([1, 2], cache));
             Assert.Contains("one per sequence", error.Message);
         }
-        Assert.Throws<ArgumentException>(() => model.Prefill([[1, 2, 3]], capacity: 2));
         Assert.Throws<ArgumentException>(() => model.Prefill([[]]));
     }
 
@@ -329,12 +332,12 @@ public sealed class TransformerModelTests(DeviceFixture fixture)
     public void The_generator_drives_the_transformer_through_its_kv_cache()
     {
         var config = Micro();
-        using var model = TransformerModel.Create(device, config, seed: 2);
-        using var decoder = new TransformerTokenDecoder(model);
+        using var model = LanguageModel.Create(device, config, seed: 2);
+        using var decoder = new ModelTokenDecoder(model);
         var tokens = Generator.Generate(decoder, [[1, 2, 3]], new SamplingOptions { MaxTokens = 12, Temperature = 0 })
             .ToList();
         Assert.Equal(12, tokens.Count);
-        Assert.Equal(3 + 11, decoder.Cache!.Positions[0]); // the last sampled token is never fed back
-        Assert.Throws<InvalidOperationException>(() => new TransformerTokenDecoder(model).Step([1]));
+        Assert.Equal(3 + 11, decoder.State!.Positions[0]); // the last sampled token is never fed back
+        Assert.Throws<InvalidOperationException>(() => new ModelTokenDecoder(model).Step([1]));
     }
 }

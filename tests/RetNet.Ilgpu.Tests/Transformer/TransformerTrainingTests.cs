@@ -2,7 +2,6 @@ using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tests.Support;
 using RetNet.Ilgpu.Training;
 using RetNet.Ilgpu.Training.Data;
-using RetNet.Ilgpu.Transformer;
 
 namespace RetNet.Ilgpu.Tests.Transformer;
 
@@ -23,7 +22,7 @@ public sealed class TransformerTrainingTests(DeviceFixture fixture) : IDisposabl
             {
                 EmbedDim = 32, Heads = 2, FfnEmbedDim = 40, Layers = 2, VocabSize = 40,
             };
-            using var created = TransformerModel.Create(device, config, seed: 3);
+            using var created = LanguageModel.Create(device, config, seed: 3);
             created.Save(model);
             var pattern = Enumerable.Range(0, 600).Select(i => (i * 7 + i / 40) % 40).ToArray();
             TokenDataset.WriteTokenFile(Path.Combine(root, "train.bin"), pattern);
@@ -39,7 +38,7 @@ public sealed class TransformerTrainingTests(DeviceFixture fixture) : IDisposabl
     private byte[] Train(string output, TrainingSettings settings, string model, int? stopAfter = null)
     {
         using var trainer = Trainer.Start(device, model, settings, output);
-        Assert.IsType<TransformerModel>(trainer.Model);
+        Assert.IsType<LanguageModel>(trainer.Model);
         while (trainer.Step < (stopAfter ?? settings.Steps))
             trainer.RunStep();
         trainer.Save();
@@ -71,14 +70,14 @@ public sealed class TransformerTrainingTests(DeviceFixture fixture) : IDisposabl
         Assert.NotEqual(straight, halfway);
         using (var resumed = Trainer.Resume(device, stopped, Path.Combine(root, "resumed")))
         {
-            Assert.IsType<TransformerModel>(resumed.Model);
+            Assert.IsType<LanguageModel>(resumed.Model);
             Assert.Equal(5, resumed.Step);
             while (resumed.Step < settings.Steps)
                 resumed.RunStep();
             resumed.Save();
         }
         Assert.Equal(straight, File.ReadAllBytes(Path.Combine(root, "resumed", "model.safetensors")));
-        using var loaded = LanguageModels.Load(device, Path.Combine(root, "resumed"));
+        using var loaded = LanguageModel.Load(device, Path.Combine(root, "resumed"));
         Assert.Equal("transformer", loaded.Architecture);
     }
 

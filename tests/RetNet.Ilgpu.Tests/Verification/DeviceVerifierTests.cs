@@ -35,7 +35,7 @@ public sealed class DeviceVerifierTests(DeviceFixture fixture)
         // Every group ran, at size 1 among others.
         foreach (var prefix in new[] { "Gemm", "Elementwise", "RmsNorm", "LayerNorm", "Reductions", "CrossEntropy",
                      "Conversion", "Embedding", "ThetaShift", "DecayNormalization", "AdamW", "ParallelRetention", "ChunkwiseRetention",
-                     "RecurrentRetention", "CausalAttention", "RetNetModel", "TransformerModel" })
+                     "RecurrentRetention", "CausalAttention", "LanguageModel", "LanguageModel" })
             Assert.Contains(results, r => r.Kernel.StartsWith(prefix, StringComparison.Ordinal) && !r.Skipped);
         Assert.Contains(results, r => r.Shape == "n=1" && !r.Skipped);
     }

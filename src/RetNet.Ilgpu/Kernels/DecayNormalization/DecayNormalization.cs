@@ -1,6 +1,5 @@
 using ILGPU;
 using ILGPU.Runtime;
-using RetNet.Ilgpu.Kernels.Rotation;
 using RetNet.Ilgpu.Retention;
 using RetNet.Ilgpu.Tensors;
 
@@ -38,16 +37,16 @@ public static class DecayNormalization
         if (startPositions.Any(s => s < 0))
             throw new ArgumentException("Argument 'startPositions' holds a negative position.", nameof(startPositions));
         using var table = decay.Upload(sums.Device);
-        using var starts = new DeviceInts(sums.Device, startPositions.Count);
-        starts.Upload(startPositions.ToArray());
-        Launch(starts, 0, table, sums.Dim(0), sums.Dim(1), sums.Reshape(sums.Length));
+        using var starts = IndexTensor.FromHost(sums.Device, startPositions.ToArray(), startPositions.Count);
+        Launch(starts, table, sums.Dim(1), sums.Reshape(sums.Length));
         sums.Device.Synchronize();
     }
 
-    /// <summary>The model's launch: <paramref name="batch"/> start positions read from <paramref name="starts"/> at
-    /// <paramref name="offset"/>, the [2, H] table of <see cref="DecaySchedule"/>, sums [B·T·H].</summary>
-    internal static void Launch(DeviceInts starts, int offset, Tensor decayTable, int batch, int seqLen, Tensor sums)
+    /// <summary>The model's launch: one start position per sequence in <paramref name="starts"/> [B], the [2, H] table
+    /// of <see cref="DecaySchedule"/>, sums [B·T·H].</summary>
+    internal static void Launch(IndexTensor starts, Tensor decayTable, int seqLen, Tensor sums)
     {
+        var batch = starts.Length;
         var heads = decayTable.Dim(1);
         ShapeCheck.Expect(sums, nameof(sums), batch * seqLen * heads);
         if (sums.Length == 0)
@@ -58,6 +57,6 @@ public static class DecayNormalization
             accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<int>, ArrayView<float>, ArrayView<float>,
                 DecaySumProblem, Spread>(DecayNormalizationKernels.RowDecaySums));
         var spread = Kernels.Launch.Spread(device, sums.Length);
-        kernel(device.Stream, spread.Threads, starts.View(offset, batch), decayTable.View, sums.View, problem, spread);
+        kernel(device.Stream, spread.Threads, starts.View, decayTable.View, sums.View, problem, spread);
     }
 }

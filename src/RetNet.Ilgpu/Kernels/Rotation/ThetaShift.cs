@@ -29,17 +29,16 @@ public static class ThetaShift
         if (startPositions.Any(s => s < 0))
             throw new ArgumentException("Argument 'startPositions' holds a negative position.", nameof(startPositions));
         using var angles = Tensor.FromHost(x.Device, Angles(x.Dim(3)), x.Dim(3) / 2);
-        using var starts = new DeviceInts(x.Device, startPositions.Count);
-        starts.Upload(startPositions.ToArray());
-        Apply(x, starts, 0, angles, scale);
+        using var starts = IndexTensor.FromHost(x.Device, startPositions.ToArray(), startPositions.Count);
+        Apply(x, starts, angles, scale);
         x.Device.Synchronize();
     }
 
-    /// <summary>The model's launch: starts are read from <paramref name="starts"/> at <paramref name="offset"/>,
-    /// angles [Dk/2] come from <see cref="Angles"/>.</summary>
-    internal static void Apply(Tensor x, DeviceInts starts, int offset, Tensor angles, float scale)
+    /// <summary>The model's launch: one start position per sequence in <paramref name="starts"/> [B], angles [Dk/2]
+    /// from <see cref="Angles"/>.</summary>
+    internal static void Apply(Tensor x, IndexTensor starts, Tensor angles, float scale)
     {
-        Validate(x, x.Dim(0));
+        Validate(x, starts.Length);
         if (x.Length == 0)
             return;
         var device = x.Device;
@@ -48,7 +47,7 @@ public static class ThetaShift
             accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>,
                 RotationProblem, Spread>(RotationKernels.ThetaShift));
         var spread = Launch.Spread(device, x.Length / 2);
-        kernel(device.Stream, spread.Threads, x.View, starts.View(offset, x.Dim(0)), angles.View, problem, spread);
+        kernel(device.Stream, spread.Threads, x.View, starts.View, angles.View, problem, spread);
     }
 
     private static void Validate(Tensor x, int starts)

@@ -1,7 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
 using RetNet.Ilgpu.Kernels.Embedding;
-using RetNet.Ilgpu.Kernels.Rotation;
 using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Kernels.ScaledEmbedding;
@@ -20,9 +19,8 @@ public static class ScaledEmbedding
         ArgumentNullException.ThrowIfNull(ids);
         var values = ids.ToArray();
         Validate(table, values, output);
-        using var buffer = new DeviceInts(table.Device, values.Length);
-        buffer.Upload(values);
-        Launch(table, buffer, 0, scale, output);
+        using var buffer = IndexTensor.FromHost(table.Device, values, values.Length);
+        Launch(table, buffer, scale, output);
         table.Device.Synchronize();
     }
 
@@ -41,8 +39,8 @@ public static class ScaledEmbedding
                     $"Argument 'ids' has id {ids[n]} at position {n}; expected an id in [0, {table.Dim(0)}).", "ids");
     }
 
-    /// <summary>Launches the gather over ids already validated and uploaded at <paramref name="offset"/>.</summary>
-    internal static void Launch(Tensor table, DeviceInts ids, int offset, float scale, Tensor output)
+    /// <summary>Launches the gather over <paramref name="ids"/> [N], already validated and uploaded.</summary>
+    internal static void Launch(Tensor table, IndexTensor ids, float scale, Tensor output)
     {
         if (output.Length == 0)
             return;
@@ -52,7 +50,7 @@ public static class ScaledEmbedding
             accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<int>, FloatSource, ArrayView<float>, int, float,
                 Spread>(EmbeddingKernels.Gather));
         var spread = Kernels.Launch.Spread(device, output.Length);
-        kernel(device.Stream, spread.Threads, ids.View(offset, output.Dim(0)), FloatSource.Of(table), output.View, table.Dim(1),
+        kernel(device.Stream, spread.Threads, ids.View, FloatSource.Of(table), output.View, table.Dim(1),
             scale, spread);
     }
 }

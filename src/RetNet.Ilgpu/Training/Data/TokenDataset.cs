@@ -58,7 +58,7 @@ public sealed class TokenDataset : IDisposable
     /// <summary>The number of ids.</summary>
     public long Count => starts[^1];
 
-    /// <summary>The files, as given to <see cref="Open"/>, in order.</summary>
+    /// <summary>The files, as given to <see cref="Open"/>, in order (none for a dataset made in memory).</summary>
     public IReadOnlyList<string> Paths { get; }
 
     /// <summary>The model's vocabulary size V the ids were checked against: every id is in [0, V).</summary>
@@ -160,6 +160,47 @@ public sealed class TokenDataset : IDisposable
                 source.Dispose();
             throw;
         }
+    }
+
+    /// <summary>A dataset of ids already in memory (copied, compactly), e.g. to train or evaluate without files.</summary>
+    /// <param name="ids">The ids, at least one, each in [0, <paramref name="vocabularySize"/>).</param>
+    /// <param name="vocabularySize">The model's V.</param>
+    /// <exception cref="ArgumentException">No ids, or an id outside [0, V) (the message gives its position).</exception>
+    public static TokenDataset FromIds(IReadOnlyList<int> ids, int vocabularySize)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        ArgumentOutOfRangeException.ThrowIfLessThan(vocabularySize, 1);
+        if (ids.Count == 0)
+            throw new ArgumentException("Argument 'ids' is empty; a dataset needs at least one id.", nameof(ids));
+        for (var i = 0; i < ids.Count; i++)
+            if ((uint)ids[i] >= (uint)vocabularySize)
+                throw new ArgumentException(
+                    $"Argument 'ids' has id {ids[i]} at position {i}; expected an id in [0, {vocabularySize}).",
+                    nameof(ids));
+        var compact = new CompactIds(vocabularySize);
+        compact.Append(ids);
+        return new TokenDataset([new MemoryTokenSource(compact)], [], vocabularySize, isText: false, textBytes: 0);
+    }
+
+    /// <summary>A dataset of <paramref name="text"/> tokenized by <paramref name="tokenizer"/> (a text dataset: bits per
+    /// byte are defined over it).</summary>
+    /// <exception cref="ArgumentException">The text holds no tokens, or the tokenizer's vocabulary exceeds V.</exception>
+    public static TokenDataset FromText(string text, ITextTokenizer tokenizer, int vocabularySize)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        ArgumentOutOfRangeException.ThrowIfLessThan(vocabularySize, 1);
+        if (tokenizer.VocabularySize > vocabularySize)
+            throw new ArgumentException(
+                $"Tokenizer '{tokenizer.Name}' has {tokenizer.VocabularySize} ids, more than the model's vocabulary of " +
+                $"{vocabularySize}.", nameof(tokenizer));
+        var ids = tokenizer.Encode(text);
+        if (ids.Count == 0)
+            throw new ArgumentException("Argument 'text' holds no tokens.", nameof(text));
+        var compact = new CompactIds(tokenizer.VocabularySize);
+        compact.Append(ids);
+        return new TokenDataset([new MemoryTokenSource(compact)], [], vocabularySize, isText: true,
+            System.Text.Encoding.UTF8.GetByteCount(text));
     }
 
     /// <summary>

@@ -248,6 +248,14 @@ internal sealed class TextTokenSource : TokenSource
     private static bool IsPrintableAscii(byte b) => b is >= 0x21 and <= 0x7E;
 }
 
+/// <summary>Ids handed over in memory (or text tokenized from a string), held compactly.</summary>
+internal sealed class MemoryTokenSource(CompactIds ids) : TokenSource
+{
+    public override long Count => ids.Count;
+
+    public override void CopyTo(long start, Span<int> destination) => ids.CopyTo(start, destination);
+}
+
 /// <summary>A growable id array: 2 bytes per id when the vocabulary fits in uint16, otherwise 4.</summary>
 internal sealed class CompactIds(int vocabularySize)
 {

@@ -3,9 +3,9 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using RetNet.Ilgpu.IO;
-using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Tensors;
 
-namespace RetNet.Ilgpu.Transformer;
+namespace RetNet.Ilgpu.Model;
 
 /// <summary>
 /// The shape of the baseline decoder-only Transformer ("Transformer++": pre-norm RMSNorm blocks, causal multi-head
@@ -13,8 +13,17 @@ namespace RetNet.Ilgpu.Transformer;
 /// <c>"model_type": "transformer"</c> (docs/TRANSFORMER.md). Built to be compared with a RetNet of (nearly) the same
 /// parameter count: <see cref="Matching"/>.
 /// </summary>
-public sealed record TransformerConfig
+public sealed record TransformerConfig : ModelConfig
 {
+    /// <inheritdoc/>
+    [JsonIgnore]
+    public override string Architecture => ModelType;
+
+    /// <inheritdoc/>
+    [JsonIgnore]
+    public override string Summary =>
+        $"{Layers} layers, d={EmbedDim}, heads={Heads}, ffn={FfnEmbedDim}, vocab={VocabSize}";
+
     /// <summary>The value of <c>model_type</c> that marks a Transformer config.json.</summary>
     public const string ModelType = "transformer";
 
@@ -66,12 +75,6 @@ public sealed record TransformerConfig
     [JsonIgnore]
     public float EmbedScale => NoScaleEmbedding ? 1f : (float)Math.Sqrt(EmbedDim);
 
-    /// <summary>The parameters of a model of this shape.</summary>
-    [JsonIgnore]
-    public long ParameterCount =>
-        (long)VocabSize * EmbedDim * (ShareInputOutputEmbed ? 1 : 2) + EmbedDim +
-        (long)Layers * (4L * EmbedDim * EmbedDim + 3L * EmbedDim * FfnEmbedDim + 2L * EmbedDim);
-
     /// <summary>
     /// The Transformer to compare with <paramref name="retnet"/>: the same width, heads, layers, vocabulary, eps,
     /// activation and embedding treatment, and the FFN widened so the parameter counts match as closely as a whole
@@ -109,7 +112,7 @@ public sealed record TransformerConfig
     /// <summary>Checks every field; the message lists every problem found.</summary>
     /// <exception cref="ArgumentException">A size is not positive, the heads do not divide d into an even head
     /// dimension, eps is negative or not finite, the activation or model type is unknown.</exception>
-    public void Validate()
+    public override void Validate()
     {
         var problems = new List<string>();
         void Positive(string field, int value)
@@ -142,34 +145,19 @@ public sealed record TransformerConfig
         ["model_type", "embed_dim", "attention_heads", "ffn_embed_dim", "layers", "vocab_size"];
 
     /// <summary>The config as JSON.</summary>
-    public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
-
-    /// <summary>True when <paramref name="json"/> is an object whose <c>model_type</c> is "transformer" (a folder
-    /// written by <see cref="TransformerModel.Save"/>); RetNet configs have no model_type.</summary>
-    public static bool IsTransformerJson(string json)
-    {
-        try
-        {
-            return JsonNode.Parse(json, documentOptions: RetNetConfig.DocumentOptions) is JsonObject node && node["model_type"] is JsonValue value &&
-                   value.GetValueKind() == JsonValueKind.String && value.GetValue<string>() == ModelType;
-        }
-        catch (JsonException)
-        {
-            return false;
-        }
-    }
+    public override string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
 
     /// <summary>Parses a config: the six fields of <see cref="RequiredFields"/> are required, unknown fields are
     /// refused (a Transformer config is this library's own format), and the result is validated.</summary>
     /// <exception cref="ArgumentException">The JSON is malformed, a field is missing, unknown or of the wrong type, or
     /// <see cref="Validate"/> fails.</exception>
-    public static TransformerConfig FromJson(string json)
+    public static new TransformerConfig FromJson(string json)
     {
         ArgumentNullException.ThrowIfNull(json);
         TransformerConfig? config;
         try
         {
-            var node = JsonNode.Parse(json, documentOptions: RetNetConfig.DocumentOptions) as JsonObject
+            var node = JsonNode.Parse(json, documentOptions: DocumentOptions) as JsonObject
                 ?? throw new ArgumentException("The Transformer config JSON is not an object.", nameof(json));
             var missing = RequiredFields.Where(f => !node.ContainsKey(f)).ToList();
             if (missing.Count > 0)
@@ -203,19 +191,69 @@ public sealed record TransformerConfig
 
     /// <summary>Reads a config.json file (see <see cref="FromJson"/>).</summary>
     /// <exception cref="ArgumentException">The content is not a valid config; the message names the file.</exception>
-    public static TransformerConfig Load(string path)
+    public static new TransformerConfig Load(string path) => LoadFile(path, FromJson);
+
+    /// <summary>Names and shapes of every weight (docs/TRANSFORMER.md): embed_tokens.weight [V, d]; per layer i,
+    /// layers.i.attention_layer_norm.weight [d], layers.i.attention.{q,k,v,out}_proj.weight [d, d],
+    /// layers.i.final_layer_norm.weight [d], layers.i.ffn.fc1.weight and gate.weight [ffn, d], layers.i.ffn.fc2.weight
+    /// [d, ffn]; layer_norm.weight [d]; output_projection.weight [V, d] unless tied.</summary>
+    public override IReadOnlyList<(string Name, int[] Shape)> ExpectedWeights() => Spec().Weights();
+
+    /// <summary>
+    /// Initial weights, reproducible from <paramref name="seed"/>: norms 1; q, k, v uniform in ±2^(−2.5)·√(6/(in+out))
+    /// and the out projection in ±0.5·√(6/(in+out)) (the same Xavier gains RetNet's projections get); the FFN uniform
+    /// in ±1/√in; embeddings and the output projection normal with σ = 1/√d.
+    /// </summary>
+    public override IReadOnlyDictionary<string, HostTensor> InitialWeights(int seed)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        try
+        var random = new Random(seed);
+        var result = new Dictionary<string, HostTensor>();
+        foreach (var (name, shape) in ExpectedWeights())
         {
-            return FromJson(File.ReadAllText(path));
+            var data = new float[ShapeCheck.ElementCount(shape)];
+            if (shape.Length == 1)
+                Array.Fill(data, 1f);
+            else if (name.Contains(".attention.out_proj", StringComparison.Ordinal))
+                WeightLayout.Uniform(random, data, 0.5 * Math.Sqrt(6.0 / (shape[0] + shape[1])));
+            else if (name.Contains(".attention.", StringComparison.Ordinal))
+                WeightLayout.Uniform(random, data, Math.Pow(2, -2.5) * Math.Sqrt(6.0 / (shape[0] + shape[1])));
+            else if (name.StartsWith("layers.", StringComparison.Ordinal))
+                WeightLayout.Uniform(random, data, 1 / Math.Sqrt(shape[1]));
+            else
+                WeightLayout.Normal(random, data, 1 / Math.Sqrt(EmbedDim));
+            result.Add(name, new HostTensor(shape, data));
         }
-        catch (ArgumentException e)
-        {
-            throw new ArgumentException($"{path}: {e.Message}", nameof(path), e);
-        }
+        return result;
     }
 
-    /// <summary>Writes the config as JSON, atomically.</summary>
-    public void Save(string path) => AtomicFile.WriteAllText(path, ToJson());
+    internal override DecoderSpec Spec()
+    {
+        Validate();
+        return new DecoderSpec(VocabSize, EmbedDim, Layers, FfnEmbedDim, LayerNormEps, ActivationFn == "gelu",
+            EmbedScale, ResidualScale: 1f, PreNorm: true, EmbeddingNorm: false, ShareInputOutputEmbed,
+            ParameterNames.Torchscale with { NormsFirst = true }, new AttentionSpec(EmbedDim, Heads));
+    }
+
+    /// <summary>Checks that <paramref name="weights"/> are the tensors this config needs, with their shapes (a tied
+    /// output projection may also appear under its own name, and is dropped).</summary>
+    internal override ResolvedWeights Resolve(IReadOnlyDictionary<string, HostTensor> weights)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        var expected = ExpectedWeights();
+        var names = expected.Select(e => e.Name).ToHashSet();
+        var missing = expected.Where(e => !weights.ContainsKey(e.Name)).Select(e => e.Name).ToList();
+        var unexpected = weights.Keys.Where(k => !names.Contains(k) &&
+            !(ShareInputOutputEmbed && k == "output_projection.weight")).Order().ToList();
+        var wrongShape = expected.Where(e => weights.TryGetValue(e.Name, out var t) && !t.Shape.SequenceEqual(e.Shape))
+            .Select(e => $"{e.Name} is {ShapeCheck.Format(weights[e.Name].Shape)}, expected {ShapeCheck.Format(e.Shape)}")
+            .ToList();
+        if (missing.Count + unexpected.Count + wrongShape.Count > 0)
+            throw new CheckpointMismatchException(missing, unexpected, wrongShape);
+        return new ResolvedWeights(this, expected.ToDictionary(e => e.Name, e => weights[e.Name]), []);
+    }
+
+    internal override (IReadOnlyDictionary<string, HostTensor> Extra, IReadOnlyDictionary<string, string> Metadata)
+        SaveExtras(IReadOnlyDictionary<string, HostTensor> parameters) =>
+        (new Dictionary<string, HostTensor>(),
+            new Dictionary<string, string> { ["format"] = "pt", ["model_type"] = ModelType });
 }

@@ -1,8 +1,7 @@
 using RetNet.Ilgpu.IO;
-using RetNet.Ilgpu.Model;
 using static RetNet.Ilgpu.Model.ReferenceMath;
 
-namespace RetNet.Ilgpu.Transformer;
+namespace RetNet.Ilgpu.Model;
 
 /// <summary>
 /// The baseline Transformer's forward pass in double precision, written from docs/TRANSFORMER.md independently of the

@@ -1,0 +1,326 @@
+using RetNet.Ilgpu.Devices;
+using RetNet.Ilgpu.IO;
+using RetNet.Ilgpu.Kernels.DecayNormalization;
+using RetNet.Ilgpu.Kernels.Elementwise;
+using RetNet.Ilgpu.Kernels.Normalization;
+using RetNet.Ilgpu.Kernels.Rotation;
+using RetNet.Ilgpu.Retention;
+using RetNet.Ilgpu.Tensors;
+
+namespace RetNet.Ilgpu.Model;
+
+/// <summary>
+/// torchscale's multi-scale retention as a mixer of the decoder shell: H heads of key width Dk = d/H and value width
+/// Dv = value dim/H, decays γ_h, the decay-normalised head norm with eps (docs/MATH.md §4–5).
+/// </summary>
+internal sealed class RetentionSpec(int embedDim, int valueDim, int heads, double eps, DecaySchedule decay) : MixerSpec
+{
+    public override string Name => "retention";
+
+    public override int WidestRow => valueDim;
+
+    public override IEnumerable<(string Suffix, int[] Shape)> LayerWeights() =>
+    [
+        ("q_proj.weight", [embedDim, embedDim]), ("k_proj.weight", [embedDim, embedDim]),
+        ("v_proj.weight", [valueDim, embedDim]), ("g_proj.weight", [valueDim, embedDim]),
+        ("out_proj.weight", [embedDim, valueDim]),
+    ];
+
+    public override MixerKind Open(RetNetDevice device) =>
+        new RetentionKind(device, heads, embedDim / heads, valueDim / heads, eps, decay);
+}
+
+/// <summary>
+/// Multi-scale retention's activations. At inference Y and Z overwrite O and SiLU(g) overwrites G; training keeps
+/// Q, K, V, G, O and the head norm's rstd per block and shares one Y, SiluG and Z among all blocks, which the
+/// backward pass recomputes (docs/MATH.md §5, §11).
+/// </summary>
+/// <param name="Q">Rotated queries [N, d].</param>
+/// <param name="K">Rotated, scaled keys [N, d].</param>
+/// <param name="V">Values [N, value dim].</param>
+/// <param name="G">Gate pre-activation [N, value dim].</param>
+/// <param name="O">Canonical retention output [N, value dim].</param>
+/// <param name="Y">The decay-normalised head norm of O [N, value dim].</param>
+/// <param name="SiluG">silu(G) [N, value dim].</param>
+/// <param name="Z">silu(G) ⊙ Y [N, value dim], the out projection's input.</param>
+/// <param name="HeadRstd">The head norm's reciprocal RMS per row and head [N·H], saved for backward; null at
+/// inference.</param>
+/// <param name="Output">The layer's output [N, d].</param>
+internal sealed class RetentionActivations(Tensor Q, Tensor K, Tensor V, Tensor G, Tensor O, Tensor Y, Tensor SiluG,
+    Tensor Z, Tensor? HeadRstd, Tensor Output) : MixerActivations
+{
+    public Tensor Q { get; } = Q;
+    public Tensor K { get; } = K;
+    public Tensor V { get; } = V;
+    public Tensor G { get; } = G;
+    public Tensor O { get; } = O;
+    public Tensor Y { get; } = Y;
+    public Tensor SiluG { get; } = SiluG;
+    public Tensor Z { get; } = Z;
+    public Tensor? HeadRstd { get; } = HeadRstd;
+
+    public override Tensor Branch => Output;
+
+    public override MixerActivations Rows(int rows) => new RetentionActivations(Q.Slice(0, rows), K.Slice(0, rows),
+        V.Slice(0, rows), G.Slice(0, rows), O.Slice(0, rows), Y.Slice(0, rows), SiluG.Slice(0, rows),
+        Z.Slice(0, rows), HeadRstd?.Slice(0, rows * (HeadRstd.Length / Q.Dim(0))), Output.Slice(0, rows));
+}
+
+/// <summary>The decay sums s_t of every row and head [N·H] (the head norm's per-row eps scale), computed once per
+/// pass.</summary>
+internal sealed class RetentionPassData(Tensor decaySums, int heads) : MixerPassData
+{
+    public Tensor DecaySums { get; } = decaySums;
+
+    public override MixerPassData Rows(int rows) =>
+        new RetentionPassData(DecaySums.Reshape(-1, heads).Slice(0, rows).Reshape(rows * heads), heads);
+}
+
+/// <summary>One block's retention state [B, H, Dk, Dv], fp32, its size independent of the position.</summary>
+internal sealed class RetentionState(Tensor state) : LayerState
+{
+    public const string TensorName = "retention_state";
+
+    public Tensor State { get; } = state;
+
+    public override IEnumerable<(string Name, Tensor Tensor)> Tensors => [(TensorName, State)];
+
+    public override LayerState Gather(IReadOnlyList<int> indices)
+    {
+        var shape = State.ShapeArray;
+        shape[0] = indices.Count;
+        var result = Tensor.Uninitialized(State.Device, shape);
+        for (var i = 0; i < indices.Count; i++)
+            result.Slice(i, 1).CopyFrom(State.Slice(indices[i], 1));
+        return new RetentionState(result);
+    }
+
+    public override IEnumerable<(string Name, HostTensor Tensor)> Export(int longest) =>
+        [(TensorName, HostTensor.From(State))];
+
+    public override void Dispose() => State.Dispose();
+}
+
+/// <summary>The retention mixers of one model: the rotation angles [Dk/2] and their negatives (the inverse rotation of
+/// the backward pass), γ per head and its device table [2, H], and one chunk-state buffer every block reuses.</summary>
+internal sealed class RetentionKind : MixerKind
+{
+    private readonly RetNetDevice device;
+    private readonly int heads, keyDim, valueDim;
+    private readonly float eps;
+    private readonly DecaySchedule decay;
+    private readonly Tensor angles, inverseAngles, decayTable;
+    private Tensor? chunkStates;
+
+    public RetentionKind(RetNetDevice device, int heads, int keyDim, int valueDim, double eps, DecaySchedule decay)
+    {
+        this.device = device;
+        this.heads = heads;
+        this.keyDim = keyDim;
+        this.valueDim = valueDim;
+        this.eps = (float)eps;
+        this.decay = decay;
+        var theta = ThetaShift.Angles(keyDim);
+        angles = Tensor.FromHost(device, theta, theta.Length);
+        try
+        {
+            inverseAngles = Tensor.FromHost(device, theta.Select(a => -a).ToArray(), theta.Length);
+            decayTable = decay.Upload(device);
+        }
+        catch
+        {
+            angles.Dispose();
+            inverseAngles?.Dispose();
+            throw;
+        }
+    }
+
+    public override int ScratchWidth => heads * valueDim;
+
+    public override bool ContinuesInChunks => true;
+
+    public override bool CanTruncate => false;
+
+    public override string StateFormat => "retnet-decoding-state";
+
+    public override bool NeedsState(ForwardMode mode) => mode.Form == RetentionForm.Recurrent;
+
+    public override TokenMixer Bind(Func<string, Tensor> weight, string gradientPrefix) =>
+        new MultiScaleRetention(weight("q_proj.weight"), weight("k_proj.weight"), weight("v_proj.weight"),
+            weight("g_proj.weight"), weight("out_proj.weight"), this, gradientPrefix);
+
+    public override MixerActivations Allocate(WorkspaceAllocator a, int batch, int seqLen, bool keep)
+    {
+        int n = batch * seqLen, d = heads * keyDim, dv = heads * valueDim;
+        var branch = a.Shared("branch", n, d);
+        if (!keep)
+        {
+            Tensor o = a.Shared("retention.o", n, dv), g = a.Shared("retention.g", n, dv);
+            return new RetentionActivations(a.Shared("retention.q", n, d), a.Shared("retention.k", n, d),
+                a.Shared("retention.v", n, dv), g, o, o, g, o, null, branch);
+        }
+        // What the backward pass recomputes with one cheap elementwise or norm pass (docs/MATH.md §11): Y, silu(G)
+        // and Z = silu(G) ⊙ Y are shared by every block and recomputed by each block's backward.
+        return new RetentionActivations(a.Make(n, d), a.Make(n, d), a.Make(n, dv), a.Make(n, dv), a.Make(n, dv),
+            a.Shared("retention.y", n, dv), a.Shared("retention.silu_g", n, dv), a.Shared("retention.z", n, dv),
+            a.Make(n * heads), branch);
+    }
+
+    public override MixerPassData AllocatePassData(WorkspaceAllocator a, int rows) =>
+        new RetentionPassData(a.Make(rows * heads), heads);
+
+    /// <summary>The decay sums of every row and head, which every block's head norm reads.</summary>
+    public override void BeginPass(Pass pass) =>
+        DecayNormalization.Launch(pass.Starts, decayTable, pass.SeqLen, ((RetentionPassData)pass.MixerData!).DecaySums);
+
+    public override LayerState CreateState(int batch, int capacity) =>
+        new RetentionState(Tensor.Zeros(device, batch, heads, keyDim, valueDim));
+
+    public override IReadOnlyList<(string Name, int[] Shape)> SavedState(string prefix, int batch, int longest) =>
+        [(prefix + RetentionState.TensorName, [batch, heads, keyDim, valueDim])];
+
+    public override LayerState LoadState(IReadOnlyDictionary<string, HostTensor> tensors, string prefix, int batch,
+        int longest, int capacity) =>
+        new RetentionState(tensors[prefix + RetentionState.TensorName].ToDevice(device));
+
+    internal int Heads => heads;
+    internal int KeyDim => keyDim;
+    internal int ValueDim => valueDim;
+    internal float Eps => eps;
+    internal DecaySchedule Decay => decay;
+    internal Tensor Angles => angles;
+    internal Tensor InverseAngles => inverseAngles;
+    internal Tensor DecayTable => decayTable;
+
+    /// <summary>
+    /// The buffer every chunkwise call of the model keeps its chunk states in, large enough for B·H·⌈T/C⌉ states of
+    /// [Dk, Dv]: allocated on first use and grown when a longer pass needs more, so that steady-state passes allocate
+    /// nothing. Blocks run one after another, so one buffer serves them all.
+    /// </summary>
+    internal Tensor ChunkStates(int batch, int seqLen, int chunkSize)
+    {
+        var size = Math.Min(chunkSize, seqLen);
+        var chunks = (seqLen + size - 1) / size;
+        var length = (long)batch * heads * chunks * keyDim * valueDim;
+        if (chunkStates is null || chunkStates.Length < length)
+        {
+            chunkStates?.Dispose();
+            chunkStates = null;
+            chunkStates = Tensor.Uninitialized(device, checked((int)length));
+        }
+        return chunkStates;
+    }
+
+    public override void Dispose()
+    {
+        angles.Dispose();
+        inverseAngles.Dispose();
+        decayTable.Dispose();
+        chunkStates?.Dispose();
+    }
+}
+
+/// <summary>
+/// torchscale's multi-scale retention (docs/MATH.md §5) of one block: q, k, v, g projections; k·Dk^(−1/2); rotation at
+/// absolute positions; canonical retention in the pass's form; the decay-normalised per-head RMSNorm over Dv without
+/// weight (§4); silu(g) ⊙ Y; out projection.
+/// </summary>
+internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g, Tensor output, RetentionKind kind,
+    string prefix) : TokenMixer
+{
+    /// <summary>
+    /// The state [B, H, Dk, Dv] entering the tokens is advanced past them; without a state (parallel or chunkwise
+    /// only) every sequence starts from zeros and nothing is kept.
+    /// </summary>
+    public override void Forward(Tensor input, MixerActivations activations, Pass pass, LayerStateView? state)
+    {
+        var t = (RetentionActivations)activations;
+        var s = state is { } view ? ((RetentionState)view.State).State.Slice(view.First, view.Count) : null;
+        int batch = pass.Batch, seqLen = pass.SeqLen, heads = kind.Heads, dk = kind.KeyDim, dv = kind.ValueDim;
+        Linear.Apply(input, q, t.Q);
+        Linear.Apply(input, k, t.K);
+        Linear.Apply(input, v, t.V);
+        Linear.Apply(input, g, t.G);
+        var q4 = t.Q.Reshape(batch, seqLen, heads, dk);
+        var k4 = t.K.Reshape(batch, seqLen, heads, dk);
+        var v4 = t.V.Reshape(batch, seqLen, heads, dv);
+        var o4 = t.O.Reshape(batch, seqLen, heads, dv);
+        ThetaShift.Apply(q4, pass.Starts, kind.Angles, 1f);
+        ThetaShift.Apply(k4, pass.Starts, kind.Angles, (float)(1 / Math.Sqrt(dk)));
+        switch (pass.Mode.Form)
+        {
+            case RetentionForm.Parallel:
+                ParallelRetention.Forward(q4, k4, v4, kind.Decay, o4, s, s, launch: null, kind.DecayTable);
+                break;
+            case RetentionForm.Chunkwise:
+                ChunkwiseRetention.Forward(q4, k4, v4, kind.Decay, pass.Mode.ChunkSize, o4, s, s, launch: null,
+                    kind.DecayTable, kind.ChunkStates(batch, seqLen, pass.Mode.ChunkSize));
+                break;
+            default:
+                // The recurrent scan launched directly with the model's decay table, so a decoding step uploads
+                // nothing and checks nothing: shapes are the model's own.
+                RetentionLaunch.For(q4.Device).Recurrent(new RecurrentOperands(q4, k4, v4, kind.DecayTable,
+                    s ?? throw new InvalidOperationException("The recurrent form needs a state."), o4));
+                break;
+        }
+        Gate(t, ((RetentionPassData)pass.MixerData!).DecaySums);
+        Linear.Apply(t.Z, output, t.Branch);
+    }
+
+    /// <summary>
+    /// Retention's backward runs in the form of the forward pass (parallel or chunkwise), the rotation is undone by
+    /// rotating back, and the head norm's backward uses the saved per-row rstd.
+    /// </summary>
+    public override void Backward(Tensor input, MixerActivations activations, Pass pass, Tensor dBranch, Tensor dInput,
+        IReadOnlyDictionary<string, Tensor> gradients, BackwardScratch scratch)
+    {
+        var t = (RetentionActivations)activations;
+        var decaySums = ((RetentionPassData)pass.MixerData!).DecaySums;
+        int batch = pass.Batch, seqLen = pass.SeqLen, heads = kind.Heads, dk = kind.KeyDim, dv = kind.ValueDim;
+        Tensor dZ = scratch.Value[0], dY = scratch.Value[1], dO = scratch.Value[2], dV = scratch.Value[3];
+        Tensor dQ = scratch.Rows[2], dK = scratch.Rows[3];
+        // Training blocks share one buffer each for Y, silu(G) and Z: recompute this block's (the same launches as
+        // the forward pass, so the same bits).
+        Gate(t, decaySums);
+        Linear.BackwardWeight(dBranch, t.Z, gradients[prefix + "out_proj.weight"]);
+        Linear.BackwardInput(dBranch, output, dZ, accumulate: false);
+        Elementwise.Multiply(dZ, t.SiluG, dY);
+        Elementwise.Multiply(dZ, t.Y, dZ);
+        Elementwise.SiluBackward(t.G, dZ, dZ);
+        var dG = dZ;
+        var rows = t.O.Dim(0) * heads;
+        RmsNorm.Backward(t.O.Reshape(rows, dv), null, dY.Reshape(rows, dv), kind.Eps, dO.Reshape(rows, dv),
+            dWeight: null, t.HeadRstd, options: null, decaySums);
+        var q4 = t.Q.Reshape(batch, seqLen, heads, dk);
+        var k4 = t.K.Reshape(batch, seqLen, heads, dk);
+        var v4 = t.V.Reshape(batch, seqLen, heads, dv);
+        var dq4 = dQ.Reshape(batch, seqLen, heads, dk);
+        var dk4 = dK.Reshape(batch, seqLen, heads, dk);
+        var dv4 = dV.Reshape(batch, seqLen, heads, dv);
+        var do4 = dO.Reshape(batch, seqLen, heads, dv);
+        if (pass.Mode.Form == RetentionForm.Parallel)
+            ParallelRetention.Backward(q4, k4, v4, kind.Decay, null, do4, null, dq4, dk4, dv4, null, launch: null,
+                kind.DecayTable);
+        else
+            ChunkwiseRetention.Backward(q4, k4, v4, kind.Decay, pass.Mode.ChunkSize, null, do4, null, dq4, dk4, dv4,
+                null, launch: null, kind.DecayTable, kind.ChunkStates(batch, seqLen, pass.Mode.ChunkSize));
+        // The rotation is orthogonal: its transpose, the rotation by −pθ, carries gradients back to q and k.
+        ThetaShift.Apply(dq4, pass.Starts, kind.InverseAngles, 1f);
+        ThetaShift.Apply(dk4, pass.Starts, kind.InverseAngles, (float)(1 / Math.Sqrt(dk)));
+        Linear.BackwardShared(input, dInput, gradients, (dQ, q, prefix + "q_proj.weight"),
+            (dK, k, prefix + "k_proj.weight"), (dV, v, prefix + "v_proj.weight"), (dG, g, prefix + "g_proj.weight"));
+    }
+
+    /// <summary>
+    /// Y = the decay-normalised head norm of O, then Z = silu(G) ⊙ Y. The decay normalisation:
+    /// (o/√s)/√(mean((o/√s)²) + eps) = o/√(mean(o²) + eps·s), a per-row eps.
+    /// </summary>
+    private void Gate(RetentionActivations t, Tensor decaySums)
+    {
+        var rows = t.O.Dim(0) * kind.Heads;
+        RmsNorm.Forward(t.O.Reshape(rows, kind.ValueDim), null, kind.Eps, t.Y.Reshape(rows, kind.ValueDim), t.HeadRstd,
+            options: null, decaySums);
+        Elementwise.Silu(t.G, t.SiluG);
+        Elementwise.Multiply(t.SiluG, t.Y, t.Z);
+    }
+}

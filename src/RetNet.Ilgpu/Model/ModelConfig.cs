@@ -1,0 +1,134 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using RetNet.Ilgpu.IO;
+
+namespace RetNet.Ilgpu.Model;
+
+/// <summary>
+/// The shape of a language model: which token mixer its blocks use and every size. Every architecture is a
+/// configuration of the one decoder shell, <see cref="LanguageModel"/> (docs/ARCHITECTURE.md): a
+/// <see cref="RetNetConfig"/> gives multi-scale retention, a <see cref="TransformerConfig"/> causal softmax attention.
+/// A config is a plain record: start from a preset (<see cref="RetNetConfig.Preset"/>,
+/// <see cref="TransformerConfig.Preset"/>) and change what you need with <c>with { … }</c>.
+/// </summary>
+public abstract record ModelConfig
+{
+    /// <summary>"retnet" or "transformer": the <c>model_type</c> a model folder's config.json names.</summary>
+    [JsonIgnore]
+    public abstract string Architecture { get; }
+
+    /// <summary>The sizes in a line: "2 layers, d=64, 2 retention heads, …".</summary>
+    [JsonIgnore]
+    public abstract string Summary { get; }
+
+    /// <summary>Checks every field; the message lists every problem found.</summary>
+    /// <exception cref="ArgumentException">A field is out of range.</exception>
+    public abstract void Validate();
+
+    /// <summary>The config as the JSON of a model folder's config.json.</summary>
+    public abstract string ToJson();
+
+    /// <summary>Names and shapes of every weight a model of this config holds, in checkpoint order (a tied output
+    /// projection counted once).</summary>
+    /// <exception cref="ArgumentException">The config is invalid.</exception>
+    public abstract IReadOnlyList<(string Name, int[] Shape)> ExpectedWeights();
+
+    /// <summary>The architecture's initial weights, reproducible from <paramref name="seed"/>.</summary>
+    /// <exception cref="ArgumentException">The config is invalid.</exception>
+    public abstract IReadOnlyDictionary<string, HostTensor> InitialWeights(int seed);
+
+    /// <summary>The number of weights of a model of this config (a tied output projection counted once).</summary>
+    /// <exception cref="ArgumentException">The config is invalid.</exception>
+    public long ParameterCount() => ExpectedWeights().Sum(e => e.Shape.Aggregate(1L, (a, b) => a * b));
+
+    /// <summary>The decoder shell this config describes: sizes, norms, residuals, names and the token mixer.</summary>
+    internal abstract DecoderSpec Spec();
+
+    /// <summary>
+    /// Checks <paramref name="weights"/> against the config (all problems listed) and returns the parameters by their
+    /// canonical names, with the config the model must run with (a checkpoint may adapt it, e.g. torchscale's decay
+    /// buffer) and what was adapted.
+    /// </summary>
+    /// <exception cref="ArgumentException">The config is invalid, or a buffer contradicts it.</exception>
+    /// <exception cref="CheckpointMismatchException">Tensors are missing, unexpected or wrongly shaped.</exception>
+    internal abstract ResolvedWeights Resolve(IReadOnlyDictionary<string, HostTensor> weights);
+
+    /// <summary>The tensors a saved model folder holds besides the parameters (e.g. torchscale's buffers), and its
+    /// metadata.</summary>
+    internal abstract (IReadOnlyDictionary<string, HostTensor> Extra, IReadOnlyDictionary<string, string> Metadata)
+        SaveExtras(IReadOnlyDictionary<string, HostTensor> parameters);
+
+    /// <summary>How config.json is parsed by every architecture: a field named twice is malformed JSON (a
+    /// JsonException) rather than the ArgumentException JsonObject throws on first access.</summary>
+    internal static readonly JsonDocumentOptions DocumentOptions = new() { AllowDuplicateProperties = false };
+
+    /// <summary>
+    /// Parses a model folder's config.json into the config of the architecture it names: <c>"model_type":
+    /// "transformer"</c> is a <see cref="TransformerConfig"/>; a config without model_type, or with "retnet", is a
+    /// torchscale <see cref="RetNetConfig"/>. The result is validated.
+    /// </summary>
+    /// <exception cref="ArgumentException">The JSON is malformed or names an unknown model_type, or the config is
+    /// invalid.</exception>
+    public static ModelConfig FromJson(string json)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        return ModelTypeOf(json) switch
+        {
+            TransformerConfig.ModelType => TransformerConfig.FromJson(json),
+            null or "retnet" => RetNetConfig.FromJson(json),
+            var other => throw new ArgumentException(
+                $"The config's model_type is \"{other}\"; expected \"retnet\" (or none) or " +
+                $"\"{TransformerConfig.ModelType}\".", nameof(json)),
+        };
+    }
+
+    /// <summary>Reads a config.json file (see <see cref="FromJson"/>).</summary>
+    /// <exception cref="ArgumentException">The content is not a valid config; the message names the file.</exception>
+    public static ModelConfig Load(string path) => LoadFile(path, FromJson);
+
+    /// <summary>Parses the file at <paramref name="path"/> with <paramref name="parse"/>, naming the file in an
+    /// error.</summary>
+    private protected static T LoadFile<T>(string path, Func<string, T> parse)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        try
+        {
+            return parse(File.ReadAllText(path));
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"{path}: {e.Message}", nameof(path), e);
+        }
+    }
+
+    /// <summary>Writes the config as JSON, atomically.</summary>
+    public void Save(string path) => AtomicFile.WriteAllText(path, ToJson());
+
+    /// <summary>The string value of a top-level <c>model_type</c>, or null when the JSON has none (or is not an
+    /// object, which the architecture's parser then reports).</summary>
+    private static string? ModelTypeOf(string json)
+    {
+        try
+        {
+            return JsonNode.Parse(json, documentOptions: DocumentOptions) is JsonObject node &&
+                   node["model_type"] is JsonValue value && value.GetValueKind() == JsonValueKind.String
+                ? value.GetValue<string>()
+                : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+}
+
+/// <summary>
+/// A weight set checked against a config: the parameters by canonical name, the config the model must run with (the
+/// given one, or one a checkpoint adapted), and what loading adapted, for the user to see.
+/// </summary>
+/// <param name="Config">The config to build the model from.</param>
+/// <param name="Parameters">Every parameter of <see cref="ModelConfig.ExpectedWeights"/>, by canonical name.</param>
+/// <param name="Notices">Sentences saying what the checkpoint changed (e.g. decays taken from its buffer).</param>
+public sealed record ResolvedWeights(ModelConfig Config, IReadOnlyDictionary<string, HostTensor> Parameters,
+    IReadOnlyList<string> Notices);
