@@ -1,3 +1,5 @@
+using RetNet.Ilgpu.Model;
+
 namespace RetNet.Ilgpu.Benchmarks;
 
 /// <summary>The models the decoding and training benchmarks measure, by name.</summary>
@@ -15,4 +17,9 @@ internal static class Architectures
                 $"Argument 'options' has architectures [{string.Join(", ", architectures)}]; expected " +
                 "retnet and/or transformer, each once.", "options");
     }
+
+    /// <summary>The config <paramref name="architecture"/> is measured with: <paramref name="config"/> itself, or the
+    /// Transformer with its parameter count (<see cref="TransformerConfig.Matching"/>).</summary>
+    public static ModelConfig Config(string architecture, RetNetConfig config) =>
+        architecture == DecodeBenchmarkOptions.Transformer ? TransformerConfig.Matching(config) : config;
 }

@@ -100,10 +100,8 @@ public static class DecodeBenchmark
             {
                 if (cancellationToken.IsCancellationRequested)
                     break;
-                ModelConfig config = architecture == DecodeBenchmarkOptions.Transformer
-                    ? TransformerConfig.Matching(options.Config)
-                    : options.Config;
-                using var model = LanguageModel.Create(device, config, options.Seed, weightType);
+                using var model = LanguageModel.Create(device, Architectures.Config(architecture, options.Config),
+                    options.Seed, weightType);
                 Measure(device, model, options, results, progress, cancellationToken);
             }
         }

@@ -92,10 +92,8 @@ public static class TrainBenchmark
         {
             if (cancellationToken.IsCancellationRequested)
                 break;
-            ModelConfig config = architecture == DecodeBenchmarkOptions.Transformer
-                ? TransformerConfig.Matching(options.Config)
-                : options.Config;
-            using var model = LanguageModel.Create(device, config, options.Seed);
+            using var model = LanguageModel.Create(device, Architectures.Config(architecture, options.Config),
+                options.Seed);
             model.UseComputeType(options.ComputeType);
             using var gradients = model.CreateGradients();
             var keep = options.CheckpointActivations ? ActivationPlan.KeepBlockInputs : ActivationPlan.KeepEverything;
