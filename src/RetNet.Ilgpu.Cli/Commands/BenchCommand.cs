@@ -25,17 +25,8 @@ internal static class BenchCommand
     {
         var device = CommonOptions.Device();
         var json = CommonOptions.Json();
-        var architecture = new Option<string>("--arch")
-        {
-            Description = "Comma-separated models: retnet, transformer (the baseline with the parameter count of the " +
-                          "RetNet preset).",
-            DefaultValueFactory = _ => "retnet",
-        };
-        var preset = new Option<string>("--preset")
-        {
-            Description = $"Model preset ({string.Join(", ", RetNetConfig.PresetNames)}).",
-            DefaultValueFactory = _ => "tiny",
-        };
+        var architecture = ArchitectureOption("");
+        var preset = PresetOption("tiny");
         var seqLens = new Option<string>("--seq-lens") { Description = "Comma-separated sequence lengths.", DefaultValueFactory = _ => "512,1024,2048,4096,8192" };
         var batch = new Option<int>("--batch") { Description = "Windows per step.", DefaultValueFactory = _ => 1 };
         var form = new Option<string>("--form") { Description = "chunkwise or parallel.", DefaultValueFactory = _ => "chunkwise" };
@@ -122,11 +113,7 @@ internal static class BenchCommand
     {
         var device = CommonOptions.Device();
         var json = CommonOptions.Json();
-        var preset = new Option<string>("--preset")
-        {
-            Description = $"Model preset ({string.Join(", ", RetNetConfig.PresetNames)}).",
-            DefaultValueFactory = _ => "small",
-        };
+        var preset = PresetOption("small");
         var positions = new Option<string>("--positions")
         {
             Description = "Comma-separated positions to decode at.",
@@ -134,12 +121,7 @@ internal static class BenchCommand
         };
         var batches = new Option<string>("--batches") { Description = "Comma-separated batch sizes.", DefaultValueFactory = _ => "1,4" };
         var steps = new Option<int>("--steps") { Description = "Timed steps per point.", DefaultValueFactory = _ => 16 };
-        var arch = new Option<string>("--arch")
-        {
-            Description = "Comma-separated models: retnet, transformer (the baseline with the parameter count of the " +
-                          "RetNet preset, decoding with a KV cache).",
-            DefaultValueFactory = _ => "retnet",
-        };
+        var arch = ArchitectureOption(", decoding with a KV cache");
         var dtypes = new Option<string>("--dtype")
         {
             Description = "Comma-separated storage types of the weight matrices, each a model of its own: fp32, bf16, " +
@@ -379,6 +361,22 @@ internal static class BenchCommand
         AtomicFile.WriteAllText(file.FullName, JsonSerializer.Serialize(records.ToList(), JsonOptions));
         Console.WriteLine($"wrote {file.FullName}");
     }
+
+    /// <summary>--arch: the models to measure, RetNet by default; <paramref name="transformerNote"/> ends the
+    /// Transformer's description.</summary>
+    private static Option<string> ArchitectureOption(string transformerNote) => new("--arch")
+    {
+        Description = "Comma-separated models: retnet, transformer (the baseline with the parameter count of the " +
+                      $"RetNet preset{transformerNote}).",
+        DefaultValueFactory = _ => DecodeBenchmarkOptions.Retnet,
+    };
+
+    /// <summary>--preset: the RetNet preset measured, <paramref name="defaultPreset"/> by default.</summary>
+    private static Option<string> PresetOption(string defaultPreset) => new("--preset")
+    {
+        Description = $"Model preset ({string.Join(", ", RetNetConfig.PresetNames)}).",
+        DefaultValueFactory = _ => defaultPreset,
+    };
 
     /// <summary>--plot FILE.png: also draw the results.</summary>
     private static Option<FileInfo?> Plot() => new("--plot")
