@@ -28,16 +28,44 @@ public sealed class ElementwiseProperties(DeviceFixture fixture)
             using var output = Tensor.Zeros(device, input.Length);
 
             Elementwise.Silu(tx, output);
-            Numerics.AssertClose("silu", output.ToHost(), ElementwiseReference.Map(x, ElementwiseReference.Silu));
+            var silu = output.ToHost();
+            var siluReference = ElementwiseReference.Map(x, ElementwiseReference.Silu);
+            Numerics.AssertClose("silu", silu, siluReference);
             Elementwise.SiluBackward(tx, tdy, output);
-            Numerics.AssertClose("silu backward", output.ToHost(),
-                ElementwiseReference.Zip(x, dy, (v, g) => g * ElementwiseReference.SiluDerivative(v)));
+            var siluBackwardReference =
+                ElementwiseReference.Zip(x, dy, (v, g) => g * ElementwiseReference.SiluDerivative(v));
+            Numerics.AssertClose("silu backward", output.ToHost(), siluBackwardReference);
+            AssertWrongActivationsAreRejected(x, silu, siluReference, siluBackwardReference);
             Elementwise.Gelu(tx, output);
             Numerics.AssertClose("gelu", output.ToHost(), ElementwiseReference.Map(x, ElementwiseReference.Gelu));
             Elementwise.GeluBackward(tx, tdy, output);
             Numerics.AssertClose("gelu backward", output.ToHost(),
                 ElementwiseReference.Zip(x, dy, (v, g) => g * ElementwiseReference.GeluDerivative(v)));
         });
+
+    /// <summary>
+    /// Negative controls of the SiLU comparisons, on the drawn inputs and by the same rule: zeros, always; the output
+    /// one element off and the backward without its dy (the bare derivative), where there are at least 8 elements
+    /// (adjacent random inputs, and dy uniform in [−1, 1), then differ somewhere by far more than 1e-4); GELU in place
+    /// of SiLU where some input has 0.5 ≤ |x| ≤ 4: there |GELU(x) − SiLU(x)| ≥ 0.034, and |SiLU| ≤ 40 at the largest
+    /// drawn scale, so the difference is at least 8.6e-4 of the reference's largest magnitude.
+    /// </summary>
+    private static void AssertWrongActivationsAreRejected(float[] x, float[] silu, double[] siluReference,
+        double[] siluBackwardReference)
+    {
+        Numerics.AssertRejected(Numerics.Check("silu: zeros", new float[x.Length], siluReference));
+        if (x.Length >= 8)
+        {
+            Numerics.AssertRejected(Numerics.Check("silu: one element off", NegativeControls.OneEntryOff(silu),
+                siluReference));
+            Numerics.AssertRejected(Numerics.Check("silu backward: the derivative without dy",
+                NegativeControls.ToFloat(ElementwiseReference.Map(x, ElementwiseReference.SiluDerivative)),
+                siluBackwardReference));
+        }
+        if (x.Any(v => Math.Abs(v) is >= 0.5f and <= 4f))
+            Numerics.AssertRejected(Numerics.Check("silu: GELU in its place",
+                NegativeControls.ToFloat(ElementwiseReference.Map(x, ElementwiseReference.Gelu)), siluReference));
+    }
 
     [Property(MaxTest = 40)]
     public Property Reshaped_views_see_the_same_elements_as_their_owner() =>
