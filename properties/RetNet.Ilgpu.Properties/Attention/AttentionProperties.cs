@@ -162,6 +162,12 @@ public sealed class AttentionProperties(DeviceFixture fixture)
                 AttentionTokens.Place(o.ToHost(), outputs, s, s.ValueDim, t, 1);
             }
             Numerics.AssertClose($"prefill + steps, capacity {capacity}, {problem}", outputs, test.Reference.Output);
+            // The negative control: the same outputs one position late, which the comparison must reject wherever
+            // there are 8 positions (see AssertWrongComputationsAreRejected).
+            if (s.SeqLen >= 8)
+                Numerics.AssertRejected(Numerics.Check($"prefill + steps one position late, {problem}",
+                    NegativeControls.OnePositionLate(outputs, s.Batch, s.SeqLen, s.Heads * s.ValueDim),
+                    test.Reference.Output));
         });
 
     [Property(MaxTest = 40)]
@@ -181,6 +187,9 @@ public sealed class AttentionProperties(DeviceFixture fixture)
             var permuted = Run(q, k, v, dO);
             for (var i = 0; i < original.Length; i++)
                 Assert.Equal(Permute(original[i], order), permuted[i]);
+            // The negative control: the results left in their order differ from the permuted ones (every sequence
+            // moved and has its own random inputs), so the equality above is not vacuous.
+            Assert.NotEqual(original[0], permuted[0]);
 
             float[][] Run(Tensor tq, Tensor tk, Tensor tv, Tensor tdO)
             {

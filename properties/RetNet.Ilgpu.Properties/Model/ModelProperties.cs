@@ -150,6 +150,11 @@ public sealed class ModelProperties(DeviceFixture fixture)
                 using var aloneState = alone.State;
                 Numerics.AssertClose($"prefill {b}", batch.Logits[b], alone.Logits[0]);
                 Numerics.AssertClose($"step {b}", batchStep[b], model.Step([next[b]], aloneState)[0]);
+                // The negative control: another sequence of the batch (another prompt, another state) is rejected,
+                // so rows mixed up within the batch would fail.
+                if (!prompts[b].SequenceEqual(prompts[(b + 1) % prompts.Count]))
+                    Numerics.AssertRejected(Numerics.Check($"prefill {b} against sequence {(b + 1) % prompts.Count}",
+                        batch.Logits[(b + 1) % prompts.Count], alone.Logits[0]));
             }
         });
 
