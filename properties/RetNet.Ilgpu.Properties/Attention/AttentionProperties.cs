@@ -45,7 +45,9 @@ public sealed record AttentionProblem(AttentionShape Shape, float? Scale, int Pr
 /// the double reference agree forward and backward;
 /// decoding from a prefilled KV cache one token at a time gives the rows of the full forward pass; and the batch is
 /// a set of independent sequences, so permuting it permutes every result bit for bit. Every comparison with the
-/// reference uses the project's one tolerance rule, and every drawn problem checks that zeros fail it.
+/// reference uses the project's one tolerance rule; every drawn problem checks that zeros fail it, and every problem
+/// of 8 tokens or more that q and k swapped, a mask one key too wide, the output one position late and dq and dk
+/// swapped fail it too.
 /// </summary>
 [Collection(PropertyDeviceCollection.Name)]
 public sealed class AttentionProperties(DeviceFixture fixture)
@@ -92,7 +94,35 @@ public sealed class AttentionProperties(DeviceFixture fixture)
             for (var i = 1; i < results.Count; i++)
                 Numerics.AssertClose($"{launches[i]} against barrier-free, {problem}", results[i], results[0]);
             test.AssertZerosAreRejected(problem.ToString());
+            AssertWrongComputationsAreRejected(test, problem, results[0]);
         });
+
+    /// <summary>
+    /// Negative controls on the drawn inputs: wrong computations held to the reference by the same comparison
+    /// (<see cref="AttentionTestCase.CheckOutput"/>, <see cref="AttentionTestCase.CheckBackward"/>) and asserted
+    /// rejected where T ≥ 8. At T = 1 each of them is right — a query that sees one key returns its value whatever the
+    /// logit, and dq = dk = 0 — and from T = 8 on every row past the first differs in a sum over several keys:
+    /// q and k swapped (logits k_t·q_j), a mask that lets each query see one key past itself, the output read one
+    /// position late (o_(t−1) in place of o_t), and dq and dk swapped. (Zeros are rejected on every draw.)
+    /// </summary>
+    private void AssertWrongComputationsAreRejected(AttentionTestCase test, AttentionProblem problem,
+        float[] output)
+    {
+        var s = problem.Shape;
+        if (s.SeqLen < 8)
+            return;
+        Numerics.AssertRejected(test.CheckOutput($"q and k swapped, {problem}",
+            NegativeControls.ToFloat(AttentionReference.Forward(s, test.Scale, test.K, test.Q, test.V).Output)));
+        Numerics.AssertRejected(test.CheckOutput($"a mask one key past the query, {problem}",
+            NegativeControls.ToFloat(AttentionReference.Forward(s, test.Scale, test.Q, test.K, test.V,
+                (i, j) => j <= i + 1).Output)));
+        Numerics.AssertRejected(test.CheckOutput($"one position late, {problem}",
+            NegativeControls.OnePositionLate(output, s.Batch, s.SeqLen, s.Heads * s.ValueDim)));
+        var expected = test.ReferenceGradients;
+        NegativeControls.AssertAnyRejected(test.CheckBackward($"dq and dk swapped, {problem}",
+            NegativeControls.ToFloat(expected.KeyGradient), NegativeControls.ToFloat(expected.QueryGradient),
+            NegativeControls.ToFloat(expected.ValueGradient)));
+    }
 
     [Property(MaxTest = 40)]
     public Property Prefill_then_decode_steps_equals_the_full_forward() =>
@@ -132,6 +162,12 @@ public sealed class AttentionProperties(DeviceFixture fixture)
                 AttentionTokens.Place(o.ToHost(), outputs, s, s.ValueDim, t, 1);
             }
             Numerics.AssertClose($"prefill + steps, capacity {capacity}, {problem}", outputs, test.Reference.Output);
+            // The negative control: the same outputs one position late, which the comparison must reject wherever
+            // there are 8 positions (see AssertWrongComputationsAreRejected).
+            if (s.SeqLen >= 8)
+                Numerics.AssertRejected(Numerics.Check($"prefill + steps one position late, {problem}",
+                    NegativeControls.OnePositionLate(outputs, s.Batch, s.SeqLen, s.Heads * s.ValueDim),
+                    test.Reference.Output));
         });
 
     [Property(MaxTest = 40)]
@@ -151,6 +187,9 @@ public sealed class AttentionProperties(DeviceFixture fixture)
             var permuted = Run(q, k, v, dO);
             for (var i = 0; i < original.Length; i++)
                 Assert.Equal(Permute(original[i], order), permuted[i]);
+            // The negative control: the results left in their order differ from the permuted ones (every sequence
+            // moved and has its own random inputs), so the equality above is not vacuous.
+            Assert.NotEqual(original[0], permuted[0]);
 
             float[][] Run(Tensor tq, Tensor tk, Tensor tv, Tensor tdO)
             {

@@ -48,8 +48,16 @@ public sealed class ModelProperties(DeviceFixture fixture)
             using var chunkwise = model.Forward(tokens, ForwardMode.Chunkwise(c.ChunkSize));
             using var recurrent = model.Forward(tokens, ForwardMode.Recurrent);
             var expected = parallel.ToHost();
+            var recurrentLogits = recurrent.ToHost();
             Numerics.AssertClose("chunkwise", chunkwise.ToHost(), expected);
-            Numerics.AssertClose("recurrent", recurrent.ToHost(), expected);
+            Numerics.AssertClose("recurrent", recurrentLogits, expected);
+            // Negative controls by the same comparison: zeros; logits one position late, wherever there are two
+            // positions (the next token's logits see another context, in every one of the vocabulary's entries).
+            Numerics.AssertRejected(Numerics.Check("zeros", new float[expected.Length], expected));
+            if (c.SeqLen >= 2)
+                Numerics.AssertRejected(Numerics.Check("recurrent logits one position late",
+                    NegativeControls.OnePositionLate(recurrentLogits, c.Batch, c.SeqLen, c.Config.VocabSize),
+                    expected));
         });
 
     /// <summary>Any block layout: pre- or post-norm, with or without deepnorm and layernorm_embedding.</summary>
@@ -75,7 +83,18 @@ public sealed class ModelProperties(DeviceFixture fixture)
             Numerics.AssertClose("loss", [chunkwiseLoss], [parallelLoss]);
             var expected = parallel.ToHost();
             foreach (var (name, gradient) in chunkwise.ToHost())
+            {
                 Numerics.AssertClose($"d{name}", gradient.Data, expected[name].Data, 1e-3);
+                // Negative controls by the same comparison, wherever the tensor's gradient is not all zero: zeros,
+                // and every entry read one place on (an index off by one).
+                if (expected[name].Data.Any(v => v != 0))
+                {
+                    Numerics.AssertRejected(Numerics.Check($"d{name} zeroed", new float[gradient.Data.Length],
+                        expected[name].Data, 1e-3));
+                    Numerics.AssertRejected(Numerics.Check($"d{name} one entry off",
+                        NegativeControls.OneEntryOff(gradient.Data), expected[name].Data, 1e-3));
+                }
+            }
         });
 
     [Property(MaxTest = 20)]
@@ -98,7 +117,15 @@ public sealed class ModelProperties(DeviceFixture fixture)
             for (var t = split - 1; t < seqLen; t++)
             {
                 for (var b = 0; b < c.Batch; b++)
-                    Numerics.AssertClose($"b{b} t{t}", logits[b], expected.AsSpan((b * seqLen + t) * vocab, vocab).ToArray());
+                {
+                    Numerics.AssertClose($"b{b} t{t}", logits[b],
+                        expected.AsSpan((b * seqLen + t) * vocab, vocab).ToArray());
+                    // The negative control: the same logits against the previous position's, which the check must
+                    // tell apart (another context, in every entry of the vocabulary).
+                    if (t > 0)
+                        Numerics.AssertRejected(Numerics.Check($"b{b} t{t} against t{t - 1}", logits[b],
+                            expected.AsSpan((b * seqLen + t - 1) * vocab, vocab).ToArray()));
+                }
                 if (t + 1 < seqLen)
                     logits = model.Step(Enumerable.Range(0, c.Batch).Select(b => tokens[b, t + 1]).ToArray(), state);
             }
@@ -123,6 +150,11 @@ public sealed class ModelProperties(DeviceFixture fixture)
                 using var aloneState = alone.State;
                 Numerics.AssertClose($"prefill {b}", batch.Logits[b], alone.Logits[0]);
                 Numerics.AssertClose($"step {b}", batchStep[b], model.Step([next[b]], aloneState)[0]);
+                // The negative control: another sequence of the batch (another prompt, another state) is rejected,
+                // so rows mixed up within the batch would fail.
+                if (!prompts[b].SequenceEqual(prompts[(b + 1) % prompts.Count]))
+                    Numerics.AssertRejected(Numerics.Check($"prefill {b} against sequence {(b + 1) % prompts.Count}",
+                        batch.Logits[(b + 1) % prompts.Count], alone.Logits[0]));
             }
         });
 

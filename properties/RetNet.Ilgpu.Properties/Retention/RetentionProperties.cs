@@ -99,7 +99,11 @@ public sealed record RetentionProblem(RetentionShape Shape, double[] Gammas, str
 /// configuration forced. Every comparison uses the project's one tolerance rule,
 /// <see cref="Numerics.AssertClose(string, IReadOnlyList{float}, IReadOnlyList{double}, double, double)"/>:
 /// max |a − b| ≤ 1e-4 · max |reference|, so the problems drawn at input scale 1e-3 (|o| ≲ 1e-5) are held to their own
-/// scale, and every drawn problem checks that zeros fail its comparison.
+/// scale. Beside each comparison, negative controls run wrong computations on the drawn inputs and assert the same
+/// comparison rejects them (<see cref="RetentionTestCase.AssertWrongComputationsAreRejected"/>,
+/// <see cref="RetentionTestCase.AssertWrongGradientsAreRejected"/>): zeros on every draw; γ rounded to 1, q and k
+/// swapped, the output one position late, dq and dk swapped and a state not carried on the draws whose stated
+/// condition (a long sequence, weight on past tokens, a gradient flowing) makes them differ.
 /// </summary>
 [Collection(PropertyDeviceCollection.Name)]
 public sealed class RetentionProperties(DeviceFixture fixture)
@@ -137,8 +141,9 @@ public sealed class RetentionProperties(DeviceFixture fixture)
             RecurrentRetention.Forward(test.QueryTensor, test.KeyTensor, test.ValueTensor, test.Decay, output, state);
             test.AssertForward($"recurrent, {problem}", output, state);
 
-            // The negative control: at any drawn scale the comparison is not vacuous.
-            test.AssertZerosAreRejected(problem.ToString());
+            // The negative controls: the same comparison rejects zeros, γ rounded to 1 on long sequences, q and k
+            // swapped and the output one position late, wherever the drawn problem makes them differ.
+            test.AssertWrongComputationsAreRejected(problem.ToString(), output.ToHost());
         });
 
     /// <summary>
@@ -163,6 +168,7 @@ public sealed class RetentionProperties(DeviceFixture fixture)
             ChunkwiseRetention.Forward(test.QueryTensor, test.KeyTensor, test.ValueTensor, test.Decay,
                 problem.ChunkSize, output, test.InitialStateTensor, state, launch);
             test.AssertForward($"chunkwise, {launch}, {problem}", output, state);
+            test.AssertWrongComputationsAreRejected($"{launch}, {problem}", output.ToHost());
 
             ParallelRetention.Backward(test.QueryTensor, test.KeyTensor, test.ValueTensor, test.Decay,
                 test.InitialStateTensor, test.OutputGradientTensor, test.FinalStateGradientTensor, gradients.Dq,
@@ -172,6 +178,7 @@ public sealed class RetentionProperties(DeviceFixture fixture)
                 problem.ChunkSize, test.InitialStateTensor, test.OutputGradientTensor, test.FinalStateGradientTensor,
                 gradients.Dq, gradients.Dk, gradients.Dv, gradients.DInitialState, launch);
             test.AssertBackward($"chunkwise backward, {launch}, {problem}", gradients);
+            test.AssertWrongGradientsAreRejected($"{launch}, {problem}", gradients);
         });
 
     private static readonly int TiledConfigurations =
@@ -204,6 +211,22 @@ public sealed class RetentionProperties(DeviceFixture fixture)
             RecurrentRetention.Forward(q2, k2, v2, test.Decay, o2, carried);
             AssertSplit("chunkwise then recurrent", o1, o2, carried);
 
+            // The negative control: the second segment started from S_0 instead of the carried state. Where some
+            // head keeps γ ≥ 1/2 over T ≥ 8 tokens, the first segment's last token alone (weight 1 in the carried
+            // state) moves the second segment's outputs.
+            if (test.PastTermsMatter)
+            {
+                var notCarried = test.Reference.Output.Select(v => (float)v).ToArray();
+                var fromInitial = RetentionReference.Parallel(tail, test.Decay,
+                    RetentionTokens.Slice(test.Q, s, s.KeyDim, problem.Split, tail.SeqLen),
+                    RetentionTokens.Slice(test.K, s, s.KeyDim, problem.Split, tail.SeqLen),
+                    RetentionTokens.Slice(test.V, s, s.ValueDim, problem.Split, tail.SeqLen), test.InitialState);
+                RetentionTokens.Place(fromInitial.Output.Select(v => (float)v).ToArray(), notCarried, s, s.ValueDim,
+                    problem.Split, tail.SeqLen);
+                Numerics.AssertRejected(Numerics.Check($"state not carried: output, {problem}", notCarried,
+                    test.Reference.Output));
+            }
+
             void AssertSplit(string what, Tensor first, Tensor second, Tensor state)
             {
                 var outputs = new float[s.ValueLength];
@@ -230,5 +253,6 @@ public sealed class RetentionProperties(DeviceFixture fixture)
                 problem.ChunkSize, test.InitialStateTensor, test.OutputGradientTensor, test.FinalStateGradientTensor,
                 gradients.Dq, gradients.Dk, gradients.Dv, gradients.DInitialState);
             test.AssertBackward($"chunkwise backward, {problem}", gradients);
+            test.AssertWrongGradientsAreRejected(problem.ToString(), gradients);
         });
 }

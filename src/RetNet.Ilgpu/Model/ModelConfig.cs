@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
@@ -17,6 +18,24 @@ public abstract record ModelConfig
     /// <summary>"retnet" or "transformer": the <c>model_type</c> a model folder's config.json names.</summary>
     [JsonIgnore]
     public abstract string Architecture { get; }
+
+    /// <summary>V, the vocabulary size (<c>vocab_size</c>): token ids are in [0, V).</summary>
+    [JsonPropertyName("vocab_size")]
+    public int VocabSize { get; init; }
+
+    /// <summary>eps of every RMSNorm (<c>layernorm_eps</c>, default 1e-6; retention's head norm included).</summary>
+    [JsonPropertyName("layernorm_eps")]
+    public double LayerNormEps { get; init; } = 1e-6;
+
+    /// <summary>The FFN activation, "swish" (SiLU) or "gelu" (exact erf GELU) (<c>activation_fn</c>; the default
+    /// is each architecture's).</summary>
+    [JsonPropertyName("activation_fn")]
+    public string ActivationFn { get; init; } = "gelu";
+
+    /// <summary>When true the embeddings are not multiplied by √d (<c>no_scale_embedding</c>; the default is each
+    /// architecture's).</summary>
+    [JsonPropertyName("no_scale_embedding")]
+    public bool NoScaleEmbedding { get; init; } = true;
 
     /// <summary>The sizes in a line: "2 layers, d=64, 2 retention heads, …".</summary>
     [JsonIgnore]
@@ -41,6 +60,18 @@ public abstract record ModelConfig
     /// <summary>The number of weights of a model of this config (a tied output projection counted once).</summary>
     /// <exception cref="ArgumentException">The config is invalid.</exception>
     public long ParameterCount() => ExpectedWeights().Sum(e => e.Shape.Aggregate(1L, (a, b) => a * b));
+
+    /// <summary>Adds the problems of the fields every architecture has (V, eps, activation) to
+    /// <paramref name="problems"/>.</summary>
+    private protected void ValidateShared(List<string> problems)
+    {
+        if (VocabSize <= 0)
+            problems.Add($"vocab_size is {VocabSize}; expected > 0");
+        if (!double.IsFinite(LayerNormEps) || LayerNormEps < 0)
+            problems.Add($"layernorm_eps is {LayerNormEps.ToString("R", CultureInfo.InvariantCulture)}; expected finite and ≥ 0");
+        if (ActivationFn is not ("swish" or "gelu"))
+            problems.Add($"activation_fn is '{ActivationFn}'; expected \"swish\" or \"gelu\"");
+    }
 
     /// <summary>The decoder shell this config describes: sizes, norms, residuals, names and the token mixer.</summary>
     internal abstract DecoderSpec Spec();

@@ -17,7 +17,7 @@ namespace RetNet.Ilgpu.Model;
 /// Start from a preset and change what you need: <c>RetNetConfig.Preset("tiny") with { Layers = 4 }</c>. The presets
 /// use a swish FFN and √d-scaled embeddings, as torchscale's registered architectures do; a bare
 /// <c>new RetNetConfig { … }</c> takes the defaults of torchscale's RetNetConfig class instead (a GELU FFN, unscaled
-/// embeddings, <see cref="ActivationFn"/> and <see cref="NoScaleEmbedding"/>), which train differently.
+/// embeddings, <see cref="ModelConfig.ActivationFn"/> and <see cref="ModelConfig.NoScaleEmbedding"/>), which train differently.
 /// </remarks>
 public sealed record RetNetConfig : ModelConfig
 {
@@ -49,22 +49,6 @@ public sealed record RetNetConfig : ModelConfig
     /// <summary>The number of blocks (<c>decoder_layers</c>).</summary>
     [JsonPropertyName("decoder_layers")]
     public int Layers { get; init; }
-
-    /// <summary>V, the vocabulary size (<c>vocab_size</c>).</summary>
-    [JsonPropertyName("vocab_size")]
-    public int VocabSize { get; init; }
-
-    /// <summary>eps of every RMSNorm, the per-head norm included (<c>layernorm_eps</c>, torchscale's default 1e-6).</summary>
-    [JsonPropertyName("layernorm_eps")]
-    public double LayerNormEps { get; init; } = 1e-6;
-
-    /// <summary>The FFN activation, "swish" (SiLU) or "gelu" (exact erf GELU) (<c>activation_fn</c>, default "gelu").</summary>
-    [JsonPropertyName("activation_fn")]
-    public string ActivationFn { get; init; } = "gelu";
-
-    /// <summary>When true the embeddings are not multiplied by √d (<c>no_scale_embedding</c>, torchscale's default true).</summary>
-    [JsonPropertyName("no_scale_embedding")]
-    public bool NoScaleEmbedding { get; init; } = true;
 
     /// <summary>When true the output projection is the embedding table (<c>share_decoder_input_output_embed</c>).</summary>
     [JsonPropertyName("share_decoder_input_output_embed")]
@@ -121,7 +105,7 @@ public sealed record RetNetConfig : ModelConfig
     [JsonIgnore]
     public int ValueHeadDim => RetentionHeads > 0 ? ValueEmbedDim / RetentionHeads : 0;
 
-    /// <summary>The factor applied to the embeddings: √d, or 1 with <see cref="NoScaleEmbedding"/>.</summary>
+    /// <summary>The factor applied to the embeddings: √d, or 1 with <see cref="ModelConfig.NoScaleEmbedding"/>.</summary>
     [JsonIgnore]
     public float EmbedScale => NoScaleEmbedding ? 1f : (float)Math.Sqrt(EmbedDim);
 
@@ -192,7 +176,7 @@ public sealed record RetNetConfig : ModelConfig
         Positive("decoder_retention_heads", RetentionHeads);
         Positive("decoder_ffn_embed_dim", FfnEmbedDim);
         Positive("decoder_layers", Layers);
-        Positive("vocab_size", VocabSize);
+        ValidateShared(problems);
         if (RetentionDecay is { } gammas)
         {
             if (gammas.Length != RetentionHeads)
@@ -211,10 +195,6 @@ public sealed record RetNetConfig : ModelConfig
                          "the rotation needs it even");
         if (RetentionHeads > 0 && ValueEmbedDim > 0 && ValueEmbedDim % RetentionHeads != 0)
             problems.Add($"decoder_value_embed_dim {ValueEmbedDim} is not divisible by decoder_retention_heads {RetentionHeads}");
-        if (!double.IsFinite(LayerNormEps) || LayerNormEps < 0)
-            problems.Add($"layernorm_eps is {LayerNormEps.ToString("R", CultureInfo.InvariantCulture)}; expected finite and ≥ 0");
-        if (ActivationFn is not ("swish" or "gelu"))
-            problems.Add($"activation_fn is '{ActivationFn}'; expected \"swish\" or \"gelu\"");
         if (problems.Count > 0)
             throw new ArgumentException($"Invalid RetNet config: {string.Join("; ", problems)}.", "config");
     }

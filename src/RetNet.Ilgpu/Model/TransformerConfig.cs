@@ -27,6 +27,14 @@ public sealed record TransformerConfig : ModelConfig
     /// <summary>The value of <c>model_type</c> that marks a Transformer config.json.</summary>
     public const string ModelType = "transformer";
 
+    /// <summary>A config with the Transformer's defaults: a swish FFN and √d-scaled embeddings, as the RetNet presets
+    /// have them.</summary>
+    public TransformerConfig()
+    {
+        ActivationFn = "swish";
+        NoScaleEmbedding = false;
+    }
+
     /// <summary>Always <see cref="ModelType"/>; written so that a folder says which model it holds.</summary>
     [JsonPropertyName("model_type")]
     public string Type { get; init; } = ModelType;
@@ -47,22 +55,6 @@ public sealed record TransformerConfig : ModelConfig
     [JsonPropertyName("layers")]
     public int Layers { get; init; }
 
-    /// <summary>V, the vocabulary size.</summary>
-    [JsonPropertyName("vocab_size")]
-    public int VocabSize { get; init; }
-
-    /// <summary>eps of every RMSNorm.</summary>
-    [JsonPropertyName("layernorm_eps")]
-    public double LayerNormEps { get; init; } = 1e-6;
-
-    /// <summary>The FFN activation, "swish" or "gelu".</summary>
-    [JsonPropertyName("activation_fn")]
-    public string ActivationFn { get; init; } = "swish";
-
-    /// <summary>Embeddings multiplied by √d (as the RetNet presets do) unless true.</summary>
-    [JsonPropertyName("no_scale_embedding")]
-    public bool NoScaleEmbedding { get; init; }
-
     /// <summary>When true the output projection is the embedding table.</summary>
     [JsonPropertyName("share_input_output_embed")]
     public bool ShareInputOutputEmbed { get; init; }
@@ -71,7 +63,7 @@ public sealed record TransformerConfig : ModelConfig
     [JsonIgnore]
     public int HeadDim => Heads > 0 ? EmbedDim / Heads : 0;
 
-    /// <summary>The factor applied to the embeddings: √d, or 1 with <see cref="NoScaleEmbedding"/>.</summary>
+    /// <summary>The factor applied to the embeddings: √d, or 1 with <see cref="ModelConfig.NoScaleEmbedding"/>.</summary>
     [JsonIgnore]
     public float EmbedScale => NoScaleEmbedding ? 1f : (float)Math.Sqrt(EmbedDim);
 
@@ -126,15 +118,11 @@ public sealed record TransformerConfig : ModelConfig
         Positive("attention_heads", Heads);
         Positive("ffn_embed_dim", FfnEmbedDim);
         Positive("layers", Layers);
-        Positive("vocab_size", VocabSize);
+        ValidateShared(problems);
         if (Heads > 0 && EmbedDim > 0 && EmbedDim % Heads != 0)
             problems.Add($"embed_dim {EmbedDim} is not divisible by attention_heads {Heads}");
         else if (Heads > 0 && EmbedDim > 0 && HeadDim % 2 != 0)
             problems.Add($"the head dim embed_dim / attention_heads = {HeadDim} is odd; the rotation needs it even");
-        if (!double.IsFinite(LayerNormEps) || LayerNormEps < 0)
-            problems.Add($"layernorm_eps is {LayerNormEps.ToString("R", CultureInfo.InvariantCulture)}; expected finite and ≥ 0");
-        if (ActivationFn is not ("swish" or "gelu"))
-            problems.Add($"activation_fn is '{ActivationFn}'; expected \"swish\" or \"gelu\"");
         if (problems.Count > 0)
             throw new ArgumentException($"Invalid Transformer config: {string.Join("; ", problems)}.", "config");
     }

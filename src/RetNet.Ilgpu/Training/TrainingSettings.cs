@@ -126,7 +126,7 @@ public sealed record TrainingSettings
     [JsonIgnore]
     public AdamWOptions Optimizer => new(Beta1, Beta2, Eps, WeightDecay);
 
-    /// <summary>Checks every field; the message lists all problems, by their command-line names.</summary>
+    /// <summary>Checks every field; the message lists all problems, each by its property and command-line names.</summary>
     /// <exception cref="ArgumentException">A field is out of range.</exception>
     public void Validate()
     {
@@ -136,37 +136,37 @@ public sealed record TrainingSettings
             if (value < 1)
                 problems.Add($"{name} is {value}; expected ≥ 1");
         }
-        Positive("--steps", Steps);
-        Positive("--batch", Batch);
-        Positive("--seq-len", SeqLen);
-        Positive("--grad-accum", GradAccum);
-        Positive("--chunk-size", ChunkSize);
+        Positive("Steps (--steps)", Steps);
+        Positive("Batch (--batch)", Batch);
+        Positive("SeqLen (--seq-len)", SeqLen);
+        Positive("GradAccum (--grad-accum)", GradAccum);
+        Positive("ChunkSize (--chunk-size)", ChunkSize);
         if (!(LearningRate > 0) || !double.IsFinite(LearningRate))
-            problems.Add($"--lr is {LearningRate}; expected a finite value > 0");
+            problems.Add($"LearningRate (--lr) is {LearningRate}; expected a finite value > 0");
         if (Warmup < 0 || Warmup > Steps)
-            problems.Add($"--warmup is {Warmup}; expected 0 … --steps ({Steps})");
+            problems.Add($"Warmup (--warmup) is {Warmup}; expected 0 … Steps ({Steps})");
         if (!Enum.IsDefined(Schedule))
-            problems.Add($"--schedule is {Schedule}; expected cosine, linear, polynomial or constant");
+            problems.Add($"Schedule (--schedule) is {Schedule}; expected cosine, linear, polynomial or constant");
         if (!(MinLrRatio >= 0 && MinLrRatio <= 1))
-            problems.Add($"--min-lr-ratio is {MinLrRatio}; expected 0 … 1");
+            problems.Add($"MinLrRatio (--min-lr-ratio) is {MinLrRatio}; expected 0 … 1");
         if (!(WeightDecay >= 0) || !double.IsFinite(WeightDecay))
-            problems.Add($"--weight-decay is {WeightDecay}; expected finite and ≥ 0");
+            problems.Add($"WeightDecay (--weight-decay) is {WeightDecay}; expected finite and ≥ 0");
         if (!(Beta1 >= 0 && Beta1 < 1) || !(Beta2 >= 0 && Beta2 < 1))
-            problems.Add($"--betas are {Beta1},{Beta2}; expected each in [0, 1)");
+            problems.Add($"Beta1, Beta2 (--betas) are {Beta1},{Beta2}; expected each in [0, 1)");
         if (!(Eps > 0) || !double.IsFinite(Eps))
-            problems.Add($"--eps is {Eps}; expected a finite value > 0");
+            problems.Add($"Eps (--eps) is {Eps}; expected a finite value > 0");
         if (!(Clip >= 0) || !double.IsFinite(Clip))
-            problems.Add($"--clip is {Clip}; expected finite and ≥ 0 (0: no clipping)");
+            problems.Add($"Clip (--clip) is {Clip}; expected finite and ≥ 0 (0: no clipping)");
         if (Form is not (RetentionForm.Chunkwise or RetentionForm.Parallel))
-            problems.Add($"--form is {Form.ToString().ToLowerInvariant()}; expected chunkwise or parallel");
+            problems.Add($"Form (--form) is {Form.ToString().ToLowerInvariant()}; expected chunkwise or parallel");
         if (EvalEvery < 0 || SaveEvery < 0)
-            problems.Add($"--eval-every {EvalEvery} / --save-every {SaveEvery}; expected ≥ 0");
+            problems.Add($"EvalEvery (--eval-every) {EvalEvery} and SaveEvery (--save-every) {SaveEvery}; expected ≥ 0");
         if (!Enum.IsDefined(ComputeType))
-            problems.Add($"--dtype is {ComputeType}; expected {string.Join(", ", TensorDTypes.Names)}");
+            problems.Add($"ComputeType (--dtype) is {ComputeType}; expected {string.Join(", ", TensorDTypes.Names)}");
         if (!Enum.IsDefined(Tokenizer))
-            problems.Add($"--tokenizer is {Tokenizer}; expected auto, byte or gpt2");
+            problems.Add($"Tokenizer (--tokenizer) is {Tokenizer}; expected auto, byte or gpt2");
         if (!Enum.IsDefined(OnNonFinite))
-            problems.Add($"--on-non-finite is {OnNonFinite}; expected stop or skip");
+            problems.Add($"OnNonFinite (--on-non-finite) is {OnNonFinite}; expected stop or skip");
         if (problems.Count > 0)
             throw new ArgumentException($"Invalid training settings: {string.Join("; ", problems)}.", "settings");
     }

@@ -106,38 +106,9 @@ public sealed class ModelGradientTests(DeviceFixture fixture)
         Assert.True(Math.Abs(loss - ModelReference.Loss(config, weights, windows)) <= LossTolerance * loss,
             $"{layout}: loss {loss} vs the float64 reference");
 
-        var random = new Random(5);
         foreach (var (name, gradient) in gradients.ToHost())
-        {
-            var parameter = weights[name].Data;
-            var indices = Enumerable.Range(0, 4).Select(_ => random.Next(parameter.Length)).ToArray();
-            var differences = indices.Select(i => CentralDifference(config, weights, windows, name, i)).ToArray();
-            var sampled = indices.Select(i => gradient.Data[i]).ToArray();
-            // Relative to the largest gradient of the tensor: a sampled entry may itself be near zero.
-            var scale = gradient.Data.Max(v => Math.Abs((double)v));
-            Numerics.AssertClose($"{layout} d{name} at {string.Join(",", indices)}", sampled, differences, 2e-3, scale);
-            var neighbours = indices.Select(i => gradient.Data[(i + 1) % parameter.Length]).ToArray();
-            if (parameter.Length > 1 && differences.Any(d => Math.Abs(d) > 0.05 * scale))
-                Numerics.AssertRejected(Numerics.Check($"{layout} d{name} one entry off", neighbours, differences, 2e-3,
-                    scale));
-        }
-    }
-
-    /// <summary>(L(w + h) − L(w − h)) / (δ₊ + δ₋) with δ the steps fp32 can actually take, L the float64 loss.</summary>
-    private static double CentralDifference(RetNetConfig config, IReadOnlyDictionary<string, HostTensor> weights,
-        int[,] windows, string name, int index)
-    {
-        var data = weights[name].Data;
-        var original = data[index];
-        const double h = 1e-3;
-        data[index] = (float)(original + h);
-        var up = ModelReference.Loss(config, weights, windows);
-        var stepUp = (double)data[index] - original;
-        data[index] = (float)(original - h);
-        var down = ModelReference.Loss(config, weights, windows);
-        var stepDown = original - (double)data[index];
-        data[index] = original;
-        return (up - down) / (stepUp + stepDown);
+            GradientCheck.Measure(weights[name].Data, () => ModelReference.Loss(config, weights, windows))
+                .AssertAgreesAndRejectsWrongGradients($"{layout} d{name}", gradient.Data, 2e-3);
     }
 
     [Theory, MemberData(nameof(Layouts))]

@@ -1,6 +1,7 @@
 using RetNet.Ilgpu.Retention;
 using RetNet.Ilgpu.Tests.Support;
 using RetNet.Ilgpu.Verification.Cases;
+using static RetNet.Ilgpu.Tests.Support.NegativeControls;
 
 namespace RetNet.Ilgpu.Tests.Retention;
 
@@ -134,6 +135,85 @@ public sealed class RetentionTestCase : IDisposable
     {
         Numerics.AssertRejected(CheckOutput($"{what}, zeros", new float[Shape.ValueLength]));
         Numerics.AssertRejected(CheckFinalState($"{what}, zeros", new float[Shape.StateLength]));
+    }
+
+    /// <summary>γ = 1 − 1e-13 for every head: its powers up to any T here round to exactly 1 in fp32, so it stands
+    /// for a kernel that lost the decay by rounding γ to 1 (which <see cref="DecaySchedule"/> refuses).</summary>
+    public DecaySchedule DecayRoundedToOne =>
+        DecaySchedule.FromValues(Enumerable.Repeat(1 - 1e-13, Shape.Heads).ToArray());
+
+    /// <summary>
+    /// Long enough that the decay matters: T ≥ 16 and, in some head, γ^(T−1) ≤ 1/2, so that rounding γ to 1 moves the
+    /// weight of the oldest token by at least half of it, in a sum of at least 15 random terms.
+    /// </summary>
+    public bool DecayMatters =>
+        Shape.SeqLen >= 16 && Decay.Gammas.Any(gamma => Math.Pow(gamma, Shape.SeqLen - 1) <= 0.5);
+
+    /// <summary>
+    /// The terms off the diagonal carry weight: T ≥ 8 and some head with γ ≥ 1/2. On the diagonal (q_t·k_t) is
+    /// symmetric, so swapping q and k changes only the terms j &lt; t (and q_t·S_0), and with a tiny γ there are
+    /// none that count.
+    /// </summary>
+    public bool PastTermsMatter => Shape.SeqLen >= 8 && Decay.Gammas.Any(gamma => gamma >= 0.5);
+
+    /// <summary>
+    /// Negative controls of the forward comparison on this problem's own inputs: wrong computations, each held to the
+    /// reference by the same rule as the forms (<see cref="CheckOutput"/>, <see cref="CheckFinalState"/>) and asserted
+    /// rejected wherever its stated condition makes the difference exceed the tolerance:
+    /// <list type="bullet">
+    /// <item><description>zeros, always;</description></item>
+    /// <item><description>γ rounded to 1 (the reference at <see cref="DecayRoundedToOne"/>), output and final state,
+    /// where <see cref="DecayMatters"/>;</description></item>
+    /// <item><description>q and k swapped (the reference of q_t·k_j read as k_t·q_j), output, where
+    /// <see cref="PastTermsMatter"/>;</description></item>
+    /// <item><description><paramref name="output"/> (the kernel's) read one position late, o_(t−1) in place of o_t,
+    /// where T ≥ 8.</description></item>
+    /// </list>
+    /// </summary>
+    public void AssertWrongComputationsAreRejected(string what, IReadOnlyList<float> output)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        AssertZerosAreRejected(what);
+        if (DecayMatters)
+        {
+            var undecayed = RetentionReference.Parallel(Shape, DecayRoundedToOne, Q, K, V, InitialState);
+            Numerics.AssertRejected(CheckOutput($"{what}, γ rounded to 1", ToFloat(undecayed.Output)));
+            Numerics.AssertRejected(CheckFinalState($"{what}, γ rounded to 1", ToFloat(undecayed.FinalState)));
+        }
+        if (PastTermsMatter)
+        {
+            var swapped = RetentionReference.Parallel(Shape, Decay, K, Q, V, InitialState);
+            Numerics.AssertRejected(CheckOutput($"{what}, q and k swapped", ToFloat(swapped.Output)));
+        }
+        if (Shape.SeqLen >= 8)
+            Numerics.AssertRejected(CheckOutput($"{what}, one position late",
+                OnePositionLate(output, Shape.Batch, Shape.SeqLen, Shape.Heads * Shape.ValueDim)));
+    }
+
+    /// <summary>
+    /// Negative controls of the backward comparison (<see cref="CheckBackward"/>), each asserted rejected where a
+    /// gradient flows (dO or dS_T given; without either every gradient is exactly zero): zeros; dq and dk of
+    /// <paramref name="gradients"/> (the kernel's) swapped, which differ in every term (dq_t sums k_j, dk_j sums
+    /// q_t); and, where <see cref="DecayMatters"/>, the reference backward with γ rounded to 1.
+    /// </summary>
+    public void AssertWrongGradientsAreRejected(string what, RetentionGradientTensors gradients)
+    {
+        ArgumentNullException.ThrowIfNull(gradients);
+        if (OutputGradient is null && FinalStateGradient is null)
+            return;
+        var (dq, dk, dv, dS0) = (gradients.Dq.ToHost(), gradients.Dk.ToHost(), gradients.Dv.ToHost(),
+            gradients.DInitialState.ToHost());
+        AssertAnyRejected(CheckBackward($"{what}, zeros", new float[dq.Length], new float[dk.Length],
+            new float[dv.Length], new float[dS0.Length]));
+        AssertAnyRejected(CheckBackward($"{what}, dq and dk swapped", dk, dq, dv, dS0));
+        if (DecayMatters)
+        {
+            var undecayed = RetentionReference.ParallelBackward(Shape, DecayRoundedToOne, Q, K, V, InitialState,
+                OutputGradient, FinalStateGradient);
+            AssertAnyRejected(CheckBackward($"{what}, γ rounded to 1", ToFloat(undecayed.QueryGradient),
+                ToFloat(undecayed.KeyGradient), ToFloat(undecayed.ValueGradient),
+                ToFloat(undecayed.InitialStateGradient)));
+        }
     }
 
     private static void AssertPassed(Closeness check) => Assert.True(check.Passed, check.Message);

@@ -123,8 +123,8 @@ public sealed class TrainerTests(DeviceFixture fixture) : IDisposable
         var (model, settings) = Setup(steps: 2);
         var error = Assert.Throws<ArgumentException>(() =>
             Trainer.Start(device, model, settings with { Steps = 0, Warmup = 5, Form = RetentionForm.Recurrent }, root));
-        Assert.Contains("--steps is 0", error.Message);
-        Assert.Contains("--form is recurrent", error.Message);
+        Assert.Contains("Steps (--steps) is 0", error.Message);
+        Assert.Contains("Form (--form) is recurrent", error.Message);
         Assert.Throws<FileNotFoundException>(() => Trainer.Resume(device, model));
         Assert.Throws<ArgumentException>(() =>
             Trainer.Start(device, model, settings with { SeqLen = 1000 }, Path.Combine(root, "x")));

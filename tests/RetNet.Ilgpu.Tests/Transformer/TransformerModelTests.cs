@@ -143,21 +143,9 @@ public sealed class TransformerModelTests(DeviceFixture fixture)
         Assert.True(Math.Abs(loss - TransformerReference.Loss(config, weights, windows)) <= 1e-5 * loss,
             $"{layout}: loss {loss} vs the float64 reference");
 
-        var random = new Random(5);
         foreach (var (name, gradient) in gradients.ToHost())
-        {
-            var parameter = weights[name].Data;
-            var indices = Enumerable.Range(0, 3).Select(_ => random.Next(parameter.Length)).ToArray();
-            var differences = indices.Select(i => CentralDifference(config, weights, windows, name, i)).ToArray();
-            var sampled = indices.Select(i => gradient.Data[i]).ToArray();
-            var scale = gradient.Data.Max(v => Math.Abs((double)v));
-            Numerics.AssertClose($"{layout} d{name} at {string.Join(",", indices)}", sampled, differences,
-                GradientTolerance, scale);
-            var doubled = sampled.Select(v => 2 * v).ToArray();
-            if (differences.Any(d => Math.Abs(d) > 0.05 * scale))
-                Numerics.AssertRejected(Numerics.Check($"{layout} d{name} doubled", doubled, differences,
-                    GradientTolerance, scale));
-        }
+            GradientCheck.Measure(weights[name].Data, () => TransformerReference.Loss(config, weights, windows))
+                .AssertAgreesAndRejectsWrongGradients($"{layout} d{name}", gradient.Data, GradientTolerance);
 
         // The += rule: a second pass adds the same gradients again.
         var once = gradients.ToHost();
@@ -166,22 +154,6 @@ public sealed class TransformerModelTests(DeviceFixture fixture)
         foreach (var (name, g) in once)
             Numerics.AssertClose($"{layout} d{name} twice", twice[name].Data, g.Data.Select(v => 2.0 * v).ToArray(),
                 1e-5);
-    }
-
-    private static double CentralDifference(TransformerConfig config, IReadOnlyDictionary<string, HostTensor> weights,
-        int[,] windows, string name, int index)
-    {
-        var data = weights[name].Data;
-        var original = data[index];
-        const double h = 1e-3;
-        data[index] = (float)(original + h);
-        var up = TransformerReference.Loss(config, weights, windows);
-        var stepUp = (double)data[index] - original;
-        data[index] = (float)(original - h);
-        var down = TransformerReference.Loss(config, weights, windows);
-        var stepDown = original - (double)data[index];
-        data[index] = original;
-        return (up - down) / (stepUp + stepDown);
     }
 
     [Fact]

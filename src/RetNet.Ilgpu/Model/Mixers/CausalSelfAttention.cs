@@ -276,15 +276,8 @@ internal sealed class CausalSelfAttention(Tensor q, Tensor k, Tensor v, Tensor o
     {
         var t = (AttentionActivations)activations;
         int batch = pass.Batch, seqLen = pass.SeqLen, heads = kind.Heads, dh = kind.HeadDim;
-        Linear.Apply(input, q, t.Q);
-        Linear.Apply(input, k, t.K);
-        Linear.Apply(input, v, t.V);
-        var q4 = t.Q.Reshape(batch, seqLen, heads, dh);
-        var k4 = t.K.Reshape(batch, seqLen, heads, dh);
-        var v4 = t.V.Reshape(batch, seqLen, heads, dh);
+        var (q4, k4, v4) = HeadProjections.Rotated(input, (q, k, v), (t.Q, t.K, t.V), pass, heads, kind.Angles, 1f);
         var o4 = t.O.Reshape(batch, seqLen, heads, dh);
-        ThetaShift.Apply(q4, pass.Starts, kind.Angles, 1f);
-        ThetaShift.Apply(k4, pass.Starts, kind.Angles, 1f);
         if (state is not { } view)
         {
             CausalAttention.Forward(q4, k4, v4, kind.Scale, o4, t.LogSumExp);

@@ -237,16 +237,10 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
         var t = (RetentionActivations)activations;
         var s = state is { } view ? ((RetentionState)view.State).State.Slice(view.First, view.Count) : null;
         int batch = pass.Batch, seqLen = pass.SeqLen, heads = kind.Heads, dk = kind.KeyDim, dv = kind.ValueDim;
-        Linear.Apply(input, q, t.Q);
-        Linear.Apply(input, k, t.K);
-        Linear.Apply(input, v, t.V);
+        var (q4, k4, v4) = HeadProjections.Rotated(input, (q, k, v), (t.Q, t.K, t.V), pass, heads, kind.Angles,
+            (float)(1 / Math.Sqrt(dk)));
         Linear.Apply(input, g, t.G);
-        var q4 = t.Q.Reshape(batch, seqLen, heads, dk);
-        var k4 = t.K.Reshape(batch, seqLen, heads, dk);
-        var v4 = t.V.Reshape(batch, seqLen, heads, dv);
         var o4 = t.O.Reshape(batch, seqLen, heads, dv);
-        ThetaShift.Apply(q4, pass.Starts, kind.Angles, 1f);
-        ThetaShift.Apply(k4, pass.Starts, kind.Angles, (float)(1 / Math.Sqrt(dk)));
         switch (pass.Mode.Form)
         {
             case RetentionForm.Parallel:

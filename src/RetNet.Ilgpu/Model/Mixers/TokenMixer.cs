@@ -1,5 +1,6 @@
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.IO;
+using RetNet.Ilgpu.Kernels.Rotation;
 using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Model;
@@ -62,6 +63,28 @@ internal abstract class TokenMixer
     /// </summary>
     public abstract void Backward(Tensor input, MixerActivations a, Pass pass, Tensor dBranch, Tensor dInput,
         IReadOnlyDictionary<string, Tensor> gradients, BackwardScratch scratch);
+}
+
+/// <summary>What both mixers start with: per-head queries, keys and values of the input.</summary>
+internal static class HeadProjections
+{
+    /// <summary>
+    /// q, k, v = input · Wᵀ (<paramref name="weights"/>) into <paramref name="outputs"/> [n, ·], returned as [B, T, H, ·]
+    /// views, with q and k rotated at the pass's absolute positions by <paramref name="angles"/> and k
+    /// multiplied by <paramref name="keyScale"/>.
+    /// </summary>
+    public static (Tensor Q, Tensor K, Tensor V) Rotated(Tensor input, (Tensor Q, Tensor K, Tensor V) weights,
+        (Tensor Q, Tensor K, Tensor V) outputs, Pass pass, int heads, Tensor angles, float keyScale)
+    {
+        Linear.Apply(input, weights.Q, outputs.Q);
+        Linear.Apply(input, weights.K, outputs.K);
+        Linear.Apply(input, weights.V, outputs.V);
+        var q4 = outputs.Q.Reshape(pass.Batch, pass.SeqLen, heads, -1);
+        var k4 = outputs.K.Reshape(pass.Batch, pass.SeqLen, heads, -1);
+        ThetaShift.Apply(q4, pass.Starts, angles, 1f);
+        ThetaShift.Apply(k4, pass.Starts, angles, keyScale);
+        return (q4, k4, outputs.V.Reshape(pass.Batch, pass.SeqLen, heads, -1));
+    }
 }
 
 /// <summary>
