@@ -29,8 +29,7 @@ internal static class BenchCommand
         var preset = PresetOption("tiny");
         var seqLens = new Option<string>("--seq-lens") { Description = "Comma-separated sequence lengths.", DefaultValueFactory = _ => "512,1024,2048,4096,8192" };
         var batch = new Option<int>("--batch") { Description = "Windows per step.", DefaultValueFactory = _ => 1 };
-        var form = new Option<string>("--form") { Description = "chunkwise or parallel.", DefaultValueFactory = _ => "chunkwise" };
-        form.AcceptOnlyFromAmong("chunkwise", "parallel");
+        var form = CommonOptions.TrainingForm("chunkwise or parallel.");
         var chunk = new Option<int>("--chunk-size") { Description = "Chunk size of the chunkwise form.", DefaultValueFactory = _ => ForwardMode.DefaultChunkSize };
         var steps = new Option<int>("--steps") { Description = "Timed steps per length.", DefaultValueFactory = _ => 3 };
         var checkpoint = new Option<bool>("--checkpoint-activations") { Description = "Keep only block inputs; recompute in backward." };
@@ -54,7 +53,7 @@ internal static class BenchCommand
                 Config = RetNetConfig.Preset(parse.GetValue(preset) ?? "tiny"),
                 SeqLens = ParsePositiveList(parse.GetValue(seqLens) ?? "", "--seq-lens"),
                 Batch = parse.GetValue(batch),
-                Mode = parse.GetValue(form) == "parallel" ? ForwardMode.Parallel : ForwardMode.Chunkwise(parse.GetValue(chunk)),
+                Mode = ForwardMode.Of(parse.GetValue(form), parse.GetValue(chunk)),
                 Steps = parse.GetValue(steps),
                 CheckpointActivations = parse.GetValue(checkpoint),
                 ComputeType = ParseWeightTypes(parse.GetValue(computeType) ?? "") is [var single] ? single

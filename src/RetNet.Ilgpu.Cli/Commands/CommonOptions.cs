@@ -75,11 +75,16 @@ internal static class CommonOptions
             Form: RetentionForm.Chunkwise or RetentionForm.Parallel,
         } mode
             ? mode.Form
-            : throw new ArgumentException($"'{text}' is not a training form; expected chunkwise or parallel."),
+            : throw new ArgumentException($"'{text}' is not a training form.", nameof(description)),
             "chunkwise|parallel");
 
+    /// <summary>--mode parallel|chunkwise|recurrent, the retention form of an inference pass, parsed once.</summary>
+    public static Option<RetentionForm> InferenceForm(string description) =>
+        Choice("--mode", description, RetentionForm.Parallel, text => ForwardMode.Parse(text).Form,
+            "parallel|chunkwise|recurrent");
+
     /// <summary>An option whose text is parsed once, where the command line is read, by <paramref name="parse"/>;
-    /// a refused text is a parse error naming the option.</summary>
+    /// a text it refuses is a parse error naming the option and its choices (<paramref name="helpName"/>).</summary>
     public static Option<T> Choice<T>(string name, string description, T defaultValue, Func<string, T> parse,
         string helpName) => new(name)
     {
@@ -94,9 +99,9 @@ internal static class CommonOptions
             {
                 return parse(result.Tokens[0].Value);
             }
-            catch (ArgumentException e)
+            catch (ArgumentException)
             {
-                result.AddError($"{name}: {e.Message.Split(" (Parameter")[0]}");
+                result.AddError($"{name}: '{result.Tokens[0].Value}' is not one of {helpName}.");
                 return defaultValue;
             }
         },

@@ -60,12 +60,7 @@ internal static class ModelCommands
             Description = "Token ids: one sequence per line, ids separated by spaces, all lines the same length.",
             Required = true,
         };
-        var mode = new Option<string>("--mode")
-        {
-            Description = "parallel, chunkwise or recurrent.",
-            DefaultValueFactory = _ => "parallel",
-        };
-        mode.AcceptOnlyFromAmong("parallel", "chunkwise", "recurrent");
+        var mode = CommonOptions.InferenceForm("parallel, chunkwise or recurrent (retention; attention has one form).");
         var chunk = new Option<int>("--chunk-size")
         {
             Description = "Chunk size for --mode chunkwise.",
@@ -85,7 +80,7 @@ internal static class ModelCommands
         command.SetAction(parse => CommonOptions.Run(() =>
         {
             var ids = ReadTokens(parse.GetValue(tokens)!.FullName);
-            var forwardMode = ForwardMode.Parse(parse.GetValue(mode) ?? "parallel", parse.GetValue(chunk));
+            var forwardMode = ForwardMode.Of(parse.GetValue(mode), parse.GetValue(chunk));
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             using var model = CommonOptions.LoadAnyModel(opened, parse.GetValue(modelDir)!, parse.GetValue(weightType));
             // Refuses non-finite logits (an exception naming the block where they first appear): nothing is written.
@@ -109,12 +104,7 @@ internal static class ModelCommands
                           "(at least 2): tokens[:, 1:] are predicted from tokens[:, :-1].",
             Required = true,
         };
-        var form = new Option<string>("--form")
-        {
-            Description = "The retention form of the training pass: chunkwise or parallel.",
-            DefaultValueFactory = _ => "chunkwise",
-        };
-        form.AcceptOnlyFromAmong("chunkwise", "parallel");
+        var form = CommonOptions.TrainingForm("The retention form of the training pass: chunkwise or parallel.");
         var chunk = new Option<int>("--chunk-size")
         {
             Description = "Chunk size for --form chunkwise.",
@@ -135,7 +125,7 @@ internal static class ModelCommands
         command.SetAction(parse => CommonOptions.Run(() =>
         {
             var windows = ReadTokens(parse.GetValue(tokens)!.FullName);
-            var mode = ForwardMode.Parse(parse.GetValue(form) ?? "chunkwise", parse.GetValue(chunk));
+            var mode = ForwardMode.Of(parse.GetValue(form), parse.GetValue(chunk));
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             using var model = CommonOptions.LoadAnyModel(opened, parse.GetValue(modelDir)!);
             using var gradients = model.CreateGradients();

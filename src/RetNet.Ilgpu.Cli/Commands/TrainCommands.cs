@@ -56,7 +56,7 @@ internal static class TrainCommands
             {
                 "stop" => NonFiniteStepPolicy.Stop,
                 "skip" => NonFiniteStepPolicy.Skip,
-                _ => throw new ArgumentException($"'{text}' is not stop or skip."),
+                _ => throw new ArgumentException($"'{text}' is not stop or skip.", nameof(text)),
             }, "stop|skip");
         var evalEvery = new Option<int>("--eval-every") { Description = "Evaluate on --val-data every N steps (0: at the end).", DefaultValueFactory = _ => 0 };
         var saveEvery = new Option<int>("--save-every") { Description = "Checkpoint every N steps (0: at the end).", DefaultValueFactory = _ => 0 };
@@ -241,9 +241,7 @@ internal static class TrainCommands
             var text = TextTokenizers.ForVocabulary(parse.GetValue(tokenizer), loaded.VocabSize);
             using var dataset = TokenDataset.Open(TokenDataset.ParsePathList(parse.GetValue(data)!), text,
                 loaded.VocabSize);
-            var mode = parse.GetValue(form) == RetentionForm.Parallel
-                ? ForwardMode.Parallel
-                : ForwardMode.Chunkwise(parse.GetValue(chunk));
+            var mode = ForwardMode.Of(parse.GetValue(form), parse.GetValue(chunk));
             var e = loaded.Evaluate(dataset, t, b, mode, text);
             Console.WriteLine(Describe(e));
             if (parse.GetValue(json) is { } file)

@@ -36,15 +36,19 @@ public readonly record struct ForwardMode(RetentionForm Form, int ChunkSize)
     public static ForwardMode Parse(string form, int chunkSize = DefaultChunkSize)
     {
         ArgumentNullException.ThrowIfNull(form);
-        return form.Trim().ToLowerInvariant() switch
+        return Of(form.Trim().ToLowerInvariant() switch
         {
-            "parallel" => Parallel,
-            "chunkwise" => Chunkwise(chunkSize),
-            "recurrent" => Recurrent,
+            "parallel" => RetentionForm.Parallel,
+            "chunkwise" => RetentionForm.Chunkwise,
+            "recurrent" => RetentionForm.Recurrent,
             _ => throw new ArgumentException(
                 $"Argument 'form' is '{form}'; expected parallel, chunkwise or recurrent.", nameof(form)),
-        };
+        }, chunkSize);
     }
+
+    /// <summary>The mode of <paramref name="form"/>, with <paramref name="chunkSize"/> for the chunkwise form.</summary>
+    public static ForwardMode Of(RetentionForm form, int chunkSize = DefaultChunkSize) =>
+        form == RetentionForm.Chunkwise ? Chunkwise(chunkSize) : new ForwardMode(form, 0);
 
     /// <inheritdoc/>
     public override string ToString() => Form == RetentionForm.Chunkwise

@@ -112,7 +112,7 @@ public sealed record TrainingSettings
 
     /// <summary>Retention's form and chunk size as a <see cref="ForwardMode"/>.</summary>
     [JsonIgnore]
-    public ForwardMode Mode => Form == RetentionForm.Parallel ? ForwardMode.Parallel : ForwardMode.Chunkwise(ChunkSize);
+    public ForwardMode Mode => ForwardMode.Of(Form, ChunkSize);
 
     /// <summary>What the forward pass keeps for the backward pass.</summary>
     [JsonIgnore]
