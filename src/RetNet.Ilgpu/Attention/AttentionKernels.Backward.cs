@@ -38,7 +38,7 @@ internal static partial class AttentionKernels
     /// shared memory, recomputes P = exp(s·q·k − L) and multiplies the weights by the key tile's columns.
     /// Grid: (⌈T / Rows⌉, ⌈Dk / Columns⌉, B·H); any group size.
     /// </summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(AttentionTile16), typeof(AttentionTile32x64)])]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(AttentionTile16), typeof(AttentionTile32x64)], Geometry = typeof(AttentionTiledGeometry))]
     public static void QueryGradientTiled<TTile>(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v,
         ArrayView<float> dOutput, ArrayView<float> logSumExp, ArrayView<float> deltas, ArrayView<float> dq,
         AttentionProblem p)
@@ -126,7 +126,7 @@ internal static partial class AttentionKernels
     /// multiplies the transposed weights by the query tile's q or dO columns. No atomics: every gradient element has
     /// one owner. Grid: (⌈T / Rows⌉, ⌈Dk / Columns⌉ + ⌈Dv / Columns⌉, B·H); any group size.
     /// </summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(AttentionTile16), typeof(AttentionTile32x64)])]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(AttentionTile16), typeof(AttentionTile32x64)], Geometry = typeof(AttentionTiledGeometry))]
     public static void KeyValueGradientTiled<TTile>(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v,
         ArrayView<float> dOutput, ArrayView<float> logSumExp, ArrayView<float> deltas, ArrayView<float> dk,
         ArrayView<float> dv, AttentionProblem p)

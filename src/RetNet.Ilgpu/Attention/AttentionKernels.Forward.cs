@@ -14,7 +14,7 @@ internal static partial class AttentionKernels
     /// exists. Every column tile recomputes the same statistics; the first writes L = m + log ℓ.
     /// Grid: (⌈T / Rows⌉, ⌈Dv / Columns⌉, B·H); any group size.
     /// </summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(AttentionTile16), typeof(AttentionTile32x64)])]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(AttentionTile16), typeof(AttentionTile32x64)], Geometry = typeof(AttentionTiledGeometry))]
     public static void ForwardTiled<TTile>(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v,
         ArrayView<float> output, ArrayView<float> logSumExp, AttentionProblem p)
         where TTile : struct, IAttentionTile

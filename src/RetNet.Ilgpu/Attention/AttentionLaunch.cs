@@ -1,5 +1,6 @@
-using ILGPU;
+using System.Reflection;
 using ILGPU.Runtime;
+using ILGPU;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Tensors;
@@ -188,4 +189,12 @@ internal abstract partial class AttentionLaunch
         private AttentionLaunch Choose(Tensor q, Tensor v) =>
             Math.Max(q.Dim(3), v.Dim(3)) <= default(AttentionTile16).Columns ? narrow : wide;
     }
+}
+
+/// <summary>The kernel report's rule for the tiled attention kernels: <see cref="AttentionLaunch.TiledGroupSize"/>.</summary>
+internal sealed class AttentionTiledGeometry : IKernelGeometryRule
+{
+    /// <inheritdoc/>
+    public KernelGeometry For(MethodInfo kernel, LaunchLimits limits) =>
+        new(AttentionLaunch.TiledGroupSize(limits.MaxGroupSize), 0, "AttentionLaunch.TiledGroupSize");
 }

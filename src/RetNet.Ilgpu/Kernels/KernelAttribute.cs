@@ -26,4 +26,11 @@ public sealed class KernelAttribute(KernelGrouping grouping) : Attribute
     /// it with. Each is compiled by the compile check.
     /// </summary>
     public Type[] Specializations { get; init; } = [];
+
+    /// <summary>
+    /// For an explicitly grouped kernel: the type of its launch rule for the kernel report (an internal class with a
+    /// parameterless constructor that implements the library's geometry-rule interface), written by the operator
+    /// beside the launcher; null for implicitly grouped kernels.
+    /// </summary>
+    public Type? Geometry { get; init; }
 }

@@ -1,12 +1,12 @@
 using ILGPU.Runtime;
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Kernels.CrossEntropy;
-using RetNet.Ilgpu.Kernels.DecayNormalization;
 using RetNet.Ilgpu.Kernels.Elementwise;
 using RetNet.Ilgpu.Kernels.Embedding;
 using RetNet.Ilgpu.Kernels.Normalization;
 using RetNet.Ilgpu.Kernels.Rotation;
 using RetNet.Ilgpu.Kernels.ScaledEmbedding;
+using RetNet.Ilgpu.Retention;
 using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Model;

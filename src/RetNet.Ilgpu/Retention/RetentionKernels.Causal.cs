@@ -12,7 +12,7 @@ internal static partial class RetentionKernels
     /// outside the window (above the diagonal, or in another chunk) are never visited; nothing of size T × T exists.
     /// Grid: (ChunkCount · ⌈C / Rows⌉, ⌈OutDim / Columns⌉, B·H); any group size.
     /// </summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RetentionTile16), typeof(RetentionTile32x64)])]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RetentionTile16), typeof(RetentionTile32x64)], Geometry = typeof(RetentionTiledGeometry))]
     public static void CausalTiled<TTile>(ArrayView<float> x, ArrayView<float> y, ArrayView<float> z,
         ArrayView<float> state, ArrayView<float> decay, ArrayView<float> output, CausalProblem p)
         where TTile : struct, IRetentionTile

@@ -11,7 +11,7 @@ internal static partial class RetentionKernels
     /// gradients); each chunk's tokens pass through shared memory Rows at a time, x pre-multiplied by its decay weight.
     /// Grid: (⌈RowDim / Depth⌉, ⌈ColDim / Columns⌉, B·H); any group size.
     /// </summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RetentionTile16), typeof(RetentionTile32x64)])]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RetentionTile16), typeof(RetentionTile32x64)], Geometry = typeof(RetentionTiledGeometry))]
     public static void StatesTiled<TTile>(ArrayView<float> x, ArrayView<float> y, ArrayView<float> initial,
         ArrayView<float> decay, ArrayView<float> chunkStates, ArrayView<float> final, StateProblem p)
         where TTile : struct, IRetentionTile

@@ -1,5 +1,6 @@
-using ILGPU;
+using System.Reflection;
 using ILGPU.Runtime;
+using ILGPU;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Tensors;
@@ -246,4 +247,12 @@ internal abstract partial class RetentionLaunch
         public override void States(in StateOperands o) =>
             (o.Y.Dim(3) <= default(RetentionTile16).Columns ? narrow : wide).States(o);
     }
+}
+
+/// <summary>The kernel report's rule for the tiled retention kernels: <see cref="RetentionLaunch.TiledGroupSize"/>.</summary>
+internal sealed class RetentionTiledGeometry : IKernelGeometryRule
+{
+    /// <inheritdoc/>
+    public KernelGeometry For(MethodInfo kernel, LaunchLimits limits) =>
+        new(RetentionLaunch.TiledGroupSize(limits.MaxGroupSize), 0, "RetentionLaunch.TiledGroupSize");
 }

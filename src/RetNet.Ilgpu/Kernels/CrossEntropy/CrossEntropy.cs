@@ -1,5 +1,6 @@
-using ILGPU;
+using System.Reflection;
 using ILGPU.Runtime;
+using ILGPU;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Kernels.Reductions;
 using RetNet.Ilgpu.Tensors;
@@ -193,5 +194,18 @@ internal readonly record struct CrossEntropyLaunch(CrossEntropyForm Form, int Gr
                 $"Expected a power of two in [1, {device.MaxGroupSize}].");
         if (Form == CrossEntropyForm.RowPerSubGroups)
             SubGroupLaunch.Validate(device, GroupSize, nameof(GroupSize));
+    }
+}
+
+/// <summary>The kernel report's rule for the group-per-row cross-entropy kernels: <see cref="CrossEntropyLaunch.For(
+/// LaunchLimits, GroupReduction)"/> with the kernel's reduction.</summary>
+internal sealed class CrossEntropyGeometry : IKernelGeometryRule
+{
+    /// <inheritdoc/>
+    public KernelGeometry For(MethodInfo kernel, LaunchLimits limits)
+    {
+        var reduction = KernelGeometry.ReductionOf(kernel, nameof(CrossEntropyKernels.RowPerSubGroups));
+        var launch = CrossEntropyLaunch.For(limits, reduction);
+        return KernelGeometry.Of(launch.GroupSize, launch.SharedMemory, "CrossEntropyLaunch.For", limits, reduction);
     }
 }

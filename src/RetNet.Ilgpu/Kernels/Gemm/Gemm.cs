@@ -1,5 +1,6 @@
-using ILGPU;
+using System.Reflection;
 using ILGPU.Runtime;
+using ILGPU;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Tensors;
 
@@ -56,7 +57,7 @@ public static class Gemm
             LaunchSmallRows(device, rows, a, b, c, alpha, beta, SmallRowsLaunch.For(device, shape.K));
             return;
         }
-        var tile = device.Policy.GemmTile;
+        var tile = GemmTiles.Largest(device.Policy.GemmGroupSize);
         switch (tile)
         {
             case GemmTile128x128:
@@ -247,4 +248,13 @@ public static class Gemm
                 GemmKernels.Tiled<TTile>, LaunchBounds.Of<TTile>()));
         kernel(device.Stream, TiledConfig(default(TTile), shape), FloatSource.Of(a), FloatSource.Of(b), c.View, args);
     }
+}
+
+/// <summary>The kernel report's rule for <see cref="GemmKernels.Tiled{TTile}"/>: <see cref="Gemm.TiledConfig"/>.</summary>
+internal sealed class TiledGemmGeometry : IKernelGeometryRule
+{
+    /// <inheritdoc/>
+    public KernelGeometry For(MethodInfo kernel, LaunchLimits limits) => KernelGeometry.Of(
+        Gemm.TiledConfig((IGemmTile)Activator.CreateInstance(kernel.GetGenericArguments()[0])!, new GemmShape(1, 1, 1, 1)),
+        "Gemm.TiledConfig: one thread per 4×4 block of the tile");
 }

@@ -1,5 +1,6 @@
-using ILGPU;
+using System.Reflection;
 using ILGPU.Runtime;
+using ILGPU;
 using RetNet.Ilgpu.Devices;
 
 namespace RetNet.Ilgpu.Kernels.Gemm;
@@ -97,5 +98,21 @@ internal readonly record struct SmallRowsLaunch(GroupReduction Reduction, int Gr
                 $"Expected a power of two between 1 and the device's group limit {device.MaxGroupSize}.");
         if (Reduction == GroupReduction.SubGroups)
             SubGroupLaunch.Validate(device, GroupSize, nameof(GroupSize));
+    }
+}
+
+/// <summary>The kernel report's rule for <see cref="GemmKernels.SmallRows{TSum}"/>: <see cref="SmallRowsLaunch.For(LaunchLimits,
+/// int, GroupReduction)"/> for long rows of B, with the reduction of the kernel's group sum.</summary>
+internal sealed class SmallRowsGemmGeometry : IKernelGeometryRule
+{
+    /// <inheritdoc/>
+    public KernelGeometry For(MethodInfo kernel, LaunchLimits limits)
+    {
+        var reduction = kernel.GetGenericArguments()[0] == typeof(SubGroupSum)
+            ? GroupReduction.SubGroups
+            : GroupReduction.SharedMemoryTree;
+        // The reduction is in the group-sum type argument here, not in the kernel's name.
+        return KernelGeometry.Of(SmallRowsLaunch.For(limits, int.MaxValue, reduction).Config(1, 1),
+            KernelGeometry.RuleOf("SmallRowsLaunch.For, long rows of B", limits, reduction));
     }
 }

@@ -1,3 +1,4 @@
+using System.Reflection;
 using RetNet.Ilgpu.Devices;
 
 namespace RetNet.Ilgpu.Kernels.Normalization;
@@ -64,5 +65,21 @@ internal readonly record struct NormalizationOptions(NormalizationForm Form, int
             SubGroupLaunch.Validate(device, GroupSize, nameof(GroupSize));
         if (ChunkRows < 1)
             throw new ArgumentOutOfRangeException(nameof(ChunkRows), ChunkRows, "Expected at least one row per chunk.");
+    }
+}
+
+/// <summary>The kernel report's rule for the group-per-row normalisation kernels: <see cref="NormalizationOptions.For(
+/// LaunchLimits, int, GroupReduction)"/> for long rows, with the kernel's reduction.</summary>
+internal sealed class NormalizationGeometry : IKernelGeometryRule
+{
+    /// <inheritdoc/>
+    public KernelGeometry For(MethodInfo kernel, LaunchLimits limits)
+    {
+        var reduction = kernel.Name is nameof(NormalizationKernels.ForwardSubGroup)
+            or nameof(NormalizationKernels.BackwardSubGroup)
+            ? GroupReduction.SubGroups
+            : GroupReduction.SharedMemoryTree;
+        return KernelGeometry.Of(RowNormalization.GroupLaunch(1, NormalizationOptions.For(limits, int.MaxValue, reduction)),
+            KernelGeometry.RuleOf("NormalizationOptions.For, long rows", limits, reduction));
     }
 }

@@ -79,7 +79,7 @@ internal static class ReductionKernels
     /// hold one float per thread.
     /// </summary>
     [Kernel(KernelGrouping.Explicit, Specializations =
-        [typeof(SumReduction), typeof(SquareSumReduction), typeof(AbsMaxReduction)])]
+        [typeof(SumReduction), typeof(SquareSumReduction), typeof(AbsMaxReduction)], Geometry = typeof(ReductionGeometry))]
     public static void Reduce<TOp>(ArrayView<float> input, int length, ArrayView<float> output, float scale)
         where TOp : struct, IReduction
     {
@@ -106,7 +106,7 @@ internal static class ReductionKernels
     /// group must be a whole number of sub-groups where they cannot shrink (CUDA, the CPU accelerator).
     /// </summary>
     [Kernel(KernelGrouping.Explicit, Specializations =
-        [typeof(SumReduction), typeof(SquareSumReduction), typeof(AbsMaxReduction)])]
+        [typeof(SumReduction), typeof(SquareSumReduction), typeof(AbsMaxReduction)], Geometry = typeof(ReductionGeometry))]
     public static void ReduceSubGroup<TOp>(ArrayView<float> input, int length, ArrayView<float> output, float scale)
         where TOp : struct, IReduction
     {

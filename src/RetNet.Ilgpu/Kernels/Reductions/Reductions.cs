@@ -1,5 +1,6 @@
-using ILGPU;
+using System.Reflection;
 using ILGPU.Runtime;
+using ILGPU;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Tensors;
 
@@ -237,5 +238,17 @@ internal readonly record struct ReductionLaunch(int GroupSize, int MaxGroups,
             SubGroupLaunch.Validate(device, GroupSize, nameof(GroupSize));
         if (MaxGroups < 1)
             throw new ArgumentOutOfRangeException(nameof(MaxGroups), MaxGroups, "Expected at least one group.");
+    }
+}
+
+/// <summary>The kernel report's rule for the reduction kernels: <see cref="ReductionLaunch.For(LaunchLimits,
+/// GroupReduction)"/> with the kernel's reduction.</summary>
+internal sealed class ReductionGeometry : IKernelGeometryRule
+{
+    /// <inheritdoc/>
+    public KernelGeometry For(MethodInfo kernel, LaunchLimits limits)
+    {
+        var launch = ReductionLaunch.For(limits, KernelGeometry.ReductionOf(kernel, nameof(ReductionKernels.ReduceSubGroup)));
+        return KernelGeometry.Of(launch.GroupSize, launch.SharedMemory, "ReductionLaunch.For", limits, launch.Reduction);
     }
 }
