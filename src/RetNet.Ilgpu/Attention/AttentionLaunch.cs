@@ -1,6 +1,6 @@
 using System.Reflection;
-using ILGPU.Runtime;
 using ILGPU;
+using ILGPU.Runtime;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Tensors;
@@ -19,11 +19,12 @@ internal readonly record struct AttentionGradientOperands(Tensor Q, Tensor K, Te
     Tensor LogSumExp, Tensor Deltas, Tensor Dq, Tensor Dk, Tensor Dv, float Scale);
 
 /// <summary>
-/// Which attention kernels a call launches, and with what tile and group size: host SIMD code on the CPU accelerator in
-/// host execution, barrier-free kernels on its simulator, tiled kernels elsewhere. Tests pass every configuration
+/// The attention operator's seam: its implementation on each <see cref="OperatorBackend"/> (host SIMD code on the CPU
+/// accelerator in host execution, barrier-free kernels on its simulator, tiled kernels elsewhere) and every
+/// configuration the kernels can be launched with. Tests pass every configuration
 /// explicitly through <see cref="CausalAttention"/>'s internal overloads.
 /// </summary>
-internal abstract partial class AttentionLaunch
+internal abstract partial class AttentionLaunch : IOperatorBackends<AttentionLaunch>
 {
     /// <summary>The group size of tiled launches on a GPU: enough threads to give each a few tile elements.</summary>
     public const int DefaultGroupSize = 256;
@@ -35,11 +36,16 @@ internal abstract partial class AttentionLaunch
     public static AttentionLaunch Tiled<TTile>(int groupSize) where TTile : struct, IAttentionTile =>
         new TiledLaunch<TTile>(groupSize);
 
-    /// <summary>What the library launches on <paramref name="device"/>.</summary>
-    public static AttentionLaunch For(RetNetDevice device) =>
-        device.RunsOnHost ? Host
-        : device.IsCpuSimulator ? BarrierFree
-        : new AutoTiledLaunch(TiledGroupSize(device.MaxGroupSize));
+    /// <summary>What the library launches on <paramref name="device"/> (<see cref="RetNetDevice.Backend{TOperator}"/>).</summary>
+    public static AttentionLaunch For(RetNetDevice device) => device.Backend<AttentionLaunch>();
+
+    /// <summary>The implementation of each backend.</summary>
+    static AttentionLaunch IOperatorBackends<AttentionLaunch>.For(DevicePolicy policy) => policy.Backend switch
+    {
+        OperatorBackend.Host => Host,
+        OperatorBackend.BarrierFree => BarrierFree,
+        _ => new AutoTiledLaunch(TiledGroupSize(policy.Device.MaxGroupSize)),
+    };
 
     /// <summary>Threads per group of the tiled kernels on a device whose groups hold at most
     /// <paramref name="maxGroupSize"/>.</summary>
@@ -52,7 +58,7 @@ internal abstract partial class AttentionLaunch
     public static IReadOnlyList<AttentionLaunch> Configurations(RetNetDevice device)
     {
         List<AttentionLaunch> all = [BarrierFree, .. TiledConfigurations(device.MaxGroupSize)];
-        if (device.RunsOnHost)
+        if (device.Policy.Backend == OperatorBackend.Host)
             all.Add(Host);
         return all;
     }

@@ -14,6 +14,7 @@ namespace RetNet.Ilgpu.Devices;
 public sealed class RetNetDevice : IDisposable
 {
     private readonly Dictionary<System.Reflection.MethodInfo, Delegate> kernels = [];
+    private readonly Dictionary<Type, object> backends = [];
     private bool disposed;
 
     private RetNetDevice(Context context, Accelerator accelerator, DeviceDescription description,
@@ -214,6 +215,18 @@ public sealed class RetNetDevice : IDisposable
         return (TLauncher)launcher;
     }
 
+    /// <summary>
+    /// The implementation of the operator <typeparamref name="TOperator"/> this device runs, chosen on first use by the
+    /// operator's table from the policy's <see cref="DevicePolicy.Backend"/> and kept for the device's lifetime.
+    /// </summary>
+    internal TOperator Backend<TOperator>() where TOperator : class, IOperatorBackends<TOperator>
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        if (!backends.TryGetValue(typeof(TOperator), out var backend))
+            backends.Add(typeof(TOperator), backend = TOperator.For(Policy));
+        return (TOperator)backend;
+    }
+
     /// <summary>When set, every kernel asked of <see cref="Kernel{TLauncher}"/> (loaded or cached) is added to it: how
     /// <c>retnet verify</c> tells which registered kernels its checks exercised (docs/VERIFY.md).</summary>
     internal HashSet<System.Reflection.MethodInfo>? KernelRecorder { get; set; }
@@ -249,6 +262,7 @@ public sealed class RetNetDevice : IDisposable
             return;
         disposed = true;
         kernels.Clear();
+        backends.Clear();
         placeholders?.Dispose();
         Accelerator.Dispose();
         Context.Dispose();

@@ -1,69 +1,50 @@
-using ILGPU;
-using ILGPU.Runtime;
+using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Kernels.Gemm;
-using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Retention;
 
 internal abstract partial class RetentionLaunch
 {
     /// <summary>
-    /// Host SIMD code (<see cref="HostRetention"/>) on ILGPU's CPU accelerator, on the widest instruction set the
-    /// processor has and every core.
+    /// The <see cref="Devices.OperatorBackend.Host"/> implementation: host SIMD code (<see cref="HostRetention"/>) on
+    /// ILGPU's CPU accelerator, on the widest instruction set the processor has and every core.
     /// </summary>
-    public static RetentionLaunch Host { get; } = new HostSimdLaunch(HostGemmPath.Auto, threads: null);
+    public static RetentionLaunch Host { get; } = new HostSimdLaunch(HostSimd.Auto);
 
     /// <summary>
     /// <see cref="Host"/> on a forced instruction-set path and thread count, so tests reach the AVX2 and scalar paths
     /// and the single-threaded schedule on any machine.
     /// </summary>
-    public static RetentionLaunch HostWith(HostGemmPath path, int threads) => new HostSimdLaunch(path, threads);
+    public static RetentionLaunch HostWith(HostGemmPath path, int threads) => new HostSimdLaunch(new(path, threads));
 
-    private sealed unsafe class HostSimdLaunch(HostGemmPath path, int? threads) : RetentionLaunch
+    private sealed unsafe class HostSimdLaunch(HostSimd simd) : RetentionLaunch
     {
-        public override string Name => threads is null ? $"host SIMD ({path})" : $"host SIMD ({path}, {threads} threads)";
+        private const string What = "Host SIMD retention";
+
+        public override string Name => simd.ToString();
 
         public override void Causal(in CausalOperands o)
         {
-            Prepare(o.Rows);
-            var problem = Problem(o, out _);
-            HostRetention.Causal(Pointer(o.Rows), Pointer(o.Keys), Pointer(o.Values), Pointer(o.State),
-                Pointer(o.Decay), Pointer(o.Output), o.Rows.Dim(0), problem, path, Threads);
+            HostSimd.Enter(o.Rows.Device, What);
+            HostRetention.Causal(HostSimd.Pointer(o.Rows), HostSimd.Pointer(o.Keys), HostSimd.Pointer(o.Values),
+                HostSimd.Pointer(o.State), HostSimd.Pointer(o.Decay), HostSimd.Pointer(o.Output), o.Rows.Dim(0),
+                Problem(o, out _), simd.Path, simd.Threads);
         }
 
         public override void States(in StateOperands o)
         {
-            Prepare(o.X);
-            var problem = Problem(o);
-            HostRetention.States(Pointer(o.X), Pointer(o.Y), Pointer(o.Initial), Pointer(o.Decay),
-                Pointer(o.ChunkStates), Pointer(o.Final), o.X.Dim(0), problem, path, Threads);
+            HostSimd.Enter(o.X.Device, What);
+            HostRetention.States(HostSimd.Pointer(o.X), HostSimd.Pointer(o.Y), HostSimd.Pointer(o.Initial),
+                HostSimd.Pointer(o.Decay), HostSimd.Pointer(o.ChunkStates), HostSimd.Pointer(o.Final), o.X.Dim(0),
+                Problem(o), simd.Path, simd.Threads);
         }
 
         public override void Recurrent(in RecurrentOperands o)
         {
-            Prepare(o.Q);
-            var problem = Problem(o);
-            HostRetention.Recurrent(Pointer(o.Q), Pointer(o.K), Pointer(o.V), Pointer(o.Decay), Pointer(o.State),
-                Pointer(o.Output), o.Q.Dim(0), problem, path, Threads);
+            HostSimd.Enter(o.Q.Device, What);
+            HostRetention.Recurrent(HostSimd.Pointer(o.Q), HostSimd.Pointer(o.K), HostSimd.Pointer(o.V),
+                HostSimd.Pointer(o.Decay), HostSimd.Pointer(o.State), HostSimd.Pointer(o.Output), o.Q.Dim(0),
+                Problem(o), simd.Path, simd.Threads);
         }
-
-        private int Threads => threads ?? Environment.ProcessorCount;
-
-        /// <summary>
-        /// The CPU accelerator's buffers are pinned host memory, but kernels queued before this call may still be
-        /// writing them: wait, then work on the memory directly. Nothing is queued behind, so no fence is needed after.
-        /// </summary>
-        private static void Prepare(Tensor any)
-        {
-            var device = any.Device;
-            if (!device.IsCpuSimulator)
-                throw new NotSupportedException(
-                    $"Host SIMD retention runs on the host over host memory and needs ILGPU's CPU accelerator; {device} " +
-                    "keeps its buffers in device memory.");
-            device.Stream.Synchronize();
-        }
-
-        private static float* Pointer(Tensor? tensor) =>
-            tensor is null ? null : (float*)tensor.View.LoadEffectiveAddressAsPtr();
     }
 }

@@ -1,6 +1,6 @@
 using System.Reflection;
-using ILGPU.Runtime;
 using ILGPU;
+using ILGPU.Runtime;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Tensors;
@@ -32,11 +32,12 @@ internal readonly record struct RecurrentOperands(Tensor Q, Tensor K, Tensor V, 
     Tensor Output);
 
 /// <summary>
-/// Which retention kernels a call launches, and with what tile and group size: host SIMD code on the CPU accelerator in
-/// host execution, barrier-free kernels on its simulator, tiled kernels elsewhere. Tests pass every configuration
+/// The retention operator's seam: its implementation on each <see cref="OperatorBackend"/> (host SIMD code on the CPU
+/// accelerator in host execution, barrier-free kernels on its simulator, tiled kernels elsewhere) and every
+/// configuration the kernels can be launched with. Tests pass every configuration
 /// explicitly through the forms' internal overloads.
 /// </summary>
-internal abstract partial class RetentionLaunch
+internal abstract partial class RetentionLaunch : IOperatorBackends<RetentionLaunch>
 {
     /// <summary>The group size of tiled launches on a GPU: enough threads to give each a few tile elements.</summary>
     public const int DefaultGroupSize = 256;
@@ -48,11 +49,16 @@ internal abstract partial class RetentionLaunch
     public static RetentionLaunch Tiled<TTile>(int groupSize) where TTile : struct, IRetentionTile =>
         new TiledLaunch<TTile>(groupSize);
 
-    /// <summary>What the library launches on <paramref name="device"/>.</summary>
-    public static RetentionLaunch For(RetNetDevice device) =>
-        device.RunsOnHost ? Host
-        : device.IsCpuSimulator ? BarrierFree
-        : new AutoTiledLaunch(TiledGroupSize(device.MaxGroupSize));
+    /// <summary>What the library launches on <paramref name="device"/> (<see cref="RetNetDevice.Backend{TOperator}"/>).</summary>
+    public static RetentionLaunch For(RetNetDevice device) => device.Backend<RetentionLaunch>();
+
+    /// <summary>The implementation of each backend.</summary>
+    static RetentionLaunch IOperatorBackends<RetentionLaunch>.For(DevicePolicy policy) => policy.Backend switch
+    {
+        OperatorBackend.Host => Host,
+        OperatorBackend.BarrierFree => BarrierFree,
+        _ => new AutoTiledLaunch(TiledGroupSize(policy.Device.MaxGroupSize)),
+    };
 
     /// <summary>Threads per group of the tiled kernels on a device whose groups hold at most
     /// <paramref name="maxGroupSize"/>.</summary>
@@ -65,7 +71,7 @@ internal abstract partial class RetentionLaunch
     public static IReadOnlyList<RetentionLaunch> Configurations(RetNetDevice device)
     {
         List<RetentionLaunch> all = [BarrierFree, .. TiledConfigurations(device.MaxGroupSize)];
-        if (device.RunsOnHost)
+        if (device.Policy.Backend == OperatorBackend.Host)
             all.Add(Host);
         return all;
     }

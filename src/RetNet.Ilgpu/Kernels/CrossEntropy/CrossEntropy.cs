@@ -1,6 +1,6 @@
 using System.Reflection;
-using ILGPU.Runtime;
 using ILGPU;
+using ILGPU.Runtime;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Kernels.Reductions;
 using RetNet.Ilgpu.Tensors;

@@ -1,6 +1,6 @@
 using System.Reflection;
-using ILGPU.Runtime;
 using ILGPU;
+using ILGPU.Runtime;
 using RetNet.Ilgpu.Devices;
 
 namespace RetNet.Ilgpu.Kernels.Gemm;
