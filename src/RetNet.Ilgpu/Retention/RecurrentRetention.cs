@@ -33,9 +33,9 @@ public static class RecurrentRetention
         RetentionLaunch? launch, Tensor? table = null)
     {
         var shape = RetentionChecks.Inputs(q, k, v, decay);
-        RetentionChecks.Required(output, nameof(output), q, shape.ValueShape);
-        RetentionChecks.Required(state, nameof(state), q, shape.StateShape);
-        RetentionChecks.NoAliasing([(output, nameof(output)), (state, nameof(state))],
+        ShapeCheck.Required(output, nameof(output), q, shape.ValueShape);
+        ShapeCheck.Required(state, nameof(state), q, shape.StateShape);
+        ShapeCheck.NoAliasing([(output, nameof(output)), (state, nameof(state))],
             [(q, nameof(q)), (k, nameof(k)), (v, nameof(v))]);
 
         var device = q.Device;
