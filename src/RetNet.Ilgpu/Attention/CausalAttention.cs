@@ -220,14 +220,7 @@ public static class CausalAttention
         Tensor output)
     {
         var device = q.Device;
-        var problem = new CacheProblem
-        {
-            Heads = q.Dim(2),
-            Capacity = keyCache.Dim(2),
-            KeyDim = q.Dim(3),
-            ValueDim = valueCache.Dim(3),
-            Scale = scale,
-        };
+        var problem = new CacheProblem(q.Dim(2), keyCache.Dim(2), q.Dim(3), valueCache.Dim(3), scale);
         var kernel = device.Kernel(AttentionKernels.StepRows, accelerator =>
             accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<int>, ArrayView<float>, CacheProblem, Spread>(AttentionKernels.StepRows));
@@ -241,13 +234,7 @@ public static class CausalAttention
         if (x.Length == 0 || cache.Dim(2) == 0)
             return;
         var device = x.Device;
-        var problem = new AppendProblem
-        {
-            SeqLen = x.Dim(1),
-            Heads = x.Dim(2),
-            Dim = x.Dim(3),
-            Capacity = cache.Dim(2),
-        };
+        var problem = new AppendProblem(x.Dim(1), x.Dim(2), x.Dim(3), cache.Dim(2));
         var kernel = device.Kernel(AttentionKernels.AppendRows, accelerator =>
             accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>,
                 AppendProblem, Spread>(AttentionKernels.AppendRows));

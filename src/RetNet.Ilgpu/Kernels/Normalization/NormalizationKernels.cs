@@ -280,15 +280,12 @@ internal static class NormalizationKernels
             var runEnd = spread.End(runStart);
             for (var i = runStart; i < runEnd; i++)
             {
-                var chunk = i / dim;
-                var column = i - chunk * dim;
-                var first = chunk * chunkRows;
-                var end = IntrinsicMath.Min(rows, first + chunkRows);
+                var slice = new ColumnChunk(i, dim, chunkRows, rows);
                 var sum = 0f;
-                for (var row = first; row < end; row++)
+                for (var row = slice.First; row < slice.End; row++)
                 {
                     var mu = default(TKind).Centered ? mean[row] : 0f;
-                    var element = row * dim + column;
+                    var element = row * dim + slice.Column;
                     sum += dy[element] * (x[element] - mu) * rstd[row];
                 }
                 partial[i] = sum;
@@ -308,13 +305,10 @@ internal static class NormalizationKernels
             var runEnd = spread.End(runStart);
             for (var i = runStart; i < runEnd; i++)
             {
-                var chunk = i / dim;
-                var column = i - chunk * dim;
-                var first = chunk * chunkRows;
-                var end = IntrinsicMath.Min(rows, first + chunkRows);
+                var slice = new ColumnChunk(i, dim, chunkRows, rows);
                 var sum = 0f;
-                for (var row = first; row < end; row++)
-                    sum += dy[row * dim + column];
+                for (var row = slice.First; row < slice.End; row++)
+                    sum += dy[row * dim + slice.Column];
                 partial[i] = sum;
             }
         }
@@ -336,6 +330,22 @@ internal static class NormalizationKernels
                     sum += partial[c * dim + column];
                 output[column] = sum;
             }
+        }
+    }
+
+    /// <summary>Item i = c·D + j of a first gradient pass: column j and the rows [First, End) of chunk c.</summary>
+    private readonly struct ColumnChunk
+    {
+        public readonly int Column;
+        public readonly int First;
+        public readonly int End;
+
+        public ColumnChunk(int item, int dim, int chunkRows, int rows)
+        {
+            var chunk = item / dim;
+            Column = item - chunk * dim;
+            First = chunk * chunkRows;
+            End = IntrinsicMath.Min(rows, First + chunkRows);
         }
     }
 }
