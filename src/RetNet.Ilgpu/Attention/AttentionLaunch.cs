@@ -24,11 +24,8 @@ internal readonly record struct AttentionGradientOperands(Tensor Q, Tensor K, Te
 /// configuration the kernels can be launched with. Tests pass every configuration
 /// explicitly through <see cref="CausalAttention"/>'s internal overloads.
 /// </summary>
-internal abstract partial class AttentionLaunch : IOperatorBackends<AttentionLaunch>
+internal abstract class AttentionLaunch : TiledOperatorLaunch<AttentionLaunch>, ITiledOperator<AttentionLaunch>
 {
-    /// <summary>The group size of tiled launches on a GPU: enough threads to give each a few tile elements.</summary>
-    public const int DefaultGroupSize = 256;
-
     /// <summary>Barrier-free kernels (one thread per query row, or per key row for dk and dv).</summary>
     public static AttentionLaunch BarrierFree { get; } = new BarrierFreeLaunch();
 
@@ -36,58 +33,18 @@ internal abstract partial class AttentionLaunch : IOperatorBackends<AttentionLau
     public static AttentionLaunch Tiled<TTile>(int groupSize) where TTile : struct, IAttentionTile =>
         new TiledLaunch<TTile>(groupSize);
 
-    /// <summary>What the library launches on <paramref name="device"/> (<see cref="RetNetDevice.Backend{TOperator}"/>).</summary>
-    public static AttentionLaunch For(RetNetDevice device) => device.Backend<AttentionLaunch>();
+    static AttentionLaunch ITiledOperator<AttentionLaunch>.Tiled(bool narrow, int groupSize) =>
+        narrow ? Tiled<AttentionTile16>(groupSize) : Tiled<AttentionTile32x64>(groupSize);
 
-    /// <summary>The implementation of each backend.</summary>
-    static AttentionLaunch IOperatorBackends<AttentionLaunch>.For(DevicePolicy policy) => policy.Backend switch
-    {
-        OperatorBackend.Host => Host,
-        OperatorBackend.BarrierFree => BarrierFree,
-        _ => new AutoTiledLaunch(TiledGroupSize(policy.Device.MaxGroupSize)),
-    };
+    static AttentionLaunch ITiledOperator<AttentionLaunch>.AutoTiled(int groupSize) => new AutoTiledLaunch(groupSize);
 
-    /// <summary>Threads per group of the tiled kernels on a device whose groups hold at most
-    /// <paramref name="maxGroupSize"/>.</summary>
-    public static int TiledGroupSize(int maxGroupSize) => Math.Min(DefaultGroupSize, maxGroupSize);
-
-    /// <summary>
-    /// Every configuration the library can launch on <paramref name="device"/>: the barrier-free kernels, the tiled
-    /// ones (<see cref="TiledConfigurations"/>), and the host SIMD code when the device runs on the host.
-    /// </summary>
-    public static IReadOnlyList<AttentionLaunch> Configurations(RetNetDevice device)
-    {
-        List<AttentionLaunch> all = [BarrierFree, .. TiledConfigurations(device.MaxGroupSize)];
-        if (device.Policy.Backend == OperatorBackend.Host)
-            all.Add(Host);
-        return all;
-    }
-
-    /// <summary>
-    /// Each tile at the default group size (at most <paramref name="maxGroupSize"/>) and at 7 threads (fewer threads
-    /// than tile elements, not dividing them).
-    /// </summary>
-    public static IReadOnlyList<AttentionLaunch> TiledConfigurations(int maxGroupSize)
-    {
-        var full = TiledGroupSize(maxGroupSize);
-        return
-        [
-            Tiled<AttentionTile16>(full), Tiled<AttentionTile16>(7),
-            Tiled<AttentionTile32x64>(full), Tiled<AttentionTile32x64>(7),
-        ];
-    }
-
-    /// <summary>A short description, for test names and messages.</summary>
-    public abstract string Name { get; }
+    static AttentionLaunch ITiledOperator<AttentionLaunch>.OnHost(HostSimd simd) => new HostAttentionLaunch(simd);
 
     /// <summary>Queues the forward pass (T ≥ 1) on the device's stream.</summary>
     public abstract void Forward(in AttentionOperands operands);
 
     /// <summary>Queues dq, dk and dv (T ≥ 1, D already computed) on the device's stream.</summary>
     public abstract void Gradients(in AttentionGradientOperands operands);
-
-    /// <inheritdoc/>
-    public override string ToString() => Name;
 
     protected static AttentionProblem Problem(Tensor q, Tensor v, float scale, Tensor? logSumExp) => new()
     {
@@ -197,7 +154,7 @@ internal abstract partial class AttentionLaunch : IOperatorBackends<AttentionLau
     }
 }
 
-/// <summary>The kernel report's rule for the tiled attention kernels: <see cref="AttentionLaunch.TiledGroupSize"/>.</summary>
+/// <summary>The kernel report's rule for the tiled attention kernels: <see cref="TiledOperatorLaunch{TSelf}.TiledGroupSize"/>.</summary>
 internal sealed class AttentionTiledGeometry : IKernelGeometryRule
 {
     /// <inheritdoc/>

@@ -56,6 +56,22 @@ internal readonly record struct HostSimd(HostGemmPath Path, int? ThreadLimit)
             (advice is null ? "" : $" {advice}"));
     }
 
+    /// <summary>
+    /// Runs <paramref name="item"/> for 0 … <paramref name="items"/> − 1 on at most <paramref name="threads"/> threads:
+    /// inline when one thread or one item, else on the thread pool. Host code splits its work into fixed items, each
+    /// summed alone in a fixed order, so the thread count never changes a bit.
+    /// </summary>
+    public static void For(int items, int threads, Action<int> item)
+    {
+        if (threads <= 1 || items == 1)
+        {
+            for (var i = 0; i < items; i++)
+                item(i);
+            return;
+        }
+        Parallel.For(0, items, new ParallelOptions { MaxDegreeOfParallelism = threads }, item);
+    }
+
     /// <summary>The host address of an fp32 tensor's first element on the CPU accelerator; null for no tensor.</summary>
     public static unsafe float* Pointer(Tensor? tensor) =>
         tensor is null ? null : (float*)tensor.View.LoadEffectiveAddressAsPtr();

@@ -28,9 +28,9 @@ public sealed class KernelAttribute(KernelGrouping grouping) : Attribute
     public Type[] Specializations { get; init; } = [];
 
     /// <summary>
-    /// For an explicitly grouped kernel: the type of its launch rule for the kernel report (an internal class with a
-    /// parameterless constructor that implements the library's geometry-rule interface), written by the operator
-    /// beside the launcher; null for implicitly grouped kernels.
+    /// For an explicitly grouped kernel: the type of its launch rule for the kernel report (an internal struct, or a
+    /// class with a parameterless constructor, that implements the library's geometry-rule interface: the operator's
+    /// launch shape itself where it is a struct); null for implicitly grouped kernels.
     /// </summary>
     public Type? Geometry { get; init; }
 }

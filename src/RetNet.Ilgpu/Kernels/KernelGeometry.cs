@@ -55,7 +55,8 @@ internal sealed record KernelGeometry(int? ThreadsPerGroup, int DynamicSharedByt
 /// <summary>
 /// The launch rule of explicitly grouped kernels, for the kernel report: implemented by the operator that owns the
 /// kernels, beside its launcher, and named by each kernel's <see cref="KernelAttribute.Geometry"/>, so the registry
-/// and the report know no operator. Needs a parameterless constructor.
+/// and the report know no operator. A struct (the operator's launch shape itself, where it is one) or a class with a
+/// parameterless constructor.
 /// </summary>
 internal interface IKernelGeometryRule
 {

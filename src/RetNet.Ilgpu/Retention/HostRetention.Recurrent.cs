@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using ILGPU.Algorithms;
+using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Kernels.Gemm;
 
 namespace RetNet.Ilgpu.Retention;
@@ -29,7 +30,7 @@ internal static unsafe partial class HostRetention
         var work = new RecurrentWork((nint)q, (nint)k, (nint)v, (nint)decay, (nint)state, (nint)output, p, blocks,
             path == HostGemmPath.Auto ? HostGemm.Best : path);
         var cells = (long)batch * p.Heads * p.SeqLen * p.KeyDim * p.ValueDim;
-        For(batch * p.Heads * blocks, cells >= RecurrentParallelCells ? threads : 1, work.Item);
+        HostSimd.For(batch * p.Heads * blocks, cells >= RecurrentParallelCells ? threads : 1, work.Item);
     }
 
     /// <summary>One call of the recurrent scan: pointers (as nint so the item delegate can carry them) and sizes.</summary>
@@ -41,12 +42,7 @@ internal static unsafe partial class HostRetention
         public void Item(int index)
         {
             var p = P;
-            var block = index % Blocks;
-            var bh = index / Blocks;
-            var h = bh % p.Heads;
-            var b = bh / p.Heads;
-            var e0 = block * Columns;
-            var cols = Math.Min(Columns, p.ValueDim - e0);
+            var (b, h, bh, e0, cols) = ColumnBlock.Of(index, Blocks, p.Heads, p.ValueDim);
             var gamma = XMath.Exp(((float*)Decay)[h]);
             var s = (float*)State + (nint)bh * p.KeyDim * p.ValueDim + e0;
             for (var t = 0; t < p.SeqLen; t++)

@@ -27,7 +27,8 @@ public static class RecurrentRetention
 
     /// <summary>
     /// <see cref="Forward(Tensor, Tensor, Tensor, DecaySchedule, Tensor, Tensor)"/> with an explicit launch
-    /// configuration (null: <see cref="RetentionLaunch.For"/>) and, optionally, an uploaded decay table.
+    /// configuration (null: the device's, <see cref="Devices.RetNetDevice.Backend{TOperator}"/>) and, optionally, an
+    /// uploaded decay table.
     /// </summary>
     internal static void Forward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, Tensor output, Tensor state,
         RetentionLaunch? launch, Tensor? table = null)

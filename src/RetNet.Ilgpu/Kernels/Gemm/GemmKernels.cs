@@ -93,7 +93,7 @@ internal static class GemmKernels
     /// at groups of 4 threads and more when the loop of group sums sat inside a batch loop (measured here).
     /// </summary>
     [Kernel(KernelGrouping.Explicit, Specializations = [typeof(TreeGroupSum), typeof(SubGroupSum)],
-        Geometry = typeof(SmallRowsGemmGeometry))]
+        Geometry = typeof(SmallRowsLaunch))]
     public static void SmallRows<TSum>(FloatSource a, FloatSource b, ArrayView<float> c, GemmArguments args)
         where TSum : struct, IGroupSum
     {

@@ -58,7 +58,7 @@ internal static class NormalizationKernels
     /// Forward, one group per row (grid R, power-of-two group G, dynamic shared memory of G floats), the group's
     /// sums taken by the shared-memory tree (<see cref="TreeGroupSum"/>).
     /// </summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)], Geometry = typeof(NormalizationGeometry))]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)], Geometry = typeof(NormalizationOptions))]
     public static void ForwardGroup<TKind>(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> bias,
         ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd, ArrayView<float> epsScale, int dim,
         float eps, int flags)
@@ -69,7 +69,7 @@ internal static class NormalizationKernels
     /// Forward, one group per row (grid R, group G a multiple of the device's sub-group granularity, dynamic shared
     /// memory of 2G floats), the group's sums taken in two levels by sub-group built-ins (<see cref="SubGroupSum"/>).
     /// </summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)], Geometry = typeof(NormalizationGeometry))]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)], Geometry = typeof(NormalizationOptions))]
     public static void ForwardSubGroup<TKind>(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> bias,
         ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd, ArrayView<float> epsScale, int dim,
         float eps, int flags)
@@ -182,7 +182,7 @@ internal static class NormalizationKernels
     /// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)); RMSNorm drops the mean(g) term (it subtracts no mean). Sums by the
     /// shared-memory tree, G floats of dynamic shared memory.
     /// </summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)], Geometry = typeof(NormalizationGeometry))]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)], Geometry = typeof(NormalizationOptions))]
     public static void BackwardGroup<TKind>(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> dy,
         ArrayView<float> dx, ArrayView<float> mean, ArrayView<float> rstd, int dim, int flags)
         where TKind : struct, INormalizationKind =>
@@ -190,7 +190,7 @@ internal static class NormalizationKernels
 
     /// <summary><see cref="BackwardGroup{TKind}"/> with the two-level sub-group sums (<see cref="SubGroupSum"/>),
     /// 2G floats of dynamic shared memory.</summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)], Geometry = typeof(NormalizationGeometry))]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)], Geometry = typeof(NormalizationOptions))]
     public static void BackwardSubGroup<TKind>(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> dy,
         ArrayView<float> dx, ArrayView<float> mean, ArrayView<float> rstd, int dim, int flags)
         where TKind : struct, INormalizationKind =>

@@ -80,7 +80,7 @@ internal static class ReductionKernels
     /// hold one float per thread.
     /// </summary>
     [Kernel(KernelGrouping.Explicit, Specializations =
-        [typeof(SumReduction), typeof(SquareSumReduction), typeof(AbsMaxReduction)], Geometry = typeof(ReductionGeometry))]
+        [typeof(SumReduction), typeof(SquareSumReduction), typeof(AbsMaxReduction)], Geometry = typeof(ReductionLaunch))]
     public static void Reduce<TOp>(ArrayView<float> input, int length, ArrayView<float> output, float scale)
         where TOp : struct, IReduction
     {
@@ -107,7 +107,7 @@ internal static class ReductionKernels
     /// group must be a whole number of sub-groups where they cannot shrink (CUDA, the CPU accelerator).
     /// </summary>
     [Kernel(KernelGrouping.Explicit, Specializations =
-        [typeof(SumReduction), typeof(SquareSumReduction), typeof(AbsMaxReduction)], Geometry = typeof(ReductionGeometry))]
+        [typeof(SumReduction), typeof(SquareSumReduction), typeof(AbsMaxReduction)], Geometry = typeof(ReductionLaunch))]
     public static void ReduceSubGroup<TOp>(ArrayView<float> input, int length, ArrayView<float> output, float scale)
         where TOp : struct, IReduction
     {

@@ -171,7 +171,7 @@ internal abstract class ReductionBackend : IOperatorBackends<ReductionBackend>
 /// <param name="MaxGroups">The most groups of the first pass (≥ 1); larger inputs loop in each thread.</param>
 /// <param name="Reduction">The shared-memory tree, or the two-level sub-group combine.</param>
 internal readonly record struct ReductionLaunch(int GroupSize, int MaxGroups,
-    GroupReduction Reduction = GroupReduction.SharedMemoryTree)
+    GroupReduction Reduction = GroupReduction.SharedMemoryTree) : IKernelGeometryRule
 {
     /// <summary>
     /// Up to 1024 groups of the size and with the combine the device policy picks for long rows, on real devices. On
@@ -206,24 +206,16 @@ internal readonly record struct ReductionLaunch(int GroupSize, int MaxGroups,
     /// <summary>Rejects a shape the chosen combine cannot run with.</summary>
     public void Validate(RetNetDevice device)
     {
-        if (GroupSize < 1 || GroupSize > device.MaxGroupSize || (GroupSize & (GroupSize - 1)) != 0)
-            throw new ArgumentOutOfRangeException(nameof(GroupSize), GroupSize,
-                $"Expected a power of two in [1, {device.MaxGroupSize}].");
-        if (Reduction == GroupReduction.SubGroups)
-            SubGroupLaunch.Validate(device, GroupSize, nameof(GroupSize));
+        SubGroupLaunch.ValidateGroup(device, GroupSize, Reduction == GroupReduction.SubGroups, nameof(GroupSize));
         if (MaxGroups < 1)
             throw new ArgumentOutOfRangeException(nameof(MaxGroups), MaxGroups, "Expected at least one group.");
     }
-}
 
-/// <summary>The kernel report's rule for the reduction kernels: <see cref="ReductionLaunch.For(LaunchLimits,
-/// GroupReduction)"/> with the kernel's reduction.</summary>
-internal sealed class ReductionGeometry : IKernelGeometryRule
-{
-    /// <inheritdoc/>
-    public KernelGeometry For(MethodInfo kernel, LaunchLimits limits)
+    /// <summary>The kernel report's rule for the reduction kernels: <see cref="For(LaunchLimits, GroupReduction)"/>
+    /// with the kernel's reduction.</summary>
+    KernelGeometry IKernelGeometryRule.For(MethodInfo kernel, LaunchLimits limits)
     {
-        var launch = ReductionLaunch.For(limits, KernelGeometry.ReductionOf(kernel, nameof(ReductionKernels.ReduceSubGroup)));
+        var launch = For(limits, KernelGeometry.ReductionOf(kernel, nameof(ReductionKernels.ReduceSubGroup)));
         return KernelGeometry.Of(launch.GroupSize, launch.SharedMemory, "ReductionLaunch.For", limits, launch.Reduction);
     }
 }
