@@ -14,7 +14,7 @@ namespace RetNet.Ilgpu.Devices;
 public sealed class RetNetDevice : IDisposable
 {
     private readonly Dictionary<System.Reflection.MethodInfo, Delegate> kernels = [];
-    private readonly Dictionary<Type, object> backends = [];
+    private object?[] backends = new object?[8];
     private bool disposed;
 
     private RetNetDevice(Context context, Accelerator accelerator, DeviceDescription description,
@@ -222,9 +222,23 @@ public sealed class RetNetDevice : IDisposable
     internal TOperator Backend<TOperator>() where TOperator : class, IOperatorBackends<TOperator>
     {
         ObjectDisposedException.ThrowIf(disposed, this);
-        if (!backends.TryGetValue(typeof(TOperator), out var backend))
-            backends.Add(typeof(TOperator), backend = TOperator.For(Policy));
-        return (TOperator)backend;
+        // An array slot per operator type rather than a dictionary: a decoding step asks for a backend per GEMM.
+        var slot = BackendSlot<TOperator>.Index;
+        if (slot < backends.Length && backends[slot] is TOperator cached)
+            return cached;
+        if (slot >= backends.Length)
+            Array.Resize(ref backends, Math.Max(slot + 1, 2 * backends.Length));
+        var backend = TOperator.For(Policy);
+        backends[slot] = backend;
+        return backend;
+    }
+
+    private static int backendSlots;
+
+    /// <summary>The slot of operator type <typeparamref name="T"/> in every device's backend array.</summary>
+    private static class BackendSlot<T>
+    {
+        public static readonly int Index = Interlocked.Increment(ref backendSlots) - 1;
     }
 
     /// <summary>When set, every kernel asked of <see cref="Kernel{TLauncher}"/> (loaded or cached) is added to it: how
@@ -262,7 +276,7 @@ public sealed class RetNetDevice : IDisposable
             return;
         disposed = true;
         kernels.Clear();
-        backends.Clear();
+        Array.Clear(backends);
         placeholders?.Dispose();
         Accelerator.Dispose();
         Context.Dispose();
