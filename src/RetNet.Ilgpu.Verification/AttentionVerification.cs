@@ -7,7 +7,7 @@ namespace RetNet.Ilgpu.Verification;
 
 /// <summary>
 /// Causal softmax attention against <see cref="AttentionReference"/>: forward and backward in every configuration of
-/// <see cref="AttentionLaunch.Configurations"/>, and the KV-cache append and decode step.
+/// <see cref="Kernels.TiledOperatorLaunch{TSelf}.Configurations"/>, and the KV-cache append and decode step.
 /// </summary>
 internal static class AttentionVerification
 {

@@ -1,4 +1,3 @@
-using RetNet.Ilgpu.Kernels.DecayNormalization;
 using RetNet.Ilgpu.Kernels.Elementwise;
 using RetNet.Ilgpu.Kernels.Embedding;
 using RetNet.Ilgpu.Kernels.Optimizer;

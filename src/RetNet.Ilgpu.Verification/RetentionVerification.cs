@@ -6,7 +6,7 @@ namespace RetNet.Ilgpu.Verification;
 
 /// <summary>
 /// Retention's three forms against <see cref="RetentionReference"/>: the parallel and chunkwise forms forward and
-/// backward in every configuration of <see cref="RetentionLaunch.Configurations"/> (barrier-free, each tile at the
+/// backward in every configuration of <see cref="Kernels.TiledOperatorLaunch{TSelf}.Configurations"/> (barrier-free, each tile at the
 /// full group and at 7 threads, host SIMD), with initial and final states; the recurrent scan
 /// by the kernel and, in host execution, by the host code.
 /// </summary>

@@ -7,38 +7,12 @@ namespace RetNet.Ilgpu.Attention;
 internal static partial class AttentionKernels
 {
     /// <summary>
-    /// The row terms of the backward pass, D_i = dO_i · O_i (docs/ATTENTION.md §3), one thread per query row.
-    /// Index: (b·H + h)·T + t, the layout of D [B, H, T].
-    /// </summary>
-    [Kernel(KernelGrouping.Implicit)]
-    public static void RowDeltas(Index1D thread, ArrayView<float> output, ArrayView<float> dOutput,
-        ArrayView<float> deltas, AttentionProblem p, Spread spread)
-    {
-        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
-        {
-            var runEnd = spread.End(runStart);
-            for (var item = runStart; item < runEnd; item++)
-            {
-                var bh = item / p.SeqLen;
-                var t = item - bh * p.SeqLen;
-                var b = bh / p.Heads;
-                var h = bh - b * p.Heads;
-                var row = ((b * p.SeqLen + t) * p.Heads + h) * p.ValueDim;
-                var sum = 0f;
-                for (var e = 0; e < p.ValueDim; e++)
-                    sum += dOutput[row + e] * output[row + e];
-                deltas[item] = sum;
-            }
-        }
-    }
-
-    /// <summary>
     /// dq_i = s · Σ_{j≤i} P_ij (dO_i·v_j − D_i) k_j, tiled: one group per (query tile, dq column tile, b·H + h). For each
     /// key tile up to the diagonal it forms the logits q·k (Dk a slice at a time) and dO·v (Dv a slice at a time) in
     /// shared memory, recomputes P = exp(s·q·k − L) and multiplies the weights by the key tile's columns.
     /// Grid: (⌈T / Rows⌉, ⌈Dk / Columns⌉, B·H); any group size.
     /// </summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(AttentionTile16), typeof(AttentionTile32x64)])]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(AttentionTile16), typeof(AttentionTile32x64)], Geometry = typeof(AttentionTiledGeometry))]
     public static void QueryGradientTiled<TTile>(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v,
         ArrayView<float> dOutput, ArrayView<float> logSumExp, ArrayView<float> deltas, ArrayView<float> dq,
         AttentionProblem p)
@@ -63,13 +37,9 @@ internal static partial class AttentionKernels
         var e0 = Grid.IdxY * V;
         var cols = Math.Min(V, p.KeyDim - e0);
         var bh = Grid.IdxZ;
-        var b = bh / p.Heads;
-        var h = bh - b * p.Heads;
-        var firstRow = b * p.SeqLen * p.Heads + h;
-        var scores = new HeadTileProduct(R, K, firstRow, p.Heads);
+        var tiles = new HeadTiles(R, K, V, bh, p.Heads, p.SeqLen);
 
-        for (var idx = tid; idx < R * V; idx += groupSize)
-            acc[idx] = 0f;
+        tiles.Clear(acc);
         for (var r = tid; r < R; r += groupSize)
         {
             ls[r] = r < rows ? logSumExp[bh * p.SeqLen + i0 + r] : 0f;
@@ -81,14 +51,9 @@ internal static partial class AttentionKernels
         {
             var keys = Math.Min(R, keyEnd - j0);
             // Its first barrier also orders the previous key tile's reads of ps and zs before they are overwritten below.
-            scores.Compute(q, i0, rows, k, j0, keys, p.KeyDim, xs, ys, ps);
-            scores.Compute(dOutput, i0, rows, v, j0, keys, p.ValueDim, xs, ys, dps);
-            for (var idx = tid; idx < R * V; idx += groupSize)
-            {
-                var c = idx / V;
-                var e = idx - c * V;
-                zs[idx] = c < keys && e < cols ? k[(firstRow + (j0 + c) * p.Heads) * p.KeyDim + e0 + e] : 0f;
-            }
+            tiles.Product(q, i0, rows, k, j0, keys, p.KeyDim, xs, ys, ps);
+            tiles.Product(dOutput, i0, rows, v, j0, keys, p.ValueDim, xs, ys, dps);
+            tiles.Stage(k, j0, keys, p.KeyDim, e0, cols, V, zs);
             // Each thread turns its own logits into weights dS = P ⊙ (dP − D): no barrier needed before.
             for (var idx = tid; idx < R * R; idx += groupSize)
             {
@@ -99,24 +64,9 @@ internal static partial class AttentionKernels
                     : 0f;
             }
             Group.Barrier();
-            for (var idx = tid; idx < R * V; idx += groupSize)
-            {
-                var r = idx / V;
-                var e = idx - r * V;
-                var sum = 0f;
-                for (var c = 0; c < keys; c++)
-                    sum += ps[r * R + c] * zs[c * V + e];
-                acc[idx] += sum;
-            }
+            tiles.Accumulate(ps, R, zs, keys, acc);
         }
-
-        for (var idx = tid; idx < R * V; idx += groupSize)
-        {
-            var r = idx / V;
-            var e = idx - r * V;
-            if (r < rows && e < cols)
-                dq[(firstRow + (i0 + r) * p.Heads) * p.KeyDim + e0 + e] = p.Scale * acc[idx];
-        }
+        tiles.Store(acc, p.Scale, i0, rows, p.KeyDim, e0, cols, dq);
     }
 
     /// <summary>
@@ -126,7 +76,7 @@ internal static partial class AttentionKernels
     /// multiplies the transposed weights by the query tile's q or dO columns. No atomics: every gradient element has
     /// one owner. Grid: (⌈T / Rows⌉, ⌈Dk / Columns⌉ + ⌈Dv / Columns⌉, B·H); any group size.
     /// </summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(AttentionTile16), typeof(AttentionTile32x64)])]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(AttentionTile16), typeof(AttentionTile32x64)], Geometry = typeof(AttentionTiledGeometry))]
     public static void KeyValueGradientTiled<TTile>(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v,
         ArrayView<float> dOutput, ArrayView<float> logSumExp, ArrayView<float> deltas, ArrayView<float> dk,
         ArrayView<float> dv, AttentionProblem p)
@@ -155,39 +105,24 @@ internal static partial class AttentionKernels
         var e0 = (forKeys ? Grid.IdxY : Grid.IdxY - keyTiles) * V;
         var cols = Math.Min(V, outDim - e0);
         var bh = Grid.IdxZ;
-        var b = bh / p.Heads;
-        var h = bh - b * p.Heads;
-        var firstRow = b * p.SeqLen * p.Heads + h;
-        var scores = new HeadTileProduct(R, K, firstRow, p.Heads);
+        var tiles = new HeadTiles(R, K, V, bh, p.Heads, p.SeqLen);
 
-        for (var idx = tid; idx < R * V; idx += groupSize)
-            acc[idx] = 0f;
+        tiles.Clear(acc);
 
         for (var i0 = j0; i0 < p.SeqLen; i0 += R)
         {
             var rows = Math.Min(R, p.SeqLen - i0);
             // ps[c·R + r]: the logit of key j0 + c (this group's row c) and query i0 + r. Its first barrier also orders the
             // previous query tile's reads of ps, zs, ls and ds before they are overwritten.
-            scores.Compute(k, j0, keys, q, i0, rows, p.KeyDim, xs, ys, ps);
+            tiles.Product(k, j0, keys, q, i0, rows, p.KeyDim, xs, ys, ps);
             if (forKeys)
-                scores.Compute(v, j0, keys, dOutput, i0, rows, p.ValueDim, xs, ys, dps);
+                tiles.Product(v, j0, keys, dOutput, i0, rows, p.ValueDim, xs, ys, dps);
             for (var r = tid; r < R; r += groupSize)
             {
                 ls[r] = r < rows ? logSumExp[bh * p.SeqLen + i0 + r] : 0f;
                 ds[r] = r < rows ? deltas[bh * p.SeqLen + i0 + r] : 0f;
             }
-            for (var idx = tid; idx < R * V; idx += groupSize)
-            {
-                var r = idx / V;
-                var e = idx - r * V;
-                var at = (firstRow + (i0 + r) * p.Heads) * outDim + e0 + e;
-                if (r >= rows || e >= cols)
-                    zs[idx] = 0f;
-                else if (forKeys)
-                    zs[idx] = q[at];
-                else
-                    zs[idx] = dOutput[at];
-            }
+            tiles.Stage(forKeys ? q : dOutput, i0, rows, outDim, e0, cols, V, zs);
             Group.Barrier();
             for (var idx = tid; idx < R * R; idx += groupSize)
             {
@@ -199,28 +134,34 @@ internal static partial class AttentionKernels
                 ps[idx] = forKeys ? probability * (dps[idx] - ds[r]) : probability;
             }
             Group.Barrier();
-            for (var idx = tid; idx < R * V; idx += groupSize)
-            {
-                var c = idx / V;
-                var e = idx - c * V;
-                var sum = 0f;
-                for (var r = 0; r < rows; r++)
-                    sum += ps[c * R + r] * zs[r * V + e];
-                acc[idx] += sum;
-            }
+            tiles.Accumulate(ps, R, zs, rows, acc);
         }
+        tiles.Store(acc, forKeys ? p.Scale : 1f, j0, keys, outDim, e0, cols, forKeys ? dk : dv);
+    }
 
-        for (var idx = tid; idx < R * V; idx += groupSize)
+    /// <summary>
+    /// The row terms of the backward pass, D_i = dO_i · O_i (docs/ATTENTION.md §3), one thread per query row.
+    /// Index: (b·H + h)·T + t, the layout of D [B, H, T].
+    /// </summary>
+    [Kernel(KernelGrouping.Implicit)]
+    public static void RowDeltas(Index1D thread, ArrayView<float> output, ArrayView<float> dOutput,
+        ArrayView<float> deltas, AttentionProblem p, Spread spread)
+    {
+        for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
         {
-            var c = idx / V;
-            var e = idx - c * V;
-            if (c >= keys || e >= cols)
-                continue;
-            var at = (firstRow + (j0 + c) * p.Heads) * outDim + e0 + e;
-            if (forKeys)
-                dk[at] = p.Scale * acc[idx];
-            else
-                dv[at] = acc[idx];
+            var runEnd = spread.End(runStart);
+            for (var item = runStart; item < runEnd; item++)
+            {
+                var bh = item / p.SeqLen;
+                var t = item - bh * p.SeqLen;
+                var b = bh / p.Heads;
+                var h = bh - b * p.Heads;
+                var row = ((b * p.SeqLen + t) * p.Heads + h) * p.ValueDim;
+                var sum = 0f;
+                for (var e = 0; e < p.ValueDim; e++)
+                    sum += dOutput[row + e] * output[row + e];
+                deltas[item] = sum;
+            }
         }
     }
 

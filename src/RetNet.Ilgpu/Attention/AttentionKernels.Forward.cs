@@ -14,7 +14,7 @@ internal static partial class AttentionKernels
     /// exists. Every column tile recomputes the same statistics; the first writes L = m + log ℓ.
     /// Grid: (⌈T / Rows⌉, ⌈Dv / Columns⌉, B·H); any group size.
     /// </summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(AttentionTile16), typeof(AttentionTile32x64)])]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(AttentionTile16), typeof(AttentionTile32x64)], Geometry = typeof(AttentionTiledGeometry))]
     public static void ForwardTiled<TTile>(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v,
         ArrayView<float> output, ArrayView<float> logSumExp, AttentionProblem p)
         where TTile : struct, IAttentionTile
@@ -38,14 +38,9 @@ internal static partial class AttentionKernels
         var e0 = Grid.IdxY * V;
         var cols = Math.Min(V, p.ValueDim - e0);
         var bh = Grid.IdxZ;
-        var b = bh / p.Heads;
-        var h = bh - b * p.Heads;
-        // Row index of token t of (b, h) is firstRow + t·H; element d of it is at (row)·dim + d.
-        var firstRow = b * p.SeqLen * p.Heads + h;
-        var scores = new HeadTileProduct(R, K, firstRow, p.Heads);
+        var tiles = new HeadTiles(R, K, V, bh, p.Heads, p.SeqLen);
 
-        for (var idx = tid; idx < R * V; idx += groupSize)
-            acc[idx] = 0f;
+        tiles.Clear(acc);
         for (var r = tid; r < R; r += groupSize)
         {
             // The lowest finite value, not −∞: the first rescale is then exp(−huge) = 0 without an ∞ − ∞.
@@ -59,13 +54,8 @@ internal static partial class AttentionKernels
         {
             var keys = Math.Min(R, keyEnd - j0);
             // Its first barrier also orders the previous key tile's reads of ps and vs before they are overwritten below.
-            scores.Compute(q, i0, rows, k, j0, keys, p.KeyDim, qs, ks, ps);
-            for (var idx = tid; idx < R * V; idx += groupSize)
-            {
-                var c = idx / V;
-                var e = idx - c * V;
-                vs[idx] = c < keys && e < cols ? v[(firstRow + (j0 + c) * p.Heads) * p.ValueDim + e0 + e] : 0f;
-            }
+            tiles.Product(q, i0, rows, k, j0, keys, p.KeyDim, qs, ks, ps);
+            tiles.Stage(v, j0, keys, p.ValueDim, e0, cols, V, vs);
             Group.Barrier();
             for (var r = tid; r < R; r += groupSize)
             {
@@ -89,15 +79,7 @@ internal static partial class AttentionKernels
                 rowScale[r] = alpha;
             }
             Group.Barrier();
-            for (var idx = tid; idx < R * V; idx += groupSize)
-            {
-                var r = idx / V;
-                var e = idx - r * V;
-                var sum = 0f;
-                for (var c = 0; c < keys; c++)
-                    sum += ps[r * R + c] * vs[c * V + e];
-                acc[idx] = acc[idx] * rowScale[r] + sum;
-            }
+            tiles.AccumulateRescaled(ps, vs, keys, rowScale, acc);
         }
 
         for (var idx = tid; idx < R * V; idx += groupSize)
@@ -105,7 +87,7 @@ internal static partial class AttentionKernels
             var r = idx / V;
             var e = idx - r * V;
             if (r < rows && e < cols)
-                output[(firstRow + (i0 + r) * p.Heads) * p.ValueDim + e0 + e] = acc[idx] / rowSum[r];
+                output[(tiles.FirstRow + (i0 + r) * p.Heads) * p.ValueDim + e0 + e] = acc[idx] / rowSum[r];
         }
         if (p.WriteLogSumExp != 0 && Grid.IdxY == 0)
         {
@@ -135,80 +117,10 @@ internal static partial class AttentionKernels
                 var h = bh - b * p.Heads;
                 var firstRow = b * p.SeqLen * p.Heads + h;
                 var row = firstRow + t * p.Heads;
-                var qRow = row * p.KeyDim;
-                var outRow = row * p.ValueDim;
-                for (var e = 0; e < p.ValueDim; e++)
-                    output[outRow + e] = 0f;
-                var max = float.MinValue;
-                var sum = 0f;
-
-                // Four keys per pass: each element of q and each read-modify-write of the output row serves four keys.
-                var j = 0;
-                for (; j + 3 <= t; j += 4)
-                {
-                    var key0 = firstRow + j * p.Heads;
-                    var key1 = key0 + p.Heads;
-                    var key2 = key1 + p.Heads;
-                    var key3 = key2 + p.Heads;
-                    float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
-                    for (var d = 0; d < p.KeyDim; d++)
-                    {
-                        var qd = q[qRow + d];
-                        s0 += qd * k[key0 * p.KeyDim + d];
-                        s1 += qd * k[key1 * p.KeyDim + d];
-                        s2 += qd * k[key2 * p.KeyDim + d];
-                        s3 += qd * k[key3 * p.KeyDim + d];
-                    }
-                    s0 *= p.Scale;
-                    s1 *= p.Scale;
-                    s2 *= p.Scale;
-                    s3 *= p.Scale;
-                    var blockMax = XMath.Max(XMath.Max(s0, s1), XMath.Max(s2, s3));
-                    if (blockMax > max)
-                    {
-                        var alpha = XMath.Exp(max - blockMax);
-                        sum *= alpha;
-                        for (var e = 0; e < p.ValueDim; e++)
-                            output[outRow + e] *= alpha;
-                        max = blockMax;
-                    }
-                    var w0 = XMath.Exp(s0 - max);
-                    var w1 = XMath.Exp(s1 - max);
-                    var w2 = XMath.Exp(s2 - max);
-                    var w3 = XMath.Exp(s3 - max);
-                    sum += w0 + w1 + w2 + w3;
-                    for (var e = 0; e < p.ValueDim; e++)
-                    {
-                        output[outRow + e] += w0 * v[key0 * p.ValueDim + e] + w1 * v[key1 * p.ValueDim + e] +
-                                              w2 * v[key2 * p.ValueDim + e] + w3 * v[key3 * p.ValueDim + e];
-                    }
-                }
-                for (; j <= t; j++)
-                {
-                    var key = firstRow + j * p.Heads;
-                    var score = 0f;
-                    for (var d = 0; d < p.KeyDim; d++)
-                        score += q[qRow + d] * k[key * p.KeyDim + d];
-                    score *= p.Scale;
-                    if (score > max)
-                    {
-                        var alpha = XMath.Exp(max - score);
-                        sum *= alpha;
-                        for (var e = 0; e < p.ValueDim; e++)
-                            output[outRow + e] *= alpha;
-                        max = score;
-                    }
-                    var weight = XMath.Exp(score - max);
-                    sum += weight;
-                    for (var e = 0; e < p.ValueDim; e++)
-                        output[outRow + e] += weight * v[key * p.ValueDim + e];
-                }
-
-                var inverse = 1f / sum;
-                for (var e = 0; e < p.ValueDim; e++)
-                    output[outRow + e] *= inverse;
+                var softmax = AttendRow(q, row * p.KeyDim, k, v, firstRow, p.Heads, t + 1, p.KeyDim, p.ValueDim,
+                    p.Scale, output, row * p.ValueDim);
                 if (p.WriteLogSumExp != 0)
-                    logSumExp[bh * p.SeqLen + t] = max + XMath.Log(sum);
+                    logSumExp[bh * p.SeqLen + t] = softmax.Max + XMath.Log(softmax.Sum);
             }
         }
     }

@@ -1,3 +1,7 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using RetNet.Ilgpu.Kernels;
+
 namespace RetNet.Ilgpu.Attention;
 
 /// <summary>
@@ -50,23 +54,24 @@ internal struct AttentionProblem
     public int WriteLogSumExp;
 }
 
-/// <summary>Sizes of a decode step against a KV cache: q [B, 1, H, Dk], caches [B, H, Capacity, ·].</summary>
-internal struct CacheProblem
+/// <summary>Sizes of a decode step against a KV cache: q [B, 1, H, Dk], caches [B, H, Capacity, ·]; s the logit
+/// scale.</summary>
+internal readonly struct CacheProblem(int heads, int capacity, int keyDim, int valueDim, float scale)
 {
-    public int Heads;
-    public int Capacity;
-    public int KeyDim;
-    public int ValueDim;
-    public float Scale;
+    public readonly int Heads = heads;
+    public readonly int Capacity = capacity;
+    public readonly int KeyDim = keyDim;
+    public readonly int ValueDim = valueDim;
+    public readonly float Scale = scale;
 }
 
 /// <summary>Sizes of an append of x [B, T, H, Dim] to a cache [B, H, Capacity, Dim].</summary>
-internal struct AppendProblem
+internal readonly struct AppendProblem(int seqLen, int heads, int dim, int capacity)
 {
-    public int SeqLen;
-    public int Heads;
-    public int Dim;
-    public int Capacity;
+    public readonly int SeqLen = seqLen;
+    public readonly int Heads = heads;
+    public readonly int Dim = dim;
+    public readonly int Capacity = capacity;
 }
 
 /// <summary>
@@ -83,4 +88,84 @@ internal static partial class AttentionKernels
     /// average causal work instead of only the short or only the long rows.
     /// </summary>
     private static int Folded(int u, int seqLen) => (u & 1) == 0 ? u >> 1 : seqLen - 1 - (u >> 1);
+
+    /// <summary>The running maximum and sum of one query row's online softmax.</summary>
+    private struct RowSoftmax
+    {
+        public float Max;
+        public float Sum;
+    }
+
+    /// <summary>
+    /// One query row (q[qRow …]) attended to <paramref name="count"/> keys, rows first, first + stride, … of
+    /// <paramref name="keys"/> and <paramref name="values"/>, four at a time (<see cref="FourKeys"/>), then one at a
+    /// time: the output row is zeroed, accumulates exp(s·q·k − m)·v with the running maximum m and sum ℓ in registers
+    /// (rescaled only when a block raises the maximum), and is divided by ℓ at the end when there was a key. The
+    /// barrier-free forward pass and the decode step, one thread per row.
+    /// </summary>
+    private static RowSoftmax AttendRow(ArrayView<float> q, int qRow, ArrayView<float> keys, ArrayView<float> values,
+        int first, int stride, int count, int keyDim, int valueDim, float scale, ArrayView<float> output, int outRow)
+    {
+        for (var e = 0; e < valueDim; e++)
+            output[outRow + e] = 0f;
+        var max = float.MinValue;
+        var sum = 0f;
+
+        var j = 0;
+        for (; j + 3 < count; j += 4)
+        {
+            var block = new FourKeys(first + j * stride, stride);
+            var s = block.Dots(q, qRow, keys, keyDim);
+            s.S0 *= scale;
+            s.S1 *= scale;
+            s.S2 *= scale;
+            s.S3 *= scale;
+            var blockMax = XMath.Max(XMath.Max(s.S0, s.S1), XMath.Max(s.S2, s.S3));
+            if (blockMax > max)
+            {
+                var alpha = XMath.Exp(max - blockMax);
+                sum *= alpha;
+                for (var e = 0; e < valueDim; e++)
+                    output[outRow + e] *= alpha;
+                max = blockMax;
+            }
+            var w = new FourValues
+            {
+                S0 = XMath.Exp(s.S0 - max),
+                S1 = XMath.Exp(s.S1 - max),
+                S2 = XMath.Exp(s.S2 - max),
+                S3 = XMath.Exp(s.S3 - max),
+            };
+            sum += w.S0 + w.S1 + w.S2 + w.S3;
+            block.AddWeighted(output, outRow, w, values, valueDim);
+        }
+        for (; j < count; j++)
+        {
+            var key = first + j * stride;
+            var score = 0f;
+            for (var d = 0; d < keyDim; d++)
+                score += q[qRow + d] * keys[key * keyDim + d];
+            score *= scale;
+            if (score > max)
+            {
+                var alpha = XMath.Exp(max - score);
+                sum *= alpha;
+                for (var e = 0; e < valueDim; e++)
+                    output[outRow + e] *= alpha;
+                max = score;
+            }
+            var weight = XMath.Exp(score - max);
+            sum += weight;
+            for (var e = 0; e < valueDim; e++)
+                output[outRow + e] += weight * values[key * valueDim + e];
+        }
+
+        if (count > 0)
+        {
+            var inverse = 1f / sum;
+            for (var e = 0; e < valueDim; e++)
+                output[outRow + e] *= inverse;
+        }
+        return new RowSoftmax { Max = max, Sum = sum };
+    }
 }

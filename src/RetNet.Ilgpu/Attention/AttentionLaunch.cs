@@ -1,3 +1,4 @@
+using System.Reflection;
 using ILGPU;
 using ILGPU.Runtime;
 using RetNet.Ilgpu.Devices;
@@ -18,15 +19,13 @@ internal readonly record struct AttentionGradientOperands(Tensor Q, Tensor K, Te
     Tensor LogSumExp, Tensor Deltas, Tensor Dq, Tensor Dk, Tensor Dv, float Scale);
 
 /// <summary>
-/// Which attention kernels a call launches, and with what tile and group size: host SIMD code on the CPU accelerator in
-/// host execution, barrier-free kernels on its simulator, tiled kernels elsewhere. Tests pass every configuration
+/// The attention operator's seam: its implementation on each <see cref="OperatorBackend"/> (host SIMD code on the CPU
+/// accelerator in host execution, barrier-free kernels on its simulator, tiled kernels elsewhere) and every
+/// configuration the kernels can be launched with. Tests pass every configuration
 /// explicitly through <see cref="CausalAttention"/>'s internal overloads.
 /// </summary>
-internal abstract partial class AttentionLaunch
+internal abstract class AttentionLaunch : TiledOperatorLaunch<AttentionLaunch>, ITiledOperator<AttentionLaunch>
 {
-    /// <summary>The group size of tiled launches on a GPU: enough threads to give each a few tile elements.</summary>
-    public const int DefaultGroupSize = 256;
-
     /// <summary>Barrier-free kernels (one thread per query row, or per key row for dk and dv).</summary>
     public static AttentionLaunch BarrierFree { get; } = new BarrierFreeLaunch();
 
@@ -34,53 +33,18 @@ internal abstract partial class AttentionLaunch
     public static AttentionLaunch Tiled<TTile>(int groupSize) where TTile : struct, IAttentionTile =>
         new TiledLaunch<TTile>(groupSize);
 
-    /// <summary>What the library launches on <paramref name="device"/>.</summary>
-    public static AttentionLaunch For(RetNetDevice device) =>
-        device.RunsOnHost ? Host
-        : device.IsCpuSimulator ? BarrierFree
-        : new AutoTiledLaunch(TiledGroupSize(device.MaxGroupSize));
+    static AttentionLaunch ITiledOperator<AttentionLaunch>.Tiled(bool narrow, int groupSize) =>
+        narrow ? Tiled<AttentionTile16>(groupSize) : Tiled<AttentionTile32x64>(groupSize);
 
-    /// <summary>Threads per group of the tiled kernels on a device whose groups hold at most
-    /// <paramref name="maxGroupSize"/>.</summary>
-    public static int TiledGroupSize(int maxGroupSize) => Math.Min(DefaultGroupSize, maxGroupSize);
+    static AttentionLaunch ITiledOperator<AttentionLaunch>.AutoTiled(int groupSize) => new AutoTiledLaunch(groupSize);
 
-    /// <summary>
-    /// Every configuration the library can launch on <paramref name="device"/>: the barrier-free kernels, the tiled
-    /// ones (<see cref="TiledConfigurations"/>), and the host SIMD code when the device runs on the host.
-    /// </summary>
-    public static IReadOnlyList<AttentionLaunch> Configurations(RetNetDevice device)
-    {
-        List<AttentionLaunch> all = [BarrierFree, .. TiledConfigurations(device.MaxGroupSize)];
-        if (device.RunsOnHost)
-            all.Add(Host);
-        return all;
-    }
-
-    /// <summary>
-    /// Each tile at the default group size (at most <paramref name="maxGroupSize"/>) and at 7 threads (fewer threads
-    /// than tile elements, not dividing them).
-    /// </summary>
-    public static IReadOnlyList<AttentionLaunch> TiledConfigurations(int maxGroupSize)
-    {
-        var full = TiledGroupSize(maxGroupSize);
-        return
-        [
-            Tiled<AttentionTile16>(full), Tiled<AttentionTile16>(7),
-            Tiled<AttentionTile32x64>(full), Tiled<AttentionTile32x64>(7),
-        ];
-    }
-
-    /// <summary>A short description, for test names and messages.</summary>
-    public abstract string Name { get; }
+    static AttentionLaunch ITiledOperator<AttentionLaunch>.OnHost(HostSimd simd) => new HostAttentionLaunch(simd);
 
     /// <summary>Queues the forward pass (T ≥ 1) on the device's stream.</summary>
     public abstract void Forward(in AttentionOperands operands);
 
     /// <summary>Queues dq, dk and dv (T ≥ 1, D already computed) on the device's stream.</summary>
     public abstract void Gradients(in AttentionGradientOperands operands);
-
-    /// <inheritdoc/>
-    public override string ToString() => Name;
 
     protected static AttentionProblem Problem(Tensor q, Tensor v, float scale, Tensor? logSumExp) => new()
     {
@@ -188,4 +152,12 @@ internal abstract partial class AttentionLaunch
         private AttentionLaunch Choose(Tensor q, Tensor v) =>
             Math.Max(q.Dim(3), v.Dim(3)) <= default(AttentionTile16).Columns ? narrow : wide;
     }
+}
+
+/// <summary>The kernel report's rule for the tiled attention kernels: <see cref="TiledOperatorLaunch{TSelf}.TiledGroupSize"/>.</summary>
+internal sealed class AttentionTiledGeometry : IKernelGeometryRule
+{
+    /// <inheritdoc/>
+    public KernelGeometry For(MethodInfo kernel, LaunchLimits limits) =>
+        new(AttentionLaunch.TiledGroupSize(limits.MaxGroupSize), 0, "AttentionLaunch.TiledGroupSize");
 }

@@ -1,3 +1,6 @@
+using RetNet.Ilgpu.Kernels;
+using static RetNet.Ilgpu.Kernels.ReferenceHeads;
+
 namespace RetNet.Ilgpu.Attention;
 
 /// <summary>Output [B, T, H, Dv] and log-sum-exp [B, H, T] of a reference forward pass, in double precision.</summary>
@@ -104,53 +107,20 @@ public static class AttentionReference
         return new AttentionReferenceGradients(dq, dk, dv);
     }
 
-    private static double Dot(double[] a, int aStart, double[] b, int bStart, int length)
-    {
-        var sum = 0.0;
-        for (var i = 0; i < length; i++)
-            sum += a[aStart + i] * b[bStart + i];
-        return sum;
-    }
-
-    private static double[] Values(IReadOnlyList<float> values, int length, string argument)
-    {
-        if (values.Count != length)
-            throw new ArgumentException(
-                $"Argument '{argument}' has {values.Count} elements; expected {length}.", argument);
-        var result = new double[length];
-        for (var i = 0; i < length; i++)
-            result[i] = values[i];
-        return result;
-    }
-
     /// <summary>The inputs in double, the mask and the row-major index arithmetic of the layout.</summary>
-    private sealed class Problem
+    private sealed class Problem(AttentionShape shape, double scale, IReadOnlyList<float> q, IReadOnlyList<float> k,
+        IReadOnlyList<float> v, Func<int, int, bool>? visible)
+        : ReferenceHeads(Checked(shape).Batch, shape.SeqLen, shape.Heads, shape.KeyDim, shape.ValueDim, q, k, v)
     {
-        private readonly AttentionShape shape;
-        private readonly double scale;
-        private readonly Func<int, int, bool> visible;
+        private readonly AttentionShape shape = shape;
+        private readonly double scale = scale;
+        private readonly Func<int, int, bool> visible = visible ?? Causal;
 
-        public Problem(AttentionShape shape, double scale, IReadOnlyList<float> q, IReadOnlyList<float> k,
-            IReadOnlyList<float> v, Func<int, int, bool>? visible)
-        {
-            if (shape.Batch < 1 || shape.SeqLen < 0 || shape.Heads < 1 || shape.KeyDim < 1 || shape.ValueDim < 1)
-                throw new ArgumentException(
-                    $"Argument 'shape' is {shape}; expected T ≥ 0 and every other size ≥ 1.", nameof(shape));
-            this.shape = shape;
-            this.scale = scale;
-            this.visible = visible ?? Causal;
-            Q = Values(q ?? throw new ArgumentNullException(nameof(q)), shape.QueryLength, nameof(q));
-            K = Values(k ?? throw new ArgumentNullException(nameof(k)), shape.QueryLength, nameof(k));
-            V = Values(v ?? throw new ArgumentNullException(nameof(v)), shape.ValueLength, nameof(v));
-        }
-
-        public double[] Q { get; }
-        public double[] K { get; }
-        public double[] V { get; }
-
-        public int KeyIndex(int b, int t, int h) => ((b * shape.SeqLen + t) * shape.Heads + h) * shape.KeyDim;
-
-        public int ValueIndex(int b, int t, int h) => ((b * shape.SeqLen + t) * shape.Heads + h) * shape.ValueDim;
+        private static AttentionShape Checked(AttentionShape shape) =>
+            shape.Batch < 1 || shape.SeqLen < 0 || shape.Heads < 1 || shape.KeyDim < 1 || shape.ValueDim < 1
+                ? throw new ArgumentException(
+                    $"Argument 'shape' is {shape}; expected T ≥ 0 and every other size ≥ 1.", nameof(shape))
+                : shape;
 
         /// <summary>Row i of P over all T keys (0 where masked) and its log-sum-exp, the maximum subtracted first.</summary>
         public double[] Probabilities(int b, int h, int i, out double logSumExp)

@@ -41,23 +41,9 @@ internal static class AttentionChecks
     /// scale.</summary>
     public static AttentionShape Inputs(Tensor q, Tensor k, Tensor v, float scale)
     {
-        ArgumentNullException.ThrowIfNull(q);
-        ArgumentNullException.ThrowIfNull(k);
-        ArgumentNullException.ThrowIfNull(v);
-        ShapeCheck.SameDevice(q.Device, nameof(k), k);
-        ShapeCheck.SameDevice(q.Device, nameof(v), v);
-        ShapeCheck.Rank(q, nameof(q), 4);
-        if (q.Dim(0) == 0 || q.Dim(2) == 0 || q.Dim(3) == 0)
-            throw new ArgumentException(
-                $"Argument 'q' has shape {ShapeCheck.Format(q.Shape)}; expected [B, T, H, Dk] with B, H, Dk ≥ 1.",
-                nameof(q));
-        ShapeCheck.Expect(k, nameof(k), q.ShapeArray);
-        ShapeCheck.Expect(v, nameof(v), q.Dim(0), q.Dim(1), q.Dim(2), ShapeCheck.Any);
-        if (v.Dim(3) == 0)
-            throw new ArgumentException(
-                $"Argument 'v' has shape {ShapeCheck.Format(v.Shape)}; expected [B, T, H, Dv] with Dv ≥ 1.", nameof(v));
+        var (batch, seqLen, heads, keyDim, valueDim) = ShapeCheck.HeadOperands(q, k, v, allowEmptySequence: true);
         Scale(scale);
-        return new AttentionShape(q.Dim(0), q.Dim(1), q.Dim(2), q.Dim(3), v.Dim(3));
+        return new AttentionShape(batch, seqLen, heads, keyDim, valueDim);
     }
 
     /// <summary>Requires a finite scale.</summary>
@@ -66,30 +52,6 @@ internal static class AttentionChecks
         if (!float.IsFinite(scale))
             throw new ArgumentOutOfRangeException(nameof(scale), scale,
                 $"Argument 'scale' is {scale}; expected a finite factor (1/√Dk by default).");
-    }
-
-    /// <summary>Requires a tensor of the given shape on the device of <paramref name="input"/>.</summary>
-    public static void Required(Tensor? tensor, string argument, Tensor input, int[] expected)
-    {
-        ArgumentNullException.ThrowIfNull(tensor, argument);
-        ShapeCheck.SameDevice(input.Device, argument, tensor);
-        ShapeCheck.Expect(tensor, argument, expected);
-    }
-
-    /// <summary>Requires every output to share no storage with any input or with another output: each kernel reads
-    /// its inputs while writing its outputs.</summary>
-    public static void NoAliasing(
-        IEnumerable<(Tensor? Tensor, string Name)> outputs, IEnumerable<(Tensor? Tensor, string Name)> inputs)
-    {
-        var outs = outputs.Where(o => o.Tensor is not null).ToList();
-        var ins = inputs.Where(i => i.Tensor is not null).ToList();
-        for (var i = 0; i < outs.Count; i++)
-        {
-            foreach (var input in ins)
-                ShapeCheck.Distinct(outs[i].Tensor!, outs[i].Name, input.Tensor!, input.Name);
-            for (var j = 0; j < i; j++)
-                ShapeCheck.Distinct(outs[i].Tensor!, outs[i].Name, outs[j].Tensor!, outs[j].Name);
-        }
     }
 
     /// <summary>Checks a cache [B, H, capacity, dim] against the batch and heads of a [B, ·, H, ·] tensor.</summary>

@@ -137,10 +137,10 @@ public static class CausalAttention
         AttentionLaunch? launch)
     {
         var shape = AttentionChecks.Inputs(q, k, v, scale);
-        AttentionChecks.Required(output, nameof(output), q, shape.ValueShape);
+        ShapeCheck.Required(output, nameof(output), q, shape.ValueShape);
         if (logSumExp is not null)
-            AttentionChecks.Required(logSumExp, nameof(logSumExp), q, shape.RowShape);
-        AttentionChecks.NoAliasing([(output, nameof(output)), (logSumExp, nameof(logSumExp))],
+            ShapeCheck.Required(logSumExp, nameof(logSumExp), q, shape.RowShape);
+        ShapeCheck.NoAliasing([(output, nameof(output)), (logSumExp, nameof(logSumExp))],
             [(q, nameof(q)), (k, nameof(k)), (v, nameof(v))]);
         if (shape.SeqLen == 0)
             return;
@@ -153,13 +153,13 @@ public static class CausalAttention
         Tensor dOutput, Tensor dq, Tensor dk, Tensor dv, AttentionLaunch? launch)
     {
         var shape = AttentionChecks.Inputs(q, k, v, scale);
-        AttentionChecks.Required(output, nameof(output), q, shape.ValueShape);
-        AttentionChecks.Required(logSumExp, nameof(logSumExp), q, shape.RowShape);
-        AttentionChecks.Required(dOutput, nameof(dOutput), q, shape.ValueShape);
-        AttentionChecks.Required(dq, nameof(dq), q, shape.QueryShape);
-        AttentionChecks.Required(dk, nameof(dk), q, shape.QueryShape);
-        AttentionChecks.Required(dv, nameof(dv), q, shape.ValueShape);
-        AttentionChecks.NoAliasing([(dq, nameof(dq)), (dk, nameof(dk)), (dv, nameof(dv))],
+        ShapeCheck.Required(output, nameof(output), q, shape.ValueShape);
+        ShapeCheck.Required(logSumExp, nameof(logSumExp), q, shape.RowShape);
+        ShapeCheck.Required(dOutput, nameof(dOutput), q, shape.ValueShape);
+        ShapeCheck.Required(dq, nameof(dq), q, shape.QueryShape);
+        ShapeCheck.Required(dk, nameof(dk), q, shape.QueryShape);
+        ShapeCheck.Required(dv, nameof(dv), q, shape.ValueShape);
+        ShapeCheck.NoAliasing([(dq, nameof(dq)), (dk, nameof(dk)), (dv, nameof(dv))],
             [(q, nameof(q)), (k, nameof(k)), (v, nameof(v)), (output, nameof(output)),
              (logSumExp, nameof(logSumExp)), (dOutput, nameof(dOutput))]);
         if (shape.SeqLen == 0)
@@ -203,8 +203,8 @@ public static class CausalAttention
                 $"Argument 'valueCache' has shape {ShapeCheck.Format(valueCache.Shape)}; expected [B, H, capacity, Dv] " +
                 "with Dv ≥ 1.", nameof(valueCache));
         AttentionChecks.Scale(scale);
-        AttentionChecks.Required(output, nameof(output), q, [q.Dim(0), 1, q.Dim(2), valueCache.Dim(3)]);
-        AttentionChecks.NoAliasing([(output, nameof(output))],
+        ShapeCheck.Required(output, nameof(output), q, [q.Dim(0), 1, q.Dim(2), valueCache.Dim(3)]);
+        ShapeCheck.NoAliasing([(output, nameof(output))],
             [(q, nameof(q)), (keyCache, nameof(keyCache)), (valueCache, nameof(valueCache))]);
     }
 
@@ -220,14 +220,7 @@ public static class CausalAttention
         Tensor output)
     {
         var device = q.Device;
-        var problem = new CacheProblem
-        {
-            Heads = q.Dim(2),
-            Capacity = keyCache.Dim(2),
-            KeyDim = q.Dim(3),
-            ValueDim = valueCache.Dim(3),
-            Scale = scale,
-        };
+        var problem = new CacheProblem(q.Dim(2), keyCache.Dim(2), q.Dim(3), valueCache.Dim(3), scale);
         var kernel = device.Kernel(AttentionKernels.StepRows, accelerator =>
             accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
                 ArrayView<int>, ArrayView<float>, CacheProblem, Spread>(AttentionKernels.StepRows));
@@ -241,13 +234,7 @@ public static class CausalAttention
         if (x.Length == 0 || cache.Dim(2) == 0)
             return;
         var device = x.Device;
-        var problem = new AppendProblem
-        {
-            SeqLen = x.Dim(1),
-            Heads = x.Dim(2),
-            Dim = x.Dim(3),
-            Capacity = cache.Dim(2),
-        };
+        var problem = new AppendProblem(x.Dim(1), x.Dim(2), x.Dim(3), cache.Dim(2));
         var kernel = device.Kernel(AttentionKernels.AppendRows, accelerator =>
             accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>,
                 AppendProblem, Spread>(AttentionKernels.AppendRows));

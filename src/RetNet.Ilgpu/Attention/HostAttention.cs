@@ -1,8 +1,39 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Kernels.Gemm;
 
 namespace RetNet.Ilgpu.Attention;
+
+/// <summary>
+/// The attention operator's <see cref="Devices.OperatorBackend.Host"/> implementation: <see cref="HostAttention"/> on
+/// the accelerator's host buffers, as <paramref name="simd"/> says. Refuses a device that does not run on the host:
+/// off the CPU accelerator the buffers are device memory, and its simulator execution is asked to run the kernels
+/// themselves.
+/// </summary>
+internal sealed unsafe class HostAttentionLaunch(HostSimd simd) : AttentionLaunch
+{
+    private const string What = "Host SIMD attention";
+
+    public override string Name => simd.ToString();
+
+    public override void Forward(in AttentionOperands o)
+    {
+        HostSimd.Enter(o.Q.Device, What, requireHostExecution: true);
+        HostAttention.Forward(HostSimd.Pointer(o.Q), HostSimd.Pointer(o.K), HostSimd.Pointer(o.V),
+            HostSimd.Pointer(o.Output), HostSimd.Pointer(o.LogSumExp), o.Q.Dim(0),
+            Problem(o.Q, o.V, o.Scale, o.LogSumExp), simd.Path, simd.Threads);
+    }
+
+    public override void Gradients(in AttentionGradientOperands o)
+    {
+        HostSimd.Enter(o.Q.Device, What, requireHostExecution: true);
+        HostAttention.Gradients(HostSimd.Pointer(o.Q), HostSimd.Pointer(o.K), HostSimd.Pointer(o.V),
+            HostSimd.Pointer(o.DOutput), HostSimd.Pointer(o.LogSumExp), HostSimd.Pointer(o.Deltas),
+            HostSimd.Pointer(o.Dq), HostSimd.Pointer(o.Dk), HostSimd.Pointer(o.Dv), o.Q.Dim(0),
+            Problem(o.Q, o.V, o.Scale, o.LogSumExp), simd.Path, simd.Threads);
+    }
+}
 
 /// <summary>
 /// Causal attention's forward pass and gradients (<see cref="AttentionProblem"/>) as host code over host memory, for
@@ -41,7 +72,7 @@ internal static unsafe class HostAttention
     {
         var blocks = (p.SeqLen + Rows - 1) / Rows;
         var work = new Work((nint)q, (nint)k, (nint)v, (nint)output, (nint)logSumExp, 0, 0, 0, 0, 0, p, blocks, path);
-        For(batch * p.Heads * blocks, threads, work.Forward);
+        HostSimd.For(batch * p.Heads * blocks, threads, work.Forward);
     }
 
     /// <summary>
@@ -56,18 +87,7 @@ internal static unsafe class HostAttention
         var work = new Work((nint)q, (nint)k, (nint)v, (nint)dOutput, (nint)logSumExp, (nint)deltas, (nint)dq,
             (nint)dk, (nint)dv, items, p, blocks, path);
         // dk, dv items first: they are the longer ones (a key block meets every later query block).
-        For(2 * items, threads, work.Gradient);
-    }
-
-    private static void For(int items, int threads, Action<int> item)
-    {
-        if (threads <= 1 || items == 1)
-        {
-            for (var i = 0; i < items; i++)
-                item(i);
-            return;
-        }
-        Parallel.For(0, items, new ParallelOptions { MaxDegreeOfParallelism = threads }, item);
+        HostSimd.For(2 * items, threads, work.Gradient);
     }
 
     /// <summary>
@@ -86,10 +106,7 @@ internal static unsafe class HostAttention
         public void Forward(int index)
         {
             var p = P;
-            var block = Blocks - 1 - index % Blocks;
-            var bh = index / Blocks;
-            var r0 = block * Rows;
-            var rows = Math.Min(Rows, p.SeqLen - r0);
+            var (bh, r0, rows) = QueryBlock(index);
             var (qRows, vRows) = (p.Heads * p.KeyDim, p.Heads * p.ValueDim);
             var q = Row(Q, bh, r0, p.KeyDim);
             var output = Row(Out, bh, r0, p.ValueDim);
@@ -161,10 +178,7 @@ internal static unsafe class HostAttention
         private void QueryGradients(int index)
         {
             var p = P;
-            var block = Blocks - 1 - index % Blocks;
-            var bh = index / Blocks;
-            var r0 = block * Rows;
-            var rows = Math.Min(Rows, p.SeqLen - r0);
+            var (bh, r0, rows) = QueryBlock(index);
             var qRows = p.Heads * p.KeyDim;
             var s = HostGemm.Buffer(ref scores, Rows * Rows);
             var dp = HostGemm.Buffer(ref products, Rows * Rows);
@@ -239,6 +253,14 @@ internal static unsafe class HostAttention
                     Vector.Store(vScale * dS, productRow + j);
                 }
             }
+        }
+
+        /// <summary>The query block of item <paramref name="index"/>: b·H + h, its first row and its rows. The last
+        /// blocks, whose rows see the most keys, come first.</summary>
+        private (int Bh, int R0, int Rows) QueryBlock(int index)
+        {
+            var r0 = (Blocks - 1 - index % Blocks) * Rows;
+            return (index / Blocks, r0, Math.Min(Rows, P.SeqLen - r0));
         }
 
         /// <summary>Row r0 of head bh = b·H + h in a [B, T, H, dim] buffer; the next rows follow H·dim apart.</summary>

@@ -1,40 +1,39 @@
-using RetNet.Ilgpu.Kernels.Gemm;
-
 namespace RetNet.Ilgpu.Devices;
 
 /// <summary>The GEMM decisions: which tile the tiled kernel uses on each device class, and when products of a few
 /// rows go to the small-row kernel instead.</summary>
 internal sealed partial class DevicePolicy
 {
-    /// <summary>The tile <see cref="Gemm"/>'s tiled variant launches on this device.</summary>
-    public IGemmTile GemmTile => GemmTileFor(Class, Device.Description.IsGpu, Device.MaxGroupSize);
+    /// <summary>Threads per group the tiled GEMM may use on this device (<see cref="GemmGroupSizeFor"/>).</summary>
+    public int GemmGroupSize => GemmGroupSizeFor(Class, Device.Description.IsGpu, Device.MaxGroupSize);
 
     /// <summary>
-    /// The tile for a device of class <paramref name="deviceClass"/> whose groups hold at most
-    /// <paramref name="maxGroupSize"/> threads: the class's preferred tile, or the largest that fits when the
-    /// device's groups are smaller.
+    /// Threads per group the tiled GEMM may use on a device of class <paramref name="deviceClass"/> whose groups hold
+    /// at most <paramref name="maxGroupSize"/> threads: the class's preference, or the device's limit when that is
+    /// smaller. The GEMM launches its largest tile whose group fits (one thread per 8×8 block of the output tile:
+    /// 256 threads for 128×128, 128 for 128×64, 64 for 64×64, 16 for 32×32).
     /// </summary>
-    /// <exception cref="NotSupportedException">Not even the smallest tile fits.</exception>
-    public static IGemmTile GemmTileFor(DeviceClass deviceClass, bool isGpu, int maxGroupSize)
+    public static int GemmGroupSizeFor(DeviceClass deviceClass, bool isGpu, int maxGroupSize)
     {
-        IGemmTile preferred = deviceClass switch
+        var preferred = deviceClass switch
         {
-            // 256 threads within 128 registers each: two groups (16 warps) per SM, 64 fused multiply-adds per four
-            // 16-byte shared-memory loads.
-            DeviceClass.NvidiaGpu => new GemmTile128x128(),
-            // 256 threads are four 64-wide wavefronts; the same arithmetic per shared-memory load as on NVIDIA.
-            DeviceClass.AmdGpu => new GemmTile128x128(),
-            // Intel's compiler maps work-items to SIMD lanes and spills large per-lane register blocks at SIMD16 and
-            // wider: a smaller group leaves it room to choose SIMD8.
-            DeviceClass.IntelGpu => new GemmTile64x64(),
-            // The simulator stops at 16 threads a group (Auto runs the host GEMM on the CPU accelerator anyway).
-            DeviceClass.CpuAccelerator => new GemmTile32x32(),
+            // The 128×128 tile: 256 threads within 128 registers each, two groups (16 warps) per SM, 64 fused
+            // multiply-adds per four 16-byte shared-memory loads.
+            DeviceClass.NvidiaGpu => 256,
+            // The 128×128 tile: four 64-wide wavefronts; the same arithmetic per shared-memory load as on NVIDIA.
+            DeviceClass.AmdGpu => 256,
+            // The 64×64 tile: Intel's compiler maps work-items to SIMD lanes and spills large per-lane register blocks
+            // at SIMD16 and wider; a smaller group leaves it room to choose SIMD8.
+            DeviceClass.IntelGpu => 64,
+            // The 32×32 tile: the simulator stops at 16 threads a group (Auto runs the host GEMM on the CPU
+            // accelerator anyway).
+            DeviceClass.CpuAccelerator => 16,
             // An OpenCL CPU runtime (PoCL) keeps every value that lives across a barrier in memory, a slot per
-            // work-item: 64 work-items' accumulators (16 KB) stay in the L1 cache, 256 work-items' do not, and the
-            // 128×128 tile ran 7.6× slower than the 64×64 one there (docs/BENCHMARKS.md).
-            _ => isGpu ? new GemmTile128x128() : new GemmTile64x64(),
+            // work-item: 64 work-items' accumulators (16 KB, the 64×64 tile) stay in the L1 cache, 256 work-items' do
+            // not, and the 128×128 tile ran 7.6× slower than the 64×64 one there (docs/BENCHMARKS.md).
+            _ => isGpu ? 256 : 64,
         };
-        return GemmTiles.Threads(preferred) <= maxGroupSize ? preferred : GemmTiles.Largest(maxGroupSize);
+        return Math.Min(preferred, maxGroupSize);
     }
 
     /// <summary>
@@ -44,8 +43,8 @@ internal sealed partial class DevicePolicy
     /// </summary>
     public const int PreferredOpenClCpuSmallRowGroup = 16;
 
-    /// <summary>True when <see cref="Gemm"/>'s automatic choice sends products of at most
-    /// <see cref="GemmKernels.MaxSmallRows"/> rows against a k-contiguous B to the small-row kernel on this device
+    /// <summary>True when the GEMM's automatic choice sends products of a few rows (at most 8) against a k-contiguous B
+    /// to the small-row kernel on this device
     /// (<see cref="UsesSmallRowGemmFor"/>).</summary>
     public bool UsesSmallRowGemm => UsesSmallRowGemmFor(Device.Limits);
 

@@ -33,7 +33,14 @@ internal sealed partial class DevicePolicy
     {
         Device = device;
         Class = device.Description.Class;
+        Backend = device.RunsOnHost ? OperatorBackend.Host
+            : device.IsCpuSimulator ? OperatorBackend.BarrierFree
+            : OperatorBackend.Tiled;
     }
+
+    /// <summary>Which implementation of every operator the device runs: host code on the CPU accelerator in host
+    /// execution, the barrier-free kernels on its simulator, tiled kernels on GPUs and other OpenCL devices.</summary>
+    public OperatorBackend Backend { get; }
 
     /// <summary>The device the decisions are for.</summary>
     public RetNetDevice Device { get; }

@@ -16,6 +16,7 @@ public sealed partial class RetNetDevice : IDisposable
 {
     private readonly Dictionary<System.Reflection.MethodInfo, Delegate> kernels = [];
     private readonly Dictionary<System.Reflection.MethodInfo, Delegate> recordingLaunchers = [];
+    private object?[] backends = new object?[8];
     private bool disposed;
 
     private RetNetDevice(Context context, Accelerator accelerator, DeviceDescription description,
@@ -217,6 +218,32 @@ public sealed partial class RetNetDevice : IDisposable
         return KernelRecorder is null ? (TLauncher)launcher : Recording((TLauncher)launcher, kernel.Method);
     }
 
+    /// <summary>
+    /// The implementation of the operator <typeparamref name="TOperator"/> this device runs, chosen on first use by the
+    /// operator's table from the policy's <see cref="DevicePolicy.Backend"/> and kept for the device's lifetime.
+    /// </summary>
+    internal TOperator Backend<TOperator>() where TOperator : class, IOperatorBackends<TOperator>
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        // An array slot per operator type rather than a dictionary: a decoding step asks for a backend per GEMM.
+        var slot = BackendSlot<TOperator>.Index;
+        if (slot < backends.Length && backends[slot] is TOperator cached)
+            return cached;
+        if (slot >= backends.Length)
+            Array.Resize(ref backends, Math.Max(slot + 1, 2 * backends.Length));
+        var backend = TOperator.For(Policy);
+        backends[slot] = backend;
+        return backend;
+    }
+
+    private static int backendSlots;
+
+    /// <summary>The slot of operator type <typeparamref name="T"/> in every device's backend array.</summary>
+    private static class BackendSlot<T>
+    {
+        public static readonly int Index = Interlocked.Increment(ref backendSlots) - 1;
+    }
+
     /// <summary>When set, every kernel whose launcher from <see cref="Kernel{TLauncher}"/> runs is added to it (a
     /// launcher fetched and never invoked adds nothing): how <c>retnet verify</c> tells which registered kernels its
     /// checks exercised (docs/VERIFY.md). Unset, launchers are ILGPU's own, at no extra cost.</summary>
@@ -286,6 +313,7 @@ public sealed partial class RetNetDevice : IDisposable
         disposed = true;
         kernels.Clear();
         recordingLaunchers.Clear();
+        Array.Clear(backends);
         placeholders?.Dispose();
         Accelerator.Dispose();
         Context.Dispose();

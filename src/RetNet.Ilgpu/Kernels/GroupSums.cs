@@ -79,6 +79,20 @@ internal readonly struct SubGroupSum : IGroupSum
 internal static class SubGroupLaunch
 {
     /// <summary>
+    /// Rejects a group size that is not a power of two within the device's group limit (the trees halve it) and, when
+    /// <paramref name="subGroups"/>, a sub-group launch the device cannot run (<see cref="Validate"/>).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">Thrown with <paramref name="argument"/> as the parameter name.</exception>
+    public static void ValidateGroup(Devices.RetNetDevice device, int groupSize, bool subGroups, string argument)
+    {
+        if (groupSize < 1 || (groupSize & (groupSize - 1)) != 0 || groupSize > device.MaxGroupSize)
+            throw new ArgumentOutOfRangeException(argument, groupSize,
+                $"Expected a power of two between 1 and the device's group limit {device.MaxGroupSize}.");
+        if (subGroups)
+            Validate(device, groupSize, argument);
+    }
+
+    /// <summary>
     /// Rejects a sub-group launch the device cannot run: no sub-group operations, or a group that is not a whole
     /// number of sub-groups where sub-groups cannot shrink (CUDA warps, the CPU accelerator's emulated warps).
     /// </summary>

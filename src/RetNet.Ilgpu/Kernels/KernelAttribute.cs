@@ -26,4 +26,11 @@ public sealed class KernelAttribute(KernelGrouping grouping) : Attribute
     /// it with. Each is compiled by the compile check.
     /// </summary>
     public Type[] Specializations { get; init; } = [];
+
+    /// <summary>
+    /// For an explicitly grouped kernel: the type of its launch rule for the kernel report (an internal struct, or a
+    /// class with a parameterless constructor, that implements the library's geometry-rule interface: the operator's
+    /// launch shape itself where it is a struct); null for implicitly grouped kernels.
+    /// </summary>
+    public Type? Geometry { get; init; }
 }

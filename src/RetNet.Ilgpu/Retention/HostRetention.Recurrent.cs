@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using ILGPU.Algorithms;
+using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Kernels.Gemm;
 
 namespace RetNet.Ilgpu.Retention;
@@ -29,7 +30,7 @@ internal static unsafe partial class HostRetention
         var work = new RecurrentWork((nint)q, (nint)k, (nint)v, (nint)decay, (nint)state, (nint)output, p, blocks,
             path == HostGemmPath.Auto ? HostGemm.Best : path);
         var cells = (long)batch * p.Heads * p.SeqLen * p.KeyDim * p.ValueDim;
-        For(batch * p.Heads * blocks, cells >= RecurrentParallelCells ? threads : 1, work.Item);
+        HostSimd.For(batch * p.Heads * blocks, cells >= RecurrentParallelCells ? threads : 1, work.Item);
     }
 
     /// <summary>One call of the recurrent scan: pointers (as nint so the item delegate can carry them) and sizes.</summary>
@@ -41,12 +42,7 @@ internal static unsafe partial class HostRetention
         public void Item(int index)
         {
             var p = P;
-            var block = index % Blocks;
-            var bh = index / Blocks;
-            var h = bh % p.Heads;
-            var b = bh / p.Heads;
-            var e0 = block * Columns;
-            var cols = Math.Min(Columns, p.ValueDim - e0);
+            var (b, h, bh, e0, cols) = ColumnBlock.Of(index, Blocks, p.Heads, p.ValueDim);
             var gamma = XMath.Exp(((float*)Decay)[h]);
             var s = (float*)State + (nint)bh * p.KeyDim * p.ValueDim + e0;
             for (var t = 0; t < p.SeqLen; t++)
@@ -56,21 +52,14 @@ internal static unsafe partial class HostRetention
                 var k = (float*)K + row * p.KeyDim;
                 var v = (float*)V + row * p.ValueDim + e0;
                 var o = (float*)Output + row * p.ValueDim + e0;
-                var e = 0;
-                if (Path == HostGemmPath.Vector512)
+                var e = Path switch
                 {
-                    for (; e + 64 <= cols; e += 64)
-                        Scan512x4(s + e, p.ValueDim, p.KeyDim, q, k, v + e, o + e, gamma);
-                    for (; e + 16 <= cols; e += 16)
-                        Scan512(s + e, p.ValueDim, p.KeyDim, q, k, v + e, o + e, gamma);
-                }
-                else if (Path == HostGemmPath.Vector256)
-                {
-                    for (; e + 32 <= cols; e += 32)
-                        Scan256x4(s + e, p.ValueDim, p.KeyDim, q, k, v + e, o + e, gamma);
-                    for (; e + 8 <= cols; e += 8)
-                        Scan256(s + e, p.ValueDim, p.KeyDim, q, k, v + e, o + e, gamma);
-                }
+                    HostGemmPath.Vector512 => ScanVectors<Vector512<float>, Vector512Ops>(s, p.ValueDim, p.KeyDim, q, k,
+                        v, o, gamma, cols),
+                    HostGemmPath.Vector256 => ScanVectors<Vector256<float>, Vector256Ops>(s, p.ValueDim, p.KeyDim, q, k,
+                        v, o, gamma, cols),
+                    _ => 0,
+                };
                 for (; e < cols; e++)
                     ScanColumn(s + e, p.ValueDim, p.KeyDim, q, k, v[e], o + e, gamma);
             }
@@ -92,97 +81,71 @@ internal static unsafe partial class HostRetention
         *o = sum;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scan512x4(float* s, int ld, int dk, float* q, float* k, float* v, float* o, float gamma)
+    /// <summary>One token through the whole vectors of the first <paramref name="cols"/> columns: four vectors at a
+    /// time, then one; returns the columns done.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int ScanVectors<TV, TOps>(float* s, int ld, int dk, float* q, float* k, float* v, float* o,
+        float gamma, int cols)
+        where TV : struct
+        where TOps : struct, IVectorOps<TV>
     {
-        var g = Vector512.Create(gamma);
-        var (v0, v1, v2, v3) = (Vector512.Load(v), Vector512.Load(v + 16), Vector512.Load(v + 32),
-            Vector512.Load(v + 48));
-        Vector512<float> o0 = default, o1 = default, o2 = default, o3 = default;
-        for (var i = 0; i < dk; i++)
-        {
-            var cell = s + (nint)i * ld;
-            var ki = Vector512.Create(k[i]);
-            var qi = Vector512.Create(q[i]);
-            var x0 = g * Vector512.Load(cell) + ki * v0;
-            var x1 = g * Vector512.Load(cell + 16) + ki * v1;
-            var x2 = g * Vector512.Load(cell + 32) + ki * v2;
-            var x3 = g * Vector512.Load(cell + 48) + ki * v3;
-            Vector512.Store(x0, cell);
-            Vector512.Store(x1, cell + 16);
-            Vector512.Store(x2, cell + 32);
-            Vector512.Store(x3, cell + 48);
-            o0 += qi * x0;
-            o1 += qi * x1;
-            o2 += qi * x2;
-            o3 += qi * x3;
-        }
-        Vector512.Store(o0, o);
-        Vector512.Store(o1, o + 16);
-        Vector512.Store(o2, o + 32);
-        Vector512.Store(o3, o + 48);
+        var w = TOps.Count;
+        var e = 0;
+        for (; e + 4 * w <= cols; e += 4 * w)
+            Scan4<TV, TOps>(s + e, ld, dk, q, k, v + e, o + e, gamma);
+        for (; e + w <= cols; e += w)
+            Scan1<TV, TOps>(s + e, ld, dk, q, k, v + e, o + e, gamma);
+        return e;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scan512(float* s, int ld, int dk, float* q, float* k, float* v, float* o, float gamma)
+    private static void Scan4<TV, TOps>(float* s, int ld, int dk, float* q, float* k, float* v, float* o, float gamma)
+        where TV : struct
+        where TOps : struct, IVectorOps<TV>
     {
-        var g = Vector512.Create(gamma);
-        var v0 = Vector512.Load(v);
-        var o0 = Vector512<float>.Zero;
+        var w = TOps.Count;
+        var g = TOps.Broadcast(gamma);
+        var (v0, v1, v2, v3) = (TOps.Load(v), TOps.Load(v + w), TOps.Load(v + 2 * w), TOps.Load(v + 3 * w));
+        TV o0 = TOps.Zero, o1 = TOps.Zero, o2 = TOps.Zero, o3 = TOps.Zero;
         for (var i = 0; i < dk; i++)
         {
             var cell = s + (nint)i * ld;
-            var x0 = g * Vector512.Load(cell) + Vector512.Create(k[i]) * v0;
-            Vector512.Store(x0, cell);
-            o0 += Vector512.Create(q[i]) * x0;
+            var ki = TOps.Broadcast(k[i]);
+            var qi = TOps.Broadcast(q[i]);
+            var x0 = TOps.Add(TOps.Multiply(g, TOps.Load(cell)), TOps.Multiply(ki, v0));
+            var x1 = TOps.Add(TOps.Multiply(g, TOps.Load(cell + w)), TOps.Multiply(ki, v1));
+            var x2 = TOps.Add(TOps.Multiply(g, TOps.Load(cell + 2 * w)), TOps.Multiply(ki, v2));
+            var x3 = TOps.Add(TOps.Multiply(g, TOps.Load(cell + 3 * w)), TOps.Multiply(ki, v3));
+            TOps.Store(x0, cell);
+            TOps.Store(x1, cell + w);
+            TOps.Store(x2, cell + 2 * w);
+            TOps.Store(x3, cell + 3 * w);
+            o0 = TOps.Add(o0, TOps.Multiply(qi, x0));
+            o1 = TOps.Add(o1, TOps.Multiply(qi, x1));
+            o2 = TOps.Add(o2, TOps.Multiply(qi, x2));
+            o3 = TOps.Add(o3, TOps.Multiply(qi, x3));
         }
-        Vector512.Store(o0, o);
+        TOps.Store(o0, o);
+        TOps.Store(o1, o + w);
+        TOps.Store(o2, o + 2 * w);
+        TOps.Store(o3, o + 3 * w);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scan256x4(float* s, int ld, int dk, float* q, float* k, float* v, float* o, float gamma)
+    private static void Scan1<TV, TOps>(float* s, int ld, int dk, float* q, float* k, float* v, float* o, float gamma)
+        where TV : struct
+        where TOps : struct, IVectorOps<TV>
     {
-        var g = Vector256.Create(gamma);
-        var (v0, v1, v2, v3) = (Vector256.Load(v), Vector256.Load(v + 8), Vector256.Load(v + 16),
-            Vector256.Load(v + 24));
-        Vector256<float> o0 = default, o1 = default, o2 = default, o3 = default;
+        var g = TOps.Broadcast(gamma);
+        var v0 = TOps.Load(v);
+        var o0 = TOps.Zero;
         for (var i = 0; i < dk; i++)
         {
             var cell = s + (nint)i * ld;
-            var ki = Vector256.Create(k[i]);
-            var qi = Vector256.Create(q[i]);
-            var x0 = g * Vector256.Load(cell) + ki * v0;
-            var x1 = g * Vector256.Load(cell + 8) + ki * v1;
-            var x2 = g * Vector256.Load(cell + 16) + ki * v2;
-            var x3 = g * Vector256.Load(cell + 24) + ki * v3;
-            Vector256.Store(x0, cell);
-            Vector256.Store(x1, cell + 8);
-            Vector256.Store(x2, cell + 16);
-            Vector256.Store(x3, cell + 24);
-            o0 += qi * x0;
-            o1 += qi * x1;
-            o2 += qi * x2;
-            o3 += qi * x3;
+            var x0 = TOps.Add(TOps.Multiply(g, TOps.Load(cell)), TOps.Multiply(TOps.Broadcast(k[i]), v0));
+            TOps.Store(x0, cell);
+            o0 = TOps.Add(o0, TOps.Multiply(TOps.Broadcast(q[i]), x0));
         }
-        Vector256.Store(o0, o);
-        Vector256.Store(o1, o + 8);
-        Vector256.Store(o2, o + 16);
-        Vector256.Store(o3, o + 24);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scan256(float* s, int ld, int dk, float* q, float* k, float* v, float* o, float gamma)
-    {
-        var g = Vector256.Create(gamma);
-        var v0 = Vector256.Load(v);
-        var o0 = Vector256<float>.Zero;
-        for (var i = 0; i < dk; i++)
-        {
-            var cell = s + (nint)i * ld;
-            var x0 = g * Vector256.Load(cell) + Vector256.Create(k[i]) * v0;
-            Vector256.Store(x0, cell);
-            o0 += Vector256.Create(q[i]) * x0;
-        }
-        Vector256.Store(o0, o);
+        TOps.Store(o0, o);
     }
 }

@@ -1,8 +1,43 @@
 using System.Buffers;
 using System.Runtime.CompilerServices;
+using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Kernels.Gemm;
 
 namespace RetNet.Ilgpu.Retention;
+
+/// <summary>The retention operator's <see cref="Devices.OperatorBackend.Host"/> implementation:
+/// <see cref="HostRetention"/> on the CPU accelerator's host buffers (in host or simulator execution), as
+/// <paramref name="simd"/> says.</summary>
+internal sealed unsafe class HostRetentionLaunch(HostSimd simd) : RetentionLaunch
+{
+    private const string What = "Host SIMD retention";
+
+    public override string Name => simd.ToString();
+
+    public override void Causal(in CausalOperands o)
+    {
+        HostSimd.Enter(o.Rows.Device, What);
+        HostRetention.Causal(HostSimd.Pointer(o.Rows), HostSimd.Pointer(o.Keys), HostSimd.Pointer(o.Values),
+            HostSimd.Pointer(o.State), HostSimd.Pointer(o.Decay), HostSimd.Pointer(o.Output), o.Rows.Dim(0),
+            Problem(o, out _), simd.Path, simd.Threads);
+    }
+
+    public override void States(in StateOperands o)
+    {
+        HostSimd.Enter(o.X.Device, What);
+        HostRetention.States(HostSimd.Pointer(o.X), HostSimd.Pointer(o.Y), HostSimd.Pointer(o.Initial),
+            HostSimd.Pointer(o.Decay), HostSimd.Pointer(o.ChunkStates), HostSimd.Pointer(o.Final), o.X.Dim(0),
+            Problem(o), simd.Path, simd.Threads);
+    }
+
+    public override void Recurrent(in RecurrentOperands o)
+    {
+        HostSimd.Enter(o.Q.Device, What);
+        HostRetention.Recurrent(HostSimd.Pointer(o.Q), HostSimd.Pointer(o.K), HostSimd.Pointer(o.V),
+            HostSimd.Pointer(o.Decay), HostSimd.Pointer(o.State), HostSimd.Pointer(o.Output), o.Q.Dim(0),
+            Problem(o), simd.Path, simd.Threads);
+    }
+}
 
 /// <summary>
 /// The decayed causal product and the chunk-state walk (<see cref="CausalProblem"/>, <see cref="StateProblem"/>) as
@@ -44,7 +79,7 @@ internal static unsafe partial class HostRetention
         {
             var blocks = (p.ChunkSize + Rows - 1) / Rows;
             var work = new CausalWork((nint)x, (nint)y, (nint)z, (nint)state, (nint)output, powers, p, blocks, path);
-            For(batch * p.Heads * p.ChunkCount * blocks, threads, work.Item);
+            HostSimd.For(batch * p.Heads * p.ChunkCount * blocks, threads, work.Item);
         }
         finally
         {
@@ -67,7 +102,7 @@ internal static unsafe partial class HostRetention
             var blocks = (p.ColDim + Columns - 1) / Columns;
             var work = new StateWork((nint)x, (nint)y, (nint)initial, (nint)chunkStates, (nint)final, powers, p,
                 blocks, path);
-            For(batch * p.Heads * blocks, threads, work.Item);
+            HostSimd.For(batch * p.Heads * blocks, threads, work.Item);
         }
         finally
         {
@@ -87,15 +122,18 @@ internal static unsafe partial class HostRetention
         return powers;
     }
 
-    private static void For(int items, int threads, Action<int> item)
+    /// <summary>An item of a walk over state columns: sequence b, head h, b·H + h, and the block of columns
+    /// e0 … e0 + cols − 1 (at most <see cref="Columns"/>) it owns.</summary>
+    private readonly record struct ColumnBlock(int B, int H, int Bh, int E0, int Cols)
     {
-        if (threads <= 1 || items == 1)
+        /// <summary>Item <paramref name="index"/> of B·H·<paramref name="blocks"/> over <paramref name="dim"/>
+        /// columns per head.</summary>
+        public static ColumnBlock Of(int index, int blocks, int heads, int dim)
         {
-            for (var i = 0; i < items; i++)
-                item(i);
-            return;
+            var bh = index / blocks;
+            var e0 = index % blocks * Columns;
+            return new(bh / heads, bh % heads, bh, e0, Math.Min(Columns, dim - e0));
         }
-        Parallel.For(0, items, new ParallelOptions { MaxDegreeOfParallelism = threads }, item);
     }
 
     /// <summary>One call of the causal product: pointers (as nint so the item delegate can carry them) and sizes.</summary>
@@ -188,12 +226,7 @@ internal static unsafe partial class HostRetention
         public void Item(int index)
         {
             var p = P;
-            var block = index % Blocks;
-            var bh = index / Blocks;
-            var h = bh % p.Heads;
-            var b = bh / p.Heads;
-            var e0 = block * Columns;
-            var cols = Math.Min(Columns, p.ColDim - e0);
+            var (b, h, bh, e0, cols) = ColumnBlock.Of(index, Blocks, p.Heads, p.ColDim);
             var reverse = p.Reverse != 0;
             var powers = Powers.AsSpan(h * (p.ChunkSize + 1), p.ChunkSize + 1);
             var matrix = (nint)p.RowDim * p.ColDim;

@@ -27,15 +27,16 @@ public static class RecurrentRetention
 
     /// <summary>
     /// <see cref="Forward(Tensor, Tensor, Tensor, DecaySchedule, Tensor, Tensor)"/> with an explicit launch
-    /// configuration (null: <see cref="RetentionLaunch.For"/>) and, optionally, an uploaded decay table.
+    /// configuration (null: the device's, <see cref="Devices.RetNetDevice.Backend{TOperator}"/>) and, optionally, an
+    /// uploaded decay table.
     /// </summary>
     internal static void Forward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, Tensor output, Tensor state,
         RetentionLaunch? launch, Tensor? table = null)
     {
         var shape = RetentionChecks.Inputs(q, k, v, decay);
-        RetentionChecks.Required(output, nameof(output), q, shape.ValueShape);
-        RetentionChecks.Required(state, nameof(state), q, shape.StateShape);
-        RetentionChecks.NoAliasing([(output, nameof(output)), (state, nameof(state))],
+        ShapeCheck.Required(output, nameof(output), q, shape.ValueShape);
+        ShapeCheck.Required(state, nameof(state), q, shape.StateShape);
+        ShapeCheck.NoAliasing([(output, nameof(output)), (state, nameof(state))],
             [(q, nameof(q)), (k, nameof(k)), (v, nameof(v))]);
 
         var device = q.Device;

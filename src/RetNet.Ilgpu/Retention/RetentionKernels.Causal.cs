@@ -12,7 +12,7 @@ internal static partial class RetentionKernels
     /// outside the window (above the diagonal, or in another chunk) are never visited; nothing of size T × T exists.
     /// Grid: (ChunkCount · ⌈C / Rows⌉, ⌈OutDim / Columns⌉, B·H); any group size.
     /// </summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RetentionTile16), typeof(RetentionTile32x64)])]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RetentionTile16), typeof(RetentionTile32x64)], Geometry = typeof(RetentionTiledGeometry))]
     public static void CausalTiled<TTile>(ArrayView<float> x, ArrayView<float> y, ArrayView<float> z,
         ArrayView<float> state, ArrayView<float> decay, ArrayView<float> output, CausalProblem p)
         where TTile : struct, IRetentionTile
@@ -41,16 +41,11 @@ internal static partial class RetentionKernels
         var e0 = Grid.IdxY * V;
         var cols = Math.Min(V, p.OutDim - e0);
         var bh = Grid.IdxZ;
-        var b = bh / p.Heads;
-        var h = bh - b * p.Heads;
-        var logGamma = decay[h];
-        // Row index of token t of (b, h) is firstRow + t·H; element d of it is at (row)·dim + d.
-        var firstRow = b * p.SeqLen * p.Heads + h;
-        var scores = new HeadTileProduct(R, K, firstRow, p.Heads);
+        var logGamma = decay[bh % p.Heads];
+        var tiles = new HeadTiles(R, K, V, bh, p.Heads, p.SeqLen);
         var reverse = p.Reverse != 0;
 
-        for (var idx = tid; idx < R * V; idx += groupSize)
-            acc[idx] = 0f;
+        tiles.Clear(acc);
 
         if (p.HasState != 0)
         {
@@ -59,12 +54,7 @@ internal static partial class RetentionKernels
             {
                 var depth = Math.Min(K, p.RowDim - d0);
                 Group.Barrier();
-                for (var idx = tid; idx < R * K; idx += groupSize)
-                {
-                    var r = idx / K;
-                    var d = idx - r * K;
-                    xs[idx] = r < rows && d < depth ? x[(firstRow + (r0 + r) * p.Heads) * p.RowDim + d0 + d] : 0f;
-                }
+                tiles.Stage(x, r0, rows, p.RowDim, d0, depth, K, xs);
                 for (var idx = tid; idx < K * V; idx += groupSize)
                 {
                     var d = idx / V;
@@ -74,15 +64,7 @@ internal static partial class RetentionKernels
                         : 0f;
                 }
                 Group.Barrier();
-                for (var idx = tid; idx < R * V; idx += groupSize)
-                {
-                    var r = idx / V;
-                    var e = idx - r * V;
-                    var sum = 0f;
-                    for (var d = 0; d < depth; d++)
-                        sum += xs[r * K + d] * ss[d * V + e];
-                    acc[idx] += sum;
-                }
+                tiles.Accumulate(xs, K, ss, depth, acc);
             }
             for (var idx = tid; idx < R * V; idx += groupSize)
             {
@@ -98,7 +80,7 @@ internal static partial class RetentionKernels
         {
             var keys = Math.Min(R, keyEnd - c0);
             // Its first barrier also orders the previous key tile's reads of ps and zs before they are overwritten below.
-            scores.Compute(x, r0, rows, y, c0, keys, p.RowDim, xs, ys, ps);
+            tiles.Product(x, r0, rows, y, c0, keys, p.RowDim, xs, ys, ps);
             for (var idx = tid; idx < R * R; idx += groupSize)
             {
                 var r = idx / R;
@@ -106,31 +88,11 @@ internal static partial class RetentionKernels
                 var distance = reverse ? c0 + c - (r0 + r) : r0 + r - (c0 + c);
                 ps[idx] = r < rows && c < keys && distance >= 0 ? ps[idx] * Decay(logGamma, distance) : 0f;
             }
-            for (var idx = tid; idx < R * V; idx += groupSize)
-            {
-                var c = idx / V;
-                var e = idx - c * V;
-                zs[idx] = c < keys && e < cols ? z[(firstRow + (c0 + c) * p.Heads) * p.OutDim + e0 + e] : 0f;
-            }
+            tiles.Stage(z, c0, keys, p.OutDim, e0, cols, V, zs);
             Group.Barrier();
-            for (var idx = tid; idx < R * V; idx += groupSize)
-            {
-                var r = idx / V;
-                var e = idx - r * V;
-                var sum = 0f;
-                for (var c = 0; c < keys; c++)
-                    sum += ps[r * R + c] * zs[c * V + e];
-                acc[idx] += sum;
-            }
+            tiles.Accumulate(ps, R, zs, keys, acc);
         }
-
-        for (var idx = tid; idx < R * V; idx += groupSize)
-        {
-            var r = idx / V;
-            var e = idx - r * V;
-            if (r < rows && e < cols)
-                output[(firstRow + (r0 + r) * p.Heads) * p.OutDim + e0 + e] = acc[idx];
-        }
+        tiles.Store(acc, 1f, r0, rows, p.OutDim, e0, cols, output);
     }
 
     /// <summary>
@@ -177,35 +139,18 @@ internal static partial class RetentionKernels
                         output[outRow + e] = 0f;
                 }
 
-                // Four keys per pass: each element of x and each read-modify-write of the output row serves four keys, which
-                // halves the memory operations per pair on the CPU accelerator, where every view access is costly.
                 var first = reverse ? t : chunkStart;
                 var end = reverse ? chunkEnd : t + 1;
                 var c = first;
                 for (; c + 3 < end; c += 4)
                 {
-                    var key0 = row + (c - t) * p.Heads;
-                    var key1 = key0 + p.Heads;
-                    var key2 = key1 + p.Heads;
-                    var key3 = key2 + p.Heads;
-                    float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
-                    for (var d = 0; d < p.RowDim; d++)
-                    {
-                        var xd = x[xRow + d];
-                        s0 += xd * y[key0 * p.RowDim + d];
-                        s1 += xd * y[key1 * p.RowDim + d];
-                        s2 += xd * y[key2 * p.RowDim + d];
-                        s3 += xd * y[key3 * p.RowDim + d];
-                    }
-                    s0 *= Decay(logGamma, reverse ? c - t : t - c);
-                    s1 *= Decay(logGamma, reverse ? c + 1 - t : t - c - 1);
-                    s2 *= Decay(logGamma, reverse ? c + 2 - t : t - c - 2);
-                    s3 *= Decay(logGamma, reverse ? c + 3 - t : t - c - 3);
-                    for (var e = 0; e < p.OutDim; e++)
-                    {
-                        output[outRow + e] += s0 * z[key0 * p.OutDim + e] + s1 * z[key1 * p.OutDim + e] +
-                                              s2 * z[key2 * p.OutDim + e] + s3 * z[key3 * p.OutDim + e];
-                    }
+                    var block = new FourKeys(row + (c - t) * p.Heads, p.Heads);
+                    var s = block.Dots(x, xRow, y, p.RowDim);
+                    s.S0 *= Decay(logGamma, reverse ? c - t : t - c);
+                    s.S1 *= Decay(logGamma, reverse ? c + 1 - t : t - c - 1);
+                    s.S2 *= Decay(logGamma, reverse ? c + 2 - t : t - c - 2);
+                    s.S3 *= Decay(logGamma, reverse ? c + 3 - t : t - c - 3);
+                    block.AddWeighted(output, outRow, s, z, p.OutDim);
                 }
                 for (; c < end; c++)
                 {

@@ -11,7 +11,7 @@ internal static partial class RetentionKernels
     /// gradients); each chunk's tokens pass through shared memory Rows at a time, x pre-multiplied by its decay weight.
     /// Grid: (⌈RowDim / Depth⌉, ⌈ColDim / Columns⌉, B·H); any group size.
     /// </summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RetentionTile16), typeof(RetentionTile32x64)])]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RetentionTile16), typeof(RetentionTile32x64)], Geometry = typeof(RetentionTiledGeometry))]
     public static void StatesTiled<TTile>(ArrayView<float> x, ArrayView<float> y, ArrayView<float> initial,
         ArrayView<float> decay, ArrayView<float> chunkStates, ArrayView<float> final, StateProblem p)
         where TTile : struct, IRetentionTile
@@ -28,13 +28,11 @@ internal static partial class RetentionKernels
         var i0 = Grid.IdxX * K;
         var e0 = Grid.IdxY * V;
         var bh = Grid.IdxZ;
-        var b = bh / p.Heads;
-        var h = bh - b * p.Heads;
         var rowsHere = Math.Min(K, p.RowDim - i0);
         var colsHere = Math.Min(V, p.ColDim - e0);
-        var logGamma = decay[h];
+        var logGamma = decay[bh % p.Heads];
         var reverse = p.Reverse != 0;
-        var firstRow = b * p.SeqLen * p.Heads + h;
+        var tiles = new HeadTiles(R, K, V, bh, p.Heads, p.SeqLen);
         var matrix = p.RowDim * p.ColDim;
 
         // Each thread owns the state elements idx = tid, tid + groupSize, …: only the token tiles need barriers.
@@ -65,32 +63,11 @@ internal static partial class RetentionKernels
             {
                 var tokens = Math.Min(R, end - j0);
                 Group.Barrier();
-                for (var idx = tid; idx < R * K; idx += groupSize)
-                {
-                    var j = idx / K;
-                    var i = idx - j * K;
-                    var t = j0 + j;
-                    xs[idx] = j < tokens && i < rowsHere
-                        ? x[(firstRow + t * p.Heads) * p.RowDim + i0 + i] *
-                          Decay(logGamma, reverse ? t - start + 1 : end - 1 - t)
-                        : 0f;
-                }
-                for (var idx = tid; idx < R * V; idx += groupSize)
-                {
-                    var j = idx / V;
-                    var e = idx - j * V;
-                    ys[idx] = j < tokens && e < colsHere ? y[(firstRow + (j0 + j) * p.Heads) * p.ColDim + e0 + e] : 0f;
-                }
+                tiles.Stage(x, j0, tokens, p.RowDim, i0, rowsHere, K, xs,
+                    new ChunkDecayWeight(logGamma, reverse, start, end));
+                tiles.Stage(y, j0, tokens, p.ColDim, e0, colsHere, V, ys);
                 Group.Barrier();
-                for (var idx = tid; idx < K * V; idx += groupSize)
-                {
-                    var i = idx / V;
-                    var e = idx - i * V;
-                    var sum = 0f;
-                    for (var j = 0; j < tokens; j++)
-                        sum += xs[j * K + i] * ys[j * V + e];
-                    st[idx] += sum;
-                }
+                tiles.Accumulate(xs, 1, K, ys, tokens, st, K);
             }
         }
 
@@ -208,5 +185,13 @@ internal static partial class RetentionKernels
                 }
             }
         }
+    }
+
+    /// <summary>The weight of token t of the chunk [start, end) in the state update: γ^(end−1−t) forward, γ^(t−start+1)
+    /// in reverse.</summary>
+    private readonly struct ChunkDecayWeight(float logGamma, bool reverse, int start, int end) : ITokenWeight
+    {
+        public float Apply(float x, int token) =>
+            x * Decay(logGamma, reverse ? token - start + 1 : end - 1 - token);
     }
 }

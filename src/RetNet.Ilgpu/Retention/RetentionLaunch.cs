@@ -1,3 +1,4 @@
+using System.Reflection;
 using ILGPU;
 using ILGPU.Runtime;
 using RetNet.Ilgpu.Devices;
@@ -31,15 +32,13 @@ internal readonly record struct RecurrentOperands(Tensor Q, Tensor K, Tensor V, 
     Tensor Output);
 
 /// <summary>
-/// Which retention kernels a call launches, and with what tile and group size: host SIMD code on the CPU accelerator in
-/// host execution, barrier-free kernels on its simulator, tiled kernels elsewhere. Tests pass every configuration
+/// The retention operator's seam: its implementation on each <see cref="OperatorBackend"/> (host SIMD code on the CPU
+/// accelerator in host execution, barrier-free kernels on its simulator, tiled kernels elsewhere) and every
+/// configuration the kernels can be launched with. Tests pass every configuration
 /// explicitly through the forms' internal overloads.
 /// </summary>
-internal abstract partial class RetentionLaunch
+internal abstract class RetentionLaunch : TiledOperatorLaunch<RetentionLaunch>, ITiledOperator<RetentionLaunch>
 {
-    /// <summary>The group size of tiled launches on a GPU: enough threads to give each a few tile elements.</summary>
-    public const int DefaultGroupSize = 256;
-
     /// <summary>Barrier-free kernels (one thread per output row or state column).</summary>
     public static RetentionLaunch BarrierFree { get; } = new BarrierFreeLaunch();
 
@@ -47,44 +46,12 @@ internal abstract partial class RetentionLaunch
     public static RetentionLaunch Tiled<TTile>(int groupSize) where TTile : struct, IRetentionTile =>
         new TiledLaunch<TTile>(groupSize);
 
-    /// <summary>What the library launches on <paramref name="device"/>.</summary>
-    public static RetentionLaunch For(RetNetDevice device) =>
-        device.RunsOnHost ? Host
-        : device.IsCpuSimulator ? BarrierFree
-        : new AutoTiledLaunch(TiledGroupSize(device.MaxGroupSize));
+    static RetentionLaunch ITiledOperator<RetentionLaunch>.Tiled(bool narrow, int groupSize) =>
+        narrow ? Tiled<RetentionTile16>(groupSize) : Tiled<RetentionTile32x64>(groupSize);
 
-    /// <summary>Threads per group of the tiled kernels on a device whose groups hold at most
-    /// <paramref name="maxGroupSize"/>.</summary>
-    public static int TiledGroupSize(int maxGroupSize) => Math.Min(DefaultGroupSize, maxGroupSize);
+    static RetentionLaunch ITiledOperator<RetentionLaunch>.AutoTiled(int groupSize) => new AutoTiledLaunch(groupSize);
 
-    /// <summary>
-    /// Every configuration the library can launch on <paramref name="device"/>: the barrier-free kernels, the tiled
-    /// ones (<see cref="TiledConfigurations"/>), and the host SIMD code when the device runs on the host.
-    /// </summary>
-    public static IReadOnlyList<RetentionLaunch> Configurations(RetNetDevice device)
-    {
-        List<RetentionLaunch> all = [BarrierFree, .. TiledConfigurations(device.MaxGroupSize)];
-        if (device.RunsOnHost)
-            all.Add(Host);
-        return all;
-    }
-
-    /// <summary>
-    /// Each tile at the default group size (at most <paramref name="maxGroupSize"/>) and at 7 threads (fewer threads
-    /// than tile elements, not dividing them).
-    /// </summary>
-    public static IReadOnlyList<RetentionLaunch> TiledConfigurations(int maxGroupSize)
-    {
-        var full = TiledGroupSize(maxGroupSize);
-        return
-        [
-            Tiled<RetentionTile16>(full), Tiled<RetentionTile16>(7),
-            Tiled<RetentionTile32x64>(full), Tiled<RetentionTile32x64>(7),
-        ];
-    }
-
-    /// <summary>A short description, for test names and messages.</summary>
-    public abstract string Name { get; }
+    static RetentionLaunch ITiledOperator<RetentionLaunch>.OnHost(HostSimd simd) => new HostRetentionLaunch(simd);
 
     /// <summary>Queues the decayed causal product on the device's stream.</summary>
     public abstract void Causal(in CausalOperands operands);
@@ -98,19 +65,35 @@ internal abstract partial class RetentionLaunch
     /// </summary>
     public virtual void Recurrent(in RecurrentOperands o)
     {
-        var device = o.Q.Device;
         var problem = Problem(o);
-        var kernel = device.Kernel(RetentionKernels.RecurrentScan, accelerator =>
-            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<float>, ArrayView<float>, ArrayView<float>, RecurrentProblem, Spread>(
-                RetentionKernels.RecurrentScan));
-        var spread = Kernels.Launch.Spread(device, o.Q.Dim(0) * problem.Heads * problem.ValueDim);
-        kernel(device.Stream, spread.Threads, o.Q.View, o.K.View, o.V.View, o.Decay.View, o.State.View,
-            o.Output.View, problem, spread);
+        LaunchItems(RetentionKernels.RecurrentScan, o.Q.Device, o.Q.Dim(0) * problem.Heads * problem.ValueDim,
+            o.Q.View, o.K.View, o.V.View, o.Decay.View, o.State.View, o.Output.View, problem);
     }
 
-    /// <inheritdoc/>
-    public override string ToString() => Name;
+    /// <summary>Queues a barrier-free retention kernel (six views and its problem) over <paramref name="items"/>
+    /// items, spread over threads by <see cref="Kernels.Launch.Spread"/>.</summary>
+    private static void LaunchItems<TProblem>(
+        Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, TProblem, Spread> kernel, RetNetDevice device, int items, ArrayView<float> a,
+        ArrayView<float> b, ArrayView<float> c, ArrayView<float> d, ArrayView<float> e, ArrayView<float> f,
+        TProblem problem) where TProblem : struct
+    {
+        var launcher = device.Kernel(kernel, accelerator => accelerator.LoadAutoGroupedKernel(kernel));
+        var spread = Kernels.Launch.Spread(device, items);
+        launcher(device.Stream, spread.Threads, a, b, c, d, e, f, problem, spread);
+    }
+
+    /// <summary>Queues a tiled retention kernel (six views and its problem) on <paramref name="grid"/> groups of
+    /// <paramref name="groupSize"/> threads.</summary>
+    private static void LaunchTiles<TProblem>(
+        Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, TProblem> kernel, RetNetDevice device, Index3D grid, int groupSize, ArrayView<float> a,
+        ArrayView<float> b, ArrayView<float> c, ArrayView<float> d, ArrayView<float> e, ArrayView<float> f,
+        TProblem problem) where TProblem : struct
+    {
+        var launcher = device.Kernel(kernel, accelerator => accelerator.LoadKernel(kernel));
+        launcher(device.Stream, new KernelConfig(grid, new Index3D(groupSize, 1, 1)), a, b, c, d, e, f, problem);
+    }
 
     protected static CausalProblem Problem(in CausalOperands o, out int chunkCount)
     {
@@ -171,29 +154,18 @@ internal abstract partial class RetentionLaunch
 
         public override void Causal(in CausalOperands o)
         {
-            var device = o.Rows.Device;
             var problem = Problem(o, out _);
-            var kernel = device.Kernel(RetentionKernels.CausalRows, accelerator =>
-                accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, ArrayView<float>, CausalProblem, Spread>(
-                    RetentionKernels.CausalRows));
-            var spread = Kernels.Launch.Spread(device, o.Rows.Dim(0) * problem.SeqLen * problem.Heads);
-            kernel(device.Stream, spread.Threads, o.Rows.View, o.Keys.View, o.Values.View,
-                ViewOrPlaceholder(o.State, o.Decay), o.Decay.View, o.Output.View, problem, spread);
+            LaunchItems(RetentionKernels.CausalRows, o.Rows.Device, o.Rows.Dim(0) * problem.SeqLen * problem.Heads,
+                o.Rows.View, o.Keys.View, o.Values.View, ViewOrPlaceholder(o.State, o.Decay), o.Decay.View,
+                o.Output.View, problem);
         }
 
         public override void States(in StateOperands o)
         {
-            var device = o.X.Device;
             var problem = Problem(o);
-            var kernel = device.Kernel(RetentionKernels.StatesColumns, accelerator =>
-                accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, ArrayView<float>, StateProblem, Spread>(
-                    RetentionKernels.StatesColumns));
-            var spread = Kernels.Launch.Spread(device, o.X.Dim(0) * problem.Heads * problem.ColDim);
-            kernel(device.Stream, spread.Threads, o.X.View, o.Y.View, ViewOrPlaceholder(o.Initial, o.Decay),
-                o.Decay.View, ViewOrPlaceholder(o.ChunkStates, o.Decay), ViewOrPlaceholder(o.Final, o.Decay), problem,
-                spread);
+            LaunchItems(RetentionKernels.StatesColumns, o.X.Device, o.X.Dim(0) * problem.Heads * problem.ColDim,
+                o.X.View, o.Y.View, ViewOrPlaceholder(o.Initial, o.Decay), o.Decay.View,
+                ViewOrPlaceholder(o.ChunkStates, o.Decay), ViewOrPlaceholder(o.Final, o.Decay), problem);
         }
     }
 
@@ -209,10 +181,7 @@ internal abstract partial class RetentionLaunch
             var tilesPerChunk = (problem.ChunkSize + tile.Rows - 1) / tile.Rows;
             var grid = new Index3D(chunkCount * tilesPerChunk, (problem.OutDim + tile.Columns - 1) / tile.Columns,
                 o.Rows.Dim(0) * problem.Heads);
-            var kernel = device.Kernel(RetentionKernels.CausalTiled<TTile>, accelerator =>
-                accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, CausalProblem>(RetentionKernels.CausalTiled<TTile>));
-            kernel(device.Stream, new KernelConfig(grid, new Index3D(groupSize, 1, 1)), o.Rows.View, o.Keys.View,
+            LaunchTiles(RetentionKernels.CausalTiled<TTile>, device, grid, groupSize, o.Rows.View, o.Keys.View,
                 o.Values.View, ViewOrPlaceholder(o.State, o.Decay), o.Decay.View, o.Output.View, problem);
         }
 
@@ -223,10 +192,7 @@ internal abstract partial class RetentionLaunch
             var problem = Problem(o);
             var grid = new Index3D((problem.RowDim + tile.Depth - 1) / tile.Depth,
                 (problem.ColDim + tile.Columns - 1) / tile.Columns, o.X.Dim(0) * problem.Heads);
-            var kernel = device.Kernel(RetentionKernels.StatesTiled<TTile>, accelerator =>
-                accelerator.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                    ArrayView<float>, ArrayView<float>, StateProblem>(RetentionKernels.StatesTiled<TTile>));
-            kernel(device.Stream, new KernelConfig(grid, new Index3D(groupSize, 1, 1)), o.X.View, o.Y.View,
+            LaunchTiles(RetentionKernels.StatesTiled<TTile>, device, grid, groupSize, o.X.View, o.Y.View,
                 ViewOrPlaceholder(o.Initial, o.Decay), o.Decay.View, ViewOrPlaceholder(o.ChunkStates, o.Decay),
                 ViewOrPlaceholder(o.Final, o.Decay), problem);
         }
@@ -246,4 +212,12 @@ internal abstract partial class RetentionLaunch
         public override void States(in StateOperands o) =>
             (o.Y.Dim(3) <= default(RetentionTile16).Columns ? narrow : wide).States(o);
     }
+}
+
+/// <summary>The kernel report's rule for the tiled retention kernels: <see cref="TiledOperatorLaunch{TSelf}.TiledGroupSize"/>.</summary>
+internal sealed class RetentionTiledGeometry : IKernelGeometryRule
+{
+    /// <inheritdoc/>
+    public KernelGeometry For(MethodInfo kernel, LaunchLimits limits) =>
+        new(RetentionLaunch.TiledGroupSize(limits.MaxGroupSize), 0, "RetentionLaunch.TiledGroupSize");
 }

@@ -1,3 +1,6 @@
+using RetNet.Ilgpu.Kernels;
+using static RetNet.Ilgpu.Kernels.ReferenceHeads;
+
 namespace RetNet.Ilgpu.Retention;
 
 /// <summary>Output [B, T, H, Dv] and final state [B, H, Dk, Dv] of a reference forward pass, in double precision.</summary>
@@ -195,41 +198,17 @@ public static class RetentionReference
         return new RetentionReferenceGradients(dq, dk, dv, g);
     }
 
-    private static double Dot(double[] a, int aStart, double[] b, int bStart, int length)
-    {
-        var sum = 0.0;
-        for (var i = 0; i < length; i++)
-            sum += a[aStart + i] * b[bStart + i];
-        return sum;
-    }
-
-    private static void Axpy(double alpha, double[] x, int xStart, double[] y, int yStart, int length)
-    {
-        for (var i = 0; i < length; i++)
-            y[yStart + i] += alpha * x[xStart + i];
-    }
-
-    private static double[] Values(IReadOnlyList<float>? values, int length, string argument)
-    {
-        if (values is null)
-            return new double[length];
-        if (values.Count != length)
-            throw new ArgumentException(
-                $"Argument '{argument}' has {values.Count} elements; expected {length}.", argument);
-        var result = new double[length];
-        for (var i = 0; i < length; i++)
-            result[i] = values[i];
-        return result;
-    }
-
     /// <summary>The inputs in double and the row-major index arithmetic of the layout.</summary>
-    private sealed class Problem
+    private sealed class Problem(RetentionShape shape, DecaySchedule decay, IReadOnlyList<float> q,
+        IReadOnlyList<float> k, IReadOnlyList<float> v, IReadOnlyList<float>? initialState)
+        : ReferenceHeads(Checked(shape, decay).Batch, shape.SeqLen, shape.Heads, shape.KeyDim, shape.ValueDim, q, k, v)
     {
-        private readonly RetentionShape shape;
-        private readonly DecaySchedule decay;
+        private readonly RetentionShape shape = shape;
+        private readonly DecaySchedule decay = decay;
 
-        public Problem(RetentionShape shape, DecaySchedule decay, IReadOnlyList<float> q, IReadOnlyList<float> k,
-            IReadOnlyList<float> v, IReadOnlyList<float>? initialState)
+        public double[] S0 { get; } = Values(initialState, shape.StateLength, nameof(initialState));
+
+        private static RetentionShape Checked(RetentionShape shape, DecaySchedule decay)
         {
             ArgumentNullException.ThrowIfNull(decay);
             if (shape.Batch < 1 || shape.SeqLen < 1 || shape.Heads < 1 || shape.KeyDim < 1 || shape.ValueDim < 1)
@@ -237,22 +216,8 @@ public static class RetentionReference
             if (decay.Heads != shape.Heads)
                 throw new ArgumentException(
                     $"Argument 'decay' has {decay.Heads} heads; expected H = {shape.Heads}.", nameof(decay));
-            this.shape = shape;
-            this.decay = decay;
-            Q = Values(q ?? throw new ArgumentNullException(nameof(q)), shape.QueryLength, nameof(q));
-            K = Values(k ?? throw new ArgumentNullException(nameof(k)), shape.QueryLength, nameof(k));
-            V = Values(v ?? throw new ArgumentNullException(nameof(v)), shape.ValueLength, nameof(v));
-            S0 = Values(initialState, shape.StateLength, nameof(initialState));
+            return shape;
         }
-
-        public double[] Q { get; }
-        public double[] K { get; }
-        public double[] V { get; }
-        public double[] S0 { get; }
-
-        public int KeyIndex(int b, int t, int h) => ((b * shape.SeqLen + t) * shape.Heads + h) * shape.KeyDim;
-
-        public int ValueIndex(int b, int t, int h) => ((b * shape.SeqLen + t) * shape.Heads + h) * shape.ValueDim;
 
         public int StateIndex(int b, int h, int i, int e) =>
             ((b * shape.Heads + h) * shape.KeyDim + i) * shape.ValueDim + e;

@@ -49,19 +49,8 @@ internal static class RetentionChecks
         ArgumentNullException.ThrowIfNull(k);
         ArgumentNullException.ThrowIfNull(v);
         ArgumentNullException.ThrowIfNull(decay);
-        ShapeCheck.SameDevice(q.Device, nameof(k), k);
-        ShapeCheck.SameDevice(q.Device, nameof(v), v);
-        ShapeCheck.Rank(q, nameof(q), 4);
-        if (q.Length == 0)
-            throw new ArgumentException(
-                $"Argument 'q' has shape {ShapeCheck.Format(q.Shape)}; expected [B, T, H, Dk] with every size ≥ 1.",
-                nameof(q));
-        ShapeCheck.Expect(k, nameof(k), q.ShapeArray);
-        ShapeCheck.Expect(v, nameof(v), q.Dim(0), q.Dim(1), q.Dim(2), ShapeCheck.Any);
-        if (v.Dim(3) == 0)
-            throw new ArgumentException(
-                $"Argument 'v' has shape {ShapeCheck.Format(v.Shape)}; expected [B, T, H, Dv] with Dv ≥ 1.", nameof(v));
-        var shape = new RetentionShape(q.Dim(0), q.Dim(1), q.Dim(2), q.Dim(3), v.Dim(3));
+        var (batch, seqLen, heads, keyDim, valueDim) = ShapeCheck.HeadOperands(q, k, v, allowEmptySequence: false);
+        var shape = new RetentionShape(batch, seqLen, heads, keyDim, valueDim);
         if (decay.Heads != shape.Heads)
             throw new ArgumentException(
                 $"Argument 'decay' has {decay.Heads} heads; expected H = {shape.Heads} from q {ShapeCheck.Format(q.Shape)}.",
@@ -74,15 +63,7 @@ internal static class RetentionChecks
     {
         if (tensor is null)
             return;
-        Required(tensor, argument, input, expected);
-    }
-
-    /// <summary>Requires a tensor of the given shape on the device of <paramref name="input"/>.</summary>
-    public static void Required(Tensor? tensor, string argument, Tensor input, int[] expected)
-    {
-        ArgumentNullException.ThrowIfNull(tensor, argument);
-        ShapeCheck.SameDevice(input.Device, argument, tensor);
-        ShapeCheck.Expect(tensor, argument, expected);
+        ShapeCheck.Required(tensor, argument, input, expected);
     }
 
     /// <summary>Requires C ≥ 1.</summary>
@@ -94,35 +75,16 @@ internal static class RetentionChecks
     }
 
     /// <summary>
-    /// Requires every output to share no storage with any input or with another output: each kernel reads its inputs
-    /// while writing its outputs.
-    /// </summary>
-    public static void NoAliasing(
-        IEnumerable<(Tensor? Tensor, string Name)> outputs, IEnumerable<(Tensor? Tensor, string Name)> inputs)
-    {
-        var outs = outputs.Where(o => o.Tensor is not null).ToList();
-        var ins = inputs.Where(i => i.Tensor is not null).ToList();
-        for (var i = 0; i < outs.Count; i++)
-        {
-            foreach (var input in ins)
-                ShapeCheck.Distinct(outs[i].Tensor!, outs[i].Name, input.Tensor!, input.Name);
-            for (var j = 0; j < i; j++)
-                ShapeCheck.Distinct(outs[i].Tensor!, outs[i].Name, outs[j].Tensor!, outs[j].Name);
-        }
-    }
-
-    /// <summary>The checks of the parallel and chunkwise backward passes, after <see cref="Inputs"/>.</summary>
-    /// <summary>
     /// The outputs of a whole-sequence forward (parallel or chunkwise): o [B, T, H, Dv], optional S_0 and S_T
     /// [B, H, Dk, Dv]; outputs distinct from the inputs, except that S_T may be S_0 itself (updated in place).
     /// </summary>
     public static void ForwardOutputs(RetentionShape shape, Tensor q, Tensor k, Tensor v, Tensor output,
         Tensor? initialState, Tensor? finalState)
     {
-        Required(output, nameof(output), q, shape.ValueShape);
+        ShapeCheck.Required(output, nameof(output), q, shape.ValueShape);
         Optional(initialState, nameof(initialState), q, shape.StateShape);
         Optional(finalState, nameof(finalState), q, shape.StateShape);
-        NoAliasing([(output, nameof(output)), (finalState, nameof(finalState))],
+        ShapeCheck.NoAliasing([(output, nameof(output)), (finalState, nameof(finalState))],
             [(q, nameof(q)), (k, nameof(k)), (v, nameof(v))]);
         if (initialState is not null)
         {
@@ -132,17 +94,18 @@ internal static class RetentionChecks
         }
     }
 
+    /// <summary>The checks of the parallel and chunkwise backward passes, after <see cref="Inputs"/>.</summary>
     public static void Backward(RetentionShape shape, Tensor q, Tensor k, Tensor v, Tensor? initialState,
         Tensor? dOutput, Tensor? dFinalState, Tensor dq, Tensor dk, Tensor dv, Tensor? dInitialState)
     {
         Optional(initialState, nameof(initialState), q, shape.StateShape);
         Optional(dOutput, nameof(dOutput), q, shape.ValueShape);
         Optional(dFinalState, nameof(dFinalState), q, shape.StateShape);
-        Required(dq, nameof(dq), q, shape.QueryShape);
-        Required(dk, nameof(dk), q, shape.QueryShape);
-        Required(dv, nameof(dv), q, shape.ValueShape);
+        ShapeCheck.Required(dq, nameof(dq), q, shape.QueryShape);
+        ShapeCheck.Required(dk, nameof(dk), q, shape.QueryShape);
+        ShapeCheck.Required(dv, nameof(dv), q, shape.ValueShape);
         Optional(dInitialState, nameof(dInitialState), q, shape.StateShape);
-        NoAliasing(
+        ShapeCheck.NoAliasing(
             [(dq, nameof(dq)), (dk, nameof(dk)), (dv, nameof(dv)), (dInitialState, nameof(dInitialState))],
             [(q, nameof(q)), (k, nameof(k)), (v, nameof(v)), (initialState, nameof(initialState)),
              (dOutput, nameof(dOutput))]);

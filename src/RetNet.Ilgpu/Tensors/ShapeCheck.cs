@@ -162,4 +162,60 @@ public static class ShapeCheck
             throw new ArgumentException($"Argument '{argument}' is {dtype}; expected Float16 or BFloat16 for raw 16-bit data.",
                 argument);
     }
+
+    /// <summary>
+    /// Checks the per-head operands of a retention or attention call: q, k [B, T, H, Dk] and v [B, T, H, Dv] on one
+    /// device, with B, H, Dk, Dv ≥ 1 and T ≥ 1 (T ≥ 0 when <paramref name="allowEmptySequence"/>).
+    /// </summary>
+    /// <returns>(B, T, H, Dk, Dv).</returns>
+    /// <exception cref="ArgumentException">A shape or a device is wrong; names the argument.</exception>
+    internal static (int Batch, int SeqLen, int Heads, int KeyDim, int ValueDim) HeadOperands(Tensor q, Tensor k,
+        Tensor v, bool allowEmptySequence)
+    {
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(k);
+        ArgumentNullException.ThrowIfNull(v);
+        SameDevice(q.Device, nameof(k), k);
+        SameDevice(q.Device, nameof(v), v);
+        Rank(q, nameof(q), 4);
+        if (q.Dim(0) == 0 || q.Dim(2) == 0 || q.Dim(3) == 0 || (q.Dim(1) == 0 && !allowEmptySequence))
+            throw new ArgumentException(
+                $"Argument 'q' has shape {Format(q.Shape)}; expected [B, T, H, Dk] with " +
+                $"{(allowEmptySequence ? "B, H, Dk" : "every size")} ≥ 1.", nameof(q));
+        Expect(k, nameof(k), q.ShapeArray);
+        Expect(v, nameof(v), q.Dim(0), q.Dim(1), q.Dim(2), Any);
+        if (v.Dim(3) == 0)
+            throw new ArgumentException(
+                $"Argument 'v' has shape {Format(v.Shape)}; expected [B, T, H, Dv] with Dv ≥ 1.", nameof(v));
+        return (q.Dim(0), q.Dim(1), q.Dim(2), q.Dim(3), v.Dim(3));
+    }
+
+    /// <summary>Requires a tensor of the given shape on the device of <paramref name="input"/>.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="tensor"/> is null.</exception>
+    /// <exception cref="ArgumentException">It lives on another device or has another shape.</exception>
+    internal static void Required(Tensor? tensor, string argument, Tensor input, int[] expected)
+    {
+        ArgumentNullException.ThrowIfNull(tensor, argument);
+        SameDevice(input.Device, argument, tensor);
+        Expect(tensor, argument, expected);
+    }
+
+    /// <summary>
+    /// Requires every output to share no storage with any input or with another output (absent ones are skipped):
+    /// each kernel reads its inputs while writing its outputs.
+    /// </summary>
+    /// <exception cref="ArgumentException">Two tensors overlap; names the output.</exception>
+    internal static void NoAliasing(
+        IEnumerable<(Tensor? Tensor, string Name)> outputs, IEnumerable<(Tensor? Tensor, string Name)> inputs)
+    {
+        var outs = outputs.Where(o => o.Tensor is not null).ToList();
+        var ins = inputs.Where(i => i.Tensor is not null).ToList();
+        for (var i = 0; i < outs.Count; i++)
+        {
+            foreach (var input in ins)
+                Distinct(outs[i].Tensor!, outs[i].Name, input.Tensor!, input.Name);
+            for (var j = 0; j < i; j++)
+                Distinct(outs[i].Tensor!, outs[i].Name, outs[j].Tensor!, outs[j].Name);
+        }
+    }
 }

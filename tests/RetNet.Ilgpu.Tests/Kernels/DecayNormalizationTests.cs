@@ -1,4 +1,3 @@
-using RetNet.Ilgpu.Kernels.DecayNormalization;
 using RetNet.Ilgpu.Kernels.Normalization;
 using RetNet.Ilgpu.Retention;
 using RetNet.Ilgpu.Tests.Support;

@@ -338,19 +338,22 @@ public sealed class GemmTests(DeviceFixture fixture, HostCpu hostCpu, ITestOutpu
         Assert.IsType<GemmTile128x128>(GemmTiles.Largest(4096));
         Assert.Throws<NotSupportedException>(() => GemmTiles.Largest(8));
 
-        Assert.IsType<GemmTile128x128>(DevicePolicy.GemmTileFor(DeviceClass.NvidiaGpu, true, 1024));
-        Assert.IsType<GemmTile128x128>(DevicePolicy.GemmTileFor(DeviceClass.AmdGpu, true, 256));
-        Assert.IsType<GemmTile64x64>(DevicePolicy.GemmTileFor(DeviceClass.IntelGpu, true, 512));
-        Assert.IsType<GemmTile32x32>(DevicePolicy.GemmTileFor(DeviceClass.CpuAccelerator, false, 16));
-        Assert.IsType<GemmTile128x128>(DevicePolicy.GemmTileFor(DeviceClass.OtherOpenCL, true, 1024));
-        Assert.IsType<GemmTile64x64>(DevicePolicy.GemmTileFor(DeviceClass.OtherOpenCL, false, 4096));
+        Assert.IsType<GemmTile128x128>(TileFor(DeviceClass.NvidiaGpu, true, 1024));
+        Assert.IsType<GemmTile128x128>(TileFor(DeviceClass.AmdGpu, true, 256));
+        Assert.IsType<GemmTile64x64>(TileFor(DeviceClass.IntelGpu, true, 512));
+        Assert.IsType<GemmTile32x32>(TileFor(DeviceClass.CpuAccelerator, false, 16));
+        Assert.IsType<GemmTile128x128>(TileFor(DeviceClass.OtherOpenCL, true, 1024));
+        Assert.IsType<GemmTile64x64>(TileFor(DeviceClass.OtherOpenCL, false, 4096));
         // A device whose groups stop below the class's tile gets the largest tile that fits.
-        Assert.IsType<GemmTile128x64>(DevicePolicy.GemmTileFor(DeviceClass.NvidiaGpu, true, 128));
-        Assert.IsType<GemmTile32x32>(DevicePolicy.GemmTileFor(DeviceClass.IntelGpu, true, 32));
+        Assert.IsType<GemmTile128x64>(TileFor(DeviceClass.NvidiaGpu, true, 128));
+        Assert.IsType<GemmTile32x32>(TileFor(DeviceClass.IntelGpu, true, 32));
 
-        var tile = device.Policy.GemmTile;
+        var tile = GemmTiles.Largest(device.Policy.GemmGroupSize);
         output.WriteLine($"{device} (max group {device.MaxGroupSize}): tiled GEMM uses {GemmTiles.Describe(tile)}");
         Assert.True(GemmTiles.Threads(tile) <= device.MaxGroupSize);
+
+        static IGemmTile TileFor(DeviceClass deviceClass, bool isGpu, int maxGroupSize) =>
+            GemmTiles.Largest(DevicePolicy.GemmGroupSizeFor(deviceClass, isGpu, maxGroupSize));
     }
 
     [Fact]

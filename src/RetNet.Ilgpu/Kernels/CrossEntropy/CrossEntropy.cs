@@ -1,3 +1,4 @@
+using System.Reflection;
 using ILGPU;
 using ILGPU.Runtime;
 using RetNet.Ilgpu.Devices;
@@ -159,7 +160,7 @@ internal enum CrossEntropyForm
 /// <summary>A kernel form and, for the group forms, their power-of-two group size.</summary>
 /// <param name="Form">The kernel form.</param>
 /// <param name="GroupSize">Threads per row group (ignored by <see cref="CrossEntropyForm.RowPerThread"/>).</param>
-internal readonly record struct CrossEntropyLaunch(CrossEntropyForm Form, int GroupSize)
+internal readonly record struct CrossEntropyLaunch(CrossEntropyForm Form, int GroupSize) : IKernelGeometryRule
 {
     /// <summary>Row per thread on the CPU accelerator; otherwise the device policy's reduction with its group for
     /// long rows, 256 threads on GPUs (a vocabulary of 50k classes gives each thread ~200 coalesced elements, and N
@@ -188,10 +189,15 @@ internal readonly record struct CrossEntropyLaunch(CrossEntropyForm Form, int Gr
     {
         if (Form == CrossEntropyForm.RowPerThread)
             return;
-        if (GroupSize < 1 || GroupSize > device.MaxGroupSize || (GroupSize & (GroupSize - 1)) != 0)
-            throw new ArgumentOutOfRangeException(nameof(GroupSize), GroupSize,
-                $"Expected a power of two in [1, {device.MaxGroupSize}].");
-        if (Form == CrossEntropyForm.RowPerSubGroups)
-            SubGroupLaunch.Validate(device, GroupSize, nameof(GroupSize));
+        SubGroupLaunch.ValidateGroup(device, GroupSize, Form == CrossEntropyForm.RowPerSubGroups, nameof(GroupSize));
+    }
+
+    /// <summary>The kernel report's rule for the group-per-row kernels: <see cref="For(LaunchLimits, GroupReduction)"/>
+    /// with the kernel's reduction.</summary>
+    KernelGeometry IKernelGeometryRule.For(MethodInfo kernel, LaunchLimits limits)
+    {
+        var reduction = KernelGeometry.ReductionOf(kernel, nameof(CrossEntropyKernels.RowPerSubGroups));
+        var launch = For(limits, reduction);
+        return KernelGeometry.Of(launch.GroupSize, launch.SharedMemory, "CrossEntropyLaunch.For", limits, reduction);
     }
 }

@@ -19,7 +19,7 @@ internal static class CrossEntropyKernels
     /// in a shared-memory tree (<see cref="TreeSoftmaxCombine"/>). The group size must be a power of two; dynamic
     /// shared memory holds 2 floats per thread.
     /// </summary>
-    [Kernel(KernelGrouping.Explicit)]
+    [Kernel(KernelGrouping.Explicit, Geometry = typeof(CrossEntropyLaunch))]
     public static void RowPerGroup(ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> dLogits,
         ArrayView<float> losses, int classes, int ignoreIndex, float gradientScale) =>
         Row<TreeSoftmaxCombine>(logits, targets, dLogits, losses, classes, ignoreIndex, gradientScale);
@@ -28,7 +28,7 @@ internal static class CrossEntropyKernels
     /// <see cref="RowPerGroup"/> with the pairs combined in two levels by sub-group built-ins
     /// (<see cref="SubGroupSoftmaxCombine"/>); dynamic shared memory holds 2 floats per thread.
     /// </summary>
-    [Kernel(KernelGrouping.Explicit)]
+    [Kernel(KernelGrouping.Explicit, Geometry = typeof(CrossEntropyLaunch))]
     public static void RowPerSubGroups(ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> dLogits,
         ArrayView<float> losses, int classes, int ignoreIndex, float gradientScale) =>
         Row<SubGroupSoftmaxCombine>(logits, targets, dLogits, losses, classes, ignoreIndex, gradientScale);

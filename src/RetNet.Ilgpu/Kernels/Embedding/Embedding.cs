@@ -21,12 +21,7 @@ public static class Embedding
     /// <paramref name="table"/>, or an id is outside [0, V) (the message names the id, its position and V).</exception>
     public static void Forward(Tensor table, IndexTensor ids, Tensor output)
     {
-        ArgumentNullException.ThrowIfNull(table);
-        ArgumentNullException.ThrowIfNull(ids);
-        ArgumentNullException.ThrowIfNull(output);
-        var device = table.Device;
-        CheckShapes(table, nameof(table), ids, output, nameof(output));
-        ShapeCheck.Distinct(output, nameof(output), table, nameof(table));
+        var device = CheckShapes(table, nameof(table), ids, output, nameof(output), rowsWritten: true);
         ReadValidIds(ids, table.Dim(0));
         if (output.Length == 0)
             return;
@@ -49,12 +44,7 @@ public static class Embedding
     /// <paramref name="dOutput"/>, or an id is outside [0, V).</exception>
     public static void Backward(IndexTensor ids, Tensor dOutput, Tensor dTable)
     {
-        ArgumentNullException.ThrowIfNull(ids);
-        ArgumentNullException.ThrowIfNull(dOutput);
-        ArgumentNullException.ThrowIfNull(dTable);
-        var device = dTable.Device;
-        CheckShapes(dTable, nameof(dTable), ids, dOutput, nameof(dOutput));
-        ShapeCheck.Distinct(dTable, nameof(dTable), dOutput, nameof(dOutput));
+        var device = CheckShapes(dTable, nameof(dTable), ids, dOutput, nameof(dOutput), rowsWritten: false);
         var vocabulary = dTable.Dim(0);
         var width = dTable.Dim(1);
         var host = ReadValidIds(ids, vocabulary);
@@ -104,12 +94,23 @@ public static class Embedding
         return (uniqueIds, offsets, positions);
     }
 
-    private static void CheckShapes(Tensor table, string tableName, IndexTensor ids, Tensor rows, string rowsName)
+    /// <summary>Checks a table (or its gradient) [V, D], ids [...] and rows [..., D] on one device, the written one of
+    /// rows and table distinct from the other; returns the device.</summary>
+    private static RetNetDevice CheckShapes(Tensor table, string tableName, IndexTensor ids, Tensor rows,
+        string rowsName, bool rowsWritten)
     {
+        ArgumentNullException.ThrowIfNull(table, tableName);
+        ArgumentNullException.ThrowIfNull(ids);
+        ArgumentNullException.ThrowIfNull(rows, rowsName);
         ShapeCheck.SameDevice(table.Device, rowsName, rows);
         ShapeCheck.SameDevice(table.Device, nameof(ids), ids);
         ShapeCheck.Expect(table, tableName, ShapeCheck.Any, ShapeCheck.Any);
         ShapeCheck.Expect(rows, rowsName, [.. ids.Shape, table.Dim(1)]);
+        if (rowsWritten)
+            ShapeCheck.Distinct(rows, rowsName, table, tableName);
+        else
+            ShapeCheck.Distinct(table, tableName, rows, rowsName);
+        return table.Device;
     }
 
     private static int[] ReadValidIds(IndexTensor ids, int vocabulary)

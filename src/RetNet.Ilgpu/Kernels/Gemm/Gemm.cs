@@ -1,3 +1,4 @@
+using System.Reflection;
 using ILGPU;
 using ILGPU.Runtime;
 using RetNet.Ilgpu.Devices;
@@ -33,64 +34,23 @@ public static class Gemm
         float alpha = 1f, float beta = 0f, GemmVariant variant = GemmVariant.Auto)
     {
         var shape = Validate(a, b, c, transposeA, transposeB, alpha, beta);
-        if (!Enum.IsDefined(variant))
-            throw new ArgumentOutOfRangeException(nameof(variant), variant, "Expected Auto, Tiled, Simple or HostSimd.");
-        var device = a.Device;
-        var resolved = Resolve(device, variant);
-        if (resolved == GemmVariant.HostSimd)
+        var launch = variant switch
         {
-            RunHost(device, shape, a, b, c, alpha, beta, HostGemmPath.Auto, Environment.ProcessorCount);
-            return;
-        }
-        var args = new GemmArguments(shape, alpha, beta);
-        if (resolved == GemmVariant.Simple)
-        {
-            if (c.Length > 0)
-                LaunchSimple(device, a, b, c, args);
-            return;
-        }
-        if (c.Length == 0)
-            return;
-        if (variant == GemmVariant.Auto && device.Policy.UsesSmallRowGemm && SmallRows(shape) is { } rows)
-        {
-            LaunchSmallRows(device, rows, a, b, c, alpha, beta, SmallRowsLaunch.For(device, shape.K));
-            return;
-        }
-        var tile = device.Policy.GemmTile;
-        switch (tile)
-        {
-            case GemmTile128x128:
-                LaunchTiled<GemmTile128x128>(device, shape, a, b, c, args);
-                break;
-            case GemmTile128x64:
-                LaunchTiled<GemmTile128x64>(device, shape, a, b, c, args);
-                break;
-            case GemmTile64x64:
-                LaunchTiled<GemmTile64x64>(device, shape, a, b, c, args);
-                break;
-            case GemmTile32x32:
-                LaunchTiled<GemmTile32x32>(device, shape, a, b, c, args);
-                break;
-            default:
-                throw new InvalidOperationException($"No launcher for GEMM tile {tile.GetType().Name}.");
-        }
+            GemmVariant.Auto => a.Device.Backend<GemmLaunch>(),
+            GemmVariant.Tiled => GemmLaunch.Tiled,
+            GemmVariant.Simple => GemmLaunch.Simple,
+            GemmVariant.HostSimd => GemmLaunch.Host,
+            _ => throw new ArgumentOutOfRangeException(nameof(variant), variant,
+                "Expected Auto, Tiled, Simple or HostSimd."),
+        };
+        launch.Run(new GemmOperands(a, b, c, shape, alpha, beta));
     }
 
     /// <summary><see cref="Run"/> with the tiled kernel at a given tile, so tests reach every tile.</summary>
     /// <exception cref="NotSupportedException">The tile's group is larger than the device allows.</exception>
     internal static void RunTiled<TTile>(Tensor a, Tensor b, Tensor c, bool transposeA = false,
-        bool transposeB = false, float alpha = 1f, float beta = 0f) where TTile : struct, IGemmTile
-    {
-        var shape = Validate(a, b, c, transposeA, transposeB, alpha, beta);
-        var device = a.Device;
-        var threads = GemmTiles.Threads(default(TTile));
-        if (threads > device.MaxGroupSize)
-            throw new NotSupportedException(
-                $"GEMM tile {GemmTiles.Describe(default(TTile))} needs {threads} threads per group; {device} allows " +
-                $"{device.MaxGroupSize}.");
-        if (c.Length > 0)
-            LaunchTiled<TTile>(device, shape, a, b, c, new GemmArguments(shape, alpha, beta));
-    }
+        bool transposeB = false, float alpha = 1f, float beta = 0f) where TTile : struct, IGemmTile =>
+        RunWith(a, b, c, transposeA, transposeB, alpha, beta, GemmLaunch.TiledWith<TTile>());
 
     /// <summary>
     /// <see cref="Run"/> with the small-row kernel at a given launch, so tests reach every reduction and group size.
@@ -99,18 +59,24 @@ public static class Gemm
     /// per batch entry or more than <see cref="SmallRowsLaunch.MaxBatch"/> entries.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="launch"/> cannot run on the device.</exception>
     internal static void RunSmallRows(Tensor a, Tensor b, Tensor c, SmallRowsLaunch launch, bool transposeA = false,
-        bool transposeB = false, float alpha = 1f, float beta = 0f)
-    {
-        var shape = Validate(a, b, c, transposeA, transposeB, alpha, beta);
-        launch.Validate(a.Device);
-        var rows = Fold(shape);
-        if (rows.M > GemmKernels.MaxSmallRows || rows.Batch > SmallRowsLaunch.MaxBatch)
-            throw new NotSupportedException(
-                $"The small-row GEMM computes at most {GemmKernels.MaxSmallRows} rows per batch entry and " +
-                $"{SmallRowsLaunch.MaxBatch} entries; the product has {shape.M} rows and {shape.Batch} entries.");
-        if (c.Length > 0)
-            LaunchSmallRows(a.Device, rows, a, b, c, alpha, beta, launch);
-    }
+        bool transposeB = false, float alpha = 1f, float beta = 0f) =>
+        RunWith(a, b, c, transposeA, transposeB, alpha, beta, GemmLaunch.SmallRowsWith(launch));
+
+    /// <summary>
+    /// <see cref="Run"/> with <see cref="GemmVariant.HostSimd"/> on a forced instruction-set path and thread count, so
+    /// tests reach the AVX2 and scalar micro-kernels (and the single-threaded schedule) on any machine; products of at
+    /// most <paramref name="smallRows"/> rows run unpacked (0: every product packed).
+    /// </summary>
+    /// <exception cref="NotSupportedException">The device is not ILGPU's CPU accelerator.</exception>
+    internal static void RunHostSimd(Tensor a, Tensor b, Tensor c, HostGemmPath path, int threads,
+        bool transposeA = false, bool transposeB = false, float alpha = 1f, float beta = 0f,
+        int smallRows = HostGemm.SmallRows) =>
+        RunWith(a, b, c, transposeA, transposeB, alpha, beta, GemmLaunch.HostWith(new HostSimd(path, threads), smallRows));
+
+    /// <summary><see cref="Run"/> with an explicit implementation: checks the arguments, then runs it.</summary>
+    internal static void RunWith(Tensor a, Tensor b, Tensor c, bool transposeA, bool transposeB, float alpha, float beta,
+        GemmLaunch launch) =>
+        launch.Run(new GemmOperands(a, b, c, Validate(a, b, c, transposeA, transposeB, alpha, beta), alpha, beta));
 
     /// <summary>
     /// The shape the small-row kernel computes <paramref name="shape"/> as when <see cref="Run"/> picks it
@@ -131,53 +97,20 @@ public static class Gemm
     /// and in C, so [batch, M, K]·Bᵀ is [batch·M, K]·Bᵀ and each weight is read once rather than once per entry. Kept
     /// only while the folded rows fit the kernel; other shapes are returned as they are.
     /// </summary>
-    private static GemmShape Fold(GemmShape shape) =>
+    internal static GemmShape Fold(GemmShape shape) =>
         shape is { Batch: > 1, BroadcastB: true, BroadcastA: false, TransposeA: false } &&
         (long)shape.Batch * shape.M <= GemmKernels.MaxSmallRows
             ? new GemmShape(1, shape.Batch * shape.M, shape.N, shape.K, TransposeB: shape.TransposeB)
             : shape;
 
-    /// <summary>
-    /// <see cref="Run"/> with <see cref="GemmVariant.HostSimd"/> on a forced instruction-set path and thread count, so
-    /// tests reach the AVX2 and scalar micro-kernels (and the single-threaded schedule) on any machine; products of at
-    /// most <paramref name="smallRows"/> rows run unpacked (0: every product packed).
-    /// </summary>
-    /// <exception cref="NotSupportedException">The device is not ILGPU's CPU accelerator.</exception>
-    internal static void RunHostSimd(Tensor a, Tensor b, Tensor c, HostGemmPath path, int threads,
-        bool transposeA = false, bool transposeB = false, float alpha = 1f, float beta = 0f,
-        int smallRows = HostGemm.SmallRows)
-    {
-        var shape = Validate(a, b, c, transposeA, transposeB, alpha, beta);
-        RunHost(a.Device, shape, a, b, c, alpha, beta, path, threads, smallRows);
-    }
-
     /// <summary>The variant <paramref name="variant"/> stands for on <paramref name="device"/>.</summary>
     /// <exception cref="NotSupportedException"><see cref="GemmVariant.HostSimd"/> on a device other than ILGPU's CPU
     /// accelerator.</exception>
-    internal static GemmVariant Resolve(RetNetDevice device, GemmVariant variant) => variant switch
+    internal static GemmVariant Resolve(RetNetDevice device, GemmVariant variant)
     {
-        GemmVariant.Auto => device.RunsOnHost ? GemmVariant.HostSimd
-            : device.IsCpuSimulator ? GemmVariant.Simple : GemmVariant.Tiled,
-        GemmVariant.HostSimd when !device.IsCpuSimulator => throw HostSimdUnsupported(device),
-        _ => variant,
-    };
-
-    private static NotSupportedException HostSimdUnsupported(RetNetDevice device) =>
-        new($"GemmVariant.HostSimd runs on the host over host memory and needs ILGPU's CPU accelerator; {device} " +
-            "keeps its buffers in device memory. Use Auto, Tiled or Simple.");
-
-    private static unsafe void RunHost(RetNetDevice device, GemmShape shape, Tensor a, Tensor b, Tensor c, float alpha,
-        float beta, HostGemmPath path, int threads, int smallRows = HostGemm.SmallRows)
-    {
-        if (!device.IsCpuSimulator)
-            throw HostSimdUnsupported(device);
-        if (c.Length == 0)
-            return;
-        // The CPU accelerator's buffers are pinned host memory, but kernels queued before this call may still be
-        // writing them: wait, then work on the memory directly. Nothing is queued behind, so no fence is needed after.
-        device.Stream.Synchronize();
-        var pc = (float*)c.View.LoadEffectiveAddressAsPtr();
-        HostGemm.Run(HostOperand.Of(a), HostOperand.Of(b), pc, shape, alpha, beta, path, threads, smallRows);
+        if (variant == GemmVariant.HostSimd)
+            HostSimd.Check(device, "GemmVariant.HostSimd", advice: "Use Auto, Tiled or Simple.");
+        return variant == GemmVariant.Auto ? device.Backend<GemmLaunch>().Variant : variant;
     }
 
     /// <summary>Grid and group of the tiled kernel: one group per output tile, z over (at most 65535 of) the batch.</summary>
@@ -209,42 +142,13 @@ public static class Gemm
         ShapeCheck.Distinct(c, nameof(c), b, nameof(b));
         return shape;
     }
+}
 
-    private static void LaunchSimple(RetNetDevice device, Tensor a, Tensor b, Tensor c, GemmArguments args)
-    {
-        var kernel = device.Kernel(GemmKernels.Simple, accelerator =>
-            accelerator.LoadAutoGroupedKernel<Index1D, FloatSource, FloatSource, ArrayView<float>, GemmArguments>(
-                GemmKernels.Simple));
-        kernel(device.Stream, c.Length, FloatSource.Of(a), FloatSource.Of(b), c.View, args);
-    }
-
-    private static void LaunchSmallRows(RetNetDevice device, GemmShape shape, Tensor a, Tensor b, Tensor c,
-        float alpha, float beta, SmallRowsLaunch launch)
-    {
-        var args = new GemmArguments(shape, alpha, beta);
-        var config = launch.Config(shape.N, shape.Batch);
-        if (launch.Reduction == GroupReduction.SubGroups)
-        {
-            var kernel = device.Kernel(GemmKernels.SmallRows<SubGroupSum>, accelerator =>
-                accelerator.LoadKernel<FloatSource, FloatSource, ArrayView<float>, GemmArguments>(
-                    GemmKernels.SmallRows<SubGroupSum>));
-            kernel(device.Stream, config, FloatSource.Of(a), FloatSource.Of(b), c.View, args);
-        }
-        else
-        {
-            var kernel = device.Kernel(GemmKernels.SmallRows<TreeGroupSum>, accelerator =>
-                accelerator.LoadKernel<FloatSource, FloatSource, ArrayView<float>, GemmArguments>(
-                    GemmKernels.SmallRows<TreeGroupSum>));
-            kernel(device.Stream, config, FloatSource.Of(a), FloatSource.Of(b), c.View, args);
-        }
-    }
-
-    private static void LaunchTiled<TTile>(RetNetDevice device, GemmShape shape, Tensor a, Tensor b, Tensor c,
-        GemmArguments args) where TTile : struct, IGemmTile
-    {
-        var kernel = device.Kernel(GemmKernels.Tiled<TTile>, accelerator =>
-            accelerator.LoadKernel<FloatSource, FloatSource, ArrayView<float>, GemmArguments>(
-                GemmKernels.Tiled<TTile>, LaunchBounds.Of<TTile>()));
-        kernel(device.Stream, TiledConfig(default(TTile), shape), FloatSource.Of(a), FloatSource.Of(b), c.View, args);
-    }
+/// <summary>The kernel report's rule for <see cref="GemmKernels.Tiled{TTile}"/>: <see cref="Gemm.TiledConfig"/>.</summary>
+internal sealed class TiledGemmGeometry : IKernelGeometryRule
+{
+    /// <inheritdoc/>
+    public KernelGeometry For(MethodInfo kernel, LaunchLimits limits) => KernelGeometry.Of(
+        Gemm.TiledConfig((IGemmTile)Activator.CreateInstance(kernel.GetGenericArguments()[0])!, new GemmShape(1, 1, 1, 1)),
+        "Gemm.TiledConfig: one thread per 4×4 block of the tile");
 }

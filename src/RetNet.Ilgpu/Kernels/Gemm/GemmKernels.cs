@@ -92,7 +92,8 @@ internal static class GemmKernels
     /// One batch entry per group rather than a loop over the batch: PoCL 6 gave wrong sums, varying from run to run,
     /// at groups of 4 threads and more when the loop of group sums sat inside a batch loop (measured here).
     /// </summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(TreeGroupSum), typeof(SubGroupSum)])]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(TreeGroupSum), typeof(SubGroupSum)],
+        Geometry = typeof(SmallRowsLaunch))]
     public static void SmallRows<TSum>(FloatSource a, FloatSource b, ArrayView<float> c, GemmArguments args)
         where TSum : struct, IGroupSum
     {
@@ -141,7 +142,8 @@ internal static class GemmKernels
     /// are fetched, so the shared tiles and the arithmetic are fp32.
     /// </summary>
     [Kernel(KernelGrouping.Explicit, Specializations =
-        [typeof(GemmTile128x128), typeof(GemmTile128x64), typeof(GemmTile64x64), typeof(GemmTile32x32)])]
+        [typeof(GemmTile128x128), typeof(GemmTile128x64), typeof(GemmTile64x64), typeof(GemmTile32x32)],
+        Geometry = typeof(TiledGemmGeometry))]
     public static void Tiled<TTile>(FloatSource a, FloatSource b, ArrayView<float> c, GemmArguments args)
         where TTile : struct, IGemmTile
     {

@@ -5,8 +5,8 @@ namespace RetNet.Ilgpu.Kernels.Gemm;
 /// <summary>Which GEMM kernel <see cref="Gemm.Run"/> launches.</summary>
 public enum GemmVariant
 {
-    /// <summary><see cref="HostSimd"/> on ILGPU's CPU accelerator (whose simulated threads cannot use SIMD),
-    /// <see cref="Tiled"/> elsewhere, except that a product of at most 8 rows against B stored [N, K] (a decoding
+    /// <summary><see cref="HostSimd"/> on ILGPU's CPU accelerator in host execution (its simulated threads cannot use
+    /// SIMD), <see cref="Simple"/> on its simulator, <see cref="Tiled"/> elsewhere, except that a product of at most 8 rows against B stored [N, K] (a decoding
     /// step's Linear layer) runs a kernel with one group per column of C that reads each weight once.</summary>
     Auto,
 

@@ -1,3 +1,4 @@
+using System.Reflection;
 using ILGPU;
 using ILGPU.Runtime;
 using RetNet.Ilgpu.Devices;
@@ -57,7 +58,7 @@ internal struct SmallRowSums
 /// </summary>
 /// <param name="Reduction">The group sum: <see cref="TreeGroupSum"/> or <see cref="SubGroupSum"/>.</param>
 /// <param name="GroupSize">Threads per group (a power of two), striding over K together.</param>
-internal readonly record struct SmallRowsLaunch(GroupReduction Reduction, int GroupSize)
+internal readonly record struct SmallRowsLaunch(GroupReduction Reduction, int GroupSize) : IKernelGeometryRule
 {
     /// <summary>The most batch entries one launch takes (grid y; CUDA's limit). Larger batches take the tiled
     /// kernel.</summary>
@@ -92,10 +93,17 @@ internal readonly record struct SmallRowsLaunch(GroupReduction Reduction, int Gr
     {
         if (!Enum.IsDefined(Reduction))
             throw new ArgumentOutOfRangeException(nameof(Reduction), Reduction, "Expected SharedMemoryTree or SubGroups.");
-        if (GroupSize < 1 || (GroupSize & (GroupSize - 1)) != 0 || GroupSize > device.MaxGroupSize)
-            throw new ArgumentOutOfRangeException(nameof(GroupSize), GroupSize,
-                $"Expected a power of two between 1 and the device's group limit {device.MaxGroupSize}.");
-        if (Reduction == GroupReduction.SubGroups)
-            SubGroupLaunch.Validate(device, GroupSize, nameof(GroupSize));
+        SubGroupLaunch.ValidateGroup(device, GroupSize, Reduction == GroupReduction.SubGroups, nameof(GroupSize));
+    }
+
+    /// <summary>The kernel report's rule for <see cref="GemmKernels.SmallRows{TSum}"/>: <see cref="For(LaunchLimits,
+    /// int, GroupReduction)"/> for long rows of B, with the reduction of the kernel's group sum (its type argument).</summary>
+    KernelGeometry IKernelGeometryRule.For(MethodInfo kernel, LaunchLimits limits)
+    {
+        var reduction = kernel.GetGenericArguments()[0] == typeof(SubGroupSum)
+            ? GroupReduction.SubGroups
+            : GroupReduction.SharedMemoryTree;
+        return KernelGeometry.Of(For(limits, int.MaxValue, reduction).Config(1, 1),
+            KernelGeometry.RuleOf("SmallRowsLaunch.For, long rows of B", limits, reduction));
     }
 }

@@ -376,23 +376,12 @@ internal static unsafe class HostGemm
                         for (var j = 0; j < width; j++)
                             edge[j] = c[(nint)i * Ldc + j0 + j];
                     }
-                    switch (Path, inPlace)
-                    {
-                        case (HostGemmPath.Vector512, true):
-                            Small512<TB>(kc, row, Sak, panel, stride, sum, first, last, target, Alpha, Beta);
-                            break;
-                        case (HostGemmPath.Vector512, false):
-                            Small512<Float32Elements>(kc, row, Sak, panel, stride, sum, first, last, target, Alpha,
-                                Beta);
-                            break;
-                        case (_, true):
-                            Small256<TB>(kc, row, Sak, panel, stride, sum, first, last, target, Alpha, Beta);
-                            break;
-                        default:
-                            Small256<Float32Elements>(kc, row, Sak, panel, stride, sum, first, last, target, Alpha,
-                                Beta);
-                            break;
-                    }
+                    if (Path == HostGemmPath.Vector512)
+                        SmallRow<Vector512<float>, Vector512Ops, TB>(kc, row, Sak, panel, stride, inPlace, sum, first,
+                            last, target, Alpha, Beta);
+                    else
+                        SmallRow<Vector256<float>, Vector256Ops, TB>(kc, row, Sak, panel, stride, inPlace, sum, first,
+                            last, target, Alpha, Beta);
                     if (width != NR && last)
                     {
                         for (var j = 0; j < width; j++)
@@ -572,10 +561,10 @@ internal static unsafe class HostGemm
             switch (P.Path)
             {
                 case HostGemmPath.Vector512:
-                    Kernel512(Kc, ap, bp, c, ldc, old, ldo, First, Last, P.Alpha, P.Beta);
+                    Kernel<Vector512<float>, Vector512Ops>(Kc, ap, bp, c, ldc, old, ldo, First, Last, P.Alpha, P.Beta);
                     break;
                 case HostGemmPath.Vector256:
-                    Kernel256(Kc, ap, bp, c, ldc, old, ldo, First, Last, P.Alpha, P.Beta);
+                    Kernel<Vector256<float>, Vector256Ops>(Kc, ap, bp, c, ldc, old, ldo, First, Last, P.Alpha, P.Beta);
                     break;
                 default:
                     KernelScalar(Kc, ap, bp, c, ldc, old, ldo, First, Last, P.Alpha, P.Beta);
@@ -656,145 +645,68 @@ internal static unsafe class HostGemm
     // then stores either the running sum or, after the last K-block, alpha·acc (+ beta·old when beta ≠ 0), the
     // kernels' formula.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel512(int kc, float* a, float* b, float* c, int ldc, float* old, int ldo, bool first,
-        bool last, float alpha, float beta)
+    private static void Kernel<TV, TOps>(int kc, float* a, float* b, float* c, int ldc, float* old, int ldo,
+        bool first, bool last, float alpha, float beta)
+        where TV : struct
+        where TOps : struct, IVectorOps<TV>
     {
-        Vector512<float> c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+        var w = TOps.Count;
+        TV c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
         if (first)
         {
-            c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = Vector512<float>.Zero;
+            c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = TOps.Zero;
         }
         else
         {
-            c00 = Vector512.Load(c); c01 = Vector512.Load(c + 16);
-            c10 = Vector512.Load(c + ldc); c11 = Vector512.Load(c + ldc + 16);
-            c20 = Vector512.Load(c + 2 * ldc); c21 = Vector512.Load(c + 2 * ldc + 16);
-            c30 = Vector512.Load(c + 3 * ldc); c31 = Vector512.Load(c + 3 * ldc + 16);
-            c40 = Vector512.Load(c + 4 * ldc); c41 = Vector512.Load(c + 4 * ldc + 16);
-            c50 = Vector512.Load(c + 5 * ldc); c51 = Vector512.Load(c + 5 * ldc + 16);
+            c00 = TOps.Load(c); c01 = TOps.Load(c + w);
+            c10 = TOps.Load(c + ldc); c11 = TOps.Load(c + ldc + w);
+            c20 = TOps.Load(c + 2 * ldc); c21 = TOps.Load(c + 2 * ldc + w);
+            c30 = TOps.Load(c + 3 * ldc); c31 = TOps.Load(c + 3 * ldc + w);
+            c40 = TOps.Load(c + 4 * ldc); c41 = TOps.Load(c + 4 * ldc + w);
+            c50 = TOps.Load(c + 5 * ldc); c51 = TOps.Load(c + 5 * ldc + w);
         }
         for (var k = 0; k < kc; k++)
         {
-            var b0 = Vector512.Load(b);
-            var b1 = Vector512.Load(b + 16);
-            var a0 = Vector512.Create(a[0]);
-            c00 = Vector512.FusedMultiplyAdd(a0, b0, c00);
-            c01 = Vector512.FusedMultiplyAdd(a0, b1, c01);
-            var a1 = Vector512.Create(a[1]);
-            c10 = Vector512.FusedMultiplyAdd(a1, b0, c10);
-            c11 = Vector512.FusedMultiplyAdd(a1, b1, c11);
-            var a2 = Vector512.Create(a[2]);
-            c20 = Vector512.FusedMultiplyAdd(a2, b0, c20);
-            c21 = Vector512.FusedMultiplyAdd(a2, b1, c21);
-            var a3 = Vector512.Create(a[3]);
-            c30 = Vector512.FusedMultiplyAdd(a3, b0, c30);
-            c31 = Vector512.FusedMultiplyAdd(a3, b1, c31);
-            var a4 = Vector512.Create(a[4]);
-            c40 = Vector512.FusedMultiplyAdd(a4, b0, c40);
-            c41 = Vector512.FusedMultiplyAdd(a4, b1, c41);
-            var a5 = Vector512.Create(a[5]);
-            c50 = Vector512.FusedMultiplyAdd(a5, b0, c50);
-            c51 = Vector512.FusedMultiplyAdd(a5, b1, c51);
+            var b0 = TOps.Load(b);
+            var b1 = TOps.Load(b + w);
+            // One row of the register block a line: a[i] broadcast, times both B vectors, into row i's accumulators.
+            var a0 = TOps.Broadcast(a[0]); c00 = TOps.Fma(a0, b0, c00); c01 = TOps.Fma(a0, b1, c01);
+            var a1 = TOps.Broadcast(a[1]); c10 = TOps.Fma(a1, b0, c10); c11 = TOps.Fma(a1, b1, c11);
+            var a2 = TOps.Broadcast(a[2]); c20 = TOps.Fma(a2, b0, c20); c21 = TOps.Fma(a2, b1, c21);
+            var a3 = TOps.Broadcast(a[3]); c30 = TOps.Fma(a3, b0, c30); c31 = TOps.Fma(a3, b1, c31);
+            var a4 = TOps.Broadcast(a[4]); c40 = TOps.Fma(a4, b0, c40); c41 = TOps.Fma(a4, b1, c41);
+            var a5 = TOps.Broadcast(a[5]); c50 = TOps.Fma(a5, b0, c50); c51 = TOps.Fma(a5, b1, c51);
             a += MR;
-            b += 32;
+            b += 2 * w;
         }
-        Store512(c, old, c00, c01, last, alpha, beta);
-        Store512(c + ldc, old + ldo, c10, c11, last, alpha, beta);
-        Store512(c + 2 * ldc, old + 2 * ldo, c20, c21, last, alpha, beta);
-        Store512(c + 3 * ldc, old + 3 * ldo, c30, c31, last, alpha, beta);
-        Store512(c + 4 * ldc, old + 4 * ldo, c40, c41, last, alpha, beta);
-        Store512(c + 5 * ldc, old + 5 * ldo, c50, c51, last, alpha, beta);
+        Store<TV, TOps>(c, old, c00, c01, last, alpha, beta);
+        Store<TV, TOps>(c + ldc, old + ldo, c10, c11, last, alpha, beta);
+        Store<TV, TOps>(c + 2 * ldc, old + 2 * ldo, c20, c21, last, alpha, beta);
+        Store<TV, TOps>(c + 3 * ldc, old + 3 * ldo, c30, c31, last, alpha, beta);
+        Store<TV, TOps>(c + 4 * ldc, old + 4 * ldo, c40, c41, last, alpha, beta);
+        Store<TV, TOps>(c + 5 * ldc, old + 5 * ldo, c50, c51, last, alpha, beta);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store512(float* c, float* old, Vector512<float> v0, Vector512<float> v1, bool last,
-        float alpha, float beta)
+    private static void Store<TV, TOps>(float* c, float* old, TV v0, TV v1, bool last, float alpha, float beta)
+        where TV : struct
+        where TOps : struct, IVectorOps<TV>
     {
+        var w = TOps.Count;
         if (last)
         {
-            var va = Vector512.Create(alpha);
-            v0 *= va;
-            v1 *= va;
+            var va = TOps.Broadcast(alpha);
+            v0 = TOps.Multiply(v0, va);
+            v1 = TOps.Multiply(v1, va);
             if (beta != 0f)
             {
-                var vb = Vector512.Create(beta);
-                v0 += vb * Vector512.Load(old);
-                v1 += vb * Vector512.Load(old + 16);
+                var vb = TOps.Broadcast(beta);
+                v0 = TOps.Add(v0, TOps.Multiply(vb, TOps.Load(old)));
+                v1 = TOps.Add(v1, TOps.Multiply(vb, TOps.Load(old + w)));
             }
         }
-        Vector512.Store(v0, c);
-        Vector512.Store(v1, c + 16);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel256(int kc, float* a, float* b, float* c, int ldc, float* old, int ldo, bool first,
-        bool last, float alpha, float beta)
-    {
-        Vector256<float> c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-        if (first)
-        {
-            c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = Vector256<float>.Zero;
-        }
-        else
-        {
-            c00 = Vector256.Load(c); c01 = Vector256.Load(c + 8);
-            c10 = Vector256.Load(c + ldc); c11 = Vector256.Load(c + ldc + 8);
-            c20 = Vector256.Load(c + 2 * ldc); c21 = Vector256.Load(c + 2 * ldc + 8);
-            c30 = Vector256.Load(c + 3 * ldc); c31 = Vector256.Load(c + 3 * ldc + 8);
-            c40 = Vector256.Load(c + 4 * ldc); c41 = Vector256.Load(c + 4 * ldc + 8);
-            c50 = Vector256.Load(c + 5 * ldc); c51 = Vector256.Load(c + 5 * ldc + 8);
-        }
-        for (var k = 0; k < kc; k++)
-        {
-            var b0 = Vector256.Load(b);
-            var b1 = Vector256.Load(b + 8);
-            var a0 = Vector256.Create(a[0]);
-            c00 = Vector256.FusedMultiplyAdd(a0, b0, c00);
-            c01 = Vector256.FusedMultiplyAdd(a0, b1, c01);
-            var a1 = Vector256.Create(a[1]);
-            c10 = Vector256.FusedMultiplyAdd(a1, b0, c10);
-            c11 = Vector256.FusedMultiplyAdd(a1, b1, c11);
-            var a2 = Vector256.Create(a[2]);
-            c20 = Vector256.FusedMultiplyAdd(a2, b0, c20);
-            c21 = Vector256.FusedMultiplyAdd(a2, b1, c21);
-            var a3 = Vector256.Create(a[3]);
-            c30 = Vector256.FusedMultiplyAdd(a3, b0, c30);
-            c31 = Vector256.FusedMultiplyAdd(a3, b1, c31);
-            var a4 = Vector256.Create(a[4]);
-            c40 = Vector256.FusedMultiplyAdd(a4, b0, c40);
-            c41 = Vector256.FusedMultiplyAdd(a4, b1, c41);
-            var a5 = Vector256.Create(a[5]);
-            c50 = Vector256.FusedMultiplyAdd(a5, b0, c50);
-            c51 = Vector256.FusedMultiplyAdd(a5, b1, c51);
-            a += MR;
-            b += 16;
-        }
-        Store256(c, old, c00, c01, last, alpha, beta);
-        Store256(c + ldc, old + ldo, c10, c11, last, alpha, beta);
-        Store256(c + 2 * ldc, old + 2 * ldo, c20, c21, last, alpha, beta);
-        Store256(c + 3 * ldc, old + 3 * ldo, c30, c31, last, alpha, beta);
-        Store256(c + 4 * ldc, old + 4 * ldo, c40, c41, last, alpha, beta);
-        Store256(c + 5 * ldc, old + 5 * ldo, c50, c51, last, alpha, beta);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store256(float* c, float* old, Vector256<float> v0, Vector256<float> v1, bool last,
-        float alpha, float beta)
-    {
-        if (last)
-        {
-            var va = Vector256.Create(alpha);
-            v0 *= va;
-            v1 *= va;
-            if (beta != 0f)
-            {
-                var vb = Vector256.Create(beta);
-                v0 += vb * Vector256.Load(old);
-                v1 += vb * Vector256.Load(old + 8);
-            }
-        }
-        Vector256.Store(v0, c);
-        Vector256.Store(v1, c + 8);
+        TOps.Store(v0, c);
+        TOps.Store(v1, c + w);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -834,67 +746,56 @@ internal static unsafe class HostGemm
     // The unpacked path's vector kernels: one row of C against a panel of NR columns (rows of B's elements, widened as
     // they load), two accumulators that start at 0 (first K-block) or at the running sums, one fused multiply-add per
     // k, then the running sums or, after the last K-block, alpha·acc (+ beta·old) through the packed path's own stores.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Small512<TB>(int kc, float* a, int sak, nint b, int ldb, float* sum, bool first, bool last,
-        float* c, float alpha, float beta) where TB : struct, IElements
+    /// <summary><see cref="Small{TV, TOps, TB}"/> on B's own rows (<paramref name="inPlace"/>, in B's storage type) or on
+    /// a copied panel, which is fp32 whatever B's storage.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SmallRow<TV, TOps, TB>(int kc, float* a, int sak, nint b, int ldb, bool inPlace, float* sum,
+        bool first, bool last, float* c, float alpha, float beta)
+        where TV : struct
+        where TOps : struct, IVectorOps<TV>
+        where TB : struct, IElements
     {
-        Vector512<float> c0, c1;
-        if (first)
-        {
-            c0 = c1 = Vector512<float>.Zero;
-        }
+        if (inPlace)
+            Small<TV, TOps, TB>(kc, a, sak, b, ldb, sum, first, last, c, alpha, beta);
         else
-        {
-            c0 = Vector512.Load(sum);
-            c1 = Vector512.Load(sum + 16);
-        }
-        for (var k = 0; k < kc; k++)
-        {
-            var av = Vector512.Create(a[(nint)k * sak]);
-            var row = (nint)k * ldb;
-            c0 = Vector512.FusedMultiplyAdd(av, TB.Load512(b, row), c0);
-            c1 = Vector512.FusedMultiplyAdd(av, TB.Load512(b, row + 16), c1);
-        }
-        if (last)
-        {
-            Store512(c, c, c0, c1, last, alpha, beta);
-        }
-        else
-        {
-            Vector512.Store(c0, sum);
-            Vector512.Store(c1, sum + 16);
-        }
+            Small<TV, TOps, Float32Elements>(kc, a, sak, b, ldb, sum, first, last, c, alpha, beta);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Small256<TB>(int kc, float* a, int sak, nint b, int ldb, float* sum, bool first, bool last,
-        float* c, float alpha, float beta) where TB : struct, IElements
+    private static void Small<TV, TOps, TB>(int kc, float* a, int sak, nint b, int ldb, float* sum, bool first,
+        bool last, float* c, float alpha, float beta)
+        where TV : struct
+        where TOps : struct, IVectorOps<TV>
+        where TB : struct, IElements
     {
-        Vector256<float> c0, c1;
+        var w = TOps.Count;
+        TV c0, c1;
         if (first)
         {
-            c0 = c1 = Vector256<float>.Zero;
+            c0 = c1 = TOps.Zero;
         }
         else
         {
-            c0 = Vector256.Load(sum);
-            c1 = Vector256.Load(sum + 8);
+            c0 = TOps.Load(sum);
+            c1 = TOps.Load(sum + w);
         }
         for (var k = 0; k < kc; k++)
         {
-            var av = Vector256.Create(a[(nint)k * sak]);
+            // B's row offset first: in this order the JIT folds the load of a[k] into the broadcast, as it does for
+            // a kernel written for one width (the generic kernels compile to the same instructions).
             var row = (nint)k * ldb;
-            c0 = Vector256.FusedMultiplyAdd(av, TB.Load256(b, row), c0);
-            c1 = Vector256.FusedMultiplyAdd(av, TB.Load256(b, row + 8), c1);
+            var av = TOps.Broadcast(a[(nint)k * sak]);
+            c0 = TOps.Fma(av, TOps.Load<TB>(b, row), c0);
+            c1 = TOps.Fma(av, TOps.Load<TB>(b, row + w), c1);
         }
         if (last)
         {
-            Store256(c, c, c0, c1, last, alpha, beta);
+            Store<TV, TOps>(c, c, c0, c1, last, alpha, beta);
         }
         else
         {
-            Vector256.Store(c0, sum);
-            Vector256.Store(c1, sum + 8);
+            TOps.Store(c0, sum);
+            TOps.Store(c1, sum + w);
         }
     }
 
@@ -1060,104 +961,6 @@ internal static unsafe class HostGemm
         TensorDType.Float16 => HalfElements.Load(src, index),
         _ => Float32Elements.Load(src, index),
     };
-
-    /// <summary>
-    /// How an operand's elements become fp32 as they load: scalars, or 16 and 8 consecutive elements from element
-    /// <c>index</c> of the storage at <c>p</c>. Struct type arguments let the JIT compile one copy of each loop per
-    /// storage type, with the conversion inlined and no branch per element. The loads are marked for inlining: fp16's
-    /// is too long for the inliner's default budget, and a call to it ran unoptimised (tier-0) code, 25× slower.
-    /// </summary>
-    private interface IElements
-    {
-        /// <summary>Bytes per stored element.</summary>
-        static abstract int Size { get; }
-
-        static abstract float Load(nint p, nint index);
-
-        static abstract Vector512<float> Load512(nint p, nint index);
-
-        static abstract Vector256<float> Load256(nint p, nint index);
-    }
-
-    private readonly struct Float32Elements : IElements
-    {
-        public static int Size => sizeof(float);
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static float Load(nint p, nint index) => ((float*)p)[index];
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Load512(nint p, nint index) => Vector512.Load((float*)p + index);
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Load256(nint p, nint index) => Vector256.Load((float*)p + index);
-    }
-
-    /// <summary>bfloat16 is fp32's upper half: zero-extend each element to 32 bits and shift it up.</summary>
-    private readonly struct BFloat16Elements : IElements
-    {
-        public static int Size => sizeof(ushort);
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static float Load(nint p, nint index) => NarrowFloat.BFloat16ToSingle(((ushort*)p)[index]);
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Load512(nint p, nint index) =>
-            Vector512.ShiftLeft(Vector512.WidenLower(Vector256.Load((ushort*)p + index).ToVector512Unsafe()), 16)
-                .AsSingle();
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Load256(nint p, nint index) =>
-            Vector256.ShiftLeft(Vector256.WidenLower(Vector128.Load((ushort*)p + index).ToVector256Unsafe()), 16)
-                .AsSingle();
-    }
-
-    /// <summary>
-    /// IEEE binary16 widened with integer vector operations (.NET exposes no F16C conversion): exponent and mantissa
-    /// shift into place and the exponent is rebiased by 112; ∞/NaN get a second 112 so their exponent is all ones;
-    /// zeros and subnormals are rebuilt as 2^-14·(1 + m/1024) − 2^-14 = m·2^-24, exact in fp32; the sign goes on last.
-    /// </summary>
-    private readonly struct HalfElements : IElements
-    {
-        // fp16's exponent field once the element has shifted up by 13 bits.
-        private const uint ExponentMask = 0x1Fu << 23;
-        private const uint Rebias = 112u << 23;
-
-        public static int Size => sizeof(ushort);
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static float Load(nint p, nint index) => NarrowFloat.HalfToSingle(((ushort*)p)[index]);
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Load512(nint p, nint index)
-        {
-            var h = Vector512.WidenLower(Vector256.Load((ushort*)p + index).ToVector512Unsafe());
-            var o = (h & Vector512.Create(0x7FFFu)) << 13;
-            var exponent = o & Vector512.Create(ExponentMask);
-            o += Vector512.Create(Rebias);
-            o += Vector512.Equals(exponent, Vector512.Create(ExponentMask)) & Vector512.Create(Rebias);
-            var tiny = Vector512.Equals(exponent, Vector512<uint>.Zero);
-            o += tiny & Vector512.Create(1u << 23);
-            var f = o.AsSingle();
-            f = Vector512.ConditionalSelect(tiny.AsSingle(), f - Vector512.Create(1f / 16384), f);
-            return (f.AsUInt32() | ((h & Vector512.Create(0x8000u)) << 16)).AsSingle();
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Load256(nint p, nint index)
-        {
-            var h = Vector256.WidenLower(Vector128.Load((ushort*)p + index).ToVector256Unsafe());
-            var o = (h & Vector256.Create(0x7FFFu)) << 13;
-            var exponent = o & Vector256.Create(ExponentMask);
-            o += Vector256.Create(Rebias);
-            o += Vector256.Equals(exponent, Vector256.Create(ExponentMask)) & Vector256.Create(Rebias);
-            var tiny = Vector256.Equals(exponent, Vector256<uint>.Zero);
-            o += tiny & Vector256.Create(1u << 23);
-            var f = o.AsSingle();
-            f = Vector256.ConditionalSelect(tiny.AsSingle(), f - Vector256.Create(1f / 16384), f);
-            return (f.AsUInt32() | ((h & Vector256.Create(0x8000u)) << 16)).AsSingle();
-        }
-    }
 
     /// <summary>A pinned per-thread scratch buffer of at least <paramref name="length"/> floats, grown on demand.</summary>
     internal static float* Buffer(ref float[]? cache, int length)

@@ -58,7 +58,7 @@ internal static class NormalizationKernels
     /// Forward, one group per row (grid R, power-of-two group G, dynamic shared memory of G floats), the group's
     /// sums taken by the shared-memory tree (<see cref="TreeGroupSum"/>).
     /// </summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)])]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)], Geometry = typeof(NormalizationOptions))]
     public static void ForwardGroup<TKind>(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> bias,
         ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd, ArrayView<float> epsScale, int dim,
         float eps, int flags)
@@ -69,7 +69,7 @@ internal static class NormalizationKernels
     /// Forward, one group per row (grid R, group G a multiple of the device's sub-group granularity, dynamic shared
     /// memory of 2G floats), the group's sums taken in two levels by sub-group built-ins (<see cref="SubGroupSum"/>).
     /// </summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)])]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)], Geometry = typeof(NormalizationOptions))]
     public static void ForwardSubGroup<TKind>(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> bias,
         ArrayView<float> y, ArrayView<float> mean, ArrayView<float> rstd, ArrayView<float> epsScale, int dim,
         float eps, int flags)
@@ -182,7 +182,7 @@ internal static class NormalizationKernels
     /// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)); RMSNorm drops the mean(g) term (it subtracts no mean). Sums by the
     /// shared-memory tree, G floats of dynamic shared memory.
     /// </summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)])]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)], Geometry = typeof(NormalizationOptions))]
     public static void BackwardGroup<TKind>(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> dy,
         ArrayView<float> dx, ArrayView<float> mean, ArrayView<float> rstd, int dim, int flags)
         where TKind : struct, INormalizationKind =>
@@ -190,7 +190,7 @@ internal static class NormalizationKernels
 
     /// <summary><see cref="BackwardGroup{TKind}"/> with the two-level sub-group sums (<see cref="SubGroupSum"/>),
     /// 2G floats of dynamic shared memory.</summary>
-    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)])]
+    [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RmsNormalization), typeof(LayerNormalization)], Geometry = typeof(NormalizationOptions))]
     public static void BackwardSubGroup<TKind>(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> dy,
         ArrayView<float> dx, ArrayView<float> mean, ArrayView<float> rstd, int dim, int flags)
         where TKind : struct, INormalizationKind =>
@@ -280,15 +280,12 @@ internal static class NormalizationKernels
             var runEnd = spread.End(runStart);
             for (var i = runStart; i < runEnd; i++)
             {
-                var chunk = i / dim;
-                var column = i - chunk * dim;
-                var first = chunk * chunkRows;
-                var end = IntrinsicMath.Min(rows, first + chunkRows);
+                var slice = new ColumnChunk(i, dim, chunkRows, rows);
                 var sum = 0f;
-                for (var row = first; row < end; row++)
+                for (var row = slice.First; row < slice.End; row++)
                 {
                     var mu = default(TKind).Centered ? mean[row] : 0f;
-                    var element = row * dim + column;
+                    var element = row * dim + slice.Column;
                     sum += dy[element] * (x[element] - mu) * rstd[row];
                 }
                 partial[i] = sum;
@@ -308,13 +305,10 @@ internal static class NormalizationKernels
             var runEnd = spread.End(runStart);
             for (var i = runStart; i < runEnd; i++)
             {
-                var chunk = i / dim;
-                var column = i - chunk * dim;
-                var first = chunk * chunkRows;
-                var end = IntrinsicMath.Min(rows, first + chunkRows);
+                var slice = new ColumnChunk(i, dim, chunkRows, rows);
                 var sum = 0f;
-                for (var row = first; row < end; row++)
-                    sum += dy[row * dim + column];
+                for (var row = slice.First; row < slice.End; row++)
+                    sum += dy[row * dim + slice.Column];
                 partial[i] = sum;
             }
         }
@@ -336,6 +330,22 @@ internal static class NormalizationKernels
                     sum += partial[c * dim + column];
                 output[column] = sum;
             }
+        }
+    }
+
+    /// <summary>Item i = c·D + j of a first gradient pass: column j and the rows [First, End) of chunk c.</summary>
+    private readonly struct ColumnChunk
+    {
+        public readonly int Column;
+        public readonly int First;
+        public readonly int End;
+
+        public ColumnChunk(int item, int dim, int chunkRows, int rows)
+        {
+            var chunk = item / dim;
+            Column = item - chunk * dim;
+            First = chunk * chunkRows;
+            End = IntrinsicMath.Min(rows, First + chunkRows);
         }
     }
 }

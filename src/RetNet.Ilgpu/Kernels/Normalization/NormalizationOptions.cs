@@ -1,3 +1,4 @@
+using System.Reflection;
 using RetNet.Ilgpu.Devices;
 
 namespace RetNet.Ilgpu.Kernels.Normalization;
@@ -22,6 +23,7 @@ internal enum NormalizationForm
 /// use <see cref="For(RetNetDevice, int)"/>; tests pass every configuration explicitly.
 /// </summary>
 internal readonly record struct NormalizationOptions(NormalizationForm Form, int GroupSize, int ChunkRows)
+    : IKernelGeometryRule
 {
     /// <summary>
     /// Rows summed by one thread in the first gradient pass: C = ⌈R / 32⌉ chunks give C·D threads, plenty for the
@@ -57,12 +59,20 @@ internal readonly record struct NormalizationOptions(NormalizationForm Form, int
     /// <exception cref="ArgumentOutOfRangeException">The configuration cannot be launched on <paramref name="device"/>.</exception>
     public void Validate(RetNetDevice device)
     {
-        if (GroupSize < 1 || (GroupSize & (GroupSize - 1)) != 0 || GroupSize > device.MaxGroupSize)
-            throw new ArgumentOutOfRangeException(nameof(GroupSize), GroupSize,
-                $"Expected a power of two between 1 and the device's group limit {device.MaxGroupSize}.");
-        if (Form == NormalizationForm.SubGroupPerRow)
-            SubGroupLaunch.Validate(device, GroupSize, nameof(GroupSize));
+        SubGroupLaunch.ValidateGroup(device, GroupSize, Form == NormalizationForm.SubGroupPerRow, nameof(GroupSize));
         if (ChunkRows < 1)
             throw new ArgumentOutOfRangeException(nameof(ChunkRows), ChunkRows, "Expected at least one row per chunk.");
+    }
+
+    /// <summary>The kernel report's rule for the group-per-row kernels: <see cref="For(LaunchLimits, int,
+    /// GroupReduction)"/> for long rows, with the kernel's reduction.</summary>
+    KernelGeometry IKernelGeometryRule.For(MethodInfo kernel, LaunchLimits limits)
+    {
+        var reduction = kernel.Name is nameof(NormalizationKernels.ForwardSubGroup)
+            or nameof(NormalizationKernels.BackwardSubGroup)
+            ? GroupReduction.SubGroups
+            : GroupReduction.SharedMemoryTree;
+        return KernelGeometry.Of(RowNormalization.GroupLaunch(1, For(limits, int.MaxValue, reduction)),
+            KernelGeometry.RuleOf("NormalizationOptions.For, long rows", limits, reduction));
     }
 }

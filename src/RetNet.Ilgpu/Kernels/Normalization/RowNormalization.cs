@@ -18,15 +18,8 @@ internal static class RowNormalization
         Tensor? rstd, NormalizationOptions? options, Tensor? epsScale = null)
         where TKind : struct, INormalizationKind
     {
-        ArgumentNullException.ThrowIfNull(x);
-        ArgumentNullException.ThrowIfNull(y);
-        CheckEps(eps);
-        var (rows, dim) = RowsOf(x);
-        var device = x.Device;
-        CheckParameter(weight, nameof(weight), dim, device);
+        var (rows, dim, device) = Input(x, weight, eps, (y, nameof(y)));
         CheckParameter(bias, nameof(bias), dim, device);
-        ShapeCheck.SameDevice(device, nameof(y), y);
-        ShapeCheck.Same(y, nameof(y), x, nameof(x));
         CheckStatistics<TKind>(mean, rstd, rows, device);
         CheckParameter(epsScale, nameof(epsScale), rows, device);
         // y may be x itself: each thread reads x[j] before it writes y[j], and only after the row's reductions.
@@ -60,17 +53,7 @@ internal static class RowNormalization
         Tensor? dBias, Tensor? mean, Tensor? rstd, NormalizationOptions? options, Tensor? epsScale = null)
         where TKind : struct, INormalizationKind
     {
-        ArgumentNullException.ThrowIfNull(x);
-        ArgumentNullException.ThrowIfNull(dy);
-        ArgumentNullException.ThrowIfNull(dx);
-        CheckEps(eps);
-        var (rows, dim) = RowsOf(x);
-        var device = x.Device;
-        CheckParameter(weight, nameof(weight), dim, device);
-        ShapeCheck.SameDevice(device, nameof(dy), dy);
-        ShapeCheck.Same(dy, nameof(dy), x, nameof(x));
-        ShapeCheck.SameDevice(device, nameof(dx), dx);
-        ShapeCheck.Same(dx, nameof(dx), x, nameof(x));
+        var (rows, dim, device) = Input(x, weight, eps, (dy, nameof(dy)), (dx, nameof(dx)));
         if (dWeight is not null && weight is null)
             throw new ArgumentException(
                 "Argument 'dWeight' is given but 'weight' is null; expected no weight gradient without a weight.",
@@ -258,6 +241,27 @@ internal static class RowNormalization
         var launch = options ?? NormalizationOptions.For(device, dim);
         launch.Validate(device);
         return launch;
+    }
+
+    /// <summary>
+    /// The checks every call starts with: x and the tensors shaped like it given, eps, the weight [D], and each of
+    /// <paramref name="likeX"/> on x's device with x's shape. Returns x's rows R, its last dimension D and its device.
+    /// </summary>
+    private static (int Rows, int Dim, RetNetDevice Device) Input(Tensor x, Tensor? weight, float eps,
+        params (Tensor Tensor, string Name)[] likeX)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        foreach (var (tensor, name) in likeX)
+            ArgumentNullException.ThrowIfNull(tensor, name);
+        CheckEps(eps);
+        var (rows, dim) = RowsOf(x);
+        CheckParameter(weight, nameof(weight), dim, x.Device);
+        foreach (var (tensor, name) in likeX)
+        {
+            ShapeCheck.SameDevice(x.Device, name, tensor);
+            ShapeCheck.Same(tensor, name, x, nameof(x));
+        }
+        return (rows, dim, x.Device);
     }
 
     private static void CheckEps(float eps)

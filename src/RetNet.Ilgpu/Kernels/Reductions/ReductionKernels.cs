@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Algorithms.ScanReduceOperations;
@@ -79,7 +80,7 @@ internal static class ReductionKernels
     /// hold one float per thread.
     /// </summary>
     [Kernel(KernelGrouping.Explicit, Specializations =
-        [typeof(SumReduction), typeof(SquareSumReduction), typeof(AbsMaxReduction)])]
+        [typeof(SumReduction), typeof(SquareSumReduction), typeof(AbsMaxReduction)], Geometry = typeof(ReductionLaunch))]
     public static void Reduce<TOp>(ArrayView<float> input, int length, ArrayView<float> output, float scale)
         where TOp : struct, IReduction
     {
@@ -106,7 +107,7 @@ internal static class ReductionKernels
     /// group must be a whole number of sub-groups where they cannot shrink (CUDA, the CPU accelerator).
     /// </summary>
     [Kernel(KernelGrouping.Explicit, Specializations =
-        [typeof(SumReduction), typeof(SquareSumReduction), typeof(AbsMaxReduction)])]
+        [typeof(SumReduction), typeof(SquareSumReduction), typeof(AbsMaxReduction)], Geometry = typeof(ReductionLaunch))]
     public static void ReduceSubGroup<TOp>(ArrayView<float> input, int length, ArrayView<float> output, float scale)
         where TOp : struct, IReduction
     {
@@ -132,34 +133,51 @@ internal static class ReductionKernels
     }
 
     /// <summary>
-    /// One thread's share of a reduction: map and combine the elements group·G + t, stepping by the whole grid;
-    /// compensated for sums, so the per-thread count does not cost precision.
+    /// One thread's share of a reduction: map and combine the elements group·G + t, stepping by the whole grid.
     /// </summary>
     private static float ThreadAccumulate<TOp>(ArrayView<float> input, int length) where TOp : struct, IReduction
     {
-        var op = default(TOp);
         var size = Group.DimX;
         long stride = (long)Grid.DimX * size;
-        var accumulator = 0f;
-        var compensation = 0f;
+        var accumulator = default(ReductionAccumulator<TOp>);
         for (long i = (long)Grid.IdxX * size + Group.IdxX; i < length; i += stride)
-        {
-            var value = op.Map(input[i]);
-            if (op.Compensated)
-            {
-                // Neumaier: the low-order bits lost by each addition are collected in `compensation`.
-                var sum = accumulator + value;
-                compensation += XMath.Abs(accumulator) >= XMath.Abs(value)
-                    ? accumulator - sum + value
-                    : value - sum + accumulator;
-                accumulator = sum;
-            }
-            else
-            {
-                accumulator = op.Combine(accumulator, value);
-            }
-        }
-        // Once the sum is ±∞ or NaN the compensation is NaN (∞ − ∞); keep the sum itself so overflow stays ∞.
-        return op.Compensated && XMath.IsFinite(accumulator) ? accumulator + compensation : accumulator;
+            accumulator.Add(input[i]);
+        return accumulator.Result;
     }
+}
+
+/// <summary>
+/// One thread's running reduction, in the kernels and in the host code alike: each element mapped, then combined;
+/// compensated (Neumaier) for sums, so the number of elements one thread takes does not cost precision.
+/// </summary>
+internal struct ReductionAccumulator<TOp> where TOp : struct, IReduction
+{
+    private float accumulator;
+    private float compensation;
+
+    /// <summary>Maps and combines one element.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Add(float x)
+    {
+        var op = default(TOp);
+        var value = op.Map(x);
+        if (op.Compensated)
+        {
+            // Neumaier: the low-order bits lost by each addition are collected in `compensation`.
+            var sum = accumulator + value;
+            compensation += XMath.Abs(accumulator) >= XMath.Abs(value)
+                ? accumulator - sum + value
+                : value - sum + accumulator;
+            accumulator = sum;
+        }
+        else
+        {
+            accumulator = op.Combine(accumulator, value);
+        }
+    }
+
+    /// <summary>The reduction of the elements added so far (0 for none). Once a sum is ±∞ or NaN its compensation is
+    /// NaN (∞ − ∞): the sum itself is kept, so overflow stays ∞.</summary>
+    public readonly float Result =>
+        default(TOp).Compensated && XMath.IsFinite(accumulator) ? accumulator + compensation : accumulator;
 }

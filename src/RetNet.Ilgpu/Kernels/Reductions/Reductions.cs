@@ -1,3 +1,4 @@
+using System.Reflection;
 using ILGPU;
 using ILGPU.Runtime;
 using RetNet.Ilgpu.Devices;
@@ -63,10 +64,10 @@ public static class Reductions
     }
 
     /// <summary>
-    /// result[0] = scale · reduce(all elements of <paramref name="inputs"/>), queued on the device stream. The first pass
-    /// (<typeparamref name="TFirst"/>) writes one partial per group, each input into its own range of one buffer; the
-    /// second (<typeparamref name="TSecond"/>, which only combines) reduces all partials in one group. Waits for the
-    /// stream before freeing the partials (not every backend defers the free until queued kernels finish).
+    /// result[0] = scale · reduce(all elements of <paramref name="inputs"/>): map and combine with
+    /// <typeparamref name="TFirst"/>, then combine the partials with <typeparamref name="TSecond"/>, by the device's
+    /// <see cref="ReductionBackend"/> (the kernels at <paramref name="launch"/>, checked on every backend). Returns when
+    /// the result is written.
     /// </summary>
     internal static void Reduce<TFirst, TSecond>(IReadOnlyList<Tensor> inputs, string argument, Tensor result,
         float scale, ReductionLaunch launch)
@@ -82,107 +83,82 @@ public static class Reductions
             ShapeCheck.Distinct(result, nameof(result), inputs[k], $"{argument}[{k}]");
         }
         launch.Validate(device);
-        if (device.RunsOnHost)
-        {
-            ReduceOnHost<TFirst, TSecond>(inputs, result, scale);
-            return;
-        }
-
-        var groupCounts = inputs.Select(t => launch.GroupsFor(t.Length)).ToArray();
-        var partialCount = groupCounts.Sum();
-        using var partials = Tensor.Uninitialized(device, Math.Max(partialCount, 1));
-        var subGroups = launch.Reduction == GroupReduction.SubGroups;
-        var first = subGroups
-            ? device.Kernel(ReductionKernels.ReduceSubGroup<TFirst>, LoadReduceSubGroup<TFirst>)
-            : device.Kernel(ReductionKernels.Reduce<TFirst>, LoadReduce<TFirst>);
-        var second = subGroups
-            ? device.Kernel(ReductionKernels.ReduceSubGroup<TSecond>, LoadReduceSubGroup<TSecond>)
-            : device.Kernel(ReductionKernels.Reduce<TSecond>, LoadReduce<TSecond>);
-        var shared = launch.SharedMemory;
-
-        var offset = 0;
-        for (var k = 0; k < inputs.Count; k++)
-        {
-            if (groupCounts[k] == 0)
-                continue;
-            first(device.Stream, new KernelConfig(groupCounts[k], launch.GroupSize, shared),
-                inputs[k].View, inputs[k].Length, partials.View.SubView(offset, groupCounts[k]), 1f);
-            offset += groupCounts[k];
-        }
-        second(device.Stream, new KernelConfig(1, launch.GroupSize, shared),
-            partials.View, partialCount, result.View, scale);
-        device.Stream.Synchronize();
+        device.Backend<ReductionBackend>().Reduce<TFirst, TSecond>(inputs, result, scale, launch);
     }
-
-    // Elements per partial on the host path. Fixed, so the summation order (hence every bit of the result) does not
-    // depend on the number of cores.
-    private const int HostBlock = 1 << 14;
-
-    /// <summary>
-    /// The host path (<see cref="CpuExecution.Host"/>) of <see cref="Reduce{TFirst, TSecond}"/>: the same two passes over
-    /// the accelerator's host buffers, with fixed blocks of <see cref="HostBlock"/> elements in place of groups: each
-    /// block is reduced by one thread (compensated for sums), then the partials in order.
-    /// </summary>
-    private static unsafe void ReduceOnHost<TFirst, TSecond>(IReadOnlyList<Tensor> inputs, Tensor result, float scale)
-        where TFirst : struct, IReduction
-        where TSecond : struct, IReduction
-    {
-        result.Device.Stream.Synchronize();
-        var blocks = new List<(nint Address, int Length)>();
-        foreach (var input in inputs)
-        {
-            var address = input.View.LoadEffectiveAddressAsPtr();
-            for (var start = 0; start < input.Length; start += HostBlock)
-                blocks.Add((address + start * sizeof(float), Math.Min(HostBlock, input.Length - start)));
-        }
-        var partials = new float[Math.Max(blocks.Count, 1)];
-        if (blocks.Count > 1)
-            Parallel.For(0, blocks.Count, b => partials[b] = Accumulate<TFirst>((float*)blocks[b].Address, blocks[b].Length));
-        else if (blocks.Count == 1)
-            partials[0] = Accumulate<TFirst>((float*)blocks[0].Address, blocks[0].Length);
-        fixed (float* p = partials)
-            *(float*)result.View.LoadEffectiveAddressAsPtr() = Accumulate<TSecond>(p, blocks.Count) * scale;
-    }
-
-    /// <summary>One thread's loop of the kernel: map and combine <paramref name="length"/> consecutive elements, with
-    /// Neumaier compensation for sums.</summary>
-    private static unsafe float Accumulate<TOp>(float* input, int length) where TOp : struct, IReduction
-    {
-        var op = default(TOp);
-        var accumulator = 0f;
-        var compensation = 0f;
-        for (var i = 0; i < length; i++)
-        {
-            var value = op.Map(input[i]);
-            if (op.Compensated)
-            {
-                var sum = accumulator + value;
-                compensation += MathF.Abs(accumulator) >= MathF.Abs(value)
-                    ? accumulator - sum + value
-                    : value - sum + accumulator;
-                accumulator = sum;
-            }
-            else
-            {
-                accumulator = op.Combine(accumulator, value);
-            }
-        }
-        return op.Compensated && float.IsFinite(accumulator) ? accumulator + compensation : accumulator;
-    }
-
-    private static Action<AcceleratorStream, KernelConfig, ArrayView<float>, int, ArrayView<float>, float>
-        LoadReduce<TOp>(Accelerator accelerator) where TOp : struct, IReduction =>
-        accelerator.LoadKernel<ArrayView<float>, int, ArrayView<float>, float>(ReductionKernels.Reduce<TOp>);
-
-    private static Action<AcceleratorStream, KernelConfig, ArrayView<float>, int, ArrayView<float>, float>
-        LoadReduceSubGroup<TOp>(Accelerator accelerator) where TOp : struct, IReduction =>
-        accelerator.LoadKernel<ArrayView<float>, int, ArrayView<float>, float>(ReductionKernels.ReduceSubGroup<TOp>);
 
     private static RetNetDevice? DeviceOf(IReadOnlyList<Tensor> inputs, string argument)
     {
         for (var k = 0; k < inputs.Count; k++)
             ArgumentNullException.ThrowIfNull(inputs[k], $"{argument}[{k}]");
         return inputs.Count == 0 ? null : inputs[0].Device;
+    }
+}
+
+/// <summary>
+/// The whole-tensor reductions' seam (<see cref="Reductions.Reduce{TFirst, TSecond}"/>): the two-pass kernels on
+/// tiled and barrier-free backends, fixed blocks of host code (<see cref="HostReductions"/>) on the host backend.
+/// </summary>
+internal abstract class ReductionBackend : IOperatorBackends<ReductionBackend>
+{
+    /// <summary>The implementation of each backend.</summary>
+    static ReductionBackend IOperatorBackends<ReductionBackend>.For(DevicePolicy policy) =>
+        policy.Backend == OperatorBackend.Host ? HostReductions.Instance : TwoPassKernels.Instance;
+
+    /// <summary>
+    /// result[0] = scale · reduce(all elements of <paramref name="inputs"/>), arguments checked. The kernels run at
+    /// <paramref name="launch"/>; the host code ignores it (its blocks are fixed, so that no core count changes a bit).
+    /// </summary>
+    public abstract void Reduce<TFirst, TSecond>(IReadOnlyList<Tensor> inputs, Tensor result, float scale,
+        ReductionLaunch launch)
+        where TFirst : struct, IReduction
+        where TSecond : struct, IReduction;
+
+    /// <summary>
+    /// The first pass (<c>TFirst</c>) writes one partial per group, each input into its own range of one buffer; the
+    /// second (<c>TSecond</c>, which only combines) reduces all partials in one group. Waits for the stream before
+    /// freeing the partials (not every backend defers the free until queued kernels finish).
+    /// </summary>
+    private sealed class TwoPassKernels : ReductionBackend
+    {
+        public static TwoPassKernels Instance { get; } = new();
+
+        public override void Reduce<TFirst, TSecond>(IReadOnlyList<Tensor> inputs, Tensor result, float scale,
+            ReductionLaunch launch)
+        {
+            var device = result.Device;
+            var groupCounts = inputs.Select(t => launch.GroupsFor(t.Length)).ToArray();
+            var partialCount = groupCounts.Sum();
+            using var partials = Tensor.Uninitialized(device, Math.Max(partialCount, 1));
+            var subGroups = launch.Reduction == GroupReduction.SubGroups;
+            var first = subGroups
+                ? device.Kernel(ReductionKernels.ReduceSubGroup<TFirst>, LoadReduceSubGroup<TFirst>)
+                : device.Kernel(ReductionKernels.Reduce<TFirst>, LoadReduce<TFirst>);
+            var second = subGroups
+                ? device.Kernel(ReductionKernels.ReduceSubGroup<TSecond>, LoadReduceSubGroup<TSecond>)
+                : device.Kernel(ReductionKernels.Reduce<TSecond>, LoadReduce<TSecond>);
+            var shared = launch.SharedMemory;
+
+            var offset = 0;
+            for (var k = 0; k < inputs.Count; k++)
+            {
+                if (groupCounts[k] == 0)
+                    continue;
+                first(device.Stream, new KernelConfig(groupCounts[k], launch.GroupSize, shared),
+                    inputs[k].View, inputs[k].Length, partials.View.SubView(offset, groupCounts[k]), 1f);
+                offset += groupCounts[k];
+            }
+            second(device.Stream, new KernelConfig(1, launch.GroupSize, shared),
+                partials.View, partialCount, result.View, scale);
+            device.Stream.Synchronize();
+        }
+
+        private static Action<AcceleratorStream, KernelConfig, ArrayView<float>, int, ArrayView<float>, float>
+            LoadReduce<TOp>(Accelerator accelerator) where TOp : struct, IReduction =>
+            accelerator.LoadKernel<ArrayView<float>, int, ArrayView<float>, float>(ReductionKernels.Reduce<TOp>);
+
+        private static Action<AcceleratorStream, KernelConfig, ArrayView<float>, int, ArrayView<float>, float>
+            LoadReduceSubGroup<TOp>(Accelerator accelerator) where TOp : struct, IReduction =>
+            accelerator.LoadKernel<ArrayView<float>, int, ArrayView<float>, float>(ReductionKernels.ReduceSubGroup<TOp>);
     }
 }
 
@@ -195,7 +171,7 @@ public static class Reductions
 /// <param name="MaxGroups">The most groups of the first pass (≥ 1); larger inputs loop in each thread.</param>
 /// <param name="Reduction">The shared-memory tree, or the two-level sub-group combine.</param>
 internal readonly record struct ReductionLaunch(int GroupSize, int MaxGroups,
-    GroupReduction Reduction = GroupReduction.SharedMemoryTree)
+    GroupReduction Reduction = GroupReduction.SharedMemoryTree) : IKernelGeometryRule
 {
     /// <summary>
     /// Up to 1024 groups of the size and with the combine the device policy picks for long rows, on real devices. On
@@ -230,12 +206,16 @@ internal readonly record struct ReductionLaunch(int GroupSize, int MaxGroups,
     /// <summary>Rejects a shape the chosen combine cannot run with.</summary>
     public void Validate(RetNetDevice device)
     {
-        if (GroupSize < 1 || GroupSize > device.MaxGroupSize || (GroupSize & (GroupSize - 1)) != 0)
-            throw new ArgumentOutOfRangeException(nameof(GroupSize), GroupSize,
-                $"Expected a power of two in [1, {device.MaxGroupSize}].");
-        if (Reduction == GroupReduction.SubGroups)
-            SubGroupLaunch.Validate(device, GroupSize, nameof(GroupSize));
+        SubGroupLaunch.ValidateGroup(device, GroupSize, Reduction == GroupReduction.SubGroups, nameof(GroupSize));
         if (MaxGroups < 1)
             throw new ArgumentOutOfRangeException(nameof(MaxGroups), MaxGroups, "Expected at least one group.");
+    }
+
+    /// <summary>The kernel report's rule for the reduction kernels: <see cref="For(LaunchLimits, GroupReduction)"/>
+    /// with the kernel's reduction.</summary>
+    KernelGeometry IKernelGeometryRule.For(MethodInfo kernel, LaunchLimits limits)
+    {
+        var launch = For(limits, KernelGeometry.ReductionOf(kernel, nameof(ReductionKernels.ReduceSubGroup)));
+        return KernelGeometry.Of(launch.GroupSize, launch.SharedMemory, "ReductionLaunch.For", limits, launch.Reduction);
     }
 }

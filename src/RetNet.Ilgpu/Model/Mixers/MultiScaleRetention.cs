@@ -1,6 +1,5 @@
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.IO;
-using RetNet.Ilgpu.Kernels.DecayNormalization;
 using RetNet.Ilgpu.Kernels.Elementwise;
 using RetNet.Ilgpu.Kernels.Normalization;
 using RetNet.Ilgpu.Kernels.Rotation;

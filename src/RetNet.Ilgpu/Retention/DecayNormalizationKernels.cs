@@ -1,6 +1,7 @@
 using ILGPU;
+using RetNet.Ilgpu.Kernels;
 
-namespace RetNet.Ilgpu.Kernels.DecayNormalization;
+namespace RetNet.Ilgpu.Retention;
 
 /// <summary>Sizes of one decay-sum launch over rows [B, T, H].</summary>
 internal struct DecaySumProblem

@@ -1,9 +1,9 @@
 using ILGPU;
 using ILGPU.Runtime;
-using RetNet.Ilgpu.Retention;
+using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Tensors;
 
-namespace RetNet.Ilgpu.Kernels.DecayNormalization;
+namespace RetNet.Ilgpu.Retention;
 
 /// <summary>
 /// The decay normalisation of RetNet (paper §2.2, torchscale): row t of head h of the retention output is divided by

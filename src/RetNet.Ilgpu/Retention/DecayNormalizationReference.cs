@@ -1,4 +1,4 @@
-namespace RetNet.Ilgpu.Kernels.DecayNormalization;
+namespace RetNet.Ilgpu.Retention;
 
 /// <summary>Double-precision reference of <see cref="DecayNormalization"/>, summed term by term.</summary>
 public static class DecayNormalizationReference

@@ -1,0 +1,203 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using RetNet.Ilgpu.Tensors;
+
+namespace RetNet.Ilgpu.Kernels.Gemm;
+
+/// <summary>
+/// The vector operations of the host micro-kernels (GEMM's register block, the unpacked small-row product, the
+/// recurrent retention scan) over one vector width, so each micro-kernel is written once for AVX-512 and AVX2. The
+/// implementations are empty structs whose static members the JIT resolves and inlines for each struct type argument,
+/// so a kernel generic in <c>TOps</c> compiles to the code of one written for the width: the .NET 10 JIT emitted the
+/// very same instructions for the generic GEMM register block, small-row product and recurrent scans as for the
+/// AVX-512 and AVX2 copies they replaced (<c>DOTNET_JitDisasm</c>, with and without <c>DOTNET_EnableAVX512=0</c>).
+/// </summary>
+/// <typeparam name="TV">The vector type.</typeparam>
+internal unsafe interface IVectorOps<TV> where TV : struct
+{
+    /// <summary>Floats per vector.</summary>
+    static abstract int Count { get; }
+
+    /// <summary>All lanes 0.</summary>
+    static abstract TV Zero { get; }
+
+    /// <summary>All lanes <paramref name="x"/>.</summary>
+    static abstract TV Broadcast(float x);
+
+    /// <summary><see cref="Count"/> floats from <paramref name="p"/>.</summary>
+    static abstract TV Load(float* p);
+
+    /// <summary><see cref="Count"/> elements of <typeparamref name="TE"/> storage from element
+    /// <paramref name="index"/> at <paramref name="p"/>, widened to fp32.</summary>
+    static abstract TV Load<TE>(nint p, nint index) where TE : struct, IElements;
+
+    /// <summary>Writes <paramref name="v"/> to <paramref name="p"/>.</summary>
+    static abstract void Store(TV v, float* p);
+
+    /// <summary>a·b + c, rounded once per lane.</summary>
+    static abstract TV Fma(TV a, TV b, TV c);
+
+    /// <summary>a + b per lane.</summary>
+    static abstract TV Add(TV a, TV b);
+
+    /// <summary>a·b per lane.</summary>
+    static abstract TV Multiply(TV a, TV b);
+}
+
+/// <summary>Sixteen lanes (AVX-512).</summary>
+internal readonly unsafe struct Vector512Ops : IVectorOps<Vector512<float>>
+{
+    public static int Count => 16;
+
+    public static Vector512<float> Zero => Vector512<float>.Zero;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Broadcast(float x) => Vector512.Create(x);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load(float* p) => Vector512.Load(p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load<TE>(nint p, nint index) where TE : struct, IElements => TE.Load512(p, index);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store(Vector512<float> v, float* p) => Vector512.Store(v, p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Fma(Vector512<float> a, Vector512<float> b, Vector512<float> c) =>
+        Vector512.FusedMultiplyAdd(a, b, c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
+}
+
+/// <summary>Eight lanes (AVX2 with FMA).</summary>
+internal readonly unsafe struct Vector256Ops : IVectorOps<Vector256<float>>
+{
+    public static int Count => 8;
+
+    public static Vector256<float> Zero => Vector256<float>.Zero;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Broadcast(float x) => Vector256.Create(x);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Load(float* p) => Vector256.Load(p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Load<TE>(nint p, nint index) where TE : struct, IElements => TE.Load256(p, index);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store(Vector256<float> v, float* p) => Vector256.Store(v, p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Fma(Vector256<float> a, Vector256<float> b, Vector256<float> c) =>
+        Vector256.FusedMultiplyAdd(a, b, c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
+}
+
+/// <summary>
+/// How an operand's elements become fp32 as they load: scalars, or 16 and 8 consecutive elements from element
+/// <c>index</c> of the storage at <c>p</c>. Struct type arguments let the JIT compile one copy of each loop per
+/// storage type, with the conversion inlined and no branch per element. The loads are marked for inlining: fp16's
+/// is too long for the inliner's default budget, and a call to it ran unoptimised (tier-0) code, 25× slower.
+/// </summary>
+internal interface IElements
+{
+    /// <summary>Bytes per stored element.</summary>
+    static abstract int Size { get; }
+
+    static abstract float Load(nint p, nint index);
+
+    static abstract Vector512<float> Load512(nint p, nint index);
+
+    static abstract Vector256<float> Load256(nint p, nint index);
+}
+
+internal readonly unsafe struct Float32Elements : IElements
+{
+    public static int Size => sizeof(float);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Load(nint p, nint index) => ((float*)p)[index];
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load512(nint p, nint index) => Vector512.Load((float*)p + index);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Load256(nint p, nint index) => Vector256.Load((float*)p + index);
+}
+
+/// <summary>bfloat16 is fp32's upper half: zero-extend each element to 32 bits and shift it up.</summary>
+internal readonly unsafe struct BFloat16Elements : IElements
+{
+    public static int Size => sizeof(ushort);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Load(nint p, nint index) => NarrowFloat.BFloat16ToSingle(((ushort*)p)[index]);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load512(nint p, nint index) =>
+        Vector512.ShiftLeft(Vector512.WidenLower(Vector256.Load((ushort*)p + index).ToVector512Unsafe()), 16)
+            .AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Load256(nint p, nint index) =>
+        Vector256.ShiftLeft(Vector256.WidenLower(Vector128.Load((ushort*)p + index).ToVector256Unsafe()), 16)
+            .AsSingle();
+}
+
+/// <summary>
+/// IEEE binary16 widened with integer vector operations (.NET exposes no F16C conversion): exponent and mantissa
+/// shift into place and the exponent is rebiased by 112; ∞/NaN get a second 112 so their exponent is all ones;
+/// zeros and subnormals are rebuilt as 2^-14·(1 + m/1024) − 2^-14 = m·2^-24, exact in fp32; the sign goes on last.
+/// </summary>
+internal readonly unsafe struct HalfElements : IElements
+{
+    // fp16's exponent field once the element has shifted up by 13 bits.
+    private const uint ExponentMask = 0x1Fu << 23;
+    private const uint Rebias = 112u << 23;
+
+    public static int Size => sizeof(ushort);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Load(nint p, nint index) => NarrowFloat.HalfToSingle(((ushort*)p)[index]);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load512(nint p, nint index)
+    {
+        var h = Vector512.WidenLower(Vector256.Load((ushort*)p + index).ToVector512Unsafe());
+        var o = (h & Vector512.Create(0x7FFFu)) << 13;
+        var exponent = o & Vector512.Create(ExponentMask);
+        o += Vector512.Create(Rebias);
+        o += Vector512.Equals(exponent, Vector512.Create(ExponentMask)) & Vector512.Create(Rebias);
+        var tiny = Vector512.Equals(exponent, Vector512<uint>.Zero);
+        o += tiny & Vector512.Create(1u << 23);
+        var f = o.AsSingle();
+        f = Vector512.ConditionalSelect(tiny.AsSingle(), f - Vector512.Create(1f / 16384), f);
+        return (f.AsUInt32() | ((h & Vector512.Create(0x8000u)) << 16)).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Load256(nint p, nint index)
+    {
+        var h = Vector256.WidenLower(Vector128.Load((ushort*)p + index).ToVector256Unsafe());
+        var o = (h & Vector256.Create(0x7FFFu)) << 13;
+        var exponent = o & Vector256.Create(ExponentMask);
+        o += Vector256.Create(Rebias);
+        o += Vector256.Equals(exponent, Vector256.Create(ExponentMask)) & Vector256.Create(Rebias);
+        var tiny = Vector256.Equals(exponent, Vector256<uint>.Zero);
+        o += tiny & Vector256.Create(1u << 23);
+        var f = o.AsSingle();
+        f = Vector256.ConditionalSelect(tiny.AsSingle(), f - Vector256.Create(1f / 16384), f);
+        return (f.AsUInt32() | ((h & Vector256.Create(0x8000u)) << 16)).AsSingle();
+    }
+}
