@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tensors;
@@ -76,8 +77,13 @@ public sealed record DecodeBenchmarkOptions
 /// </summary>
 public static class DecodeBenchmark
 {
-    /// <summary>Untimed steps per batch size before any measurement (see <see cref="Run"/>).</summary>
+    /// <summary>Untimed steps per batch size before any measurement, at least (see <see cref="Measure"/>).</summary>
     private const int ProcessWarmupSteps = 40;
+
+    /// <summary>How long the untimed steps of each batch size run at least, and the most of them.</summary>
+    private static readonly TimeSpan ProcessWarmupTime = TimeSpan.FromSeconds(1);
+
+    private const int ProcessWarmupMaxSteps = 1024;
 
     /// <summary>Measures every (batch, position) of <paramref name="options"/>.</summary>
     /// <param name="device">The device to measure.</param>
@@ -120,10 +126,16 @@ public static class DecodeBenchmark
         // Warm up the whole step path once per batch size before the first point: .NET recompiles hot methods
         // (the CPU accelerator's kernels are C#) after some dozens of calls, which would otherwise make the first,
         // lowest position look slowest.
+        // .NET promotes a method to optimised code only after it has run some dozens of times once no new method has
+        // been compiled for 100 ms, in the background: a fixed few dozen steps can end before that, and the first
+        // position would then time unoptimised code. So warm up for a second (measured: without it, the attention
+        // step at position 64 timed 3× slower than at 1024 when the RetNet ran first in the same process).
         foreach (var batch in options.Batches)
         {
             using var warm = model.CreateState(batch);
-            for (var i = 0; i < ProcessWarmupSteps; i++)
+            var started = Stopwatch.GetTimestamp();
+            for (var i = 0; i < ProcessWarmupMaxSteps &&
+                 (i < ProcessWarmupSteps || Stopwatch.GetElapsedTime(started) < ProcessWarmupTime); i++)
                 model.Step(Tokens(batch), warm);
         }
         foreach (var position in options.Positions)
