@@ -332,7 +332,7 @@ public sealed class LanguageModel : ILanguageModel
                 var pass = Upload(w, p, ids, 1, sequence.Count, ends: null, mode);
                 RunBlocks(p, pass, ActivationPlan.KeepNothing, state, b);
                 result[b] = LastLogits(p.Features.Slice(sequence.Count - 1, 1), p.FinalNormed?.Slice(0, 1),
-                    w.Rows(1).Logits!)[0];
+                    p.Logits!)[0];
             }
             else
             {
