@@ -94,7 +94,7 @@ internal sealed record BlockTensors(SublayerTensors MixerSublayer, MixerActivati
 /// <summary>The scratch buffers of a backward pass, shared by every layer (each at least [N, widest]).</summary>
 /// <param name="Rows">d-wide buffers [N, d]: four of them. [0] and [1] carry the residual stream's gradient between
 /// blocks; a mixer's backward may use [2] and [3].</param>
-/// <param name="Value">Mixer-wide buffers [N, <see cref="MixerKind.ScratchWidth"/>]: four of them.</param>
+/// <param name="Value">Mixer-wide buffers [N, <see cref="MixerKind.ScratchWidth"/>]: five of them.</param>
 /// <param name="Hidden">FFN-wide buffers [N, ffn]: two of them.</param>
 /// <param name="NormWeight">A [d] buffer for a norm weight's gradient before it is added.</param>
 internal sealed record BackwardScratch(Tensor[] Rows, Tensor[] Value, Tensor[] Hidden, Tensor NormWeight)
@@ -102,7 +102,7 @@ internal sealed record BackwardScratch(Tensor[] Rows, Tensor[] Value, Tensor[] H
     /// <summary>Allocates the scratch of a pass over <paramref name="rows"/> rows.</summary>
     public static BackwardScratch Allocate(WorkspaceAllocator a, int rows, int dim, int mixerWidth, int ffnWidth) =>
         new([a.Make(rows, dim), a.Make(rows, dim), a.Make(rows, dim), a.Make(rows, dim)],
-            [a.Make(rows, mixerWidth), a.Make(rows, mixerWidth), a.Make(rows, mixerWidth), a.Make(rows, mixerWidth)],
+            [.. Enumerable.Range(0, 5).Select(_ => a.Make(rows, mixerWidth))],
             [a.Make(rows, ffnWidth), a.Make(rows, ffnWidth)], a.Make(dim));
 }
 

@@ -59,7 +59,8 @@ internal sealed record DecoderSpec(
 /// <summary>
 /// A checkpoint convention's parameter names. The shell reads every weight through these, so a convention from
 /// another project is a new instance, not a new model class. <see cref="Torchscale"/> is the convention of
-/// torchscale's RetNet, which the library's Transformer follows too.
+/// torchscale's RetNet, which the library's Transformer follows too; <see cref="Fla"/> that of fla's Hugging Face
+/// RetNet.
 /// </summary>
 /// <param name="Embedding">The token embedding [V, d].</param>
 /// <param name="EmbeddingNorm">The norm after the embedding [d].</param>
@@ -68,8 +69,9 @@ internal sealed record DecoderSpec(
 /// <param name="Fc1">The FFN's activated projection, within <see cref="FeedForward"/>.</param>
 /// <param name="Gate">The FFN's gate projection, within <see cref="FeedForward"/>.</param>
 /// <param name="Fc2">The FFN's output projection, within <see cref="FeedForward"/>.</param>
-/// <param name="NormsFirst">The checkpoint lists each sublayer's norm before its weights (the library's Transformer);
-/// torchscale lists it after. The order is the optimiser's and the file's, so it is kept as the checkpoint has it.</param>
+/// <param name="NormsFirst">The checkpoint lists each sublayer's norm before its weights (fla, the library's
+/// Transformer); torchscale lists it after. The order is the optimiser's and the file's, so it is kept as the
+/// checkpoint has it.</param>
 internal sealed record ParameterNames(string Embedding, string EmbeddingNorm, string FinalNorm, string Output,
     string Fc1, string Gate, string Fc2, bool NormsFirst)
 {
@@ -78,17 +80,43 @@ internal sealed record ParameterNames(string Embedding, string EmbeddingNorm, st
     public static ParameterNames Torchscale { get; } = new("embed_tokens.weight", "layernorm_embedding.weight",
         "layer_norm.weight", "output_projection.weight", "fc1.weight", "gate.weight", "fc2.weight", NormsFirst: false);
 
+    /// <summary>fla's names: model.embeddings, model.layers.i.attn_norm, model.layers.i.attn.*,
+    /// model.layers.i.mlp_norm, model.layers.i.mlp.{gate,up,down}_proj, model.norm, lm_head. fla's FFN is
+    /// down(silu(gate) ⊙ up): its gate_proj is the activated projection (fc1) and up_proj the linear one.</summary>
+    public static ParameterNames Fla { get; } = new("model.embeddings.weight", "", "model.norm.weight",
+        "lm_head.weight", "gate_proj.weight", "up_proj.weight", "down_proj.weight", NormsFirst: true)
+    {
+        LayerPrefix = "model.layers.", MixerSublayer = "attn", MixerNormName = "attn_norm.weight",
+        FeedForwardSublayer = "mlp", FeedForwardNormName = "mlp_norm.weight",
+    };
+
+    /// <summary>What every block's names start with, before the block's index.</summary>
+    public string LayerPrefix { get; init; } = "layers.";
+
+    /// <summary>The mixer sublayer's name in a block; null: the mixer's own (retention, attention).</summary>
+    public string? MixerSublayer { get; init; }
+
+    /// <summary>The name of the norm in front of the mixer within a block; null: "{mixer}_layer_norm.weight".</summary>
+    public string? MixerNormName { get; init; }
+
+    /// <summary>The FFN sublayer's name in a block.</summary>
+    public string FeedForwardSublayer { get; init; } = "ffn";
+
+    /// <summary>The name of the norm in front of the FFN within a block.</summary>
+    public string FeedForwardNormName { get; init; } = "final_layer_norm.weight";
+
     /// <summary>The prefix of block <paramref name="layer"/>'s mixer weights ("layers.i.retention.").</summary>
-    public string Mixer(int layer, string mixer) => $"layers.{layer}.{mixer}.";
+    public string Mixer(int layer, string mixer) => $"{LayerPrefix}{layer}.{MixerSublayer ?? mixer}.";
 
     /// <summary>The norm in front of block <paramref name="layer"/>'s mixer.</summary>
-    public string MixerNorm(int layer, string mixer) => $"layers.{layer}.{mixer}_layer_norm.weight";
+    public string MixerNorm(int layer, string mixer) =>
+        $"{LayerPrefix}{layer}.{MixerNormName ?? mixer + "_layer_norm.weight"}";
 
     /// <summary>The prefix of block <paramref name="layer"/>'s FFN weights.</summary>
-    public string FeedForward(int layer) => $"layers.{layer}.ffn.";
+    public string FeedForward(int layer) => $"{LayerPrefix}{layer}.{FeedForwardSublayer}.";
 
     /// <summary>The norm in front of block <paramref name="layer"/>'s FFN.</summary>
-    public string FeedForwardNorm(int layer) => $"layers.{layer}.final_layer_norm.weight";
+    public string FeedForwardNorm(int layer) => $"{LayerPrefix}{layer}.{FeedForwardNormName}";
 }
 
 /// <summary>

@@ -19,6 +19,11 @@ public abstract record ModelConfig
     [JsonIgnore]
     public abstract string Architecture { get; }
 
+    /// <summary>Whose checkpoint convention the config and the weight names follow: "torchscale" (torchscale's
+    /// RetNet), "fla" (fla's Hugging Face RetNet) or "retnet-ilgpu" (the library's own Transformer).</summary>
+    [JsonIgnore]
+    public abstract string Convention { get; }
+
     /// <summary>V, the vocabulary size (<c>vocab_size</c>): token ids are in [0, V).</summary>
     [JsonPropertyName("vocab_size")]
     public int VocabSize { get; init; }
@@ -85,6 +90,29 @@ public abstract record ModelConfig
     /// <exception cref="CheckpointMismatchException">Tensors are missing, unexpected or wrongly shaped.</exception>
     internal abstract ResolvedWeights Resolve(IReadOnlyDictionary<string, HostTensor> weights);
 
+    /// <summary>
+    /// Checks that <paramref name="weights"/> are exactly the tensors of <see cref="ExpectedWeights"/> with their
+    /// shapes, besides the names in <paramref name="ignorable"/> (a tied output projection saved under its own name
+    /// too), and returns them by name.
+    /// </summary>
+    /// <exception cref="CheckpointMismatchException">Tensors are missing, unexpected or wrongly shaped.</exception>
+    private protected ResolvedWeights ResolveExactly(IReadOnlyDictionary<string, HostTensor> weights,
+        IReadOnlyCollection<string> ignorable)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        var expected = ExpectedWeights();
+        var names = expected.Select(e => e.Name).ToHashSet();
+        var missing = expected.Where(e => !weights.ContainsKey(e.Name)).Select(e => e.Name).ToList();
+        var unexpected = weights.Keys.Where(k => !names.Contains(k) && !ignorable.Contains(k)).Order().ToList();
+        var wrongShape = expected.Where(e => weights.TryGetValue(e.Name, out var t) && !t.Shape.SequenceEqual(e.Shape))
+            .Select(e => $"{e.Name} is {Tensors.ShapeCheck.Format(weights[e.Name].Shape)}, expected " +
+                         Tensors.ShapeCheck.Format(e.Shape))
+            .ToList();
+        if (missing.Count + unexpected.Count + wrongShape.Count > 0)
+            throw new CheckpointMismatchException(missing, unexpected, wrongShape);
+        return new ResolvedWeights(this, expected.ToDictionary(e => e.Name, e => weights[e.Name]), []);
+    }
+
     /// <summary>The tensors a saved model folder holds besides the parameters (e.g. torchscale's buffers), and its
     /// metadata.</summary>
     internal abstract (IReadOnlyDictionary<string, HostTensor> Extra, IReadOnlyDictionary<string, string> Metadata)
@@ -96,14 +124,17 @@ public abstract record ModelConfig
 
     /// <summary>
     /// Parses a model folder's config.json into the config of the architecture it names: <c>"model_type":
-    /// "transformer"</c> is a <see cref="TransformerConfig"/>; a config without model_type, or with "retnet", is a
-    /// torchscale <see cref="RetNetConfig"/>. The result is validated.
+    /// "transformer"</c> is a <see cref="TransformerConfig"/>; "retnet" with fla's keys (hidden_size,
+    /// num_hidden_layers) is an <see cref="FlaRetNetConfig"/>; a config without model_type, or "retnet" with
+    /// torchscale's keys, is a torchscale <see cref="RetNetConfig"/>. The result is validated.
     /// </summary>
     /// <exception cref="ArgumentException">The JSON is malformed or names an unknown model_type, or the config is
     /// invalid.</exception>
     public static ModelConfig FromJson(string json)
     {
         ArgumentNullException.ThrowIfNull(json);
+        if (ParseObject(json) is { } node && FlaRetNetConfig.Recognises(node))
+            return FlaRetNetConfig.FromJson(json);
         return ModelTypeOf(json) switch
         {
             TransformerConfig.ModelType => TransformerConfig.FromJson(json),
@@ -138,14 +169,19 @@ public abstract record ModelConfig
 
     /// <summary>The string value of a top-level <c>model_type</c>, or null when the JSON has none (or is not an
     /// object, which the architecture's parser then reports).</summary>
-    private static string? ModelTypeOf(string json)
+    private static string? ModelTypeOf(string json) =>
+        ParseObject(json) is { } node && node["model_type"] is JsonValue value &&
+        value.GetValueKind() == JsonValueKind.String
+            ? value.GetValue<string>()
+            : null;
+
+    /// <summary>The JSON as an object, or null when it is malformed or not an object (the architecture's parser then
+    /// reports it).</summary>
+    private static JsonObject? ParseObject(string json)
     {
         try
         {
-            return JsonNode.Parse(json, documentOptions: DocumentOptions) is JsonObject node &&
-                   node["model_type"] is JsonValue value && value.GetValueKind() == JsonValueKind.String
-                ? value.GetValue<string>()
-                : null;
+            return JsonNode.Parse(json, documentOptions: DocumentOptions) as JsonObject;
         }
         catch (JsonException)
         {

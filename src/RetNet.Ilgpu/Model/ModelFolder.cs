@@ -43,12 +43,19 @@ public static class ModelFolder
     /// <summary>The metadata key of the SHA-256 (hex) of the config.json the save superseded.</summary>
     public const string ReplacesKey = "replaces_config_sha256";
 
+    /// <summary>Weights larger than this are saved in shards of at most this size (Hugging Face's layout,
+    /// <see cref="ShardedSafetensors"/>); smaller ones in model.safetensors.</summary>
+    public const long MaxShardBytes = 2L << 30;
+
     /// <summary>
     /// Writes <paramref name="tensors"/> to model.safetensors with <paramref name="configJson"/> embedded, then
-    /// config.json, each atomically (see the remarks of <see cref="ModelFolder"/> for why in this order).
+    /// config.json, each atomically (see the remarks of <see cref="ModelFolder"/> for why in this order). Weights over
+    /// <paramref name="maxShardBytes"/> go to shards and their index instead (the index is then the commit point),
+    /// and the layout the save did not use is removed from the folder once the save is complete, so that it holds one
+    /// saved version.
     /// </summary>
     public static void Write(string folder, string configJson, IReadOnlyDictionary<string, HostTensor> tensors,
-        IReadOnlyDictionary<string, string> metadata)
+        IReadOnlyDictionary<string, string> metadata, long maxShardBytes = MaxShardBytes)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(folder);
         ArgumentNullException.ThrowIfNull(configJson);
@@ -62,8 +69,51 @@ public static class ModelFolder
         if (File.Exists(configPath) && File.ReadAllBytes(configPath) is var superseded &&
             !superseded.AsSpan().SequenceEqual(Encoding.UTF8.GetBytes(configJson)))
             withConfig[ReplacesKey] = Sha256(superseded);
-        Safetensors.Write(Path.Combine(folder, WeightsFile), tensors, withConfig);
-        AtomicFile.WriteAllText(configPath, configJson);
+        var bytes = tensors.Values.Sum(t => t.Length * (long)Tensors.TensorDTypes.SizeOf(t.DType));
+        var indexPath = Path.Combine(folder, ShardedSafetensors.IndexFile);
+        if (bytes > maxShardBytes)
+        {
+            var previous = StaleShards(folder);
+            var written = ShardedSafetensors.Write(folder,
+                [.. tensors.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => (p.Key, p.Value))], withConfig,
+                maxShardBytes);
+            AtomicFile.WriteAllText(configPath, configJson);
+            File.Delete(Path.Combine(folder, WeightsFile));
+            foreach (var stale in previous.Except(written))
+                File.Delete(Path.Combine(folder, stale));
+        }
+        else
+        {
+            Safetensors.Write(Path.Combine(folder, WeightsFile), tensors, withConfig);
+            AtomicFile.WriteAllText(configPath, configJson);
+            if (File.Exists(indexPath))
+            {
+                var previous = StaleShards(folder);
+                File.Delete(indexPath);
+                foreach (var stale in previous)
+                    File.Delete(Path.Combine(folder, stale));
+            }
+        }
+    }
+
+    /// <summary>The shard files the folder's current index names (none without an index, or with one that does not
+    /// parse).</summary>
+    private static IReadOnlyList<string> StaleShards(string folder)
+    {
+        var indexPath = Path.Combine(folder, ShardedSafetensors.IndexFile);
+        try
+        {
+            return File.Exists(indexPath) &&
+                   System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(indexPath))?["weight_map"] is
+                       System.Text.Json.Nodes.JsonObject map
+                ? [.. map.Select(p => p.Value?.GetValue<string>()).OfType<string>()
+                    .Where(f => Path.GetFileName(f) == f).Distinct()]
+                : [];
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException)
+        {
+            return [];
+        }
     }
 
     /// <summary>
@@ -92,12 +142,18 @@ public static class ModelFolder
         ArgumentException.ThrowIfNullOrWhiteSpace(folder);
         var configPath = Path.Combine(folder, ConfigFile);
         var weightsPath = Path.Combine(folder, WeightsFile);
+        var indexPath = Path.Combine(folder, ShardedSafetensors.IndexFile);
+        // As Hugging Face's loader does, a single model.safetensors comes before an index of shards.
+        var sharded = !File.Exists(weightsPath) && File.Exists(indexPath);
         var configBytes = File.Exists(configPath) ? File.ReadAllBytes(configPath) : null;
-        if (configBytes is null && !File.Exists(weightsPath))
+        if (configBytes is null && !File.Exists(weightsPath) && !sharded)
             throw new FileNotFoundException($"The model folder {folder} has no {ConfigFile}.", configPath);
-        if (!File.Exists(weightsPath))
-            throw new FileNotFoundException($"The model folder {folder} has no {WeightsFile}.", weightsPath);
-        var weights = Safetensors.Read(weightsPath);
+        if (!File.Exists(weightsPath) && !sharded)
+            throw new FileNotFoundException(
+                $"The model folder {folder} has no {WeightsFile} (nor {ShardedSafetensors.IndexFile}).", weightsPath);
+        var weights = sharded ? ShardedSafetensors.Read(indexPath) : Safetensors.Read(weightsPath);
+        if (sharded)
+            weightsPath = indexPath;
         var embeddedOrigin = $"{weightsPath} (the config saved with the weights)";
         weights.Metadata.TryGetValue(ConfigKey, out var embedded);
         if (configBytes is null)

@@ -27,6 +27,10 @@ public sealed record RetNetConfig : ModelConfig
 
     /// <inheritdoc/>
     [JsonIgnore]
+    public override string Convention => "torchscale";
+
+    /// <inheritdoc/>
+    [JsonIgnore]
     public override string Summary => $"{Layers} layers, d={EmbedDim}, heads={RetentionHeads}, " +
                                       $"value dim={ValueEmbedDim}, ffn={FfnEmbedDim}, vocab={VocabSize}";
 
@@ -294,7 +298,8 @@ public sealed record RetNetConfig : ModelConfig
         return new DecoderSpec(VocabSize, EmbedDim, Layers, FfnEmbedDim, LayerNormEps, ActivationFn == "gelu",
             EmbedScale, ResidualScale, NormalizeBefore, LayerNormEmbedding, ShareInputOutputEmbed,
             ParameterNames.Torchscale,
-            new RetentionSpec(EmbedDim, ValueEmbedDim, RetentionHeads, LayerNormEps, Decay()));
+            new RetentionSpec(EmbedDim,
+                RetentionOptions.Torchscale(EmbedDim, ValueEmbedDim, RetentionHeads, LayerNormEps, Decay())));
     }
 
     internal override ResolvedWeights Resolve(IReadOnlyDictionary<string, HostTensor> weights) =>

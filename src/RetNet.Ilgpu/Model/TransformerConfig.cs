@@ -21,6 +21,10 @@ public sealed record TransformerConfig : ModelConfig
 
     /// <inheritdoc/>
     [JsonIgnore]
+    public override string Convention => "retnet-ilgpu";
+
+    /// <inheritdoc/>
+    [JsonIgnore]
     public override string Summary =>
         $"{Layers} layers, d={EmbedDim}, heads={Heads}, ffn={FfnEmbedDim}, vocab={VocabSize}";
 
@@ -224,21 +228,8 @@ public sealed record TransformerConfig : ModelConfig
 
     /// <summary>Checks that <paramref name="weights"/> are the tensors this config needs, with their shapes (a tied
     /// output projection may also appear under its own name, and is dropped).</summary>
-    internal override ResolvedWeights Resolve(IReadOnlyDictionary<string, HostTensor> weights)
-    {
-        ArgumentNullException.ThrowIfNull(weights);
-        var expected = ExpectedWeights();
-        var names = expected.Select(e => e.Name).ToHashSet();
-        var missing = expected.Where(e => !weights.ContainsKey(e.Name)).Select(e => e.Name).ToList();
-        var unexpected = weights.Keys.Where(k => !names.Contains(k) &&
-            !(ShareInputOutputEmbed && k == "output_projection.weight")).Order().ToList();
-        var wrongShape = expected.Where(e => weights.TryGetValue(e.Name, out var t) && !t.Shape.SequenceEqual(e.Shape))
-            .Select(e => $"{e.Name} is {ShapeCheck.Format(weights[e.Name].Shape)}, expected {ShapeCheck.Format(e.Shape)}")
-            .ToList();
-        if (missing.Count + unexpected.Count + wrongShape.Count > 0)
-            throw new CheckpointMismatchException(missing, unexpected, wrongShape);
-        return new ResolvedWeights(this, expected.ToDictionary(e => e.Name, e => weights[e.Name]), []);
-    }
+    internal override ResolvedWeights Resolve(IReadOnlyDictionary<string, HostTensor> weights) =>
+        ResolveExactly(weights, ShareInputOutputEmbed ? ["output_projection.weight"] : []);
 
     internal override (IReadOnlyDictionary<string, HostTensor> Extra, IReadOnlyDictionary<string, string> Metadata)
         SaveExtras(IReadOnlyDictionary<string, HostTensor> parameters) =>

@@ -10,14 +10,22 @@ internal struct RotationProblem
     public int Heads;
     public int HeadDim;
     public float Scale;
+
+    /// <summary>Where pair i starts in a head row: i·PairStride (2 interleaved, 1 halves).</summary>
+    public int PairStride;
+
+    /// <summary>How far pair i's second element is from its first (1 interleaved, Dk/2 halves).</summary>
+    public int PairOffset;
 }
 
-/// <summary>Device code of torchscale's rotation ("theta shift").</summary>
+/// <summary>Device code of the rotation of queries and keys: torchscale's theta shift and GPT-NeoX's rotary
+/// embedding, which differ only in which elements form a pair (<see cref="RotaryLayout"/>) and in the angles.</summary>
 internal static class RotationKernels
 {
     /// <summary>
-    /// One thread per interleaved pair (2i, 2i+1) of a head row: with p = starts[b] + t and a = p·angles[i],
-    /// (x0, x1) ← scale·(x0 cos a − x1 sin a, x1 cos a + x0 sin a), in place. Index: ((b·T + t)·H + h)·(Dk/2) + i.
+    /// One thread per pair of a head row, elements (i·PairStride, i·PairStride + PairOffset): with p = starts[b] + t
+    /// and a = p·angles[i], (x0, x1) ← scale·(x0 cos a − x1 sin a, x1 cos a + x0 sin a), in place. Index:
+    /// ((b·T + t)·H + h)·(Dk/2) + i.
     /// </summary>
     [Kernel(KernelGrouping.Implicit)]
     public static void ThetaShift(Index1D thread, ArrayView<float> x, ArrayView<int> starts, ArrayView<float> angles,
@@ -38,11 +46,11 @@ internal static class RotationKernels
                 var angle = (starts[b] + t) * angles[i];
                 var c = XMath.Cos(angle);
                 var s = XMath.Sin(angle);
-                var at = row * p.HeadDim + 2 * i;
+                var at = row * p.HeadDim + i * p.PairStride;
                 var x0 = x[at];
-                var x1 = x[at + 1];
+                var x1 = x[at + p.PairOffset];
                 x[at] = p.Scale * (x0 * c - x1 * s);
-                x[at + 1] = p.Scale * (x1 * c + x0 * s);
+                x[at + p.PairOffset] = p.Scale * (x1 * c + x0 * s);
             }
         }
     }

@@ -276,7 +276,8 @@ internal sealed class CausalSelfAttention(Tensor q, Tensor k, Tensor v, Tensor o
     {
         var t = (AttentionActivations)activations;
         int batch = pass.Batch, seqLen = pass.SeqLen, heads = kind.Heads, dh = kind.HeadDim;
-        var (q4, k4, v4) = HeadProjections.Rotated(input, (q, k, v), (t.Q, t.K, t.V), pass, heads, kind.Angles, 1f);
+        var (q4, k4, v4) = HeadProjections.Rotated(input, (q, k, v), (t.Q, t.K, t.V), pass, heads, kind.Angles, 1f,
+            RotaryLayout.Interleaved);
         var o4 = t.O.Reshape(batch, seqLen, heads, dh);
         if (state is not { } view)
         {
@@ -320,8 +321,8 @@ internal sealed class CausalSelfAttention(Tensor q, Tensor k, Tensor v, Tensor o
             t.LogSumExp ?? throw new InvalidOperationException("A training pass keeps attention's log-sum-exp."),
             dO.Reshape(batch, seqLen, heads, dh), dq4, dk4, dV.Reshape(batch, seqLen, heads, dh));
         // The rotation is orthogonal: rotating by −pθ carries the gradients back to the projections.
-        ThetaShift.Apply(dq4, pass.Starts, kind.InverseAngles, 1f);
-        ThetaShift.Apply(dk4, pass.Starts, kind.InverseAngles, 1f);
+        ThetaShift.Apply(dq4, pass.Starts, kind.InverseAngles, 1f, RotaryLayout.Interleaved);
+        ThetaShift.Apply(dk4, pass.Starts, kind.InverseAngles, 1f, RotaryLayout.Interleaved);
         Linear.BackwardShared(input, dInput, gradients, (dQ, q, prefix + "q_proj.weight"),
             (dK, k, prefix + "k_proj.weight"), (dV, v, prefix + "v_proj.weight"));
     }

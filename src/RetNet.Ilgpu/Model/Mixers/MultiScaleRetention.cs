@@ -9,24 +9,61 @@ using RetNet.Ilgpu.Tensors;
 namespace RetNet.Ilgpu.Model;
 
 /// <summary>
-/// torchscale's multi-scale retention as a mixer of the decoder shell: H heads of key width Dk = d/H and value width
-/// Dv = value dim/H, decays γ_h, the decay-normalised head norm with eps (docs/MATH.md §4–5).
+/// How one convention's multi-scale retention differs from another's (docs/MATH.md §5, §13): the sizes, the rotation,
+/// whether the head norm is decay-normalised and whether it has a weight, and the names of the projections.
 /// </summary>
-internal sealed class RetentionSpec(int embedDim, int valueDim, int heads, double eps, DecaySchedule decay) : MixerSpec
+/// <param name="Heads">H, the query heads.</param>
+/// <param name="KeyDim">The query and key width over all heads, H·Dk.</param>
+/// <param name="ValueDim">The value width over all heads, H·Dv.</param>
+/// <param name="Eps">The head norm's eps.</param>
+/// <param name="Decay">γ of every head.</param>
+/// <param name="Rotary">Which elements the rotation pairs and which angles it uses.</param>
+/// <param name="DecayNormalized">torchscale's decay normalisation, folded into the head norm as a per-row eps; fla
+/// has none.</param>
+/// <param name="GateNormWeight">The suffix of the head norm's weight [Dv], shared by the heads; null when the norm
+/// has no weight (torchscale).</param>
+/// <param name="OutputName">The suffix of the out projection ("out_proj.weight" or "o_proj.weight").</param>
+internal sealed record RetentionOptions(int Heads, int KeyDim, int ValueDim, double Eps, DecaySchedule Decay,
+    RotaryLayout Rotary, bool DecayNormalized, string? GateNormWeight, string OutputName)
+{
+    /// <summary>torchscale's retention: key width d, interleaved rotation, decay-normalised head norm without weight,
+    /// out_proj.</summary>
+    public static RetentionOptions Torchscale(int embedDim, int valueDim, int heads, double eps, DecaySchedule decay) =>
+        new(heads, embedDim, valueDim, eps, decay, RotaryLayout.Interleaved, DecayNormalized: true,
+            GateNormWeight: null, OutputName: "out_proj.weight");
+
+    /// <summary>Dk, the key head width.</summary>
+    public int KeyHeadDim => KeyDim / Heads;
+
+    /// <summary>Dv, the value head width.</summary>
+    public int ValueHeadDim => ValueDim / Heads;
+}
+
+/// <summary>
+/// Multi-scale retention as a mixer of the decoder shell: H heads of key width Dk and value width Dv, decays γ_h, a
+/// per-head RMSNorm over Dv and the swish gate (docs/MATH.md §4–5), in the variant <paramref name="options"/> gives.
+/// </summary>
+internal sealed class RetentionSpec(int embedDim, RetentionOptions options) : MixerSpec
 {
     public override string Name => "retention";
 
-    public override int WidestRow => valueDim;
+    public override int WidestRow => Math.Max(options.ValueDim, options.KeyDim);
 
-    public override IEnumerable<(string Suffix, int[] Shape)> LayerWeights() =>
-    [
-        ("q_proj.weight", [embedDim, embedDim]), ("k_proj.weight", [embedDim, embedDim]),
-        ("v_proj.weight", [valueDim, embedDim]), ("g_proj.weight", [valueDim, embedDim]),
-        ("out_proj.weight", [embedDim, valueDim]),
-    ];
+    public RetentionOptions Options => options;
 
-    public override MixerKind Open(RetNetDevice device) =>
-        new RetentionKind(device, heads, embedDim / heads, valueDim / heads, eps, decay);
+    public override IEnumerable<(string Suffix, int[] Shape)> LayerWeights()
+    {
+        int d = embedDim, dk = options.KeyDim, dv = options.ValueDim;
+        yield return ("q_proj.weight", [dk, d]);
+        yield return ("k_proj.weight", [dk, d]);
+        yield return ("v_proj.weight", [dv, d]);
+        yield return ("g_proj.weight", [dv, d]);
+        yield return (options.OutputName, [d, dv]);
+        if (options.GateNormWeight is { } norm)
+            yield return (norm, [options.ValueHeadDim]);
+    }
+
+    public override MixerKind Open(RetNetDevice device) => new RetentionKind(device, embedDim, options);
 }
 
 /// <summary>
@@ -105,21 +142,24 @@ internal sealed class RetentionState(Tensor state) : LayerState
 internal sealed class RetentionKind : MixerKind
 {
     private readonly RetNetDevice device;
-    private readonly int heads, keyDim, valueDim;
+    private readonly RetentionOptions options;
+    private readonly int embedDim, heads, keyDim, valueDim;
     private readonly float eps;
     private readonly DecaySchedule decay;
     private readonly Tensor angles, inverseAngles, decayTable;
-    private Tensor? chunkStates;
+    private Tensor? chunkStates, normWeightGradient;
 
-    public RetentionKind(RetNetDevice device, int heads, int keyDim, int valueDim, double eps, DecaySchedule decay)
+    public RetentionKind(RetNetDevice device, int embedDim, RetentionOptions options)
     {
         this.device = device;
-        this.heads = heads;
-        this.keyDim = keyDim;
-        this.valueDim = valueDim;
-        this.eps = (float)eps;
-        this.decay = decay;
-        var theta = ThetaShift.Angles(keyDim);
+        this.embedDim = embedDim;
+        this.options = options;
+        heads = options.Heads;
+        keyDim = options.KeyHeadDim;
+        valueDim = options.ValueHeadDim;
+        eps = (float)options.Eps;
+        decay = options.Decay;
+        var theta = ThetaShift.Angles(keyDim, options.Rotary);
         angles = Tensor.FromHost(device, theta, theta.Length);
         try
         {
@@ -134,7 +174,7 @@ internal sealed class RetentionKind : MixerKind
         }
     }
 
-    public override int ScratchWidth => heads * valueDim;
+    public override int ScratchWidth => heads * Math.Max(keyDim, valueDim);
 
     public override bool ContinuesInChunks => true;
 
@@ -146,12 +186,13 @@ internal sealed class RetentionKind : MixerKind
 
     public override TokenMixer Bind(Func<string, Tensor> weight, string gradientPrefix) =>
         new MultiScaleRetention(weight("q_proj.weight"), weight("k_proj.weight"), weight("v_proj.weight"),
-            weight("g_proj.weight"), weight("out_proj.weight"), this, gradientPrefix);
+            weight("g_proj.weight"), weight(options.OutputName),
+            options.GateNormWeight is { } norm ? weight(norm) : null, this, gradientPrefix);
 
     public override MixerActivations Allocate(WorkspaceAllocator a, int batch, int seqLen, bool keep)
     {
         int n = batch * seqLen, d = heads * keyDim, dv = heads * valueDim;
-        var branch = a.Shared("branch", n, d);
+        var branch = a.Shared("branch", n, embedDim);
         if (!keep)
         {
             Tensor o = a.Shared("retention.o", n, dv), g = a.Shared("retention.g", n, dv);
@@ -165,12 +206,16 @@ internal sealed class RetentionKind : MixerKind
             a.Make(n * heads), branch);
     }
 
-    public override MixerPassData AllocatePassData(WorkspaceAllocator a, int rows) =>
-        new RetentionPassData(a.Make(rows * heads), heads);
+    /// <summary>The decay sums of the decay-normalised head norm; nothing without decay normalisation.</summary>
+    public override MixerPassData? AllocatePassData(WorkspaceAllocator a, int rows) =>
+        options.DecayNormalized ? new RetentionPassData(a.Make(rows * heads), heads) : null;
 
     /// <summary>The decay sums of every row and head, which every block's head norm reads.</summary>
-    public override void BeginPass(Pass pass) =>
-        DecayNormalization.Launch(pass.Starts, decayTable, pass.SeqLen, ((RetentionPassData)pass.MixerData!).DecaySums);
+    public override void BeginPass(Pass pass)
+    {
+        if (pass.MixerData is RetentionPassData data)
+            DecayNormalization.Launch(pass.Starts, decayTable, pass.SeqLen, data.DecaySums);
+    }
 
     public override LayerState CreateState(int batch, int capacity) =>
         new RetentionState(Tensor.Zeros(device, batch, heads, keyDim, valueDim));
@@ -182,6 +227,7 @@ internal sealed class RetentionKind : MixerKind
         int longest, int capacity) =>
         new RetentionState(tensors[prefix + RetentionState.TensorName].ToDevice(device));
 
+    internal RetentionOptions Options => options;
     internal int Heads => heads;
     internal int KeyDim => keyDim;
     internal int ValueDim => valueDim;
@@ -210,22 +256,28 @@ internal sealed class RetentionKind : MixerKind
         return chunkStates;
     }
 
+    /// <summary>A [Dv] buffer for one block's head-norm weight gradient before it is added (allocated on first
+    /// use).</summary>
+    internal Tensor NormWeightGradient() => normWeightGradient ??= Tensor.Zeros(device, valueDim);
+
     public override void Dispose()
     {
         angles.Dispose();
         inverseAngles.Dispose();
         decayTable.Dispose();
         chunkStates?.Dispose();
+        normWeightGradient?.Dispose();
     }
 }
 
 /// <summary>
-/// torchscale's multi-scale retention (docs/MATH.md §5) of one block: q, k, v, g projections; k·Dk^(−1/2); rotation at
-/// absolute positions; canonical retention in the pass's form; the decay-normalised per-head RMSNorm over Dv without
-/// weight (§4); silu(g) ⊙ Y; out projection.
+/// Multi-scale retention (docs/MATH.md §5) of one block: q, k, v, g projections; k·Dk^(−1/2) (the same scores as
+/// fla's q·Dk^(−1/2)); rotation at absolute positions; canonical retention in the pass's form; the per-head RMSNorm
+/// over Dv, decay-normalised (torchscale, §4) or not, with the shared weight <paramref name="normWeight"/> when the
+/// convention has one (fla); silu(g) ⊙ Y; out projection.
 /// </summary>
-internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g, Tensor output, RetentionKind kind,
-    string prefix) : TokenMixer
+internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g, Tensor output, Tensor? normWeight,
+    RetentionKind kind, string prefix) : TokenMixer
 {
     /// <summary>
     /// The state [B, H, Dk, Dv] entering the tokens is advanced past them; without a state (parallel or chunkwise
@@ -237,7 +289,7 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
         var s = state is { } view ? ((RetentionState)view.State).State.Slice(view.First, view.Count) : null;
         int batch = pass.Batch, seqLen = pass.SeqLen, heads = kind.Heads, dk = kind.KeyDim, dv = kind.ValueDim;
         var (q4, k4, v4) = HeadProjections.Rotated(input, (q, k, v), (t.Q, t.K, t.V), pass, heads, kind.Angles,
-            (float)(1 / Math.Sqrt(dk)));
+            (float)(1 / Math.Sqrt(dk)), kind.Options.Rotary);
         Linear.Apply(input, g, t.G);
         var o4 = t.O.Reshape(batch, seqLen, heads, dv);
         switch (pass.Mode.Form)
@@ -256,7 +308,7 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
                     s ?? throw new InvalidOperationException("The recurrent form needs a state."), o4));
                 break;
         }
-        Gate(t, ((RetentionPassData)pass.MixerData!).DecaySums);
+        Gate(t, DecaySums(pass));
         Linear.Apply(t.Z, output, t.Branch);
     }
 
@@ -268,22 +320,31 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
         IReadOnlyDictionary<string, Tensor> gradients, BackwardScratch scratch)
     {
         var t = (RetentionActivations)activations;
-        var decaySums = ((RetentionPassData)pass.MixerData!).DecaySums;
+        var decaySums = DecaySums(pass);
         int batch = pass.Batch, seqLen = pass.SeqLen, heads = kind.Heads, dk = kind.KeyDim, dv = kind.ValueDim;
-        Tensor dZ = scratch.Value[0], dY = scratch.Value[1], dO = scratch.Value[2], dV = scratch.Value[3];
-        Tensor dQ = scratch.Rows[2], dK = scratch.Rows[3];
+        int rows = t.O.Dim(0), keyWidth = heads * dk, valueWidth = heads * dv;
+        Tensor dZ = Prefix(scratch.Value[0], rows, valueWidth), dY = Prefix(scratch.Value[1], rows, valueWidth);
+        Tensor dO = Prefix(scratch.Value[2], rows, valueWidth), dV = Prefix(scratch.Value[3], rows, valueWidth);
+        // dY is dead once the head norm's backward has written dO, so dQ reuses its buffer.
+        Tensor dQ = Prefix(scratch.Value[1], rows, keyWidth), dK = Prefix(scratch.Value[4], rows, keyWidth);
         // Training blocks share one buffer each for Y, silu(G) and Z: recompute this block's (the same launches as
         // the forward pass, so the same bits).
         Gate(t, decaySums);
-        Linear.BackwardWeight(dBranch, t.Z, gradients[prefix + "out_proj.weight"]);
+        Linear.BackwardWeight(dBranch, t.Z, gradients[prefix + kind.Options.OutputName]);
         Linear.BackwardInput(dBranch, output, dZ, accumulate: false);
         Elementwise.Multiply(dZ, t.SiluG, dY);
         Elementwise.Multiply(dZ, t.Y, dZ);
         Elementwise.SiluBackward(t.G, dZ, dZ);
         var dG = dZ;
-        var rows = t.O.Dim(0) * heads;
-        RmsNorm.Backward(t.O.Reshape(rows, dv), null, dY.Reshape(rows, dv), kind.Eps, dO.Reshape(rows, dv),
-            dWeight: null, t.HeadRstd, options: null, decaySums);
+        var headRows = rows * heads;
+        var dNormWeight = normWeight is null ? null : kind.NormWeightGradient();
+        RmsNorm.Backward(t.O.Reshape(headRows, dv), normWeight, dY.Reshape(headRows, dv), kind.Eps,
+            dO.Reshape(headRows, dv), dNormWeight, t.HeadRstd, options: null, decaySums);
+        if (dNormWeight is not null)
+        {
+            var normGradient = gradients[prefix + kind.Options.GateNormWeight];
+            Elementwise.Add(normGradient, dNormWeight, normGradient);
+        }
         var q4 = t.Q.Reshape(batch, seqLen, heads, dk);
         var k4 = t.K.Reshape(batch, seqLen, heads, dk);
         var v4 = t.V.Reshape(batch, seqLen, heads, dv);
@@ -298,21 +359,28 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
             ChunkwiseRetention.Backward(q4, k4, v4, kind.Decay, pass.Mode.ChunkSize, null, do4, null, dq4, dk4, dv4,
                 null, launch: null, kind.DecayTable, kind.ChunkStates(batch, seqLen, pass.Mode.ChunkSize));
         // The rotation is orthogonal: its transpose, the rotation by −pθ, carries gradients back to q and k.
-        ThetaShift.Apply(dq4, pass.Starts, kind.InverseAngles, 1f);
-        ThetaShift.Apply(dk4, pass.Starts, kind.InverseAngles, (float)(1 / Math.Sqrt(dk)));
+        ThetaShift.Apply(dq4, pass.Starts, kind.InverseAngles, 1f, kind.Options.Rotary);
+        ThetaShift.Apply(dk4, pass.Starts, kind.InverseAngles, (float)(1 / Math.Sqrt(dk)), kind.Options.Rotary);
         Linear.BackwardShared(input, dInput, gradients, (dQ, q, prefix + "q_proj.weight"),
             (dK, k, prefix + "k_proj.weight"), (dV, v, prefix + "v_proj.weight"), (dG, g, prefix + "g_proj.weight"));
     }
 
+    /// <summary>The first rows·width elements of a mixer-wide scratch buffer, as [rows, width].</summary>
+    private static Tensor Prefix(Tensor buffer, int rows, int width) =>
+        buffer.Reshape(-1).Slice(0, rows * width).Reshape(rows, width);
+
+    /// <summary>The decay sums of the pass, or null when the head norm is not decay-normalised.</summary>
+    private static Tensor? DecaySums(Pass pass) => (pass.MixerData as RetentionPassData)?.DecaySums;
+
     /// <summary>
-    /// Y = the decay-normalised head norm of O, then Z = silu(G) ⊙ Y. The decay normalisation:
-    /// (o/√s)/√(mean((o/√s)²) + eps) = o/√(mean(o²) + eps·s), a per-row eps.
+    /// Y = the head norm of O (times its weight, when it has one), then Z = silu(G) ⊙ Y. The decay normalisation,
+    /// when on: (o/√s)/√(mean((o/√s)²) + eps) = o/√(mean(o²) + eps·s), a per-row eps.
     /// </summary>
-    private void Gate(RetentionActivations t, Tensor decaySums)
+    private void Gate(RetentionActivations t, Tensor? decaySums)
     {
         var rows = t.O.Dim(0) * kind.Heads;
-        RmsNorm.Forward(t.O.Reshape(rows, kind.ValueDim), null, kind.Eps, t.Y.Reshape(rows, kind.ValueDim), t.HeadRstd,
-            options: null, decaySums);
+        RmsNorm.Forward(t.O.Reshape(rows, kind.ValueDim), normWeight, kind.Eps, t.Y.Reshape(rows, kind.ValueDim),
+            t.HeadRstd, options: null, decaySums);
         Elementwise.Silu(t.G, t.SiluG);
         Elementwise.Multiply(t.SiluG, t.Y, t.Z);
     }

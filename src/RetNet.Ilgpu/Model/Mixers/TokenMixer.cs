@@ -74,15 +74,16 @@ internal static class HeadProjections
     /// multiplied by <paramref name="keyScale"/>.
     /// </summary>
     public static (Tensor Q, Tensor K, Tensor V) Rotated(Tensor input, (Tensor Q, Tensor K, Tensor V) weights,
-        (Tensor Q, Tensor K, Tensor V) outputs, Pass pass, int heads, Tensor angles, float keyScale)
+        (Tensor Q, Tensor K, Tensor V) outputs, Pass pass, int heads, Tensor angles, float keyScale,
+        RotaryLayout layout)
     {
         Linear.Apply(input, weights.Q, outputs.Q);
         Linear.Apply(input, weights.K, outputs.K);
         Linear.Apply(input, weights.V, outputs.V);
         var q4 = outputs.Q.Reshape(pass.Batch, pass.SeqLen, heads, -1);
         var k4 = outputs.K.Reshape(pass.Batch, pass.SeqLen, heads, -1);
-        ThetaShift.Apply(q4, pass.Starts, angles, 1f);
-        ThetaShift.Apply(k4, pass.Starts, angles, keyScale);
+        ThetaShift.Apply(q4, pass.Starts, angles, 1f, layout);
+        ThetaShift.Apply(k4, pass.Starts, angles, keyScale, layout);
         return (q4, k4, outputs.V.Reshape(pass.Batch, pass.SeqLen, heads, -1));
     }
 }
