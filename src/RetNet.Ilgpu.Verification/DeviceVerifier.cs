@@ -22,6 +22,7 @@ public static class DeviceVerifier
         ("cross-entropy", RowChecks.CrossEntropy),
         ("embedding", PointwiseChecks.Embedding),
         ("rotation", PointwiseChecks.Rotation),
+        ("head groups", PointwiseChecks.HeadGroups),
         ("decay-normalization", PointwiseChecks.DecaySums),
         ("adamw", PointwiseChecks.AdamW),
         ("retention", RetentionVerification.Run),

@@ -1,6 +1,7 @@
 using RetNet.Ilgpu.Kernels.Elementwise;
 using RetNet.Ilgpu.Kernels.Embedding;
 using RetNet.Ilgpu.Kernels.Optimizer;
+using RetNet.Ilgpu.Kernels.HeadGroups;
 using RetNet.Ilgpu.Kernels.Rotation;
 using RetNet.Ilgpu.Kernels.ScaledEmbedding;
 using RetNet.Ilgpu.Retention;
@@ -145,17 +146,45 @@ internal static class PointwiseChecks
         var device = context.Device;
         // fp32 angles at positions in the hundreds lose ~1e-5 relative; the tests hold theta shift to 1e-3 likewise.
         const double tolerance = 1e-3;
+        foreach (var layout in new[] { RotaryLayout.Interleaved, RotaryLayout.Halves })
         foreach (var (dims, starts) in new[] { (new[] { 1, 1, 1, 2 }, new[] { 0 }), (new[] { 2, 7, 3, 18 }, new[] { 0, 300 }) })
         {
-            context.Check("ThetaShift.Apply", $"[{VerificationContext.List(dims)}] starts {VerificationContext.List(starts)}",
+            context.Check("ThetaShift.Apply", $"{layout} [{VerificationContext.List(dims)}] starts {VerificationContext.List(starts)}",
                 tolerance, () =>
                 {
                     var x = CaseInputs.Uniform(31, dims.Aggregate(1, (p, d) => p * d));
                     using var tx = Tensor.FromHost(device, x, dims);
-                    ThetaShift.Apply(tx, starts, 0.5f);
+                    ThetaShift.Apply(tx, starts, 0.5f, layout);
                     return [new CheckedOutput("x", tx.ToHost(), RotationReference.Apply(
-                        CaseInputs.ToDouble(x), dims[0], dims[1], dims[2], dims[3], starts, 0.5))];
+                        CaseInputs.ToDouble(x), dims[0], dims[1], dims[2], dims[3], starts, 0.5, layout))];
                 });
+        }
+    }
+
+    public static void HeadGroups(VerificationContext context)
+    {
+        var device = context.Device;
+        foreach (var (rows, kvHeads, group, width) in new[] { (1, 1, 1, 1), (5, 2, 3, 7), (3, 1, 4, 16) })
+        {
+            var heads = kvHeads * group;
+            context.Check("HeadGroups.Expand/Reduce", $"N {rows}, kv heads {kvHeads}, G {group}, D {width}", 1e-6, () =>
+            {
+                var kv = CaseInputs.Uniform(41, rows * kvHeads * width);
+                var spread = CaseInputs.Uniform(43, rows * heads * width);
+                using var tkv = Tensor.FromHost(device, kv, rows, kvHeads, width);
+                using var expanded = Tensor.Zeros(device, rows, heads, width);
+                using var tspread = Tensor.FromHost(device, spread, rows, heads, width);
+                using var reduced = Tensor.Zeros(device, rows, kvHeads, width);
+                Kernels.HeadGroups.HeadGroups.Expand(tkv, expanded);
+                Kernels.HeadGroups.HeadGroups.Reduce(tspread, reduced);
+                return
+                [
+                    new CheckedOutput("expanded", expanded.ToHost(),
+                        HeadGroupsReference.Expand(CaseInputs.ToDouble(kv), rows, kvHeads, group, width)),
+                    new CheckedOutput("reduced", reduced.ToHost(),
+                        HeadGroupsReference.Reduce(CaseInputs.ToDouble(spread), rows, kvHeads, group, width)),
+                ];
+            });
         }
     }
 

@@ -15,22 +15,26 @@ internal static class ModelCommands
     {
         var preset = new Option<string?>("--preset")
         {
-            Description = $"A preset: {string.Join(", ", RetNetConfig.PresetNames)} (for the transformer: the " +
-                          "baseline with that RetNet preset's parameter count).",
+            Description = $"A preset: torchscale's RetNet {string.Join(", ", RetNetConfig.PresetNames)} (for the " +
+                          "transformer: the baseline with that RetNet preset's parameter count); fla's RetNet " +
+                          $"{string.Join(", ", FlaRetNetConfig.PresetNames)} (fla-1.3b and fla-2.7b are the configs of " +
+                          "fla-hub's pretrained RetNets, written in bf16 and in shards above 2 GiB).",
         };
         var config = new Option<FileInfo?>("--config")
         {
-            Description = "A config.json: torchscale's field names for RetNet, the library's Transformer format for " +
-                          "--arch transformer.",
+            Description = "A config.json: torchscale's or fla's field names for RetNet (told apart by their keys), " +
+                          "the library's Transformer format for --arch transformer.",
         };
         var arch = CommonOptions.Architecture();
         var output = new Option<DirectoryInfo>("--output") { Description = "The model folder to write.", Required = true };
         var seed = new Option<int>("--seed") { Description = "Initialisation seed.", DefaultValueFactory = _ => 0 };
         var device = CommonOptions.Device();
+        var weightType = CommonOptions.WeightType();
         var command = new Command("init",
-            "Write a randomly initialised model folder (config.json + model.safetensors; RetNet in torchscale's layout).")
+            "Write a randomly initialised model folder (config.json + model.safetensors, or shards and their index; " +
+            "RetNet in torchscale's or fla's layout).")
         {
-            preset, config, output, seed, device, arch,
+            preset, config, output, seed, device, arch, weightType,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -40,9 +44,17 @@ internal static class ModelCommands
                 throw new ArgumentException("Give exactly one of --preset NAME or --config FILE.");
             ModelConfig model = parse.GetValue(arch) == CommonOptions.TransformerArch
                 ? presetName is not null ? TransformerConfig.Preset(presetName) : TransformerConfig.Load(configFile!.FullName)
-                : presetName is not null ? RetNetConfig.Preset(presetName) : RetNetConfig.Load(configFile!.FullName);
+                : presetName is not null
+                    ? FlaRetNetConfig.PresetNames.Contains(presetName.ToLowerInvariant())
+                        ? FlaRetNetConfig.Preset(presetName)
+                        : RetNetConfig.Preset(presetName)
+                    : ModelConfig.Load(configFile!.FullName);
+            if (parse.GetValue(arch) != CommonOptions.TransformerArch && model.Architecture != CommonOptions.RetNetArch)
+                throw new ArgumentException($"--config {configFile!.FullName} describes a {model.Architecture}; give " +
+                                            $"--arch {model.Architecture} to write one.");
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            using var created = LanguageModel.Create(opened, model, parse.GetValue(seed));
+            using var created = LanguageModel.Create(opened, model, parse.GetValue(seed),
+                parse.GetValue(weightType) ?? model.StoredType ?? Tensors.TensorDType.Float32);
             var folder = parse.GetValue(output)!.FullName;
             created.Save(folder);
             Console.WriteLine($"wrote {folder}: {created.Architecture}, {created.ParameterCount:N0} parameters " +

@@ -107,6 +107,38 @@ public sealed record FlaRetNetConfig : ModelConfig
     /// null when the config does not say.</summary>
     public string? TorchDtype { get; init; }
 
+    /// <summary>The rotation's layout: fla's is <see cref="RotaryLayout.Halves"/>. Another layout is not fla's
+    /// convention; it exists so that tests can show the fixtures reject it.</summary>
+    [JsonIgnore]
+    internal RotaryLayout Rotary { get; init; } = RotaryLayout.Halves;
+
+    /// <summary>torchscale's decay normalisation of the head norm: fla has none. Setting it is not fla's convention;
+    /// it exists so that tests can show the fixtures reject it.</summary>
+    [JsonIgnore]
+    internal bool DecayNormalized { get; init; }
+
+    /// <inheritdoc/>
+    [JsonIgnore]
+    public override TensorDType? StoredType => TorchDtype switch
+    {
+        "bfloat16" => TensorDType.BFloat16,
+        "float16" => TensorDType.Float16,
+        "float32" => TensorDType.Float32,
+        _ => null,
+    };
+
+    /// <summary>The config to save with weights whose matrices are <paramref name="matrixType"/>: torch_dtype says
+    /// that type, as fla's save_pretrained writes it.</summary>
+    internal override ModelConfig ForSave(TensorDType matrixType) => this with
+    {
+        TorchDtype = matrixType switch
+        {
+            TensorDType.BFloat16 => "bfloat16",
+            TensorDType.Float16 => "float16",
+            _ => "float32",
+        },
+    };
+
     /// <summary>The key/value heads, <see cref="KvHeads"/> or H.</summary>
     [JsonIgnore]
     public int KvHeadCount => KvHeads ?? Heads;
@@ -207,9 +239,6 @@ public sealed record FlaRetNetConfig : ModelConfig
             problems.Add($"the value dim int(hidden_size·expand_v) = {ValueDim} is not a positive multiple of num_heads {Heads}");
         if (KvHeads is > 0 and var kvHeads && Heads > 0 && Heads % kvHeads != 0)
             problems.Add($"num_heads {Heads} is not a multiple of num_kv_heads {kvHeads}");
-        else if (KvHeads is > 0 and var grouped && grouped != Heads)
-            problems.Add($"num_kv_heads is {grouped} (grouped key/value heads): not implemented; expected null or " +
-                         $"num_heads ({Heads})");
         if (AttnMode is not ("chunk" or "fused_chunk" or "parallel" or "fused_recurrent"))
             problems.Add($"attn_mode is '{AttnMode}'; expected chunk, fused_chunk, parallel or fused_recurrent");
         if (problems.Count > 0)
@@ -382,8 +411,9 @@ public sealed record FlaRetNetConfig : ModelConfig
     {
         Validate();
         var retention = new RetentionOptions(Heads, KeyDim, ValueDim, LayerNormEps, DecaySchedule.Torchscale(Heads),
-            RotaryLayout.Halves, DecayNormalized: false,
-            GateNormWeight: FuseNorm ? "g_norm_swish_gate.weight" : "g_norm.weight", OutputName: "o_proj.weight");
+            Rotary, DecayNormalized,
+            GateNormWeight: FuseNorm ? "g_norm_swish_gate.weight" : "g_norm.weight", OutputName: "o_proj.weight",
+            KvHeads: KvHeadCount);
         return new DecoderSpec(VocabSize, HiddenSize, Layers, FfnDim, LayerNormEps, Gelu: false, EmbedScale: 1f,
             ResidualScale: 1f, PreNorm: true, EmbeddingNorm: false, TieWordEmbeddings, ParameterNames.Fla,
             new RetentionSpec(HiddenSize, retention));

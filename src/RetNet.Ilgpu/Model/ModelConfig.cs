@@ -42,6 +42,11 @@ public abstract record ModelConfig
     [JsonPropertyName("no_scale_embedding")]
     public bool NoScaleEmbedding { get; init; } = true;
 
+    /// <summary>The type the config says its weights are stored in (fla's <c>torch_dtype</c>), or null when it does
+    /// not say.</summary>
+    [JsonIgnore]
+    public virtual Tensors.TensorDType? StoredType => null;
+
     /// <summary>The sizes in a line: "2 layers, d=64, 2 retention heads, …".</summary>
     [JsonIgnore]
     public abstract string Summary { get; }
@@ -77,6 +82,10 @@ public abstract record ModelConfig
         if (ActivationFn is not ("swish" or "gelu"))
             problems.Add($"activation_fn is '{ActivationFn}'; expected \"swish\" or \"gelu\"");
     }
+
+    /// <summary>The config to save beside weights whose matrices are stored as <paramref name="matrixType"/> (a
+    /// convention that records the type says it); this config for the others.</summary>
+    internal virtual ModelConfig ForSave(Tensors.TensorDType matrixType) => this;
 
     /// <summary>The decoder shell this config describes: sizes, norms, residuals, names and the token mixer.</summary>
     internal abstract DecoderSpec Spec();

@@ -1,6 +1,7 @@
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Kernels.Elementwise;
+using RetNet.Ilgpu.Kernels.HeadGroups;
 using RetNet.Ilgpu.Kernels.Normalization;
 using RetNet.Ilgpu.Kernels.Rotation;
 using RetNet.Ilgpu.Retention;
@@ -23,14 +24,19 @@ namespace RetNet.Ilgpu.Model;
 /// <param name="GateNormWeight">The suffix of the head norm's weight [Dv], shared by the heads; null when the norm
 /// has no weight (torchscale).</param>
 /// <param name="OutputName">The suffix of the out projection ("out_proj.weight" or "o_proj.weight").</param>
+/// <param name="KvHeads">The key/value heads; H/KvHeads query heads share each (grouped heads, fla's
+/// num_kv_heads).</param>
 internal sealed record RetentionOptions(int Heads, int KeyDim, int ValueDim, double Eps, DecaySchedule Decay,
-    RotaryLayout Rotary, bool DecayNormalized, string? GateNormWeight, string OutputName)
+    RotaryLayout Rotary, bool DecayNormalized, string? GateNormWeight, string OutputName, int KvHeads)
 {
     /// <summary>torchscale's retention: key width d, interleaved rotation, decay-normalised head norm without weight,
     /// out_proj.</summary>
     public static RetentionOptions Torchscale(int embedDim, int valueDim, int heads, double eps, DecaySchedule decay) =>
         new(heads, embedDim, valueDim, eps, decay, RotaryLayout.Interleaved, DecayNormalized: true,
-            GateNormWeight: null, OutputName: "out_proj.weight");
+            GateNormWeight: null, OutputName: "out_proj.weight", KvHeads: heads);
+
+    /// <summary>G, the query heads per key/value head.</summary>
+    public int Group => Heads / KvHeads;
 
     /// <summary>Dk, the key head width.</summary>
     public int KeyHeadDim => KeyDim / Heads;
@@ -55,8 +61,8 @@ internal sealed class RetentionSpec(int embedDim, RetentionOptions options) : Mi
     {
         int d = embedDim, dk = options.KeyDim, dv = options.ValueDim;
         yield return ("q_proj.weight", [dk, d]);
-        yield return ("k_proj.weight", [dk, d]);
-        yield return ("v_proj.weight", [dv, d]);
+        yield return ("k_proj.weight", [dk / options.Group, d]);
+        yield return ("v_proj.weight", [dv / options.Group, d]);
         yield return ("g_proj.weight", [dv, d]);
         yield return (options.OutputName, [d, dv]);
         if (options.GateNormWeight is { } norm)
@@ -82,9 +88,14 @@ internal sealed class RetentionSpec(int embedDim, RetentionOptions options) : Mi
 /// <param name="HeadRstd">The head norm's reciprocal RMS per row and head [N·H], saved for backward; null at
 /// inference.</param>
 /// <param name="Output">The layer's output [N, d].</param>
+/// <param name="KvK">With grouped heads: the rotated, scaled keys of the kv heads [N, key dim/G] before
+/// <see cref="K"/> spreads them over the query heads; null otherwise.</param>
+/// <param name="KvV">With grouped heads: the values of the kv heads [N, value dim/G]; null otherwise.</param>
 internal sealed class RetentionActivations(Tensor Q, Tensor K, Tensor V, Tensor G, Tensor O, Tensor Y, Tensor SiluG,
-    Tensor Z, Tensor? HeadRstd, Tensor Output) : MixerActivations
+    Tensor Z, Tensor? HeadRstd, Tensor Output, Tensor? KvK = null, Tensor? KvV = null) : MixerActivations
 {
+    public Tensor? KvK { get; } = KvK;
+    public Tensor? KvV { get; } = KvV;
     public Tensor Q { get; } = Q;
     public Tensor K { get; } = K;
     public Tensor V { get; } = V;
@@ -99,7 +110,8 @@ internal sealed class RetentionActivations(Tensor Q, Tensor K, Tensor V, Tensor 
 
     public override MixerActivations Rows(int rows) => new RetentionActivations(Q.Slice(0, rows), K.Slice(0, rows),
         V.Slice(0, rows), G.Slice(0, rows), O.Slice(0, rows), Y.Slice(0, rows), SiluG.Slice(0, rows),
-        Z.Slice(0, rows), HeadRstd?.Slice(0, rows * (HeadRstd.Length / Q.Dim(0))), Output.Slice(0, rows));
+        Z.Slice(0, rows), HeadRstd?.Slice(0, rows * (HeadRstd.Length / Q.Dim(0))), Output.Slice(0, rows),
+        KvK?.Slice(0, rows), KvV?.Slice(0, rows));
 }
 
 /// <summary>The decay sums s_t of every row and head [N·H] (the head norm's per-row eps scale), computed once per
@@ -193,17 +205,22 @@ internal sealed class RetentionKind : MixerKind
     {
         int n = batch * seqLen, d = heads * keyDim, dv = heads * valueDim;
         var branch = a.Shared("branch", n, embedDim);
+        // The kv heads' keys and values are only read while spreading them over the query heads: one buffer each
+        // for every block, training included.
+        int group = options.Group;
+        Tensor? kvK = group > 1 ? a.Shared("retention.kv_k", n, d / group) : null;
+        Tensor? kvV = group > 1 ? a.Shared("retention.kv_v", n, dv / group) : null;
         if (!keep)
         {
             Tensor o = a.Shared("retention.o", n, dv), g = a.Shared("retention.g", n, dv);
             return new RetentionActivations(a.Shared("retention.q", n, d), a.Shared("retention.k", n, d),
-                a.Shared("retention.v", n, dv), g, o, o, g, o, null, branch);
+                a.Shared("retention.v", n, dv), g, o, o, g, o, null, branch, kvK, kvV);
         }
         // What the backward pass recomputes with one cheap elementwise or norm pass (docs/MATH.md §11): Y, silu(G)
         // and Z = silu(G) ⊙ Y are shared by every block and recomputed by each block's backward.
         return new RetentionActivations(a.Make(n, d), a.Make(n, d), a.Make(n, dv), a.Make(n, dv), a.Make(n, dv),
             a.Shared("retention.y", n, dv), a.Shared("retention.silu_g", n, dv), a.Shared("retention.z", n, dv),
-            a.Make(n * heads), branch);
+            a.Make(n * heads), branch, kvK, kvV);
     }
 
     /// <summary>The decay sums of the decay-normalised head norm; nothing without decay normalisation.</summary>
@@ -288,8 +305,10 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
         var t = (RetentionActivations)activations;
         var s = state is { } view ? ((RetentionState)view.State).State.Slice(view.First, view.Count) : null;
         int batch = pass.Batch, seqLen = pass.SeqLen, heads = kind.Heads, dk = kind.KeyDim, dv = kind.ValueDim;
-        var (q4, k4, v4) = HeadProjections.Rotated(input, (q, k, v), (t.Q, t.K, t.V), pass, heads, kind.Angles,
-            (float)(1 / Math.Sqrt(dk)), kind.Options.Rotary);
+        var (q4, k4, v4) = kind.Options.Group == 1
+            ? HeadProjections.Rotated(input, (q, k, v), (t.Q, t.K, t.V), pass, heads, kind.Angles,
+                (float)(1 / Math.Sqrt(dk)), kind.Options.Rotary)
+            : GroupedProjections(input, t, pass);
         Linear.Apply(input, g, t.G);
         var o4 = t.O.Reshape(batch, seqLen, heads, dv);
         switch (pass.Mode.Form)
@@ -361,8 +380,40 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
         // The rotation is orthogonal: its transpose, the rotation by −pθ, carries gradients back to q and k.
         ThetaShift.Apply(dq4, pass.Starts, kind.InverseAngles, 1f, kind.Options.Rotary);
         ThetaShift.Apply(dk4, pass.Starts, kind.InverseAngles, (float)(1 / Math.Sqrt(dk)), kind.Options.Rotary);
+        if (kind.Options.Group > 1)
+        {
+            // The transpose of spreading: each kv head's gradient is the sum of its query heads'. dO is dead once
+            // retention's backward has run, and dV once it is summed, so their buffers take the sums.
+            int kvHeads = kind.Options.KvHeads;
+            var dVGrouped = Prefix(scratch.Value[2], rows, kvHeads * dv);
+            HeadGroups.Reduce(dV.Reshape(rows, heads, dv), dVGrouped.Reshape(rows, kvHeads, dv));
+            var dKGrouped = Prefix(scratch.Value[3], rows, kvHeads * dk);
+            HeadGroups.Reduce(dK.Reshape(rows, heads, dk), dKGrouped.Reshape(rows, kvHeads, dk));
+            (dK, dV) = (dKGrouped, dVGrouped);
+        }
         Linear.BackwardShared(input, dInput, gradients, (dQ, q, prefix + "q_proj.weight"),
             (dK, k, prefix + "k_proj.weight"), (dV, v, prefix + "v_proj.weight"), (dG, g, prefix + "g_proj.weight"));
+    }
+
+    /// <summary>
+    /// q, k, v with grouped heads: the kv heads' keys are rotated (a rotation depends only on the position and the
+    /// dimension, so rotating before spreading equals rotating after, as fla does) and scaled, then keys and values
+    /// are spread over the query heads.
+    /// </summary>
+    private (Tensor Q, Tensor K, Tensor V) GroupedProjections(Tensor input, RetentionActivations t, Pass pass)
+    {
+        int rows = t.Q.Dim(0), heads = kind.Heads, kvHeads = kind.Options.KvHeads;
+        int dk = kind.KeyDim, dv = kind.ValueDim;
+        Linear.Apply(input, q, t.Q);
+        Linear.Apply(input, k, t.KvK!);
+        Linear.Apply(input, v, t.KvV!);
+        var q4 = t.Q.Reshape(pass.Batch, pass.SeqLen, heads, dk);
+        ThetaShift.Apply(q4, pass.Starts, kind.Angles, 1f, kind.Options.Rotary);
+        ThetaShift.Apply(t.KvK!.Reshape(pass.Batch, pass.SeqLen, kvHeads, dk), pass.Starts, kind.Angles,
+            (float)(1 / Math.Sqrt(dk)), kind.Options.Rotary);
+        HeadGroups.Expand(t.KvK!.Reshape(rows, kvHeads, dk), t.K.Reshape(rows, heads, dk));
+        HeadGroups.Expand(t.KvV!.Reshape(rows, kvHeads, dv), t.V.Reshape(rows, heads, dv));
+        return (q4, t.K.Reshape(pass.Batch, pass.SeqLen, heads, dk), t.V.Reshape(pass.Batch, pass.SeqLen, heads, dv));
     }
 
     /// <summary>The first rows·width elements of a mixer-wide scratch buffer, as [rows, width].</summary>
