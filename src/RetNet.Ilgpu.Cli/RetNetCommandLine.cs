@@ -12,6 +12,7 @@ internal static class RetNetCommandLine
         {
             DevicesCommand.Create(),
             ModelCommands.Init(),
+            InfoCommand.Create(),
             ModelCommands.Forward(),
             ModelCommands.Gradients(),
             TrainCommands.Train(),

@@ -302,8 +302,8 @@ public sealed record FlaRetNetConfig : ModelConfig
         var unsupported = UnsupportedFields
             .Where(f => node.ContainsKey(f.Field) && Kind(node[f.Field]) != f.Default &&
                         !(f.Default == JsonValueKind.True && Kind(node[f.Field]) == JsonValueKind.Null))
-            .Select(f => $"{f.Field} is {node[f.Field]?.ToJsonString() ?? "null"}: {f.Feature} is not implemented " +
-                         $"(expected {DefaultText(f.Default)})")
+            .Select(f => $"{f.Field} is {node[f.Field]?.ToJsonString() ?? "null"}, which asks for {f.Feature}: not " +
+                         $"implemented (expected {DefaultText(f.Default)})")
             .ToList();
         if (unsupported.Count > 0)
             throw new ArgumentException(
