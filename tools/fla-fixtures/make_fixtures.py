@@ -878,14 +878,11 @@ def run_fixture(name, seed, storage, overrides, style, fla, output, torch_versio
     return entry
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fla", required=True,
-                        help=f"flash-linear-attention source tree at commit {FLA_COMMIT} (the folder holding fla/)")
-    parser.add_argument("--output", required=True, help="folder to write one subfolder per fixture into")
-    args = parser.parse_args()
+def prepare_fla(path):
+    """Checks the fla source at path, sets torch up for float64 (one thread) and imports fla's RetNet path.
 
-    root = source_root(args.fla)
+    Returns (RetNetConfig, RetNetForCausalLM). Shared with check_saved.py."""
+    root = source_root(path)
     check_pinned(root)
     try:
         import numpy  # noqa: F401
@@ -898,7 +895,18 @@ def main():
     torch.set_default_dtype(torch.float64)
     # fla's references call .float() to compute at full precision; in these float64 runs that is float64.
     torch.Tensor.float = lambda self, *args, **kwargs: self.to(torch.float64, *args, **kwargs)
-    fla = import_fla(root)
+    return import_fla(root)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fla", required=True,
+                        help=f"flash-linear-attention source tree at commit {FLA_COMMIT} (the folder holding fla/)")
+    parser.add_argument("--output", required=True, help="folder to write one subfolder per fixture into")
+    args = parser.parse_args()
+
+    fla = prepare_fla(args.fla)
+    import torch
     torch_version = torch.__version__
 
     os.makedirs(args.output, exist_ok=True)
