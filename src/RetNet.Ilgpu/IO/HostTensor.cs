@@ -116,6 +116,21 @@ public sealed class HostTensor
         return Data.AsSpan((int)(offset * width), width);
     }
 
+    /// <summary>The values stored as <paramref name="dtype"/>: this tensor when it already is, else a copy rounded to
+    /// nearest (ties to even) for a 16-bit type, or widened exactly for fp32.</summary>
+    public HostTensor As(TensorDType dtype)
+    {
+        if (dtype == DType)
+            return this;
+        if (dtype == TensorDType.Float32)
+            return new HostTensor(Shape, Data);
+        var target = NarrowFloat.CodeOf(dtype);
+        var bits = new ushort[Length];
+        for (var i = 0; i < bits.Length; i++)
+            bits[i] = NarrowFloat.FromSingle(ValueAt(i), target);
+        return new HostTensor(Shape, bits, dtype);
+    }
+
     /// <summary>Copies the values to a new device tensor of the same shape and storage type.</summary>
     public Tensor ToDevice(Devices.RetNetDevice device) => ToDevice(device, DType);
 

@@ -139,6 +139,11 @@ public sealed record FlaRetNetConfig : ModelConfig
         },
     };
 
+    /// <summary>fla's files keep every tensor in torch_dtype (a bf16 load with <c>torch_dtype="auto"</c> would round
+    /// fp32 norms anyway): the norm weights are saved in the matrices' type too.</summary>
+    internal override IReadOnlyDictionary<string, HostTensor> ForSave(IReadOnlyDictionary<string, HostTensor> weights,
+        TensorDType matrixType) => weights.ToDictionary(p => p.Key, p => p.Value.As(matrixType));
+
     /// <summary>The key/value heads, <see cref="KvHeads"/> or H.</summary>
     [JsonIgnore]
     public int KvHeadCount => KvHeads ?? Heads;

@@ -224,7 +224,7 @@ public sealed class LanguageModel : ILanguageModel
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(folder);
         using var _ = Enter();
-        ModelFolder.Save(folder, Config.ForSave(WeightType), ExportWeights());
+        ModelFolder.Save(folder, Config.ForSave(WeightType), Config.ForSave(ExportWeights(), WeightType));
     }
 
     /// <inheritdoc/>

@@ -87,6 +87,11 @@ public abstract record ModelConfig
     /// convention that records the type says it); this config for the others.</summary>
     internal virtual ModelConfig ForSave(Tensors.TensorDType matrixType) => this;
 
+    /// <summary>The parameters as a saved folder stores them when the matrices are <paramref name="matrixType"/>: as
+    /// they are, unless the convention keeps every tensor in one type.</summary>
+    internal virtual IReadOnlyDictionary<string, HostTensor> ForSave(IReadOnlyDictionary<string, HostTensor> weights,
+        Tensors.TensorDType matrixType) => weights;
+
     /// <summary>The decoder shell this config describes: sizes, norms, residuals, names and the token mixer.</summary>
     internal abstract DecoderSpec Spec();
 

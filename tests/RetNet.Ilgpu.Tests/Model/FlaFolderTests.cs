@@ -129,6 +129,9 @@ public sealed class FlaFolderTests(DeviceFixture fixture)
             var names = Safetensors.ReadEntries(Path.Combine(single, "model.safetensors")).Select(e => e.Name).ToHashSet();
             var original = Safetensors.ReadEntries(Path.Combine(f.Folder, "model.safetensors")).Select(e => e.Name).ToHashSet();
             Assert.Equal(original, names);
+            // fla's files keep every tensor in torch_dtype: the norms too.
+            Assert.All(Safetensors.ReadEntries(Path.Combine(single, "model.safetensors")),
+                e => Assert.Equal(SafetensorsDType.BF16, e.DType));
 
             // The same weights in shards of at most 16 KiB, then loaded from the index.
             ModelFolder.Write(sharded, saved.ToJson(), model.ExportWeights(), new Dictionary<string, string> { ["format"] = "pt" },
