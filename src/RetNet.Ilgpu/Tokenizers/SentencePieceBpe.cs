@@ -65,7 +65,7 @@ internal sealed class SentencePieceBpe
         var frozen = new bool[normalized.Length];
         for (var position = 0; position < normalized.Length; count++)
         {
-            var user = userDefined.FirstOrDefault(p => normalized.AsSpan(position).StartsWith(p, StringComparison.Ordinal));
+            var user = UserDefinedAt(normalized, position);
             start[count] = position;
             length[count] = user?.Length ?? (char.IsSurrogatePair(normalized, position) ? 2 : 1);
             frozen[count] = user is not null;
@@ -136,6 +136,15 @@ internal sealed class SentencePieceBpe
                 ids.Add(unknownId);
             unknownRun = true;
         }
+    }
+
+    // The longest user-defined piece the text has at position (sentencepiece's prefix matcher), or null.
+    private string? UserDefinedAt(string text, int position)
+    {
+        foreach (var piece in userDefined)
+            if (text.AsSpan(position).StartsWith(piece, StringComparison.Ordinal))
+                return piece;
+        return null;
     }
 
     /// <summary>The priority of sentencepiece's agenda: the highest score first, then the leftmost pair.</summary>
