@@ -24,6 +24,9 @@ internal readonly record struct SentencePieceEntry(string Piece, float Score, Se
 /// </summary>
 internal sealed class SentencePieceModelFile
 {
+    // TrainerSpec.ModelType.
+    private const ulong Unigram = 1, Bpe = 2;
+
     // sentencepiece's kDefaultUnknownSymbol: what <unk> decodes to unless trainer_spec.unk_surface says otherwise.
     private const string DefaultUnknownSurface = " \u2047 ";
 
@@ -52,7 +55,8 @@ internal sealed class SentencePieceModelFile
     public static SentencePieceModelFile Parse(ReadOnlySpan<byte> model)
     {
         var pieces = new List<SentencePieceEntry>();
-        var unknownSurface = DefaultUnknownSurface;
+        string? unknownSurface = null;
+        ulong modelType = Unigram;
         var reader = new ProtoReader(model);
         while (reader.Next(out var field, out var wireType))
         {
@@ -60,13 +64,17 @@ internal sealed class SentencePieceModelFile
             if (field == 1 && wireType == ProtoReader.LengthDelimited)
                 pieces.Add(ReadPiece(reader.ReadBytes(), pieces.Count));
             else if (field == 2 && wireType == ProtoReader.LengthDelimited)
-                unknownSurface = ReadUnknownSurface(reader.ReadBytes()) ?? unknownSurface;
+                ReadTrainerSpec(reader.ReadBytes(), ref modelType, ref unknownSurface);
             else
                 reader.Skip(wireType);
         }
         if (pieces.Count == 0)
             throw new InvalidDataException("it has no pieces (a SentencePiece model lists its vocabulary first).");
-        return new SentencePieceModelFile(pieces, unknownSurface);
+        if (modelType != Bpe)
+            throw new InvalidDataException(
+                $"it is a {modelType switch { Unigram => "unigram", 3 => "word", 4 => "char", _ => $"type {modelType}" }} " +
+                "model; only BPE models (Llama's) are read.");
+        return new SentencePieceModelFile(pieces, unknownSurface ?? DefaultUnknownSurface);
     }
 
     private static SentencePieceEntry ReadPiece(ReadOnlySpan<byte> message, int id)
@@ -110,19 +118,19 @@ internal sealed class SentencePieceModelFile
                byte.TryParse(piece.AsSpan(3, 2), System.Globalization.NumberStyles.AllowHexSpecifier, null, out value);
     }
 
-    private static string? ReadUnknownSurface(ReadOnlySpan<byte> trainerSpec)
+    private static void ReadTrainerSpec(ReadOnlySpan<byte> trainerSpec, ref ulong modelType, ref string? unknownSurface)
     {
-        // TrainerSpec: 44 = string unk_surface.
-        string? surface = null;
+        // TrainerSpec: 3 = ModelType model_type (default UNIGRAM), 44 = string unk_surface.
         var reader = new ProtoReader(trainerSpec);
         while (reader.Next(out var field, out var wireType))
         {
-            if (field == 44 && wireType == ProtoReader.LengthDelimited)
-                surface = Encoding.UTF8.GetString(reader.ReadBytes());
+            if (field == 3 && wireType == ProtoReader.Varint)
+                modelType = reader.ReadVarint();
+            else if (field == 44 && wireType == ProtoReader.LengthDelimited)
+                unknownSurface = Encoding.UTF8.GetString(reader.ReadBytes());
             else
                 reader.Skip(wireType);
         }
-        return surface;
     }
 
     /// <summary>The protobuf wire format, as much of it as a ModelProto uses.</summary>

@@ -31,7 +31,6 @@ public sealed class SentencePieceTokenizer : ITextTokenizer
 
     private const char SpaceSymbol = '\u2581';
 
-
     private readonly MlSentencePieceTokenizer tokenizer;
     private readonly SentencePieceBpe bpe;
     private readonly ReadOnlyMemory<byte>[] bytes;
@@ -85,8 +84,10 @@ public sealed class SentencePieceTokenizer : ITextTokenizer
 
     /// <summary>
     /// The tokenizer of the model folder <paramref name="folder"/>: its <c>tokenizer.model</c>, with the ids that start
-    /// and end a text and whether encoding adds them read from the folder's configs (see
-    /// <see cref="SentencePieceSpecialTokens.FromModelFolder"/>).
+    /// and end a text from generation_config.json, else config.json (<c>bos_token_id</c>, <c>eos_token_id</c>; the
+    /// first of a list), else tokenizer_config.json's <c>bos_token</c>/<c>eos_token</c> text looked up among the
+    /// pieces, else the model's &lt;s&gt;/&lt;/s&gt;; whether encoding adds them from tokenizer_config.json's
+    /// <c>add_bos_token</c> (default true) and <c>add_eos_token</c> (default false).
     /// </summary>
     /// <exception cref="FileNotFoundException">The folder has no tokenizer.model.</exception>
     /// <exception cref="InvalidDataException">The tokenizer.model or a config does not parse, or names an id
@@ -194,7 +195,7 @@ public sealed class SentencePieceTokenizer : ITextTokenizer
 /// <param name="EndOfText">The id of &lt;/s&gt;, if any (generation stops there).</param>
 /// <param name="AddBeginningOfText">Whether encoding puts <paramref name="BeginningOfText"/> first.</param>
 /// <param name="AddEndOfText">Whether encoding puts <paramref name="EndOfText"/> last.</param>
-public sealed record SentencePieceSpecialTokens(int? BeginningOfText, int? EndOfText, bool AddBeginningOfText,
+internal sealed record SentencePieceSpecialTokens(int? BeginningOfText, int? EndOfText, bool AddBeginningOfText,
     bool AddEndOfText)
 {
     /// <summary>

@@ -243,6 +243,12 @@ public sealed class TokenizerSentencePieceTests : IDisposable
         error = Assert.Throws<InvalidDataException>(() => TextTokenizers.FromModelFolder(folder));
         Assert.Equal($"{path} is not a SentencePiece model: it has no pieces (a SentencePiece model lists its " +
                      "vocabulary first).", error.Message);
+
+        // A well-formed unigram model: pieces { piece: "a" }, trainer_spec { model_type: UNIGRAM }.
+        File.WriteAllBytes(path, [0x0A, 0x03, 0x0A, 0x01, (byte)'a', 0x12, 0x02, 0x18, 0x01]);
+        error = Assert.Throws<InvalidDataException>(() => TextTokenizers.FromModelFolder(folder));
+        Assert.Equal($"{path} is not a SentencePiece model: it is a unigram model; only BPE models (Llama's) are read.",
+            error.Message);
     }
 
     [Fact]
