@@ -64,9 +64,9 @@ internal static class CommonOptions
     public static ModelTokenDecoder LoadDecoder(RetNetDevice device, DirectoryInfo folder, TensorDType? weightType = null) =>
         new(LoadAnyModel(device, folder, weightType), ownsModel: true);
 
-    /// <summary>--tokenizer auto|byte|gpt2, parsed once into a <see cref="TokenizerKind"/>.</summary>
+    /// <summary>--tokenizer auto|byte|gpt2|sentencepiece, parsed once into a <see cref="TokenizerKind"/>.</summary>
     public static Option<TokenizerKind> Tokenizer(string description) =>
-        Choice("--tokenizer", description, TokenizerKind.Auto, TextTokenizers.ParseKind, "auto|byte|gpt2");
+        Choice("--tokenizer", description, TokenizerKind.Auto, TextTokenizers.ParseKind, "auto|byte|gpt2|sentencepiece");
 
     /// <summary>--form chunkwise|parallel, the retention form of a training pass, parsed once.</summary>
     public static Option<RetentionForm> TrainingForm(string description) =>

@@ -173,7 +173,9 @@ internal static class ModelCommands
             DefaultValueFactory = _ => 1.0,
         };
         var seed = new Option<int?>("--seed") { Description = "Seed for reproducible sampling." };
-        var tokenizer = CommonOptions.Tokenizer("byte, gpt2, or auto (byte for a 256-token vocabulary, gpt2 for 50257).");
+        var tokenizer = CommonOptions.Tokenizer("byte, gpt2, sentencepiece (the model folder's tokenizer.model), or auto " +
+                                                "(the folder's tokenizer.model if it has one, else byte for a " +
+                                                "256-token vocabulary, gpt2 for 50257).");
         var device = CommonOptions.Device();
         var weightType = CommonOptions.WeightType();
         var command = new Command("generate", "Continue a prompt with a model, streaming the text as it is produced.")
@@ -186,10 +188,12 @@ internal static class ModelCommands
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             var folder = parse.GetValue(modelDir)!;
             using var decoder = CommonOptions.LoadDecoder(opened, folder, parse.GetValue(weightType));
-            var text = TextTokenizers.ForVocabulary(parse.GetValue(tokenizer), decoder.VocabularySize)
-                ?? throw new ArgumentException($"--tokenizer auto: no built-in tokenizer has the model's vocabulary of " +
-                                               $"{decoder.VocabularySize} (byte: 256, gpt2: 50257); choose one with " +
-                                               $"--tokenizer {string.Join("|", TextTokenizers.Names)}.");
+            var text = TextTokenizers.ForModel(parse.GetValue(tokenizer), folder.FullName, decoder.VocabularySize)
+                ?? throw new ArgumentException($"--tokenizer auto: the model folder has no " +
+                                               $"{SentencePieceTokenizer.FileName} and no built-in tokenizer has the " +
+                                               $"model's vocabulary of {decoder.VocabularySize} (byte: 256, gpt2: " +
+                                               $"50257); choose one with --tokenizer " +
+                                               $"{string.Join("|", TextTokenizers.Names)}.");
             var options = new SamplingOptions
             {
                 MaxTokens = parse.GetValue(maxTokens),

@@ -24,7 +24,9 @@ internal static class TrainCommands
         var data = new Option<string?>("--data") { Description = "Training data: text or llm.c .bin files, comma-separated." };
         var validation = new Option<string?>("--val-data") { Description = "Validation data, comma-separated." };
         var output = new Option<DirectoryInfo?>("--output") { Description = "The checkpoint folder to write (with --resume: default the same)." };
-        var tokenizer = CommonOptions.Tokenizer("byte, gpt2 or auto (from the vocabulary size), for text.");
+        var tokenizer = CommonOptions.Tokenizer("byte, gpt2, sentencepiece (the model folder's tokenizer.model) or auto " +
+                                                "(the folder's tokenizer.model if it has one, else from the vocabulary " +
+                                                "size), for text.");
         var steps = new Option<int>("--steps") { Description = "The schedule's length in optimiser steps." };
         var stopAfter = new Option<int?>("--stop-after") { Description = "Stop after this step as if interrupted, leaving a resumable checkpoint." };
         var batch = new Option<int>("--batch") { Description = "Windows per micro-batch.", DefaultValueFactory = _ => defaults.Batch };
@@ -218,7 +220,8 @@ internal static class TrainCommands
     {
         var model = new Option<DirectoryInfo>("--model") { Description = "A model folder.", Required = true };
         var data = new Option<string>("--data") { Description = "Text or llm.c .bin files, comma-separated.", Required = true };
-        var tokenizer = CommonOptions.Tokenizer("byte, gpt2 or auto, for text.");
+        var tokenizer = CommonOptions.Tokenizer("byte, gpt2, sentencepiece (the model folder's tokenizer.model) or auto " +
+                                                "(that if the folder has one, else from the vocabulary size), for text.");
         var seqLen = new Option<int>("--seq-len") { Description = "Predicted tokens per window (windows of T + 1, stride T).", Required = true };
         var batch = new Option<int>("--batch") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 8 };
         var form = CommonOptions.TrainingForm("chunkwise or parallel.");
@@ -237,8 +240,9 @@ internal static class TrainCommands
             if (t < 1 || b < 1)
                 throw new ArgumentException($"--seq-len {t} and --batch {b} must be ≥ 1.");
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            using var loaded = CommonOptions.LoadAnyModel(opened, parse.GetValue(model)!);
-            var text = TextTokenizers.ForVocabulary(parse.GetValue(tokenizer), loaded.VocabSize);
+            var folder = parse.GetValue(model)!;
+            using var loaded = CommonOptions.LoadAnyModel(opened, folder);
+            var text = TextTokenizers.ForModel(parse.GetValue(tokenizer), folder.FullName, loaded.VocabSize);
             using var dataset = TokenDataset.Open(TokenDataset.ParsePathList(parse.GetValue(data)!), text,
                 loaded.VocabSize);
             var mode = ForwardMode.Of(parse.GetValue(form), parse.GetValue(chunk));

@@ -15,8 +15,9 @@ public static class TextGenerator
     /// enumeration throws <see cref="OperationCanceledException"/>.
     /// </summary>
     /// <remarks>
-    /// An empty prompt starts from the tokenizer's <see cref="ITextTokenizer.EndOfText"/> token (GPT-2's convention
-    /// for unconditional text). Stop tokens are only those in <paramref name="options"/>: pass
+    /// An empty prompt starts from the ids the tokenizer encodes it to (SentencePiece's &lt;s&gt;), or where those are
+    /// none from its <see cref="ITextTokenizer.EndOfText"/> token (GPT-2's convention for unconditional text), and
+    /// the generated text is then the start of a text (SentencePiece drops the space its dummy prefix added). Stop tokens are only those in <paramref name="options"/>: pass
     /// <see cref="ITextTokenizer.EndOfText"/> there to stop at the end of a text.
     /// </remarks>
     /// <exception cref="ArgumentException">
@@ -35,15 +36,15 @@ public static class TextGenerator
             throw new ArgumentException(
                 $"The {tokenizer.Name} tokenizer has {tokenizer.VocabularySize} ids but the decoder has "
                 + $"{decoder.VocabularySize} logits; expected the same vocabulary size.", nameof(tokenizer));
-        IReadOnlyList<int> ids = prompt.Length > 0
-            ? tokenizer.Encode(prompt)
-            : tokenizer.EndOfText is { } endOfText
+        var ids = tokenizer.Encode(prompt);
+        if (ids.Count == 0)
+            ids = tokenizer.EndOfText is { } endOfText
                 ? [endOfText]
                 : throw new ArgumentException(
                     $"The prompt is empty and the {tokenizer.Name} tokenizer has no end-of-text token to start from.",
                     nameof(prompt));
         var tokens = Generator.Generate(decoder, ids, options, cancellationToken);
-        return Stream(tokens, new StreamingTextDecoder(tokenizer));
+        return Stream(tokens, new StreamingTextDecoder(tokenizer, startOfText: prompt.Length == 0));
     }
 
     private static IEnumerable<string> Stream(IEnumerable<GeneratedToken> tokens, StreamingTextDecoder text)

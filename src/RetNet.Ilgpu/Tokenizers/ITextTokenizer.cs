@@ -27,4 +27,13 @@ public interface ITextTokenizer
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">The id is outside [0, V).</exception>
     ReadOnlyMemory<byte> TokenBytes(int id);
+
+    /// <summary>
+    /// The bytes token <paramref name="id"/> stands for when it is the first token of a text that stands for any bytes
+    /// (the tokens before it, if any, have empty <see cref="TokenBytes"/>): <see cref="TokenBytes"/>, except where a
+    /// tokenizer drops something at the start of a text (SentencePiece drops the space its dummy prefix added).
+    /// <see cref="Decode"/> reads that token this way, and every other token with <see cref="TokenBytes"/>.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The id is outside [0, V).</exception>
+    ReadOnlyMemory<byte> TokenBytesAtStart(int id) => TokenBytes(id);
 }

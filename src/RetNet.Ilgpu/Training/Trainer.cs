@@ -45,7 +45,8 @@ public sealed record TrainingRun(int StepsRun, long Tokens, double Seconds, bool
 /// <remarks>
 /// Deterministic for a device and seed: the same settings give bit-identical weights, and a run stopped and resumed
 /// from its checkpoint ends bit-identical to one that was not. A checkpoint folder holds config.json and
-/// model.safetensors (loadable by every command) and trainer.safetensors (weights, AdamW moments, step, sampler state
+/// model.safetensors (loadable by every command), the SentencePiece tokenizer files of the folder the run started
+/// from if it had them, and trainer.safetensors (weights, AdamW moments, step, sampler state
 /// and settings), each written to a temporary name and renamed: killing the process leaves the last complete
 /// checkpoint (trainer.safetensors alone decides what a resumed run continues from).
 /// </remarks>
@@ -66,6 +67,8 @@ public sealed class Trainer : IDisposable
     private readonly AdamW optimizer;
     private readonly LearningRateSchedule schedule;
     private readonly int[,] windows;
+    // The model folder a run started from: its tokenizer files travel into every checkpoint.
+    private string? tokenizerFolder;
     private bool disposed;
 
     private Trainer(ILanguageModel model, TrainingSettings settings, string outputFolder, TrainingData data,
@@ -133,7 +136,7 @@ public sealed class Trainer : IDisposable
         settings.Validate();
         RequireDataFiles(settings);
         var model = LanguageModel.Load(device, modelFolder, weightType: TensorDType.Float32);
-        return OpenOwned(model, settings, outputFolder, samplerState: null);
+        return OpenOwned(model, settings, modelFolder, outputFolder, samplerState: null);
     }
 
     /// <summary>
@@ -177,7 +180,8 @@ public sealed class Trainer : IDisposable
             saved.Model.Dispose();
             throw;
         }
-        var trainer = OpenOwned(saved.Model, saved.Settings, outputFolder ?? checkpointFolder, saved.SamplerState);
+        var trainer = OpenOwned(saved.Model, saved.Settings, checkpointFolder, outputFolder ?? checkpointFolder,
+            saved.SamplerState);
         try
         {
             trainer.Restore(saved);
@@ -198,18 +202,18 @@ public sealed class Trainer : IDisposable
                 "starts with Trainer.Start(model, data, …).", nameof(settings));
     }
 
-    private static Trainer OpenOwned(ILanguageModel model, TrainingSettings settings, string outputFolder,
-        ulong[]? samplerState)
+    private static Trainer OpenOwned(ILanguageModel model, TrainingSettings settings, string modelFolder,
+        string outputFolder, ulong[]? samplerState)
     {
         TokenDataset? train = null, validation = null;
         try
         {
-            var tokenizer = TextTokenizers.ForVocabulary(settings.Tokenizer, model.VocabSize);
+            var tokenizer = TextTokenizers.ForModel(settings.Tokenizer, modelFolder, model.VocabSize);
             train = TokenDataset.Open(settings.Data, tokenizer, model.VocabSize);
             if (settings.ValidationData.Count > 0)
                 validation = TokenDataset.Open(settings.ValidationData, tokenizer, model.VocabSize);
             return new Trainer(model, settings, outputFolder, new TrainingData(train, validation, tokenizer),
-                ownsModelAndData: true, samplerState, reducer: null);
+                ownsModelAndData: true, samplerState, reducer: null) { tokenizerFolder = modelFolder };
         }
         catch
         {
@@ -375,6 +379,22 @@ public sealed class Trainer : IDisposable
             ["config"] = Model.Config.ToJson(),
         });
         ModelFolder.Save(OutputFolder, Model.Config, weights);
+        if (tokenizerFolder is not null)
+            CopyTokenizerFiles(tokenizerFolder, OutputFolder);
+    }
+
+    private static void CopyTokenizerFiles(string from, string to)
+    {
+        if (string.Equals(Path.GetFullPath(from), Path.GetFullPath(to), StringComparison.Ordinal))
+            return;
+        foreach (var name in SentencePieceTokenizer.FolderFiles)
+        {
+            var source = Path.Combine(from, name);
+            if (!File.Exists(source))
+                continue;
+            var data = File.ReadAllBytes(source);
+            AtomicFile.Write(Path.Combine(to, name), stream => stream.Write(data));
+        }
     }
 
     private void Restore(SavedRun saved)

@@ -37,6 +37,31 @@ public sealed class GenerationTextTests
     }
 
     [Fact]
+    public void An_empty_prompt_starts_a_sentencepiece_text_at_its_beginning_without_the_dummy_prefix_space()
+    {
+        var tokenizer = SentencePieceTokenizer.Load(
+            Path.Combine(AppContext.BaseDirectory, "Fixtures", "SentencePiece", SentencePieceTokenizer.FileName));
+        var text = tokenizer.Encode("Café the");        // <s> ▁ C a f é ▁the, every id distinct
+        Assert.Equal(text.Count, text.Distinct().Count());
+        var table = new float[tokenizer.VocabularySize][];
+        for (var t = 0; t < table.Length; t++)
+            table[t] = new float[tokenizer.VocabularySize];
+        for (var i = 0; i + 1 < text.Count; i++)
+            table[text[i]][text[i + 1]] = 1;
+        table[text[^1]][tokenizer.EndOfText!.Value] = 1;
+
+        var options = new SamplingOptions
+        {
+            Temperature = 0, MaxTokens = 20, StopTokens = new HashSet<int> { tokenizer.EndOfText.Value },
+        };
+        var fromStart = TextGenerator.Generate(new GenerationBigramDecoder(table), tokenizer, "", options);
+        Assert.Equal("Café the", string.Concat(fromStart));
+        // After a prompt the continuation keeps its leading space.
+        var continued = TextGenerator.Generate(new GenerationBigramDecoder(table), tokenizer, "Café", options);
+        Assert.Equal(" the", string.Concat(continued));
+    }
+
+    [Fact]
     public void Mismatched_vocabularies_and_an_empty_prompt_without_end_of_text_are_rejected()
     {
         var small = GenerationBigramDecoder.Successor(10);

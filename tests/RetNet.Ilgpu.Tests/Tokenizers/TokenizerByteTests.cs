@@ -72,9 +72,9 @@ public sealed class TokenizerByteTests
         Assert.Same(ByteTokenizer.Instance, TextTokenizers.Create("BYTE"));
         Assert.Equal(256, TextTokenizers.Create("byte").VocabularySize);
         Assert.Null(ByteTokenizer.Instance.EndOfText);
-        var error = Assert.Throws<ArgumentException>(() => TextTokenizers.Create("sentencepiece"));
+        var error = Assert.Throws<ArgumentException>(() => TextTokenizers.Create("wordpiece"));
         Assert.Equal("name", error.ParamName);
-        Assert.Contains("'sentencepiece'", error.Message);
+        Assert.Contains("'wordpiece'", error.Message);
         Assert.Contains("byte, gpt2", error.Message);
     }
 

@@ -1,6 +1,7 @@
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tests.Model;
 using RetNet.Ilgpu.Tests.Support;
+using RetNet.Ilgpu.Tokenizers;
 using RetNet.Ilgpu.Training;
 using RetNet.Ilgpu.Training.Data;
 
@@ -209,6 +210,35 @@ public sealed class TrainerTests(DeviceFixture fixture) : IDisposable
         using var fineTrainer = Trainer.Start(fine, new TrainingData(data),
             settings with { OnNonFinite = NonFiniteStepPolicy.Skip }, Path.Combine(root, "fine"));
         Assert.False(fineTrainer.RunStep().Skipped);
+    }
+
+    [Fact]
+    public void A_model_folders_sentencepiece_tokenizer_reads_text_data_and_travels_into_the_checkpoint()
+    {
+        var model = Path.Combine(root, "llama-like");
+        using (var created = LanguageModel.Create(device, ModelTestSupport.Micro() with { VocabSize = 500 }, seed: 3))
+            created.Save(model);
+        var fixture = Path.Combine(AppContext.BaseDirectory, "Fixtures", "SentencePiece", SentencePieceTokenizer.FileName);
+        File.Copy(fixture, Path.Combine(model, SentencePieceTokenizer.FileName));
+        File.WriteAllText(Path.Combine(model, "tokenizer_config.json"), """{ "add_bos_token": false }""");
+        var text = Path.Combine(root, "train.txt");
+        File.WriteAllText(text, string.Concat(Enumerable.Repeat("The model reads the text one token at a time.\n", 20)));
+        var settings = new TrainingSettings { Steps = 2, Batch = 2, SeqLen = 8, Data = [text] };
+        // One chunk of text, encoded as one text: no <s> (the folder's config says so), the dummy prefix once.
+        long tokens = SentencePieceTokenizer.FromModelFolder(model).Encode(File.ReadAllText(text)).Count;
+
+        var output = Path.Combine(root, "sentencepiece-run");
+        using (var trainer = Trainer.Start(device, model, settings, output))
+        {
+            Assert.Equal(tokens, trainer.TrainingTokens);
+            trainer.RunStep();
+            trainer.Save();
+        }
+        Assert.Equal(File.ReadAllBytes(fixture), File.ReadAllBytes(Path.Combine(output, SentencePieceTokenizer.FileName)));
+        Assert.False(SentencePieceTokenizer.FromModelFolder(output).AddBeginningOfText);
+        using var resumed = Trainer.Resume(device, output);
+        Assert.Equal(1, resumed.Step);
+        Assert.Equal(tokens, resumed.TrainingTokens);
     }
 
     public void Dispose()
