@@ -127,7 +127,7 @@ internal static class ModelCommands
             var windows = ReadTokens(parse.GetValue(tokens)!.FullName);
             var mode = ForwardMode.Of(parse.GetValue(form), parse.GetValue(chunk));
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            using var model = CommonOptions.LoadAnyModel(opened, parse.GetValue(modelDir)!);
+            using var model = CommonOptions.LoadAnyModel(opened, parse.GetValue(modelDir)!, mapWeights: false);
             using var gradients = model.CreateGradients();
             var loss = model.ForwardBackward(windows, gradients, mode);
             var path = parse.GetValue(output)!.FullName;

@@ -87,7 +87,10 @@ public static class ModelFolder
     /// <exception cref="FileNotFoundException">model.safetensors is absent, or config.json is absent and the weights
     /// embed no config.</exception>
     /// <exception cref="SafetensorsFormatException">model.safetensors is malformed.</exception>
-    public static ModelFolderContents Read(string folder)
+    /// <param name="folder">The model folder.</param>
+    /// <param name="map">Memory-map model.safetensors instead of reading it: its tensors are then views of
+    /// <see cref="SafetensorsFile.Mapping"/>, which the caller disposes.</param>
+    public static ModelFolderContents Read(string folder, bool map = false)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(folder);
         var configPath = Path.Combine(folder, ConfigFile);
@@ -97,7 +100,21 @@ public static class ModelFolder
             throw new FileNotFoundException($"The model folder {folder} has no {ConfigFile}.", configPath);
         if (!File.Exists(weightsPath))
             throw new FileNotFoundException($"The model folder {folder} has no {WeightsFile}.", weightsPath);
-        var weights = Safetensors.Read(weightsPath);
+        var weights = map ? MappedSafetensors.Open(weightsPath).File : Safetensors.Read(weightsPath);
+        try
+        {
+            return Decide(folder, configPath, weightsPath, configBytes, weights);
+        }
+        catch
+        {
+            weights.Mapping?.Dispose();
+            throw;
+        }
+    }
+
+    private static ModelFolderContents Decide(string folder, string configPath, string weightsPath, byte[]? configBytes,
+        SafetensorsFile weights)
+    {
         var embeddedOrigin = $"{weightsPath} (the config saved with the weights)";
         weights.Metadata.TryGetValue(ConfigKey, out var embedded);
         if (configBytes is null)

@@ -29,8 +29,8 @@ internal readonly record struct HostOperand(nint Pointer, TensorDType DType)
     /// <summary>The host address of <paramref name="tensor"/>'s elements (pinned host memory on ILGPU's CPU
     /// accelerator) and its storage type.</summary>
     public static unsafe HostOperand Of(Tensor tensor) => tensor.DType == TensorDType.Float32
-        ? new((nint)tensor.View.LoadEffectiveAddressAsPtr(), TensorDType.Float32)
-        : new((nint)tensor.HalfView.LoadEffectiveAddressAsPtr(), tensor.DType);
+        ? new((nint)tensor.ReadView.LoadEffectiveAddressAsPtr(), TensorDType.Float32)
+        : new((nint)tensor.ReadHalfView.LoadEffectiveAddressAsPtr(), tensor.DType);
 }
 
 /// <summary>
