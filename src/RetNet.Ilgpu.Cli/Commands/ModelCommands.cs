@@ -27,10 +27,13 @@ internal static class ModelCommands
         var output = new Option<DirectoryInfo>("--output") { Description = "The model folder to write.", Required = true };
         var seed = new Option<int>("--seed") { Description = "Initialisation seed.", DefaultValueFactory = _ => 0 };
         var device = CommonOptions.Device();
+        var weightType = CommonOptions.WeightType();
+        weightType.Description = "Store the weight matrices as fp32 (default), bf16 or fp16 (rounded from the fp32 " +
+                                 "initialisation; norm weights stay fp32).";
         var command = new Command("init",
             "Write a randomly initialised model folder (config.json + model.safetensors; RetNet in torchscale's layout).")
         {
-            preset, config, output, seed, device, arch,
+            preset, config, output, seed, device, arch, weightType,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -42,7 +45,8 @@ internal static class ModelCommands
                 ? presetName is not null ? TransformerConfig.Preset(presetName) : TransformerConfig.Load(configFile!.FullName)
                 : presetName is not null ? RetNetConfig.Preset(presetName) : RetNetConfig.Load(configFile!.FullName);
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            using var created = LanguageModel.Create(opened, model, parse.GetValue(seed));
+            using var created = LanguageModel.Create(opened, model, parse.GetValue(seed),
+                parse.GetValue(weightType) ?? Tensors.TensorDType.Float32);
             var folder = parse.GetValue(output)!.FullName;
             created.Save(folder);
             Console.WriteLine($"wrote {folder}: {created.Architecture}, {created.ParameterCount:N0} parameters " +
