@@ -9,6 +9,8 @@ namespace RetNet.Ilgpu.Tensors;
 /// <see cref="FromHost(RetNetDevice, ReadOnlySpan{float}, int[])"/>, …) or is a view of another tensor's storage
 /// (<see cref="Reshape"/>, <see cref="Slice"/>) that copies nothing. Disposing the owner frees the storage
 /// deterministically; a view's <see cref="Dispose"/> does nothing, and using a view after its owner is disposed throws.
+/// On the CPU accelerator a tensor may also be a read-only window on host memory that something else owns (a
+/// memory-mapped weights file, <see cref="IsReadOnly"/>): operations read it in place and refuse to write it.
 /// Elements are stored as <see cref="DType"/>: fp32 by default, or a 16-bit type (fp16, bf16) that the operations which
 /// accept it widen to fp32 as they read; an operation that reads only fp32 refuses a 16-bit tensor with an exception
 /// that names both.
@@ -120,8 +122,8 @@ public sealed class Tensor : IDisposable
     {
         if (storage.ReadOnly is { } owner)
             throw new InvalidOperationException(
-                $"{this} is read-only: its elements are {owner}, mapped into memory and read in place. Nothing may " +
-                "write them (training and fine-tuning load copies: LanguageModel.Load with mapWeights: false).");
+                $"{this} is read-only: its elements lie in {owner} and are read in place. Nothing may write them " +
+                "(training and fine-tuning load copies: LanguageModel.Load with mapWeights: false).");
     }
 
     /// <summary>Allocates a tensor of zeros.</summary>

@@ -77,6 +77,29 @@ public sealed class MappedWeightTests(DeviceFixture fixture) : IDisposable
         Assert.True(BitIdentical(expected, actual), $"{dtype} tied={tied}: mapped outputs differ from copied ones");
     }
 
+    [Theory]
+    [InlineData(TensorDType.Float32)]
+    [InlineData(TensorDType.BFloat16)]
+    public void A_transformer_reads_mapped_weights_exactly_like_copied_ones(TensorDType dtype)
+    {
+        var config = TransformerConfig.Matching(ModelTestSupport.Micro());
+        var path = Path.Combine(folder, "transformer");
+        using (var created = LanguageModel.Create(device, config, seed: 21, weightType: dtype))
+            created.Save(path);
+        var tokens = ModelTestSupport.Tokens(seed: 22, batch: 2, seqLen: 6, config.VocabSize);
+        using var copied = LanguageModel.Load(device, path);
+        using var mapped = LanguageModel.Load(device, path, mapWeights: true);
+
+        float[] Run(LanguageModel model)
+        {
+            using var logits = model.Forward(tokens);
+            var prefill = model.Prefill([ModelTestSupport.Row(tokens, 0, 3)]);
+            using var state = prefill.State;
+            return [.. logits.ToHost(), .. prefill.Logits[0], .. model.Step([tokens[0, 3]], state)[0]];
+        }
+        Assert.True(BitIdentical(Run(copied), Run(mapped)), $"{dtype}: mapped outputs differ from copied ones");
+    }
+
     [Fact]
     public void Negative_control_one_changed_weight_byte_changes_the_mapped_outputs()
     {
