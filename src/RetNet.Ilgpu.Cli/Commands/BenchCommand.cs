@@ -128,13 +128,86 @@ internal static class BenchCommand
             DefaultValueFactory = _ => "fp32",
         };
         var plot = Plot();
+        var modelDir = new Option<DirectoryInfo?>("--model")
+        {
+            Description = "Decode this model folder at batch 1 instead of a preset: median ms/token, the weight bytes a " +
+                          "step reads and the GB/s that makes beside a read-bandwidth probe of this machine measured in " +
+                          "the same run, and peak resident memory against the weight file. Weights are memory-mapped " +
+                          "(read in place on the CPU) unless --copy-weights; --dtype defaults to the checkpoint's type.",
+        };
+        var copyWeights = new Option<bool>("--copy-weights")
+        {
+            Description = "With --model: read the weights file into memory and copy the weights, as before mapping.",
+        };
+        var probeMiB = new Option<int>("--probe-mib")
+        {
+            Description = "With --model: MiB of the read-bandwidth probe's buffer (default: 1024, less when memory is short).",
+        };
+        var warmupSeconds = new Option<double>("--warmup-seconds")
+        {
+            Description = "With --model: untimed steps run at least this long (and at least 3 steps).",
+            DefaultValueFactory = _ => 2,
+        };
         var command = new Command("decode",
             "Median per-token decode time at growing positions, with the decoding state's (or KV cache's) and the weights' bytes.")
         {
-            device, json, preset, positions, batches, steps, arch, dtypes, plot,
+            device, json, preset, positions, batches, steps, arch, dtypes, plot, modelDir, copyWeights, probeMiB,
+            warmupSeconds,
         };
         SetAction(command, (parse, interrupted) =>
         {
+            if (parse.GetValue(modelDir) is { } folder)
+            {
+                var explicitType = parse.GetResult(dtypes) is { Implicit: false };
+                var modelOptions = new ModelDecodeOptions
+                {
+                    Folder = folder.FullName,
+                    CopyWeights = parse.GetValue(copyWeights),
+                    WeightType = !explicitType ? null
+                        : ParseWeightTypes(parse.GetValue(dtypes) ?? "") is [var single] ? single
+                        : throw new ArgumentException("--dtype: with --model, expected one of fp32, bf16, fp16."),
+                    Steps = parse.GetValue(steps),
+                    WarmupTime = TimeSpan.FromSeconds(parse.GetValue(warmupSeconds)),
+                    ProbeBytes = parse.GetValue(probeMiB) is > 0 and var mib ? mib * (1L << 20) : null,
+                };
+                using var device1 = CommonOptions.OpenDevice(parse.GetValue(device));
+                var r = ModelDecodeBenchmark.Run(device1, modelOptions, line => Console.Error.WriteLine(line));
+                Console.WriteLine($"model: {folder.FullName} ({r.Architecture}, {r.Parameters:N0} parameters, " +
+                                  $"{TensorDTypes.Name(r.WeightType)} matrices, weights " +
+                                  (r.Mapped ? $"memory-mapped: {r.ReadOnlyWeights} read in place" : "copied") + ")");
+                Console.WriteLine($"read-bandwidth probe: {Format.Number(r.ProbeGigabytesPerSecond, "0.00")} GB/s " +
+                                  $"({Environment.ProcessorCount} threads, sequential, median)");
+                Console.WriteLine($"decode, batch 1: {Format.Number(r.MsPerToken, "0.00")} ms/token (median of " +
+                                  $"{modelOptions.Steps}); weights read per token {r.BytesPerToken:N0} bytes " +
+                                  $"(state {r.StateBytes:N0}) → {Format.Number(r.GigabytesPerSecond, "0.00")} GB/s = " +
+                                  $"{Format.Number(100 * r.BandwidthRatio, "0.0")}% of the probe");
+                Console.WriteLine($"peak resident memory (VmHWM): {r.PeakResidentBytes:N0} bytes = " +
+                                  $"{Format.Number(r.ResidentRatio, "0.000")}× the weight file ({r.WeightFileBytes:N0} bytes)");
+                WriteJson(parse.GetValue(json), new[]
+                {
+                    new
+                    {
+                        model = folder.FullName,
+                        architecture = r.Architecture,
+                        dtype = TensorDTypes.Name(r.WeightType),
+                        mapped = r.Mapped,
+                        readOnlyWeights = r.ReadOnlyWeights,
+                        parameters = r.Parameters,
+                        weightFileBytes = r.WeightFileBytes,
+                        bytesPerToken = r.BytesPerToken,
+                        stateBytes = r.StateBytes,
+                        msPerToken = r.MsPerToken,
+                        gbps = r.GigabytesPerSecond,
+                        probeGbps = r.ProbeGigabytesPerSecond,
+                        bandwidthRatio = r.BandwidthRatio,
+                        peakResidentBytes = r.PeakResidentBytes,
+                        residentRatio = r.ResidentRatio,
+                        device = device1.Description.Name,
+                        deviceKind = device1.Kind.ToString(),
+                    },
+                });
+                return 1;
+            }
             var options = new DecodeBenchmarkOptions
             {
                 Config = RetNetConfig.Preset(parse.GetValue(preset) ?? "small"),

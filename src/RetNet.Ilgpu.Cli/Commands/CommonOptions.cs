@@ -50,10 +50,12 @@ internal static class CommonOptions
 
     /// <summary>Loads a model folder of either architecture, its matrices stored as <paramref name="weightType"/> (null:
     /// as the checkpoint stores them), printing on stderr what loading adapted (e.g. decays taken from the checkpoint's
-    /// buffer, or the config saved with the weights used instead of config.json).</summary>
-    public static ILanguageModel LoadAnyModel(RetNetDevice device, DirectoryInfo folder, TensorDType? weightType = null)
+    /// buffer, or the config saved with the weights used instead of config.json). For inference the weights file is
+    /// memory-mapped (<paramref name="mapWeights"/>: on the CPU the operators read it in place); gradients copy.</summary>
+    public static ILanguageModel LoadAnyModel(RetNetDevice device, DirectoryInfo folder, TensorDType? weightType = null,
+        bool mapWeights = true)
     {
-        var model = LanguageModel.Load(device, folder.FullName, weightType: weightType);
+        var model = LanguageModel.Load(device, folder.FullName, weightType: weightType, mapWeights: mapWeights);
         foreach (var notice in model.Notices)
             Console.Error.WriteLine($"note: {notice}");
         return model;

@@ -30,6 +30,8 @@ internal static class ModelCommands
         var seed = new Option<int>("--seed") { Description = "Initialisation seed.", DefaultValueFactory = _ => 0 };
         var device = CommonOptions.Device();
         var weightType = CommonOptions.WeightType();
+        weightType.Description = "Store the weight matrices as fp32, bf16 or fp16 (rounded from the fp32 " +
+                                 "initialisation); default: the type the config names (fla's torch_dtype), else fp32.";
         var command = new Command("init",
             "Write a randomly initialised model folder (config.json + model.safetensors, or shards and their index; " +
             "RetNet in torchscale's or fla's layout).")
@@ -139,7 +141,7 @@ internal static class ModelCommands
             var windows = ReadTokens(parse.GetValue(tokens)!.FullName);
             var mode = ForwardMode.Of(parse.GetValue(form), parse.GetValue(chunk));
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
-            using var model = CommonOptions.LoadAnyModel(opened, parse.GetValue(modelDir)!);
+            using var model = CommonOptions.LoadAnyModel(opened, parse.GetValue(modelDir)!, mapWeights: false);
             using var gradients = model.CreateGradients();
             var loss = model.ForwardBackward(windows, gradients, mode);
             var path = parse.GetValue(output)!.FullName;

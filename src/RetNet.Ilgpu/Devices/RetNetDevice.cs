@@ -292,6 +292,28 @@ public sealed partial class RetNetDevice : IDisposable
         return buffer;
     }
 
+    /// <summary>
+    /// A buffer over <paramref name="length"/> elements of host memory at <paramref name="address"/> that something
+    /// else owns (a memory-mapped file): the CPU accelerator reads it in place. It is listed in the report of buffers
+    /// never freed like an allocation, but its bytes are not the device's (<see cref="Memory"/> does not count them).
+    /// Release it with <see cref="Unwrap"/>.
+    /// </summary>
+    internal MemoryBuffer WrapHost(nint address, long length, int elementSize, string what)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        CheckThread();
+        var buffer = ILGPU.Runtime.CPU.CPUMemoryBuffer.Create(Accelerator, address, length, elementSize);
+        Track(buffer, what);
+        return buffer;
+    }
+
+    /// <summary>Forgets a buffer of <see cref="WrapHost"/> (the memory stays its owner's).</summary>
+    internal void Unwrap(MemoryBuffer buffer)
+    {
+        Untrack(buffer);
+        buffer.Dispose();
+    }
+
     internal void Free(MemoryBuffer buffer)
     {
         var bytes = buffer.LengthInBytes;

@@ -5,11 +5,15 @@ namespace RetNet.Ilgpu.IO;
 /// <summary>
 /// A named tensor's values on the host, row-major: what checkpoints and saved states are read into and written from.
 /// Stored as fp32 values, or as the raw bits of a 16-bit type (a checkpoint's F16/BF16 data, kept as it was so a
-/// 16-bit model loads without ever holding an fp32 copy).
+/// 16-bit model loads without ever holding an fp32 copy), or as a view of a memory-mapped safetensors file
+/// (<see cref="MappedSafetensors"/>), valid while the mapping lives.
 /// </summary>
-public sealed class HostTensor
+public sealed unsafe class HostTensor
 {
     private float[]? data;
+    private ushort[]? bits;
+    private readonly MappedSafetensors? mapping;
+    private readonly long mappedOffset;
 
     /// <summary>Wraps <paramref name="data"/> (not copied) with <paramref name="shape"/>.</summary>
     /// <exception cref="ArgumentException">The data length is not the product of the shape.</exception>
@@ -20,6 +24,7 @@ public sealed class HostTensor
         ShapeCheck.HostData(data.Length, shape, nameof(data));
         Shape = (int[])shape.Clone();
         this.data = data;
+        Length = data.Length;
     }
 
     /// <summary>Wraps the raw 16-bit <paramref name="bits"/> (not copied) of a <paramref name="dtype"/> tensor.</summary>
@@ -32,9 +37,27 @@ public sealed class HostTensor
         ShapeCheck.SixteenBit(dtype, nameof(dtype));
         ShapeCheck.HostData(bits.Length, shape, nameof(bits));
         Shape = (int[])shape.Clone();
-        Bits = bits;
+        this.bits = bits;
         DType = dtype;
+        Length = bits.Length;
     }
+
+    private HostTensor(SafetensorsEntry entry, MappedSafetensors mapping)
+    {
+        Shape = (int[])entry.Shape.Clone();
+        DType = entry.DType switch
+        {
+            SafetensorsDType.F16 => TensorDType.Float16,
+            SafetensorsDType.BF16 => TensorDType.BFloat16,
+            _ => TensorDType.Float32,
+        };
+        Length = (int)((entry.End - entry.Begin) / TensorDTypes.SizeOf(DType));
+        this.mapping = mapping;
+        mappedOffset = entry.Begin;
+    }
+
+    /// <summary>A view of <paramref name="entry"/>'s bytes in <paramref name="mapping"/> (validated already).</summary>
+    internal static HostTensor Mapped(SafetensorsEntry entry, MappedSafetensors mapping) => new(entry, mapping);
 
     /// <summary>The dimensions, outermost first.</summary>
     public int[] Shape { get; }
@@ -42,16 +65,55 @@ public sealed class HostTensor
     /// <summary>How the values are stored.</summary>
     public TensorDType DType { get; } = TensorDType.Float32;
 
-    /// <summary>The raw bits of a 16-bit tensor; null for fp32.</summary>
-    public ushort[]? Bits { get; }
+    /// <summary>The raw bits of a 16-bit tensor; null for fp32. A mapped tensor copies them on first use and keeps
+    /// the copy.</summary>
+    public ushort[]? Bits => DType == TensorDType.Float32 ? null : bits ??= BitSpan.ToArray();
 
     /// <summary>The number of elements.</summary>
-    public int Length => Bits?.Length ?? data!.Length;
+    public int Length { get; }
+
+    /// <summary>True when the elements are a view of a memory-mapped file (<see cref="MappedSafetensors"/>).</summary>
+    public bool IsMapped => mapping is not null;
 
     /// <summary>The values as fp32, row-major. A 16-bit tensor widens its bits on first use (exact) and keeps the
-    /// copy.</summary>
-    public float[] Data => data ??= Widen(Bits!, DType);
+    /// copy; so does a mapped one.</summary>
+    public float[] Data => data ??= DType == TensorDType.Float32 ? DataSpan.ToArray() : Widen(BitSpan, DType);
 
+    /// <summary>An fp32 tensor's values where they lie (the array, or the mapped bytes), without a copy.</summary>
+    internal ReadOnlySpan<float> DataSpan => mapping is null
+        ? data ??= Widen(bits!, DType)
+        : DType == TensorDType.Float32
+            ? new ReadOnlySpan<float>((void*)mapping.Address(mappedOffset), Length)
+            : Data;
+
+    /// <summary>A 16-bit tensor's bits where they lie (the array, or the mapped bytes), without a copy.</summary>
+    internal ReadOnlySpan<ushort> BitSpan => mapping is null
+        ? bits
+        : new ReadOnlySpan<ushort>((void*)mapping.Address(mappedOffset), Length);
+
+    /// <summary>
+    /// A read-only device tensor over the mapped bytes themselves (no copy), or null when that cannot be: the tensor
+    /// is not mapped, <paramref name="dtype"/> is not its stored type, the device keeps its buffers in device memory,
+    /// the tensor is empty, or its bytes are not aligned to the element size (the caller then copies).
+    /// </summary>
+    internal Tensor? TryMapToDevice(Devices.RetNetDevice device, TensorDType dtype)
+    {
+        if (mapping is null || dtype != DType || !device.IsCpuSimulator || Length == 0)
+            return null;
+        var address = mapping.Address(mappedOffset);
+        if (address % TensorDTypes.SizeOf(DType) != 0)
+            return null;
+        var reference = mapping.Reference();
+        try
+        {
+            return Tensor.MapHost(device, address, DType, Shape, reference);
+        }
+        catch
+        {
+            reference.Dispose();
+            throw;
+        }
+    }
     /// <summary>
     /// Refuses weights holding NaN or ±∞: a checkpoint like that loads fine and then produces NaN logits everywhere,
     /// far from the cause. The message names the tensor, the flat index and the value, and counts the others.
@@ -65,16 +127,7 @@ public sealed class HostTensor
         foreach (var name in names)
         {
             var tensor = weights[name];
-            var first = -1;
-            var count = 0;
-            for (var i = 0; i < tensor.Length; i++)
-            {
-                if (tensor.IsFinite(i))
-                    continue;
-                count++;
-                if (first < 0)
-                    first = i;
-            }
+            var (count, first) = tensor.CountNonFinite();
             if (count > 0)
                 throw new ArgumentException(
                     $"Argument '{argumentName}' has {tensor.ValueAt(first)} in {name} at flat index {first} ({count} non-finite " +
@@ -139,27 +192,56 @@ public sealed class HostTensor
     /// device.</summary>
     public Tensor ToDevice(Devices.RetNetDevice device, TensorDType dtype)
     {
-        if (Bits is not null && dtype == DType)
-            return Tensor.FromHostBits(device, Bits, dtype, Shape);
-        if (Bits is not null && dtype != TensorDType.Float32)
+        if (DType != TensorDType.Float32 && dtype == DType)
+            return Tensor.FromHostBits(device, BitSpan, dtype, Shape);
+        if (DType != TensorDType.Float32 && dtype != TensorDType.Float32)
         {
+            var source = BitSpan;
             var code = NarrowFloat.CodeOf(DType);
             var target = NarrowFloat.CodeOf(dtype);
-            var recoded = new ushort[Bits.Length];
+            var recoded = new ushort[source.Length];
             for (var i = 0; i < recoded.Length; i++)
-                recoded[i] = NarrowFloat.FromSingle(NarrowFloat.ToSingle(Bits[i], code), target);
+                recoded[i] = NarrowFloat.FromSingle(NarrowFloat.ToSingle(source[i], code), target);
             return Tensor.FromHostBits(device, recoded, dtype, Shape);
         }
-        return Tensor.FromHost(device, Data, dtype, Shape);
+        return Tensor.FromHost(device, DType == TensorDType.Float32 ? DataSpan : Data, dtype, Shape);
     }
 
-    private bool IsFinite(int i) => Bits is { } bits
-        ? (bits[i] & 0x7FFF) < (DType == TensorDType.BFloat16 ? 0x7F80 : 0x7C00)
-        : float.IsFinite(data![i]);
+    /// <summary>How many elements are NaN or ±∞, and the flat index of the first (−1 when none).</summary>
+    private (int Count, int First) CountNonFinite()
+    {
+        var (count, first) = (0, -1);
+        if (DType == TensorDType.Float32)
+        {
+            var values = DataSpan;
+            for (var i = 0; i < values.Length; i++)
+            {
+                if (float.IsFinite(values[i]))
+                    continue;
+                count++;
+                if (first < 0)
+                    first = i;
+            }
+            return (count, first);
+        }
+        var elements = BitSpan;
+        var infinity = DType == TensorDType.BFloat16 ? 0x7F80 : 0x7C00;
+        for (var i = 0; i < elements.Length; i++)
+        {
+            if ((elements[i] & 0x7FFF) < infinity)
+                continue;
+            count++;
+            if (first < 0)
+                first = i;
+        }
+        return (count, first);
+    }
 
-    private float ValueAt(int i) => Bits is { } bits ? NarrowFloat.ToSingle(bits[i], NarrowFloat.CodeOf(DType)) : data![i];
+    private float ValueAt(int i) => DType != TensorDType.Float32
+        ? NarrowFloat.ToSingle(BitSpan[i], NarrowFloat.CodeOf(DType))
+        : DataSpan[i];
 
-    private static float[] Widen(ushort[] bits, TensorDType dtype)
+    private static float[] Widen(ReadOnlySpan<ushort> bits, TensorDType dtype)
     {
         var code = NarrowFloat.CodeOf(dtype);
         var values = new float[bits.Length];

@@ -35,7 +35,12 @@ public sealed record SafetensorsEntry(string Name, SafetensorsDType DType, int[]
 public sealed record SafetensorsFile(
     IReadOnlyDictionary<string, HostTensor> Tensors,
     IReadOnlyDictionary<string, string> Metadata,
-    IReadOnlyList<SafetensorsEntry> Entries);
+    IReadOnlyList<SafetensorsEntry> Entries)
+{
+    /// <summary>The mapping (or, for shards, the mappings) the tensors are views of (<see cref="MappedSafetensors.Open"/>),
+    /// released by disposing it; null when they were read into memory (<see cref="Safetensors.Read"/>).</summary>
+    public IDisposable? Mapping { get; init; }
+}
 
 /// <summary>A safetensors file that does not follow the format; the message names the file and the fault.</summary>
 public sealed class SafetensorsFormatException(string message) : IOException(message);
@@ -151,8 +156,9 @@ public static class Safetensors
             var buffer = new byte[1 << 16];
             foreach (var name in names)
             {
-                if (tensors[name].Bits is { } bits)
+                if (tensors[name].DType != TensorDType.Float32)
                 {
+                    var bits = tensors[name].BitSpan;
                     for (var start = 0; start < bits.Length; start += buffer.Length / sizeof(ushort))
                     {
                         var count = Math.Min(buffer.Length / sizeof(ushort), bits.Length - start);
@@ -162,7 +168,7 @@ public static class Safetensors
                     }
                     continue;
                 }
-                var data = tensors[name].Data;
+                var data = tensors[name].DataSpan;
                 for (var start = 0; start < data.Length; start += buffer.Length / sizeof(float))
                 {
                     var count = Math.Min(buffer.Length / sizeof(float), data.Length - start);
@@ -174,8 +180,10 @@ public static class Safetensors
         });
     }
 
-    private static (IReadOnlyList<SafetensorsEntry> Entries, IReadOnlyDictionary<string, string> Metadata, long DataStart)
-        ReadHeader(Stream stream, string path)
+    /// <summary>Reads and validates the header of <paramref name="stream"/> (positioned at the start), leaving it just
+    /// after the header: the entries in data order, the metadata and where the data section starts.</summary>
+    internal static (IReadOnlyList<SafetensorsEntry> Entries, IReadOnlyDictionary<string, string> Metadata,
+        long DataStart) ReadHeader(Stream stream, string path)
     {
         var fileLength = stream.Length;
         if (fileLength < 8)

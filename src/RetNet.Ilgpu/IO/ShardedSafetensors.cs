@@ -31,13 +31,32 @@ public static class ShardedSafetensors
     /// Reads every shard the index at <paramref name="indexPath"/> names and checks them against it: every shard
     /// exists, holds exactly the tensors the index maps to it, and comes from the same save as the index.
     /// </summary>
+    /// <param name="indexPath">The index file.</param>
+    /// <param name="map">Map the shards read-only (<see cref="MappedSafetensors"/>) instead of reading them; the
+    /// result's <see cref="SafetensorsFile.Mapping"/> then releases every shard's mapping.</param>
     /// <returns>The tensors of all shards, with the first shard's metadata.</returns>
     /// <exception cref="SafetensorsFormatException">The index is malformed, a shard does not hold what the index says,
     /// or the shards come from another save than the index.</exception>
     /// <exception cref="FileNotFoundException">A shard the index names is absent.</exception>
-    public static SafetensorsFile Read(string indexPath)
+    public static SafetensorsFile Read(string indexPath, bool map = false)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(indexPath);
+        var mappings = new List<MappedSafetensors>();
+        try
+        {
+            var file = ReadShards(indexPath, map ? mappings : null);
+            return map ? file with { Mapping = new Mappings(mappings) } : file;
+        }
+        catch
+        {
+            foreach (var mapping in mappings)
+                mapping.Dispose();
+            throw;
+        }
+    }
+
+    private static SafetensorsFile ReadShards(string indexPath, List<MappedSafetensors>? mappings)
+    {
         var (weightMap, indexMetadata) = ReadIndex(indexPath);
         var folder = Path.GetDirectoryName(Path.GetFullPath(indexPath))!;
         indexMetadata.TryGetValue(SaveIdKey, out var saveId);
@@ -51,7 +70,15 @@ public static class ShardedSafetensors
                 throw new FileNotFoundException(
                     $"{indexPath} maps {shard.Count()} tensors (e.g. {shard.First()}) to {shard.Key}, which is absent.",
                     path);
-            var file = Safetensors.Read(path);
+            SafetensorsFile file;
+            if (mappings is null)
+                file = Safetensors.Read(path);
+            else
+            {
+                var mapped = MappedSafetensors.Open(path);
+                mappings.Add(mapped);
+                file = mapped.File;
+            }
             var expected = shard.ToHashSet(StringComparer.Ordinal);
             var absent = expected.Where(n => !file.Tensors.ContainsKey(n)).Order(StringComparer.Ordinal).ToList();
             var extra = file.Tensors.Keys.Where(n => !expected.Contains(n)).Order(StringComparer.Ordinal).ToList();
@@ -185,6 +212,16 @@ public static class ShardedSafetensors
             }
         }
         return (weightMap, metadata);
+    }
+
+    /// <summary>The mappings of every shard, released together.</summary>
+    private sealed class Mappings(IReadOnlyList<MappedSafetensors> shards) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var shard in shards)
+                shard.Dispose();
+        }
     }
 
     private static string More(IReadOnlyCollection<string> names) => names.Count > 8 ? $" and {names.Count - 8} more" : "";

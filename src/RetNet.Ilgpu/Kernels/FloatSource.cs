@@ -36,6 +36,6 @@ internal readonly struct FloatSource
 
     /// <summary>The source that reads <paramref name="tensor"/>.</summary>
     public static FloatSource Of(Tensor tensor) => tensor.DType == TensorDType.Float32
-        ? new FloatSource(tensor.View, tensor.Device.Placeholders.Halves, NarrowFloat.Float32Code)
-        : new FloatSource(tensor.Device.Placeholders.Singles, tensor.HalfView, NarrowFloat.CodeOf(tensor.DType));
+        ? new FloatSource(tensor.ReadView, tensor.Device.Placeholders.Halves, NarrowFloat.Float32Code)
+        : new FloatSource(tensor.Device.Placeholders.Singles, tensor.ReadHalfView, NarrowFloat.CodeOf(tensor.DType));
 }

@@ -195,10 +195,21 @@ public sealed class LanguageModel : ILanguageModel
     /// <exception cref="ArgumentException">The config is invalid, or a weight is not finite (unless
     /// <paramref name="allowNonFiniteWeights"/>).</exception>
     /// <exception cref="CheckpointMismatchException">The tensors do not fit the config.</exception>
+    /// <param name="device">The device to put the weights on.</param>
+    /// <param name="folder">The model folder.</param>
+    /// <param name="allowNonFiniteWeights">Load weights holding NaN or ±∞ anyway.</param>
+    /// <param name="weightType">How the matrices are stored (see <see cref="FromWeights(RetNetDevice, ModelConfig,
+    /// IReadOnlyDictionary{string, HostTensor}, bool, TensorDType?)"/>).</param>
+    /// <param name="mapWeights">For inference: memory-map model.safetensors (read-only) instead of reading it. On
+    /// ILGPU's CPU accelerator every weight already stored in the type the model keeps it in is then read in place by
+    /// the operators (no copy: resident memory is the file's pages plus the state), and the weights are read-only, so
+    /// training such a model throws; elsewhere each tensor is uploaded once, straight from the mapped bytes. The file
+    /// stays mapped until the model is disposed.</param>
     public static LanguageModel Load(RetNetDevice device, string folder, bool allowNonFiniteWeights = false,
-        TensorDType? weightType = null)
+        TensorDType? weightType = null, bool mapWeights = false)
     {
-        var contents = ModelFolder.Read(folder);
+        var contents = ModelFolder.Read(folder, mapWeights);
+        using var mapping = contents.Weights.Mapping;
         ModelConfig config;
         try
         {

@@ -137,7 +137,10 @@ public static class ModelFolder
     /// <exception cref="FileNotFoundException">model.safetensors is absent, or config.json is absent and the weights
     /// embed no config.</exception>
     /// <exception cref="SafetensorsFormatException">model.safetensors is malformed.</exception>
-    public static ModelFolderContents Read(string folder)
+    /// <param name="folder">The model folder.</param>
+    /// <param name="map">Memory-map model.safetensors instead of reading it: its tensors are then views of
+    /// <see cref="SafetensorsFile.Mapping"/>, which the caller disposes.</param>
+    public static ModelFolderContents Read(string folder, bool map = false)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(folder);
         var configPath = Path.Combine(folder, ConfigFile);
@@ -151,9 +154,25 @@ public static class ModelFolder
         if (!File.Exists(weightsPath) && !sharded)
             throw new FileNotFoundException(
                 $"The model folder {folder} has no {WeightsFile} (nor {ShardedSafetensors.IndexFile}).", weightsPath);
-        var weights = sharded ? ShardedSafetensors.Read(indexPath) : Safetensors.Read(weightsPath);
+        var weights = sharded
+            ? ShardedSafetensors.Read(indexPath, map)
+            : map ? MappedSafetensors.Open(weightsPath).File : Safetensors.Read(weightsPath);
         if (sharded)
             weightsPath = indexPath;
+        try
+        {
+            return Decide(folder, configPath, weightsPath, configBytes, weights);
+        }
+        catch
+        {
+            weights.Mapping?.Dispose();
+            throw;
+        }
+    }
+
+    private static ModelFolderContents Decide(string folder, string configPath, string weightsPath, byte[]? configBytes,
+        SafetensorsFile weights)
+    {
         var embeddedOrigin = $"{weightsPath} (the config saved with the weights)";
         weights.Metadata.TryGetValue(ConfigKey, out var embedded);
         if (configBytes is null)

@@ -27,9 +27,15 @@ internal static class WeightStorage
         return stored.Count == 1 ? stored[0] : TensorDType.Float32;
     }
 
-    /// <summary>Uploads <paramref name="tensor"/> as a matrix of <paramref name="matrixType"/> or an fp32 vector.</summary>
-    public static Tensor Upload(HostTensor tensor, Devices.RetNetDevice device, TensorDType matrixType) =>
-        tensor.ToDevice(device, IsMatrix(tensor) ? matrixType : TensorDType.Float32);
+    /// <summary>Puts <paramref name="tensor"/> on the device as a matrix of <paramref name="matrixType"/> or an fp32
+    /// vector. A tensor of a memory-mapped file (a model loaded with <c>mapWeights</c>) that is already in that type
+    /// is read in place on the CPU accelerator (a read-only tensor over the mapped bytes); anything else is copied, once,
+    /// from where its bytes lie.</summary>
+    public static Tensor Upload(HostTensor tensor, Devices.RetNetDevice device, TensorDType matrixType)
+    {
+        var type = IsMatrix(tensor) ? matrixType : TensorDType.Float32;
+        return tensor.TryMapToDevice(device, type) ?? tensor.ToDevice(device, type);
+    }
 
     private static bool IsMatrix(HostTensor tensor) => tensor.Shape.Length >= 2;
 }

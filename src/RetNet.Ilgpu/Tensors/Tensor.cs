@@ -9,6 +9,8 @@ namespace RetNet.Ilgpu.Tensors;
 /// <see cref="FromHost(RetNetDevice, ReadOnlySpan{float}, int[])"/>, …) or is a view of another tensor's storage
 /// (<see cref="Reshape"/>, <see cref="Slice"/>) that copies nothing. Disposing the owner frees the storage
 /// deterministically; a view's <see cref="Dispose"/> does nothing, and using a view after its owner is disposed throws.
+/// On the CPU accelerator a tensor may also be a read-only window on host memory that something else owns (a
+/// memory-mapped weights file, <see cref="IsReadOnly"/>): operations read it in place and refuse to write it.
 /// Elements are stored as <see cref="DType"/>: fp32 by default, or a 16-bit type (fp16, bf16) that the operations which
 /// accept it widen to fp32 as they read; an operation that reads only fp32 refuses a 16-bit tensor with an exception
 /// that names both.
@@ -56,9 +58,26 @@ public sealed class Tensor : IDisposable
     /// <summary>True when this tensor is a view of another tensor's storage.</summary>
     public bool IsView => !ownsStorage;
 
-    /// <summary>The fp32 elements as an ILGPU view, for kernels.</summary>
+    /// <summary>True when the elements are another owner's read-only host memory (a memory-mapped weights file,
+    /// <see cref="MapHost"/>): operations may read them, and any write is refused.</summary>
+    public bool IsReadOnly => storage.ReadOnly is not null;
+
+    /// <summary>The fp32 elements as an ILGPU view, for kernels that may write them.</summary>
     /// <exception cref="NotSupportedException">The tensor is stored as a 16-bit type.</exception>
+    /// <exception cref="InvalidOperationException">The tensor is read-only (<see cref="IsReadOnly"/>).</exception>
     internal ArrayView<float> View
+    {
+        get
+        {
+            RefuseReadOnly();
+            return ReadView;
+        }
+    }
+
+    /// <summary>The fp32 elements as an ILGPU view that the caller only reads (a weight, an operation's input): the
+    /// one accessor a read-only tensor allows.</summary>
+    /// <exception cref="NotSupportedException">The tensor is stored as a 16-bit type.</exception>
+    internal ArrayView<float> ReadView
     {
         get
         {
@@ -68,13 +87,26 @@ public sealed class Tensor : IDisposable
                 throw new NotSupportedException(
                     $"{this} is stored as {DType}; this operation reads Float32 tensors only. Convert it first " +
                     "(Conversion.Convert) or use an operation that accepts 16-bit storage (GEMM, embedding lookup).");
-            return singles.View.SubView(offset, Length);
+            return singles.SubView(offset, Length);
         }
     }
 
-    /// <summary>The raw bits of a 16-bit tensor's elements as an ILGPU view, for kernels that widen as they read.</summary>
+    /// <summary>The raw bits of a 16-bit tensor's elements as an ILGPU view, for kernels that may write them.</summary>
     /// <exception cref="NotSupportedException">The tensor is stored as fp32.</exception>
+    /// <exception cref="InvalidOperationException">The tensor is read-only (<see cref="IsReadOnly"/>).</exception>
     internal ArrayView<ushort> HalfView
+    {
+        get
+        {
+            RefuseReadOnly();
+            return ReadHalfView;
+        }
+    }
+
+    /// <summary>The raw bits of a 16-bit tensor's elements as an ILGPU view that the caller only reads (widening as it
+    /// loads).</summary>
+    /// <exception cref="NotSupportedException">The tensor is stored as fp32.</exception>
+    internal ArrayView<ushort> ReadHalfView
     {
         get
         {
@@ -82,8 +114,16 @@ public sealed class Tensor : IDisposable
             storage.Device.CheckThread();
             if (storage.Halves is not { } halves)
                 throw new NotSupportedException($"{this} is stored as Float32; expected a 16-bit tensor here.");
-            return halves.View.SubView(offset, Length);
+            return halves.SubView(offset, Length);
         }
+    }
+
+    private void RefuseReadOnly()
+    {
+        if (storage.ReadOnly is { } owner)
+            throw new InvalidOperationException(
+                $"{this} is read-only: its elements lie in {owner} and are read in place. Nothing may write them " +
+                "(training and fine-tuning load copies: LanguageModel.Load with mapWeights: false).");
     }
 
     /// <summary>Allocates a tensor of zeros.</summary>
@@ -161,9 +201,43 @@ public sealed class Tensor : IDisposable
         // A zero-length ILGPU buffer is legal but some drivers refuse it; keep one element behind empty tensors.
         var what = $"Tensor{ShapeCheck.Format(copy)} {dtype}";
         var storage = dtype == TensorDType.Float32
-            ? new Storage(device, device.Allocate<float>(Math.Max(length, 1), what), null)
-            : new Storage(device, null, device.Allocate<ushort>(Math.Max(length, 1), what), dtype);
+            ? new Storage(device, device.Allocate<float>(Math.Max(length, 1), what), dtype)
+            : new Storage(device, device.Allocate<ushort>(Math.Max(length, 1), what), dtype);
         return new Tensor(storage, 0, copy, ownsStorage: true);
+    }
+
+    /// <summary>
+    /// A read-only tensor over <paramref name="address"/>, host memory that another object owns (a memory-mapped
+    /// safetensors file): nothing is copied, the operations read the bytes where they lie, and any write throws
+    /// <see cref="InvalidOperationException"/>. Only ILGPU's CPU accelerator keeps its buffers in host memory, so only
+    /// it can wrap one. <paramref name="owner"/> is kept alive until the tensor is disposed (its
+    /// <see cref="IDisposable.Dispose"/> is called then: a reference the caller took for this tensor).
+    /// </summary>
+    /// <param name="device">A CPU accelerator device.</param>
+    /// <param name="address">The first element, aligned to the element size.</param>
+    /// <param name="dtype">How the elements are stored.</param>
+    /// <param name="shape">The dimensions (at least one element).</param>
+    /// <param name="owner">What owns the memory; disposed with the tensor; its <c>ToString</c> names it in messages.</param>
+    /// <exception cref="NotSupportedException">The device keeps its buffers in device memory.</exception>
+    /// <exception cref="ArgumentException">The address is null or misaligned, or the shape has no elements.</exception>
+    internal static Tensor MapHost(RetNetDevice device, nint address, TensorDType dtype, int[] shape, IDisposable owner)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(owner);
+        if (!device.IsCpuSimulator)
+            throw new NotSupportedException($"{device} keeps its buffers in device memory; only ILGPU's CPU " +
+                                            "accelerator reads host memory in place. Upload a copy instead.");
+        var size = TensorDTypes.SizeOf(dtype);
+        var copy = (int[])shape.Clone();
+        var length = ShapeCheck.ElementCount(copy);
+        if (address == 0 || address % size != 0)
+            throw new ArgumentException($"Argument 'address' 0x{address:x} is not aligned to {size} bytes.",
+                nameof(address));
+        if (length == 0)
+            throw new ArgumentException("Argument 'shape' has no elements; an empty tensor maps nothing.",
+                nameof(shape));
+        var buffer = device.WrapHost(address, length, size, $"Tensor{ShapeCheck.Format(copy)} {dtype} over {owner}");
+        return new Tensor(new Storage(device, buffer, dtype, owner), 0, copy, ownsStorage: true);
     }
 
     /// <summary>Copies the elements to a new host array (waits for queued work first); 16-bit elements are widened.</summary>
@@ -174,7 +248,7 @@ public sealed class Tensor : IDisposable
             return result;
         if (DType == TensorDType.Float32)
         {
-            View.CopyToCPU(Device.Stream, result);
+            ReadView.CopyToCPU(Device.Stream, result);
             Device.Stream.Synchronize();
             return result;
         }
@@ -189,7 +263,7 @@ public sealed class Tensor : IDisposable
     /// <exception cref="NotSupportedException">The tensor is stored as fp32.</exception>
     public ushort[] ToHostBits()
     {
-        var view = HalfView;
+        var view = ReadHalfView;
         var result = new ushort[Length];
         if (Length > 0)
         {
@@ -238,9 +312,9 @@ public sealed class Tensor : IDisposable
         if (Length == 0)
             return;
         if (DType == TensorDType.Float32)
-            source.View.CopyTo(Device.Stream, View);
+            source.ReadView.CopyTo(Device.Stream, View);
         else
-            source.HalfView.CopyTo(Device.Stream, HalfView);
+            source.ReadHalfView.CopyTo(Device.Stream, HalfView);
     }
 
     /// <summary>A view with another shape of the same elements; one dimension may be -1 (inferred).</summary>
@@ -302,18 +376,42 @@ public sealed class Tensor : IDisposable
             storage.Dispose();
     }
 
-    /// <summary>One buffer of fp32 elements, or one of 16-bit element bits.</summary>
-    private sealed class Storage(
-        RetNetDevice device,
-        MemoryBuffer1D<float, Stride1D.Dense>? singles,
-        MemoryBuffer1D<ushort, Stride1D.Dense>? halves,
-        TensorDType dtype = TensorDType.Float32) : IDisposable
+    /// <summary>One buffer of fp32 elements, or one of 16-bit element bits: allocated on the device, or wrapping
+    /// read-only host memory that <see cref="ReadOnly"/> owns.</summary>
+    private sealed class Storage : IDisposable
     {
-        public RetNetDevice Device { get; } = device;
-        public MemoryBuffer1D<float, Stride1D.Dense>? Singles { get; } = singles;
-        public MemoryBuffer1D<ushort, Stride1D.Dense>? Halves { get; } = halves;
-        public TensorDType DType { get; } = dtype;
-        public MemoryBuffer Buffer => (MemoryBuffer?)Singles ?? Halves!;
+        private readonly MemoryBuffer buffer;
+
+        /// <summary>A device allocation of fp32 elements.</summary>
+        public Storage(RetNetDevice device, MemoryBuffer1D<float, Stride1D.Dense> singles, TensorDType dtype)
+        {
+            (Device, buffer, DType, Singles) = (device, singles, dtype, singles.View);
+        }
+
+        /// <summary>A device allocation of 16-bit elements.</summary>
+        public Storage(RetNetDevice device, MemoryBuffer1D<ushort, Stride1D.Dense> halves, TensorDType dtype)
+        {
+            (Device, buffer, DType, Halves) = (device, halves, dtype, halves.View);
+        }
+
+        /// <summary>Wrapped host memory that <paramref name="readOnly"/> owns.</summary>
+        public Storage(RetNetDevice device, MemoryBuffer wrapped, TensorDType dtype, IDisposable readOnly)
+        {
+            (Device, buffer, DType, ReadOnly) = (device, wrapped, dtype, readOnly);
+            if (dtype == TensorDType.Float32)
+                Singles = wrapped.AsArrayView<float>(0, wrapped.Length);
+            else
+                Halves = wrapped.AsArrayView<ushort>(0, wrapped.Length);
+        }
+
+        public RetNetDevice Device { get; }
+        public ArrayView<float>? Singles { get; }
+        public ArrayView<ushort>? Halves { get; }
+        public TensorDType DType { get; }
+
+        /// <summary>The owner of wrapped host memory (disposed with the storage); null for a device allocation.</summary>
+        public IDisposable? ReadOnly { get; }
+
         public bool IsDisposed { get; private set; }
 
         public void Dispose()
@@ -321,7 +419,13 @@ public sealed class Tensor : IDisposable
             if (IsDisposed)
                 return;
             IsDisposed = true;
-            Device.Free(Buffer);
+            if (ReadOnly is null)
+            {
+                Device.Free(buffer);
+                return;
+            }
+            Device.Unwrap(buffer);
+            ReadOnly.Dispose();
         }
     }
 }

@@ -139,6 +139,46 @@ public sealed class SafetensorsTests : IDisposable
         Assert.Contains(path, error.Message);
     }
 
+    [Theory, MemberData(nameof(Corruptions))]
+    public void The_mapped_reader_rejects_malformed_files_with_the_same_error(string what, string header, int dataBytes,
+        string expected)
+    {
+        var path = RawFile(header, new byte[dataBytes]);
+        var read = Assert.Throws<SafetensorsFormatException>(() => Safetensors.Read(path));
+        var mapped = Assert.Throws<SafetensorsFormatException>(() => MappedSafetensors.Open(path));
+        Assert.True(mapped.Message.Contains(expected, StringComparison.Ordinal), $"{what}: {mapped.Message}");
+        Assert.Equal(read.Message, mapped.Message);
+    }
+
+    [Fact]
+    public void The_mapped_reader_rejects_truncated_files_and_maps_the_whole_one_bit_for_bit()
+    {
+        var path = PathOf("whole.safetensors");
+        var values = Enumerable.Range(0, 16).Select(i => i * 0.37f - 2f).ToArray();
+        var bits = Enumerable.Range(0, 6).Select(i => (ushort)(0x3F80 + 3 * i)).ToArray();
+        Safetensors.Write(path, new Dictionary<string, HostTensor>
+        {
+            ["w"] = new([4, 4], values), ["h"] = new([2, 3], bits, TensorDType.BFloat16),
+        }, new Dictionary<string, string> { ["k"] = "v" });
+        var bytes = File.ReadAllBytes(path);
+
+        foreach (var length in new[] { 0, 5, 8, 20, bytes.Length - 1 })
+        {
+            var cut = PathOf($"cut{length}.safetensors");
+            File.WriteAllBytes(cut, bytes[..length]);
+            var read = Assert.Throws<SafetensorsFormatException>(() => Safetensors.Read(cut));
+            var mapped = Assert.Throws<SafetensorsFormatException>(() => MappedSafetensors.Open(cut));
+            Assert.Equal(read.Message, mapped.Message);
+        }
+        using var whole = MappedSafetensors.Open(path);
+        Assert.Equal(bytes.Length, whole.Length);
+        Assert.Equal("v", whole.File.Metadata["k"]);
+        Assert.True(whole.File.Tensors["w"].IsMapped);
+        Assert.Equal(values, whole.File.Tensors["w"].Data);
+        Assert.Equal(bits, whole.File.Tensors["h"].Bits);
+        Assert.Equal(TensorDType.BFloat16, whole.File.Tensors["h"].DType);
+    }
+
     // The law of the robustness properties (properties/RetNet.Ilgpu.Properties/Robustness): a reader returns a valid
     // file or throws a SafetensorsFormatException naming it, never anything else. The cases below each broke it.
 

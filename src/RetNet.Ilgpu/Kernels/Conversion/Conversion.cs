@@ -36,7 +36,7 @@ public static class Conversion
             var kernel = device.Kernel(ConversionKernels.Narrow, accelerator =>
                 accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<ushort>, int, Spread>(
                     ConversionKernels.Narrow));
-            kernel(device.Stream, spread.Threads, source.View, destination.HalfView,
+            kernel(device.Stream, spread.Threads, source.ReadView, destination.HalfView,
                 NarrowFloat.CodeOf(destination.DType), spread);
         }
         else if (destination.DType == TensorDType.Float32)
@@ -44,7 +44,7 @@ public static class Conversion
             var kernel = device.Kernel(ConversionKernels.Widen, accelerator =>
                 accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<ushort>, ArrayView<float>, int, Spread>(
                     ConversionKernels.Widen));
-            kernel(device.Stream, spread.Threads, source.HalfView, destination.View, NarrowFloat.CodeOf(source.DType),
+            kernel(device.Stream, spread.Threads, source.ReadHalfView, destination.View, NarrowFloat.CodeOf(source.DType),
                 spread);
         }
         else
@@ -52,7 +52,7 @@ public static class Conversion
             var kernel = device.Kernel(ConversionKernels.Recode, accelerator =>
                 accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<ushort>, ArrayView<ushort>, int, Spread>(
                     ConversionKernels.Recode));
-            kernel(device.Stream, spread.Threads, source.HalfView, destination.HalfView,
+            kernel(device.Stream, spread.Threads, source.ReadHalfView, destination.HalfView,
                 NarrowFloat.CodeOf(source.DType), spread);
         }
     }

@@ -29,8 +29,8 @@ internal readonly record struct HostOperand(nint Pointer, TensorDType DType)
     /// <summary>The host address of <paramref name="tensor"/>'s elements (pinned host memory on ILGPU's CPU
     /// accelerator) and its storage type.</summary>
     public static unsafe HostOperand Of(Tensor tensor) => tensor.DType == TensorDType.Float32
-        ? new((nint)tensor.View.LoadEffectiveAddressAsPtr(), TensorDType.Float32)
-        : new((nint)tensor.HalfView.LoadEffectiveAddressAsPtr(), tensor.DType);
+        ? new((nint)tensor.ReadView.LoadEffectiveAddressAsPtr(), TensorDType.Float32)
+        : new((nint)tensor.ReadHalfView.LoadEffectiveAddressAsPtr(), tensor.DType);
 }
 
 /// <summary>
@@ -43,8 +43,9 @@ internal readonly record struct HostOperand(nint Pointer, TensorDType DType)
 /// <remarks>
 /// Products of at most <see cref="SmallRows"/> rows (a decoding step's Linear layers: one row per sequence) skip the
 /// packing, which would cost as much as the product: op(A) is read in place, and op(B) too when its rows run along N;
-/// a transposed B ([N, K], a Linear layer's weight) is transposed one K-block of one column panel at a time into a
-/// per-thread buffer by in-register 16×16 (AVX-512) or 8×8 (AVX2) transposes.
+/// against a transposed B ([N, K], a Linear layer's weight) the vector paths stream one dot product per element of C
+/// (<see cref="HostDots"/>: each weight row read once, front to back, as a step must to run at memory bandwidth), and
+/// the scalar path transposes one K-block of one column panel at a time.
 /// <para>
 /// A and B may be stored as fp16 or bf16 (C is always fp32): the packing widens them to fp32 as it copies, so the
 /// micro-kernels stay fp32, and the unpacked path widens B's vectors as it loads them, so a decoding step reads two
@@ -54,7 +55,9 @@ internal readonly record struct HostOperand(nint Pointer, TensorDType DType)
 /// Determinism: every element of C is the fused multiply-add chain over k = 0, 1, …, K−1 in that order, starting
 /// from 0 and held in float between K-blocks, then alpha·sum (+ beta·old C); threads only split the rows and column
 /// panels of C, never K, so neither the thread count nor the scheduling changes a single sum. All three paths and the
-/// small-row path take exactly that sequence of operations per element, so they give bit-identical results.
+/// small-row path take exactly that sequence of operations per element, so they give bit-identical results, except
+/// the vector paths' dot products against a transposed B (<see cref="HostDots"/>), which sum in another fixed order:
+/// deterministic on any thread count, equal to the packed path to rounding only.
 /// </para>
 /// </remarks>
 internal static unsafe class HostGemm
@@ -261,9 +264,16 @@ internal static unsafe class HostGemm
         /// </summary>
         public void MultiplySmall(int threads)
         {
-            if (TypeA != TensorDType.Float32)
+            // The dot products read A's rows along K, so a transposed A is copied into rows first, like a 16-bit one.
+            var dots = Sbk == 1 && Path != HostGemmPath.Scalar;
+            if (TypeA != TensorDType.Float32 || (dots && Sak != 1))
             {
                 WidenA().MultiplySmall(threads);
+                return;
+            }
+            if (dots)
+            {
+                Dots(threads);
                 return;
             }
             var panels = (N + NR - 1) / NR;
@@ -276,6 +286,51 @@ internal static unsafe class HostGemm
             var self = this;
             Parallel.For(0, tasks, new ParallelOptions { MaxDegreeOfParallelism = tasks },
                 t => self.Panels(t * panels / tasks, (t + 1) * panels / tasks));
+        }
+
+        /// <summary>
+        /// op(B) stored [N, K] (a Linear layer's weight) against rows of A along K: one streamed dot product per
+        /// element (<see cref="HostDots"/>), the columns split over threads in groups of four.
+        /// </summary>
+        private void Dots(int threads)
+        {
+            var groups = (N + 3) / 4;
+            var tasks = threads > 1 && (long)N * K >= SmallParallelElements ? Math.Min(threads, groups) : 1;
+            if (tasks == 1)
+            {
+                DotColumns(0, N);
+                return;
+            }
+            var self = this;
+            Parallel.For(0, tasks, new ParallelOptions { MaxDegreeOfParallelism = tasks },
+                t => self.DotColumns(Math.Min(self.N, 4 * (t * groups / tasks)),
+                    Math.Min(self.N, 4 * ((t + 1) * groups / tasks))));
+        }
+
+        private void DotColumns(int j0, int j1)
+        {
+            switch (TypeB)
+            {
+                case TensorDType.BFloat16:
+                    DotColumns<BFloat16Elements>(j0, j1);
+                    break;
+                case TensorDType.Float16:
+                    DotColumns<HalfElements>(j0, j1);
+                    break;
+                default:
+                    DotColumns<Float32Elements>(j0, j1);
+                    break;
+            }
+        }
+
+        private void DotColumns<TB>(int j0, int j1) where TB : struct, IElements
+        {
+            if (Path == HostGemmPath.Vector512)
+                HostDots.Columns<Vector512<float>, Vector512Ops, TB>((float*)A, Sam, M, B, Sbn, (float*)C, Ldc, K, j0,
+                    j1, Alpha, Beta);
+            else
+                HostDots.Columns<Vector256<float>, Vector256Ops, TB>((float*)A, Sam, M, B, Sbn, (float*)C, Ldc, K, j0,
+                    j1, Alpha, Beta);
         }
 
         /// <summary>

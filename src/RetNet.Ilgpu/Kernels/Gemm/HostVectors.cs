@@ -42,6 +42,9 @@ internal unsafe interface IVectorOps<TV> where TV : struct
 
     /// <summary>a·b per lane.</summary>
     static abstract TV Multiply(TV a, TV b);
+
+    /// <summary>The sum of the lanes (a fixed order for a given width).</summary>
+    static abstract float Sum(TV v);
 }
 
 /// <summary>Sixteen lanes (AVX-512).</summary>
@@ -72,6 +75,9 @@ internal readonly unsafe struct Vector512Ops : IVectorOps<Vector512<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sum(Vector512<float> v) => Vector256Ops.Sum(v.GetLower() + v.GetUpper());
 }
 
 /// <summary>Eight lanes (AVX2 with FMA).</summary>
@@ -102,6 +108,14 @@ internal readonly unsafe struct Vector256Ops : IVectorOps<Vector256<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sum(Vector256<float> v)
+    {
+        var four = v.GetLower() + v.GetUpper();
+        var two = four + Vector128.Shuffle(four, Vector128.Create(2, 3, 0, 1));
+        return two.ToScalar() + two.GetElement(1);
+    }
 }
 
 /// <summary>

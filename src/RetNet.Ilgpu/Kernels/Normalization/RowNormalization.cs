@@ -116,7 +116,7 @@ internal static class RowNormalization
         var device = x.Device;
         // Kernels have no nullable views: an absent tensor is replaced by x, which the flags keep untouched.
         var placeholder = x.View;
-        var weightView = weight?.View ?? placeholder;
+        var weightView = weight?.ReadView ?? placeholder;
         var biasView = bias?.View ?? placeholder;
         var yView = y?.View ?? placeholder;
         var meanView = mean?.View ?? placeholder;
@@ -159,7 +159,7 @@ internal static class RowNormalization
         where TKind : struct, INormalizationKind
     {
         var device = x.Device;
-        var weightView = weight?.View ?? x.View;
+        var weightView = weight?.ReadView ?? x.View;
         var meanView = mean?.View ?? x.View;
         var flags = weight is null ? 0 : NormalizationFlags.Weight;
         if (launch.Form == NormalizationForm.GroupPerRow)

@@ -24,7 +24,7 @@ internal sealed unsafe class HostReductions : ReductionBackend
         var blocks = new List<(nint Address, int Length)>();
         foreach (var input in inputs)
         {
-            var address = input.View.LoadEffectiveAddressAsPtr();
+            var address = input.ReadView.LoadEffectiveAddressAsPtr();
             for (var start = 0; start < input.Length; start += Block)
                 blocks.Add((address + start * sizeof(float), Math.Min(Block, input.Length - start)));
         }

@@ -144,7 +144,7 @@ internal abstract class ReductionBackend : IOperatorBackends<ReductionBackend>
                 if (groupCounts[k] == 0)
                     continue;
                 first(device.Stream, new KernelConfig(groupCounts[k], launch.GroupSize, shared),
-                    inputs[k].View, inputs[k].Length, partials.View.SubView(offset, groupCounts[k]), 1f);
+                    inputs[k].ReadView, inputs[k].Length, partials.View.SubView(offset, groupCounts[k]), 1f);
                 offset += groupCounts[k];
             }
             second(device.Stream, new KernelConfig(1, launch.GroupSize, shared),
