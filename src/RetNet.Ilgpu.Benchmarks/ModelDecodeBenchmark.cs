@@ -47,7 +47,7 @@ public sealed record ModelDecodeOptions
 /// <param name="Mapped">True when the weights file was memory-mapped (read in place on the CPU).</param>
 /// <param name="ReadOnlyWeights">Weights read in place (read-only tensors over the mapped file), of all of them.</param>
 /// <param name="Parameters">The weights' element count.</param>
-/// <param name="WeightFileBytes">The size of model.safetensors.</param>
+/// <param name="WeightFileBytes">The size of the weight files (model.safetensors, or every shard).</param>
 /// <param name="BytesPerToken">The weight bytes one batch-1 step reads: every weight once in its stored type, of the
 /// embedding table only one row (unless the output projection is the table).</param>
 /// <param name="StateBytes">Bytes of the batch-1 decoding state (read and written each step besides the weights).</param>
@@ -87,7 +87,7 @@ public static class ModelDecodeBenchmark
                 $"Argument 'options' has {options.Steps} steps, {options.WarmupSteps} warm-up steps, " +
                 $"{options.PromptTokens} prompt tokens, {options.ProbePasses} probe passes; expected ≥ 1, ≥ 0, ≥ 1, ≥ 1.",
                 nameof(options));
-        var file = new FileInfo(Path.Combine(options.Folder, ModelFolder.WeightsFile));
+        var weightFileBytes = ModelFolder.WeightFiles(options.Folder).Sum(f => new FileInfo(f).Length);
         var started = Stopwatch.GetTimestamp();
         using var model = LanguageModel.Load(device, options.Folder, weightType: options.WeightType,
             mapWeights: !options.CopyWeights);
@@ -110,7 +110,7 @@ public static class ModelDecodeBenchmark
                 $"decoded: {ms:0.00} ms/token; probing the read bandwidth"));
             var probe = ReadBandwidth.Measure(options.ProbeBytes, passes: options.ProbePasses);
             return new ModelDecodeResult(model.Architecture, model.WeightType, !options.CopyWeights,
-                model.Parameters.Values.Count(p => p.IsReadOnly), model.ParameterCount, file.Length,
+                model.Parameters.Values.Count(p => p.IsReadOnly), model.ParameterCount, weightFileBytes,
                 BytesPerToken(model), stateBytes, ms, probe, peak);
         }
     }

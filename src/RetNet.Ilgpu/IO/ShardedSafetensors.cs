@@ -158,6 +158,16 @@ public static class ShardedSafetensors
         return names;
     }
 
+    /// <summary>The shard files the index at <paramref name="indexPath"/> names, as paths beside it, in name order.</summary>
+    /// <exception cref="SafetensorsFormatException">The index is malformed.</exception>
+    public static IReadOnlyList<string> ShardFiles(string indexPath)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(indexPath);
+        var folder = Path.GetDirectoryName(Path.GetFullPath(indexPath))!;
+        return [.. ReadIndex(indexPath).WeightMap.Values.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)
+            .Select(file => Path.Combine(folder, file))];
+    }
+
     /// <summary>The header entries of every shard the index at <paramref name="indexPath"/> names, by shard file, without
     /// reading the tensors.</summary>
     /// <exception cref="SafetensorsFormatException">The index or a shard's header is malformed.</exception>

@@ -96,6 +96,19 @@ public static class ModelFolder
         }
     }
 
+    /// <summary>The folder's weight files: model.safetensors, else the shards its index names (none when it has
+    /// neither).</summary>
+    /// <exception cref="SafetensorsFormatException">The index is malformed.</exception>
+    public static IReadOnlyList<string> WeightFiles(string folder)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(folder);
+        var single = Path.Combine(folder, WeightsFile);
+        if (File.Exists(single))
+            return [single];
+        var index = Path.Combine(folder, ShardedSafetensors.IndexFile);
+        return File.Exists(index) ? ShardedSafetensors.ShardFiles(index) : [];
+    }
+
     /// <summary>The shard files the folder's current index names (none without an index, or with one that does not
     /// parse).</summary>
     private static IReadOnlyList<string> StaleShards(string folder)
