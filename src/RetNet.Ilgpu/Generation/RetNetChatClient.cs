@@ -91,6 +91,7 @@ public sealed class RetNetChatClient(TextCompletions completions, string modelId
         CancellationToken cancellationToken = default)
     {
         var result = await Start(messages, options, cancellationToken).CompleteAsync().ConfigureAwait(false);
+        ThrowIfCancelled(result, cancellationToken);
         return new ChatResponse(new ChatMessage(ChatRole.Assistant, result.Text))
         {
             ModelId = ModelId,
@@ -109,12 +110,23 @@ public sealed class RetNetChatClient(TextCompletions completions, string modelId
         await foreach (var piece in completion.ReadTextAsync().ConfigureAwait(false))
             yield return new ChatResponseUpdate(ChatRole.Assistant, piece) { ModelId = ModelId, ResponseId = id };
         var result = await completion.Completion.ConfigureAwait(false);
+        ThrowIfCancelled(result, cancellationToken);
         yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(result))])
         {
             ModelId = ModelId,
             ResponseId = id,
             FinishReason = Reason(result.Reason),
         };
+    }
+
+    /// <summary>A reply the caller cancelled ends as .NET's cancellations do, with the exception, not as a reply.</summary>
+    private static void ThrowIfCancelled(TextCompletionResult result, CancellationToken cancellationToken)
+    {
+        if (result.Reason == FinishReason.Cancelled)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            throw new OperationCanceledException("The generator shut down before the reply was finished.");
+        }
     }
 
     /// <summary>OpenAI's name of a finish reason: stop, length, or null for a cancelled request.</summary>

@@ -68,7 +68,7 @@ public sealed class ChatClientTests(DeviceFixture fixture)
     }
 
     [Fact]
-    public async Task A_stop_sequence_ends_the_reply_before_it_and_options_out_of_range_are_refused()
+    public async Task A_stop_sequence_ends_the_reply_before_it_options_out_of_range_are_refused_cancelling_throws()
     {
         using var model = ByteModel();
         var prompt = PlainChatFormat.Render(Conversation.Select(m => (m.Role.Value, m.Text)));
@@ -93,5 +93,12 @@ public sealed class ChatClientTests(DeviceFixture fixture)
             client.GetResponseAsync(Conversation, new ChatOptions { TopP = 0 }))).ParamName);
         Assert.Equal("MaxTokens", (await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() =>
             client.GetResponseAsync(Conversation, new ChatOptions { MaxOutputTokens = -1 }))).ParamName);
+
+        // A cancelled reply ends with the cancellation, as .NET's calls do, and frees its slot.
+        using var cancelled = new CancellationTokenSource();
+        await cancelled.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
+            client.GetResponseAsync(Conversation, options: null, cancelled.Token).WaitAsync(Patience));
+        Assert.Equal(0, generator.ActiveSequences);
     }
 }
