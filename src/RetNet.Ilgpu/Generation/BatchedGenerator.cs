@@ -173,7 +173,8 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
     /// <summary>The model generated with.</summary>
     public ILanguageModel Model => model;
 
-    /// <summary>Requests waiting for a slot.</summary>
+    /// <summary>Requests not yet admitted to the batch (those waiting for a slot, and for a moment those the next
+    /// iteration admits).</summary>
     public int QueuedRequests
     {
         get
@@ -226,7 +227,9 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
         handle.Registration = cancellationToken.Register(Wake);
         lock (gate)
         {
-            if (!accepting || waiting.Count >= Options.MaxQueue)
+            // Requests the next iteration admits into free slots are not waiting for one: only the rest count.
+            var free = Math.Max(0, Options.MaxBatch - ActiveSequences);
+            if (!accepting || waiting.Count >= Options.MaxQueue + free)
             {
                 handle.Registration.Dispose();
                 ObjectDisposedException.ThrowIf(!accepting, this);

@@ -115,6 +115,17 @@ public sealed class BatchedGeneratorTests(DeviceFixture fixture)
     }
 
     [Fact]
+    public async Task A_queue_of_zero_still_admits_requests_into_free_slots()
+    {
+        using var model = Model("retnet");
+        await using var generator = new BatchedGenerator(model,
+            new BatchedGeneratorOptions { MaxBatch = 2, MaxQueue = 0 });
+        var results = await Task.WhenAll(Enumerable.Range(0, 2).Select(_ =>
+            generator.Submit([1, 2], SamplingOptions.Greedy with { MaxTokens = 3 }).Completion)).WaitAsync(Patience);
+        Assert.All(results, r => Assert.Equal(3, r.CompletionTokens));
+    }
+
+    [Fact]
     public async Task Prompts_past_the_context_are_refused_and_generation_stops_at_its_end()
     {
         using var model = Model("retnet");
