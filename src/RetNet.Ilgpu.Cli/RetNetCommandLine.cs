@@ -19,6 +19,7 @@ internal static class RetNetCommandLine
             TrainCommands.Eval(),
             TrainCommands.Corpus(),
             ModelCommands.Generate(),
+            ServeCommand.Create(),
             KernelsCommand.Create(),
             VerifyCommand.Create(),
             BenchCommand.Create(),

@@ -12,8 +12,15 @@ public enum FinishReason
     /// <summary>It sampled one of <see cref="SamplingOptions.StopTokens"/> (which is not part of its output).</summary>
     StopToken,
 
-    /// <summary>It reached <see cref="SamplingOptions.MaxTokens"/>.</summary>
+    /// <summary>It reached <see cref="SamplingOptions.MaxTokens"/> (or, in a <see cref="BatchedGenerator"/>, the end of
+    /// the context it allows).</summary>
     MaxTokens,
+
+    /// <summary>Its text reached one of the stop sequences of a text request (not part of its output).</summary>
+    StopSequence,
+
+    /// <summary>Its caller cancelled it, or the generator shut down, before it finished.</summary>
+    Cancelled,
 }
 
 /// <summary>A finished sequence's generated tokens (prompt excluded) and why it stopped.</summary>

@@ -70,12 +70,11 @@ public static class Generator
     {
         var batch = prompts.Count;
         var vocabulary = decoder.VocabularySize;
-        var samplers = new Sampler[batch];
+        var sequences = new SequenceSampling[batch];
         for (var b = 0; b < batch; b++)
-            samplers[b] = new Sampler(options, options.Seed is { } seed ? unchecked(seed + b) : null);
+            sequences[b] = new SequenceSampling(options, options.Seed is { } seed ? unchecked(seed + b) : null,
+                options.MaxTokens);
 
-        var active = new bool[batch];
-        Array.Fill(active, true);
         var remaining = batch;
         // Finished rows are fed their last token again: any valid id would do, since their logits are ignored.
         var next = new int[batch];
@@ -88,30 +87,25 @@ public static class Generator
         {
             for (var b = 0; b < batch; b++)
             {
-                if (!active[b])
+                var sequence = sequences[b];
+                if (sequence.Finished is not null)
                     continue;
-                var token = samplers[b].Next(logits[b]);
-                if (options.StopTokens.Contains(token))
+                var token = sequence.Next(logits[b]);
+                if (token is { } emitted)
                 {
-                    Finish(b, FinishReason.StopToken);
-                    continue;
+                    next[b] = emitted;
+                    yield return new GeneratedToken(b, index, emitted);
                 }
-                next[b] = token;
-                yield return new GeneratedToken(b, index, token);
-                if (index + 1 == options.MaxTokens)
-                    Finish(b, FinishReason.MaxTokens);
+                if (sequence.Finished is { } reason)
+                {
+                    reasons[b] = reason;
+                    remaining--;
+                }
             }
             if (remaining == 0)
                 yield break;
             cancellationToken.ThrowIfCancellationRequested();
             logits = CheckLogits(decoder.Step((int[])next.Clone()), batch, vocabulary, nameof(ITokenDecoder.Step));
-        }
-
-        void Finish(int b, FinishReason reason)
-        {
-            active[b] = false;
-            reasons[b] = reason;
-            remaining--;
         }
     }
 

@@ -106,6 +106,35 @@ public sealed class DecodingState : IDisposable
     public DecodingState Select(IReadOnlyList<int> batchIndices) =>
         new(Shell, Gather(batchIndices), batchIndices.Select(i => PositionArray[i]).ToArray());
 
+    /// <summary>
+    /// A new state holding the sequences of every state of <paramref name="states"/>, in order (the join of continuous
+    /// batching, where <see cref="Select"/> is the leave): each block's retention states stacked along the batch, or
+    /// its KV caches stacked in one as wide as the widest (each sequence keeps its own position); the states are
+    /// unchanged. The caller disposes the result.
+    /// </summary>
+    /// <exception cref="ArgumentException">No state, a null state, or states of different models.</exception>
+    public static DecodingState Concat(IReadOnlyList<DecodingState> states)
+    {
+        ArgumentNullException.ThrowIfNull(states);
+        if (states.Count == 0)
+            throw new ArgumentException("Argument 'states' is empty; expected at least one state.", nameof(states));
+        for (var i = 0; i < states.Count; i++)
+        {
+            var state = states[i] ?? throw new ArgumentException($"Argument 'states' has null at index {i}.",
+                nameof(states));
+            ObjectDisposedException.ThrowIf(state.disposed, state);
+            if (!ReferenceEquals(state.Model, states[0].Model))
+                throw new ArgumentException(
+                    $"Argument 'states' has a state of another model at index {i} (a {state.Model.Architecture} " +
+                    $"with {state.Model.ParameterCount:N0} parameters, not the {states[0].Model.Architecture} of " +
+                    "index 0); states join only within one model.", nameof(states));
+        }
+        var first = states[0];
+        return new DecodingState(first.Shell,
+            Allocate(first.layers.Length, l => first.layers[l].Concat(states.Select(s => s.layers[l]).ToList())),
+            states.SelectMany(s => s.PositionArray).ToArray());
+    }
+
     private LayerState[] Gather(IReadOnlyList<int> batchIndices)
     {
         ObjectDisposedException.ThrowIf(disposed, this);

@@ -77,6 +77,56 @@ internal sealed class KeyValueCache(Tensor keys, Tensor values) : LayerState
         }
     }
 
+    /// <summary>The parts' sequences in order, in a cache as wide as the widest part's: a narrower part's positions
+    /// are copied into the first of its rows' wider room.</summary>
+    public override LayerState Concat(IReadOnlyList<LayerState> parts)
+    {
+        var caches = parts.Cast<KeyValueCache>().ToList();
+        var capacity = caches.Max(c => c.Keys.Dim(2));
+        Tensor? keys = null;
+        try
+        {
+            keys = ConcatRows(caches.Select(c => c.Keys).ToList(), capacity);
+            return new KeyValueCache(keys, ConcatRows(caches.Select(c => c.Values).ToList(), capacity));
+        }
+        catch
+        {
+            keys?.Dispose();
+            throw;
+        }
+    }
+
+    private static Tensor ConcatRows(IReadOnlyList<Tensor> layers, int capacity)
+    {
+        int heads = layers[0].Dim(1), dh = layers[0].Dim(3);
+        var result = Tensor.Zeros(layers[0].Device, layers.Sum(l => l.Dim(0)), heads, capacity, dh);
+        try
+        {
+            var first = 0;
+            foreach (var layer in layers)
+            {
+                int batch = layer.Dim(0), had = layer.Dim(2);
+                if (had == capacity)
+                    result.Slice(first, batch).CopyFrom(layer);
+                else
+                {
+                    var from = layer.Reshape(batch * heads, had * dh);
+                    var to = result.Slice(first, batch).Reshape(batch * heads, capacity * dh);
+                    for (var row = 0; row < batch * heads; row++)
+                        to.Slice(row, 1).Reshape(capacity * dh).Slice(0, had * dh)
+                            .CopyFrom(from.Slice(row, 1).Reshape(had * dh));
+                }
+                first += batch;
+            }
+            return result;
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
+    }
+
     private static Tensor GatherRows(Tensor layer, IReadOnlyList<int> indices)
     {
         var shape = layer.ShapeArray;

@@ -143,6 +143,21 @@ internal sealed class RetentionState(Tensor state) : LayerState
         return new RetentionState(result);
     }
 
+    public override LayerState Concat(IReadOnlyList<LayerState> parts)
+    {
+        var states = parts.Cast<RetentionState>().Select(p => p.State).ToList();
+        var shape = State.ShapeArray;
+        shape[0] = states.Sum(s => s.Dim(0));
+        var result = Tensor.Uninitialized(State.Device, shape);
+        var first = 0;
+        foreach (var state in states)
+        {
+            result.Slice(first, state.Dim(0)).CopyFrom(state);
+            first += state.Dim(0);
+        }
+        return new RetentionState(result);
+    }
+
     public override IEnumerable<(string Name, HostTensor Tensor)> Export(int longest) =>
         [(TensorName, HostTensor.From(State))];
 

@@ -159,6 +159,10 @@ internal abstract class LayerState : IDisposable
     /// <summary>A new state whose sequence i is a copy of this one's sequence <paramref name="indices"/>[i].</summary>
     public abstract LayerState Gather(IReadOnlyList<int> indices);
 
+    /// <summary>A new state holding the sequences of <paramref name="parts"/> in order (this state is one of them; every
+    /// part is of this state's kind and from the same model).</summary>
+    public abstract LayerState Concat(IReadOnlyList<LayerState> parts);
+
     /// <summary>Makes room for <paramref name="positions"/> positions per sequence (a KV cache grows; retention's state
     /// has no positions): exactly that many, or with <paramref name="amortized"/> at least twice the current room, so
     /// that decoding token by token grows it O(log n) times.</summary>
