@@ -145,6 +145,27 @@ public sealed class ModelBatchInvarianceTests(DeviceFixture fixture)
         }
     }
 
+    /// <summary>
+    /// The GPU route of the step's GEMM (the small-row kernel over blocks of 8 rows as batch entries, then the
+    /// remainder), run here on whatever device the lane has: every row equals that row computed alone.
+    /// </summary>
+    [Fact]
+    public void Every_row_of_the_small_row_kernel_route_equals_the_row_alone()
+    {
+        var random = new Random(10);
+        const int k = 45, n = 6;
+        var rows = Values(random, 21 * k);
+        var weight = Values(random, n * k);
+        using var b = Tensor.FromHost(device, weight, n, k);
+        foreach (var m in new[] { 8, 9, 21 })
+        {
+            var all = Run(rows, m, b, n, k, GemmLaunch.TiledSmallRows);
+            for (var r = 0; r < m; r++)
+                AssertSameBits(Run(rows[(r * k)..((r + 1) * k)], 1, b, n, k, GemmLaunch.TiledSmallRows),
+                    all[(r * n)..((r + 1) * n)], $"row {r} of {m}");
+        }
+    }
+
     private float[] Run(float[] rows, int m, Tensor b, int n, int k, GemmLaunch launch)
     {
         using var a = Tensor.FromHost(device, rows.AsSpan(0, m * k), m, k);

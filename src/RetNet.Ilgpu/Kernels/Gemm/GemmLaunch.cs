@@ -22,6 +22,10 @@ internal abstract class GemmLaunch : IOperatorBackends<GemmLaunch>
     /// <summary><see cref="GemmVariant.Tiled"/>: the tile the device policy's group size allows, for every shape.</summary>
     public static GemmLaunch Tiled { get; } = new TiledLaunch(smallRows: false);
 
+    /// <summary>What tiled devices with the small-row kernel get: the small-row kernel for a few rows against B stored
+    /// [N, K], the tiled kernel otherwise.</summary>
+    public static GemmLaunch TiledSmallRows { get; } = new TiledLaunch(smallRows: true);
+
     /// <summary><see cref="GemmVariant.HostSimd"/>: host SIMD code on the widest instruction set, every core.</summary>
     public static GemmLaunch Host { get; } = new HostSimdLaunch(HostSimd.Auto, HostGemm.SmallRows);
 
@@ -41,7 +45,7 @@ internal abstract class GemmLaunch : IOperatorBackends<GemmLaunch>
     {
         OperatorBackend.Host => Host,
         OperatorBackend.BarrierFree => Simple,
-        _ => policy.UsesSmallRowGemm ? new TiledLaunch(smallRows: true) : Tiled,
+        _ => policy.UsesSmallRowGemm ? TiledSmallRows : Tiled,
     };
 
     /// <summary>The public variant this implementation is.</summary>
