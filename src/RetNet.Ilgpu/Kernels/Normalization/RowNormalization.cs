@@ -109,7 +109,7 @@ internal static class RowNormalization
         }
     }
 
-    private static void LaunchForward<TKind>(NormalizationOptions launch, Tensor x, Tensor? weight, Tensor? bias,
+    private static unsafe void LaunchForward<TKind>(NormalizationOptions launch, Tensor x, Tensor? weight, Tensor? bias,
         Tensor? y, Tensor? mean, Tensor? rstd, Tensor? epsScale, int rows, int dim, float eps, int flags)
         where TKind : struct, INormalizationKind
     {
@@ -142,6 +142,14 @@ internal static class RowNormalization
             kernel(device.Stream, GroupLaunch(rows, launch), x.View, weightView, biasView, yView,
                 meanView, rstdView, epsScaleView, dim, eps, flags);
         }
+        else if (device.RunsOnHost)
+        {
+            // Host execution runs the thread-per-row form as host code (same arithmetic, no array views).
+            HostSimd.Enter(device, "the host normalisation", requireHostExecution: true);
+            HostNormalization.ForwardRows<TKind>(Address(x), weight is null ? null : Address(weight),
+                bias is null ? null : Address(bias), y is null ? null : Address(y), mean is null ? null : Address(mean),
+                rstd is null ? null : Address(rstd), epsScale is null ? null : Address(epsScale), rows, dim, eps, flags);
+        }
         else
         {
             var kernel = device.Kernel(NormalizationKernels.ForwardRow<TKind>, accelerator =>
@@ -153,6 +161,9 @@ internal static class RowNormalization
                 dim, eps, flags, spread);
         }
     }
+
+    /// <summary>The host address of a tensor on the CPU accelerator, read-only tensors (mapped weights) included.</summary>
+    private static unsafe float* Address(Tensor tensor) => (float*)tensor.ReadView.LoadEffectiveAddressAsPtr();
 
     private static void LaunchInputGradient<TKind>(NormalizationOptions launch, Tensor x, Tensor? weight, Tensor dy,
         Tensor dx, Tensor? mean, Tensor rstd, int rows, int dim)
