@@ -18,6 +18,9 @@ internal abstract class ElementwiseLaunch : IOperatorBackends<ElementwiseLaunch>
     static ElementwiseLaunch IOperatorBackends<ElementwiseLaunch>.For(DevicePolicy policy) =>
         policy.Backend == OperatorBackend.Host ? HostLoops.Instance : Kernels.Instance;
 
+    /// <summary>The kernels, whatever the device's backend: lets checks launch them on the host backend too.</summary>
+    public static ElementwiseLaunch KernelLaunch => Kernels.Instance;
+
     /// <summary>y[i] = op(x[i], parameter) over all elements; arguments checked.</summary>
     public abstract void Map<TOp>(Tensor x, Tensor y, float parameter) where TOp : struct, IUnaryOp;
 

@@ -35,13 +35,15 @@ public static class ThetaShift
             throw new ArgumentException("Argument 'startPositions' holds a negative position.", nameof(startPositions));
         using var angles = Tensor.FromHost(x.Device, Angles(x.Dim(3), layout), x.Dim(3) / 2);
         using var starts = IndexTensor.FromHost(x.Device, startPositions.ToArray(), startPositions.Count);
-        Apply(x, starts, angles, scale, layout);
+        Apply(x, starts, angles, scale, layout, hostLoop: false);
         x.Device.Synchronize();
     }
 
     /// <summary>The model's launch: one start position per sequence in <paramref name="starts"/> [B], angles [Dk/2]
-    /// from <see cref="Angles"/> of the same <paramref name="layout"/>.</summary>
-    internal static void Apply(Tensor x, IndexTensor starts, Tensor angles, float scale, RotaryLayout layout)
+    /// from <see cref="Angles"/> of the same <paramref name="layout"/>. In host execution it runs as host code unless
+    /// <paramref name="hostLoop"/> is false (the public overload, so tests and retnet verify reach the kernel).</summary>
+    internal static void Apply(Tensor x, IndexTensor starts, Tensor angles, float scale, RotaryLayout layout,
+        bool hostLoop = true)
     {
         Validate(x, starts.Length);
         if (x.Length == 0)
@@ -53,7 +55,7 @@ public static class ThetaShift
             SeqLen = x.Dim(1), Heads = x.Dim(2), HeadDim = x.Dim(3), Scale = scale, PairStride = stride,
             PairOffset = offset,
         };
-        if (device.RunsOnHost)
+        if (hostLoop && device.RunsOnHost)
         {
             HostSimd.Enter(device, "the host rotation", requireHostExecution: true);
             HostRotate(x, starts, angles, problem);
