@@ -1,3 +1,4 @@
+using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Kernels.Elementwise;
 using RetNet.Ilgpu.Kernels.Embedding;
 using RetNet.Ilgpu.Kernels.Optimizer;
@@ -52,6 +53,21 @@ internal static class PointwiseChecks
                 (x, dy) => dy * ElementwiseReference.SiluDerivative(x));
             Binary("GeluBackward", Kernels.Elementwise.Elementwise.GeluBackward,
                 (x, dy) => dy * ElementwiseReference.GeluDerivative(x));
+            if (device.Policy.Backend == OperatorBackend.Host)
+            {
+                // The host backend runs these as host loops; the kernels themselves, launched explicitly.
+                var kernels = ElementwiseLaunch.KernelLaunch;
+                Binary("Add (kernel)", (x, y, o) => kernels.Zip<AddOp>(x, y, o, 0f), (x, y) => x + y);
+                Binary("ScaleAdd (kernel)", (x, y, o) => kernels.Zip<ScaleAddOp>(x, y, o, 2.5f), (x, y) => 2.5 * x + y);
+                Binary("Multiply (kernel)", (x, y, o) => kernels.Zip<MultiplyOp>(x, y, o, 0f), (x, y) => x * y);
+                Binary("Scale (kernel)", (x, _, o) => kernels.Map<ScaleOp>(x, o, -0.25f), (x, _) => -0.25 * x);
+                Binary("Silu (kernel)", (x, _, o) => kernels.Map<SiluOp>(x, o, 0f), (x, _) => ElementwiseReference.Silu(x));
+                Binary("Gelu (kernel)", (x, _, o) => kernels.Map<GeluOp>(x, o, 0f), (x, _) => ElementwiseReference.Gelu(x));
+                Binary("SiluBackward (kernel)", (x, y, o) => kernels.Zip<SiluBackwardOp>(x, y, o, 0f),
+                    (x, dy) => dy * ElementwiseReference.SiluDerivative(x));
+                Binary("GeluBackward (kernel)", (x, y, o) => kernels.Zip<GeluBackwardOp>(x, y, o, 0f),
+                    (x, dy) => dy * ElementwiseReference.GeluDerivative(x));
+            }
             context.Check("Elementwise.MultiplyBackward", shape, Tolerance, () =>
             {
                 using var ta = Tensor.FromHost(device, a, n);

@@ -78,7 +78,7 @@ public sealed partial class RetNetDevice : IDisposable
 
     /// <summary>On the host path, the fewest items worth a thread of their own: below that a launch runs inline,
     /// because handing work to the thread pool costs microseconds and an item costs nanoseconds.</summary>
-    internal const int HostItemsPerThread = 1024;
+    internal const int HostItemsPerThread = 8192;
 
     /// <summary>When set, every implicitly grouped launch uses exactly this many threads, even more than its items:
     /// lets tests check that results do not depend on the split.</summary>

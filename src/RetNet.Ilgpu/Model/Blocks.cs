@@ -11,7 +11,18 @@ namespace RetNet.Ilgpu.Model;
 /// </summary>
 internal static class Linear
 {
-    public static void Apply(Tensor x, Tensor weight, Tensor y) => Gemm.Run(x, weight, y, transposeB: true);
+    /// <summary>
+    /// y = x · Wᵀ. With <paramref name="batchInvariant"/> (a decoding step, one row per sequence) each row of y is
+    /// summed in one order whatever the number of rows (<see cref="Gemm.RunBatchInvariant"/>), so a sequence's result
+    /// does not depend on the batch it shares; otherwise the fastest path for the shape.
+    /// </summary>
+    public static void Apply(Tensor x, Tensor weight, Tensor y, bool batchInvariant = false)
+    {
+        if (batchInvariant)
+            Gemm.RunBatchInvariant(x, weight, y, transposeB: true);
+        else
+            Gemm.Run(x, weight, y, transposeB: true);
+    }
 
     /// <summary>dx [N, in] = dy [N, out] · W, added to dx's contents when <paramref name="accumulate"/>.</summary>
     public static void BackwardInput(Tensor dy, Tensor weight, Tensor dx, bool accumulate) =>
@@ -110,13 +121,14 @@ internal sealed record BackwardScratch(Tensor[] Rows, Tensor[] Value, Tensor[] H
 internal sealed class GatedFeedForward(Tensor fc1, Tensor gate, Tensor fc2, bool gelu, string fc1Name, string gateName,
     string fc2Name)
 {
-    /// <summary>t.Branch = FFN(<paramref name="input"/>), input [N, d].</summary>
-    public void Forward(Tensor input, FeedForwardTensors t)
+    /// <summary>t.Branch = FFN(<paramref name="input"/>), input [N, d]; <paramref name="batchInvariant"/> for a
+    /// decoding step (<see cref="Linear.Apply"/>).</summary>
+    public void Forward(Tensor input, FeedForwardTensors t, bool batchInvariant = false)
     {
-        Linear.Apply(input, fc1, t.Hidden);
-        Linear.Apply(input, gate, t.Gate);
+        Linear.Apply(input, fc1, t.Hidden, batchInvariant);
+        Linear.Apply(input, gate, t.Gate, batchInvariant);
         Activate(t);
-        Linear.Apply(t.Product, fc2, t.Branch);
+        Linear.Apply(t.Product, fc2, t.Branch, batchInvariant);
     }
 
     /// <summary>
@@ -166,7 +178,8 @@ internal sealed class DecoderBlock(Tensor mixerNorm, TokenMixer mixer, Tensor ff
     public void Forward(BlockTensors t, Pass pass, LayerStateView? state)
     {
         Sublayer(t.MixerSublayer, mixerNorm, input => mixer.Forward(input, t.Mixer, pass, state), t.Mixer.Branch);
-        Sublayer(t.FeedForwardSublayer, ffnNorm, input => ffn.Forward(input, t.FeedForward), t.FeedForward.Branch);
+        Sublayer(t.FeedForwardSublayer, ffnNorm, input => ffn.Forward(input, t.FeedForward, pass.IsStep),
+            t.FeedForward.Branch);
     }
 
     /// <summary>

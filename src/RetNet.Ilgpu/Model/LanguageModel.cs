@@ -602,12 +602,13 @@ public sealed class LanguageModel : ILanguageModel
     }
 
     /// <summary>The logits of rows <paramref name="x"/> [r, d] (their final norm into <paramref name="normed"/>),
-    /// written to <paramref name="logitsBuffer"/> and read to the host, one array of V per row.</summary>
+    /// written to <paramref name="logitsBuffer"/> and read to the host, one array of V per row. Each row is one
+    /// sequence's last token, so the output projection sums every row in one order whatever r is.</summary>
     private float[][] LastLogits(Tensor x, Tensor? normed, Tensor logitsBuffer)
     {
         var rows = x.Dim(0);
         var logits = logitsBuffer.Slice(0, rows);
-        Linear.Apply(FinalNorm(x, normed?.Slice(0, rows)), outputWeight, logits);
+        Linear.Apply(FinalNorm(x, normed?.Slice(0, rows)), outputWeight, logits, batchInvariant: true);
         var flat = logits.ToHost();
         var vocab = Spec.VocabSize;
         var result = new float[rows][];

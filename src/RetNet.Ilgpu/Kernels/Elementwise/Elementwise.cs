@@ -1,5 +1,3 @@
-using ILGPU;
-using ILGPU.Runtime;
 using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Kernels.Elementwise;
@@ -70,12 +68,7 @@ public static class Elementwise
         ShapeCheck.DistinctOrSame(output, nameof(output), x, nameof(x));
         if (x.Length == 0)
             return;
-        var device = x.Device;
-        var kernel = device.Kernel(ElementwiseKernels.Map<TOp>, accelerator =>
-            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, float, Spread>(
-                ElementwiseKernels.Map<TOp>));
-        var spread = Launch.Spread(device, x.Length);
-        kernel(device.Stream, spread.Threads, x.View, output.View, parameter, spread);
+        x.Device.Backend<ElementwiseLaunch>().Map<TOp>(x, output, parameter);
     }
 
     private static void Zip<TOp>(Tensor a, string aName, Tensor b, string bName, Tensor output,
@@ -92,11 +85,6 @@ public static class Elementwise
         ShapeCheck.DistinctOrSame(output, outputName, b, bName);
         if (a.Length == 0)
             return;
-        var device = a.Device;
-        var kernel = device.Kernel(ElementwiseKernels.Zip<TOp>, accelerator =>
-            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, float,
-                Spread>(ElementwiseKernels.Zip<TOp>));
-        var spread = Launch.Spread(device, a.Length);
-        kernel(device.Stream, spread.Threads, a.View, b.View, output.View, parameter, spread);
+        a.Device.Backend<ElementwiseLaunch>().Zip<TOp>(a, b, output, parameter);
     }
 }

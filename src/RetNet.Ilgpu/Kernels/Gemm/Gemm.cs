@@ -46,6 +46,31 @@ public static class Gemm
         launch.Run(new GemmOperands(a, b, c, shape, alpha, beta));
     }
 
+    /// <summary>
+    /// <see cref="Run"/> with every row of C computed in one summation order whatever the number of rows: a row's
+    /// bits depend only on that row of op(A) and on op(B), never on how many other rows share the product. A decoding
+    /// step runs its Linear layers through here so that a sequence's logits are the same alone or in any batch: the
+    /// automatic path picks an implementation by M (on the host, per-element dot products up to
+    /// <see cref="HostGemm.SmallRows"/> rows and the packed micro-kernel above; on a GPU, the small-row kernel up to
+    /// <see cref="GemmKernels.MaxSmallRows"/> rows and the tiled kernel above), and the two sum in different orders.
+    /// Here the host streams dot products for any M (<see cref="HostDots"/>), and a GPU runs the small-row kernel
+    /// over blocks of <see cref="GemmKernels.MaxSmallRows"/> rows; other products (B not stored [N, K]) and other
+    /// backends take implementations whose order never depended on M.
+    /// </summary>
+    /// <exception cref="ArgumentException">As <see cref="Run"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">As <see cref="Run"/>.</exception>
+    internal static void RunBatchInvariant(Tensor a, Tensor b, Tensor c, bool transposeA = false,
+        bool transposeB = false, float alpha = 1f, float beta = 0f)
+    {
+        var shape = Validate(a, b, c, transposeA, transposeB, alpha, beta);
+        a.Device.Backend<GemmLaunch>().RunBatchInvariant(new GemmOperands(a, b, c, shape, alpha, beta));
+    }
+
+    /// <summary><see cref="RunBatchInvariant"/> with an explicit implementation, so tests reach every backend.</summary>
+    internal static void RunBatchInvariantWith(Tensor a, Tensor b, Tensor c, bool transposeA, bool transposeB,
+        GemmLaunch launch) =>
+        launch.RunBatchInvariant(new GemmOperands(a, b, c, Validate(a, b, c, transposeA, transposeB, 1f, 0f), 1f, 0f));
+
     /// <summary><see cref="Run"/> with the tiled kernel at a given tile, so tests reach every tile.</summary>
     /// <exception cref="NotSupportedException">The tile's group is larger than the device allows.</exception>
     internal static void RunTiled<TTile>(Tensor a, Tensor b, Tensor c, bool transposeA = false,

@@ -22,6 +22,10 @@ internal abstract class GemmLaunch : IOperatorBackends<GemmLaunch>
     /// <summary><see cref="GemmVariant.Tiled"/>: the tile the device policy's group size allows, for every shape.</summary>
     public static GemmLaunch Tiled { get; } = new TiledLaunch(smallRows: false);
 
+    /// <summary>What tiled devices with the small-row kernel get: the small-row kernel for a few rows against B stored
+    /// [N, K], the tiled kernel otherwise.</summary>
+    public static GemmLaunch TiledSmallRows { get; } = new TiledLaunch(smallRows: true);
+
     /// <summary><see cref="GemmVariant.HostSimd"/>: host SIMD code on the widest instruction set, every core.</summary>
     public static GemmLaunch Host { get; } = new HostSimdLaunch(HostSimd.Auto, HostGemm.SmallRows);
 
@@ -41,7 +45,7 @@ internal abstract class GemmLaunch : IOperatorBackends<GemmLaunch>
     {
         OperatorBackend.Host => Host,
         OperatorBackend.BarrierFree => Simple,
-        _ => policy.UsesSmallRowGemm ? new TiledLaunch(smallRows: true) : Tiled,
+        _ => policy.UsesSmallRowGemm ? TiledSmallRows : Tiled,
     };
 
     /// <summary>The public variant this implementation is.</summary>
@@ -50,6 +54,13 @@ internal abstract class GemmLaunch : IOperatorBackends<GemmLaunch>
     /// <summary>Queues the product on the device's stream (host code runs it at once).</summary>
     /// <exception cref="NotSupportedException">This implementation cannot run on the tensors' device.</exception>
     public abstract void Run(in GemmOperands o);
+
+    /// <summary>
+    /// Queues the product with every row of C summed in one order whatever M is (<see cref="Gemm.RunBatchInvariant"/>).
+    /// The one-thread-per-element kernel and the tiled kernel sum each element along k in the same order for any M,
+    /// so by default this is <see cref="Run"/>; implementations that switch by M override it.
+    /// </summary>
+    public virtual void RunBatchInvariant(in GemmOperands o) => Run(o);
 
     private static GemmArguments Arguments(in GemmOperands o) => new(o.Shape, o.Alpha, o.Beta);
 
@@ -95,6 +106,45 @@ internal abstract class GemmLaunch : IOperatorBackends<GemmLaunch>
                 _ => throw new InvalidOperationException($"No launcher for GEMM tile {tile.GetType().Name}."),
             };
             launch.Run(o);
+        }
+
+        /// <summary>
+        /// With the small-row kernel, a product against B stored [N, K] runs through it for any M: the rows in blocks
+        /// of <see cref="GemmKernels.MaxSmallRows"/> as batch entries of one launch (B broadcast), the remainder in a
+        /// second. Each element's sum (the group's threads striding over k, then the group sum) depends on K and the
+        /// device only, so a row gets the same bits in a block of 1 or of 8 rows.
+        /// </summary>
+        public override void RunBatchInvariant(in GemmOperands o)
+        {
+            var rows = Gemm.Fold(o.Shape);
+            if (!smallRows || !rows.TransposeB || rows.TransposeA || rows.Batch != 1 || o.C.Length == 0)
+            {
+                Run(o);
+                return;
+            }
+            var device = o.C.Device;
+            var launch = SmallRowsLaunch.For(device, rows.K);
+            const int block = GemmKernels.MaxSmallRows;
+            var whole = rows.M / block;
+            var (a, c) = (o.A.Reshape(rows.M, rows.K), o.C.Reshape(rows.M, rows.N));
+            for (var first = 0; first < whole; first += SmallRowsLaunch.MaxBatch)
+            {
+                var entries = Math.Min(SmallRowsLaunch.MaxBatch, whole - first);
+                SmallRowsKernelLaunch.Launch(o with
+                {
+                    A = a.Slice(first * block, entries * block),
+                    C = c.Slice(first * block, entries * block),
+                    Shape = new GemmShape(entries, block, rows.N, rows.K, TransposeB: true, BroadcastB: true),
+                }, launch);
+            }
+            var left = rows.M - whole * block;
+            if (left > 0)
+                SmallRowsKernelLaunch.Launch(o with
+                {
+                    A = a.Slice(whole * block, left),
+                    C = c.Slice(whole * block, left),
+                    Shape = new GemmShape(1, left, rows.N, rows.K, TransposeB: true),
+                }, launch);
         }
     }
 
@@ -176,6 +226,17 @@ internal abstract class GemmLaunch : IOperatorBackends<GemmLaunch>
                 return;
             HostGemm.Run(HostOperand.Of(o.A), HostOperand.Of(o.B), HostSimd.Pointer(o.C), o.Shape, o.Alpha, o.Beta,
                 simd.Path, simd.Threads, smallRows);
+        }
+
+        /// <summary>Every product unpacked: against B stored [N, K] one streamed dot product per element
+        /// (<see cref="HostDots"/>) for any M, else the unpacked panels, whose order is the packed path's.</summary>
+        public override void RunBatchInvariant(in GemmOperands o)
+        {
+            HostSimd.Enter(o.C.Device, "GemmVariant.HostSimd", advice: "Use Auto, Tiled or Simple.");
+            if (o.C.Length == 0)
+                return;
+            HostGemm.Run(HostOperand.Of(o.A), HostOperand.Of(o.B), HostSimd.Pointer(o.C), o.Shape, o.Alpha, o.Beta,
+                simd.Path, simd.Threads, smallRows: int.MaxValue);
         }
     }
 }

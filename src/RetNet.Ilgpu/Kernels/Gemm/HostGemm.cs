@@ -277,7 +277,7 @@ internal static unsafe class HostGemm
                 return;
             }
             var panels = (N + NR - 1) / NR;
-            var tasks = threads > 1 && (long)N * K >= SmallParallelElements ? Math.Min(threads, panels) : 1;
+            var tasks = SplitsColumns(threads) ? Math.Min(threads, panels) : 1;
             if (tasks == 1)
             {
                 Panels(0, panels);
@@ -289,13 +289,21 @@ internal static unsafe class HostGemm
         }
 
         /// <summary>
+        /// Whether the unpacked product splits its columns over threads: when B is large enough to pay for a
+        /// fork-join in reading alone, or the M·N·K products are (a decoding step's batch of rows). Columns only, so
+        /// the split never changes a bit.
+        /// </summary>
+        private bool SplitsColumns(int threads) =>
+            threads > 1 && ((long)N * K >= SmallParallelElements || 2.0 * M * N * K >= ParallelFlops);
+
+        /// <summary>
         /// op(B) stored [N, K] (a Linear layer's weight) against rows of A along K: one streamed dot product per
         /// element (<see cref="HostDots"/>), the columns split over threads in groups of four.
         /// </summary>
         private void Dots(int threads)
         {
             var groups = (N + 3) / 4;
-            var tasks = threads > 1 && (long)N * K >= SmallParallelElements ? Math.Min(threads, groups) : 1;
+            var tasks = SplitsColumns(threads) ? Math.Min(threads, groups) : 1;
             if (tasks == 1)
             {
                 DotColumns(0, N);

@@ -42,7 +42,8 @@ internal static class RowNormalization
             flags |= NormalizationFlags.Bias;
         if (rstd is not null)
             flags |= NormalizationFlags.Statistics;
-        LaunchForward<TKind>(launch, x, weight, bias, y, mean, rstd, epsScale, rows, dim, eps, flags);
+        LaunchForward<TKind>(launch, x, weight, bias, y, mean, rstd, epsScale, rows, dim, eps, flags,
+            hostLoop: options is null);
     }
 
     /// <summary>
@@ -109,8 +110,9 @@ internal static class RowNormalization
         }
     }
 
-    private static void LaunchForward<TKind>(NormalizationOptions launch, Tensor x, Tensor? weight, Tensor? bias,
-        Tensor? y, Tensor? mean, Tensor? rstd, Tensor? epsScale, int rows, int dim, float eps, int flags)
+    private static unsafe void LaunchForward<TKind>(NormalizationOptions launch, Tensor x, Tensor? weight, Tensor? bias,
+        Tensor? y, Tensor? mean, Tensor? rstd, Tensor? epsScale, int rows, int dim, float eps, int flags,
+        bool hostLoop = false)
         where TKind : struct, INormalizationKind
     {
         var device = x.Device;
@@ -142,6 +144,15 @@ internal static class RowNormalization
             kernel(device.Stream, GroupLaunch(rows, launch), x.View, weightView, biasView, yView,
                 meanView, rstdView, epsScaleView, dim, eps, flags);
         }
+        else if (hostLoop && device.RunsOnHost)
+        {
+            // Host execution runs the library's thread-per-row form as host code (same arithmetic, no array views);
+            // a configuration passed explicitly (tests, retnet verify) launches the kernel.
+            HostSimd.Enter(device, "the host normalisation", requireHostExecution: true);
+            HostNormalization.ForwardRows<TKind>(Address(x), weight is null ? null : Address(weight),
+                bias is null ? null : Address(bias), y is null ? null : Address(y), mean is null ? null : Address(mean),
+                rstd is null ? null : Address(rstd), epsScale is null ? null : Address(epsScale), rows, dim, eps, flags);
+        }
         else
         {
             var kernel = device.Kernel(NormalizationKernels.ForwardRow<TKind>, accelerator =>
@@ -153,6 +164,9 @@ internal static class RowNormalization
                 dim, eps, flags, spread);
         }
     }
+
+    /// <summary>The host address of a tensor on the CPU accelerator, read-only tensors (mapped weights) included.</summary>
+    private static unsafe float* Address(Tensor tensor) => (float*)tensor.ReadView.LoadEffectiveAddressAsPtr();
 
     private static void LaunchInputGradient<TKind>(NormalizationOptions launch, Tensor x, Tensor? weight, Tensor dy,
         Tensor dx, Tensor? mean, Tensor rstd, int rows, int dim)

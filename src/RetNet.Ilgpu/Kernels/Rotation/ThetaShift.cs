@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Runtime;
 using RetNet.Ilgpu.Tensors;
 
@@ -34,13 +35,15 @@ public static class ThetaShift
             throw new ArgumentException("Argument 'startPositions' holds a negative position.", nameof(startPositions));
         using var angles = Tensor.FromHost(x.Device, Angles(x.Dim(3), layout), x.Dim(3) / 2);
         using var starts = IndexTensor.FromHost(x.Device, startPositions.ToArray(), startPositions.Count);
-        Apply(x, starts, angles, scale, layout);
+        Apply(x, starts, angles, scale, layout, hostLoop: false);
         x.Device.Synchronize();
     }
 
     /// <summary>The model's launch: one start position per sequence in <paramref name="starts"/> [B], angles [Dk/2]
-    /// from <see cref="Angles"/> of the same <paramref name="layout"/>.</summary>
-    internal static void Apply(Tensor x, IndexTensor starts, Tensor angles, float scale, RotaryLayout layout)
+    /// from <see cref="Angles"/> of the same <paramref name="layout"/>. In host execution it runs as host code unless
+    /// <paramref name="hostLoop"/> is false (the public overload, so tests and retnet verify reach the kernel).</summary>
+    internal static void Apply(Tensor x, IndexTensor starts, Tensor angles, float scale, RotaryLayout layout,
+        bool hostLoop = true)
     {
         Validate(x, starts.Length);
         if (x.Length == 0)
@@ -52,11 +55,49 @@ public static class ThetaShift
             SeqLen = x.Dim(1), Heads = x.Dim(2), HeadDim = x.Dim(3), Scale = scale, PairStride = stride,
             PairOffset = offset,
         };
+        if (hostLoop && device.RunsOnHost)
+        {
+            HostSimd.Enter(device, "the host rotation", requireHostExecution: true);
+            HostRotate(x, starts, angles, problem);
+            return;
+        }
         var kernel = device.Kernel(RotationKernels.ThetaShift, accelerator =>
             accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>,
                 RotationProblem, Spread>(RotationKernels.ThetaShift));
         var spread = Launch.Spread(device, x.Length / 2);
         kernel(device.Stream, spread.Threads, x.View, starts.View, angles.View, problem, spread);
+    }
+
+    /// <summary>
+    /// The kernel's rotation as host code (host execution): each (sequence, token, pair) angle's cosine and sine once
+    /// for all heads, which share them, then the kernel's arithmetic on every head's pair, so the bits are the kernel's.
+    /// </summary>
+    private static unsafe void HostRotate(Tensor x, IndexTensor starts, Tensor angles, RotationProblem p)
+    {
+        var data = HostSimd.Pointer(x);
+        var start = (int*)starts.View.LoadEffectiveAddressAsPtr();
+        var angle = (float*)angles.ReadView.LoadEffectiveAddressAsPtr();
+        var half = p.HeadDim / 2;
+        var rows = x.Dim(0) * p.SeqLen;
+        for (var bt = 0; bt < rows; bt++)
+        {
+            var b = bt / p.SeqLen;
+            var position = start[b] + (bt - b * p.SeqLen);
+            for (var i = 0; i < half; i++)
+            {
+                var a = position * angle[i];
+                var c = XMath.Cos(a);
+                var s = XMath.Sin(a);
+                for (var h = 0; h < p.Heads; h++)
+                {
+                    var at = ((nint)bt * p.Heads + h) * p.HeadDim + i * p.PairStride;
+                    var x0 = data[at];
+                    var x1 = data[at + p.PairOffset];
+                    data[at] = p.Scale * (x0 * c - x1 * s);
+                    data[at + p.PairOffset] = p.Scale * (x1 * c + x0 * s);
+                }
+            }
+        }
     }
 
     private static void Validate(Tensor x, int starts)

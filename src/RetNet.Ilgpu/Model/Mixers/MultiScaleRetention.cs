@@ -324,7 +324,7 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
             ? HeadProjections.Rotated(input, (q, k, v), (t.Q, t.K, t.V), pass, heads, kind.Angles,
                 (float)(1 / Math.Sqrt(dk)), kind.Options.Rotary)
             : GroupedProjections(input, t, pass);
-        Linear.Apply(input, g, t.G);
+        Linear.Apply(input, g, t.G, pass.IsStep);
         var o4 = t.O.Reshape(batch, seqLen, heads, dv);
         switch (pass.Mode.Form)
         {
@@ -343,7 +343,7 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
                 break;
         }
         Gate(t, DecaySums(pass));
-        Linear.Apply(t.Z, output, t.Branch);
+        Linear.Apply(t.Z, output, t.Branch, pass.IsStep);
     }
 
     /// <summary>
@@ -419,9 +419,9 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
     {
         int rows = t.Q.Dim(0), heads = kind.Heads, kvHeads = kind.Options.KvHeads;
         int dk = kind.KeyDim, dv = kind.ValueDim;
-        Linear.Apply(input, q, t.Q);
-        Linear.Apply(input, k, t.KvK!);
-        Linear.Apply(input, v, t.KvV!);
+        Linear.Apply(input, q, t.Q, pass.IsStep);
+        Linear.Apply(input, k, t.KvK!, pass.IsStep);
+        Linear.Apply(input, v, t.KvV!, pass.IsStep);
         var q4 = t.Q.Reshape(pass.Batch, pass.SeqLen, heads, dk);
         ThetaShift.Apply(q4, pass.Starts, kind.Angles, 1f, kind.Options.Rotary);
         ThetaShift.Apply(t.KvK!.Reshape(pass.Batch, pass.SeqLen, kvHeads, dk), pass.Starts, kind.Angles,

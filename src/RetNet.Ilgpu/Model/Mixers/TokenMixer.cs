@@ -77,9 +77,9 @@ internal static class HeadProjections
         (Tensor Q, Tensor K, Tensor V) outputs, Pass pass, int heads, Tensor angles, float keyScale,
         RotaryLayout layout)
     {
-        Linear.Apply(input, weights.Q, outputs.Q);
-        Linear.Apply(input, weights.K, outputs.K);
-        Linear.Apply(input, weights.V, outputs.V);
+        Linear.Apply(input, weights.Q, outputs.Q, pass.IsStep);
+        Linear.Apply(input, weights.K, outputs.K, pass.IsStep);
+        Linear.Apply(input, weights.V, outputs.V, pass.IsStep);
         var q4 = outputs.Q.Reshape(pass.Batch, pass.SeqLen, heads, -1);
         var k4 = outputs.K.Reshape(pass.Batch, pass.SeqLen, heads, -1);
         ThetaShift.Apply(q4, pass.Starts, angles, 1f, layout);
