@@ -172,19 +172,12 @@ public static class ShardedSafetensors
     /// reading the tensors.</summary>
     /// <exception cref="SafetensorsFormatException">The index or a shard's header is malformed.</exception>
     /// <exception cref="FileNotFoundException">A shard the index names is absent.</exception>
-    public static IReadOnlyList<(string File, IReadOnlyList<SafetensorsEntry> Entries)> ReadEntries(string indexPath)
-    {
-        ArgumentException.ThrowIfNullOrWhiteSpace(indexPath);
-        var folder = Path.GetDirectoryName(Path.GetFullPath(indexPath))!;
-        return
-        [
-            .. ReadIndex(indexPath).WeightMap.Values.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)
-                .Select(file => File.Exists(Path.Combine(folder, file))
-                    ? (file, Safetensors.ReadEntries(Path.Combine(folder, file)))
-                    : throw new FileNotFoundException($"{indexPath} names {file}, which is absent.",
-                        Path.Combine(folder, file))),
-        ];
-    }
+    public static IReadOnlyList<(string File, IReadOnlyList<SafetensorsEntry> Entries)> ReadEntries(string indexPath) =>
+    [
+        .. ShardFiles(indexPath).Select(path => File.Exists(path)
+            ? (Path.GetFileName(path), Safetensors.ReadEntries(path))
+            : throw new FileNotFoundException($"{indexPath} names {Path.GetFileName(path)}, which is absent.", path)),
+    ];
 
     /// <summary>The index's weight map (tensor → shard file) and its string metadata.</summary>
     private static (Dictionary<string, string> WeightMap, Dictionary<string, string> Metadata) ReadIndex(string path)

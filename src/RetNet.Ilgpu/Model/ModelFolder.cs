@@ -113,17 +113,14 @@ public static class ModelFolder
     /// parse).</summary>
     private static IReadOnlyList<string> StaleShards(string folder)
     {
-        var indexPath = Path.Combine(folder, ShardedSafetensors.IndexFile);
+        var index = Path.Combine(folder, ShardedSafetensors.IndexFile);
         try
         {
-            return File.Exists(indexPath) &&
-                   System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(indexPath))?["weight_map"] is
-                       System.Text.Json.Nodes.JsonObject map
-                ? [.. map.Select(p => p.Value?.GetValue<string>()).OfType<string>()
-                    .Where(f => Path.GetFileName(f) == f).Distinct()]
+            return File.Exists(index)
+                ? [.. ShardedSafetensors.ShardFiles(index).Select(Path.GetFileName).OfType<string>()]
                 : [];
         }
-        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException)
+        catch (SafetensorsFormatException)
         {
             return [];
         }

@@ -259,13 +259,7 @@ public sealed record FlaFixture(string Name, string Folder, int[,] Tokens, IRead
     public static FlaFixture Load(string name)
     {
         var folder = Path.Combine(Root, name);
-        var rows = File.ReadAllLines(Path.Combine(folder, "tokens.txt")).Where(l => l.Trim().Length > 0)
-            .Select(l => l.Trim().Split(' ').Select(id => int.Parse(id, CultureInfo.InvariantCulture)).ToArray())
-            .ToArray();
-        var tokens = new int[rows.Length, rows[0].Length];
-        for (var b = 0; b < rows.Length; b++)
-        for (var t = 0; t < rows[b].Length; t++)
-            tokens[b, t] = rows[b][t];
+        var tokens = TorchscaleFixture.ReadTokens(Path.Combine(folder, "tokens.txt"));
         return new FlaFixture(name, folder, tokens, Float64Safetensors.Read(Path.Combine(folder, "expected.safetensors")).Tensors);
     }
 }

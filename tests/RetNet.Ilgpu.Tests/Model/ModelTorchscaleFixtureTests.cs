@@ -277,7 +277,15 @@ public sealed record TorchscaleFixture(string Name, string Folder, int[,] Tokens
     public static TorchscaleFixture Load(string name)
     {
         var folder = Path.Combine(Root, name);
-        var rows = File.ReadAllLines(Path.Combine(folder, "tokens.txt"))
+        var tokens = ReadTokens(Path.Combine(folder, "tokens.txt"));
+        var expected = Safetensors.Read(Path.Combine(folder, "expected.safetensors")).Tensors;
+        return new TorchscaleFixture(name, folder, tokens, expected["logits_parallel"], expected["logits_recurrent"]);
+    }
+
+    /// <summary>A fixture's tokens.txt: one sequence per line, ids separated by spaces, all lines the same length.</summary>
+    internal static int[,] ReadTokens(string path)
+    {
+        var rows = File.ReadAllLines(path)
             .Where(line => line.Trim().Length > 0)
             .Select(line => line.Trim().Split(' ')
                 .Select(id => int.Parse(id, CultureInfo.InvariantCulture)).ToArray())
@@ -285,11 +293,10 @@ public sealed record TorchscaleFixture(string Name, string Folder, int[,] Tokens
         var tokens = new int[rows.Length, rows[0].Length];
         for (var b = 0; b < rows.Length; b++)
         {
-            Assert.True(rows[b].Length == rows[0].Length, $"{name}: tokens.txt rows differ in length.");
+            Assert.True(rows[b].Length == rows[0].Length, $"{path}: rows differ in length.");
             for (var t = 0; t < rows[b].Length; t++)
                 tokens[b, t] = rows[b][t];
         }
-        var expected = Safetensors.Read(Path.Combine(folder, "expected.safetensors")).Tensors;
-        return new TorchscaleFixture(name, folder, tokens, expected["logits_parallel"], expected["logits_recurrent"]);
+        return tokens;
     }
 }
