@@ -107,6 +107,10 @@ public sealed class GenerationHandle
     public IAsyncEnumerable<int> ReadTokensAsync(CancellationToken cancellationToken = default) =>
         tokens.Reader.ReadAllAsync(cancellationToken);
 
+    /// <summary>The generated token ids as they are sampled, for readers that take every token already there at once
+    /// (<see cref="TextCompletion"/>).</summary>
+    internal ChannelReader<int> TokenReader => tokens.Reader;
+
     internal void Emit(int token)
     {
         generated.Add(token);
