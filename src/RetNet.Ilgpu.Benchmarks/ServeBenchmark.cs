@@ -40,9 +40,9 @@ public sealed record ServeBenchmarkOptions
     /// <summary>The longest a level may run; what is still in flight then is cancelled and the level marked.</summary>
     public TimeSpan LevelTimeLimit { get; init; } = TimeSpan.FromMinutes(2);
 
-    /// <summary>How long each server is driven, untimed, at the highest concurrency before the first level, so .NET
-    /// has optimised the step and HTTP paths.</summary>
-    public TimeSpan WarmupTime { get; init; } = TimeSpan.FromSeconds(3);
+    /// <summary>How long each server is driven, untimed, before the first level (rounds of one request per client at
+    /// every level), so .NET has optimised the step and HTTP paths of every batch size.</summary>
+    public TimeSpan WarmupTime { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Seed of the weights and the prompts.</summary>
     public int Seed { get; init; }
@@ -144,10 +144,12 @@ public static class ServeBenchmark
         using var client = new HttpClient(handler) { BaseAddress = server.Address, Timeout = Timeout.InfiniteTimeSpan };
         var prompts = new PromptSource(tokenizer, options.PromptTokens, options.Seed);
 
+        // Every level's batch sizes and code paths, untimed, until .NET has had time to optimise them.
         var warmup = Stopwatch.StartNew();
         while (warmup.Elapsed < options.WarmupTime && !cancellationToken.IsCancellationRequested)
-            await RunLevel(client, model.Architecture, most, most, prompts, options, steps, cancellationToken)
-                .ConfigureAwait(false);
+            foreach (var concurrency in options.Concurrency)
+                await RunLevel(client, model.Architecture, concurrency, concurrency, prompts, options, steps,
+                    cancellationToken).ConfigureAwait(false);
         foreach (var concurrency in options.Concurrency)
         {
             if (cancellationToken.IsCancellationRequested)
@@ -205,10 +207,8 @@ public static class ServeBenchmark
             ["stream_options"] = new JsonObject { ["include_usage"] = true, ["continuous_usage_stats"] = true },
         };
         var sent = Stopwatch.GetTimestamp();
-        var itl = new List<double>();
-        double ttft = 0;
-        int promptTokens = 0, tokens = 0;
-        var last = sent;
+        var chunks = new List<(double Ms, int Tokens)>();
+        var promptTokens = 0;
         try
         {
             using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
@@ -220,46 +220,58 @@ public static class ServeBenchmark
             if (response.StatusCode != HttpStatusCode.OK)
                 return RequestOutcome.Failed($"status {(int)response.StatusCode}: " +
                                              await response.Content.ReadAsStringAsync(cancellationToken)
-                                                 .ConfigureAwait(false), tokens);
+                                                 .ConfigureAwait(false), 0);
             using var stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
             using var reader = new StreamReader(stream, Encoding.UTF8);
             while (await reader.ReadLineAsync(cancellationToken).ConfigureAwait(false) is { } line)
             {
                 if (!line.StartsWith("data: ", StringComparison.Ordinal))
                     continue;
-                var now = Stopwatch.GetTimestamp();
-                var data = line.AsSpan(6);
-                if (data.SequenceEqual("[DONE]"))
+                var now = Stopwatch.GetElapsedTime(sent).TotalMilliseconds;
+                if (line.AsSpan(6).SequenceEqual("[DONE]"))
                     break;
                 using var chunk = JsonDocument.Parse(line.AsMemory(6));
                 if (!chunk.RootElement.TryGetProperty("usage", out var usage) ||
                     usage.ValueKind != JsonValueKind.Object)
                     continue;
                 promptTokens = usage.GetProperty("prompt_tokens").GetInt32();
-                var total = usage.GetProperty("completion_tokens").GetInt32();
-                if (total <= tokens)
-                    continue;
-                // The first chunk's time is the first token's; should it hold more (a character split over
-                // tokens), the others' gaps are unknown and left out.
-                if (tokens == 0)
-                    ttft = Stopwatch.GetElapsedTime(sent, now).TotalMilliseconds;
-                else
-                {
-                    var gap = Stopwatch.GetElapsedTime(last, now).TotalMilliseconds / (total - tokens);
-                    for (var k = tokens; k < total; k++)
-                        itl.Add(gap);
-                }
-                tokens = total;
-                last = now;
+                chunks.Add((now, usage.GetProperty("completion_tokens").GetInt32()));
             }
         }
         catch (Exception e) when (e is HttpRequestException or IOException or OperationCanceledException)
         {
-            return RequestOutcome.Failed(e.Message, tokens);
+            return RequestOutcome.Failed(e.Message, chunks.Count == 0 ? 0 : chunks[^1].Tokens);
         }
-        return tokens == maxTokens
-            ? new RequestOutcome(null, promptTokens, tokens, ttft, itl)
-            : RequestOutcome.Failed($"generated {tokens} tokens; expected {maxTokens}", tokens);
+        var tokens = chunks.Count == 0 ? 0 : chunks[^1].Tokens;
+        if (tokens != maxTokens)
+            return RequestOutcome.Failed($"generated {tokens} tokens; expected {maxTokens}", tokens);
+        var (ttft, itl) = Latencies(chunks);
+        return new RequestOutcome(null, promptTokens, tokens, ttft, itl);
+    }
+
+    /// <summary>
+    /// The time to first token and the inter-token latencies of one stream from its chunks: when each arrived (ms
+    /// after the request was sent) and how many tokens had come by then. The first chunk holding a token gives the
+    /// time to first token; each later chunk holding k new tokens g ms after the previous one gives k latencies of
+    /// g/k. Tokens that came with the first (a character split over tokens) have no gap of their own and give none.
+    /// </summary>
+    internal static (double TtftMs, List<double> ItlMs) Latencies(IReadOnlyList<(double Ms, int Tokens)> chunks)
+    {
+        var itl = new List<double>();
+        double ttft = double.NaN, last = 0;
+        var tokens = 0;
+        foreach (var (ms, total) in chunks)
+        {
+            if (total <= tokens)
+                continue;
+            if (tokens == 0)
+                ttft = ms;
+            else
+                itl.AddRange(Enumerable.Repeat((ms - last) / (total - tokens), total - tokens));
+            tokens = total;
+            last = ms;
+        }
+        return (ttft, itl);
     }
 
     /// <summary>The <paramref name="percent"/>th percentile (nearest rank) of <paramref name="values"/>; NaN when
