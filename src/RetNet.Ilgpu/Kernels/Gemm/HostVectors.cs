@@ -45,6 +45,23 @@ internal unsafe interface IVectorOps<TV> where TV : struct
 
     /// <summary>The sum of the lanes (a fixed order for a given width).</summary>
     static abstract float Sum(TV v);
+
+    /// <summary>a − b per lane.</summary>
+    static abstract TV Subtract(TV a, TV b);
+
+    /// <summary>a / b per lane, correctly rounded.</summary>
+    static abstract TV Divide(TV a, TV b);
+
+    /// <summary>|x| per lane.</summary>
+    static abstract TV Abs(TV x);
+
+    /// <summary>e^x per lane (.NET's vector exponential: within an ulp or so, NaN in gives NaN out, ±∞ and overflow
+    /// give ∞ and 0). A lane's result depends on that lane alone.</summary>
+    static abstract TV Exp(TV x);
+
+    /// <summary>−value in the lanes where <paramref name="x"/> &lt; 0, else value (a NaN x counts as not negative).
+    /// </summary>
+    static abstract TV NegateWhereNegative(TV value, TV x);
 }
 
 /// <summary>Sixteen lanes (AVX-512).</summary>
@@ -75,6 +92,22 @@ internal readonly unsafe struct Vector512Ops : IVectorOps<Vector512<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Subtract(Vector512<float> a, Vector512<float> b) => a - b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Divide(Vector512<float> a, Vector512<float> b) => a / b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Abs(Vector512<float> x) => Vector512.Abs(x);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Exp(Vector512<float> x) => Vector512.Exp(x);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> NegateWhereNegative(Vector512<float> value, Vector512<float> x) =>
+        Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512<float>.Zero), -value, value);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Sum(Vector512<float> v) => Vector256Ops.Sum(v.GetLower() + v.GetUpper());
@@ -108,6 +141,22 @@ internal readonly unsafe struct Vector256Ops : IVectorOps<Vector256<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Subtract(Vector256<float> a, Vector256<float> b) => a - b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Divide(Vector256<float> a, Vector256<float> b) => a / b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Abs(Vector256<float> x) => Vector256.Abs(x);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Exp(Vector256<float> x) => Vector256.Exp(x);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> NegateWhereNegative(Vector256<float> value, Vector256<float> x) =>
+        Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256<float>.Zero), -value, value);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Sum(Vector256<float> v)
