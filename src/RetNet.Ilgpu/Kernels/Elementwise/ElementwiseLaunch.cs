@@ -68,7 +68,7 @@ internal abstract class ElementwiseLaunch : IOperatorBackends<ElementwiseLaunch>
     /// </summary>
     private sealed unsafe class HostLoops(HostSimd simd) : ElementwiseLaunch
     {
-        // Below this many elements (~20 µs of work) one thread does them all.
+        // Below this many elements one thread does them all (a decoding step's passes are a few thousand).
         private const int ParallelElements = 1 << 16;
 
         public static HostLoops Instance { get; } = new(HostSimd.Auto);
