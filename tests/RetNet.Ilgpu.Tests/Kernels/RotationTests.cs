@@ -48,6 +48,40 @@ public sealed class RotationTests(DeviceFixture fixture, ITestOutputHelper log)
     }
 
     [Fact]
+    public void The_host_rotation_gives_the_kernels_bits_when_its_table_is_reused_and_when_it_is_not()
+    {
+        // Host execution rotates as host code and keeps the last call's cosines and sines: calls with the same
+        // positions and angles reuse them, any other positions or angles recompute. Every call must give the
+        // kernel's bits, whichever happened, and the kernel must match the reference (the check rejects a rotation
+        // one position off, below).
+        using var host = RetNetDevice.Open(DeviceKind.Cpu, CpuExecution.Host);
+        var x = Numerics.Uniform(31, Batch * SeqLen * Heads * HeadDim);
+        int[][] positions = [Starts, Starts, [0, 1037, 75], [5, 5, 5], [5, 5, 5], Starts];
+        var interleaved = ThetaShift.Angles(HeadDim);
+        var halves = ThetaShift.Angles(HeadDim, RotaryLayout.Halves);
+        var call = 0;
+        foreach (var layout in new[] { RotaryLayout.Interleaved, RotaryLayout.Halves, RotaryLayout.Interleaved })
+        {
+            foreach (var starts in positions)
+            {
+                var angleValues = layout == RotaryLayout.Halves ? halves : interleaved;
+                using var angles = Tensor.FromHost(host, angleValues, HeadDim / 2);
+                using var startTensor = IndexTensor.FromHost(host, starts, Batch);
+                using var viaHost = Tensor.FromHost(host, x, Batch, SeqLen, Heads, HeadDim);
+                using var viaKernel = Tensor.FromHost(host, x, Batch, SeqLen, Heads, HeadDim);
+                ThetaShift.Apply(viaHost, startTensor, angles, 0.5f, layout, hostLoop: true);
+                ThetaShift.Apply(viaKernel, startTensor, angles, 0.5f, layout, hostLoop: false);
+                Assert.True(viaKernel.ToHost().SequenceEqual(viaHost.ToHost()),
+                    $"call {call} ({layout}, starts {string.Join(",", starts)}): host rotation differs from the kernel.");
+                if (layout == RotaryLayout.Interleaved)
+                    Numerics.AssertClose($"call {call}", viaHost.ToHost(),
+                        Reference(x, starts).Select(v => 0.5 * v).ToArray(), Tolerance);
+                call++;
+            }
+        }
+    }
+
+    [Fact]
     public void Angles_follow_torchscale_linspace_including_one()
     {
         var angles = RotationReference.Angles(8);

@@ -23,6 +23,28 @@ public sealed class ModelKernelTests(DeviceFixture fixture)
     }
 
     [Fact]
+    public void The_host_gather_gives_the_kernels_bits_and_refuses_an_id_outside_the_table()
+    {
+        // The model's launch runs as host code in host execution; the public Forward launches the kernel.
+        using var host = RetNetDevice.Open(DeviceKind.Cpu, CpuExecution.Host);
+        var table = Numerics.Uniform(4, 7 * 5, 3f);
+        using var t = Tensor.FromHost(host, table, 7, 5);
+        int[] ids = [6, 0, 3, 3];
+        using var viaKernel = Tensor.Zeros(host, ids.Length, 5);
+        ScaledEmbedding.Forward(t, ids, 1.7f, viaKernel);
+        using var uploaded = IndexTensor.FromHost(host, ids, ids.Length);
+        using var viaHost = Tensor.Zeros(host, ids.Length, 5);
+        ScaledEmbedding.Launch(t, uploaded, 1.7f, viaHost);
+        Assert.Equal(viaKernel.ToHost(), viaHost.ToHost());
+        Numerics.AssertClose("host gather", viaHost.ToHost(),
+            ids.SelectMany(id => table.Skip(id * 5).Take(5).Select(v => (double)(1.7f * v))).ToArray(), 0);
+
+        using var bad = IndexTensor.FromHost(host, [1, 7], 2);
+        using var two = Tensor.Zeros(host, 2, 5);
+        Assert.Throws<InvalidOperationException>(() => ScaledEmbedding.Launch(t, bad, 1f, two));
+    }
+
+    [Fact]
     public void Model_entry_points_reject_bad_tokens_and_foreign_states()
     {
         var config = ModelTestSupport.Micro();

@@ -1,25 +1,29 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace RetNet.Ilgpu.Kernels.Gemm;
 
 /// <summary>
 /// A decoding step's product on the host: a few rows of A against a weight stored [N, K] (a Linear layer's), each
 /// element of C one dot product of a row of A with a row of B, both read front to back. Every weight row is streamed
-/// once, contiguously, four rows side by side (eight independent accumulator chains keep the FMA units busy), and
-/// 16-bit weights are widened as they load. This is bound by memory bandwidth, as a step should be; the transposing
-/// small-row path it replaced interleaved 32 rows in 512-byte pieces and reached a fraction of it.
+/// contiguously, four rows side by side, and 16-bit weights are widened as they load. Four rows of A go through the
+/// same four weight rows at once (sixteen accumulators, each weight vector loaded once for four rows), so a step of
+/// many sequences is bound by the FMA units rather than by loads; a single row takes eight weight rows at once, so
+/// batch 1 keeps eight independent chains and stays bound by memory bandwidth.
 /// </summary>
 /// <remarks>
-/// The order of the sums is fixed: per element, two vector accumulators (k in even and odd vector-width slices, fused
-/// multiply-adds in k order), added and reduced across lanes in a fixed tree, then the last K mod width products in
-/// k order. Threads split the columns only, so the thread count never changes a bit. It is not the packed path's
-/// single k-ordered chain: a product through here and the same product through the packing agree to rounding
-/// (tests hold both to the reference), not bit for bit.
+/// The order of the sums is fixed per element, whatever block it is computed in: one vector accumulator (fused
+/// multiply-adds over the vector-width slices of k, in k order, from 0), reduced across lanes by
+/// <see cref="IVectorOps{TV}.Sum"/>'s tree (four accumulators side by side through
+/// <see cref="IVectorOps{TV}.Sum4"/>, the same additions), then the last K mod width products in k order. So a row's
+/// bits depend neither on M nor on its place in a block of rows, and threads split the columns only. It is not the
+/// packed path's single k-ordered chain: a product through here and the same product through the packing agree to
+/// rounding (tests hold both to the reference), not bit for bit.
 /// </remarks>
 internal static unsafe class HostDots
 {
-    /// <summary>Rows of B streamed side by side.</summary>
-    private const int RowsAtOnce = 4;
+    /// <summary>Rows of A, and rows of B, in one block of the batched kernel.</summary>
+    private const int Block = 4;
 
     /// <summary>
     /// C[i, j] = alpha·Σ_k A[i, k]·B[j, k] (+ beta·C[i, j]) for i &lt; m, j in [j0, j1): A fp32 with rows
@@ -33,42 +37,31 @@ internal static unsafe class HostDots
         where TOps : struct, IVectorOps<TV>
         where TB : struct, IElements
     {
+        var rowBytes = (nint)ldb * TB.Size;
+        var fullRows = m / Block * Block;
         var j = j0;
-        for (; j + RowsAtOnce <= j1; j += RowsAtOnce)
+        for (; j + Block <= j1; j += Block)
         {
-            var b0 = b + (nint)j * ldb * TB.Size;
-            var b1 = b0 + (nint)ldb * TB.Size;
-            var b2 = b1 + (nint)ldb * TB.Size;
-            var b3 = b2 + (nint)ldb * TB.Size;
-            var i = 0;
-            for (; i + 2 <= m; i += 2)
-            {
-                var row = a + (nint)i * lda;
-                var (first, second) = FourTwice<TV, TOps, TB>(row, row + lda, b0, b1, b2, b3, k);
-                var cell = c + (nint)i * ldc + j;
-                Store(cell, first.Item1, alpha, beta);
-                Store(cell + 1, first.Item2, alpha, beta);
-                Store(cell + 2, first.Item3, alpha, beta);
-                Store(cell + 3, first.Item4, alpha, beta);
-                cell += ldc;
-                Store(cell, second.Item1, alpha, beta);
-                Store(cell + 1, second.Item2, alpha, beta);
-                Store(cell + 2, second.Item3, alpha, beta);
-                Store(cell + 3, second.Item4, alpha, beta);
-            }
-            if (i < m)
-            {
-                var (s0, s1, s2, s3) = Four<TV, TOps, TB>(a + (nint)i * lda, b0, b1, b2, b3, k);
-                var cell = c + (nint)i * ldc + j;
-                Store(cell, s0, alpha, beta);
-                Store(cell + 1, s1, alpha, beta);
-                Store(cell + 2, s2, alpha, beta);
-                Store(cell + 3, s3, alpha, beta);
-            }
+            var bj = b + j * rowBytes;
+            for (var i = 0; i < fullRows; i += Block)
+                FourByFour<TV, TOps, TB>(a + (nint)i * lda, lda, bj, rowBytes, c + (nint)i * ldc + j, ldc, k, alpha,
+                    beta);
         }
+        // Rows past the last block of four: eight columns at a time (eight chains), then four.
+        for (var i = fullRows; i < m; i++)
+        {
+            var row = a + (nint)i * lda;
+            var cell = c + (nint)i * ldc;
+            var jj = j0;
+            for (; jj + 2 * Block <= j1; jj += 2 * Block)
+                OneByEight<TV, TOps, TB>(row, b + jj * rowBytes, rowBytes, cell + jj, k, alpha, beta);
+            if (jj + Block <= j1)
+                OneByFour<TV, TOps, TB>(row, b + jj * rowBytes, rowBytes, cell + jj, k, alpha, beta);
+        }
+        // Columns past the last group of four, for every row.
         for (; j < j1; j++)
         {
-            var bj = b + (nint)j * ldb * TB.Size;
+            var bj = b + j * rowBytes;
             for (var i = 0; i < m; i++)
                 Store(c + (nint)i * ldc + j, One<TV, TOps, TB>(a + (nint)i * lda, bj, k), alpha, beta);
         }
@@ -78,115 +71,132 @@ internal static unsafe class HostDots
     private static void Store(float* cell, float sum, float alpha, float beta) =>
         *cell = beta != 0f ? alpha * sum + beta * *cell : alpha * sum;
 
+    /// <summary>Four sums of one row from <see cref="IVectorOps{TV}.Sum4"/>, each finished with its tail products in
+    /// k order and stored to consecutive cells.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (float, float, float, float) Four<TV, TOps, TB>(float* a, nint b0, nint b1, nint b2, nint b3, int k)
+    private static void Store4<TB>(float* a, nint b, nint rowBytes, int k0, int k, Vector128<float> sums, float* cell,
+        float alpha, float beta) where TB : struct, IElements
+    {
+        if (k0 == k)
+        {
+            // No tail: the four cells at once, with Store's operations lane by lane (no fused multiply-add here either).
+            var scaled = Vector128.Create(alpha) * sums;
+            if (beta != 0f)
+                scaled += Vector128.Create(beta) * Vector128.Load(cell);
+            scaled.Store(cell);
+            return;
+        }
+        Store(cell, Tail<TB>(a, b, k0, k, sums.GetElement(0)), alpha, beta);
+        Store(cell + 1, Tail<TB>(a, b + rowBytes, k0, k, sums.GetElement(1)), alpha, beta);
+        Store(cell + 2, Tail<TB>(a, b + 2 * rowBytes, k0, k, sums.GetElement(2)), alpha, beta);
+        Store(cell + 3, Tail<TB>(a, b + 3 * rowBytes, k0, k, sums.GetElement(3)), alpha, beta);
+    }
+
+    /// <summary>Rows a … a+3 (<paramref name="lda"/> apart) against weight rows b … b+3: sixteen elements, one
+    /// accumulator each; each weight vector loaded once feeds four rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void FourByFour<TV, TOps, TB>(float* a, int lda, nint b, nint rowBytes, float* c, int ldc, int k,
+        float alpha, float beta)
         where TV : struct
         where TOps : struct, IVectorOps<TV>
         where TB : struct, IElements
     {
         var w = TOps.Count;
-        TV x0 = TOps.Zero, y0 = TOps.Zero, x1 = TOps.Zero, y1 = TOps.Zero;
-        TV x2 = TOps.Zero, y2 = TOps.Zero, x3 = TOps.Zero, y3 = TOps.Zero;
+        float* a0 = a, a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda;
+        nint b0 = b, b1 = b + rowBytes, b2 = b1 + rowBytes, b3 = b2 + rowBytes;
+        TV s00 = TOps.Zero, s01 = TOps.Zero, s02 = TOps.Zero, s03 = TOps.Zero;
+        TV s10 = TOps.Zero, s11 = TOps.Zero, s12 = TOps.Zero, s13 = TOps.Zero;
+        TV s20 = TOps.Zero, s21 = TOps.Zero, s22 = TOps.Zero, s23 = TOps.Zero;
+        TV s30 = TOps.Zero, s31 = TOps.Zero, s32 = TOps.Zero, s33 = TOps.Zero;
         var kk = 0;
-        for (; kk + 2 * w <= k; kk += 2 * w)
+        for (; kk + w <= k; kk += w)
         {
-            var a0 = TOps.Load(a + kk);
-            var a1 = TOps.Load(a + kk + w);
-            x0 = TOps.Fma(a0, TOps.Load<TB>(b0, kk), x0);
-            y0 = TOps.Fma(a1, TOps.Load<TB>(b0, kk + w), y0);
-            x1 = TOps.Fma(a0, TOps.Load<TB>(b1, kk), x1);
-            y1 = TOps.Fma(a1, TOps.Load<TB>(b1, kk + w), y1);
-            x2 = TOps.Fma(a0, TOps.Load<TB>(b2, kk), x2);
-            y2 = TOps.Fma(a1, TOps.Load<TB>(b2, kk + w), y2);
-            x3 = TOps.Fma(a0, TOps.Load<TB>(b3, kk), x3);
-            y3 = TOps.Fma(a1, TOps.Load<TB>(b3, kk + w), y3);
+            var x0 = TOps.Load(a0 + kk);
+            var x1 = TOps.Load(a1 + kk);
+            var x2 = TOps.Load(a2 + kk);
+            var x3 = TOps.Load(a3 + kk);
+            var v = TOps.Load<TB>(b0, kk);
+            s00 = TOps.Fma(x0, v, s00);
+            s10 = TOps.Fma(x1, v, s10);
+            s20 = TOps.Fma(x2, v, s20);
+            s30 = TOps.Fma(x3, v, s30);
+            v = TOps.Load<TB>(b1, kk);
+            s01 = TOps.Fma(x0, v, s01);
+            s11 = TOps.Fma(x1, v, s11);
+            s21 = TOps.Fma(x2, v, s21);
+            s31 = TOps.Fma(x3, v, s31);
+            v = TOps.Load<TB>(b2, kk);
+            s02 = TOps.Fma(x0, v, s02);
+            s12 = TOps.Fma(x1, v, s12);
+            s22 = TOps.Fma(x2, v, s22);
+            s32 = TOps.Fma(x3, v, s32);
+            v = TOps.Load<TB>(b3, kk);
+            s03 = TOps.Fma(x0, v, s03);
+            s13 = TOps.Fma(x1, v, s13);
+            s23 = TOps.Fma(x2, v, s23);
+            s33 = TOps.Fma(x3, v, s33);
         }
-        if (kk + w <= k)
-        {
-            var a0 = TOps.Load(a + kk);
-            x0 = TOps.Fma(a0, TOps.Load<TB>(b0, kk), x0);
-            x1 = TOps.Fma(a0, TOps.Load<TB>(b1, kk), x1);
-            x2 = TOps.Fma(a0, TOps.Load<TB>(b2, kk), x2);
-            x3 = TOps.Fma(a0, TOps.Load<TB>(b3, kk), x3);
-            kk += w;
-        }
-        return (Tail<TB>(a, b0, kk, k, TOps.Sum(TOps.Add(x0, y0))), Tail<TB>(a, b1, kk, k, TOps.Sum(TOps.Add(x1, y1))),
-            Tail<TB>(a, b2, kk, k, TOps.Sum(TOps.Add(x2, y2))), Tail<TB>(a, b3, kk, k, TOps.Sum(TOps.Add(x3, y3))));
+        Store4<TB>(a0, b0, rowBytes, kk, k, TOps.Sum4(s00, s01, s02, s03), c, alpha, beta);
+        Store4<TB>(a1, b0, rowBytes, kk, k, TOps.Sum4(s10, s11, s12, s13), c + ldc, alpha, beta);
+        Store4<TB>(a2, b0, rowBytes, kk, k, TOps.Sum4(s20, s21, s22, s23), c + 2 * ldc, alpha, beta);
+        Store4<TB>(a3, b0, rowBytes, kk, k, TOps.Sum4(s30, s31, s32, s33), c + 3 * ldc, alpha, beta);
     }
 
-    /// <summary>
-    /// <see cref="Four"/> for two rows of A at once (a batch of decoding rows): each weight vector loaded once feeds
-    /// both rows, so a step of many sequences is bound by the FMA units rather than by loads. Every element takes
-    /// exactly <see cref="Four"/>'s operations, so a row's bits do not depend on whether it was paired.
-    /// </summary>
+    /// <summary>One row against weight rows b … b+7: eight independent chains cover the FMA latency when a row is
+    /// alone, each weight row read once, front to back.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ((float, float, float, float), (float, float, float, float)) FourTwice<TV, TOps, TB>(float* a,
-        float* e, nint b0, nint b1, nint b2, nint b3, int k)
+    private static void OneByEight<TV, TOps, TB>(float* a, nint b, nint rowBytes, float* c, int k, float alpha,
+        float beta)
         where TV : struct
         where TOps : struct, IVectorOps<TV>
         where TB : struct, IElements
     {
         var w = TOps.Count;
-        TV x0 = TOps.Zero, y0 = TOps.Zero, x1 = TOps.Zero, y1 = TOps.Zero;
-        TV x2 = TOps.Zero, y2 = TOps.Zero, x3 = TOps.Zero, y3 = TOps.Zero;
-        TV u0 = TOps.Zero, v0 = TOps.Zero, u1 = TOps.Zero, v1 = TOps.Zero;
-        TV u2 = TOps.Zero, v2 = TOps.Zero, u3 = TOps.Zero, v3 = TOps.Zero;
+        nint b0 = b, b1 = b + rowBytes, b2 = b1 + rowBytes, b3 = b2 + rowBytes;
+        nint b4 = b3 + rowBytes, b5 = b4 + rowBytes, b6 = b5 + rowBytes, b7 = b6 + rowBytes;
+        TV s0 = TOps.Zero, s1 = TOps.Zero, s2 = TOps.Zero, s3 = TOps.Zero;
+        TV s4 = TOps.Zero, s5 = TOps.Zero, s6 = TOps.Zero, s7 = TOps.Zero;
         var kk = 0;
-        for (; kk + 2 * w <= k; kk += 2 * w)
+        for (; kk + w <= k; kk += w)
         {
-            var a0 = TOps.Load(a + kk);
-            var a1 = TOps.Load(a + kk + w);
-            var e0 = TOps.Load(e + kk);
-            var e1 = TOps.Load(e + kk + w);
-            var w0 = TOps.Load<TB>(b0, kk);
-            var w1 = TOps.Load<TB>(b0, kk + w);
-            x0 = TOps.Fma(a0, w0, x0);
-            y0 = TOps.Fma(a1, w1, y0);
-            u0 = TOps.Fma(e0, w0, u0);
-            v0 = TOps.Fma(e1, w1, v0);
-            w0 = TOps.Load<TB>(b1, kk);
-            w1 = TOps.Load<TB>(b1, kk + w);
-            x1 = TOps.Fma(a0, w0, x1);
-            y1 = TOps.Fma(a1, w1, y1);
-            u1 = TOps.Fma(e0, w0, u1);
-            v1 = TOps.Fma(e1, w1, v1);
-            w0 = TOps.Load<TB>(b2, kk);
-            w1 = TOps.Load<TB>(b2, kk + w);
-            x2 = TOps.Fma(a0, w0, x2);
-            y2 = TOps.Fma(a1, w1, y2);
-            u2 = TOps.Fma(e0, w0, u2);
-            v2 = TOps.Fma(e1, w1, v2);
-            w0 = TOps.Load<TB>(b3, kk);
-            w1 = TOps.Load<TB>(b3, kk + w);
-            x3 = TOps.Fma(a0, w0, x3);
-            y3 = TOps.Fma(a1, w1, y3);
-            u3 = TOps.Fma(e0, w0, u3);
-            v3 = TOps.Fma(e1, w1, v3);
+            var x = TOps.Load(a + kk);
+            s0 = TOps.Fma(x, TOps.Load<TB>(b0, kk), s0);
+            s1 = TOps.Fma(x, TOps.Load<TB>(b1, kk), s1);
+            s2 = TOps.Fma(x, TOps.Load<TB>(b2, kk), s2);
+            s3 = TOps.Fma(x, TOps.Load<TB>(b3, kk), s3);
+            s4 = TOps.Fma(x, TOps.Load<TB>(b4, kk), s4);
+            s5 = TOps.Fma(x, TOps.Load<TB>(b5, kk), s5);
+            s6 = TOps.Fma(x, TOps.Load<TB>(b6, kk), s6);
+            s7 = TOps.Fma(x, TOps.Load<TB>(b7, kk), s7);
         }
-        if (kk + w <= k)
-        {
-            var a0 = TOps.Load(a + kk);
-            var e0 = TOps.Load(e + kk);
-            var w0 = TOps.Load<TB>(b0, kk);
-            x0 = TOps.Fma(a0, w0, x0);
-            u0 = TOps.Fma(e0, w0, u0);
-            w0 = TOps.Load<TB>(b1, kk);
-            x1 = TOps.Fma(a0, w0, x1);
-            u1 = TOps.Fma(e0, w0, u1);
-            w0 = TOps.Load<TB>(b2, kk);
-            x2 = TOps.Fma(a0, w0, x2);
-            u2 = TOps.Fma(e0, w0, u2);
-            w0 = TOps.Load<TB>(b3, kk);
-            x3 = TOps.Fma(a0, w0, x3);
-            u3 = TOps.Fma(e0, w0, u3);
-            kk += w;
-        }
-        return ((Tail<TB>(a, b0, kk, k, TOps.Sum(TOps.Add(x0, y0))), Tail<TB>(a, b1, kk, k, TOps.Sum(TOps.Add(x1, y1))),
-                Tail<TB>(a, b2, kk, k, TOps.Sum(TOps.Add(x2, y2))), Tail<TB>(a, b3, kk, k, TOps.Sum(TOps.Add(x3, y3)))),
-            (Tail<TB>(e, b0, kk, k, TOps.Sum(TOps.Add(u0, v0))), Tail<TB>(e, b1, kk, k, TOps.Sum(TOps.Add(u1, v1))),
-                Tail<TB>(e, b2, kk, k, TOps.Sum(TOps.Add(u2, v2))), Tail<TB>(e, b3, kk, k, TOps.Sum(TOps.Add(u3, v3)))));
+        Store4<TB>(a, b0, rowBytes, kk, k, TOps.Sum4(s0, s1, s2, s3), c, alpha, beta);
+        Store4<TB>(a, b4, rowBytes, kk, k, TOps.Sum4(s4, s5, s6, s7), c + 4, alpha, beta);
     }
 
+    /// <summary>One row against weight rows b … b+3.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void OneByFour<TV, TOps, TB>(float* a, nint b, nint rowBytes, float* c, int k, float alpha,
+        float beta)
+        where TV : struct
+        where TOps : struct, IVectorOps<TV>
+        where TB : struct, IElements
+    {
+        var w = TOps.Count;
+        nint b0 = b, b1 = b + rowBytes, b2 = b1 + rowBytes, b3 = b2 + rowBytes;
+        TV s0 = TOps.Zero, s1 = TOps.Zero, s2 = TOps.Zero, s3 = TOps.Zero;
+        var kk = 0;
+        for (; kk + w <= k; kk += w)
+        {
+            var x = TOps.Load(a + kk);
+            s0 = TOps.Fma(x, TOps.Load<TB>(b0, kk), s0);
+            s1 = TOps.Fma(x, TOps.Load<TB>(b1, kk), s1);
+            s2 = TOps.Fma(x, TOps.Load<TB>(b2, kk), s2);
+            s3 = TOps.Fma(x, TOps.Load<TB>(b3, kk), s3);
+        }
+        Store4<TB>(a, b0, rowBytes, kk, k, TOps.Sum4(s0, s1, s2, s3), c, alpha, beta);
+    }
+
+    /// <summary>One element: the same chain and tree as the blocks', for columns past the last group of four.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float One<TV, TOps, TB>(float* a, nint b, int k)
         where TV : struct
@@ -194,19 +204,11 @@ internal static unsafe class HostDots
         where TB : struct, IElements
     {
         var w = TOps.Count;
-        TV x = TOps.Zero, y = TOps.Zero;
+        var s = TOps.Zero;
         var kk = 0;
-        for (; kk + 2 * w <= k; kk += 2 * w)
-        {
-            x = TOps.Fma(TOps.Load(a + kk), TOps.Load<TB>(b, kk), x);
-            y = TOps.Fma(TOps.Load(a + kk + w), TOps.Load<TB>(b, kk + w), y);
-        }
-        if (kk + w <= k)
-        {
-            x = TOps.Fma(TOps.Load(a + kk), TOps.Load<TB>(b, kk), x);
-            kk += w;
-        }
-        return Tail<TB>(a, b, kk, k, TOps.Sum(TOps.Add(x, y)));
+        for (; kk + w <= k; kk += w)
+            s = TOps.Fma(TOps.Load(a + kk), TOps.Load<TB>(b, kk), s);
+        return Tail<TB>(a, b, kk, k, TOps.Sum(s));
     }
 
     /// <summary>The products k0 … k−1 added to <paramref name="sum"/> in k order.</summary>

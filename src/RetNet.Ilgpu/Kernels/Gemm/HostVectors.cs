@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Kernels.Gemm;
@@ -45,6 +46,29 @@ internal unsafe interface IVectorOps<TV> where TV : struct
 
     /// <summary>The sum of the lanes (a fixed order for a given width).</summary>
     static abstract float Sum(TV v);
+
+    /// <summary>
+    /// [Sum(a), Sum(b), Sum(c), Sum(d)], each bit for bit <see cref="Sum"/>'s: the same tree of additions per vector,
+    /// with four vectors reduced side by side (a transpose-add) instead of one horizontal sum each.
+    /// </summary>
+    static abstract Vector128<float> Sum4(TV a, TV b, TV c, TV d);
+
+    /// <summary>a − b per lane.</summary>
+    static abstract TV Subtract(TV a, TV b);
+
+    /// <summary>a / b per lane, correctly rounded.</summary>
+    static abstract TV Divide(TV a, TV b);
+
+    /// <summary>|x| per lane.</summary>
+    static abstract TV Abs(TV x);
+
+    /// <summary>e^x per lane (.NET's vector exponential: within an ulp or so, NaN in gives NaN out, ±∞ and overflow
+    /// give ∞ and 0). A lane's result depends on that lane alone.</summary>
+    static abstract TV Exp(TV x);
+
+    /// <summary>−value in the lanes where <paramref name="x"/> &lt; 0, else value (a NaN x counts as not negative).
+    /// </summary>
+    static abstract TV NegateWhereNegative(TV value, TV x);
 }
 
 /// <summary>Sixteen lanes (AVX-512).</summary>
@@ -77,7 +101,55 @@ internal readonly unsafe struct Vector512Ops : IVectorOps<Vector512<float>>
     public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Subtract(Vector512<float> a, Vector512<float> b) => a - b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Divide(Vector512<float> a, Vector512<float> b) => a / b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Abs(Vector512<float> x) => Vector512.Abs(x);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Exp(Vector512<float> x) => Vector512.Exp(x);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> NegateWhereNegative(Vector512<float> value, Vector512<float> x) =>
+        Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512<float>.Zero), -value, value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Sum(Vector512<float> v) => Vector256Ops.Sum(v.GetLower() + v.GetUpper());
+
+    /// <remarks>
+    /// <see cref="Sum"/>'s tree is lane l + lane l+8, then l + l+4, then l + l+2, then lane 0 + lane 1. Here the
+    /// first level pairs two vectors' halves ([a's 8 | b's 8]), the second takes 128-bit blocks of two such vectors
+    /// ([a's 4 | b's 4 | c's 4 | d's 4]), and the last two add neighbours within each block, so every sum takes
+    /// exactly <see cref="Sum"/>'s additions (addition commutes bit for bit; only the pairing matters).
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Sum4(Vector512<float> a, Vector512<float> b, Vector512<float> c,
+        Vector512<float> d)
+    {
+        var ab = Vector512.Create(a.GetLower(), b.GetLower()) + Vector512.Create(a.GetUpper(), b.GetUpper());
+        var cd = Vector512.Create(c.GetLower(), d.GetLower()) + Vector512.Create(c.GetUpper(), d.GetUpper());
+        Vector512<float> low, high;
+        if (Avx512F.IsSupported)
+        {
+            low = Avx512F.Shuffle4x128(ab, cd, 0b10_00_10_00);
+            high = Avx512F.Shuffle4x128(ab, cd, 0b11_01_11_01);
+        }
+        else
+        {
+            low = Vector512.Create(Vector256.Create(ab.GetLower().GetLower(), ab.GetUpper().GetLower()),
+                Vector256.Create(cd.GetLower().GetLower(), cd.GetUpper().GetLower()));
+            high = Vector512.Create(Vector256.Create(ab.GetLower().GetUpper(), ab.GetUpper().GetUpper()),
+                Vector256.Create(cd.GetLower().GetUpper(), cd.GetUpper().GetUpper()));
+        }
+        var four = low + high;
+        var two = four + Vector512.Shuffle(four, Vector512.Create(2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13));
+        var one = two + Vector512.Shuffle(two, Vector512.Create(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14));
+        return Vector512.Shuffle(one, Vector512.Create(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)).GetLower()
+            .GetLower();
+    }
 }
 
 /// <summary>Eight lanes (AVX2 with FMA).</summary>
@@ -110,12 +182,32 @@ internal readonly unsafe struct Vector256Ops : IVectorOps<Vector256<float>>
     public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Subtract(Vector256<float> a, Vector256<float> b) => a - b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Divide(Vector256<float> a, Vector256<float> b) => a / b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Abs(Vector256<float> x) => Vector256.Abs(x);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Exp(Vector256<float> x) => Vector256.Exp(x);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> NegateWhereNegative(Vector256<float> value, Vector256<float> x) =>
+        Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256<float>.Zero), -value, value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Sum(Vector256<float> v)
     {
         var four = v.GetLower() + v.GetUpper();
         var two = four + Vector128.Shuffle(four, Vector128.Create(2, 3, 0, 1));
         return two.ToScalar() + two.GetElement(1);
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Sum4(Vector256<float> a, Vector256<float> b, Vector256<float> c,
+        Vector256<float> d) => Vector128.Create(Sum(a), Sum(b), Sum(c), Sum(d));
 }
 
 /// <summary>

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -69,8 +70,11 @@ public static class ThetaShift
     }
 
     /// <summary>
-    /// The kernel's rotation as host code (host execution): each (sequence, token, pair) angle's cosine and sine once
-    /// for all heads, which share them, then the kernel's arithmetic on every head's pair, so the bits are the kernel's.
+    /// The kernel's rotation as host code (host execution): the kernel's arithmetic on every head's pair with the
+    /// kernel's cosine and sine of each (sequence, token, pair) angle, so the bits are the kernel's. A decoding step
+    /// rotates the queries and keys of every layer at the same positions with the same angles, so the cosines and
+    /// sines are kept per thread (<see cref="RotationTable"/>) and computed again only when the positions or the
+    /// angles differ from the last call's.
     /// </summary>
     private static unsafe void HostRotate(Tensor x, IndexTensor starts, Tensor angles, RotationProblem p)
     {
@@ -79,24 +83,95 @@ public static class ThetaShift
         var angle = (float*)angles.ReadView.LoadEffectiveAddressAsPtr();
         var half = p.HeadDim / 2;
         var rows = x.Dim(0) * p.SeqLen;
-        for (var bt = 0; bt < rows; bt++)
+        var table = RotationTable.For(start, p.SeqLen, rows, angle, half);
+        fixed (float* cosines = table.Cosines, sines = table.Sines)
         {
-            var b = bt / p.SeqLen;
-            var position = start[b] + (bt - b * p.SeqLen);
-            for (var i = 0; i < half; i++)
+            for (var bt = 0; bt < rows; bt++)
             {
-                var a = position * angle[i];
-                var c = XMath.Cos(a);
-                var s = XMath.Sin(a);
-                for (var h = 0; h < p.Heads; h++)
+                for (var i = 0; i < half; i++)
                 {
-                    var at = ((nint)bt * p.Heads + h) * p.HeadDim + i * p.PairStride;
-                    var x0 = data[at];
-                    var x1 = data[at + p.PairOffset];
-                    data[at] = p.Scale * (x0 * c - x1 * s);
-                    data[at + p.PairOffset] = p.Scale * (x1 * c + x0 * s);
+                    var c = cosines[(nint)bt * half + i];
+                    var s = sines[(nint)bt * half + i];
+                    for (var h = 0; h < p.Heads; h++)
+                    {
+                        var at = ((nint)bt * p.Heads + h) * p.HeadDim + i * p.PairStride;
+                        var x0 = data[at];
+                        var x1 = data[at + p.PairOffset];
+                        data[at] = p.Scale * (x0 * c - x1 * s);
+                        data[at + p.PairOffset] = p.Scale * (x1 * c + x0 * s);
+                    }
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// The last host rotation's cosines and sines on this thread, [rows, Dk/2], with the positions and angles they
+    /// were computed from: a call whose positions and angles are equal reuses them (their bits are what the
+    /// computation would give again); any difference recomputes. Buffers only grow, so a steady decoding step
+    /// allocates nothing.
+    /// </summary>
+    private sealed class RotationTable
+    {
+        [ThreadStatic] private static RotationTable? current;
+
+        private int[] positions = [];
+        private float[] angles = [];
+        private int rows;
+        private int half;
+
+        public float[] Cosines { get; private set; } = [];
+
+        public float[] Sines { get; private set; } = [];
+
+        public static unsafe RotationTable For(int* starts, int seqLen, int rows, float* angles, int half)
+        {
+            var table = current ??= new RotationTable();
+            if (!table.Matches(starts, seqLen, rows, angles, half))
+                table.Compute(starts, seqLen, rows, angles, half);
+            return table;
+        }
+
+        private unsafe bool Matches(int* starts, int seqLen, int rows, float* angles, int half)
+        {
+            if (rows != this.rows || half != this.half)
+                return false;
+            // Angles compared by bits, so a NaN angle never matches and −0 differs from 0.
+            if (!new ReadOnlySpan<int>((int*)angles, half).SequenceEqual(
+                    MemoryMarshal.Cast<float, int>(this.angles.AsSpan(0, half))))
+                return false;
+            for (var bt = 0; bt < rows; bt++)
+            {
+                var b = bt / seqLen;
+                if (positions[bt] != starts[b] + (bt - b * seqLen))
+                    return false;
+            }
+            return true;
+        }
+
+        private unsafe void Compute(int* starts, int seqLen, int rows, float* angles, int half)
+        {
+            if (positions.Length < rows)
+                positions = new int[rows];
+            if (this.angles.Length < half)
+                this.angles = new float[half];
+            if (Cosines.Length < rows * half)
+                (Cosines, Sines) = (new float[rows * half], new float[rows * half]);
+            (this.rows, this.half) = (0, 0);
+            new ReadOnlySpan<float>(angles, half).CopyTo(this.angles);
+            for (var bt = 0; bt < rows; bt++)
+            {
+                var b = bt / seqLen;
+                var position = starts[b] + (bt - b * seqLen);
+                positions[bt] = position;
+                for (var i = 0; i < half; i++)
+                {
+                    var a = position * angles[i];
+                    Cosines[bt * half + i] = XMath.Cos(a);
+                    Sines[bt * half + i] = XMath.Sin(a);
+                }
+            }
+            (this.rows, this.half) = (rows, half);
         }
     }
 

@@ -20,7 +20,7 @@ public static class ScaledEmbedding
         var values = ids.ToArray();
         Validate(table, values, output);
         using var buffer = IndexTensor.FromHost(table.Device, values, values.Length);
-        Launch(table, buffer, scale, output);
+        Launch(table, buffer, scale, output, hostLoop: false);
         table.Device.Synchronize();
     }
 
@@ -39,12 +39,22 @@ public static class ScaledEmbedding
                     $"Argument 'ids' has id {ids[n]} at position {n}; expected an id in [0, {table.Dim(0)}).", "ids");
     }
 
-    /// <summary>Launches the gather over <paramref name="ids"/> [N], already validated and uploaded.</summary>
-    internal static void Launch(Tensor table, IndexTensor ids, float scale, Tensor output)
+    /// <summary>
+    /// Launches the gather over <paramref name="ids"/> [N], already validated and uploaded. In host execution an fp32
+    /// table is gathered by host code (the kernel's one multiplication per element, so the same bits) unless
+    /// <paramref name="hostLoop"/> is false (the public overload, so tests and retnet verify reach the kernel).
+    /// </summary>
+    internal static void Launch(Tensor table, IndexTensor ids, float scale, Tensor output, bool hostLoop = true)
     {
         if (output.Length == 0)
             return;
         var device = table.Device;
+        if (hostLoop && device.RunsOnHost && table.DType == TensorDType.Float32)
+        {
+            HostSimd.Enter(device, "the host embedding gather", requireHostExecution: true);
+            HostGather(table, ids, scale, output);
+            return;
+        }
         // The same gather kernel as Embedding.Forward, here with the ids of a reusable buffer and a scale.
         var kernel = device.Kernel(EmbeddingKernels.Gather, accelerator =>
             accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<int>, FloatSource, ArrayView<float>, int, float,
@@ -52,5 +62,23 @@ public static class ScaledEmbedding
         var spread = Kernels.Launch.Spread(device, output.Length);
         kernel(device.Stream, spread.Threads, ids.View, FloatSource.Of(table), output.View, table.Dim(1),
             scale, spread);
+    }
+
+    private static unsafe void HostGather(Tensor table, IndexTensor ids, float scale, Tensor output)
+    {
+        var source = (float*)table.ReadView.LoadEffectiveAddressAsPtr();
+        var id = (int*)ids.View.LoadEffectiveAddressAsPtr();
+        var destination = HostSimd.Pointer(output);
+        var (width, vocab) = (table.Dim(1), table.Dim(0));
+        for (var n = 0; n < output.Length / width; n++)
+        {
+            // Validated before the upload; checked again because a wrong id here would read outside the table.
+            if ((uint)id[n] >= (uint)vocab)
+                throw new InvalidOperationException($"Token id {id[n]} at position {n} is outside [0, {vocab}).");
+            var row = source + (nint)id[n] * width;
+            var to = destination + (nint)n * width;
+            for (var d = 0; d < width; d++)
+                to[d] = scale * row[d];
+        }
     }
 }
