@@ -108,6 +108,40 @@ CONVERSATIONS = [
 ]
 
 
+# Engine constructs one at a time (the unit tests of Generation/ChatTemplateEngineTests.cs read them).
+CONSTRUCT_CONTEXT = {"xs": ["a", "b", "c"], "m": {"role": "user", "content": " Hi there "}, "d": {"k": 1, "z": "v"},
+       "people": [{"name": "Ann", "age": 3}, {"name": "Bob", "age": None}]}
+CONSTRUCTS = [
+ ("literals", "{{ 'a' ~ 1 ~ none }}|{{ {'a': [1, 2.5, true, none]} }}|{{ (1, 'x') }}|{{ \"it's\" }}"),
+ ("loop", "{% for x in xs %}{{ loop.index }}{{ loop.index0 }}{{ loop.first }}{{ loop.last }}{{ loop.length }}{{ loop.revindex }}{{ x }};{% endfor %}"),
+ ("for-else", "{% for x in [] %}x{% else %}empty{% endfor %}|{% for x in xs if x != 'b' %}{{ x }}{{ loop.index }}{% endfor %}"),
+ ("if-elif-else", "{% for n in [1, 2, 3] %}{% if n == 1 %}one{% elif n == 2 %}two{% else %}many{% endif %} {% endfor %}"),
+ ("namespace", "{% set ns = namespace(total=0, seen=false) %}{% for i in [1, 2, 3] %}{% set ns.total = ns.total + i %}{% set ns.seen = true %}{% endfor %}{{ ns.total }} {{ ns.seen }}"),
+ ("loop-scope", "{% set x = 0 %}{% for i in [1, 2] %}[{{ x }}]{% set x = i %}({{ x }}){% endfor %}{{ x }}"),
+ ("set-block-and-tuple", "{% set a, b = 1, 2 %}{% set t %}<{{ a + b }}>{% endset %}{{ t }}{{ t | length }}"),
+ ("macro", "{% macro tag(name, close=false) %}<{{ '/' if close else '' }}{{ name }}>{% endmacro %}{{ tag('b') }}x{{ tag('b', close=true) }}"),
+ ("comments-and-dashes", "a  {#- c -#}  b|{%- if true -%}  x  {%- endif -%}  |{{- ' y ' -}}  |"),
+ ("trim-and-lstrip", "  {% if true %}\nx\n  {% endif %}\ny\n    {# c #}\nz\n  {%+ if true %}k{% endif %}"),
+ ("break-continue", "{% for i in range(10) %}{% if i == 1 %}{% continue %}{% endif %}{% if i == 4 %}{% break %}{% endif %}{{ i }}{% endfor %}"),
+ ("access", "{{ m['role'] }}{{ m.content }}|{{ xs[1:] }}{{ xs[-1] }}{{ xs[::-1] }}{{ xs[:-1] }}|{{ 'hello'[1:3] }}{{ 'hello'[-1] }}|{{ people[1].name }}"),
+ ("arithmetic", "{{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ -7 % 3 }} {{ 1 / 2 }} {{ 4 / 2 }} {{ 2 * 3 + 1 }} {{ 2 ** 10 }} {{ 0.1 + 0.2 }} {{ 1e20 }} {{ 'ab' * 2 }} {{ [1] + [2] }} {{ -(3) }} {{ 1.5e-7 }} {{ 123456789.0 * 1000 }}"),
+ ("logic", "{{ 1 < 2 < 3 }} {{ 'a' in 'cat' }} {{ 'z' not in xs }} {{ 'k' in d }} {{ not true or false and true }} {{ 'y' if xs else 'n' }} {{ none or 'fallback' }} {{ 0 and 'x' }} {{ [1, 2] == [1, 2] }} {{ 1 == 1.0 }} {{ 'b' >= 'a' }}"),
+ ("filters", "{{ m.content | trim }}|{{ xs | length }}|{{ 'abc' | upper }}{{ 'ABC' | lower }}|{{ nope | default('dflt') }}{{ '' | d('empty', true) }}{{ 'v' | default('w') }}|{{ xs | first }}{{ xs | last }}|{{ xs | join(', ') }}|{{ 'hELLO wORLD' | capitalize }}|{{ 'a-b-c' | replace('-', '+') }}|{{ 12 | string }}|{{ d | items | list }}|{{ 'ab' | list }}|{{ people | selectattr('age') | map(attribute='name') | list }}|{{ people | map(attribute='name') | join(' & ') }}|{{ 'the big-dog' | title }}"),
+ ("tojson", "{{ {'a': 'é\"\\n', 'b': [1, 2.5, none, true]} | tojson }}|{{ [1, {'k': []}] | tojson(indent=2) }}|{{ {'b': 1, 'a': 2} | tojson(sort_keys=true) }}"),
+ ("tests", "{{ nope is defined }}{{ nope is undefined }}{{ none is none }}{{ 'a' is string }}{{ d is mapping }}{{ xs is sequence }}{{ 1.5 is number }}{{ true is true }}{{ false is false }}{{ 1 is not string }}{{ 4 is divisibleby 2 }}{{ 'x' is equalto 'x' }}"),
+ ("string-methods", "[{{ '  x  '.strip() }}][{{ '  x  '.lstrip() }}][{{ '  x  '.rstrip() }}][{{ 'xxhixx'.strip('x') }}]{{ 'hello'.startswith('he') }}{{ 'hello'.endswith(('lo', 'zz')) }}{{ 'a b  c'.split() }}{{ 'a,b,,c'.split(',') }}{{ 'a,b,c'.split(',', 1) }}{{ 'Ab'.upper() }}{{ 'Ab'.lower() }}{{ \"they're here\".title() }}{{ 'aaa'.replace('a', 'b') }}"),
+ ("dict-methods", "{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}{{ d.get('k') }}{{ d.get('none') }}{{ d.get('none', 'x') }}{{ d.keys() | list }}"),
+ ("undefined", "[{{ nope }}]{% if nope %}t{% else %}f{% endif %}[{% for x in nope %}x{% endfor %}]{{ nope | length }}[{{ d.missing }}]{{ d.missing is defined }}[{{ xs[10] }}]"),
+ ("unicode", "{{ 'Grüß 你好 🌍' | upper }}|{{ 'Grüß 你好 🌍' | length }}|{{ '🌍x'[0] }}|{{ '\\u00e9\\x41' }}"),
+]
+CONSTRUCT_ERRORS = [
+ ("attr-of-undefined", "{{ nope.attr }}"),
+ ("add-undefined", "{{ nope + 'x' }}"),
+ ("str-plus-int", "{{ 'a' + 1 }}"),
+ ("call-undefined", "{{ nope() }}"),
+]
+
+
 def render_case(env, template, bos, eos, messages, add_generation_prompt):
     context = {"messages": messages, "add_generation_prompt": add_generation_prompt, "tools": None,
                "documents": None}
@@ -140,6 +174,18 @@ def build(output):
                    "bos_token": bos, "eos_token": eos, "template": template, "cases": cases}
         text = json.dumps(fixture, ensure_ascii=False, indent=2) + "\n"
         (output / f"{name}.json").write_text(text, "utf-8")
+    constructs = []
+    for name, template in CONSTRUCTS + CONSTRUCT_ERRORS:
+        try:
+            case = {"output": env.from_string(template).render(**CONSTRUCT_CONTEXT)}
+        except jinja2.exceptions.TemplateError as e:
+            case = {"error": type(e).__name__, "message": str(e)}
+        except TypeError as e:
+            case = {"error": type(e).__name__, "message": str(e)}
+        constructs.append({"name": name, "template": template, **case})
+    (output / "constructs.json").write_text(json.dumps({"jinja2": jinja2.__version__, "context": CONSTRUCT_CONTEXT,
+                                                        "cases": constructs}, ensure_ascii=False, indent=2) + "\n",
+                                            "utf-8")
     # A negative control: the same renders with trim_blocks off, which the C# comparison must reject.
     loose = environment(trim_blocks=False)
     controls = []

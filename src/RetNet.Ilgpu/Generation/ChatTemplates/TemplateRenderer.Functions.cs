@@ -195,7 +195,7 @@ internal sealed partial class TemplateRenderer
                     case "strip": return Chars() is { } c1 ? s.Trim(c1) : s.Trim(PyText.WhitespaceChars);
                     case "lstrip": return Chars() is { } c2 ? s.TrimStart(c2) : s.TrimStart(PyText.WhitespaceChars);
                     case "rstrip": return Chars() is { } c3 ? s.TrimEnd(c3) : s.TrimEnd(PyText.WhitespaceChars);
-                    case "upper": return s.ToUpperInvariant();
+                    case "upper": return PyText.Upper(s);
                     case "lower": return s.ToLowerInvariant();
                     case "title": return PyText.Title(s);
                     case "capitalize": return PyText.Capitalize(s);
@@ -279,7 +279,7 @@ internal sealed partial class TemplateRenderer
             case "trim":
                 return Arg(0, "chars", null) is string chars ? PyText.Str(value).Trim(chars.ToCharArray())
                     : PyText.Str(value).Trim(PyText.WhitespaceChars);
-            case "upper": return PyText.Str(value).ToUpperInvariant();
+            case "upper": return PyText.Upper(PyText.Str(value));
             case "lower": return PyText.Str(value).ToLowerInvariant();
             case "capitalize": return PyText.Capitalize(PyText.Str(value));
             case "title": return JinjaTitle(PyText.Str(value));

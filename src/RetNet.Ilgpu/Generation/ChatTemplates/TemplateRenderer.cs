@@ -355,10 +355,9 @@ internal sealed partial class TemplateRenderer
         }
         if (!IsNumber(l) || !IsNumber(r))
         {
-            throw Error($"unsupported operand type(s) for {op}: '{TypeName(l)}' and '{TypeName(r)}'" +
-                        (op == "+" && (l is string || r is string)
-                            ? $" (can only concatenate str (not \"{TypeName(l is string ? r : l)}\") to str)"
-                            : ""), at);
+            throw Error(op == "+" && l is string
+                ? $"can only concatenate str (not \"{TypeName(r)}\") to str"
+                : $"unsupported operand type(s) for {op}: '{TypeName(l)}' and '{TypeName(r)}'", at);
         }
         if (l is double || r is double || op == "/")
         {

@@ -211,6 +211,9 @@ internal static class PyText
         return text.ToString();
     }
 
+    /// <summary>Python's str.upper(), with its full mapping of ß to SS.</summary>
+    public static string Upper(string s) => s.ToUpperInvariant().Replace("ß", "SS", StringComparison.Ordinal);
+
     /// <summary>Python's str.capitalize(): the first character upper case, the rest lower case.</summary>
     public static string Capitalize(string s) =>
         s.Length == 0 ? s : char.ToUpperInvariant(s[0]) + s[1..].ToLowerInvariant();
