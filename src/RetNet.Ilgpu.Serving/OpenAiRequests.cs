@@ -1,5 +1,6 @@
 using System.Text.Json;
 using RetNet.Ilgpu.Generation;
+using RetNet.Ilgpu.Generation.ChatTemplates;
 
 namespace RetNet.Ilgpu.Serving;
 
@@ -37,8 +38,9 @@ public sealed class RequestException(int status, string message, string? param =
 /// <param name="Stop">Stop sequences.</param>
 /// <param name="Stream">Answer as server-sent events.</param>
 /// <param name="IncludeUsage">Streaming chat: send a last chunk with the usage (stream_options.include_usage).</param>
+/// <param name="Chat">For chat: the prompt the chat format made (its ids, stop sequences and stop tokens).</param>
 public sealed record OpenAiRequest(string Prompt, SamplingOptions Sampling, IReadOnlyList<string> Stop, bool Stream,
-    bool IncludeUsage);
+    bool IncludeUsage, ChatPrompt? Chat = null);
 
 /// <summary>Reads OpenAI's request bodies into <see cref="OpenAiRequest"/>s, once, at the edge: every field checked for
 /// its type and range, each refusal a <see cref="RequestException"/> naming the field.</summary>
@@ -68,9 +70,11 @@ public static class OpenAiRequests
     }
 
     /// <summary>A <c>/v1/chat/completions</c> body (messages, max_completion_tokens or max_tokens, temperature, top_p,
-    /// top_k, seed, stop, stream, stream_options.include_usage), the conversation rendered in
-    /// <see cref="PlainChatFormat"/>.</summary>
-    public static OpenAiRequest Chat(JsonElement body, string modelId, SamplingOptions defaults)
+    /// top_k, seed, stop, stream, stream_options.include_usage), the conversation rendered by
+    /// <paramref name="format"/> (default <see cref="PlainChatFormat"/>); a chat template that refuses the
+    /// conversation is a 400 naming the template's message.</summary>
+    public static OpenAiRequest Chat(JsonElement body, string modelId, SamplingOptions defaults,
+        IChatFormat? format = null)
     {
         RequireObject(body);
         CheckModel(body, modelId);
@@ -97,8 +101,18 @@ public static class OpenAiRequests
         var includeUsage = body.TryGetProperty("stream_options", out var options) &&
                            options.ValueKind == JsonValueKind.Object &&
                            options.TryGetProperty("include_usage", out var usage) && usage.ValueKind == JsonValueKind.True;
-        var request = Common(body, PlainChatFormat.Render(turns), defaults, maxTokens, includeUsage);
-        return request with { Stop = [PlainChatFormat.UserTurn, .. request.Stop] };
+        ChatPrompt prompt;
+        try
+        {
+            prompt = (format ?? PlainChatFormat.Instance).Format(turns);
+        }
+        catch (ChatTemplateException e)
+        {
+            throw new RequestException(400, e is ChatTemplateRaisedException
+                ? $"The model's chat template refused the conversation: {e.Detail}"
+                : $"The model's chat template failed on the conversation: {e.Message}", "messages");
+        }
+        return Common(body, prompt.Text, defaults, maxTokens, includeUsage) with { Chat = prompt };
     }
 
     private static string Content(JsonElement message, string at)
