@@ -139,6 +139,22 @@ public sealed class ChatTemplateEngineTests
         Assert.Contains("nested more than 8 deep", depth.Message);
     }
 
+    [Theory]
+    [InlineData("{{ ", "(", "1", ")", " }}")]
+    [InlineData("{{ ", "[", "1", "]", " }}")]
+    [InlineData("{{ ", "not ", "true", "", " }}")]
+    [InlineData("{{ ", "-", "1", "", " }}")]
+    [InlineData("", "{% if true %}", "x", "{% endif %}", "")]
+    public void Nesting_too_deep_to_parse_safely_is_a_syntax_error(string before, string open, string inner,
+        string close, string after)
+    {
+        string Nest(int depth) => before + string.Concat(Enumerable.Repeat(open, depth)) + inner +
+                                  string.Concat(Enumerable.Repeat(close, depth)) + after;
+        JinjaTemplate.Parse(Nest(50));
+        var error = Assert.Throws<ChatTemplateSyntaxException>(() => JinjaTemplate.Parse(Nest(100_000)));
+        Assert.Contains("more than 200 deep", error.Message);
+    }
+
     [Fact]
     public void Context_values_become_python_values()
     {

@@ -11,6 +11,11 @@ internal sealed class TemplateParser
 {
     private static readonly HashSet<string> CompareOperators = ["==", "!=", "<", "<=", ">", ">="];
 
+    // Deeper nesting than any real template, and shallow enough that recursion cannot exhaust the stack.
+    private const int MaxNesting = 200;
+
+    private int nesting;
+
     private readonly List<TemplateToken> tokens;
     private readonly Func<int, (int Line, int Column)> position;
     private int index;
@@ -125,7 +130,7 @@ internal sealed class TemplateParser
                         or "endgeneration")
                         return (body, keyword);
                     index++;
-                    body.Add(Statement(keyword, inLoop, inMacro));
+                    body.Add(Nested(() => Statement(keyword, inLoop, inMacro)));
                     break;
                 default:
                     throw Error($"Unexpected {Describe(token)}.", token.At);
@@ -283,7 +288,21 @@ internal sealed class TemplateParser
         return new ListExpression(items, IsTuple: true, first.At);
     }
 
-    private Expression Expression() => Or(allowConditional: true);
+    private Expression Expression() => Nested(() => Or(allowConditional: true));
+
+    private T Nested<T>(Func<T> parse)
+    {
+        if (++nesting > MaxNesting)
+            throw Error($"The template nests expressions or statements more than {MaxNesting} deep.", Current.At);
+        try
+        {
+            return parse();
+        }
+        finally
+        {
+            nesting--;
+        }
+    }
 
     private Expression Or(bool allowConditional)
     {
@@ -313,7 +332,7 @@ internal sealed class TemplateParser
     private Expression Not()
     {
         var at = Current.At;
-        return AcceptName("not") ? new UnaryExpression("not", Not(), at) : Compare();
+        return AcceptName("not") ? new UnaryExpression("not", Nested(Not), at) : Compare();
     }
 
     private Expression Compare()
@@ -381,7 +400,7 @@ internal sealed class TemplateParser
         if (IsOperator("-") || IsOperator("+"))
         {
             var op = Next().Value;
-            node = new UnaryExpression(op, Unary(withFilter: false), at);
+            node = new UnaryExpression(op, Nested(() => Unary(withFilter: false)), at);
         }
         else
             node = Primary();
