@@ -37,10 +37,13 @@ public sealed class RequestException(int status, string message, string? param =
 /// <param name="Sampling">The sampling options, validated.</param>
 /// <param name="Stop">Stop sequences.</param>
 /// <param name="Stream">Answer as server-sent events.</param>
-/// <param name="IncludeUsage">Streaming chat: send a last chunk with the usage (stream_options.include_usage).</param>
+/// <param name="IncludeUsage">Streaming: send the usage in a chunk of its own after the last choice
+/// (stream_options.include_usage) rather than in the last choice's chunk.</param>
+/// <param name="ContinuousUsage">Streaming: every chunk carries the usage so far (stream_options.continuous_usage_stats,
+/// vLLM's extension), so a client can tell how many tokens each chunk holds.</param>
 /// <param name="Chat">For chat: the prompt the chat format made (its ids, stop sequences and stop tokens).</param>
 public sealed record OpenAiRequest(string Prompt, SamplingOptions Sampling, IReadOnlyList<string> Stop, bool Stream,
-    bool IncludeUsage, ChatPrompt? Chat = null);
+    bool IncludeUsage, bool ContinuousUsage, ChatPrompt? Chat = null);
 
 /// <summary>Reads OpenAI's request bodies into <see cref="OpenAiRequest"/>s, once, at the edge: every field checked for
 /// its type and range, each refusal a <see cref="RequestException"/> naming the field.</summary>
@@ -49,8 +52,7 @@ public static class OpenAiRequests
     /// <summary>The most stop sequences a request may give (OpenAI's limit).</summary>
     public const int MaxStopSequences = 4;
 
-    /// <summary>A <c>/v1/completions</c> body (prompt, max_tokens default 16, temperature, top_p, top_k, seed, stop,
-    /// stream).</summary>
+    /// <summary>A <c>/v1/completions</c> body (prompt, max_tokens default 16, and the fields of both endpoints).</summary>
     public static OpenAiRequest Completion(JsonElement body, string modelId, SamplingOptions defaults)
     {
         RequireObject(body);
@@ -66,7 +68,7 @@ public static class OpenAiRequests
             }
             : throw Missing("prompt");
         var maxTokens = Int(body, "max_tokens") ?? 16;
-        return Common(body, prompt, defaults, maxTokens, includeUsage: false);
+        return Common(body, prompt, defaults, maxTokens);
     }
 
     /// <summary>A <c>/v1/chat/completions</c> body (messages, max_completion_tokens or max_tokens, temperature, top_p,
@@ -98,9 +100,6 @@ public static class OpenAiRequests
             turns.Add((role == "developer" ? "system" : role, Content(message, at)));
         }
         var maxTokens = Int(body, "max_completion_tokens") ?? Int(body, "max_tokens") ?? defaults.MaxTokens;
-        var includeUsage = body.TryGetProperty("stream_options", out var options) &&
-                           options.ValueKind == JsonValueKind.Object &&
-                           options.TryGetProperty("include_usage", out var usage) && usage.ValueKind == JsonValueKind.True;
         ChatPrompt prompt;
         try
         {
@@ -112,7 +111,7 @@ public static class OpenAiRequests
                 ? $"The model's chat template refused the conversation: {e.Detail}"
                 : $"The model's chat template failed on the conversation: {e.Message}", "messages");
         }
-        return Common(body, prompt.Text, defaults, maxTokens, includeUsage) with { Chat = prompt };
+        return Common(body, prompt.Text, defaults, maxTokens) with { Chat = prompt };
     }
 
     private static string Content(JsonElement message, string at)
@@ -131,8 +130,10 @@ public static class OpenAiRequests
         throw new RequestException(400, $"'{at}.content' must be a string or an array of text parts.", $"{at}.content");
     }
 
-    private static OpenAiRequest Common(JsonElement body, string prompt, SamplingOptions defaults, int maxTokens,
-        bool includeUsage)
+    /// <summary>The fields both endpoints share: stop, stream, stream_options (include_usage, continuous_usage_stats),
+    /// ignore_eos (vLLM's extension: generate max_tokens whatever the model samples, for benchmarks), temperature,
+    /// top_p, top_k, seed.</summary>
+    private static OpenAiRequest Common(JsonElement body, string prompt, SamplingOptions defaults, int maxTokens)
     {
         var stop = body.TryGetProperty("stop", out var s)
             ? s.ValueKind switch
@@ -153,10 +154,22 @@ public static class OpenAiRequests
             JsonValueKind.False or JsonValueKind.Null => false,
             _ => throw new RequestException(400, "'stream' must be a boolean.", "stream"),
         };
+        var includeUsage = false;
+        var continuousUsage = false;
+        if (body.TryGetProperty("stream_options", out var options) && options.ValueKind != JsonValueKind.Null)
+        {
+            if (options.ValueKind != JsonValueKind.Object)
+                throw new RequestException(400, "'stream_options' must be an object.", "stream_options");
+            includeUsage = Bool(options, "include_usage", "stream_options.include_usage") ?? false;
+            continuousUsage = Bool(options, "continuous_usage_stats", "stream_options.continuous_usage_stats") ?? false;
+        }
+        var ignoreEos = Bool(body, "ignore_eos", "ignore_eos") ?? false;
         SamplingOptions sampling;
         try
         {
             sampling = defaults with { MaxTokens = maxTokens };
+            if (ignoreEos)
+                sampling = sampling with { StopTokens = new HashSet<int>() };
             if (Number(body, "temperature") is { } temperature)
                 sampling = sampling with { Temperature = temperature };
             if (Number(body, "top_p") is { } topP)
@@ -180,7 +193,7 @@ public static class OpenAiRequests
             };
             throw new RequestException(400, e.Message.Split(" (Parameter")[0].Split('\n')[0], param);
         }
-        return new OpenAiRequest(prompt, sampling, stop, stream, includeUsage);
+        return new OpenAiRequest(prompt, sampling, stop, stream, includeUsage, continuousUsage);
     }
 
     private static void RequireObject(JsonElement body)
@@ -207,6 +220,18 @@ public static class OpenAiRequests
         return value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var i)
             ? i
             : throw new RequestException(400, $"'{name}' must be an integer.", name);
+    }
+
+    private static bool? Bool(JsonElement body, string name, string param)
+    {
+        if (!body.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)
+            return null;
+        return value.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw new RequestException(400, $"'{param}' must be a boolean.", param),
+        };
     }
 
     private static double? Number(JsonElement body, string name)

@@ -296,15 +296,18 @@ public sealed class RetNetServer : IAsyncDisposable
                 if (chat && first)
                     delta!["role"] = "assistant";
                 first = false;
-                await Event(context, Chunk(id, objectName, created, chat, piece, delta, null)).ConfigureAwait(false);
+                var chunk = Chunk(id, objectName, created, chat, piece, delta, null);
+                if (request.ContinuousUsage)
+                    chunk["usage"] = Usage(completion.PromptTokens, completion.TokensRead);
+                await Event(context, chunk).ConfigureAwait(false);
             }
             var result = await completion.Completion.ConfigureAwait(false);
             Metrics.Tokens(result.PromptTokens, result.CompletionTokens);
             var last = Chunk(id, objectName, created, chat, "", chat ? new JsonObject() : null, Reason(result.Reason));
-            if (!(chat && request.IncludeUsage))
+            if (!request.IncludeUsage || request.ContinuousUsage)
                 last["usage"] = Usage(result);
             await Event(context, last).ConfigureAwait(false);
-            if (chat && request.IncludeUsage)
+            if (request.IncludeUsage)
             {
                 var usage = Envelope(id, objectName, created);
                 usage["choices"] = new JsonArray();
@@ -335,11 +338,13 @@ public sealed class RetNetServer : IAsyncDisposable
         return chunk;
     }
 
-    private static JsonObject Usage(TextCompletionResult result) => new()
+    private static JsonObject Usage(TextCompletionResult result) => Usage(result.PromptTokens, result.CompletionTokens);
+
+    private static JsonObject Usage(int promptTokens, int completionTokens) => new()
     {
-        ["prompt_tokens"] = result.PromptTokens,
-        ["completion_tokens"] = result.CompletionTokens,
-        ["total_tokens"] = result.PromptTokens + result.CompletionTokens,
+        ["prompt_tokens"] = promptTokens,
+        ["completion_tokens"] = completionTokens,
+        ["total_tokens"] = promptTokens + completionTokens,
     };
 
     /// <summary>OpenAI's finish reason: "stop", "length", or "cancelled" for a request the server cancelled.</summary>

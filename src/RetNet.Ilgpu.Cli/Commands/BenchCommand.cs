@@ -19,7 +19,135 @@ internal static class BenchCommand
         Retention(),
         Decode(),
         Train(),
+        Serve(),
     };
+
+    private static Command Serve()
+    {
+        var device = CommonOptions.Device();
+        var json = CommonOptions.Json();
+        var architecture = ArchitectureOption(", served with its KV cache");
+        architecture.DefaultValueFactory = _ => $"{DecodeBenchmarkOptions.Retnet},{DecodeBenchmarkOptions.Transformer}";
+        var preset = PresetOption("tiny");
+        var concurrency = new Option<string>("--concurrency")
+        {
+            Description = "Comma-separated concurrency levels: clients with one streaming request in flight each.",
+            DefaultValueFactory = _ => "1,4,16,64",
+        };
+        var requests = new Option<int>("--requests")
+        {
+            Description = "Requests per level at least (a level sends max(this, 4 × concurrency)).",
+            DefaultValueFactory = _ => 64,
+        };
+        var promptTokens = new Option<int>("--prompt-tokens")
+        {
+            Description = "Tokens per prompt (random letters).", DefaultValueFactory = _ => 16,
+        };
+        var maxTokens = new Option<int>("--max-tokens")
+        {
+            Description = "Tokens each request generates (ignore_eos).", DefaultValueFactory = _ => 128,
+        };
+        var timeLimit = new Option<int>("--time-limit")
+        {
+            Description = "Seconds a level may run at most; what is in flight then is cancelled and the level marked.",
+            DefaultValueFactory = _ => 120,
+        };
+        var weightType = new Option<string>("--dtype")
+        {
+            Description = "Storage type of the weight matrices: fp32, bf16 or fp16.", DefaultValueFactory = _ => "fp32",
+        };
+        var plot = new Option<FileInfo?>("--plot")
+        {
+            Description = "Also draw the results as a PNG (three panels: tokens/s, inter-token latency p50 and time " +
+                          "to first token p50 against concurrency), written to a temporary name, then renamed.",
+        };
+        var command = new Command("serve",
+            "Serve each model in process on a free loopback port (retnet serve's server) and drive it over HTTP with " +
+            "streaming completions at each concurrency: aggregate tokens/s, time to first token and inter-token " +
+            "latency (p50, p99).")
+        {
+            device, json, architecture, preset, concurrency, requests, promptTokens, maxTokens, timeLimit, weightType,
+            plot,
+        };
+        SetAction(command, (parse, interrupted) =>
+        {
+            var seconds = parse.GetValue(timeLimit);
+            if (seconds < 1)
+                throw new ArgumentException($"--time-limit: expected seconds ≥ 1; got {seconds}.");
+            var options = new ServeBenchmarkOptions
+            {
+                Architectures = ParseArchitectures(parse.GetValue(architecture) ?? ""),
+                Config = RetNetConfig.Preset(parse.GetValue(preset) ?? "tiny"),
+                Concurrency = ParsePositiveList(parse.GetValue(concurrency) ?? "", "--concurrency"),
+                Requests = parse.GetValue(requests),
+                PromptTokens = parse.GetValue(promptTokens),
+                MaxTokens = parse.GetValue(maxTokens),
+                LevelTimeLimit = TimeSpan.FromSeconds(seconds),
+                WeightType = ParseWeightTypes(parse.GetValue(weightType) ?? "") is [var single] ? single
+                    : throw new ArgumentException("--dtype: expected one of fp32, bf16, fp16."),
+            };
+            using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
+            Console.WriteLine($"model: {string.Join(", ", options.Architectures)} {parse.GetValue(preset)} " +
+                              $"(d={options.Config.EmbedDim}, {options.Config.Layers} layers), prompts of " +
+                              $"{options.PromptTokens} tokens, {options.MaxTokens} generated per request, streaming " +
+                              "over loopback HTTP");
+            PrintBaseline(options.Architectures, options.Config);
+            var print = Format.StreamingTable(["model", "concurrency", "requests", "tokens/s", "TTFT p50 ms",
+                "TTFT p99 ms", "ITL p50 ms", "ITL p99 ms", "mean batch", "step p50 ms"],
+                [11, 11, 8, 10, 11, 11, 10, 10, 10, 11]);
+            var results = ServeBenchmark.Run(opened, options, r => print([r.Model, r.Concurrency.ToString(),
+                r.Errors == 0 ? r.Requests.ToString() : $"{r.Requests}+{r.Errors}!",
+                Format.Number(r.TokensPerSecond, "0"), Format.Number(r.TtftP50Ms, "0.00"),
+                Format.Number(r.TtftP99Ms, "0.00"), Format.Number(r.ItlP50Ms, "0.000"),
+                Format.Number(r.ItlP99Ms, "0.000"), Format.Number(r.MeanBatch, "0.0"),
+                Format.Number(r.StepP50Ms, "0.000")]), interrupted);
+            foreach (var r in results.Where(r => r.Errors > 0 || r.TimedOut))
+                Console.WriteLine($"{r.Model} at concurrency {r.Concurrency}: {r.Errors} request(s) failed" +
+                                  (r.TimedOut ? $", the level hit the {options.LevelTimeLimit.TotalSeconds:0} s limit" : ""));
+            foreach (var group in results.GroupBy(r => r.Model))
+            {
+                var first = group.First();
+                foreach (var r in group.Skip(1))
+                    Console.WriteLine($"{group.Key}: aggregate tokens/s at concurrency {r.Concurrency} is " +
+                                      $"{Format.Number(r.TokensPerSecond / first.TokensPerSecond, "0.00")}× " +
+                                      $"concurrency {first.Concurrency}");
+            }
+            foreach (var t in results.Where(r => r.Model == DecodeBenchmarkOptions.Transformer))
+            {
+                var r = results.FirstOrDefault(x =>
+                    x.Model == DecodeBenchmarkOptions.Retnet && x.Concurrency == t.Concurrency);
+                if (r is not null)
+                    Console.WriteLine($"concurrency {t.Concurrency}: transformer/retnet inter-token latency p50 " +
+                                      $"{Format.Number(t.ItlP50Ms / r.ItlP50Ms, "0.00")}×, tokens/s retnet/transformer " +
+                                      $"{Format.Number(r.TokensPerSecond / t.TokensPerSecond, "0.00")}×");
+            }
+            if (parse.GetValue(plot) is { } picture && results.Count > 0)
+                Plots.Serve(picture.FullName, results,
+                    $"{parse.GetValue(preset)}, prompts {options.PromptTokens}, {opened.Kind}");
+            WriteJson(parse.GetValue(json), results.Select(r => new
+            {
+                model = r.Model,
+                concurrency = r.Concurrency,
+                requests = r.Requests,
+                errors = r.Errors,
+                promptTokens = r.PromptTokens,
+                completionTokens = r.CompletionTokens,
+                seconds = r.Seconds,
+                tokensPerSecond = r.TokensPerSecond,
+                ttftP50Ms = r.TtftP50Ms,
+                ttftP99Ms = r.TtftP99Ms,
+                itlP50Ms = r.ItlP50Ms,
+                itlP99Ms = r.ItlP99Ms,
+                meanBatch = r.MeanBatch,
+                stepP50Ms = r.StepP50Ms,
+                timedOut = r.TimedOut,
+                dtype = TensorDTypes.Name(options.WeightType),
+                device = opened.Description.Name,
+            }));
+            return results.Count;
+        });
+        return command;
+    }
 
     private static Command Train()
     {

@@ -3,8 +3,8 @@ using ScottPlot;
 
 namespace RetNet.Ilgpu.Cli.Commands;
 
-/// <summary>The pictures of <c>bench decode --plot</c> and <c>bench train --plot</c>: one PNG, two panels side by
-/// side, one line per model (and batch), written to a temporary name and renamed.</summary>
+/// <summary>The pictures of <c>bench decode --plot</c>, <c>bench train --plot</c> and <c>bench serve --plot</c>: one
+/// PNG, panels side by side, one line per model (and batch), written to a temporary name and renamed.</summary>
 internal static class Plots
 {
     private const int PanelWidth = 640, Height = 420;
@@ -30,6 +30,18 @@ internal static class Plots
                 (g.Key, g.Select(r => (double)r.SeqLen).ToArray(), g.Select(r => r.TokensPerSecond).ToArray()))),
             ("training memory by length", "sequence length T", "peak device MiB", groups.Select(g =>
                 (g.Key, g.Select(r => (double)r.SeqLen).ToArray(), g.Select(r => r.PeakBytes / 1048576.0).ToArray()))));
+    }
+
+    /// <summary>Aggregate tokens/s, inter-token latency p50 and time to first token p50 against concurrency.</summary>
+    public static void Serve(string path, IReadOnlyList<ServeBenchmarkResult> results, string title)
+    {
+        var groups = results.GroupBy(r => r.Model).ToList();
+        (string, double[], double[]) Line(IGrouping<string, ServeBenchmarkResult> g, Func<ServeBenchmarkResult, double> y) =>
+            (g.Key, g.Select(r => (double)r.Concurrency).ToArray(), g.Select(y).ToArray());
+        Save(path, title,
+            ("throughput", "concurrent requests", "generated tokens per second", groups.Select(g => Line(g, r => r.TokensPerSecond))),
+            ("inter-token latency", "concurrent requests", "ITL p50 ms", groups.Select(g => Line(g, r => r.ItlP50Ms))),
+            ("time to first token", "concurrent requests", "TTFT p50 ms", groups.Select(g => Line(g, r => r.TtftP50Ms))));
     }
 
     private static string Label(string model, int batch) => $"{model}, batch {batch}";

@@ -107,6 +107,10 @@ public sealed class GenerationHandle
     public IAsyncEnumerable<int> ReadTokensAsync(CancellationToken cancellationToken = default) =>
         tokens.Reader.ReadAllAsync(cancellationToken);
 
+    /// <summary>The generated token ids as they are sampled, for readers that take every token already there at once
+    /// (<see cref="TextCompletion"/>).</summary>
+    internal ChannelReader<int> TokenReader => tokens.Reader;
+
     internal void Emit(int token)
     {
         generated.Add(token);
@@ -132,12 +136,12 @@ public sealed class GenerationHandle
 
 /// <summary>
 /// One <see cref="ILanguageModel"/> shared by many requests through continuous batching: a background loop owns the
-/// model and one running <see cref="DecodingState"/>; each iteration admits waiting requests up to
-/// <see cref="BatchedGeneratorOptions.MaxBatch"/> (each prompt prefilled alone, chunkwise, then joined to the running
-/// state with <see cref="DecodingState.Concat"/>), runs one <see cref="ILanguageModel.Step"/> for every active
-/// sequence, samples each row with its own sampler (seeded per request, so what a request samples does not depend on
-/// its neighbours), and drops finished or cancelled rows (<see cref="DecodingState.Select"/>) so their slots are free at
-/// the next step. Sampling, stop tokens and the token budget are <see cref="Generator"/>'s own code.
+/// model and one running <see cref="DecodingState"/> whose sequence slots it keeps; each iteration admits waiting
+/// requests up to <see cref="BatchedGeneratorOptions.MaxBatch"/> (each prompt prefilled alone, chunkwise, then copied
+/// into a free slot with <see cref="DecodingState.Append"/>), runs one <see cref="ILanguageModel.Step"/> for every
+/// active sequence, samples each row with its own sampler (seeded per request, so what a request samples does not
+/// depend on its neighbours), and drops finished or cancelled rows in place (<see cref="DecodingState.Keep"/>) so their
+/// slots are free at the next step. Sampling, stop tokens and the token budget are <see cref="Generator"/>'s own code.
 /// </summary>
 /// <remarks>The model is used only from the loop's thread; do not call it elsewhere while the generator lives.</remarks>
 public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
@@ -346,18 +350,21 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
             }
             if (parts.Count == 0)
                 return;
-            DecodingState next;
-            if (state is null && parts.Count == 1)
-                next = parts[0];
-            else
+            // The running state keeps its slots: a prefilled sequence is copied into a free one (the storage grows,
+            // doubling, only until it has held MaxBatch sequences at once).
+            if (state is null)
             {
-                List<DecodingState> all = state is null ? [.. parts] : [state, .. parts];
-                next = DecodingState.Concat(all);
-                foreach (var part in all)
-                    part.Dispose();
+                state = parts[0];
+                parts.RemoveAt(0);
             }
+            var needed = state.Batch + parts.Count;
+            if (needed > state.SequenceCapacity)
+                state.ReserveSequences(Math.Min(Options.MaxBatch, Math.Max(needed, 2 * state.SequenceCapacity)));
+            foreach (var part in parts)
+                state.Append(part);
+            foreach (var part in parts)
+                part.Dispose();
             parts.Clear();
-            state = next;
             rows.AddRange(joined);
             Volatile.Write(ref active, rows.Count);
         }
@@ -413,17 +420,8 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
         var keep = Enumerable.Range(0, rows.Count).Where(r => rows[r].Sampling.Finished is null).ToArray();
         if (keep.Length == rows.Count)
             return;
-        if (keep.Length == 0)
-        {
-            state?.Dispose();
-            state = null;
-        }
-        else
-        {
-            var kept = state!.Select(keep);
-            state.Dispose();
-            state = kept;
-        }
+        // In place: the finished rows' slots stay allocated for the next requests.
+        state!.Keep(keep);
         var remaining = keep.Select(r => rows[r]).ToList();
         rows.Clear();
         rows.AddRange(remaining);

@@ -115,7 +115,7 @@ public sealed class TextCompletion
     private readonly CancellationTokenSource linked;
     private readonly TaskCompletionSource<TextCompletionResult> completion =
         new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private int reading;
+    private int reading, tokensRead;
 
     internal TextCompletion(GenerationHandle handle, StreamingTextDecoder decoder, string[] stops,
         CancellationTokenSource linked)
@@ -141,9 +141,17 @@ public sealed class TextCompletion
         return await Completion.ConfigureAwait(false);
     }
 
+    /// <summary>The generated tokens <see cref="ReadTextAsync"/> has taken so far (their text emitted, or held back
+    /// as an incomplete character or a possible start of a stop sequence): the completion tokens of a streamed
+    /// piece's usage.</summary>
+    public int TokensRead => Volatile.Read(ref tokensRead);
+
     /// <summary>
     /// The text as it is generated, in pieces of whole characters; text that may be the start of a stop sequence is
-    /// held back until it is known not to be. Enumerate once.
+    /// held back until it is known not to be. A piece holds the text of every token generated since the previous
+    /// one: when the reader keeps up, one token's; when it falls behind the decoding loop (many streams on few
+    /// cores), all the tokens waiting, in one piece, so a slow reader costs one piece per read, not one per token.
+    /// Enumerate once.
     /// </summary>
     /// <exception cref="InvalidOperationException">Enumerated a second time.</exception>
     public async IAsyncEnumerable<string> ReadTextAsync()
@@ -153,21 +161,24 @@ public sealed class TextCompletion
         var text = new System.Text.StringBuilder();
         var pending = "";
         var stopped = false;
+        var reader = handle.TokenReader;
         try
         {
-            await foreach (var token in handle.ReadTokensAsync().ConfigureAwait(false))
+            while (!stopped && await reader.WaitToReadAsync().ConfigureAwait(false))
             {
-                pending += decoder.Append(token);
-                var (emit, stop) = Split(ref pending);
-                if (emit.Length > 0)
+                var piece = new System.Text.StringBuilder();
+                while (!stopped && reader.TryRead(out var token))
                 {
-                    text.Append(emit);
-                    yield return emit;
+                    Interlocked.Increment(ref tokensRead);
+                    pending += decoder.Append(token);
+                    var (emit, stop) = Split(ref pending);
+                    piece.Append(emit);
+                    stopped = stop;
                 }
-                if (stop)
+                if (piece.Length > 0)
                 {
-                    stopped = true;
-                    break;
+                    text.Append(piece);
+                    yield return piece.ToString();
                 }
             }
             if (!stopped)

@@ -44,14 +44,20 @@ public sealed class DecodingState : IDisposable
         get
         {
             ObjectDisposedException.ThrowIf(disposed, this);
-            return layers.SelectMany((layer, i) => layer.Tensors.Select(t => (Name: $"layers.{i}.{t.Name}", t.Tensor)))
+            return layers.SelectMany((layer, i) => layer.Tensors.Select(t => (Name: $"layers.{i}.{t.Name}",
+                    Tensor: layer.Rows == Batch ? t.Tensor : t.Tensor.Slice(0, Batch))))
                 .ToDictionary(t => t.Name, t => t.Tensor);
         }
     }
 
-    /// <summary>Device bytes the state's tensors occupy: the same at every position for retention, growing with the
-    /// capacity for a KV cache.</summary>
+    /// <summary>Device bytes the state's tensors occupy (free sequence slots included, see
+    /// <see cref="SequenceCapacity"/>): the same at every position for retention, growing with the capacity for a KV
+    /// cache.</summary>
     public long Bytes => layers.Sum(l => l.Tensors.Sum(t => t.Tensor.Bytes));
+
+    /// <summary>The sequences the state has room for before <see cref="Append"/> must reallocate it (≥
+    /// <see cref="Batch"/>): <see cref="Keep"/> leaves the slots of the sequences it drops free for the next.</summary>
+    public int SequenceCapacity => layers.Length > 0 ? layers[0].Rows : Batch;
 
     /// <summary>The positions each sequence can hold before the next step grows the state (a KV cache); null when
     /// the state does not grow (retention).</summary>
@@ -78,6 +84,7 @@ public sealed class DecodingState : IDisposable
     public DecodingState Clone()
     {
         ObjectDisposedException.ThrowIf(disposed, this);
+        RequireSequences();
         var all = Enumerable.Range(0, Batch).ToArray();
         return new DecodingState(Shell, Allocate(layers.Length, l => layers[l].Gather(all)),
             (int[])PositionArray.Clone());
@@ -110,7 +117,7 @@ public sealed class DecodingState : IDisposable
     /// A new state holding the sequences of every state of <paramref name="states"/>, in order (the join of continuous
     /// batching, where <see cref="Select"/> is the leave): each block's retention states stacked along the batch, or
     /// its KV caches stacked in one as wide as the widest (each sequence keeps its own position); the states are
-    /// unchanged. The caller disposes the result.
+    /// unchanged. The caller disposes the result. <see cref="Append"/> joins in place instead.
     /// </summary>
     /// <exception cref="ArgumentException">No state, a null state, or states of different models.</exception>
     public static DecodingState Concat(IReadOnlyList<DecodingState> states)
@@ -123,16 +130,108 @@ public sealed class DecodingState : IDisposable
             var state = states[i] ?? throw new ArgumentException($"Argument 'states' has null at index {i}.",
                 nameof(states));
             ObjectDisposedException.ThrowIf(state.disposed, state);
-            if (!ReferenceEquals(state.Model, states[0].Model))
-                throw new ArgumentException(
-                    $"Argument 'states' has a state of another model at index {i} (a {state.Model.Architecture} " +
-                    $"with {state.Model.ParameterCount:N0} parameters, not the {states[0].Model.Architecture} of " +
-                    "index 0); states join only within one model.", nameof(states));
+            SameModel(states[0], state, $"at index {i}", nameof(states));
         }
         var first = states[0];
-        return new DecodingState(first.Shell,
-            Allocate(first.layers.Length, l => first.layers[l].Concat(states.Select(s => s.layers[l]).ToList())),
-            states.SelectMany(s => s.PositionArray).ToArray());
+        var total = states.Sum(s => s.Batch);
+        if (total == 0)
+            throw new ArgumentException("Argument 'states' holds no sequences; expected at least one.", nameof(states));
+        var widest = states.Max(s => s.layers.Length > 0 ? s.layers[0].Capacity ?? 0 : 0);
+        var layers = Allocate(first.layers.Length, l => first.layers[l].Resized(total, first.Batch, widest));
+        try
+        {
+            var at = first.Batch;
+            foreach (var state in states.Skip(1))
+            {
+                for (var l = 0; l < layers.Length; l++)
+                    layers[l].CopySequences(state.layers[l], 0, at, state.Batch, state.LongestPosition);
+                at += state.Batch;
+            }
+        }
+        catch
+        {
+            foreach (var layer in layers)
+                layer.Dispose();
+            throw;
+        }
+        return new DecodingState(first.Shell, layers, states.SelectMany(s => s.PositionArray).ToArray());
+    }
+
+    /// <summary>
+    /// Joins <paramref name="other"/>'s sequences to this state's, in place, after its own (continuous batching's
+    /// join without a copy of the batch): they take free slots (<see cref="SequenceCapacity"/>), and where there are
+    /// too few the storage is reallocated with twice the room at least, so joining one by one reallocates O(log n)
+    /// times. A KV cache grows to hold <paramref name="other"/>'s positions. <paramref name="other"/> is unchanged.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="other"/> is this state or belongs to another model.</exception>
+    public void Append(DecodingState other)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        ArgumentNullException.ThrowIfNull(other);
+        ObjectDisposedException.ThrowIf(other.disposed, other);
+        if (ReferenceEquals(other, this))
+            throw new ArgumentException("Argument 'other' is this state; append a Clone of it instead.", nameof(other));
+        SameModel(this, other, "", nameof(other));
+        var total = Batch + other.Batch;
+        if (total > SequenceCapacity)
+            ReserveSequences(Math.Max(total, 2 * SequenceCapacity));
+        var longest = other.LongestPosition;
+        Grow(longest);
+        for (var l = 0; l < layers.Length; l++)
+            layers[l].CopySequences(other.layers[l], 0, Batch, other.Batch, longest);
+        PositionArray = [.. PositionArray, .. other.PositionArray];
+    }
+
+    /// <summary>
+    /// Keeps only the sequences <paramref name="batchIndices"/> (strictly increasing, possibly none), in place and in
+    /// their order (continuous batching's leave without a copy of the batch): the kept ones move down to fill the
+    /// gaps, and the slots freed stay allocated for <see cref="Append"/>. A state left with no sequence can only be
+    /// appended to, reserved or disposed.
+    /// </summary>
+    /// <exception cref="ArgumentException">An index outside [0, B), or not greater than the one before it.</exception>
+    public void Keep(IReadOnlyList<int> batchIndices)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        ArgumentNullException.ThrowIfNull(batchIndices);
+        for (var i = 0; i < batchIndices.Count; i++)
+            if ((uint)batchIndices[i] >= (uint)Batch || (i > 0 && batchIndices[i] <= batchIndices[i - 1]))
+                throw new ArgumentException(
+                    $"Argument 'batchIndices' has {batchIndices[i]} at index {i}; expected strictly increasing " +
+                    $"indices in [0, {Batch}).", nameof(batchIndices));
+        for (var i = 0; i < batchIndices.Count; i++)
+            if (batchIndices[i] != i)
+                foreach (var layer in layers)
+                    layer.CopySequences(layer, batchIndices[i], i, 1, PositionArray[batchIndices[i]]);
+        PositionArray = batchIndices.Select(i => PositionArray[i]).ToArray();
+    }
+
+    /// <summary>Makes room for <paramref name="sequences"/> sequences now (reallocating the storage once, keeping the
+    /// current ones), so that <see cref="Append"/> up to there copies only the sequences it joins.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="sequences"/> is negative.</exception>
+    public void ReserveSequences(int sequences)
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(sequences);
+        if (sequences <= SequenceCapacity)
+            return;
+        var resized = Allocate(layers.Length, l => layers[l].Resized(sequences, Batch, 0));
+        foreach (var layer in layers)
+            layer.Dispose();
+        layers = resized;
+        stepWorkspace?.Dispose();
+        stepWorkspace = null;
+    }
+
+    /// <summary>The most positions any sequence holds (0 for none).</summary>
+    private int LongestPosition => PositionArray.Length == 0 ? 0 : PositionArray.Max();
+
+    private static void SameModel(DecodingState first, DecodingState other, string where, string parameter)
+    {
+        if (!ReferenceEquals(other.Model, first.Model))
+            throw new ArgumentException(
+                $"Argument '{parameter}' has a state of another model{(where.Length > 0 ? " " + where : "")} (a " +
+                $"{other.Model.Architecture} with {other.Model.ParameterCount:N0} parameters, not the " +
+                $"{first.Model.Architecture} of this state); states join only within one model.", parameter);
     }
 
     private LayerState[] Gather(IReadOnlyList<int> batchIndices)
@@ -194,10 +293,11 @@ public sealed class DecodingState : IDisposable
     public void Save(string path)
     {
         ObjectDisposedException.ThrowIf(disposed, this);
+        RequireSequences();
         var longest = Math.Max(1, PositionArray.Max());
         var tensors = new Dictionary<string, HostTensor>();
         for (var i = 0; i < layers.Length; i++)
-            foreach (var (name, tensor) in layers[i].Export(longest))
+            foreach (var (name, tensor) in layers[i].Export(longest, Batch))
                 tensors.Add($"layers.{i}.{name}", tensor);
         Safetensors.Write(path, tensors, new Dictionary<string, string>
         {
@@ -249,11 +349,26 @@ public sealed class DecodingState : IDisposable
         return new DecodingState(shell, layers, positions);
     }
 
-    /// <summary>The buffers of a decoding step of this batch, made on first use.</summary>
+    /// <summary>The buffers of a decoding step of this batch, made on first use for every slot
+    /// (<see cref="SequenceCapacity"/>), so a batch that changes within its slots keeps them.</summary>
     internal ModelWorkspace StepWorkspace()
     {
         ObjectDisposedException.ThrowIf(disposed, this);
-        return stepWorkspace ??= ModelWorkspace.ForInference(Shell, Batch, Batch, Batch);
+        RequireSequences();
+        if (stepWorkspace is { } w && w.Sequences >= Batch)
+            return w;
+        stepWorkspace?.Dispose();
+        stepWorkspace = null;
+        var rows = Math.Max(Batch, SequenceCapacity);
+        return stepWorkspace = ModelWorkspace.ForInference(Shell, rows, rows, rows);
+    }
+
+    /// <summary>Throws unless the state holds a sequence (after <see cref="Keep"/> dropped them all it holds none).</summary>
+    internal void RequireSequences()
+    {
+        if (Batch == 0)
+            throw new InvalidOperationException(
+                "The decoding state holds no sequences (Keep dropped them all); Append one before using it.");
     }
 
     private static LayerState[] Allocate(int count, Func<int, LayerState> make)

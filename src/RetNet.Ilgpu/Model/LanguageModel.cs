@@ -671,6 +671,7 @@ public sealed class LanguageModel : ILanguageModel
         ArgumentNullException.ThrowIfNull(state);
         if (!ReferenceEquals(state.Model, this))
             throw new ArgumentException("Argument 'state' belongs to another model.", nameof(state));
+        state.RequireSequences();
     }
 
     /// <summary>Holds the device for this thread for the call (see <see cref="RetNetDevice.Enter"/>).</summary>

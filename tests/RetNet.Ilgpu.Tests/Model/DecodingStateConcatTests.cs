@@ -5,7 +5,8 @@ namespace RetNet.Ilgpu.Tests.Model;
 
 /// <summary>
 /// <see cref="DecodingState.Concat"/>, the join of continuous batching: sequences prefilled apart and then joined
-/// decode exactly as if they had been prefilled as one batch, for both token mixers.
+/// decode exactly as if they had been prefilled as one batch, for both token mixers; and the in-place join and leave
+/// (<see cref="DecodingState.Append"/>, <see cref="DecodingState.Keep"/>) that keep the slots.
 /// </summary>
 [Collection(DeviceCollection.Name)]
 public sealed class DecodingStateConcatTests(DeviceFixture fixture)
@@ -65,5 +66,88 @@ public sealed class DecodingStateConcatTests(DeviceFixture fixture)
         Assert.Equal("states", Assert.Throws<ArgumentException>(() => DecodingState.Concat([])).ParamName);
         using var one = DecodingState.Concat([mine, mine]);
         Assert.Equal(2, one.Batch);
+    }
+    /// <summary>
+    /// Sequences joined one by one into free slots and dropped in place step to the same logit bits as the same
+    /// sequences joined and selected by copies, through growth of the slots and of a KV cache; the freed slots are
+    /// reused without reallocating; the state's tensors show only its sequences.
+    /// </summary>
+    [Theory, MemberData(nameof(Architectures))]
+    public void Appended_and_kept_sequences_step_like_copied_ones(string architecture)
+    {
+        using var model = LanguageModel.Create(device, Config(architecture), seed: 3);
+        var tokens = ModelTestSupport.Tokens(seed: 8, batch: 4, seqLen: 21, model.VocabSize);
+        int[][] prompts = [ModelTestSupport.Row(tokens, 0, 5), ModelTestSupport.Row(tokens, 1, 21),
+            ModelTestSupport.Row(tokens, 2, 2), ModelTestSupport.Row(tokens, 3, 13)];
+        var parts = prompts.Select(p => model.Prefill([p]).State).ToList();
+        try
+        {
+            using var slots = parts[0].Clone();
+            foreach (var part in parts.Skip(1))
+                slots.Append(part);
+            Assert.Equal([5, 21, 2, 13], slots.Positions);
+            Assert.Equal(4, slots.SequenceCapacity);
+            using var copied = DecodingState.Concat(parts);
+            Assert.All(slots.Tensors.Values, t => Assert.Equal(4, t.Dim(0)));
+            Step(model, slots, copied, 2);
+
+            // Drop sequences 0 and 2 in place; the copy selects the same ones.
+            slots.Keep([1, 3]);
+            using var selected = copied.Select([1, 3]);
+            Assert.Equal(selected.Positions, slots.Positions);
+            Assert.Equal((2, 4), (slots.Batch, slots.SequenceCapacity));
+            Assert.All(slots.Tensors.Values, t => Assert.Equal(2, t.Dim(0)));
+            Step(model, slots, selected, 2);
+
+            // The freed slots take a new sequence without reallocating.
+            var bytes = slots.Bytes;
+            slots.Append(parts[2]);
+            using var joined = DecodingState.Concat([selected, parts[2]]);
+            Assert.Equal((3, 4, bytes), (slots.Batch, slots.SequenceCapacity, slots.Bytes));
+            Step(model, slots, joined, 3);
+
+            // Negative control: the slots' row 1 holds another sequence than the copy's row 0.
+            Assert.NotEqual(model.Step([1, 1, 1], joined)[0], model.Step([1, 1, 1], slots)[1]);
+        }
+        finally
+        {
+            foreach (var part in parts)
+                part.Dispose();
+        }
+    }
+
+    private static void Step(LanguageModel model, DecodingState actual, DecodingState expected, int steps)
+    {
+        for (var step = 0; step < steps; step++)
+        {
+            var next = Enumerable.Range(0, expected.Batch).Select(b => (b + step) % model.VocabSize).ToArray();
+            var want = model.Step(next, expected);
+            var got = model.Step(next, actual);
+            for (var b = 0; b < want.Length; b++)
+                Assert.Equal(want[b], got[b]);
+        }
+    }
+
+    [Fact]
+    public void Keep_refuses_unordered_indices_and_an_emptied_state_refuses_all_but_append()
+    {
+        using var model = LanguageModel.Create(device, Config("retnet"), seed: 1);
+        using var state = model.Prefill([[1, 2, 3], [4, 5, 6], [7, 8, 9]]).State;
+        Assert.Equal("batchIndices", Assert.Throws<ArgumentException>(() => state.Keep([2, 1])).ParamName);
+        Assert.Equal("batchIndices", Assert.Throws<ArgumentException>(() => state.Keep([0, 0])).ParamName);
+        Assert.Equal("batchIndices", Assert.Throws<ArgumentException>(() => state.Keep([3])).ParamName);
+        Assert.Equal("other", Assert.Throws<ArgumentException>(() => state.Append(state)).ParamName);
+        using var twin = LanguageModel.Create(device, Config("retnet"), seed: 1);
+        using var theirs = twin.CreateState(1);
+        Assert.Equal("other", Assert.Throws<ArgumentException>(() => state.Append(theirs)).ParamName);
+
+        state.Keep([]);
+        Assert.Equal((0, 3), (state.Batch, state.SequenceCapacity));
+        Assert.Throws<InvalidOperationException>(() => model.Step([], state));
+        Assert.Throws<InvalidOperationException>(() => state.Clone());
+        Assert.Throws<InvalidOperationException>(() => state.Save(Path.Combine(Path.GetTempPath(), "never.safetensors")));
+        using var one = model.Prefill([[1, 2, 3]]).State;
+        state.Append(one);
+        Assert.Equal(model.Step([4], one)[0], model.Step([4], state)[0]);
     }
 }

@@ -118,6 +118,69 @@ public sealed class ServerTests(DeviceFixture fixture)
         Assert.True(events[^1].GetProperty("usage").GetProperty("total_tokens").GetInt32() > 0);
     }
 
+    /// <summary>
+    /// vLLM's two extensions that benchmarks use: ignore_eos generates max_tokens past the end-of-text token (the
+    /// control: without it the same request stops there), and stream_options.continuous_usage_stats puts the usage so
+    /// far in every chunk, counting up to the final usage.
+    /// </summary>
+    [Fact]
+    public async Task Ignore_eos_runs_past_the_end_of_text_and_every_chunk_can_carry_the_usage_so_far()
+    {
+        using var model = ByteModel();
+        const string prompt = "Once upon a time";
+        int first;
+        using (var decoder = new ModelTokenDecoder(model))
+            first = Generator.Generate(decoder, ByteTokenizer.Instance.Encode(prompt),
+                SamplingOptions.Greedy with { MaxTokens = 1 }).Single().TokenId;
+        var text = Solo(model, prompt, 10);
+        await using var server = await RetNetServer.StartAsync(model, new EndsAt(first),
+            new ServerOptions { ModelId = "micro" });
+        using var http = Client(server);
+        var request = $$"""{"prompt":"{{prompt}}","max_tokens":10,"temperature":0""";
+
+        var (status, body) = await Post(http, "/v1/completions", request + "}");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("stop", body.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+        Assert.Equal(0, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+
+        (status, body) = await Post(http, "/v1/completions", request + ""","ignore_eos":true}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("length", body.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+        Assert.Equal(text, body.GetProperty("choices")[0].GetProperty("text").GetString());
+
+        var chunks = (await Events(http, "/v1/completions", request +
+                ""","ignore_eos":true,"stream":true,"stream_options":{"continuous_usage_stats":true}}"""))
+            .SkipLast(1).Select(e => JsonDocument.Parse(e).RootElement).ToList();
+        var counts = chunks.Select(c => c.GetProperty("usage").GetProperty("completion_tokens").GetInt32()).ToList();
+        Assert.All(chunks, c => Assert.Equal(prompt.Length, c.GetProperty("usage").GetProperty("prompt_tokens").GetInt32()));
+        Assert.Equal(counts.Order(), counts);
+        Assert.True(counts[0] >= 1);
+        Assert.Equal(10, counts[^1]);
+        Assert.Equal(text, string.Concat(chunks.Select(c => c.GetProperty("choices")[0].GetProperty("text").GetString())));
+
+        // Without the option only the last chunk has the usage.
+        chunks = (await Events(http, "/v1/completions", request + ""","ignore_eos":true,"stream":true}"""))
+            .SkipLast(1).Select(e => JsonDocument.Parse(e).RootElement).ToList();
+        Assert.All(chunks.SkipLast(1), c => Assert.False(c.TryGetProperty("usage", out _)));
+        Assert.Equal(10, chunks[^1].GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+
+    /// <summary>The byte tokenizer with <paramref name="end"/> as its end-of-text token.</summary>
+    private sealed class EndsAt(int end) : ITextTokenizer
+    {
+        public string Name => "byte-with-end";
+
+        public int VocabularySize => ByteTokenizer.Instance.VocabularySize;
+
+        public int? EndOfText => end;
+
+        public IReadOnlyList<int> Encode(string text) => ByteTokenizer.Instance.Encode(text);
+
+        public string Decode(IReadOnlyList<int> ids) => ByteTokenizer.Instance.Decode(ids);
+
+        public ReadOnlyMemory<byte> TokenBytes(int id) => ByteTokenizer.Instance.TokenBytes(id);
+    }
+
     private static readonly (string Path, string Json, int Status, string? Param)[] BadRequests =
     [
         ("/v1/completions", "{\"prompt\": \"a\",", 400, null),
@@ -132,6 +195,10 @@ public sealed class ServerTests(DeviceFixture fixture)
         ("/v1/completions", "{\"prompt\": \"a\", \"top_p\": 1.5}", 400, "top_p"),
         ("/v1/completions", "{\"prompt\": \"a\", \"stop\": 3}", 400, "stop"),
         ("/v1/completions", "{\"prompt\": \"a\", \"model\": \"gpt-4\"}", 404, "model"),
+        ("/v1/completions", "{\"prompt\": \"a\", \"ignore_eos\": 1}", 400, "ignore_eos"),
+        ("/v1/completions", "{\"prompt\": \"a\", \"stream_options\": true}", 400, "stream_options"),
+        ("/v1/completions", "{\"prompt\": \"a\", \"stream_options\": {\"continuous_usage_stats\": \"yes\"}}", 400,
+            "stream_options.continuous_usage_stats"),
         ("/v1/completions", "{\"prompt\": \"" + new string('x', 80) + "\"}", 400, "prompt"),
         ("/v1/chat/completions", "{\"model\": \"micro\"}", 400, "messages"),
         ("/v1/chat/completions", "{\"messages\": []}", 400, "messages"),

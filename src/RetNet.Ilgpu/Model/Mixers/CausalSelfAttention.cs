@@ -77,53 +77,66 @@ internal sealed class KeyValueCache(Tensor keys, Tensor values) : LayerState
         }
     }
 
-    /// <summary>The parts' sequences in order, in a cache as wide as the widest part's: a narrower part's positions
-    /// are copied into the first of its rows' wider room.</summary>
-    public override LayerState Concat(IReadOnlyList<LayerState> parts)
+    public override int Rows => Keys.Dim(0);
+
+    public override LayerState Resized(int rows, int keep, int positions)
     {
-        var caches = parts.Cast<KeyValueCache>().ToList();
-        var capacity = caches.Max(c => c.Keys.Dim(2));
+        int heads = Keys.Dim(1), dh = Keys.Dim(3), capacity = Math.Max(Keys.Dim(2), positions);
+        KeyValueCache? result = null;
         Tensor? keys = null;
         try
         {
-            keys = ConcatRows(caches.Select(c => c.Keys).ToList(), capacity);
-            return new KeyValueCache(keys, ConcatRows(caches.Select(c => c.Values).ToList(), capacity));
-        }
-        catch
-        {
-            keys?.Dispose();
-            throw;
-        }
-    }
-
-    private static Tensor ConcatRows(IReadOnlyList<Tensor> layers, int capacity)
-    {
-        int heads = layers[0].Dim(1), dh = layers[0].Dim(3);
-        var result = Tensor.Zeros(layers[0].Device, layers.Sum(l => l.Dim(0)), heads, capacity, dh);
-        try
-        {
-            var first = 0;
-            foreach (var layer in layers)
-            {
-                int batch = layer.Dim(0), had = layer.Dim(2);
-                if (had == capacity)
-                    result.Slice(first, batch).CopyFrom(layer);
-                else
-                {
-                    var from = layer.Reshape(batch * heads, had * dh);
-                    var to = result.Slice(first, batch).Reshape(batch * heads, capacity * dh);
-                    for (var row = 0; row < batch * heads; row++)
-                        to.Slice(row, 1).Reshape(capacity * dh).Slice(0, had * dh)
-                            .CopyFrom(from.Slice(row, 1).Reshape(had * dh));
-                }
-                first += batch;
-            }
+            keys = Tensor.Zeros(Keys.Device, rows, heads, capacity, dh);
+            result = new KeyValueCache(keys, Tensor.Zeros(Keys.Device, rows, heads, capacity, dh));
+            keys = null;
+            if (keep > 0)
+                result.CopySequences(this, 0, 0, keep, Keys.Dim(2));
             return result;
         }
         catch
         {
-            result.Dispose();
+            keys?.Dispose();
+            result?.Dispose();
             throw;
+        }
+    }
+
+    public override void CopySequences(LayerState source, int sourceFirst, int to, int count, int positions)
+    {
+        var from = (KeyValueCache)source;
+        if (positions > Keys.Dim(2))
+            throw new ArgumentOutOfRangeException(nameof(positions), positions,
+                $"The cache holds {Keys.Dim(2)} positions per sequence; {positions} do not fit.");
+        CopyRows(from.Keys, sourceFirst, Keys, to, count, positions);
+        CopyRows(from.Values, sourceFirst, Values, to, count, positions);
+    }
+
+    /// <summary>Sequences [first, + count) of <paramref name="from"/> into [to, + count) of <paramref name="into"/>,
+    /// positions [0, <paramref name="positions"/>) of every head: a whole sequence at once where both are as wide.</summary>
+    private static void CopyRows(Tensor from, int first, Tensor into, int to, int count, int positions)
+    {
+        int heads = into.Dim(1), dh = into.Dim(3), had = from.Dim(2), room = into.Dim(2);
+        var same = ReferenceEquals(from, into);
+        if (had == room && !same)
+        {
+            into.Slice(to, count).CopyFrom(from.Slice(first, count));
+            return;
+        }
+        var used = Math.Min(positions, had) * dh;
+        for (var b = 0; b < count; b++)
+        {
+            if (same && first + b == to + b)
+                continue;
+            if (had == room)
+            {
+                into.Slice(to + b, 1).CopyFrom(from.Slice(first + b, 1));
+                continue;
+            }
+            var source = from.Slice(first + b, 1).Reshape(heads, had * dh);
+            var target = into.Slice(to + b, 1).Reshape(heads, room * dh);
+            for (var h = 0; h < heads && used > 0; h++)
+                target.Slice(h, 1).Reshape(room * dh).Slice(0, used)
+                    .CopyFrom(source.Slice(h, 1).Reshape(had * dh).Slice(0, used));
         }
     }
 
@@ -174,8 +187,8 @@ internal sealed class KeyValueCache(Tensor keys, Tensor values) : LayerState
 
     /// <summary>Positions [0, longest) of every (sequence, head): positions past a sequence's own length are zeros or
     /// stale and never read.</summary>
-    public override IEnumerable<(string Name, HostTensor Tensor)> Export(int longest) =>
-        [(KeysName, Prefix(Keys, longest)), (ValuesName, Prefix(Values, longest))];
+    public override IEnumerable<(string Name, HostTensor Tensor)> Export(int longest, int rows) =>
+        [(KeysName, Prefix(Keys.Slice(0, rows), longest)), (ValuesName, Prefix(Values.Slice(0, rows), longest))];
 
     private static HostTensor Prefix(Tensor layer, int count)
     {

@@ -143,23 +143,33 @@ internal sealed class RetentionState(Tensor state) : LayerState
         return new RetentionState(result);
     }
 
-    public override LayerState Concat(IReadOnlyList<LayerState> parts)
+    public override int Rows => State.Dim(0);
+
+    public override LayerState Resized(int rows, int keep, int positions)
     {
-        var states = parts.Cast<RetentionState>().Select(p => p.State).ToList();
         var shape = State.ShapeArray;
-        shape[0] = states.Sum(s => s.Dim(0));
-        var result = Tensor.Uninitialized(State.Device, shape);
-        var first = 0;
-        foreach (var state in states)
-        {
-            result.Slice(first, state.Dim(0)).CopyFrom(state);
-            first += state.Dim(0);
-        }
-        return new RetentionState(result);
+        shape[0] = rows;
+        var result = new RetentionState(Tensor.Uninitialized(State.Device, shape));
+        if (keep > 0)
+            result.State.Slice(0, keep).CopyFrom(State.Slice(0, keep));
+        return result;
     }
 
-    public override IEnumerable<(string Name, HostTensor Tensor)> Export(int longest) =>
-        [(TensorName, HostTensor.From(State))];
+    public override void CopySequences(LayerState source, int sourceFirst, int to, int count, int positions)
+    {
+        var from = ((RetentionState)source).State;
+        if (!ReferenceEquals(from, State))
+        {
+            State.Slice(to, count).CopyFrom(from.Slice(sourceFirst, count));
+            return;
+        }
+        for (var i = 0; i < count; i++)
+            if (sourceFirst + i != to + i)
+                State.Slice(to + i, 1).CopyFrom(State.Slice(sourceFirst + i, 1));
+    }
+
+    public override IEnumerable<(string Name, HostTensor Tensor)> Export(int longest, int rows) =>
+        [(TensorName, HostTensor.From(State.Slice(0, rows)))];
 
     public override void Dispose() => State.Dispose();
 }

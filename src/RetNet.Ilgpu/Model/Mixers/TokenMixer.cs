@@ -156,12 +156,25 @@ internal abstract class LayerState : IDisposable
     /// <summary>The tensors, by name within the block (what <see cref="Export"/> saves).</summary>
     public abstract IEnumerable<(string Name, Tensor Tensor)> Tensors { get; }
 
+    /// <summary>The sequences the storage has room for: the decoding state's batch, or more where it keeps free slots
+    /// (<see cref="DecodingState.ReserveSequences"/>); rows past the batch are never read.</summary>
+    public abstract int Rows { get; }
+
     /// <summary>A new state whose sequence i is a copy of this one's sequence <paramref name="indices"/>[i].</summary>
     public abstract LayerState Gather(IReadOnlyList<int> indices);
 
-    /// <summary>A new state holding the sequences of <paramref name="parts"/> in order (this state is one of them; every
-    /// part is of this state's kind and from the same model).</summary>
-    public abstract LayerState Concat(IReadOnlyList<LayerState> parts);
+    /// <summary>New storage with room for <paramref name="rows"/> sequences (and, where it grows, for
+    /// <paramref name="positions"/> positions each at least), its first <paramref name="keep"/> sequences copied from
+    /// this one's.</summary>
+    public abstract LayerState Resized(int rows, int keep, int positions);
+
+    /// <summary>
+    /// Copies sequences [<paramref name="sourceFirst"/>, + <paramref name="count"/>) of <paramref name="source"/> (a
+    /// state of this kind from the same model, possibly this one) into sequences [<paramref name="to"/>, + count) of
+    /// this one; each sequence's first <paramref name="positions"/> positions where the state has positions (this one
+    /// must have room for them). Sequence by sequence, so a copy within one state never overlaps itself.
+    /// </summary>
+    public abstract void CopySequences(LayerState source, int sourceFirst, int to, int count, int positions);
 
     /// <summary>Makes room for <paramref name="positions"/> positions per sequence (a KV cache grows; retention's state
     /// has no positions): exactly that many, or with <paramref name="amortized"/> at least twice the current room, so
@@ -171,8 +184,9 @@ internal abstract class LayerState : IDisposable
     /// <summary>The positions each sequence can hold before <see cref="Reserve"/> must grow it; null when unbounded.</summary>
     public virtual int? Capacity => null;
 
-    /// <summary>The tensors to save when the longest sequence holds <paramref name="longest"/> positions.</summary>
-    public abstract IEnumerable<(string Name, HostTensor Tensor)> Export(int longest);
+    /// <summary>The tensors of the first <paramref name="rows"/> sequences to save when the longest holds
+    /// <paramref name="longest"/> positions.</summary>
+    public abstract IEnumerable<(string Name, HostTensor Tensor)> Export(int longest, int rows);
 
     /// <summary>Sequences [<paramref name="first"/>, <paramref name="first"/> + <paramref name="count"/>).</summary>
     public LayerStateView View(int first, int count) => new(this, first, count);

@@ -1,0 +1,364 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using RetNet.Ilgpu.Devices;
+using RetNet.Ilgpu.Generation;
+using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Serving;
+using RetNet.Ilgpu.Tensors;
+using RetNet.Ilgpu.Tokenizers;
+
+namespace RetNet.Ilgpu.Benchmarks;
+
+/// <summary>What <see cref="ServeBenchmark.Run"/> measures, validated by it.</summary>
+public sealed record ServeBenchmarkOptions
+{
+    /// <summary>The RetNet config (a preset); the Transformer is <see cref="TransformerConfig.Matching"/> of it.</summary>
+    public RetNetConfig Config { get; init; } = RetNetConfig.Preset("tiny");
+
+    /// <summary>The models served, one after the other: "retnet", "transformer" or both.</summary>
+    public IReadOnlyList<string> Architectures { get; init; } =
+        [DecodeBenchmarkOptions.Retnet, DecodeBenchmarkOptions.Transformer];
+
+    /// <summary>The concurrency levels: clients with one request in flight each.</summary>
+    public IReadOnlyList<int> Concurrency { get; init; } = [1, 4, 16, 64];
+
+    /// <summary>Requests per level at least; a level sends max(this, 4 × concurrency), so every client sends several.</summary>
+    public int Requests { get; init; } = 64;
+
+    /// <summary>Tokens in each prompt (random letters, one token each with the byte tokenizer).</summary>
+    public int PromptTokens { get; init; } = 16;
+
+    /// <summary>Tokens each request generates (max_tokens with ignore_eos, so every request generates exactly this).</summary>
+    public int MaxTokens { get; init; } = 128;
+
+    /// <summary>How the weight matrices are stored.</summary>
+    public TensorDType WeightType { get; init; } = TensorDType.Float32;
+
+    /// <summary>The longest a level may run; what is still in flight then is cancelled and the level marked.</summary>
+    public TimeSpan LevelTimeLimit { get; init; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>How long each server is driven, untimed, before the first level (rounds of one request per client at
+    /// every level), so .NET has optimised the step and HTTP paths of every batch size.</summary>
+    public TimeSpan WarmupTime { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Seed of the weights and the prompts.</summary>
+    public int Seed { get; init; }
+}
+
+/// <summary>One (model, concurrency) level of <see cref="ServeBenchmark"/>.</summary>
+/// <param name="Model">"retnet" or "transformer".</param>
+/// <param name="Concurrency">Clients, each with one request in flight.</param>
+/// <param name="Requests">Requests that completed with status 200.</param>
+/// <param name="Errors">Requests that did not (status, transport error, or cancelled at the time limit).</param>
+/// <param name="PromptTokens">Prompt tokens per request, as the server counted them (the mean).</param>
+/// <param name="CompletionTokens">Tokens generated over the level, as the server counted them.</param>
+/// <param name="Seconds">Wall time of the level, first request sent to last response read.</param>
+/// <param name="TtftP50Ms">Time to first token, median over requests: request sent to the first chunk holding a
+/// token.</param>
+/// <param name="TtftP99Ms">Time to first token, 99th percentile.</param>
+/// <param name="ItlP50Ms">Inter-token latency, median over every generated token after the first: a chunk that
+/// arrives g ms after the previous one and holds k tokens gives k samples of g/k ms.</param>
+/// <param name="ItlP99Ms">Inter-token latency, 99th percentile.</param>
+/// <param name="MeanBatch">Sequences per decoding step of the server's loop, averaged over the level's steps.</param>
+/// <param name="StepP50Ms">Median wall time of one decoding step of the loop (sampling included).</param>
+/// <param name="TimedOut">The level hit <see cref="ServeBenchmarkOptions.LevelTimeLimit"/>.</param>
+public sealed record ServeBenchmarkResult(string Model, int Concurrency, int Requests, int Errors, double PromptTokens,
+    long CompletionTokens, double Seconds, double TtftP50Ms, double TtftP99Ms, double ItlP50Ms, double ItlP99Ms,
+    double MeanBatch, double StepP50Ms, bool TimedOut)
+{
+    /// <summary>Generated tokens per second of the level, all requests together.</summary>
+    public double TokensPerSecond => CompletionTokens / Seconds;
+}
+
+/// <summary>
+/// <c>retnet bench serve</c>: serves each model with <see cref="RetNetServer"/> in this process on a free loopback
+/// port and drives it over HTTP, as an application would: at each concurrency level that many clients each send
+/// streaming /v1/completions requests one after another (temperature 0, ignore_eos, a fixed max_tokens, random
+/// prompts of a fixed length) until the level's requests are sent. Every chunk asks for the usage so far
+/// (stream_options.continuous_usage_stats), so the client knows how many tokens each chunk holds. It reports the
+/// aggregate generated tokens per second, the time to first token and the inter-token latency (p50, p99), and, from
+/// the server's loop, the mean batch per step. Server and clients share the machine, as they do on one host.
+/// </summary>
+public static class ServeBenchmark
+{
+    private static readonly JsonSerializerOptions Compact = new() { WriteIndented = false };
+
+    /// <summary>Serves and measures each model of <paramref name="options"/> at each concurrency.</summary>
+    /// <param name="device">The device the models run on.</param>
+    /// <param name="options">What to measure; null for the defaults.</param>
+    /// <param name="progress">Called with each level's result as soon as it is measured.</param>
+    /// <param name="cancellationToken">Checked between levels (and cancels the level in flight): the results so far
+    /// are returned.</param>
+    /// <exception cref="ArgumentException">An option is out of range, or the preset's vocabulary has no built-in
+    /// tokenizer.</exception>
+    public static IReadOnlyList<ServeBenchmarkResult> Run(RetNetDevice device, ServeBenchmarkOptions? options = null,
+        Action<ServeBenchmarkResult>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        options ??= new ServeBenchmarkOptions();
+        Validate(options);
+        var tokenizer = TextTokenizers.ForVocabulary(TokenizerKind.Auto, options.Config.VocabSize)
+                        ?? throw new ArgumentException(
+                            $"Argument 'options' has a config with {options.Config.VocabSize} ids; no built-in " +
+                            "tokenizer has that vocabulary (byte: 256, gpt2: 50257).", nameof(options));
+        var results = new List<ServeBenchmarkResult>();
+        foreach (var architecture in options.Architectures)
+        {
+            if (cancellationToken.IsCancellationRequested)
+                break;
+            var model = LanguageModel.Create(device, Benchmarks.Architectures.Config(architecture, options.Config),
+                options.Seed, options.WeightType);
+            MeasureModel(model, tokenizer, options, results, progress, cancellationToken).GetAwaiter().GetResult();
+        }
+        return results;
+    }
+
+    private static async Task MeasureModel(ILanguageModel model, ITextTokenizer tokenizer,
+        ServeBenchmarkOptions options, List<ServeBenchmarkResult> results, Action<ServeBenchmarkResult>? progress,
+        CancellationToken cancellationToken)
+    {
+        var most = options.Concurrency.Max();
+        var serverOptions = new ServerOptions
+        {
+            ModelId = model.Architecture,
+            Generation = new BatchedGeneratorOptions
+            {
+                MaxBatch = most,
+                MaxQueue = most,
+                MaxContext = options.PromptTokens + options.MaxTokens + 1,
+            },
+        };
+        await using var server = await RetNetServer.StartAsync(model, tokenizer, serverOptions, ownsModel: true,
+            cancellationToken: cancellationToken).ConfigureAwait(false);
+        var steps = new StepLog();
+        server.Generator.Stepped += steps.Add;
+        using var handler = new SocketsHttpHandler
+        {
+            MaxConnectionsPerServer = int.MaxValue,
+            PooledConnectionLifetime = Timeout.InfiniteTimeSpan,
+            UseProxy = false,
+        };
+        using var client = new HttpClient(handler) { BaseAddress = server.Address, Timeout = Timeout.InfiniteTimeSpan };
+        var prompts = new PromptSource(tokenizer, options.PromptTokens, options.Seed);
+
+        // Every level's batch sizes and code paths, untimed, until .NET has had time to optimise them.
+        var warmup = Stopwatch.StartNew();
+        while (warmup.Elapsed < options.WarmupTime && !cancellationToken.IsCancellationRequested)
+            foreach (var concurrency in options.Concurrency)
+                await RunLevel(client, model.Architecture, concurrency, concurrency, prompts, options, steps,
+                    cancellationToken).ConfigureAwait(false);
+        foreach (var concurrency in options.Concurrency)
+        {
+            if (cancellationToken.IsCancellationRequested)
+                return;
+            var requests = Math.Max(options.Requests, 4 * concurrency);
+            var result = await RunLevel(client, model.Architecture, concurrency, requests, prompts, options, steps,
+                cancellationToken).ConfigureAwait(false);
+            results.Add(result);
+            progress?.Invoke(result);
+        }
+    }
+
+    private static async Task<ServeBenchmarkResult> RunLevel(HttpClient client, string modelId, int concurrency,
+        int requests, PromptSource prompts, ServeBenchmarkOptions options, StepLog steps,
+        CancellationToken cancellationToken)
+    {
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        limit.CancelAfter(options.LevelTimeLimit);
+        var outcomes = new List<RequestOutcome>();
+        var next = 0;
+        steps.Reset();
+        var started = Stopwatch.GetTimestamp();
+        var clients = Enumerable.Range(0, concurrency).Select(_ => Task.Run(async () =>
+        {
+            var mine = new List<RequestOutcome>();
+            while (Interlocked.Increment(ref next) <= requests && !limit.IsCancellationRequested)
+                mine.Add(await Send(client, modelId, prompts.Next(), options.MaxTokens, limit.Token)
+                    .ConfigureAwait(false));
+            return mine;
+        }, CancellationToken.None)).ToArray();
+        foreach (var mine in await Task.WhenAll(clients).ConfigureAwait(false))
+            outcomes.AddRange(mine);
+        var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        var done = outcomes.Where(o => o.Error is null).ToList();
+        var (meanBatch, stepMs) = steps.Summary();
+        return new ServeBenchmarkResult(modelId, concurrency, done.Count, outcomes.Count - done.Count,
+            done.Count == 0 ? 0 : done.Average(o => o.PromptTokens), outcomes.Sum(o => (long)o.CompletionTokens),
+            seconds, Percentile(done.Select(o => o.TtftMs), 50), Percentile(done.Select(o => o.TtftMs), 99),
+            Percentile(done.SelectMany(o => o.ItlMs), 50), Percentile(done.SelectMany(o => o.ItlMs), 99), meanBatch,
+            stepMs, limit.IsCancellationRequested && !cancellationToken.IsCancellationRequested);
+    }
+
+    /// <summary>One streaming request, timed chunk by chunk.</summary>
+    private static async Task<RequestOutcome> Send(HttpClient client, string modelId, string prompt, int maxTokens,
+        CancellationToken cancellationToken)
+    {
+        var body = new JsonObject
+        {
+            ["model"] = modelId,
+            ["prompt"] = prompt,
+            ["max_tokens"] = maxTokens,
+            ["temperature"] = 0,
+            ["ignore_eos"] = true,
+            ["stream"] = true,
+            ["stream_options"] = new JsonObject { ["include_usage"] = true, ["continuous_usage_stats"] = true },
+        };
+        var sent = Stopwatch.GetTimestamp();
+        var chunks = new List<(double Ms, int Tokens)>();
+        var promptTokens = 0;
+        try
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+            {
+                Content = new StringContent(body.ToJsonString(Compact), Encoding.UTF8, "application/json"),
+            };
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead,
+                cancellationToken).ConfigureAwait(false);
+            if (response.StatusCode != HttpStatusCode.OK)
+                return RequestOutcome.Failed($"status {(int)response.StatusCode}: " +
+                                             await response.Content.ReadAsStringAsync(cancellationToken)
+                                                 .ConfigureAwait(false), 0);
+            using var stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+            using var reader = new StreamReader(stream, Encoding.UTF8);
+            while (await reader.ReadLineAsync(cancellationToken).ConfigureAwait(false) is { } line)
+            {
+                if (!line.StartsWith("data: ", StringComparison.Ordinal))
+                    continue;
+                var now = Stopwatch.GetElapsedTime(sent).TotalMilliseconds;
+                if (line.AsSpan(6).SequenceEqual("[DONE]"))
+                    break;
+                using var chunk = JsonDocument.Parse(line.AsMemory(6));
+                if (!chunk.RootElement.TryGetProperty("usage", out var usage) ||
+                    usage.ValueKind != JsonValueKind.Object)
+                    continue;
+                promptTokens = usage.GetProperty("prompt_tokens").GetInt32();
+                chunks.Add((now, usage.GetProperty("completion_tokens").GetInt32()));
+            }
+        }
+        catch (Exception e) when (e is HttpRequestException or IOException or OperationCanceledException)
+        {
+            return RequestOutcome.Failed(e.Message, chunks.Count == 0 ? 0 : chunks[^1].Tokens);
+        }
+        var tokens = chunks.Count == 0 ? 0 : chunks[^1].Tokens;
+        if (tokens != maxTokens)
+            return RequestOutcome.Failed($"generated {tokens} tokens; expected {maxTokens}", tokens);
+        var (ttft, itl) = Latencies(chunks);
+        return new RequestOutcome(null, promptTokens, tokens, ttft, itl);
+    }
+
+    /// <summary>
+    /// The time to first token and the inter-token latencies of one stream from its chunks: when each arrived (ms
+    /// after the request was sent) and how many tokens had come by then. The first chunk holding a token gives the
+    /// time to first token; each later chunk holding k new tokens g ms after the previous one gives k latencies of
+    /// g/k. Tokens that came with the first (a character split over tokens) have no gap of their own and give none.
+    /// </summary>
+    internal static (double TtftMs, List<double> ItlMs) Latencies(IReadOnlyList<(double Ms, int Tokens)> chunks)
+    {
+        var itl = new List<double>();
+        double ttft = double.NaN, last = 0;
+        var tokens = 0;
+        foreach (var (ms, total) in chunks)
+        {
+            if (total <= tokens)
+                continue;
+            if (tokens == 0)
+                ttft = ms;
+            else
+                itl.AddRange(Enumerable.Repeat((ms - last) / (total - tokens), total - tokens));
+            tokens = total;
+            last = ms;
+        }
+        return (ttft, itl);
+    }
+
+    /// <summary>The <paramref name="percent"/>th percentile (nearest rank) of <paramref name="values"/>; NaN when
+    /// there are none.</summary>
+    internal static double Percentile(IEnumerable<double> values, double percent)
+    {
+        var sorted = values.Order().ToArray();
+        if (sorted.Length == 0)
+            return double.NaN;
+        var rank = (int)Math.Ceiling(percent / 100 * sorted.Length);
+        return sorted[Math.Clamp(rank - 1, 0, sorted.Length - 1)];
+    }
+
+    private static void Validate(ServeBenchmarkOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options.Config, nameof(options.Config));
+        options.Config.Validate();
+        Benchmarks.Architectures.Validate(options.Architectures);
+        if (options.Concurrency.Count == 0 || options.Concurrency.Any(c => c < 1))
+            throw new ArgumentException(
+                $"Argument 'options' has concurrency levels [{string.Join(", ", options.Concurrency)}]; expected " +
+                "at least one, each ≥ 1.", nameof(options));
+        if (options.Requests < 1 || options.PromptTokens < 1 || options.MaxTokens < 1)
+            throw new ArgumentException(
+                $"Argument 'options' has {options.Requests} requests, prompts of {options.PromptTokens} tokens, " +
+                $"max tokens {options.MaxTokens}; expected each ≥ 1.", nameof(options));
+        if (options.LevelTimeLimit <= TimeSpan.Zero || options.WarmupTime < TimeSpan.Zero)
+            throw new ArgumentException(
+                $"Argument 'options' has a level time limit of {options.LevelTimeLimit} and a warm-up of " +
+                $"{options.WarmupTime}; expected a positive limit and a warm-up ≥ 0.", nameof(options));
+    }
+
+    private sealed record RequestOutcome(string? Error, int PromptTokens, int CompletionTokens, double TtftMs,
+        IReadOnlyList<double> ItlMs)
+    {
+        public static RequestOutcome Failed(string error, int tokens) => new(error, 0, tokens, 0, []);
+    }
+
+    /// <summary>Random prompts of a fixed number of tokens: letters, each one token for the byte tokenizer; for
+    /// another tokenizer the text of that many random letter tokens' worth, counted by the server.</summary>
+    private sealed class PromptSource(ITextTokenizer tokenizer, int tokens, int seed)
+    {
+        private readonly Random random = new(seed);
+        private readonly Lock gate = new();
+
+        public string Next()
+        {
+            lock (gate)
+            {
+                var text = new StringBuilder(tokens);
+                for (var i = 0; i < tokens; i++)
+                    text.Append((char)('a' + random.Next(26)));
+                if (tokenizer.VocabularySize == ByteTokenizer.Instance.VocabularySize)
+                    return text.ToString();
+                // Another tokenizer merges letters: spell words instead, one or more tokens each.
+                text.Clear();
+                for (var i = 0; i < tokens; i++)
+                    text.Append(' ').Append((char)('a' + random.Next(26)));
+                return text.ToString();
+            }
+        }
+    }
+
+    /// <summary>The server loop's steps during a level (written on the loop's thread, read between levels).</summary>
+    private sealed class StepLog
+    {
+        private readonly Lock gate = new();
+        private readonly List<GenerationStep> steps = [];
+
+        public void Add(GenerationStep step)
+        {
+            lock (gate)
+                steps.Add(step);
+        }
+
+        public void Reset()
+        {
+            lock (gate)
+                steps.Clear();
+        }
+
+        public (double MeanBatch, double StepP50Ms) Summary()
+        {
+            lock (gate)
+                return steps.Count == 0
+                    ? (0, double.NaN)
+                    : (steps.Average(s => s.Batch), Percentile(steps.Select(s => s.Elapsed.TotalMilliseconds), 50));
+        }
+    }
+}

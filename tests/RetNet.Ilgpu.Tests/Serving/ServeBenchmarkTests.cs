@@ -1,0 +1,80 @@
+using RetNet.Ilgpu.Benchmarks;
+using RetNet.Ilgpu.Tests.Model;
+using RetNet.Ilgpu.Tests.Support;
+
+namespace RetNet.Ilgpu.Tests.Serving;
+
+/// <summary><see cref="ServeBenchmark"/> through a real in-process server: every level's requests complete and
+/// generate exactly max_tokens each, its counts add up, and its latencies are measured.</summary>
+[Collection(DeviceCollection.Name)]
+public sealed class ServeBenchmarkTests(DeviceFixture fixture)
+{
+    [Fact]
+    public void Each_level_completes_its_requests_and_counts_their_tokens()
+    {
+        var options = new ServeBenchmarkOptions
+        {
+            Config = ModelTestSupport.Micro() with { VocabSize = 256 },
+            Concurrency = [1, 3], Requests = 3, PromptTokens = 5, MaxTokens = 6, WarmupTime = TimeSpan.Zero,
+        };
+        var results = ServeBenchmark.Run(fixture.Device, options);
+        Assert.Equal([("retnet", 1), ("retnet", 3), ("transformer", 1), ("transformer", 3)],
+            results.Select(r => (r.Model, r.Concurrency)));
+        foreach (var r in results)
+        {
+            var requests = Math.Max(3, 4 * r.Concurrency);
+            Assert.Equal((requests, 0, false), (r.Requests, r.Errors, r.TimedOut));
+            Assert.Equal(5, r.PromptTokens);
+            Assert.Equal(requests * 6L, r.CompletionTokens);
+            Assert.True(r.Seconds > 0 && r.TokensPerSecond > 0);
+            Assert.True(r.TtftP50Ms > 0 && r.TtftP99Ms >= r.TtftP50Ms);
+            // Inter-token latencies need a chunk after the first: a client behind the loop may get all six at once.
+            Assert.True(double.IsNaN(r.ItlP50Ms) || (r.ItlP50Ms > 0 && r.ItlP99Ms >= r.ItlP50Ms));
+            Assert.InRange(r.MeanBatch, 1, r.Concurrency);
+            Assert.True(r.StepP50Ms > 0);
+        }
+        // One client never shares a step.
+        Assert.All(results.Where(r => r.Concurrency == 1), r => Assert.Equal(1, r.MeanBatch));
+    }
+
+    [Fact]
+    public void Bad_options_are_refused_before_anything_is_served()
+    {
+        var options = new ServeBenchmarkOptions { Config = ModelTestSupport.Micro() with { VocabSize = 256 } };
+        Assert.Throws<ArgumentException>(() => ServeBenchmark.Run(fixture.Device, options with { Concurrency = [1, 0] }));
+        Assert.Throws<ArgumentException>(() => ServeBenchmark.Run(fixture.Device, options with { MaxTokens = 0 }));
+        Assert.Throws<ArgumentException>(() => ServeBenchmark.Run(fixture.Device, options with { Architectures = ["gpt"] }));
+        // No built-in tokenizer has 300 ids.
+        Assert.Throws<ArgumentException>(() => ServeBenchmark.Run(fixture.Device,
+            options with { Config = ModelTestSupport.Micro() with { VocabSize = 300 } }));
+    }
+
+    /// <summary>A stream's chunks to latencies: the first token's chunk is the time to first token, a later chunk of k
+    /// tokens g ms after the one before gives k latencies of g/k, chunks without a new token give nothing.</summary>
+    [Fact]
+    public void A_chunk_of_k_tokens_gives_k_latencies_of_its_gap_over_k()
+    {
+        var (ttft, itl) = ServeBenchmark.Latencies([(0.5, 0), (2.0, 1), (3.0, 2), (3.5, 2), (9.0, 5), (10.0, 6)]);
+        Assert.Equal(2.0, ttft);
+        Assert.Equal([1.0, 2.0, 2.0, 2.0, 1.0], itl);
+        // Two tokens in the first chunk: the second has no gap of its own.
+        (ttft, itl) = ServeBenchmark.Latencies([(4.0, 2), (5.0, 3)]);
+        Assert.Equal(4.0, ttft);
+        Assert.Equal([1.0], itl);
+        // Negative control: the same chunks read as one token each would give other latencies.
+        Assert.NotEqual([1.0, 2.0, 2.0, 2.0, 1.0],
+            ServeBenchmark.Latencies([(2.0, 1), (3.0, 2), (9.0, 3), (10.0, 4)]).ItlMs);
+        Assert.True(double.IsNaN(ServeBenchmark.Latencies([(1.0, 0)]).TtftMs));
+    }
+
+    [Fact]
+    public void Percentiles_are_nearest_rank()
+    {
+        var values = Enumerable.Range(1, 100).Select(v => (double)v).Reverse().ToArray();
+        Assert.Equal(50, ServeBenchmark.Percentile(values, 50));
+        Assert.Equal(99, ServeBenchmark.Percentile(values, 99));
+        Assert.Equal(100, ServeBenchmark.Percentile(values, 100));
+        Assert.Equal(7, ServeBenchmark.Percentile([7], 99));
+        Assert.True(double.IsNaN(ServeBenchmark.Percentile([], 50)));
+    }
+}
