@@ -1,5 +1,6 @@
 using System.Text.Json;
 using RetNet.Ilgpu.Generation;
+using RetNet.Ilgpu.Generation.ChatTemplates;
 
 namespace RetNet.Ilgpu.Serving;
 
@@ -40,8 +41,9 @@ public sealed class RequestException(int status, string message, string? param =
 /// (stream_options.include_usage) rather than in the last choice's chunk.</param>
 /// <param name="ContinuousUsage">Streaming: every chunk carries the usage so far (stream_options.continuous_usage_stats,
 /// vLLM's extension), so a client can tell how many tokens each chunk holds.</param>
+/// <param name="Chat">For chat: the prompt the chat format made (its ids, stop sequences and stop tokens).</param>
 public sealed record OpenAiRequest(string Prompt, SamplingOptions Sampling, IReadOnlyList<string> Stop, bool Stream,
-    bool IncludeUsage, bool ContinuousUsage);
+    bool IncludeUsage, bool ContinuousUsage, ChatPrompt? Chat = null);
 
 /// <summary>Reads OpenAI's request bodies into <see cref="OpenAiRequest"/>s, once, at the edge: every field checked for
 /// its type and range, each refusal a <see cref="RequestException"/> naming the field.</summary>
@@ -70,9 +72,11 @@ public static class OpenAiRequests
     }
 
     /// <summary>A <c>/v1/chat/completions</c> body (messages, max_completion_tokens or max_tokens, temperature, top_p,
-    /// top_k, seed, stop, stream, stream_options.include_usage), the conversation rendered in
-    /// <see cref="PlainChatFormat"/>.</summary>
-    public static OpenAiRequest Chat(JsonElement body, string modelId, SamplingOptions defaults)
+    /// top_k, seed, stop, stream, stream_options.include_usage), the conversation rendered by
+    /// <paramref name="format"/> (default <see cref="PlainChatFormat"/>); a chat template that refuses the
+    /// conversation is a 400 naming the template's message.</summary>
+    public static OpenAiRequest Chat(JsonElement body, string modelId, SamplingOptions defaults,
+        IChatFormat? format = null)
     {
         RequireObject(body);
         CheckModel(body, modelId);
@@ -96,8 +100,18 @@ public static class OpenAiRequests
             turns.Add((role == "developer" ? "system" : role, Content(message, at)));
         }
         var maxTokens = Int(body, "max_completion_tokens") ?? Int(body, "max_tokens") ?? defaults.MaxTokens;
-        var request = Common(body, PlainChatFormat.Render(turns), defaults, maxTokens);
-        return request with { Stop = [PlainChatFormat.UserTurn, .. request.Stop] };
+        ChatPrompt prompt;
+        try
+        {
+            prompt = (format ?? PlainChatFormat.Instance).Format(turns);
+        }
+        catch (ChatTemplateException e)
+        {
+            throw new RequestException(400, e is ChatTemplateRaisedException
+                ? $"The model's chat template refused the conversation: {e.Detail}"
+                : $"The model's chat template failed on the conversation: {e.Message}", "messages");
+        }
+        return Common(body, prompt.Text, defaults, maxTokens) with { Chat = prompt };
     }
 
     private static string Content(JsonElement message, string at)

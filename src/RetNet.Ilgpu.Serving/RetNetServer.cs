@@ -52,6 +52,10 @@ public sealed record ServerOptions
                 $"DefaultMaxTokens must be ≥ 1; got {value}.");
     }
 
+    /// <summary>How chat requests become prompts (default <see cref="PlainChatFormat"/>; a model folder's chat
+    /// template: <see cref="ChatFormats.FromModelFolder"/>).</summary>
+    public IChatFormat? ChatFormat { get; init; }
+
     /// <summary>The generator's batch, queue and context limits.</summary>
     public BatchedGeneratorOptions Generation { get; init; } = new();
 
@@ -215,11 +219,13 @@ public sealed class RetNetServer : IAsyncDisposable
             }
             using (body)
                 request = chat
-                    ? OpenAiRequests.Chat(body.RootElement, options.ModelId, defaults)
+                    ? OpenAiRequests.Chat(body.RootElement, options.ModelId, defaults, options.ChatFormat)
                     : OpenAiRequests.Completion(body.RootElement, options.ModelId, defaults);
             try
             {
-                completion = completions.Start(request.Prompt, request.Sampling, request.Stop, context.RequestAborted);
+                completion = request.Chat is { } chatPrompt
+                    ? completions.Start(chatPrompt, request.Sampling, request.Stop, context.RequestAborted)
+                    : completions.Start(request.Prompt, request.Sampling, request.Stop, context.RequestAborted);
             }
             catch (GenerationQueueFullException e)
             {

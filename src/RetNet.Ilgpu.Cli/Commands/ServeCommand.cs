@@ -1,5 +1,6 @@
 using System.CommandLine;
 using RetNet.Ilgpu.Generation;
+using RetNet.Ilgpu.Generation.ChatTemplates;
 using RetNet.Ilgpu.Serving;
 using RetNet.Ilgpu.Tokenizers;
 
@@ -44,13 +45,20 @@ internal static class ServeCommand
         };
         var tokenizer = CommonOptions.Tokenizer("byte, gpt2, sentencepiece (the model folder's tokenizer.model), or " +
                                                 "auto (the folder's tokenizer.model if it has one, else by vocabulary size).");
+        var chatTemplate = new Option<FileInfo?>("--chat-template")
+        {
+            Description = "A Jinja chat template file to render chat requests with, over the model folder's own " +
+                          "(chat_template.jinja, else tokenizer_config.json's chat_template; without either, the " +
+                          "plain 'User: …' format).",
+        };
         var device = CommonOptions.Device();
         var weightType = CommonOptions.WeightType();
         var command = new Command("serve",
             "Serve a model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, " +
             "/health, /metrics) with continuous batching; Ctrl+C or SIGTERM stops it.")
         {
-            modelDir, host, port, maxBatch, maxQueue, maxContext, modelId, maxBody, tokenizer, device, weightType,
+            modelDir, host, port, maxBatch, maxQueue, maxContext, modelId, maxBody, tokenizer, chatTemplate, device,
+            weightType,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -71,20 +79,29 @@ internal static class ServeCommand
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             var model = CommonOptions.LoadAnyModel(opened, folder, parse.GetValue(weightType));
             ITextTokenizer text;
+            IChatFormat chat;
             try
             {
                 text = TextTokenizers.ForModel(parse.GetValue(tokenizer), folder.FullName, model.VocabSize)
                     ?? throw new ArgumentException($"--tokenizer auto: no tokenizer has the model's vocabulary of " +
                                                    $"{model.VocabSize}; choose one with --tokenizer.");
+                chat = ChatFormats.FromModelFolder(folder.FullName, text, parse.GetValue(chatTemplate)?.FullName);
+            }
+            catch (ChatTemplateException e)
+            {
+                model.Dispose();
+                throw new InvalidDataException($"The chat template of {folder.FullName} cannot be used: {e.Message}", e);
             }
             catch
             {
                 model.Dispose();
                 throw;
             }
+            options = options with { ChatFormat = chat };
             var server = RetNetServer.StartAsync(model, text, options, ownsModel: true, handleSignals: true)
                 .GetAwaiter().GetResult();
-            Console.WriteLine($"serving {options.ModelId} ({model.Architecture}, tokenizer {text.Name}) at " +
+            Console.WriteLine($"serving {options.ModelId} ({model.Architecture}, tokenizer {text.Name}, chat " +
+                              $"{(chat is TemplateChatFormat ? "template" : "plain format")}) at " +
                               $"{server.Address} (max batch {options.Generation.MaxBatch}, max queue " +
                               $"{options.Generation.MaxQueue}); Ctrl+C stops");
             Console.Out.Flush();

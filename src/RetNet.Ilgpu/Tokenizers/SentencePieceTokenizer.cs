@@ -37,7 +37,7 @@ public sealed class SentencePieceTokenizer : ITextTokenizer
     private readonly ReadOnlyMemory<byte>[] bytesAtStart;
 
     private SentencePieceTokenizer(MlSentencePieceTokenizer tokenizer, SentencePieceBpe bpe,
-        SentencePieceModelFile model, SentencePieceSpecialTokens special)
+        SentencePieceModelFile model, SentencePieceSpecialTokens special, IReadOnlyDictionary<string, int> added)
     {
         this.tokenizer = tokenizer;
         this.bpe = bpe;
@@ -46,6 +46,11 @@ public sealed class SentencePieceTokenizer : ITextTokenizer
         EndOfText = special.EndOfText;
         AddBeginningOfText = special.AddBeginningOfText;
         AddEndOfText = special.AddEndOfText;
+        var specialTokens = new Dictionary<string, int>(added, StringComparer.Ordinal);
+        for (var id = 0; id < VocabularySize; id++)
+            if (model.Pieces[id].Type == SentencePieceType.Control || id == BeginningOfText || id == EndOfText)
+                specialTokens.TryAdd(model.Pieces[id].Piece, id);
+        SpecialTokens = specialTokens;
         bytes = new ReadOnlyMemory<byte>[VocabularySize];
         bytesAtStart = new ReadOnlyMemory<byte>[VocabularySize];
         for (var id = 0; id < VocabularySize; id++)
@@ -82,6 +87,12 @@ public sealed class SentencePieceTokenizer : ITextTokenizer
     /// <summary>Whether <see cref="Encode"/> puts <see cref="EndOfText"/> last (Llama: no).</summary>
     public bool AddEndOfText { get; }
 
+    /// <inheritdoc/>
+    /// <remarks>The model's control pieces (&lt;s&gt;, &lt;/s&gt;), the pieces of the beginning- and end-of-text ids,
+    /// and tokenizer_config.json's <c>added_tokens_decoder</c> entries whose ids are in the vocabulary. Their
+    /// lstrip/rstrip flags are not applied.</remarks>
+    public IReadOnlyDictionary<string, int> SpecialTokens { get; }
+
     /// <summary>
     /// The tokenizer of the model folder <paramref name="folder"/>: its <c>tokenizer.model</c>, with the ids that start
     /// and end a text from generation_config.json, else config.json (<c>bos_token_id</c>, <c>eos_token_id</c>; the
@@ -98,7 +109,8 @@ public sealed class SentencePieceTokenizer : ITextTokenizer
         var path = Path.Combine(folder, FileName);
         if (!File.Exists(path))
             throw new FileNotFoundException($"The model folder {folder} has no {FileName}.", path);
-        return Load(path, model => SentencePieceSpecialTokens.FromModelFolder(folder, model));
+        return Load(path, model => SentencePieceSpecialTokens.FromModelFolder(folder, model),
+            size => SentencePieceSpecialTokens.AddedTokens(folder, size));
     }
 
     /// <summary>
@@ -113,11 +125,12 @@ public sealed class SentencePieceTokenizer : ITextTokenizer
         return Load(path, model => SentencePieceSpecialTokens.OfModel(model) with
         {
             AddBeginningOfText = addBeginningOfText, AddEndOfText = addEndOfText,
-        });
+        }, _ => new Dictionary<string, int>());
     }
 
     private static SentencePieceTokenizer Load(string path,
-        Func<SentencePieceModelFile, SentencePieceSpecialTokens> special)
+        Func<SentencePieceModelFile, SentencePieceSpecialTokens> special,
+        Func<int, IReadOnlyDictionary<string, int>> added)
     {
         var data = File.ReadAllBytes(path);
         SentencePieceModelFile model;
@@ -140,16 +153,18 @@ public sealed class SentencePieceTokenizer : ITextTokenizer
             throw new InvalidDataException($"{path} is not a SentencePiece model: {e.Message}", e);
         }
         SentencePieceSpecialTokens tokens;
+        IReadOnlyDictionary<string, int> addedTokens;
         try
         {
             tokens = special(model);
             tokens.Validate(model.Pieces.Count);
+            addedTokens = added(model.Pieces.Count);
         }
         catch (InvalidDataException e)
         {
             throw new InvalidDataException($"The tokenizer of {path}: {e.Message}", e);
         }
-        return new SentencePieceTokenizer(tokenizer, bpe, model, tokens);
+        return new SentencePieceTokenizer(tokenizer, bpe, model, tokens, addedTokens);
     }
 
     /// <inheritdoc/>
@@ -164,6 +179,18 @@ public sealed class SentencePieceTokenizer : ITextTokenizer
             bpe.Encode(tokenizer.Normalizer?.Normalize(text) ?? text, ids);
         if (AddEndOfText && EndOfText is { } end)
             ids.Add(end);
+        return ids;
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>Each text is encoded as sentencepiece encodes a whole text, dummy prefix included: what
+    /// transformers' Llama tokenizers (legacy mode) do with the text between two special tokens.</remarks>
+    public IReadOnlyList<int> EncodeWithoutSpecialTokens(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var ids = new List<int>(text.Length + 1);
+        if (text.Length > 0)
+            bpe.Encode(tokenizer.Normalizer?.Normalize(text) ?? text, ids);
         return ids;
     }
 
@@ -240,6 +267,28 @@ internal sealed record SentencePieceSpecialTokens(int? BeginningOfText, int? End
         if (AddEndOfText && EndOfText is null)
             throw new InvalidDataException("add_eos_token is true but the model has no </s> and no config names an " +
                                            "eos_token_id.");
+    }
+
+    /// <summary>tokenizer_config.json's <c>added_tokens_decoder</c> ({"id": {"content": text, …}}): each text with
+    /// its id, those outside the vocabulary of <paramref name="vocabularySize"/> left out.</summary>
+    /// <exception cref="InvalidDataException">An entry is malformed.</exception>
+    internal static IReadOnlyDictionary<string, int> AddedTokens(string folder, int vocabularySize)
+    {
+        var tokens = new Dictionary<string, int>(StringComparer.Ordinal);
+        var config = ReadConfig(folder, "tokenizer_config.json");
+        if (config is null || !config.Root.TryGetProperty("added_tokens_decoder", out var decoder) ||
+            decoder.ValueKind != JsonValueKind.Object)
+            return tokens;
+        foreach (var entry in decoder.EnumerateObject())
+        {
+            if (!int.TryParse(entry.Name, out var id) || entry.Value.ValueKind != JsonValueKind.Object ||
+                !entry.Value.TryGetProperty("content", out var content) || content.ValueKind != JsonValueKind.String)
+                throw new InvalidDataException($"{config.Path}: added_tokens_decoder entry '{entry.Name}' is not " +
+                                               "an id with a {\"content\": text} object.");
+            if (id >= 0 && id < vocabularySize && content.GetString()!.Length > 0)
+                tokens[content.GetString()!] = id;
+        }
+        return tokens;
     }
 
     private static Config? ReadConfig(string folder, string name)
