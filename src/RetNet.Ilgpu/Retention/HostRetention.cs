@@ -63,6 +63,11 @@ internal static unsafe partial class HostRetention
     /// <summary>Tokens of a chunk weighted and multiplied at once by the walk (one K-block of the GEMM).</summary>
     internal const int Tokens = HostGemm.KC;
 
+    /// <summary>Below this many multiply-adds (~20 µs on one core) a chunkwise launch stays on the calling thread: a
+    /// fork-join would cost more than it saves (a short prompt's prefill; items own disjoint outputs, so the thread
+    /// count never changes a bit).</summary>
+    private const long ParallelProducts = 1 << 19;
+
     [ThreadStatic] private static float[]? scores;
     [ThreadStatic] private static float[]? weighted;
     [ThreadStatic] private static float[]? running;
@@ -79,7 +84,11 @@ internal static unsafe partial class HostRetention
         {
             var blocks = (p.ChunkSize + Rows - 1) / Rows;
             var work = new CausalWork((nint)x, (nint)y, (nint)z, (nint)state, (nint)output, powers, p, blocks, path);
-            HostSimd.For(batch * p.Heads * p.ChunkCount * blocks, threads, work.Item);
+            // Scores and weighted values within each chunk, and each row against the state.
+            var products = (long)batch * p.Heads * p.SeqLen *
+                           ((long)p.ChunkSize * (p.RowDim + p.OutDim) + (long)p.RowDim * p.OutDim);
+            HostSimd.For(batch * p.Heads * p.ChunkCount * blocks, products >= ParallelProducts ? threads : 1,
+                work.Item);
         }
         finally
         {
@@ -102,7 +111,8 @@ internal static unsafe partial class HostRetention
             var blocks = (p.ColDim + Columns - 1) / Columns;
             var work = new StateWork((nint)x, (nint)y, (nint)initial, (nint)chunkStates, (nint)final, powers, p,
                 blocks, path);
-            HostSimd.For(batch * p.Heads * blocks, threads, work.Item);
+            var products = (long)batch * p.Heads * p.SeqLen * p.RowDim * p.ColDim;
+            HostSimd.For(batch * p.Heads * blocks, products >= ParallelProducts ? threads : 1, work.Item);
         }
         finally
         {
