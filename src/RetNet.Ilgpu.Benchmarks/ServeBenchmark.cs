@@ -31,8 +31,15 @@ public sealed record ServeBenchmarkOptions
     /// <summary>Tokens in each prompt (random letters, one token each with the byte tokenizer).</summary>
     public int PromptTokens { get; init; } = 16;
 
-    /// <summary>Tokens each request generates (max_tokens with ignore_eos, so every request generates exactly this).</summary>
+    /// <summary>Tokens each request generates (max_tokens with ignore_eos, so every request generates exactly what
+    /// it asks for): this many, or with <see cref="RangeRatio"/> a length drawn around it.</summary>
     public int MaxTokens { get; init; } = 128;
+
+    /// <summary>How much the requests' lengths vary, in [0, 1) (vLLM's random-range-ratio): each asks for a length
+    /// drawn uniformly from [MaxTokens·(1 − r), MaxTokens·(1 + r)] by the seeded generator. 0 (the default): every
+    /// request the same length, so requests admitted together also finish together, and the batch drains and refills
+    /// in waves; r &gt; 0 staggers them, as requests of real traffic are.</summary>
+    public double RangeRatio { get; init; }
 
     /// <summary>How the weight matrices are stored.</summary>
     public TensorDType WeightType { get; init; } = TensorDType.Float32;
@@ -128,7 +135,7 @@ public static class ServeBenchmark
             {
                 MaxBatch = most,
                 MaxQueue = most,
-                MaxContext = options.PromptTokens + options.MaxTokens + 1,
+                MaxContext = options.PromptTokens + Longest(options) + 1,
             },
         };
         await using var server = await RetNetServer.StartAsync(model, tokenizer, serverOptions, ownsModel: true,
@@ -176,7 +183,7 @@ public static class ServeBenchmark
         {
             var mine = new List<RequestOutcome>();
             while (Interlocked.Increment(ref next) <= requests && !limit.IsCancellationRequested)
-                mine.Add(await Send(client, modelId, prompts.Next(), options.MaxTokens, limit.Token)
+                mine.Add(await Send(client, modelId, prompts.Next(), prompts.Length(options), limit.Token)
                     .ConfigureAwait(false));
             return mine;
         }, CancellationToken.None)).ToArray();
@@ -294,6 +301,10 @@ public static class ServeBenchmark
             throw new ArgumentException(
                 $"Argument 'options' has concurrency levels [{string.Join(", ", options.Concurrency)}]; expected " +
                 "at least one, each ≥ 1.", nameof(options));
+        if (!(options.RangeRatio is >= 0 and < 1))
+            throw new ArgumentException(
+                $"Argument 'options' has a range ratio of {options.RangeRatio}; expected one in [0, 1).",
+                nameof(options));
         if (options.Requests < 1 || options.PromptTokens < 1 || options.MaxTokens < 1)
             throw new ArgumentException(
                 $"Argument 'options' has {options.Requests} requests, prompts of {options.PromptTokens} tokens, " +
@@ -303,6 +314,10 @@ public static class ServeBenchmark
                 $"Argument 'options' has a level time limit of {options.LevelTimeLimit} and a warm-up of " +
                 $"{options.WarmupTime}; expected a positive limit and a warm-up ≥ 0.", nameof(options));
     }
+
+    /// <summary>The longest length a request may ask for.</summary>
+    private static int Longest(ServeBenchmarkOptions options) =>
+        (int)Math.Floor(options.MaxTokens * (1 + options.RangeRatio));
 
     private sealed record RequestOutcome(string? Error, int PromptTokens, int CompletionTokens, double TtftMs,
         IReadOnlyList<double> ItlMs)
@@ -316,6 +331,18 @@ public static class ServeBenchmark
     {
         private readonly Random random = new(seed);
         private readonly Lock gate = new();
+
+        /// <summary>The next request's length: <see cref="ServeBenchmarkOptions.MaxTokens"/>, or drawn around it.</summary>
+        public int Length(ServeBenchmarkOptions options)
+        {
+            if (options.RangeRatio == 0)
+                return options.MaxTokens;
+            lock (gate)
+            {
+                var low = Math.Max(1, (int)Math.Ceiling(options.MaxTokens * (1 - options.RangeRatio)));
+                return random.Next(low, Longest(options) + 1);
+            }
+        }
 
         public string Next()
         {

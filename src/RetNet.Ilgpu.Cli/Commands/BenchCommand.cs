@@ -47,6 +47,13 @@ internal static class BenchCommand
         {
             Description = "Tokens each request generates (ignore_eos).", DefaultValueFactory = _ => 128,
         };
+        var rangeRatio = new Option<double>("--range-ratio")
+        {
+            Description = "How much requests' lengths vary, in [0, 1): each generates a length drawn uniformly from " +
+                          "[max-tokens·(1 − r), max-tokens·(1 + r)] (vLLM's random-range-ratio); 0 (the default): all " +
+                          "the same, so requests admitted together finish together.",
+            DefaultValueFactory = _ => 0,
+        };
         var timeLimit = new Option<int>("--time-limit")
         {
             Description = "Seconds a level may run at most; what is in flight then is cancelled and the level marked.",
@@ -66,8 +73,8 @@ internal static class BenchCommand
             "streaming completions at each concurrency: aggregate tokens/s, time to first token and inter-token " +
             "latency (p50, p99).")
         {
-            device, json, architecture, preset, concurrency, requests, promptTokens, maxTokens, timeLimit, weightType,
-            plot,
+            device, json, architecture, preset, concurrency, requests, promptTokens, maxTokens, rangeRatio, timeLimit,
+            weightType, plot,
         };
         SetAction(command, (parse, interrupted) =>
         {
@@ -82,6 +89,7 @@ internal static class BenchCommand
                 Requests = parse.GetValue(requests),
                 PromptTokens = parse.GetValue(promptTokens),
                 MaxTokens = parse.GetValue(maxTokens),
+                RangeRatio = parse.GetValue(rangeRatio),
                 LevelTimeLimit = TimeSpan.FromSeconds(seconds),
                 WeightType = ParseWeightTypes(parse.GetValue(weightType) ?? "") is [var single] ? single
                     : throw new ArgumentException("--dtype: expected one of fp32, bf16, fp16."),
@@ -89,8 +97,9 @@ internal static class BenchCommand
             using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
             Console.WriteLine($"model: {string.Join(", ", options.Architectures)} {parse.GetValue(preset)} " +
                               $"(d={options.Config.EmbedDim}, {options.Config.Layers} layers), prompts of " +
-                              $"{options.PromptTokens} tokens, {options.MaxTokens} generated per request, streaming " +
-                              "over loopback HTTP");
+                              $"{options.PromptTokens} tokens, {options.MaxTokens} generated per request" +
+                              (options.RangeRatio > 0 ? $" (± {options.RangeRatio:P0})" : "") +
+                              ", streaming over loopback HTTP");
             PrintBaseline(options.Architectures, options.Config);
             var print = Format.StreamingTable(["model", "concurrency", "requests", "tokens/s", "TTFT p50 ms",
                 "TTFT p99 ms", "ITL p50 ms", "ITL p99 ms", "mean batch", "step p50 ms"],
@@ -141,6 +150,8 @@ internal static class BenchCommand
                 meanBatch = r.MeanBatch,
                 stepP50Ms = r.StepP50Ms,
                 timedOut = r.TimedOut,
+                maxTokens = options.MaxTokens,
+                rangeRatio = options.RangeRatio,
                 dtype = TensorDTypes.Name(options.WeightType),
                 device = opened.Description.Name,
             }));

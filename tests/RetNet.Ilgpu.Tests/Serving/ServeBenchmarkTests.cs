@@ -37,12 +37,32 @@ public sealed class ServeBenchmarkTests(DeviceFixture fixture)
         Assert.All(results.Where(r => r.Concurrency == 1), r => Assert.Equal(1, r.MeanBatch));
     }
 
+    /// <summary>With a range ratio the requests ask for lengths drawn around max_tokens (seeded), each generates
+    /// exactly its own, and the level counts what they generated.</summary>
+    [Fact]
+    public void Requests_of_drawn_lengths_are_counted_as_generated()
+    {
+        var options = new ServeBenchmarkOptions
+        {
+            Config = ModelTestSupport.Micro() with { VocabSize = 256 }, Architectures = ["retnet"],
+            Concurrency = [2], Requests = 8, PromptTokens = 3, MaxTokens = 8, RangeRatio = 0.5,
+            WarmupTime = TimeSpan.Zero,
+        };
+        var result = Assert.Single(ServeBenchmark.Run(fixture.Device, options));
+        Assert.Equal((8, 0), (result.Requests, result.Errors));
+        // Lengths in [4, 12]: not all 8 (the seeded draw), and the total between the bounds.
+        Assert.InRange(result.CompletionTokens, 8 * 4, 8 * 12);
+        Assert.NotEqual(8 * 8, result.CompletionTokens);
+    }
+
     [Fact]
     public void Bad_options_are_refused_before_anything_is_served()
     {
         var options = new ServeBenchmarkOptions { Config = ModelTestSupport.Micro() with { VocabSize = 256 } };
         Assert.Throws<ArgumentException>(() => ServeBenchmark.Run(fixture.Device, options with { Concurrency = [1, 0] }));
         Assert.Throws<ArgumentException>(() => ServeBenchmark.Run(fixture.Device, options with { MaxTokens = 0 }));
+        Assert.Throws<ArgumentException>(() => ServeBenchmark.Run(fixture.Device, options with { RangeRatio = 1 }));
+        Assert.Throws<ArgumentException>(() => ServeBenchmark.Run(fixture.Device, options with { RangeRatio = -0.1 }));
         Assert.Throws<ArgumentException>(() => ServeBenchmark.Run(fixture.Device, options with { Architectures = ["gpt"] }));
         // No built-in tokenizer has 300 ids.
         Assert.Throws<ArgumentException>(() => ServeBenchmark.Run(fixture.Device,
