@@ -66,8 +66,8 @@ public static class CausalAttention
     /// One decode step: output[b, 0, h] = Σ_{j&lt;n_b} softmax_j(s·q_b,h·K[b, h, j]) V[b, h, j] over the first
     /// n_b = lengths[b] cached positions, which include the new token's own key and value (append them first). Lengths
     /// stay on the device and are not read back, so a step never waits on the host: a length above the capacity is
-    /// read as the capacity, and a length of 0 gives a zero output. Barrier-free on every device, one thread per
-    /// (b, h).
+    /// read as the capacity, and a length of 0 gives a zero output. A barrier-free kernel with one thread per (b, h) on
+    /// every device but the host backend, which runs it as host SIMD code.
     /// </summary>
     /// <param name="q">The new queries [B, 1, H, Dk].</param>
     /// <param name="keyCache">Keys [B, H, capacity, Dk].</param>
