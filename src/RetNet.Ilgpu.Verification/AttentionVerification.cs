@@ -59,14 +59,23 @@ internal static class AttentionVerification
                     ];
                 });
             }
-            context.Check("CausalAttention.AppendToCache+Step", $"{name} capacity {shape.SeqLen + 3}", Tolerance,
-                () => Step(device, problem));
+            // The cache kernels are barrier-free on every device; the host backend runs host code in their place.
+            foreach (var launch in StepLaunches(device))
+                context.Check($"CausalAttention.AppendToCache+Step {launch.Name}", $"{name} capacity {shape.SeqLen + 3}",
+                    Tolerance, () => Step(device, problem, launch));
         }
     }
 
+    /// <summary>The kernels, and the host code when the device's backend runs it.</summary>
+    private static IReadOnlyList<AttentionLaunch> StepLaunches(RetNetDevice device) =>
+        device.Policy.Backend == OperatorBackend.Host
+            ? [AttentionLaunch.BarrierFree, AttentionLaunch.Host]
+            : [AttentionLaunch.BarrierFree];
+
     /// <summary>Appends every key and value of <paramref name="problem"/> to an empty cache, then steps the last
     /// token's query over it: the last position of the full forward pass.</summary>
-    private static IReadOnlyList<CheckedOutput> Step(RetNetDevice device, AttentionCase problem)
+    private static IReadOnlyList<CheckedOutput> Step(RetNetDevice device, AttentionCase problem,
+        AttentionLaunch launch)
     {
         var shape = problem.Shape;
         var (b, t, h, dk, dv) = (shape.Batch, shape.SeqLen, shape.Heads, shape.KeyDim, shape.ValueDim);
@@ -75,8 +84,8 @@ internal static class AttentionVerification
         using var keyCache = Tensor.Zeros(device, b, h, capacity, dk);
         using var valueCache = Tensor.Zeros(device, b, h, capacity, dv);
         using var lengths = IndexTensor.FromHost(device, new int[b], b);
-        CausalAttention.AppendToCache(inputs.K, keyCache, lengths);
-        CausalAttention.AppendToCache(inputs.V, valueCache, lengths);
+        CausalAttention.AppendToCache(inputs.K, keyCache, lengths, launch);
+        CausalAttention.AppendToCache(inputs.V, valueCache, lengths, launch);
         // The cache holds each head's keys [T, Dk] one after another, after them room for three more.
         var expectedKeys = new double[b * h * capacity * dk];
         for (var s = 0; s < b; s++)
@@ -86,7 +95,8 @@ internal static class AttentionVerification
             expectedKeys[((s * h + head) * capacity + j) * dk + d] = problem.K[((s * t + j) * h + head) * dk + d];
         using var query = Tensor.FromHost(device, TokenSlices.Slice(problem.Q, b, t, h, dk, t - 1, 1), b, 1, h, dk);
         using var output = Tensor.Zeros(device, b, 1, h, dv);
-        CausalAttention.Step(query, keyCache, valueCache, Enumerable.Repeat(t, b).ToArray(), problem.Scale, output);
+        CausalAttention.Step(query, keyCache, valueCache, Enumerable.Repeat(t, b).ToArray(), problem.Scale, output,
+            launch);
         var expectedOutput = TokenSlices.Slice(problem.Reference.Output, b, t, h, dv, t - 1, 1);
         return [new("key cache", keyCache.ToHost(), expectedKeys), new("step output", output.ToHost(), expectedOutput)];
     }

@@ -19,6 +19,13 @@ internal readonly record struct AttentionGradientOperands(Tensor Q, Tensor K, Te
     Tensor LogSumExp, Tensor Deltas, Tensor Dq, Tensor Dk, Tensor Dv, float Scale);
 
 /// <summary>
+/// Operands of a decode step: the new queries [B, 1, H, Dk], the caches [B, H, capacity, ·], the lengths n_b [B] on
+/// the device, and the output [B, 1, H, Dv] it overwrites.
+/// </summary>
+internal readonly record struct StepOperands(Tensor Q, Tensor KeyCache, Tensor ValueCache, IndexTensor Lengths,
+    float Scale, Tensor Output);
+
+/// <summary>
 /// The attention operator's seam: its implementation on each <see cref="OperatorBackend"/> (host SIMD code on the CPU
 /// accelerator in host execution, barrier-free kernels on its simulator, tiled kernels elsewhere) and every
 /// configuration the kernels can be launched with. Tests pass every configuration
@@ -45,6 +52,38 @@ internal abstract class AttentionLaunch : TiledOperatorLaunch<AttentionLaunch>, 
 
     /// <summary>Queues dq, dk and dv (T ≥ 1, D already computed) on the device's stream.</summary>
     public abstract void Gradients(in AttentionGradientOperands operands);
+
+    /// <summary>
+    /// A decode step (arguments checked). The step kernel, <see cref="AttentionKernels.StepRows"/>, is barrier-free
+    /// on every device, so every kernel configuration launches it; the host implementation overrides it.
+    /// </summary>
+    public virtual void Step(in StepOperands o)
+    {
+        var device = o.Q.Device;
+        var problem = new CacheProblem(o.Q.Dim(2), o.KeyCache.Dim(2), o.Q.Dim(3), o.ValueCache.Dim(3), o.Scale);
+        var kernel = device.Kernel(AttentionKernels.StepRows, accelerator =>
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+                ArrayView<int>, ArrayView<float>, CacheProblem, Spread>(AttentionKernels.StepRows));
+        var spread = Kernels.Launch.Spread(device, o.Q.Dim(0) * problem.Heads);
+        kernel(device.Stream, spread.Threads, o.Q.View, o.KeyCache.View, o.ValueCache.View, o.Lengths.View,
+            o.Output.View, problem, spread);
+    }
+
+    /// <summary>
+    /// Writes x [B, T, H, D] into the cache [B, H, capacity, D] at positions lengths[b] + t (arguments checked, x and
+    /// the cache not empty): <see cref="AttentionKernels.AppendRows"/> on every kernel configuration; the host
+    /// implementation overrides it.
+    /// </summary>
+    public virtual void Append(Tensor x, Tensor cache, IndexTensor lengths)
+    {
+        var device = x.Device;
+        var problem = new AppendProblem(x.Dim(1), x.Dim(2), x.Dim(3), cache.Dim(2));
+        var kernel = device.Kernel(AttentionKernels.AppendRows, accelerator =>
+            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>,
+                AppendProblem, Spread>(AttentionKernels.AppendRows));
+        var spread = Kernels.Launch.Spread(device, x.Length);
+        kernel(device.Stream, spread.Threads, x.View, lengths.View, cache.View, problem, spread);
+    }
 
     protected static AttentionProblem Problem(Tensor q, Tensor v, float scale, Tensor? logSumExp) => new()
     {

@@ -66,8 +66,8 @@ public static class CausalAttention
     /// One decode step: output[b, 0, h] = Σ_{j&lt;n_b} softmax_j(s·q_b,h·K[b, h, j]) V[b, h, j] over the first
     /// n_b = lengths[b] cached positions, which include the new token's own key and value (append them first). Lengths
     /// stay on the device and are not read back, so a step never waits on the host: a length above the capacity is
-    /// read as the capacity, and a length of 0 gives a zero output. Barrier-free on every device, one thread per
-    /// (b, h).
+    /// read as the capacity, and a length of 0 gives a zero output. A barrier-free kernel with one thread per (b, h) on
+    /// every device but the host backend, which runs it as host SIMD code.
     /// </summary>
     /// <param name="q">The new queries [B, 1, H, Dk].</param>
     /// <param name="keyCache">Keys [B, H, capacity, Dk].</param>
@@ -78,12 +78,8 @@ public static class CausalAttention
     /// <exception cref="ArgumentException">A shape, a device or an aliasing is wrong.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="scale"/> is not finite.</exception>
     public static void Step(Tensor q, Tensor keyCache, Tensor valueCache, IndexTensor lengths, float scale,
-        Tensor output)
-    {
-        CheckStep(q, keyCache, valueCache, scale, output);
-        AttentionChecks.Lengths(lengths, q);
-        LaunchStep(q, keyCache, valueCache, lengths, scale, output);
-    }
+        Tensor output) =>
+        Step(q, keyCache, valueCache, lengths, scale, output, launch: null);
 
     /// <summary>
     /// <see cref="Step(Tensor, Tensor, Tensor, IndexTensor, float, Tensor)"/> with the lengths on the host, checked:
@@ -93,14 +89,8 @@ public static class CausalAttention
     /// exceeds the cache's capacity.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="scale"/> is not finite.</exception>
     public static void Step(Tensor q, Tensor keyCache, Tensor valueCache, IReadOnlyList<int> lengths, float scale,
-        Tensor output)
-    {
-        CheckStep(q, keyCache, valueCache, scale, output);
-        AttentionChecks.Lengths(lengths, q.Dim(0), keyCache.Dim(2), adding: 0);
-        using var uploaded = IndexTensor.FromHost(q.Device, lengths.ToArray(), lengths.Count);
-        LaunchStep(q, keyCache, valueCache, uploaded, scale, output);
-        q.Device.Synchronize();
-    }
+        Tensor output) =>
+        Step(q, keyCache, valueCache, lengths, scale, output, launch: null);
 
     /// <summary>
     /// Writes x [B, T, H, D] into a cache [B, H, capacity, D] at positions lengths[b] … lengths[b] + T − 1 of each
@@ -111,12 +101,8 @@ public static class CausalAttention
     /// <param name="cache">The cache [B, H, capacity, D] written at the new positions.</param>
     /// <param name="lengths">Tokens already cached per sequence, an index tensor [B].</param>
     /// <exception cref="ArgumentException">A shape, a device or an aliasing is wrong.</exception>
-    public static void AppendToCache(Tensor x, Tensor cache, IndexTensor lengths)
-    {
-        CheckAppend(x, cache);
-        AttentionChecks.Lengths(lengths, x);
-        LaunchAppend(x, cache, lengths);
-    }
+    public static void AppendToCache(Tensor x, Tensor cache, IndexTensor lengths) =>
+        AppendToCache(x, cache, lengths, launch: null);
 
     /// <summary>
     /// <see cref="AppendToCache(Tensor, Tensor, IndexTensor)"/> with the lengths on the host, checked: every
@@ -124,12 +110,45 @@ public static class CausalAttention
     /// </summary>
     /// <exception cref="ArgumentException">A shape, a device or an aliasing is wrong, a length is negative, or the new
     /// tokens would overflow the cache's capacity.</exception>
-    public static void AppendToCache(Tensor x, Tensor cache, IReadOnlyList<int> lengths)
+    public static void AppendToCache(Tensor x, Tensor cache, IReadOnlyList<int> lengths) =>
+        AppendToCache(x, cache, lengths, launch: null);
+
+    internal static void Step(Tensor q, Tensor keyCache, Tensor valueCache, IndexTensor lengths, float scale,
+        Tensor output, AttentionLaunch? launch)
+    {
+        CheckStep(q, keyCache, valueCache, scale, output);
+        AttentionChecks.Lengths(lengths, q);
+        (launch ?? AttentionLaunch.For(q.Device)).Step(new StepOperands(q, keyCache, valueCache, lengths, scale,
+            output));
+    }
+
+    internal static void Step(Tensor q, Tensor keyCache, Tensor valueCache, IReadOnlyList<int> lengths, float scale,
+        Tensor output, AttentionLaunch? launch)
+    {
+        CheckStep(q, keyCache, valueCache, scale, output);
+        AttentionChecks.Lengths(lengths, q.Dim(0), keyCache.Dim(2), adding: 0);
+        using var uploaded = IndexTensor.FromHost(q.Device, lengths.ToArray(), lengths.Count);
+        (launch ?? AttentionLaunch.For(q.Device)).Step(new StepOperands(q, keyCache, valueCache, uploaded, scale,
+            output));
+        q.Device.Synchronize();
+    }
+
+    internal static void AppendToCache(Tensor x, Tensor cache, IndexTensor lengths, AttentionLaunch? launch)
+    {
+        CheckAppend(x, cache);
+        AttentionChecks.Lengths(lengths, x);
+        if (x.Length > 0 && cache.Dim(2) > 0)
+            (launch ?? AttentionLaunch.For(x.Device)).Append(x, cache, lengths);
+    }
+
+    internal static void AppendToCache(Tensor x, Tensor cache, IReadOnlyList<int> lengths, AttentionLaunch? launch)
     {
         CheckAppend(x, cache);
         AttentionChecks.Lengths(lengths, x.Dim(0), cache.Dim(2), adding: x.Dim(1));
+        if (x.Length == 0 || cache.Dim(2) == 0)
+            return;
         using var uploaded = IndexTensor.FromHost(x.Device, lengths.ToArray(), lengths.Count);
-        LaunchAppend(x, cache, uploaded);
+        (launch ?? AttentionLaunch.For(x.Device)).Append(x, cache, uploaded);
         x.Device.Synchronize();
     }
 
@@ -214,31 +233,5 @@ public static class CausalAttention
         ShapeCheck.Rank(x, nameof(x), 4);
         AttentionChecks.Cache(cache, nameof(cache), x, x.Dim(3));
         ShapeCheck.Distinct(cache, nameof(cache), x, nameof(x));
-    }
-
-    private static void LaunchStep(Tensor q, Tensor keyCache, Tensor valueCache, IndexTensor lengths, float scale,
-        Tensor output)
-    {
-        var device = q.Device;
-        var problem = new CacheProblem(q.Dim(2), keyCache.Dim(2), q.Dim(3), valueCache.Dim(3), scale);
-        var kernel = device.Kernel(AttentionKernels.StepRows, accelerator =>
-            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-                ArrayView<int>, ArrayView<float>, CacheProblem, Spread>(AttentionKernels.StepRows));
-        var spread = Kernels.Launch.Spread(device, q.Dim(0) * problem.Heads);
-        kernel(device.Stream, spread.Threads, q.View, keyCache.View, valueCache.View, lengths.View, output.View, problem,
-            spread);
-    }
-
-    private static void LaunchAppend(Tensor x, Tensor cache, IndexTensor lengths)
-    {
-        if (x.Length == 0 || cache.Dim(2) == 0)
-            return;
-        var device = x.Device;
-        var problem = new AppendProblem(x.Dim(1), x.Dim(2), x.Dim(3), cache.Dim(2));
-        var kernel = device.Kernel(AttentionKernels.AppendRows, accelerator =>
-            accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<float>, ArrayView<int>, ArrayView<float>,
-                AppendProblem, Spread>(AttentionKernels.AppendRows));
-        var spread = Kernels.Launch.Spread(device, x.Length);
-        kernel(device.Stream, spread.Threads, x.View, lengths.View, cache.View, problem, spread);
     }
 }

@@ -2,6 +2,7 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using RetNet.Ilgpu.Kernels;
 using RetNet.Ilgpu.Kernels.Gemm;
+using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Attention;
 
@@ -33,13 +34,30 @@ internal sealed unsafe class HostAttentionLaunch(HostSimd simd) : AttentionLaunc
             HostSimd.Pointer(o.Dq), HostSimd.Pointer(o.Dk), HostSimd.Pointer(o.Dv), o.Q.Dim(0),
             Problem(o.Q, o.V, o.Scale, o.LogSumExp), simd.Path, simd.Threads);
     }
+
+    public override void Step(in StepOperands o)
+    {
+        HostSimd.Enter(o.Q.Device, What, requireHostExecution: true);
+        HostAttention.Step(HostSimd.Pointer(o.Q), HostSimd.Pointer(o.KeyCache), HostSimd.Pointer(o.ValueCache),
+            HostSimd.Pointer(o.Lengths), HostSimd.Pointer(o.Output), o.Q.Dim(0),
+            new CacheProblem(o.Q.Dim(2), o.KeyCache.Dim(2), o.Q.Dim(3), o.ValueCache.Dim(3), o.Scale), simd.Path,
+            simd.Threads);
+    }
+
+    public override void Append(Tensor x, Tensor cache, IndexTensor lengths)
+    {
+        HostSimd.Enter(x.Device, What, requireHostExecution: true);
+        HostAttention.Append(HostSimd.Pointer(x), HostSimd.Pointer(lengths), HostSimd.Pointer(cache), x.Dim(0),
+            new AppendProblem(x.Dim(1), x.Dim(2), x.Dim(3), cache.Dim(2)));
+    }
 }
 
 /// <summary>
 /// Causal attention's forward pass and gradients (<see cref="AttentionProblem"/>) as host code over host memory, for
 /// ILGPU's CPU accelerator in host execution: the blocked algorithm of the tiled kernels (docs/ATTENTION.md §2, §3),
 /// with every block product (Q·Kᵀ, P·V, dO·Vᵀ, dS·K, Pᵀ·dO, dSᵀ·Q) formed by <see cref="HostGemm.MultiplyStrided"/> so
-/// it runs on the processor's vector units (AVX-512, AVX2 or scalar fused multiply-adds).
+/// it runs on the processor's vector units (AVX-512, AVX2 or scalar fused multiply-adds); and the KV cache's append
+/// and decode step (HostAttention.Step.cs).
 /// </summary>
 /// <remarks>
 /// Determinism: work is split into fixed items, (b, h, block of 96 query rows) for the forward pass and dq and
@@ -48,7 +66,7 @@ internal sealed unsafe class HostAttentionLaunch(HostSimd simd) : AttentionLaunc
 /// one vector function whatever the GEMM path, and every GEMM path takes the same fused multiply-adds, so the forced
 /// instruction set does not change a bit either.
 /// </remarks>
-internal static unsafe class HostAttention
+internal static unsafe partial class HostAttention
 {
     /// <summary>
     /// Rows per item and per block. A multiple of the micro-kernel's 6 rows and of its 8, 16 and 32 columns, so the

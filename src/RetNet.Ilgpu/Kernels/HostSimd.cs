@@ -75,4 +75,7 @@ internal readonly record struct HostSimd(HostGemmPath Path, int? ThreadLimit)
     /// <summary>The host address of an fp32 tensor's first element on the CPU accelerator; null for no tensor.</summary>
     public static unsafe float* Pointer(Tensor? tensor) =>
         tensor is null ? null : (float*)tensor.View.LoadEffectiveAddressAsPtr();
+
+    /// <summary>The host address of an index tensor's first element on the CPU accelerator.</summary>
+    public static unsafe int* Pointer(IndexTensor tensor) => (int*)tensor.View.LoadEffectiveAddressAsPtr();
 }
