@@ -66,9 +66,9 @@ public sealed record ServeBenchmarkOptions
 /// <param name="TtftP50Ms">Time to first token, median over requests: request sent to the first chunk holding a
 /// token.</param>
 /// <param name="TtftP99Ms">Time to first token, 99th percentile.</param>
-/// <param name="ItlP50Ms">Inter-token latency, median over every generated token after the first: a chunk that
-/// arrives g ms after the previous one and holds k tokens gives k samples of g/k ms.</param>
-/// <param name="ItlP99Ms">Inter-token latency, 99th percentile.</param>
+/// <param name="ItlP50Ms">Inter-token latency, median over requests of each one's (time of its last token − time of
+/// its first) / (its tokens − 1) (<see cref="ServeBenchmark.Latencies"/>).</param>
+/// <param name="ItlP99Ms">Inter-token latency, 99th percentile over requests.</param>
 /// <param name="MeanBatch">Sequences per decoding step of the server's loop, averaged over the level's steps.</param>
 /// <param name="StepP50Ms">Median wall time of one decoding step of the loop (sampling included).</param>
 /// <param name="TimedOut">The level hit <see cref="ServeBenchmarkOptions.LevelTimeLimit"/>.</param>
@@ -195,7 +195,8 @@ public static class ServeBenchmark
         return new ServeBenchmarkResult(modelId, concurrency, done.Count, outcomes.Count - done.Count,
             done.Count == 0 ? 0 : done.Average(o => o.PromptTokens), outcomes.Sum(o => (long)o.CompletionTokens),
             seconds, Percentile(done.Select(o => o.TtftMs), 50), Percentile(done.Select(o => o.TtftMs), 99),
-            Percentile(done.SelectMany(o => o.ItlMs), 50), Percentile(done.SelectMany(o => o.ItlMs), 99), meanBatch,
+            Percentile(done.Select(o => o.ItlMs).Where(double.IsFinite), 50),
+            Percentile(done.Select(o => o.ItlMs).Where(double.IsFinite), 99), meanBatch,
             stepMs, limit.IsCancellationRequested && !cancellationToken.IsCancellationRequested);
     }
 
@@ -257,28 +258,26 @@ public static class ServeBenchmark
     }
 
     /// <summary>
-    /// The time to first token and the inter-token latencies of one stream from its chunks: when each arrived (ms
-    /// after the request was sent) and how many tokens had come by then. The first chunk holding a token gives the
-    /// time to first token; each later chunk holding k new tokens g ms after the previous one gives k latencies of
-    /// g/k. Tokens that came with the first (a character split over tokens) have no gap of their own and give none.
+    /// The time to first token and the inter-token latency of one stream from its chunks: when each arrived (ms after
+    /// the request was sent) and how many tokens had come by then. The first chunk holding a token gives the time to
+    /// first token; the inter-token latency is the time from there to the chunk with the last token over the tokens
+    /// after the first (vLLM's time per output token, GenAI-Perf's inter-token latency). Per stream rather than per
+    /// chunk, because chunks that left the server apart can arrive together in one read (then their gaps read as 0),
+    /// and one chunk may hold several tokens. NaN with fewer than two tokens, or when they all came at once.
     /// </summary>
-    internal static (double TtftMs, List<double> ItlMs) Latencies(IReadOnlyList<(double Ms, int Tokens)> chunks)
+    internal static (double TtftMs, double ItlMs) Latencies(IReadOnlyList<(double Ms, int Tokens)> chunks)
     {
-        var itl = new List<double>();
-        double ttft = double.NaN, last = 0;
-        var tokens = 0;
+        double first = double.NaN, last = double.NaN;
+        int firstTokens = 0, tokens = 0;
         foreach (var (ms, total) in chunks)
         {
             if (total <= tokens)
                 continue;
             if (tokens == 0)
-                ttft = ms;
-            else
-                itl.AddRange(Enumerable.Repeat((ms - last) / (total - tokens), total - tokens));
-            tokens = total;
-            last = ms;
+                (first, firstTokens) = (ms, total);
+            (last, tokens) = (ms, total);
         }
-        return (ttft, itl);
+        return (first, tokens > firstTokens ? (last - first) / (tokens - 1) : double.NaN);
     }
 
     /// <summary>The <paramref name="percent"/>th percentile (nearest rank) of <paramref name="values"/>; NaN when
@@ -320,9 +319,9 @@ public static class ServeBenchmark
         (int)Math.Floor(options.MaxTokens * (1 + options.RangeRatio));
 
     private sealed record RequestOutcome(string? Error, int PromptTokens, int CompletionTokens, double TtftMs,
-        IReadOnlyList<double> ItlMs)
+        double ItlMs)
     {
-        public static RequestOutcome Failed(string error, int tokens) => new(error, 0, tokens, 0, []);
+        public static RequestOutcome Failed(string error, int tokens) => new(error, 0, tokens, 0, double.NaN);
     }
 
     /// <summary>Random prompts of a fixed number of tokens: letters, each one token for the byte tokenizer; for

@@ -28,7 +28,7 @@ public sealed class ServeBenchmarkTests(DeviceFixture fixture)
             Assert.Equal(requests * 6L, r.CompletionTokens);
             Assert.True(r.Seconds > 0 && r.TokensPerSecond > 0);
             Assert.True(r.TtftP50Ms > 0 && r.TtftP99Ms >= r.TtftP50Ms);
-            // Inter-token latencies need a chunk after the first: a client behind the loop may get all six at once.
+            // An inter-token latency needs a chunk after the first: a client behind the loop may get all six at once.
             Assert.True(double.IsNaN(r.ItlP50Ms) || (r.ItlP50Ms > 0 && r.ItlP99Ms >= r.ItlP50Ms));
             Assert.InRange(r.MeanBatch, 1, r.Concurrency);
             Assert.True(r.StepP50Ms > 0);
@@ -69,22 +69,22 @@ public sealed class ServeBenchmarkTests(DeviceFixture fixture)
             options with { Config = ModelTestSupport.Micro() with { VocabSize = 300 } }));
     }
 
-    /// <summary>A stream's chunks to latencies: the first token's chunk is the time to first token, a later chunk of k
-    /// tokens g ms after the one before gives k latencies of g/k, chunks without a new token give nothing.</summary>
+    /// <summary>A stream's chunks to latencies: the first token's chunk is the time to first token; the inter-token
+    /// latency is the time from it to the last token's chunk over the tokens after the first, however the tokens were
+    /// split into chunks and whatever the gaps between them.</summary>
     [Fact]
-    public void A_chunk_of_k_tokens_gives_k_latencies_of_its_gap_over_k()
+    public void The_inter_token_latency_spreads_the_stream_over_its_tokens()
     {
         var (ttft, itl) = ServeBenchmark.Latencies([(0.5, 0), (2.0, 1), (3.0, 2), (3.5, 2), (9.0, 5), (10.0, 6)]);
-        Assert.Equal(2.0, ttft);
-        Assert.Equal([1.0, 2.0, 2.0, 2.0, 1.0], itl);
-        // Two tokens in the first chunk: the second has no gap of its own.
-        (ttft, itl) = ServeBenchmark.Latencies([(4.0, 2), (5.0, 3)]);
-        Assert.Equal(4.0, ttft);
-        Assert.Equal([1.0], itl);
-        // Negative control: the same chunks read as one token each would give other latencies.
-        Assert.NotEqual([1.0, 2.0, 2.0, 2.0, 1.0],
-            ServeBenchmark.Latencies([(2.0, 1), (3.0, 2), (9.0, 3), (10.0, 4)]).ItlMs);
+        Assert.Equal((2.0, 8.0 / 5), (ttft, itl));
+        // The same tokens delivered in two bursts: the same latencies.
+        Assert.Equal((2.0, 8.0 / 5), ServeBenchmark.Latencies([(2.0, 1), (10.0, 6), (10.0, 6)]));
+        // Two tokens in the first chunk: the first token's time is the chunk's, and both count after it.
+        Assert.Equal((4.0, 2.0 / 2), ServeBenchmark.Latencies([(4.0, 2), (6.0, 3)]));
+        // Negative control: the last token two ms later is a longer latency.
+        Assert.NotEqual(8.0 / 5, ServeBenchmark.Latencies([(2.0, 1), (12.0, 6)]).ItlMs);
         Assert.True(double.IsNaN(ServeBenchmark.Latencies([(1.0, 0)]).TtftMs));
+        Assert.True(double.IsNaN(ServeBenchmark.Latencies([(1.0, 3)]).ItlMs));
     }
 
     [Fact]
