@@ -347,15 +347,12 @@ public static class ServeBenchmark
         {
             lock (gate)
             {
-                var text = new StringBuilder(tokens);
+                // The byte tokenizer reads a letter as one token; another merges letters, so it gets one-letter
+                // words (one or more tokens each).
+                var words = tokenizer.VocabularySize != ByteTokenizer.Instance.VocabularySize;
+                var text = new StringBuilder(2 * tokens);
                 for (var i = 0; i < tokens; i++)
-                    text.Append((char)('a' + random.Next(26)));
-                if (tokenizer.VocabularySize == ByteTokenizer.Instance.VocabularySize)
-                    return text.ToString();
-                // Another tokenizer merges letters: spell words instead, one or more tokens each.
-                text.Clear();
-                for (var i = 0; i < tokens; i++)
-                    text.Append(' ').Append((char)('a' + random.Next(26)));
+                    (words ? text.Append(' ') : text).Append((char)('a' + random.Next(26)));
                 return text.ToString();
             }
         }
