@@ -267,13 +267,20 @@ public sealed class Tensor : IDisposable
         ShapeCheck.HostData(destination.Length, shape, nameof(destination));
         if (Length == 0)
             return;
-        if (DType == TensorDType.Float32)
+        if (DType != TensorDType.Float32)
         {
-            ReadView.CopyToCPU(Device.Stream, destination);
-            Device.Stream.Synchronize();
+            ToHost().CopyTo(destination);
             return;
         }
-        ToHost().CopyTo(destination);
+        // Pinned until the copy has finished: the GC must not move an array the accelerator is writing.
+        unsafe
+        {
+            fixed (float* pinned = destination)
+            {
+                ReadView.CopyToCPU(Device.Stream, ref *pinned, destination.Length);
+                Device.Stream.Synchronize();
+            }
+        }
     }
 
     /// <summary>Copies the raw bits of a 16-bit tensor's elements to a new host array.</summary>
