@@ -259,6 +259,24 @@ public sealed class Tensor : IDisposable
         return result;
     }
 
+    /// <summary>Copies the elements into <paramref name="destination"/> (waits for queued work first), without
+    /// allocating when the tensor is fp32; 16-bit elements are widened.</summary>
+    /// <exception cref="ArgumentException">The destination's length differs from <see cref="Length"/>.</exception>
+    public void CopyToHost(Span<float> destination)
+    {
+        ShapeCheck.HostData(destination.Length, shape, nameof(destination));
+        if (Length == 0)
+            return;
+        if (DType != TensorDType.Float32)
+        {
+            ToHost().CopyTo(destination);
+            return;
+        }
+        ReadView.CopyToCPU(Device.Stream, ref System.Runtime.InteropServices.MemoryMarshal.GetReference(destination),
+            destination.Length);
+        Device.Stream.Synchronize();
+    }
+
     /// <summary>Copies the raw bits of a 16-bit tensor's elements to a new host array.</summary>
     /// <exception cref="NotSupportedException">The tensor is stored as fp32.</exception>
     public ushort[] ToHostBits()
