@@ -280,12 +280,12 @@ public sealed class Trainer : IDisposable
         facts.Add(new("model config", Model.Config.ToJson()));
         void Files(string option, IReadOnlyList<string> paths)
         {
-            foreach (var path in paths)
+            for (var i = 0; i < paths.Count; i++)
             {
-                using var stream = File.OpenRead(path);
+                using var stream = File.OpenRead(paths[i]);
                 var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
-                facts.Add(new($"{option} file {Path.GetFileName(path)}",
-                    string.Create(CultureInfo.InvariantCulture, $"{stream.Length} bytes, sha256 {hash}")));
+                facts.Add(new($"{option} file {i + 1}", string.Create(CultureInfo.InvariantCulture,
+                    $"{stream.Length} bytes, sha256 {hash}, {Path.GetFileName(paths[i])}")));
             }
         }
         Files("--data", Settings.Data);

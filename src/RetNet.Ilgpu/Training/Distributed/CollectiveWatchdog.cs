@@ -5,13 +5,16 @@ namespace RetNet.Ilgpu.Training.Distributed;
 /// <summary>
 /// Bounds every wait on other processes: a collective call that has not returned after the timeout (another rank hung
 /// rather than died, which the launcher would notice) calls <c>onExpired</c> with the call's name, once, from a timer
-/// thread. <see cref="MpiWorld"/> then ends the process, and the launcher ends the job.
+/// thread of its own (not the thread pool's, which a busy process may starve). <see cref="MpiWorld"/> then ends the
+/// process, and the launcher ends the job.
 /// </summary>
 public sealed class CollectiveWatchdog : IDisposable
 {
     private readonly TimeSpan timeout;
     private readonly Action<string> onExpired;
-    private readonly Timer timer;
+    private readonly TimeSpan period;
+    private readonly Thread thread;
+    private readonly ManualResetEventSlim stopped = new();
     private readonly Lock gate = new();
     private string? current;
     private long enteredAt;
@@ -28,8 +31,9 @@ public sealed class CollectiveWatchdog : IDisposable
             throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "Expected a positive timeout.");
         this.timeout = timeout;
         this.onExpired = onExpired;
-        var every = period ?? TimeSpan.FromTicks(Math.Min(timeout.Ticks / 10, TimeSpan.TicksPerSecond));
-        timer = new Timer(_ => Check(), null, every, every);
+        this.period = period ?? TimeSpan.FromTicks(Math.Min(timeout.Ticks / 10, TimeSpan.TicksPerSecond));
+        thread = new Thread(Watch) { IsBackground = true, Name = "collective watchdog" };
+        thread.Start();
     }
 
     /// <summary>The longest a call may take.</summary>
@@ -55,6 +59,12 @@ public sealed class CollectiveWatchdog : IDisposable
             current = null;
     }
 
+    private void Watch()
+    {
+        while (!stopped.Wait(period))
+            Check();
+    }
+
     private void Check()
     {
         string name;
@@ -69,7 +79,12 @@ public sealed class CollectiveWatchdog : IDisposable
     }
 
     /// <summary>Stops watching.</summary>
-    public void Dispose() => timer.Dispose();
+    public void Dispose()
+    {
+        stopped.Set();
+        thread.Join();
+        stopped.Dispose();
+    }
 
     /// <summary>One watched call; disposing it ends the watch.</summary>
     public readonly struct Scope : IDisposable
