@@ -127,15 +127,19 @@ public sealed unsafe class MpiWorld : IDisposable
         Environment.Exit(code);
     }
 
-    /// <summary>MPI_Finalize (once); every rank must call it.</summary>
+    /// <summary>MPI_Finalize (once), watched like the collectives: it may wait for the other ranks.</summary>
     public void Dispose()
     {
+        if (!finished)
+        {
+            finished = true;
+            using (watchdog.Enter("MPI_Finalize"))
+            {
+                if (!mpi.Finalized())
+                    mpi.FinalizeMpi();
+            }
+        }
         watchdog.Dispose();
-        if (finished)
-            return;
-        finished = true;
-        if (!mpi.Finalized())
-            mpi.FinalizeMpi();
     }
 
     private void RequireGatherLength(int mine, int all)
