@@ -272,9 +272,15 @@ public sealed class Tensor : IDisposable
             ToHost().CopyTo(destination);
             return;
         }
-        ReadView.CopyToCPU(Device.Stream, ref System.Runtime.InteropServices.MemoryMarshal.GetReference(destination),
-            destination.Length);
-        Device.Stream.Synchronize();
+        // Pinned until the copy has finished: the GC must not move an array the accelerator is writing.
+        unsafe
+        {
+            fixed (float* pinned = destination)
+            {
+                ReadView.CopyToCPU(Device.Stream, ref *pinned, destination.Length);
+                Device.Stream.Synchronize();
+            }
+        }
     }
 
     /// <summary>Copies the raw bits of a 16-bit tensor's elements to a new host array.</summary>
