@@ -184,6 +184,22 @@ public sealed class DistributedTrainingTests : IDisposable
     }
 
     [FactWithMpirun]
+    public void A_rank_that_fails_alone_aborts_the_whole_job_instead_of_leaving_the_others_waiting()
+    {
+        var output = Path.Combine(root, "failed-alone");
+        var missing = Path.Combine(root, "missing.bin");
+        var alone = Train(output, 1);
+        alone[Array.IndexOf(alone, data)] = missing;
+
+        var job = MpiJob.Run(["-np", "1", "retnet", .. Train(output, 1), ":", "-np", "1", "retnet", .. alone]);
+
+        Assert.NotEqual(0, job.ExitCode);
+        Assert.Contains("error (rank 1 of 2):", job.Output);
+        Assert.Contains("MPI_ABORT was invoked on rank 1", job.Output);
+        Assert.False(File.Exists(Path.Combine(output, Trainer.StateFile)), "no checkpoint may be written");
+    }
+
+    [FactWithMpirun]
     public void Resuming_with_another_world_size_is_refused_naming_both_sizes()
     {
         var checkpoint = InProcessRun("one-worker", SingleWorker.Instance, stopAfter: 1);
