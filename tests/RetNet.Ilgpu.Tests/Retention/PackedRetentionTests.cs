@@ -19,7 +19,7 @@ public sealed class PackedRetentionTests(DeviceFixture fixture)
     [
         (new(2, 20, 3, 5, 4), [[7, 13], [1, 3, 16]]),
         (new(1, 37, 2, 20, 18), [[5, 1, 14, 17]]),
-        (new(1, 70, 1, 33, 70), [[33, 2, 35]]),
+        (new(1, 45, 1, 20, 70), [[20, 2, 23]]),
     ];
 
     private static readonly Lazy<int> ConfigurationCount = new(() =>
