@@ -127,12 +127,12 @@ internal static partial class RetentionKernels
     /// The first token (within its row of T) of the document that holds token <paramref name="token"/> = b·T + t of a
     /// packed batch; 0 without bounds. Bounds are [B·T, 2] = (start, end) per token (<see cref="PackedSequences"/>).
     /// </summary>
-    internal static int DocumentStart(ArrayView<int> bounds, int hasBounds, int token) =>
+    private static int DocumentStart(ArrayView<int> bounds, int hasBounds, int token) =>
         hasBounds != 0 ? bounds[2 * token] : 0;
 
     /// <summary>One past the last token (within its row) of the document that holds <paramref name="token"/>; T
     /// without bounds.</summary>
-    internal static int DocumentEnd(ArrayView<int> bounds, int hasBounds, int token, int seqLen) =>
+    private static int DocumentEnd(ArrayView<int> bounds, int hasBounds, int token, int seqLen) =>
         hasBounds != 0 ? bounds[2 * token + 1] : seqLen;
 
     /// <summary>
