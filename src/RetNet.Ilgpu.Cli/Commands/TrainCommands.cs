@@ -47,6 +47,11 @@ internal static class TrainCommands
         {
             Description = "Keep only each block's input and recompute its activations in the backward pass.",
         };
+        var packDocuments = new Option<bool>("--pack-documents")
+        {
+            Description = "Train and evaluate on packed documents: every end-of-text token (the tokenizer's, or " +
+                          "GPT-2's 50256 in llm.c token files) starts a document that retention does not reach across.",
+        };
         var computeType = CommonOptions.Choice("--dtype",
             "Read the weight matrices in the passes as fp32, or as bf16/fp16 copies of the fp32 master weights (mixed " +
             "precision; gradients, activations and AdamW stay fp32).", defaults.ComputeType, TensorDTypes.Parse,
@@ -69,8 +74,8 @@ internal static class TrainCommands
             "Train a model on text or token files; checkpoints are resumable and bit-identical on one device.")
         {
             model, resume, data, validation, output, tokenizer, steps, stopAfter, batch, seqLen, accumulation, rate,
-            warmup, schedule, minRatio, decay, betas, eps, clip, form, chunk, checkpointActivations, evalEvery, saveEvery,
-            seed, log, device, computeType, onNonFinite,
+            warmup, schedule, minRatio, decay, betas, eps, clip, form, chunk, checkpointActivations, packDocuments,
+            evalEvery, saveEvery, seed, log, device, computeType, onNonFinite,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -100,6 +105,7 @@ internal static class TrainCommands
                     Beta2 = beta2, Eps = parse.GetValue(eps), Clip = parse.GetValue(clip),
                     Form = parse.GetValue(form), ChunkSize = parse.GetValue(chunk),
                     CheckpointActivations = parse.GetValue(checkpointActivations),
+                    PackDocuments = parse.GetValue(packDocuments),
                     ComputeType = parse.GetValue(computeType), OnNonFinite = parse.GetValue(onNonFinite),
                     EvalEvery = parse.GetValue(evalEvery), SaveEvery = parse.GetValue(saveEvery),
                     Seed = parse.GetValue(seed), Tokenizer = parse.GetValue(tokenizer),

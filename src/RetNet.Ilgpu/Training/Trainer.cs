@@ -69,6 +69,8 @@ public sealed class Trainer : IDisposable
     private readonly int[,] windows;
     // The model folder a run started from: its tokenizer files travel into every checkpoint.
     private string? tokenizerFolder;
+    // The end-of-text id that opens each packed document, when the run packs documents.
+    private readonly int? separator;
     private bool disposed;
 
     private Trainer(ILanguageModel model, TrainingSettings settings, string outputFolder, TrainingData data,
@@ -85,6 +87,9 @@ public sealed class Trainer : IDisposable
             : WindowSampler.Restore(data.Train, settings.SeqLen, samplerState);
         schedule = settings.LearningRates;
         schedule.Validate();
+        separator = settings.PackDocuments
+            ? DocumentPacking.Separator(data.Train, data.Tokenizer, model.VocabSize)
+            : null;
         windows = new int[settings.Batch, settings.SeqLen + 1];
         model.UseComputeType(settings.ComputeType);
         gradients = model.CreateGradients();
@@ -251,8 +256,9 @@ public sealed class Trainer : IDisposable
         for (var micro = 0; micro < accumulation; micro++)
         {
             sampler.Next(windows);
-            loss += Model.ForwardBackward(windows, gradients, Settings.Mode, 1f / accumulation, Settings.Keep) /
-                    accumulation;
+            var documents = separator is { } id ? DocumentPacking.Offsets(windows, id) : null;
+            loss += Model.ForwardBackward(windows, gradients, Settings.Mode, 1f / accumulation, Settings.Keep,
+                documents) / accumulation;
         }
         reducer.Reduce(gradients);
         var norm = FiniteGlobalNorm(loss);
@@ -349,7 +355,7 @@ public sealed class Trainer : IDisposable
     {
         ObjectDisposedException.ThrowIf(disposed, this);
         return Model.Evaluate(data.Validation ?? throw new InvalidOperationException("No validation data was given."),
-            Settings.SeqLen, Settings.Batch, Settings.Mode, data.Tokenizer);
+            Settings.SeqLen, Settings.Batch, Settings.Mode, data.Tokenizer, separator);
     }
 
     /// <summary>
