@@ -5,9 +5,10 @@ namespace RetNet.Ilgpu.Retention;
 
 /// <summary>
 /// Documents packed into the rows of a batch, given as fla's <c>cu_seqlens</c>: offsets into the flattened tokens
-/// [B·T], document i holding tokens [cuSeqlens[i], cuSeqlens[i + 1]). Retention never crosses a boundary (docs/MATH.md
-/// §2.3): the decay between tokens of different documents is 0 in the parallel form, the recurrent state restarts from
-/// zeros at each document start, and the chunkwise form masks within a chunk and carries no state across a boundary.
+/// [B·T], document i holding tokens [cuSeqlens[i], cuSeqlens[i + 1]). Retention never crosses a boundary
+/// (docs/MATH.md §2, packed documents): the decay between tokens of different documents is 0 in the parallel form,
+/// the recurrent state restarts from zeros at each document start, and the chunkwise form masks within a chunk and
+/// carries no state across a boundary.
 /// Documents do not cross rows: every row start b·T is an offset (with B = 1, fla's layout, that is only 0).
 /// </summary>
 public static class PackedSequences

@@ -21,8 +21,8 @@ public sealed record RetentionReferenceGradients(
 /// quadratic (parallel) form and the step-by-step recurrence, each forward and backward. The tests and properties
 /// hold the kernels against them. Absent optional tensors (initial state, gradients) are zeros. With
 /// <c>cuSeqlens</c> (<see cref="PackedSequences"/>) the documents packed into each row are independent (docs/MATH.md
-/// §2.3): a pair of tokens of different documents has decay 0, the recurrence restarts from zeros at each document
-/// start after token 0, S_0 feeds each row's first document and S_T is its last document's.
+/// §2, packed documents): a pair of tokens of different documents has decay 0, the recurrence restarts from zeros at
+/// each document start after token 0, S_0 feeds each row's first document and S_T is its last document's.
 /// </summary>
 public static class RetentionReference
 {
