@@ -232,12 +232,16 @@ internal static class TrainCommands
         var batch = new Option<int>("--batch") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 8 };
         var form = CommonOptions.TrainingForm("chunkwise or parallel.");
         var chunk = new Option<int>("--chunk-size") { Description = "Chunk size of the chunkwise form.", DefaultValueFactory = _ => ForwardMode.DefaultChunkSize };
+        var packDocuments = new Option<bool>("--pack-documents")
+        {
+            Description = "Keep the documents of a window apart, each opened by an end-of-text token (as train's).",
+        };
         var json = CommonOptions.Json();
         var device = CommonOptions.Device();
         var command = new Command("eval",
             "The mean next-token loss of a model over whole data (windows of T + 1 tokens, stride T), perplexity and bits per byte.")
         {
-            model, data, tokenizer, seqLen, batch, form, chunk, json, device,
+            model, data, tokenizer, seqLen, batch, form, chunk, packDocuments, json, device,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -252,7 +256,10 @@ internal static class TrainCommands
             using var dataset = TokenDataset.Open(TokenDataset.ParsePathList(parse.GetValue(data)!), text,
                 loaded.VocabSize);
             var mode = ForwardMode.Of(parse.GetValue(form), parse.GetValue(chunk));
-            var e = loaded.Evaluate(dataset, t, b, mode, text);
+            int? separator = parse.GetValue(packDocuments)
+                ? DocumentPacking.Separator(dataset, text, loaded.VocabSize)
+                : null;
+            var e = loaded.Evaluate(dataset, t, b, mode, text, separator);
             Console.WriteLine(Describe(e));
             if (parse.GetValue(json) is { } file)
                 AtomicFile.WriteAllText(file.FullName, JsonSerializer.Serialize(new

@@ -10,7 +10,7 @@ namespace RetNet.Ilgpu.Tests.Training;
 
 /// <summary>
 /// <c>retnet train --pack-documents</c> on text whose documents are separated by GPT-2's &lt;|endoftext|&gt;: a short
-/// run of the tiny preset trains and evaluates; on the trained model a window holding two documents gives, packed, the
+/// run of the tiny preset trains and evaluates, and <c>retnet eval --pack-documents</c> reads its checkpoint; on the trained model a window holding two documents gives, packed, the
 /// token-weighted loss of the two documents computed alone (and, unpacked, another: the negative control). Data
 /// without a separator is refused with a message that says why.
 /// </summary>
@@ -47,6 +47,12 @@ public sealed class PackedTrainingTests(DeviceFixture fixture) : IDisposable
         [
             "train", "--model", model, "--data", data, "--val-data", data, "--output", checkpoint, "--tokenizer",
             "gpt2", "--pack-documents", "--steps", "3", "--batch", "2", "--seq-len", "16", "--chunk-size", "4",
+            "--device", "cpu",
+        ], TimeSpan.FromSeconds(120));
+        Assert.True(exitCode == 0, string.Join('\n', output));
+        (exitCode, _, output) = ChildProcess.Run(ChildProcess.RetnetDll,
+        [
+            "eval", "--model", checkpoint, "--data", data, "--tokenizer", "gpt2", "--pack-documents", "--seq-len", "16",
             "--device", "cpu",
         ], TimeSpan.FromSeconds(120));
         Assert.True(exitCode == 0, string.Join('\n', output));

@@ -40,26 +40,28 @@ public static class DocumentPacking
     }
 
     /// <summary>
-    /// The separator of <paramref name="data"/>: the tokenizer's end-of-text, or, for token files without a tokenizer,
-    /// GPT-2's <see cref="Gpt2EndOfText"/> when the vocabulary holds it. The data must contain it somewhere.
+    /// The separator of <paramref name="data"/>: for text, the end-of-text of the tokenizer that reads it; for llm.c
+    /// token files (any .bin among the files), GPT-2's <see cref="Gpt2EndOfText"/>, which must be inside the
+    /// vocabulary. The data must contain it somewhere.
     /// </summary>
-    /// <exception cref="ArgumentException">No separator is known for this data (a tokenizer without end-of-text, such
-    /// as the byte tokenizer), or the data holds none: packing it would be the same as not packing, which is most
-    /// likely a mistake; the message says which.</exception>
+    /// <exception cref="ArgumentException">No separator is known for this data (text read with a tokenizer without
+    /// end-of-text, such as the byte tokenizer; token files with a vocabulary below 50,257), or the data holds none:
+    /// packing it would be the same as not packing, which is most likely a mistake; the message says which.</exception>
     public static int Separator(TokenDataset data, ITextTokenizer? tokenizer, int vocabularySize)
     {
         ArgumentNullException.ThrowIfNull(data);
         int separator;
-        if (tokenizer?.EndOfText is { } endOfText)
-            separator = endOfText;
-        else if (!data.IsText && tokenizer is null && vocabularySize > Gpt2EndOfText)
+        if (!data.IsText && vocabularySize > Gpt2EndOfText)
             separator = Gpt2EndOfText;
+        else if (data.IsText && tokenizer?.EndOfText is { } endOfText)
+            separator = endOfText;
         else
             throw new ArgumentException(
                 "Packing documents (--pack-documents) needs an end-of-text token to find where documents start, and " +
-                (tokenizer is null
-                    ? $"token files with a vocabulary of {vocabularySize} have none (GPT-2's {Gpt2EndOfText} is outside it)"
-                    : $"tokenizer '{tokenizer.Name}' has none") +
+                (data.IsText
+                    ? $"tokenizer '{tokenizer?.Name ?? "(none)"}' has none"
+                    : $"token files with a vocabulary of {vocabularySize} have none (GPT-2's {Gpt2EndOfText} is " +
+                      "outside it)") +
                 "; expected GPT-2 token files, or text read with a tokenizer that has one (gpt2).", nameof(tokenizer));
         if (!Contains(data, separator))
             throw new ArgumentException(
