@@ -38,7 +38,8 @@ internal sealed unsafe class HostRetentionLaunch(HostSimd simd) : RetentionLaunc
             o.Q.Dim(0), Problem(o), simd.Path, simd.Threads);
     }
 
-    /// <summary>The token bounds' host address, or null without packed documents (the problem's HasBounds is 0).</summary>
+    /// <summary>The token bounds' host address, or null without packed documents (the problem's HasBounds is
+    /// 0).</summary>
     private static int* Bounds(Tensors.IndexTensor? bounds) => bounds is null ? null : HostSimd.Pointer(bounds);
 }
 
@@ -218,7 +219,9 @@ internal static unsafe partial class HostRetention
             // Keys in the window that any of these rows sees: forward from the chunk start (or the first row's
             // document start) to the last row, reverse from the first row to the chunk end (or the last row's
             // document end).
-            var keyStart = reverse ? r0 : Math.Max(chunkStart, DocumentBound(bounds, p.HasBounds, false, firstToken, 0));
+            var keyStart = reverse
+                ? r0
+                : Math.Max(chunkStart, DocumentBound(bounds, p.HasBounds, false, firstToken, 0));
             var keyEnd = reverse
                 ? Math.Min(chunkEnd, DocumentBound(bounds, p.HasBounds, true, firstToken + rows - 1, p.SeqLen))
                 : r1;

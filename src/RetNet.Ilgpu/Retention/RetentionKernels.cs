@@ -109,7 +109,8 @@ internal struct RecurrentProblem
     public int KeyDim;
     public int ValueDim;
 
-    /// <summary>1 when documents are packed: the state restarts from zeros at every document start after token 0.</summary>
+    /// <summary>1 when documents are packed: the state restarts from zeros at every document start after
+    /// token 0.</summary>
     public int HasBounds;
 }
 

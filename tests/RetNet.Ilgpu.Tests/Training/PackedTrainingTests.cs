@@ -10,9 +10,10 @@ namespace RetNet.Ilgpu.Tests.Training;
 
 /// <summary>
 /// <c>retnet train --pack-documents</c> on text whose documents are separated by GPT-2's &lt;|endoftext|&gt;: a short
-/// run of the tiny preset trains and evaluates, and <c>retnet eval --pack-documents</c> reads its checkpoint; on the trained model a window holding two documents gives, packed, the
-/// token-weighted loss of the two documents computed alone (and, unpacked, another: the negative control). Data
-/// without a separator is refused with a message that says why.
+/// run of the tiny preset trains and evaluates, and <c>retnet eval --pack-documents</c> reads its checkpoint; on the
+/// trained model a window holding two documents gives, packed, the token-weighted loss of the two documents computed
+/// alone (and, unpacked, another: the negative control). Data without a separator is refused with a message that says
+/// why.
 /// </summary>
 [Collection(DeviceCollection.Name)]
 public sealed class PackedTrainingTests(DeviceFixture fixture) : IDisposable

@@ -65,7 +65,8 @@ public static class DocumentPacking
                 "; expected GPT-2 token files, or text read with a tokenizer that has one (gpt2).", nameof(tokenizer));
         if (!Contains(data, separator))
             throw new ArgumentException(
-                $"Packing documents (--pack-documents): the data ({string.Join(", ", data.Paths)}, {data.Count} tokens) " +
+                $"Packing documents (--pack-documents): the data ({string.Join(", ", data.Paths)}, " +
+                $"{data.Count} tokens) " +
                 $"holds no end-of-text token (id {separator}), so it has no document boundaries; expected documents " +
                 "separated by it (or train without --pack-documents).", nameof(data));
         return separator;
