@@ -48,6 +48,11 @@ internal static class TrainCommands
         {
             Description = "Keep only each block's input and recompute its activations in the backward pass.",
         };
+        var packDocuments = new Option<bool>("--pack-documents")
+        {
+            Description = "Train and evaluate on packed documents: every end-of-text token (the tokenizer's, or " +
+                          "GPT-2's 50256 in llm.c token files) starts a document that retention does not reach across.",
+        };
         var computeType = CommonOptions.Choice("--dtype",
             "Read the weight matrices in the passes as fp32, or as bf16/fp16 copies of the fp32 master weights (mixed " +
             "precision; gradients, activations and AdamW stay fp32).", defaults.ComputeType, TensorDTypes.Parse,
@@ -77,8 +82,8 @@ internal static class TrainCommands
             "mpirun, every process trains data-parallel (docs/DISTRIBUTED.md).")
         {
             model, resume, data, validation, output, tokenizer, steps, stopAfter, batch, seqLen, accumulation, rate,
-            warmup, schedule, minRatio, decay, betas, eps, clip, form, chunk, checkpointActivations, evalEvery, saveEvery,
-            seed, log, device, computeType, onNonFinite, collectiveTimeout,
+            warmup, schedule, minRatio, decay, betas, eps, clip, form, chunk, checkpointActivations, packDocuments,
+            evalEvery, saveEvery, seed, log, device, computeType, onNonFinite, collectiveTimeout,
         };
         command.SetAction(parse =>
         {
@@ -128,6 +133,7 @@ internal static class TrainCommands
                     Beta2 = beta2, Eps = parse.GetValue(eps), Clip = parse.GetValue(clip),
                     Form = parse.GetValue(form), ChunkSize = parse.GetValue(chunk),
                     CheckpointActivations = parse.GetValue(checkpointActivations),
+                    PackDocuments = parse.GetValue(packDocuments),
                     ComputeType = parse.GetValue(computeType), OnNonFinite = parse.GetValue(onNonFinite),
                     EvalEvery = parse.GetValue(evalEvery), SaveEvery = parse.GetValue(saveEvery),
                     Seed = parse.GetValue(seed), Tokenizer = parse.GetValue(tokenizer),
@@ -309,12 +315,16 @@ internal static class TrainCommands
         var batch = new Option<int>("--batch") { Description = "Windows per forward pass.", DefaultValueFactory = _ => 8 };
         var form = CommonOptions.TrainingForm("chunkwise or parallel.");
         var chunk = new Option<int>("--chunk-size") { Description = "Chunk size of the chunkwise form.", DefaultValueFactory = _ => ForwardMode.DefaultChunkSize };
+        var packDocuments = new Option<bool>("--pack-documents")
+        {
+            Description = "Keep the documents of a window apart, each opened by an end-of-text token (as train's).",
+        };
         var json = CommonOptions.Json();
         var device = CommonOptions.Device();
         var command = new Command("eval",
             "The mean next-token loss of a model over whole data (windows of T + 1 tokens, stride T), perplexity and bits per byte.")
         {
-            model, data, tokenizer, seqLen, batch, form, chunk, json, device,
+            model, data, tokenizer, seqLen, batch, form, chunk, packDocuments, json, device,
         };
         command.SetAction(parse => CommonOptions.Run(() =>
         {
@@ -329,7 +339,10 @@ internal static class TrainCommands
             using var dataset = TokenDataset.Open(TokenDataset.ParsePathList(parse.GetValue(data)!), text,
                 loaded.VocabSize);
             var mode = ForwardMode.Of(parse.GetValue(form), parse.GetValue(chunk));
-            var e = loaded.Evaluate(dataset, t, b, mode, text);
+            int? separator = parse.GetValue(packDocuments)
+                ? DocumentPacking.Separator(dataset, text, loaded.VocabSize)
+                : null;
+            var e = loaded.Evaluate(dataset, t, b, mode, text, separator);
             Console.WriteLine(Describe(e));
             if (parse.GetValue(json) is { } file)
                 AtomicFile.WriteAllText(file.FullName, JsonSerializer.Serialize(new

@@ -130,18 +130,24 @@ public interface ILanguageModel : IDisposable
     /// has a backward); <paramref name="keep"/> what the forward pass keeps for the backward pass: everything, or only
     /// each block's input (recomputing the rest; less memory, about one more forward pass of time, bit-identical
     /// gradients).
+    /// With <paramref name="cuSeqlens"/> the windows hold packed documents (<see cref="Retention.PackedSequences"/>:
+    /// offsets into the B·T input tokens): nothing attends or decays across a document start, and positions restart
+    /// at 0 with each document, so each document's tokens get the loss and gradients they would get alone.
     /// </summary>
     /// <returns>The mean loss in nats per predicted token (unscaled).</returns>
     /// <exception cref="ArgumentException">Fewer than 2 tokens per window, an id outside [0, V), a recurrent mode,
-    /// <see cref="ActivationPlan.KeepNothing"/>, gradients of another model, or a chunk size &lt; 1.</exception>
+    /// <see cref="ActivationPlan.KeepNothing"/>, gradients of another model, a chunk size &lt; 1, or offsets that are
+    /// not valid for [B, T] (or given to a model whose mixer cannot pack documents).</exception>
     float ForwardBackward(int[,] windows, ModelGradients gradients, ForwardMode? mode = null, float gradientScale = 1f,
-        ActivationPlan keep = ActivationPlan.KeepEverything);
+        ActivationPlan keep = ActivationPlan.KeepEverything, IReadOnlyList<int>? cuSeqlens = null);
 
     /// <summary>The mean next-token cross-entropy of <paramref name="windows"/> [B, T + 1] in nats per predicted token,
-    /// without a backward pass or gradients (evaluation of your own batch).</summary>
-    /// <exception cref="ArgumentException">Fewer than 2 tokens per window, or an id outside [0, V).</exception>
+    /// without a backward pass or gradients (evaluation of your own batch); packed documents as in
+    /// <see cref="ForwardBackward"/> when <paramref name="cuSeqlens"/> is given.</summary>
+    /// <exception cref="ArgumentException">Fewer than 2 tokens per window, an id outside [0, V), or offsets that are
+    /// not valid for [B, T] (or given to a model whose mixer cannot pack documents).</exception>
     /// <exception cref="NonFiniteValuesException">The loss is not finite.</exception>
-    float Loss(int[,] windows, ForwardMode? mode = null);
+    float Loss(int[,] windows, ForwardMode? mode = null, IReadOnlyList<int>? cuSeqlens = null);
 
     /// <summary>Where a forward pass over <paramref name="tokens"/> first produces a non-finite value ("the token
     /// embedding", "block 3 (layers.3: retention and FFN)", "the output projection (logits)"), or null when every

@@ -6,6 +6,7 @@ using RetNet.Ilgpu.Kernels.Embedding;
 using RetNet.Ilgpu.Kernels.Normalization;
 using RetNet.Ilgpu.Kernels.Reductions;
 using RetNet.Ilgpu.Kernels.ScaledEmbedding;
+using RetNet.Ilgpu.Retention;
 using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Model;
@@ -35,6 +36,7 @@ public sealed class LanguageModel : ILanguageModel
     private Tensor outputWeight = null!;
     private ComputeWeights? computeWeights;
     private ModelWorkspace? trainingWorkspace;
+    private IndexTensor? packing;
     private bool disposed;
 
     private LanguageModel(RetNetDevice device, ModelConfig config, Dictionary<string, Tensor> parameters,
@@ -432,7 +434,8 @@ public sealed class LanguageModel : ILanguageModel
 
     /// <inheritdoc/>
     public float ForwardBackward(int[,] windows, ModelGradients gradients, ForwardMode? mode = null,
-        float gradientScale = 1f, ActivationPlan keep = ActivationPlan.KeepEverything)
+        float gradientScale = 1f, ActivationPlan keep = ActivationPlan.KeepEverything,
+        IReadOnlyList<int>? cuSeqlens = null)
     {
         using var _ = Enter();
         ArgumentNullException.ThrowIfNull(windows);
@@ -452,10 +455,11 @@ public sealed class LanguageModel : ILanguageModel
             throw new ArgumentOutOfRangeException(nameof(gradientScale), gradientScale, "Expected a finite scale.");
         var (inputs, targets, batch, seqLen) = TokenChecks.Windows(windows, Spec.VocabSize, Spec.WidestRow,
             nameof(windows));
+        var packed = PackedBounds(cuSeqlens, batch, seqLen);
         var w = TrainingWorkspaceFor(batch, seqLen, keep);
         var p = w.Rows(batch * seqLen);
         w.Targets!.CopyFromHost(targets);
-        var pass = Upload(w, p, inputs, batch, seqLen, ends: null, form);
+        var pass = Upload(w, p, inputs, batch, seqLen, ends: null, form, Documents(packed));
         RunBlocks(p, pass, keep, state: null, 0);
         var features = FinalNorm(p.Features, p.FinalNormed, p.FinalRstd);
         Linear.Apply(features, outputWeight, p.Logits!);
@@ -465,18 +469,19 @@ public sealed class LanguageModel : ILanguageModel
     }
 
     /// <inheritdoc/>
-    public float Loss(int[,] windows, ForwardMode? mode = null)
+    public float Loss(int[,] windows, ForwardMode? mode = null, IReadOnlyList<int>? cuSeqlens = null)
     {
         using var _ = Enter();
         var form = CheckMode(mode ?? ForwardMode.Parallel);
         var (inputs, targets, batch, seqLen) = TokenChecks.Windows(windows, Spec.VocabSize, Spec.WidestRow,
             nameof(windows));
+        var packed = PackedBounds(cuSeqlens, batch, seqLen);
         var n = batch * seqLen;
         using var w = ModelWorkspace.ForInference(this, n, batch, n);
         using var state = Mixers.NeedsState(form) ? DecodingState.Zeros(this, batch, 0) : null;
         using var targetIds = IndexTensor.FromHost(Device, targets, n);
         var p = w.Rows(n);
-        var pass = Upload(w, p, inputs, batch, seqLen, ends: null, form);
+        var pass = Upload(w, p, inputs, batch, seqLen, ends: null, form, Documents(packed));
         RunBlocks(p, pass, ActivationPlan.KeepNothing, state, 0);
         Linear.Apply(FinalNorm(p.Features, p.FinalNormed), outputWeight, p.Logits!);
         // The loss's own reductions may drop a NaN (as GPU max instructions do): check the logits themselves.
@@ -538,13 +543,13 @@ public sealed class LanguageModel : ILanguageModel
     /// describes the pass over them; the mixers then compute what every block shares (retention's decay sums).
     /// </summary>
     private Pass Upload(ModelWorkspace w, PassBuffers p, ReadOnlySpan<int> ids, int batch, int seqLen, int? ends,
-        ForwardMode mode)
+        ForwardMode mode, PackedDocuments? documents = null)
     {
         var n = batch * seqLen;
         var count = n + batch + (ends is null ? 0 : batch);
         w.Ids.Slice(0, count).CopyFromHost(ids[..count]);
         var pass = new Pass(batch, seqLen, w.Ids.Slice(n, batch), ends is null ? null : w.Ids.Slice(n + batch, batch),
-            mode, p.MixerData);
+            mode, p.MixerData, documents);
         Mixers.BeginPass(pass);
         return pass;
     }
@@ -651,6 +656,44 @@ public sealed class LanguageModel : ILanguageModel
         return trainingWorkspace;
     }
 
+    /// <summary>
+    /// The host token bounds and positions of packed documents, [B·T, 2] then [B·T], checked against [B, T]; null
+    /// when <paramref name="cuSeqlens"/> is. Before anything is uploaded, so bad offsets write nothing.
+    /// </summary>
+    private int[]? PackedBounds(IReadOnlyList<int>? cuSeqlens, int batch, int seqLen)
+    {
+        if (cuSeqlens is null)
+            return null;
+        if (!Mixers.PacksDocuments)
+            throw new ArgumentException(
+                $"Argument 'cuSeqlens' is given, but this model's token mixer ({Spec.Mixer.Name}) cannot keep packed " +
+                "documents apart; expected null (one document per window).", nameof(cuSeqlens));
+        var n = batch * seqLen;
+        var bounds = PackedSequences.TokenBounds(cuSeqlens, batch, seqLen, nameof(cuSeqlens));
+        var packed = new int[3 * n];
+        bounds.CopyTo(packed, 0);
+        for (var token = 0; token < n; token++)
+            packed[2 * n + token] = token % seqLen - bounds[2 * token];
+        return packed;
+    }
+
+    /// <summary>Uploads <see cref="PackedBounds"/> into the model's packing buffer (grown when a pass needs more, so
+    /// steady-state passes allocate nothing); null when not packed.</summary>
+    private PackedDocuments? Documents(int[]? packed)
+    {
+        if (packed is null)
+            return null;
+        if (packing is null || packing.Length < packed.Length)
+        {
+            packing?.Dispose();
+            packing = null;
+            packing = IndexTensor.Zeros(Device, packed.Length);
+        }
+        var n = packed.Length / 3;
+        packing.Slice(0, packed.Length).CopyFromHost(packed);
+        return new PackedDocuments(packing.Slice(0, 2 * n).Reshape(n, 2), packing.Slice(2 * n, n));
+    }
+
     /// <summary>Bytes of the training workspace the last training pass used (0 before one).</summary>
     internal long TrainingWorkspaceBytes => trainingWorkspace?.Bytes ?? 0;
 
@@ -714,6 +757,7 @@ public sealed class LanguageModel : ILanguageModel
         using var _ = Device.Enter();
         disposed = true;
         trainingWorkspace?.Dispose();
+        packing?.Dispose();
         computeWeights?.Dispose();
         foreach (var p in parameters.Values)
             p.Dispose();

@@ -55,14 +55,70 @@ public static class ChunkwiseRetention
         Backward(q, k, v, decay, chunkSize, initialState, dOutput, dFinalState, dq, dk, dv, dInitialState, launch: null);
 
     /// <summary>
+    /// <see cref="Forward(Tensor, Tensor, Tensor, DecaySchedule, int, Tensor, Tensor?, Tensor?)"/> over documents packed
+    /// into the rows (<see cref="PackedSequences"/>): within a chunk, pairs of different documents are masked; across
+    /// chunks, the state is not carried over a document start. Each document's output equals running it alone. The
+    /// initial state belongs to each row's first document and the final state is each row's last document's.
+    /// </summary>
+    /// <param name="q">Queries [B, T, H, Dk].</param>
+    /// <param name="k">Keys [B, T, H, Dk].</param>
+    /// <param name="v">Values [B, T, H, Dv].</param>
+    /// <param name="decay">γ per head.</param>
+    /// <param name="chunkSize">C ≥ 1, tokens per chunk (chunks need not align with documents).</param>
+    /// <param name="cuSeqlens">Document offsets into the flattened B·T tokens (fla's cu_seqlens).</param>
+    /// <param name="output">Written: o [B, T, H, Dv].</param>
+    /// <param name="initialState">S_0 [B, H, Dk, Dv] of each row's first document; null means zeros.</param>
+    /// <param name="finalState">Written when given: the state after each row's last document.</param>
+    /// <exception cref="ArgumentException">A shape, a device or an aliasing is wrong, C &lt; 1, or
+    /// <paramref name="cuSeqlens"/> is not valid for q's [B, T].</exception>
+    public static void ForwardPacked(Tensor q, Tensor k, Tensor v, DecaySchedule decay, int chunkSize,
+        IReadOnlyList<int> cuSeqlens, Tensor output, Tensor? initialState = null, Tensor? finalState = null)
+    {
+        var shape = RetentionChecks.Inputs(q, k, v, decay);
+        RetentionChecks.ChunkSize(chunkSize);
+        RetentionChecks.ForwardOutputs(shape, q, k, v, output, initialState, finalState);
+        using var bounds = PackedSequences.Upload(q.Device, cuSeqlens, shape.Batch, shape.SeqLen, nameof(cuSeqlens));
+        Forward(q, k, v, decay, chunkSize, output, initialState, finalState, launch: null, bounds: bounds);
+    }
+
+    /// <summary>Gradients of <see cref="ForwardPacked"/>: no gradient crosses a document boundary.</summary>
+    /// <param name="q">Queries [B, T, H, Dk] of the forward pass.</param>
+    /// <param name="k">Keys [B, T, H, Dk].</param>
+    /// <param name="v">Values [B, T, H, Dv].</param>
+    /// <param name="decay">γ per head.</param>
+    /// <param name="chunkSize">C ≥ 1.</param>
+    /// <param name="cuSeqlens">The document offsets of the forward pass.</param>
+    /// <param name="initialState">S_0 of the forward pass, or null for zeros.</param>
+    /// <param name="dOutput">∂L/∂o [B, T, H, Dv], or null.</param>
+    /// <param name="dFinalState">∂L/∂S_T [B, H, Dk, Dv], or null.</param>
+    /// <param name="dq">Written: ∂L/∂q [B, T, H, Dk].</param>
+    /// <param name="dk">Written: ∂L/∂k [B, T, H, Dk].</param>
+    /// <param name="dv">Written: ∂L/∂v [B, T, H, Dv].</param>
+    /// <param name="dInitialState">Written when given: ∂L/∂S_0 [B, H, Dk, Dv].</param>
+    /// <exception cref="ArgumentException">A shape, a device or an aliasing is wrong, C &lt; 1, or
+    /// <paramref name="cuSeqlens"/> is not valid for q's [B, T].</exception>
+    public static void BackwardPacked(Tensor q, Tensor k, Tensor v, DecaySchedule decay, int chunkSize,
+        IReadOnlyList<int> cuSeqlens, Tensor? initialState, Tensor? dOutput, Tensor? dFinalState, Tensor dq, Tensor dk,
+        Tensor dv, Tensor? dInitialState = null)
+    {
+        var shape = RetentionChecks.Inputs(q, k, v, decay);
+        RetentionChecks.ChunkSize(chunkSize);
+        RetentionChecks.Backward(shape, q, k, v, initialState, dOutput, dFinalState, dq, dk, dv, dInitialState);
+        using var bounds = PackedSequences.Upload(q.Device, cuSeqlens, shape.Batch, shape.SeqLen, nameof(cuSeqlens));
+        Backward(q, k, v, decay, chunkSize, initialState, dOutput, dFinalState, dq, dk, dv, dInitialState,
+            launch: null, bounds: bounds);
+    }
+
+    /// <summary>
     /// The forward pass with an optional device decay table (<paramref name="table"/>, as
     /// <see cref="DecaySchedule.Upload"/> writes it: a model uploads its table once, so a call uploads nothing) and an
     /// optional <paramref name="workspace"/> to hold the chunk states (used when it is large enough; a model keeps one,
-    /// so a call allocates nothing).
+    /// so a call allocates nothing), and optional token bounds of packed documents
+    /// (<see cref="PackedSequences.TokenBounds"/>, [B·T, 2]).
     /// </summary>
     internal static void Forward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, int chunkSize, Tensor output,
         Tensor? initialState, Tensor? finalState, RetentionLaunch? launch, Tensor? table = null,
-        Tensor? workspace = null)
+        Tensor? workspace = null, IndexTensor? bounds = null)
     {
         var shape = RetentionChecks.Inputs(q, k, v, decay);
         RetentionChecks.ChunkSize(chunkSize);
@@ -75,15 +131,17 @@ public static class ChunkwiseRetention
         table ??= uploaded!;
         using var owned = Fits(workspace, shape, size) ? null : ChunkStates(shape, size, device);
         var chunkStates = owned ?? View(workspace!, shape, size);
-        launch.States(new StateOperands(k, v, initialState, table, chunkStates, finalState, size, Reverse: false));
-        launch.Causal(new CausalOperands(q, k, v, chunkStates, false, table, output, size, Reverse: false));
+        launch.States(new StateOperands(k, v, initialState, table, chunkStates, finalState, size, Reverse: false,
+            bounds));
+        launch.Causal(new CausalOperands(q, k, v, chunkStates, false, table, output, size, Reverse: false, bounds));
     }
 
-    /// <summary>The backward pass, with the optional device decay table and chunk-state workspace of
-    /// <see cref="Forward(Tensor, Tensor, Tensor, DecaySchedule, int, Tensor, Tensor?, Tensor?, RetentionLaunch?, Tensor?, Tensor?)"/>.</summary>
+    /// <summary>The backward pass, with the optional device decay table, chunk-state workspace and token bounds of
+    /// <see cref="Forward(Tensor, Tensor, Tensor, DecaySchedule, int, Tensor, Tensor?, Tensor?, RetentionLaunch?, Tensor?, Tensor?, IndexTensor?)"/>.</summary>
     internal static void Backward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, int chunkSize,
         Tensor? initialState, Tensor? dOutput, Tensor? dFinalState, Tensor dq, Tensor dk, Tensor dv,
-        Tensor? dInitialState, RetentionLaunch? launch, Tensor? table = null, Tensor? workspace = null)
+        Tensor? dInitialState, RetentionLaunch? launch, Tensor? table = null, Tensor? workspace = null,
+        IndexTensor? bounds = null)
     {
         var shape = RetentionChecks.Inputs(q, k, v, decay);
         RetentionChecks.ChunkSize(chunkSize);
@@ -100,11 +158,12 @@ public static class ChunkwiseRetention
         // chunk (for dk, dv), so the backward pass holds one state per chunk, like the forward pass.
         using var owned = Fits(workspace, shape, size) ? null : ChunkStates(shape, size, device);
         var chunkStates = owned ?? View(workspace!, shape, size);
-        launch.States(new StateOperands(k, v, initialState, table, chunkStates, null, size, Reverse: false));
-        launch.Causal(new CausalOperands(dO, v, k, chunkStates, true, table, dq, size, Reverse: false));
-        launch.States(new StateOperands(q, dO, dFinalState, table, chunkStates, dInitialState, size, Reverse: true));
-        launch.Causal(new CausalOperands(v, dO, q, chunkStates, true, table, dk, size, Reverse: true));
-        launch.Causal(new CausalOperands(k, q, dO, chunkStates, false, table, dv, size, Reverse: true));
+        launch.States(new StateOperands(k, v, initialState, table, chunkStates, null, size, Reverse: false, bounds));
+        launch.Causal(new CausalOperands(dO, v, k, chunkStates, true, table, dq, size, Reverse: false, bounds));
+        launch.States(new StateOperands(q, dO, dFinalState, table, chunkStates, dInitialState, size, Reverse: true,
+            bounds));
+        launch.Causal(new CausalOperands(v, dO, q, chunkStates, true, table, dk, size, Reverse: true, bounds));
+        launch.Causal(new CausalOperands(k, q, dO, chunkStates, false, table, dv, size, Reverse: true, bounds));
     }
 
     private static Tensor ChunkStates(RetentionShape shape, int chunkSize, Devices.RetNetDevice device) =>

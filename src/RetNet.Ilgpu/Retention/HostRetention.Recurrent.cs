@@ -23,18 +23,18 @@ internal static unsafe partial class HostRetention
     /// and adds, no fused multiply-add; γ = exp(log γ) as the kernel forms it), so each path equals the kernel bit for
     /// bit, and so does every thread count: items own disjoint columns.
     /// </remarks>
-    internal static void Recurrent(float* q, float* k, float* v, float* decay, float* state, float* output, int batch,
-        in RecurrentProblem p, HostGemmPath path, int threads)
+    internal static void Recurrent(float* q, float* k, float* v, float* decay, float* state, float* output,
+        int* bounds, int batch, in RecurrentProblem p, HostGemmPath path, int threads)
     {
         var blocks = (p.ValueDim + Columns - 1) / Columns;
-        var work = new RecurrentWork((nint)q, (nint)k, (nint)v, (nint)decay, (nint)state, (nint)output, p, blocks,
-            path == HostGemmPath.Auto ? HostGemm.Best : path);
+        var work = new RecurrentWork((nint)q, (nint)k, (nint)v, (nint)decay, (nint)state, (nint)output, (nint)bounds, p,
+            blocks, path == HostGemmPath.Auto ? HostGemm.Best : path);
         var cells = (long)batch * p.Heads * p.SeqLen * p.KeyDim * p.ValueDim;
         HostSimd.For(batch * p.Heads * blocks, cells >= RecurrentParallelCells ? threads : 1, work.Item);
     }
 
     /// <summary>One call of the recurrent scan: pointers (as nint so the item delegate can carry them) and sizes.</summary>
-    private sealed record RecurrentWork(nint Q, nint K, nint V, nint Decay, nint State, nint Output,
+    private sealed record RecurrentWork(nint Q, nint K, nint V, nint Decay, nint State, nint Output, nint Bounds,
         RecurrentProblem P, int Blocks, HostGemmPath Path)
     {
         /// <summary>Columns e0 … e0+cols−1 of the state of one (b, h), through all T tokens.</summary>
@@ -52,6 +52,13 @@ internal static unsafe partial class HostRetention
                 var k = (float*)K + row * p.KeyDim;
                 var v = (float*)V + row * p.ValueDim + e0;
                 var o = (float*)Output + row * p.ValueDim + e0;
+                // A packed document after the row's first starts from zeros (γ·0 + k·v is k·v exactly, as in the
+                // kernel, which reads 0 in place of the state).
+                if (p.HasBounds != 0 && t > 0 && ((int*)Bounds)[2 * (b * p.SeqLen + t)] == t)
+                {
+                    for (var i = 0; i < p.KeyDim; i++)
+                        new Span<float>(s + (nint)i * p.ValueDim, cols).Clear();
+                }
                 var e = Path switch
                 {
                     HostGemmPath.Vector512 => ScanVectors<Vector512<float>, Vector512Ops>(s, p.ValueDim, p.KeyDim, q, k,

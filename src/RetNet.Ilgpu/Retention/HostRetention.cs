@@ -18,25 +18,29 @@ internal sealed unsafe class HostRetentionLaunch(HostSimd simd) : RetentionLaunc
     {
         HostSimd.Enter(o.Rows.Device, What);
         HostRetention.Causal(HostSimd.Pointer(o.Rows), HostSimd.Pointer(o.Keys), HostSimd.Pointer(o.Values),
-            HostSimd.Pointer(o.State), HostSimd.Pointer(o.Decay), HostSimd.Pointer(o.Output), o.Rows.Dim(0),
-            Problem(o, out _), simd.Path, simd.Threads);
+            HostSimd.Pointer(o.State), HostSimd.Pointer(o.Decay), HostSimd.Pointer(o.Output), Bounds(o.Bounds),
+            o.Rows.Dim(0), Problem(o, out _), simd.Path, simd.Threads);
     }
 
     public override void States(in StateOperands o)
     {
         HostSimd.Enter(o.X.Device, What);
         HostRetention.States(HostSimd.Pointer(o.X), HostSimd.Pointer(o.Y), HostSimd.Pointer(o.Initial),
-            HostSimd.Pointer(o.Decay), HostSimd.Pointer(o.ChunkStates), HostSimd.Pointer(o.Final), o.X.Dim(0),
-            Problem(o), simd.Path, simd.Threads);
+            HostSimd.Pointer(o.Decay), HostSimd.Pointer(o.ChunkStates), HostSimd.Pointer(o.Final), Bounds(o.Bounds),
+            o.X.Dim(0), Problem(o), simd.Path, simd.Threads);
     }
 
     public override void Recurrent(in RecurrentOperands o)
     {
         HostSimd.Enter(o.Q.Device, What);
         HostRetention.Recurrent(HostSimd.Pointer(o.Q), HostSimd.Pointer(o.K), HostSimd.Pointer(o.V),
-            HostSimd.Pointer(o.Decay), HostSimd.Pointer(o.State), HostSimd.Pointer(o.Output), o.Q.Dim(0),
-            Problem(o), simd.Path, simd.Threads);
+            HostSimd.Pointer(o.Decay), HostSimd.Pointer(o.State), HostSimd.Pointer(o.Output), Bounds(o.Bounds),
+            o.Q.Dim(0), Problem(o), simd.Path, simd.Threads);
     }
+
+    /// <summary>The token bounds' host address, or null without packed documents (the problem's HasBounds is
+    /// 0).</summary>
+    private static int* Bounds(Tensors.IndexTensor? bounds) => bounds is null ? null : HostSimd.Pointer(bounds);
 }
 
 /// <summary>
@@ -76,14 +80,15 @@ internal static unsafe partial class HostRetention
     /// The decayed causal product over [B, T, H, ·] host buffers (state optional when <c>p.HasState</c> is 0); at most
     /// <paramref name="threads"/> threads.
     /// </summary>
-    internal static void Causal(float* x, float* y, float* z, float* state, float* decay, float* output, int batch,
-        in CausalProblem p, HostGemmPath path, int threads)
+    internal static void Causal(float* x, float* y, float* z, float* state, float* decay, float* output, int* bounds,
+        int batch, in CausalProblem p, HostGemmPath path, int threads)
     {
         var powers = Powers(decay, p.Heads, p.ChunkSize);
         try
         {
             var blocks = (p.ChunkSize + Rows - 1) / Rows;
-            var work = new CausalWork((nint)x, (nint)y, (nint)z, (nint)state, (nint)output, powers, p, blocks, path);
+            var work = new CausalWork((nint)x, (nint)y, (nint)z, (nint)state, (nint)output, (nint)bounds, powers, p,
+                blocks, path);
             // Scores and weighted values within each chunk, and each row against the state.
             var products = (long)batch * p.Heads * p.SeqLen *
                            ((long)p.ChunkSize * (p.RowDim + p.OutDim) + (long)p.RowDim * p.OutDim);
@@ -101,7 +106,7 @@ internal static unsafe partial class HostRetention
     /// <paramref name="final"/> may be <paramref name="initial"/>. At most <paramref name="threads"/> threads.
     /// </summary>
     internal static void States(float* x, float* y, float* initial, float* decay, float* chunkStates, float* final,
-        int batch, in StateProblem p, HostGemmPath path, int threads)
+        int* bounds, int batch, in StateProblem p, HostGemmPath path, int threads)
     {
         if (p.WriteChunkStates == 0 && p.WriteFinal == 0)
             return;
@@ -109,8 +114,8 @@ internal static unsafe partial class HostRetention
         try
         {
             var blocks = (p.ColDim + Columns - 1) / Columns;
-            var work = new StateWork((nint)x, (nint)y, (nint)initial, (nint)chunkStates, (nint)final, powers, p,
-                blocks, path);
+            var work = new StateWork((nint)x, (nint)y, (nint)initial, (nint)chunkStates, (nint)final, (nint)bounds,
+                powers, p, blocks, path);
             var products = (long)batch * p.Heads * p.SeqLen * p.RowDim * p.ColDim;
             HostSimd.For(batch * p.Heads * blocks, products >= ParallelProducts ? threads : 1, work.Item);
         }
@@ -132,6 +137,11 @@ internal static unsafe partial class HostRetention
         return powers;
     }
 
+    /// <summary>The start (forward) or end (reverse) of the document of <paramref name="token"/> = b·T + t, within its
+    /// row (<see cref="RetentionKernels.DocumentStart"/>, <see cref="RetentionKernels.DocumentEnd"/>).</summary>
+    private static int DocumentBound(int* bounds, int hasBounds, bool reverse, int token, int seqLen) =>
+        hasBounds == 0 ? (reverse ? seqLen : 0) : bounds[2 * token + (reverse ? 1 : 0)];
+
     /// <summary>An item of a walk over state columns: sequence b, head h, b·H + h, and the block of columns
     /// e0 … e0 + cols − 1 (at most <see cref="Columns"/>) it owns.</summary>
     private readonly record struct ColumnBlock(int B, int H, int Bh, int E0, int Cols)
@@ -147,8 +157,8 @@ internal static unsafe partial class HostRetention
     }
 
     /// <summary>One call of the causal product: pointers (as nint so the item delegate can carry them) and sizes.</summary>
-    private sealed record CausalWork(nint X, nint Y, nint Z, nint State, nint Output, float[] Powers, CausalProblem P,
-        int Blocks, HostGemmPath Path)
+    private sealed record CausalWork(nint X, nint Y, nint Z, nint State, nint Output, nint Bounds, float[] Powers,
+        CausalProblem P, int Blocks, HostGemmPath Path)
     {
         /// <summary>
         /// Rows r0 … r1−1 of one chunk of one (b, h): out = diag(γ^e)·(X S) + Σ over key blocks (M ⊙ X Yᵀ)·Z, each
@@ -176,6 +186,9 @@ internal static unsafe partial class HostRetention
             var outRows = p.Heads * p.OutDim;
             var x = (float*)X + ((nint)(b * p.SeqLen + r0) * p.Heads + h) * p.RowDim;
             var output = (float*)Output + ((nint)(b * p.SeqLen + r0) * p.Heads + h) * p.OutDim;
+            // Each row's document bound: its start (forward) or end (reverse), as the kernels read it.
+            var firstToken = b * p.SeqLen + r0;
+            var bounds = (int*)Bounds;
 
             var accumulate = false;
             if (p.HasState != 0)
@@ -189,16 +202,29 @@ internal static unsafe partial class HostRetention
                     var t = r0 + i;
                     var scale = powers[reverse ? chunkEnd - 1 - t : t - chunkStart + 1];
                     var row = output + (nint)i * outRows;
-                    for (var e = 0; e < p.OutDim; e++)
-                        row[e] *= scale;
+                    var bound = DocumentBound(bounds, p.HasBounds, reverse, firstToken + i, p.SeqLen);
+                    if (RetentionKernels.ReadsWindowState(reverse, bound, chunkStart, chunkEnd, p.SeqLen))
+                    {
+                        for (var e = 0; e < p.OutDim; e++)
+                            row[e] *= scale;
+                    }
+                    else
+                    {
+                        new Span<float>(row, p.OutDim).Clear();
+                    }
                 }
                 accumulate = true;
             }
 
-            // Keys in the window that any of these rows sees: forward from the chunk start to the last row, reverse
-            // from the first row to the chunk end.
-            var keyStart = reverse ? r0 : chunkStart;
-            var keyEnd = reverse ? chunkEnd : r1;
+            // Keys in the window that any of these rows sees: forward from the chunk start (or the first row's
+            // document start) to the last row, reverse from the first row to the chunk end (or the last row's
+            // document end).
+            var keyStart = reverse
+                ? r0
+                : Math.Max(chunkStart, DocumentBound(bounds, p.HasBounds, false, firstToken, 0));
+            var keyEnd = reverse
+                ? Math.Min(chunkEnd, DocumentBound(bounds, p.HasBounds, true, firstToken + rows - 1, p.SeqLen))
+                : r1;
             var s = HostGemm.Buffer(ref scores, Rows * Rows);
             for (var k0 = keyStart; k0 < keyEnd; k0 += Rows)
             {
@@ -211,10 +237,12 @@ internal static unsafe partial class HostRetention
                 {
                     var t = r0 + i;
                     var scoreRow = s + i * Rows;
+                    var bound = DocumentBound(bounds, p.HasBounds, reverse, firstToken + i, p.SeqLen);
                     for (var j = 0; j < keys; j++)
                     {
                         var m = reverse ? k0 + j - t : t - k0 - j;
-                        scoreRow[j] = m >= 0 ? scoreRow[j] * powers[m] : 0f;
+                        var sameDocument = reverse ? k0 + j < bound : k0 + j >= bound;
+                        scoreRow[j] = m >= 0 && sameDocument ? scoreRow[j] * powers[m] : 0f;
                     }
                 }
                 HostGemm.MultiplyStrided(s, Rows, false, z, outRows, false, output, outRows, rows, p.OutDim, keys,
@@ -225,8 +253,8 @@ internal static unsafe partial class HostRetention
     }
 
     /// <summary>One call of the chunk-state walk: pointers (as nint) and sizes.</summary>
-    private sealed record StateWork(nint X, nint Y, nint Initial, nint ChunkStates, nint Final, float[] Powers,
-        StateProblem P, int Blocks, HostGemmPath Path)
+    private sealed record StateWork(nint X, nint Y, nint Initial, nint ChunkStates, nint Final, nint Bounds,
+        float[] Powers, StateProblem P, int Blocks, HostGemmPath Path)
     {
         /// <summary>
         /// Columns e0 … e0+cols−1 of the matrix of one (b, h), walked over the chunks in a thread-local [RowDim, cols]
@@ -263,8 +291,17 @@ internal static unsafe partial class HostRetention
                 var start = chunk * p.ChunkSize;
                 var n = Math.Min(p.ChunkSize, p.SeqLen - start);
                 var chunkDecay = powers[n];
-                for (var i = 0; i < p.RowDim * cols; i++)
-                    s[i] *= chunkDecay;
+                var documentBound = DocumentBound((int*)Bounds, p.HasBounds, reverse,
+                    b * p.SeqLen + RetentionKernels.WalkedToken(reverse, start, start + n), p.SeqLen);
+                if (RetentionKernels.CarriesAcrossChunk(reverse, documentBound, start, start + n))
+                {
+                    for (var i = 0; i < p.RowDim * cols; i++)
+                        s[i] *= chunkDecay;
+                }
+                else
+                {
+                    new Span<float>(s, p.RowDim * cols).Clear();
+                }
                 for (var j0 = 0; j0 < n; j0 += Tokens)
                 {
                     var tokens = Math.Min(Tokens, n - j0);
@@ -272,7 +309,9 @@ internal static unsafe partial class HostRetention
                     var x = (float*)X + first * p.RowDim;
                     for (var j = 0; j < tokens; j++)
                     {
-                        var weight = powers[reverse ? j0 + j + 1 : n - 1 - j0 - j];
+                        var weight = RetentionKernels.InWalkedDocument(reverse, documentBound, start + j0 + j)
+                            ? powers[reverse ? j0 + j + 1 : n - 1 - j0 - j]
+                            : 0f;
                         var source = x + (nint)j * xRows;
                         var target = w + j * p.RowDim;
                         for (var i = 0; i < p.RowDim; i++)

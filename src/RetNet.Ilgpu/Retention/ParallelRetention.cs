@@ -49,10 +49,65 @@ public static class ParallelRetention
         Tensor? dOutput, Tensor? dFinalState, Tensor dq, Tensor dk, Tensor dv, Tensor? dInitialState = null) =>
         Backward(q, k, v, decay, initialState, dOutput, dFinalState, dq, dk, dv, dInitialState, launch: null);
 
+    /// <summary>
+    /// <see cref="Forward(Tensor, Tensor, Tensor, DecaySchedule, Tensor, Tensor?, Tensor?)"/> over documents packed
+    /// into the rows (<see cref="PackedSequences"/>): D[t, j] = 0 when t and j are in different documents, so each
+    /// document's output equals running it alone. The initial state belongs to each row's first document and the
+    /// final state is each row's last document's.
+    /// </summary>
+    /// <param name="q">Queries [B, T, H, Dk].</param>
+    /// <param name="k">Keys [B, T, H, Dk].</param>
+    /// <param name="v">Values [B, T, H, Dv].</param>
+    /// <param name="decay">γ per head.</param>
+    /// <param name="cuSeqlens">Document offsets into the flattened B·T tokens (fla's cu_seqlens).</param>
+    /// <param name="output">Written: o [B, T, H, Dv].</param>
+    /// <param name="initialState">S_0 [B, H, Dk, Dv] of each row's first document; null means zeros.</param>
+    /// <param name="finalState">Written when given: the state after each row's last document.</param>
+    /// <exception cref="ArgumentException">A shape, a device or an aliasing is wrong, or <paramref name="cuSeqlens"/>
+    /// does not start at 0, increase strictly, end at B·T and hold every row start.</exception>
+    public static void ForwardPacked(Tensor q, Tensor k, Tensor v, DecaySchedule decay, IReadOnlyList<int> cuSeqlens,
+        Tensor output, Tensor? initialState = null, Tensor? finalState = null)
+    {
+        var shape = RetentionChecks.Inputs(q, k, v, decay);
+        RetentionChecks.ForwardOutputs(shape, q, k, v, output, initialState, finalState);
+        using var bounds = PackedSequences.Upload(q.Device, cuSeqlens, shape.Batch, shape.SeqLen, nameof(cuSeqlens));
+        Forward(q, k, v, decay, output, initialState, finalState, launch: null, table: null, bounds);
+    }
+
+    /// <summary>
+    /// Gradients of <see cref="ForwardPacked"/>: no gradient crosses a document boundary.
+    /// </summary>
+    /// <param name="q">Queries [B, T, H, Dk] of the forward pass.</param>
+    /// <param name="k">Keys [B, T, H, Dk].</param>
+    /// <param name="v">Values [B, T, H, Dv].</param>
+    /// <param name="decay">γ per head.</param>
+    /// <param name="cuSeqlens">The document offsets of the forward pass.</param>
+    /// <param name="initialState">S_0 of the forward pass, or null for zeros.</param>
+    /// <param name="dOutput">∂L/∂o [B, T, H, Dv], or null.</param>
+    /// <param name="dFinalState">∂L/∂S_T [B, H, Dk, Dv], or null.</param>
+    /// <param name="dq">Written: ∂L/∂q [B, T, H, Dk].</param>
+    /// <param name="dk">Written: ∂L/∂k [B, T, H, Dk].</param>
+    /// <param name="dv">Written: ∂L/∂v [B, T, H, Dv].</param>
+    /// <param name="dInitialState">Written when given: ∂L/∂S_0 [B, H, Dk, Dv].</param>
+    /// <exception cref="ArgumentException">A shape, a device or an aliasing is wrong, or <paramref name="cuSeqlens"/>
+    /// is not valid for q's [B, T].</exception>
+    public static void BackwardPacked(Tensor q, Tensor k, Tensor v, DecaySchedule decay, IReadOnlyList<int> cuSeqlens,
+        Tensor? initialState, Tensor? dOutput, Tensor? dFinalState, Tensor dq, Tensor dk, Tensor dv,
+        Tensor? dInitialState = null)
+    {
+        var shape = RetentionChecks.Inputs(q, k, v, decay);
+        RetentionChecks.Backward(shape, q, k, v, initialState, dOutput, dFinalState, dq, dk, dv, dInitialState);
+        using var bounds = PackedSequences.Upload(q.Device, cuSeqlens, shape.Batch, shape.SeqLen, nameof(cuSeqlens));
+        Backward(q, k, v, decay, initialState, dOutput, dFinalState, dq, dk, dv, dInitialState, launch: null,
+            table: null, bounds);
+    }
+
     /// <summary>The forward pass with an optional device decay table (<paramref name="table"/>, as
-    /// <see cref="DecaySchedule.Upload"/> writes it), so that a model's call uploads nothing.</summary>
+    /// <see cref="DecaySchedule.Upload"/> writes it), so that a model's call uploads nothing, and optional token bounds
+    /// of packed documents (<see cref="PackedSequences.TokenBounds"/>, [B·T, 2]).</summary>
     internal static void Forward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, Tensor output,
-        Tensor? initialState, Tensor? finalState, RetentionLaunch? launch, Tensor? table = null)
+        Tensor? initialState, Tensor? finalState, RetentionLaunch? launch, Tensor? table = null,
+        IndexTensor? bounds = null)
     {
         var shape = RetentionChecks.Inputs(q, k, v, decay);
         RetentionChecks.ForwardOutputs(shape, q, k, v, output, initialState, finalState);
@@ -62,17 +117,18 @@ public static class ParallelRetention
         using var uploaded = table is null ? decay.Upload(device) : null;
         table ??= uploaded!;
         var seqLen = shape.SeqLen;
-        launch.Causal(new CausalOperands(q, k, v, initialState, false, table, output, seqLen, Reverse: false));
+        launch.Causal(new CausalOperands(q, k, v, initialState, false, table, output, seqLen, Reverse: false, bounds));
         // After the output: the final state may overwrite the initial state in place.
         if (finalState is not null)
-            launch.States(new StateOperands(k, v, initialState, table, null, finalState, seqLen, Reverse: false));
+            launch.States(new StateOperands(k, v, initialState, table, null, finalState, seqLen, Reverse: false,
+                bounds));
     }
 
-    /// <summary>The backward pass with the optional device decay table of <see cref="Forward(Tensor, Tensor, Tensor,
-    /// DecaySchedule, Tensor, Tensor?, Tensor?, RetentionLaunch?, Tensor?)"/>.</summary>
+    /// <summary>The backward pass with the optional device decay table and token bounds of <see cref="Forward(Tensor,
+    /// Tensor, Tensor, DecaySchedule, Tensor, Tensor?, Tensor?, RetentionLaunch?, Tensor?, IndexTensor?)"/>.</summary>
     internal static void Backward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, Tensor? initialState,
         Tensor? dOutput, Tensor? dFinalState, Tensor dq, Tensor dk, Tensor dv, Tensor? dInitialState,
-        RetentionLaunch? launch, Tensor? table = null)
+        RetentionLaunch? launch, Tensor? table = null, IndexTensor? bounds = null)
     {
         var shape = RetentionChecks.Inputs(q, k, v, decay);
         RetentionChecks.Backward(shape, q, k, v, initialState, dOutput, dFinalState, dq, dk, dv, dInitialState);
@@ -84,11 +140,12 @@ public static class ParallelRetention
         using var zeros = dOutput is null ? Tensor.Zeros(device, shape.ValueShape) : null;
         var dO = dOutput ?? zeros!;
         var seqLen = shape.SeqLen;
-        launch.Causal(new CausalOperands(dO, v, k, initialState, true, table, dq, seqLen, Reverse: false));
-        launch.Causal(new CausalOperands(v, dO, q, dFinalState, true, table, dk, seqLen, Reverse: true));
-        launch.Causal(new CausalOperands(k, q, dO, dFinalState, false, table, dv, seqLen, Reverse: true));
+        launch.Causal(new CausalOperands(dO, v, k, initialState, true, table, dq, seqLen, Reverse: false, bounds));
+        launch.Causal(new CausalOperands(v, dO, q, dFinalState, true, table, dk, seqLen, Reverse: true, bounds));
+        launch.Causal(new CausalOperands(k, q, dO, dFinalState, false, table, dv, seqLen, Reverse: true, bounds));
         // Last: dInitialState may overwrite dFinalState in place.
         if (dInitialState is not null)
-            launch.States(new StateOperands(q, dO, dFinalState, table, null, dInitialState, seqLen, Reverse: true));
+            launch.States(new StateOperands(q, dO, dFinalState, table, null, dInitialState, seqLen, Reverse: true,
+                bounds));
     }
 }

@@ -26,12 +26,36 @@ public static class RecurrentRetention
         Forward(q, k, v, decay, output, state, launch: null);
 
     /// <summary>
+    /// <see cref="Forward(Tensor, Tensor, Tensor, DecaySchedule, Tensor, Tensor)"/> over documents packed into the rows
+    /// (<see cref="PackedSequences"/>): the state restarts from zeros at every document start after a row's first token,
+    /// so each document's output equals running it alone. The given state continues each row's first document; the
+    /// state left is each row's last document's.
+    /// </summary>
+    /// <param name="q">Queries [B, T, H, Dk].</param>
+    /// <param name="k">Keys [B, T, H, Dk].</param>
+    /// <param name="v">Values [B, T, H, Dv].</param>
+    /// <param name="decay">γ per head.</param>
+    /// <param name="cuSeqlens">Document offsets into the flattened B·T tokens (fla's cu_seqlens).</param>
+    /// <param name="output">Written: o [B, T, H, Dv].</param>
+    /// <param name="state">Read and written: the state [B, H, Dk, Dv] before each row's first document, replaced by
+    /// the state after its last.</param>
+    /// <exception cref="ArgumentException">A shape, a device or an aliasing is wrong, or <paramref name="cuSeqlens"/>
+    /// is not valid for q's [B, T].</exception>
+    public static void ForwardPacked(Tensor q, Tensor k, Tensor v, DecaySchedule decay, IReadOnlyList<int> cuSeqlens,
+        Tensor output, Tensor state)
+    {
+        var shape = RetentionChecks.Inputs(q, k, v, decay);
+        using var bounds = PackedSequences.Upload(q.Device, cuSeqlens, shape.Batch, shape.SeqLen, nameof(cuSeqlens));
+        Forward(q, k, v, decay, output, state, launch: null, bounds: bounds);
+    }
+
+    /// <summary>
     /// <see cref="Forward(Tensor, Tensor, Tensor, DecaySchedule, Tensor, Tensor)"/> with an explicit launch
     /// configuration (null: the device's, <see cref="Devices.RetNetDevice.Backend{TOperator}"/>) and, optionally, an
-    /// uploaded decay table.
+    /// uploaded decay table and token bounds of packed documents.
     /// </summary>
     internal static void Forward(Tensor q, Tensor k, Tensor v, DecaySchedule decay, Tensor output, Tensor state,
-        RetentionLaunch? launch, Tensor? table = null)
+        RetentionLaunch? launch, Tensor? table = null, IndexTensor? bounds = null)
     {
         var shape = RetentionChecks.Inputs(q, k, v, decay);
         ShapeCheck.Required(output, nameof(output), q, shape.ValueShape);
@@ -42,6 +66,6 @@ public static class RecurrentRetention
         var device = q.Device;
         launch ??= RetentionLaunch.For(device);
         using var uploaded = table is null ? decay.Upload(device) : null;
-        launch.Recurrent(new RecurrentOperands(q, k, v, table ?? uploaded!, state, output));
+        launch.Recurrent(new RecurrentOperands(q, k, v, table ?? uploaded!, state, output, bounds));
     }
 }

@@ -9,12 +9,13 @@ internal static partial class RetentionKernels
     /// The decayed causal product (see <see cref="CausalProblem"/>), tiled like FlashAttention without softmax: one
     /// group per (row tile, column tile, b·H + h); for each key tile of the window it forms the Rows × Rows score tile
     /// in shared memory (Depth at a time), applies decay and mask by index, and multiplies by the value tile. Key tiles
-    /// outside the window (above the diagonal, or in another chunk) are never visited; nothing of size T × T exists.
+    /// outside the window (above the diagonal, in another chunk or, when packed, in another document) are never visited;
+    /// nothing of size T × T exists.
     /// Grid: (ChunkCount · ⌈C / Rows⌉, ⌈OutDim / Columns⌉, B·H); any group size.
     /// </summary>
     [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RetentionTile16), typeof(RetentionTile32x64)], Geometry = typeof(RetentionTiledGeometry))]
     public static void CausalTiled<TTile>(ArrayView<float> x, ArrayView<float> y, ArrayView<float> z,
-        ArrayView<float> state, ArrayView<float> decay, ArrayView<float> output, CausalProblem p)
+        ArrayView<float> state, ArrayView<float> decay, ArrayView<float> output, ArrayView<int> bounds, CausalProblem p)
         where TTile : struct, IRetentionTile
     {
         var R = default(TTile).Rows;
@@ -26,6 +27,8 @@ internal static partial class RetentionKernels
         var ps = SharedMemory.Allocate<float>(default(TTile).Rows * default(TTile).Rows);
         var acc = SharedMemory.Allocate<float>(default(TTile).Rows * default(TTile).Columns);
         var ss = SharedMemory.Allocate<float>(default(TTile).Depth * default(TTile).Columns);
+        // Each row's document bound: its start (forward) or end (reverse), read once per group.
+        var documentBound = SharedMemory.Allocate<int>(default(TTile).Rows);
 
         var tid = Group.IdxX;
         var groupSize = Group.DimX;
@@ -44,8 +47,16 @@ internal static partial class RetentionKernels
         var logGamma = decay[bh % p.Heads];
         var tiles = new HeadTiles(R, K, V, bh, p.Heads, p.SeqLen);
         var reverse = p.Reverse != 0;
+        var firstToken = bh / p.Heads * p.SeqLen + r0;
 
         tiles.Clear(acc);
+        for (var r = tid; r < R; r += groupSize)
+        {
+            documentBound[r] = r >= rows ? 0
+                : reverse ? DocumentEnd(bounds, p.HasBounds, firstToken + r, p.SeqLen)
+                : DocumentStart(bounds, p.HasBounds, firstToken + r);
+        }
+        Group.Barrier();
 
         if (p.HasState != 0)
         {
@@ -70,12 +81,20 @@ internal static partial class RetentionKernels
             {
                 var r = idx / V;
                 if (r < rows)
-                    acc[idx] *= Decay(logGamma, reverse ? chunkEnd - 1 - (r0 + r) : r0 + r - chunkStart + 1);
+                {
+                    acc[idx] = ReadsWindowState(reverse, documentBound[r], chunkStart, chunkEnd, p.SeqLen)
+                        ? acc[idx] * Decay(logGamma, reverse ? chunkEnd - 1 - (r0 + r) : r0 + r - chunkStart + 1)
+                        : 0f;
+                }
             }
         }
 
-        var keyStart = reverse ? r0 : chunkStart;
-        var keyEnd = reverse ? chunkEnd : r0 + rows;
+        // Documents are contiguous, so the tile's first row starts the earliest document and its last row ends the
+        // latest: keys outside [keyStart, keyEnd) are masked for every row and never visited.
+        var keyStart = reverse ? r0 : Math.Max(chunkStart, DocumentStart(bounds, p.HasBounds, firstToken));
+        var keyEnd = reverse
+            ? Math.Min(chunkEnd, DocumentEnd(bounds, p.HasBounds, firstToken + rows - 1, p.SeqLen))
+            : r0 + rows;
         for (var c0 = keyStart; c0 < keyEnd; c0 += R)
         {
             var keys = Math.Min(R, keyEnd - c0);
@@ -86,7 +105,10 @@ internal static partial class RetentionKernels
                 var r = idx / R;
                 var c = idx - r * R;
                 var distance = reverse ? c0 + c - (r0 + r) : r0 + r - (c0 + c);
-                ps[idx] = r < rows && c < keys && distance >= 0 ? ps[idx] * Decay(logGamma, distance) : 0f;
+                var sameDocument = reverse ? c0 + c < documentBound[r] : c0 + c >= documentBound[r];
+                ps[idx] = r < rows && c < keys && distance >= 0 && sameDocument
+                    ? ps[idx] * Decay(logGamma, distance)
+                    : 0f;
             }
             tiles.Stage(z, c0, keys, p.OutDim, e0, cols, V, zs);
             Group.Barrier();
@@ -102,7 +124,8 @@ internal static partial class RetentionKernels
     /// </summary>
     [Kernel(KernelGrouping.Implicit)]
     public static void CausalRows(Index1D thread, ArrayView<float> x, ArrayView<float> y, ArrayView<float> z,
-        ArrayView<float> state, ArrayView<float> decay, ArrayView<float> output, CausalProblem p, Spread spread)
+        ArrayView<float> state, ArrayView<float> decay, ArrayView<float> output, ArrayView<int> bounds, CausalProblem p,
+        Spread spread)
     {
         // Each item (row) is handled by exactly one thread; Launch.Spread decides which.
         for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
@@ -120,8 +143,12 @@ internal static partial class RetentionKernels
                 var chunkEnd = Math.Min(chunkStart + p.ChunkSize, p.SeqLen);
                 var xRow = row * p.RowDim;
                 var outRow = row * p.OutDim;
+                var token = row / p.Heads;
+                var documentBound = reverse
+                    ? DocumentEnd(bounds, p.HasBounds, token, p.SeqLen)
+                    : DocumentStart(bounds, p.HasBounds, token);
 
-                if (p.HasState != 0)
+                if (p.HasState != 0 && ReadsWindowState(reverse, documentBound, chunkStart, chunkEnd, p.SeqLen))
                 {
                     var stateBase = ((b * p.Heads + h) * p.ChunkCount + chunk) * p.RowDim * p.OutDim;
                     var scale = Decay(logGamma, reverse ? chunkEnd - 1 - t : t - chunkStart + 1);
@@ -139,8 +166,8 @@ internal static partial class RetentionKernels
                         output[outRow + e] = 0f;
                 }
 
-                var first = reverse ? t : chunkStart;
-                var end = reverse ? chunkEnd : t + 1;
+                var first = reverse ? t : Math.Max(chunkStart, documentBound);
+                var end = reverse ? Math.Min(chunkEnd, documentBound) : t + 1;
                 var c = first;
                 for (; c + 3 < end; c += 4)
                 {

@@ -14,7 +14,8 @@ internal static partial class RetentionKernels
     /// </summary>
     [Kernel(KernelGrouping.Implicit)]
     public static void RecurrentScan(Index1D thread, ArrayView<float> q, ArrayView<float> k, ArrayView<float> v,
-        ArrayView<float> decay, ArrayView<float> state, ArrayView<float> output, RecurrentProblem p, Spread spread)
+        ArrayView<float> decay, ArrayView<float> state, ArrayView<float> output, ArrayView<int> bounds,
+        RecurrentProblem p, Spread spread)
     {
         // Each item (state column) is handled by exactly one thread; Launch.Spread decides which.
         for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
@@ -36,11 +37,13 @@ internal static partial class RetentionKernels
                 {
                     var row = firstRow + t * p.Heads;
                     var value = v[row * p.ValueDim + e];
+                    // A packed document after the row's first starts from zeros; the first continues the given state.
+                    var restarts = t > 0 && DocumentStart(bounds, p.HasBounds, b * p.SeqLen + t) == t;
                     var sum = 0f;
                     for (var i = 0; i < p.KeyDim; i++)
                     {
                         var cell = stateColumn + i * p.ValueDim;
-                        var s = state[cell];
+                        var s = restarts ? 0f : state[cell];
                         s = gamma * s + k[row * p.KeyDim + i] * value;
                         state[cell] = s;
                         sum += q[row * p.KeyDim + i] * s;

@@ -13,7 +13,8 @@ internal static partial class RetentionKernels
     /// </summary>
     [Kernel(KernelGrouping.Explicit, Specializations = [typeof(RetentionTile16), typeof(RetentionTile32x64)], Geometry = typeof(RetentionTiledGeometry))]
     public static void StatesTiled<TTile>(ArrayView<float> x, ArrayView<float> y, ArrayView<float> initial,
-        ArrayView<float> decay, ArrayView<float> chunkStates, ArrayView<float> final, StateProblem p)
+        ArrayView<float> decay, ArrayView<float> chunkStates, ArrayView<float> final, ArrayView<int> bounds,
+        StateProblem p)
         where TTile : struct, IRetentionTile
     {
         var R = default(TTile).Rows;
@@ -51,20 +52,22 @@ internal static partial class RetentionKernels
             var start = chunk * p.ChunkSize;
             var end = Math.Min(start + p.ChunkSize, p.SeqLen);
             var chunkDecay = Decay(logGamma, end - start);
+            var documentBound = WalkedDocumentBound(bounds, p, bh / p.Heads, reverse, start, end);
+            var carries = CarriesAcrossChunk(reverse, documentBound, start, end);
             for (var idx = tid; idx < K * V; idx += groupSize)
             {
                 var i = idx / V;
                 var e = idx - i * V;
                 if (p.WriteChunkStates != 0 && i < rowsHere && e < colsHere)
                     chunkStates[(bh * p.ChunkCount + chunk) * matrix + (i0 + i) * p.ColDim + e0 + e] = st[idx];
-                st[idx] *= chunkDecay;
+                st[idx] = carries ? st[idx] * chunkDecay : 0f;
             }
             for (var j0 = start; j0 < end; j0 += R)
             {
                 var tokens = Math.Min(R, end - j0);
                 Group.Barrier();
                 tiles.Stage(x, j0, tokens, p.RowDim, i0, rowsHere, K, xs,
-                    new ChunkDecayWeight(logGamma, reverse, start, end));
+                    new ChunkDecayWeight(logGamma, reverse, start, end, documentBound));
                 tiles.Stage(y, j0, tokens, p.ColDim, e0, colsHere, V, ys);
                 Group.Barrier();
                 tiles.Accumulate(xs, 1, K, ys, tokens, st, K);
@@ -90,7 +93,8 @@ internal static partial class RetentionKernels
     /// </summary>
     [Kernel(KernelGrouping.Implicit)]
     public static void StatesColumns(Index1D thread, ArrayView<float> x, ArrayView<float> y, ArrayView<float> initial,
-        ArrayView<float> decay, ArrayView<float> chunkStates, ArrayView<float> final, StateProblem p, Spread spread)
+        ArrayView<float> decay, ArrayView<float> chunkStates, ArrayView<float> final, ArrayView<int> bounds,
+        StateProblem p, Spread spread)
     {
         // Each item (state column) is handled by exactly one thread; Launch.Spread decides which.
         for (var runStart = spread.First(thread); runStart < spread.Count; runStart += spread.Step)
@@ -138,10 +142,12 @@ internal static partial class RetentionKernels
                         ? (bh * p.ChunkCount + (reverse ? chunk - 1 : chunk + 1)) * matrix + e
                         : own;
                     var chunkDecay = Decay(logGamma, n);
+                    var documentBound = WalkedDocumentBound(bounds, p, b, reverse, start, start + n);
+                    var carries = CarriesAcrossChunk(reverse, documentBound, start, start + n);
                     for (var i = 0; i < p.RowDim; i++)
                     {
                         var source = sourceBase + i * p.ColDim;
-                        var s = chunkDecay * (inChunkStates ? chunkStates[source] : final[source]);
+                        var s = carries ? chunkDecay * (inChunkStates ? chunkStates[source] : final[source]) : 0f;
                         if (targetInChunkStates)
                             chunkStates[targetBase + i * p.ColDim] = s;
                         else
@@ -155,10 +161,10 @@ internal static partial class RetentionKernels
                         var row1 = row0 + p.Heads;
                         var row2 = row1 + p.Heads;
                         var row3 = row2 + p.Heads;
-                        var w0 = y[row0 * p.ColDim + e] * Decay(logGamma, reverse ? j + 1 : n - 1 - j);
-                        var w1 = y[row1 * p.ColDim + e] * Decay(logGamma, reverse ? j + 2 : n - 2 - j);
-                        var w2 = y[row2 * p.ColDim + e] * Decay(logGamma, reverse ? j + 3 : n - 3 - j);
-                        var w3 = y[row3 * p.ColDim + e] * Decay(logGamma, reverse ? j + 4 : n - 4 - j);
+                        var w0 = y[row0 * p.ColDim + e] * Weight(logGamma, reverse, n, documentBound, start, j + 0);
+                        var w1 = y[row1 * p.ColDim + e] * Weight(logGamma, reverse, n, documentBound, start, j + 1);
+                        var w2 = y[row2 * p.ColDim + e] * Weight(logGamma, reverse, n, documentBound, start, j + 2);
+                        var w3 = y[row3 * p.ColDim + e] * Weight(logGamma, reverse, n, documentBound, start, j + 3);
                         for (var i = 0; i < p.RowDim; i++)
                         {
                             var update = x[row0 * p.RowDim + i] * w0 + x[row1 * p.RowDim + i] * w1 +
@@ -172,7 +178,7 @@ internal static partial class RetentionKernels
                     for (; j < n; j++)
                     {
                         var row = firstRow + (start + j) * p.Heads;
-                        var weighted = y[row * p.ColDim + e] * Decay(logGamma, reverse ? j + 1 : n - 1 - j);
+                        var weighted = y[row * p.ColDim + e] * Weight(logGamma, reverse, n, documentBound, start, j);
                         for (var i = 0; i < p.RowDim; i++)
                         {
                             var update = x[row * p.RowDim + i] * weighted;
@@ -187,11 +193,28 @@ internal static partial class RetentionKernels
         }
     }
 
+    /// <summary>The start (forward) or end (reverse) of the document a walk keeps in chunk [start, end) of row b
+    /// (<see cref="WalkedToken"/>).</summary>
+    private static int WalkedDocumentBound(ArrayView<int> bounds, in StateProblem p, int b, bool reverse, int start,
+        int end)
+    {
+        var token = b * p.SeqLen + WalkedToken(reverse, start, end);
+        return reverse ? DocumentEnd(bounds, p.HasBounds, token, p.SeqLen) : DocumentStart(bounds, p.HasBounds, token);
+    }
+
+    /// <summary>The weight of token j (counted from the chunk start) of a chunk of n tokens in the state update:
+    /// γ^(n−1−j) forward, γ^(j+1) in reverse, and 0 outside the walked document.</summary>
+    private static float Weight(float logGamma, bool reverse, int n, int documentBound, int start, int j) =>
+        InWalkedDocument(reverse, documentBound, start + j) ? Decay(logGamma, reverse ? j + 1 : n - 1 - j) : 0f;
+
     /// <summary>The weight of token t of the chunk [start, end) in the state update: γ^(end−1−t) forward, γ^(t−start+1)
-    /// in reverse.</summary>
-    private readonly struct ChunkDecayWeight(float logGamma, bool reverse, int start, int end) : ITokenWeight
+    /// in reverse, and 0 outside the walked document (<paramref name="documentBound"/>).</summary>
+    private readonly struct ChunkDecayWeight(float logGamma, bool reverse, int start, int end, int documentBound)
+        : ITokenWeight
     {
         public float Apply(float x, int token) =>
-            x * Decay(logGamma, reverse ? token - start + 1 : end - 1 - token);
+            InWalkedDocument(reverse, documentBound, token)
+                ? x * Decay(logGamma, reverse ? token - start + 1 : end - 1 - token)
+                : 0f;
     }
 }

@@ -1,3 +1,4 @@
+using ILGPU;
 using ILGPU.Algorithms;
 
 namespace RetNet.Ilgpu.Retention;
@@ -66,6 +67,10 @@ internal struct CausalProblem
 
     /// <summary>1 for the anti-causal (reverse) product of the backward pass.</summary>
     public int Reverse;
+
+    /// <summary>1 when documents are packed (<see cref="RetentionKernels.DocumentStart"/>): a row sees only the keys of
+    /// its own document, and a window state only where the row's document reaches past the window.</summary>
+    public int HasBounds;
 }
 
 /// <summary>
@@ -89,6 +94,11 @@ internal struct StateProblem
     public int WriteChunkStates;
     public int WriteFinal;
     public int Reverse;
+
+    /// <summary>1 when documents are packed: a chunk's tokens before the document that holds its last token (forward;
+    /// after the document of the token before the chunk, in reverse) are left out, and the matrix is carried across
+    /// the chunk only when no document starts inside it.</summary>
+    public int HasBounds;
 }
 
 /// <summary>Sizes of the recurrent scan.</summary>
@@ -98,6 +108,10 @@ internal struct RecurrentProblem
     public int SeqLen;
     public int KeyDim;
     public int ValueDim;
+
+    /// <summary>1 when documents are packed: the state restarts from zeros at every document start after
+    /// token 0.</summary>
+    public int HasBounds;
 }
 
 /// <summary>
@@ -109,4 +123,44 @@ internal static partial class RetentionKernels
 {
     /// <summary>γ^m for m ≥ 0 from log γ: underflows to 0 for long distances, never overflows.</summary>
     internal static float Decay(float logGamma, int m) => XMath.Exp(logGamma * m);
+
+    /// <summary>
+    /// The first token (within its row of T) of the document that holds token <paramref name="token"/> = b·T + t of a
+    /// packed batch; 0 without bounds. Bounds are [B·T, 2] = (start, end) per token (<see cref="PackedSequences"/>).
+    /// </summary>
+    private static int DocumentStart(ArrayView<int> bounds, int hasBounds, int token) =>
+        hasBounds != 0 ? bounds[2 * token] : 0;
+
+    /// <summary>One past the last token (within its row) of the document that holds <paramref name="token"/>; T
+    /// without bounds.</summary>
+    private static int DocumentEnd(ArrayView<int> bounds, int hasBounds, int token, int seqLen) =>
+        hasBounds != 0 ? bounds[2 * token + 1] : seqLen;
+
+    /// <summary>
+    /// Whether row t reads the state of its window [start, end) (forward: the state entering it; reverse: the
+    /// gradient leaving it): forward when t's document began before the window, or at token 0 (the initial state
+    /// belongs to each row's first document); reverse when t's document runs past the window, or to T (the final
+    /// state belongs to each row's last document). Always true without bounds.
+    /// </summary>
+    internal static bool ReadsWindowState(bool reverse, int documentBound, int start, int end, int seqLen) =>
+        reverse ? documentBound > IntrinsicMath.Min(end, seqLen - 1) : documentBound < IntrinsicMath.Max(start, 1);
+
+    /// <summary>
+    /// The token of chunk [start, end) whose document a state walk keeps: forward the chunk's last token (the state
+    /// leaving the chunk is that document's), in reverse the token before the chunk (the gradient entering it is that
+    /// document's; token 0 for the first chunk, whose initial state belongs to the row's first document).
+    /// </summary>
+    internal static int WalkedToken(bool reverse, int start, int end) =>
+        reverse ? IntrinsicMath.Max(start - 1, 0) : end - 1;
+
+    /// <summary>Whether the walk carries its matrix across chunk [start, end), given the start (forward) or end
+    /// (reverse) of the document of <see cref="WalkedToken"/>: only when that document also holds the token before the
+    /// chunk (forward) or the chunk's last token (reverse).</summary>
+    internal static bool CarriesAcrossChunk(bool reverse, int documentBound, int start, int end) =>
+        reverse ? documentBound >= end : documentBound < IntrinsicMath.Max(start, 1);
+
+    /// <summary>Whether <paramref name="token"/> of the chunk belongs to the walked document (see
+    /// <see cref="WalkedToken"/>).</summary>
+    internal static bool InWalkedDocument(bool reverse, int documentBound, int token) =>
+        reverse ? token < documentBound : token >= documentBound;
 }

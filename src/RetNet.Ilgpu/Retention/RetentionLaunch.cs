@@ -10,26 +10,30 @@ namespace RetNet.Ilgpu.Retention;
 /// <summary>
 /// Operands of one decayed causal product (<see cref="CausalProblem"/>): rows x and keys y [B, T, H, RowDim], values z
 /// and output [B, T, H, OutDim], the window states [B, H, ⌈T/C⌉, ·] stored [RowDim, OutDim] or, when
-/// <paramref name="TransposeState"/>, [OutDim, RowDim].
+/// <paramref name="TransposeState"/>, [OutDim, RowDim], and, for packed documents, the token bounds [B·T, 2]
+/// (<see cref="PackedSequences"/>; null: each row is one sequence).
 /// </summary>
 internal readonly record struct CausalOperands(
     Tensor Rows, Tensor Keys, Tensor Values, Tensor? State, bool TransposeState, Tensor Decay, Tensor Output,
-    int ChunkSize, bool Reverse);
+    int ChunkSize, bool Reverse, IndexTensor? Bounds = null);
 
 /// <summary>
 /// Operands of one chunk-state walk (<see cref="StateProblem"/>): x [B, T, H, RowDim], y [B, T, H, ColDim], the optional
 /// initial matrix [B, H, RowDim, ColDim], the optional per-chunk output [B, H, ⌈T/C⌉, RowDim, ColDim] and the optional
-/// final matrix (which may be the initial one itself: every element is read before it is written, by one thread).
+/// final matrix (which may be the initial one itself: every element is read before it is written, by one thread),
+/// and the optional token bounds of packed documents.
 /// </summary>
 internal readonly record struct StateOperands(
-    Tensor X, Tensor Y, Tensor? Initial, Tensor Decay, Tensor? ChunkStates, Tensor? Final, int ChunkSize, bool Reverse);
+    Tensor X, Tensor Y, Tensor? Initial, Tensor Decay, Tensor? ChunkStates, Tensor? Final, int ChunkSize, bool Reverse,
+    IndexTensor? Bounds = null);
 
 /// <summary>
 /// Operands of one recurrent scan (<see cref="RecurrentProblem"/>): q, k [B, T, H, Dk], v and the output
-/// [B, T, H, Dv], the decay table, and the state [B, H, Dk, Dv], read and advanced in place.
+/// [B, T, H, Dv], the decay table, the state [B, H, Dk, Dv], read and advanced in place, and the optional token bounds
+/// of packed documents.
 /// </summary>
 internal readonly record struct RecurrentOperands(Tensor Q, Tensor K, Tensor V, Tensor Decay, Tensor State,
-    Tensor Output);
+    Tensor Output, IndexTensor? Bounds = null);
 
 /// <summary>
 /// The retention operator's seam: its implementation on each <see cref="OperatorBackend"/> (host SIMD code on the CPU
@@ -67,32 +71,34 @@ internal abstract class RetentionLaunch : TiledOperatorLaunch<RetentionLaunch>, 
     {
         var problem = Problem(o);
         LaunchItems(RetentionKernels.RecurrentScan, o.Q.Device, o.Q.Dim(0) * problem.Heads * problem.ValueDim,
-            o.Q.View, o.K.View, o.V.View, o.Decay.View, o.State.View, o.Output.View, problem);
+            o.Q.View, o.K.View, o.V.View, o.Decay.View, o.State.View, o.Output.View,
+            BoundsOrPlaceholder(o.Bounds, o.Decay), problem);
     }
 
-    /// <summary>Queues a barrier-free retention kernel (six views and its problem) over <paramref name="items"/>
-    /// items, spread over threads by <see cref="Kernels.Launch.Spread"/>.</summary>
+    /// <summary>Queues a barrier-free retention kernel (six views, the token bounds and its problem) over
+    /// <paramref name="items"/> items, spread over threads by <see cref="Kernels.Launch.Spread"/>.</summary>
     private static void LaunchItems<TProblem>(
         Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-            ArrayView<float>, TProblem, Spread> kernel, RetNetDevice device, int items, ArrayView<float> a,
-        ArrayView<float> b, ArrayView<float> c, ArrayView<float> d, ArrayView<float> e, ArrayView<float> f,
-        TProblem problem) where TProblem : struct
+            ArrayView<float>, ArrayView<int>, TProblem, Spread> kernel, RetNetDevice device, int items,
+        ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> d, ArrayView<float> e,
+        ArrayView<float> f, ArrayView<int> bounds, TProblem problem) where TProblem : struct
     {
         var launcher = device.Kernel(kernel, accelerator => accelerator.LoadAutoGroupedKernel(kernel));
         var spread = Kernels.Launch.Spread(device, items);
-        launcher(device.Stream, spread.Threads, a, b, c, d, e, f, problem, spread);
+        launcher(device.Stream, spread.Threads, a, b, c, d, e, f, bounds, problem, spread);
     }
 
-    /// <summary>Queues a tiled retention kernel (six views and its problem) on <paramref name="grid"/> groups of
-    /// <paramref name="groupSize"/> threads.</summary>
+    /// <summary>Queues a tiled retention kernel (six views, the token bounds and its problem) on
+    /// <paramref name="grid"/> groups of <paramref name="groupSize"/> threads.</summary>
     private static void LaunchTiles<TProblem>(
         Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-            ArrayView<float>, TProblem> kernel, RetNetDevice device, Index3D grid, int groupSize, ArrayView<float> a,
-        ArrayView<float> b, ArrayView<float> c, ArrayView<float> d, ArrayView<float> e, ArrayView<float> f,
-        TProblem problem) where TProblem : struct
+            ArrayView<float>, ArrayView<int>, TProblem> kernel, RetNetDevice device, Index3D grid, int groupSize,
+        ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> d, ArrayView<float> e,
+        ArrayView<float> f, ArrayView<int> bounds, TProblem problem) where TProblem : struct
     {
         var launcher = device.Kernel(kernel, accelerator => accelerator.LoadKernel(kernel));
-        launcher(device.Stream, new KernelConfig(grid, new Index3D(groupSize, 1, 1)), a, b, c, d, e, f, problem);
+        launcher(device.Stream, new KernelConfig(grid, new Index3D(groupSize, 1, 1)), a, b, c, d, e, f, bounds,
+            problem);
     }
 
     protected static CausalProblem Problem(in CausalOperands o, out int chunkCount)
@@ -114,6 +120,7 @@ internal abstract class RetentionLaunch : TiledOperatorLaunch<RetentionLaunch>, 
             StateColStride = o.TransposeState ? rowDim : 1,
             HasState = o.State is null ? 0 : 1,
             Reverse = o.Reverse ? 1 : 0,
+            HasBounds = o.Bounds is null ? 0 : 1,
         };
     }
 
@@ -133,6 +140,7 @@ internal abstract class RetentionLaunch : TiledOperatorLaunch<RetentionLaunch>, 
             WriteChunkStates = o.ChunkStates is null ? 0 : 1,
             WriteFinal = o.Final is null ? 0 : 1,
             Reverse = o.Reverse ? 1 : 0,
+            HasBounds = o.Bounds is null ? 0 : 1,
         };
     }
 
@@ -142,11 +150,17 @@ internal abstract class RetentionLaunch : TiledOperatorLaunch<RetentionLaunch>, 
         SeqLen = o.Q.Dim(1),
         KeyDim = o.Q.Dim(3),
         ValueDim = o.V.Dim(3),
+        HasBounds = o.Bounds is null ? 0 : 1,
     };
 
     /// <summary>The view of an optional tensor; absent ones get a placeholder the kernel never reads (its flag is 0).</summary>
     protected static ArrayView<float> ViewOrPlaceholder(Tensor? tensor, Tensor placeholder) =>
         (tensor ?? placeholder).View;
+
+    /// <summary>The token bounds, or, without packed documents, <paramref name="placeholder"/>'s memory read as ints
+    /// (never read: the problem's HasBounds is 0), so an unpacked launch allocates nothing.</summary>
+    protected static ArrayView<int> BoundsOrPlaceholder(IndexTensor? bounds, Tensor placeholder) =>
+        bounds?.View ?? placeholder.View.Cast<int>();
 
     private sealed class BarrierFreeLaunch : RetentionLaunch
     {
@@ -157,7 +171,7 @@ internal abstract class RetentionLaunch : TiledOperatorLaunch<RetentionLaunch>, 
             var problem = Problem(o, out _);
             LaunchItems(RetentionKernels.CausalRows, o.Rows.Device, o.Rows.Dim(0) * problem.SeqLen * problem.Heads,
                 o.Rows.View, o.Keys.View, o.Values.View, ViewOrPlaceholder(o.State, o.Decay), o.Decay.View,
-                o.Output.View, problem);
+                o.Output.View, BoundsOrPlaceholder(o.Bounds, o.Decay), problem);
         }
 
         public override void States(in StateOperands o)
@@ -165,7 +179,8 @@ internal abstract class RetentionLaunch : TiledOperatorLaunch<RetentionLaunch>, 
             var problem = Problem(o);
             LaunchItems(RetentionKernels.StatesColumns, o.X.Device, o.X.Dim(0) * problem.Heads * problem.ColDim,
                 o.X.View, o.Y.View, ViewOrPlaceholder(o.Initial, o.Decay), o.Decay.View,
-                ViewOrPlaceholder(o.ChunkStates, o.Decay), ViewOrPlaceholder(o.Final, o.Decay), problem);
+                ViewOrPlaceholder(o.ChunkStates, o.Decay), ViewOrPlaceholder(o.Final, o.Decay),
+                BoundsOrPlaceholder(o.Bounds, o.Decay), problem);
         }
     }
 
@@ -182,7 +197,8 @@ internal abstract class RetentionLaunch : TiledOperatorLaunch<RetentionLaunch>, 
             var grid = new Index3D(chunkCount * tilesPerChunk, (problem.OutDim + tile.Columns - 1) / tile.Columns,
                 o.Rows.Dim(0) * problem.Heads);
             LaunchTiles(RetentionKernels.CausalTiled<TTile>, device, grid, groupSize, o.Rows.View, o.Keys.View,
-                o.Values.View, ViewOrPlaceholder(o.State, o.Decay), o.Decay.View, o.Output.View, problem);
+                o.Values.View, ViewOrPlaceholder(o.State, o.Decay), o.Decay.View, o.Output.View,
+                BoundsOrPlaceholder(o.Bounds, o.Decay), problem);
         }
 
         public override void States(in StateOperands o)
@@ -194,7 +210,7 @@ internal abstract class RetentionLaunch : TiledOperatorLaunch<RetentionLaunch>, 
                 (problem.ColDim + tile.Columns - 1) / tile.Columns, o.X.Dim(0) * problem.Heads);
             LaunchTiles(RetentionKernels.StatesTiled<TTile>, device, grid, groupSize, o.X.View, o.Y.View,
                 ViewOrPlaceholder(o.Initial, o.Decay), o.Decay.View, ViewOrPlaceholder(o.ChunkStates, o.Decay),
-                ViewOrPlaceholder(o.Final, o.Decay), problem);
+                ViewOrPlaceholder(o.Final, o.Decay), BoundsOrPlaceholder(o.Bounds, o.Decay), problem);
         }
     }
 

@@ -19,17 +19,22 @@ public sealed record RetentionReferenceGradients(
 /// <summary>
 /// Plain C# references of canonical retention in double precision (docs/MATH.md §1), in two independent forms: the
 /// quadratic (parallel) form and the step-by-step recurrence, each forward and backward. The tests and properties
-/// hold the kernels against them. Absent optional tensors (initial state, gradients) are zeros.
+/// hold the kernels against them. Absent optional tensors (initial state, gradients) are zeros. With
+/// <c>cuSeqlens</c> (<see cref="PackedSequences"/>) the documents packed into each row are independent (docs/MATH.md
+/// §2, packed documents): a pair of tokens of different documents has decay 0, the recurrence restarts from zeros at
+/// each document start after token 0, S_0 feeds each row's first document and S_T is its last document's.
 /// </summary>
 public static class RetentionReference
 {
     /// <summary>
-    /// o_t = Σ_{j≤t} γ^(t−j) (q_t·k_j) v_j + γ^(t+1) q_t S_0 and S_T = γ^T S_0 + Σ_j γ^(T−1−j) k_jᵀ v_j, term by term.
+    /// o_t = Σ_{j≤t} γ^(t−j) (q_t·k_j) v_j + γ^(t+1) q_t S_0 and S_T = γ^T S_0 + Σ_j γ^(T−1−j) k_jᵀ v_j, term by term;
+    /// packed, j runs over t's document only and S_0 reaches only the first document.
     /// </summary>
     public static RetentionReferenceOutput Parallel(RetentionShape shape, DecaySchedule decay,
-        IReadOnlyList<float> q, IReadOnlyList<float> k, IReadOnlyList<float> v, IReadOnlyList<float>? initialState = null)
+        IReadOnlyList<float> q, IReadOnlyList<float> k, IReadOnlyList<float> v, IReadOnlyList<float>? initialState = null,
+        IReadOnlyList<int>? cuSeqlens = null)
     {
-        var p = new Problem(shape, decay, q, k, v, initialState);
+        var p = new Problem(shape, decay, q, k, v, initialState, cuSeqlens);
         var (T, Dk, Dv) = (shape.SeqLen, shape.KeyDim, shape.ValueDim);
         var output = new double[shape.ValueLength];
         var final = new double[shape.StateLength];
@@ -42,20 +47,22 @@ public static class RetentionReference
             {
                 var ot = p.ValueIndex(b, t, h);
                 var qt = p.KeyIndex(b, t, h);
-                for (var i = 0; i < Dk; i++)
+                var first = p.Start(b, t);
+                for (var i = 0; i < Dk && first == 0; i++)
                 for (var e = 0; e < Dv; e++)
                     output[ot + e] += power[t + 1] * p.Q[qt + i] * p.S0[s0 + i * Dv + e];
-                for (var j = 0; j <= t; j++)
+                for (var j = first; j <= t; j++)
                 {
                     var score = power[t - j] * Dot(p.Q, qt, p.K, p.KeyIndex(b, j, h), Dk);
                     Axpy(score, p.V, p.ValueIndex(b, j, h), output, ot, Dv);
                 }
             }
+            var last = p.Start(b, T - 1);
             for (var i = 0; i < Dk; i++)
             for (var e = 0; e < Dv; e++)
             {
-                var sum = power[T] * p.S0[s0 + i * Dv + e];
-                for (var j = 0; j < T; j++)
+                var sum = last == 0 ? power[T] * p.S0[s0 + i * Dv + e] : 0;
+                for (var j = last; j < T; j++)
                     sum += power[T - 1 - j] * p.K[p.KeyIndex(b, j, h) + i] * p.V[p.ValueIndex(b, j, h) + e];
                 final[s0 + i * Dv + e] = sum;
             }
@@ -63,11 +70,13 @@ public static class RetentionReference
         return new RetentionReferenceOutput(output, final);
     }
 
-    /// <summary>S_t = γ S_(t−1) + k_tᵀ v_t (S_(−1) = S_0), o_t = q_t S_t, one token at a time.</summary>
+    /// <summary>S_t = γ S_(t−1) + k_tᵀ v_t (S_(−1) = S_0), o_t = q_t S_t, one token at a time; packed, S_(t−1) is
+    /// read as zeros where a document starts at t &gt; 0.</summary>
     public static RetentionReferenceOutput Recurrent(RetentionShape shape, DecaySchedule decay,
-        IReadOnlyList<float> q, IReadOnlyList<float> k, IReadOnlyList<float> v, IReadOnlyList<float>? initialState = null)
+        IReadOnlyList<float> q, IReadOnlyList<float> k, IReadOnlyList<float> v, IReadOnlyList<float>? initialState = null,
+        IReadOnlyList<int>? cuSeqlens = null)
     {
-        var p = new Problem(shape, decay, q, k, v, initialState);
+        var p = new Problem(shape, decay, q, k, v, initialState, cuSeqlens);
         var (Dk, Dv) = (shape.KeyDim, shape.ValueDim);
         var output = new double[shape.ValueLength];
         var state = (double[])p.S0.Clone();
@@ -79,6 +88,8 @@ public static class RetentionReference
             for (var t = 0; t < shape.SeqLen; t++)
             {
                 var (qt, kt, vt) = (p.KeyIndex(b, t, h), p.KeyIndex(b, t, h), p.ValueIndex(b, t, h));
+                if (p.Restarts(b, t))
+                    Array.Clear(state, s, Dk * Dv);
                 for (var i = 0; i < Dk; i++)
                 for (var e = 0; e < Dv; e++)
                 {
@@ -96,13 +107,14 @@ public static class RetentionReference
     /// dq_t = Σ_{j≤t} γ^(t−j) (dO_t·v_j) k_j + γ^(t+1) S_0 dO_t;
     /// dk_j = Σ_{t≥j} γ^(t−j) (dO_t·v_j) q_t + γ^(T−1−j) dS_T v_j;
     /// dv_j = Σ_{t≥j} γ^(t−j) (q_t·k_j) dO_t + γ^(T−1−j) dS_Tᵀ k_j;
-    /// dS_0 = Σ_t γ^(t+1) q_tᵀ dO_t + γ^T dS_T.
+    /// dS_0 = Σ_t γ^(t+1) q_tᵀ dO_t + γ^T dS_T. Packed, every sum runs within one document, S_0 and dS_0 touch only
+    /// the first document and dS_T only the last.
     /// </summary>
     public static RetentionReferenceGradients ParallelBackward(RetentionShape shape, DecaySchedule decay,
         IReadOnlyList<float> q, IReadOnlyList<float> k, IReadOnlyList<float> v, IReadOnlyList<float>? initialState,
-        IReadOnlyList<float>? dOutput, IReadOnlyList<float>? dFinalState)
+        IReadOnlyList<float>? dOutput, IReadOnlyList<float>? dFinalState, IReadOnlyList<int>? cuSeqlens = null)
     {
-        var p = new Problem(shape, decay, q, k, v, initialState);
+        var p = new Problem(shape, decay, q, k, v, initialState, cuSeqlens);
         var dO = Values(dOutput, shape.ValueLength, nameof(dOutput));
         var dST = Values(dFinalState, shape.StateLength, nameof(dFinalState));
         var (T, Dk, Dv) = (shape.SeqLen, shape.KeyDim, shape.ValueDim);
@@ -115,18 +127,24 @@ public static class RetentionReference
         {
             var power = p.Powers(h);
             var s0 = p.StateIndex(b, h, 0, 0);
+            var last = p.Start(b, T - 1);
             for (var t = 0; t < T; t++)
             {
                 var (kt, vt) = (p.KeyIndex(b, t, h), p.ValueIndex(b, t, h));
+                var first = p.Start(b, t);
                 for (var i = 0; i < Dk; i++)
                 for (var e = 0; e < Dv; e++)
                 {
                     var cell = s0 + i * Dv + e;
-                    dq[kt + i] += power[t + 1] * p.S0[cell] * dO[vt + e];
-                    dk[kt + i] += power[T - 1 - t] * dST[cell] * p.V[vt + e];
-                    dv[vt + e] += power[T - 1 - t] * dST[cell] * p.K[kt + i];
+                    if (first == 0)
+                        dq[kt + i] += power[t + 1] * p.S0[cell] * dO[vt + e];
+                    if (t >= last)
+                    {
+                        dk[kt + i] += power[T - 1 - t] * dST[cell] * p.V[vt + e];
+                        dv[vt + e] += power[T - 1 - t] * dST[cell] * p.K[kt + i];
+                    }
                 }
-                for (var j = 0; j <= t; j++)
+                for (var j = first; j <= t; j++)
                 {
                     var (kj, vj) = (p.KeyIndex(b, j, h), p.ValueIndex(b, j, h));
                     var outputScore = power[t - j] * Dot(dO, vt, p.V, vj, Dv);
@@ -139,8 +157,8 @@ public static class RetentionReference
             for (var i = 0; i < Dk; i++)
             for (var e = 0; e < Dv; e++)
             {
-                var sum = power[T] * dST[s0 + i * Dv + e];
-                for (var t = 0; t < T; t++)
+                var sum = last == 0 ? power[T] * dST[s0 + i * Dv + e] : 0;
+                for (var t = 0; t < T && p.Start(b, t) == 0; t++)
                     sum += power[t + 1] * p.Q[p.KeyIndex(b, t, h) + i] * dO[p.ValueIndex(b, t, h) + e];
                 dS0[s0 + i * Dv + e] = sum;
             }
@@ -151,12 +169,13 @@ public static class RetentionReference
     /// <summary>
     /// Gradients by reverse-mode through the recurrence: dq_t = S_t dO_t from a forward walk; then, walking back,
     /// G ← G + q_tᵀ dO_t, dk_t = G v_t, dv_t = Gᵀ k_t, G ← γ G, starting from G = dS_T and ending with dS_0 = G.
+    /// Packed, G ← 0 (not γ G) after a token that starts a document: S_t does not depend on S_(t−1) there.
     /// </summary>
     public static RetentionReferenceGradients RecurrentBackward(RetentionShape shape, DecaySchedule decay,
         IReadOnlyList<float> q, IReadOnlyList<float> k, IReadOnlyList<float> v, IReadOnlyList<float>? initialState,
-        IReadOnlyList<float>? dOutput, IReadOnlyList<float>? dFinalState)
+        IReadOnlyList<float>? dOutput, IReadOnlyList<float>? dFinalState, IReadOnlyList<int>? cuSeqlens = null)
     {
-        var p = new Problem(shape, decay, q, k, v, initialState);
+        var p = new Problem(shape, decay, q, k, v, initialState, cuSeqlens);
         var dO = Values(dOutput, shape.ValueLength, nameof(dOutput));
         var (Dk, Dv) = (shape.KeyDim, shape.ValueDim);
         var dq = new double[shape.QueryLength];
@@ -172,6 +191,8 @@ public static class RetentionReference
             for (var t = 0; t < shape.SeqLen; t++)
             {
                 var (kt, vt) = (p.KeyIndex(b, t, h), p.ValueIndex(b, t, h));
+                if (p.Restarts(b, t))
+                    Array.Clear(state, s, Dk * Dv);
                 for (var i = 0; i < Dk; i++)
                 for (var e = 0; e < Dv; e++)
                 {
@@ -192,7 +213,7 @@ public static class RetentionReference
                     dv[vt + e] += g[cell] * p.K[kt + i];
                 }
                 for (var cell = s; cell < s + Dk * Dv; cell++)
-                    g[cell] *= gamma;
+                    g[cell] = p.Restarts(b, t) ? 0 : g[cell] * gamma;
             }
         }
         return new RetentionReferenceGradients(dq, dk, dv, g);
@@ -200,13 +221,24 @@ public static class RetentionReference
 
     /// <summary>The inputs in double and the row-major index arithmetic of the layout.</summary>
     private sealed class Problem(RetentionShape shape, DecaySchedule decay, IReadOnlyList<float> q,
-        IReadOnlyList<float> k, IReadOnlyList<float> v, IReadOnlyList<float>? initialState)
+        IReadOnlyList<float> k, IReadOnlyList<float> v, IReadOnlyList<float>? initialState,
+        IReadOnlyList<int>? cuSeqlens)
         : ReferenceHeads(Checked(shape, decay).Batch, shape.SeqLen, shape.Heads, shape.KeyDim, shape.ValueDim, q, k, v)
     {
         private readonly RetentionShape shape = shape;
         private readonly DecaySchedule decay = decay;
 
+        private readonly int[]? bounds = cuSeqlens is null
+            ? null
+            : PackedSequences.TokenBounds(cuSeqlens, shape.Batch, shape.SeqLen, nameof(cuSeqlens));
+
         public double[] S0 { get; } = Values(initialState, shape.StateLength, nameof(initialState));
+
+        /// <summary>The first token (within row b) of t's document: 0 unless packed.</summary>
+        public int Start(int b, int t) => bounds is null ? 0 : bounds[2 * (b * shape.SeqLen + t)];
+
+        /// <summary>Whether a document starts at t &gt; 0, where the recurrence restarts from zeros.</summary>
+        public bool Restarts(int b, int t) => t > 0 && Start(b, t) == t;
 
         private static RetentionShape Checked(RetentionShape shape, DecaySchedule decay)
         {

@@ -21,11 +21,12 @@ public static class ModelEvaluation
     /// The mean next-token loss of <paramref name="model"/> over every window of T + 1 tokens of
     /// <paramref name="data"/> with stride T (the last partial window dropped), in nats per predicted token, and for
     /// text read with <paramref name="tokenizer"/> the bits per byte of the predicted tokens. <paramref name="mode"/>
-    /// is retention's form (default parallel; attention has one).
+    /// is retention's form (default parallel; attention has one). With <paramref name="documentSeparator"/> the windows
+    /// are packed documents, each opened by that id (<see cref="DocumentPacking"/>).
     /// </summary>
     /// <exception cref="ArgumentException">The data holds no whole window.</exception>
     public static Evaluation Evaluate(this ILanguageModel model, TokenDataset data, int seqLen, int batch = 8,
-        ForwardMode? mode = null, ITextTokenizer? tokenizer = null)
+        ForwardMode? mode = null, ITextTokenizer? tokenizer = null, int? documentSeparator = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
@@ -40,7 +41,8 @@ public static class ModelEvaluation
                 for (var b = 0; b < w.GetLength(0); b++)
                 for (var t = 1; t <= seqLen; t++)
                     bytes += tokenizer!.TokenBytes(w[b, t]).Length;
-            nats += (double)model.Loss(w, mode) * n;
+            var documents = documentSeparator is { } id ? DocumentPacking.Offsets(w, id) : null;
+            nats += (double)model.Loss(w, mode, documents) * n;
             tokens += n;
         }
         if (tokens == 0)

@@ -72,6 +72,8 @@ public sealed class Trainer : IDisposable
     private readonly int[,] windows;
     // The model folder a run started from: its tokenizer files travel into every checkpoint.
     private string? tokenizerFolder;
+    // The end-of-text id that opens each packed document, when the run packs documents.
+    private readonly int? separator;
     private bool disposed;
 
     private Trainer(ILanguageModel model, TrainingSettings settings, string outputFolder, TrainingData data,
@@ -88,6 +90,9 @@ public sealed class Trainer : IDisposable
             : WindowSampler.Restore(data.Train, settings.SeqLen, samplerState);
         schedule = settings.LearningRates;
         schedule.Validate();
+        separator = settings.PackDocuments
+            ? DocumentPacking.Separator(data.Train, data.Tokenizer, model.VocabSize)
+            : null;
         windows = new int[settings.Batch, settings.SeqLen + 1];
         model.UseComputeType(settings.ComputeType);
         gradients = model.CreateGradients();
@@ -329,8 +334,9 @@ public sealed class Trainer : IDisposable
             sampler.Next(windows);
             if (micro / accumulation != reducer.Rank)
                 continue;
-            loss += Model.ForwardBackward(windows, gradients, Settings.Mode, 1f / microBatches, Settings.Keep) /
-                    microBatches;
+            var documents = separator is { } id ? DocumentPacking.Offsets(windows, id) : null;
+            loss += Model.ForwardBackward(windows, gradients, Settings.Mode, 1f / microBatches, Settings.Keep,
+                documents) / microBatches;
         }
         var reduceStarted = Stopwatch.GetTimestamp();
         loss = reducer.Reduce(gradients, loss);
@@ -431,7 +437,7 @@ public sealed class Trainer : IDisposable
     {
         ObjectDisposedException.ThrowIf(disposed, this);
         return Model.Evaluate(data.Validation ?? throw new InvalidOperationException("No validation data was given."),
-            Settings.SeqLen, Settings.Batch, Settings.Mode, data.Tokenizer);
+            Settings.SeqLen, Settings.Batch, Settings.Mode, data.Tokenizer, separator);
     }
 
     /// <summary>

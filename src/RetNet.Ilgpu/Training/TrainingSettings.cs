@@ -78,6 +78,10 @@ public sealed record TrainingSettings
     /// one more forward pass of time; the same gradients).</summary>
     [JsonPropertyName("checkpoint_activations")] public bool CheckpointActivations { get; init; }
 
+    /// <summary>Train and evaluate on packed documents: each end-of-text token in a window starts a document that
+    /// nothing before it reaches (<see cref="Data.DocumentPacking"/>).</summary>
+    [JsonPropertyName("pack_documents")] public bool PackDocuments { get; init; }
+
     /// <summary>Evaluate on the validation data every this many steps (0: only at the end, when there is any).</summary>
     [JsonPropertyName("eval_every")] public int EvalEvery { get; init; }
 

@@ -215,6 +215,8 @@ internal sealed class RetentionKind : MixerKind
 
     public override bool ContinuesInChunks => true;
 
+    public override bool PacksDocuments => true;
+
     public override bool CanTruncate => false;
 
     public override string StateFormat => "retnet-decoding-state";
@@ -255,7 +257,12 @@ internal sealed class RetentionKind : MixerKind
     /// <summary>The decay sums of every row and head, which every block's head norm reads.</summary>
     public override void BeginPass(Pass pass)
     {
-        if (pass.MixerData is RetentionPassData data)
+        if (pass.MixerData is not RetentionPassData data)
+            return;
+        // Packed, each token's sum runs from its document's start: B·T sequences of one token at their positions.
+        if (pass.Documents is { } documents)
+            DecayNormalization.Launch(documents.Positions, decayTable, 1, data.DecaySums);
+        else
             DecayNormalization.Launch(pass.Starts, decayTable, pass.SeqLen, data.DecaySums);
     }
 
@@ -339,17 +346,18 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
         switch (pass.Mode.Form)
         {
             case RetentionForm.Parallel:
-                ParallelRetention.Forward(q4, k4, v4, kind.Decay, o4, s, s, launch: null, kind.DecayTable);
+                ParallelRetention.Forward(q4, k4, v4, kind.Decay, o4, s, s, launch: null, kind.DecayTable,
+                    pass.Bounds);
                 break;
             case RetentionForm.Chunkwise:
                 ChunkwiseRetention.Forward(q4, k4, v4, kind.Decay, pass.Mode.ChunkSize, o4, s, s, launch: null,
-                    kind.DecayTable, kind.ChunkStates(batch, seqLen, pass.Mode.ChunkSize));
+                    kind.DecayTable, kind.ChunkStates(batch, seqLen, pass.Mode.ChunkSize), pass.Bounds);
                 break;
             default:
                 // The recurrent scan launched directly with the model's decay table, so a decoding step uploads
                 // nothing and checks nothing: shapes are the model's own.
                 RetentionLaunch.For(q4.Device).Recurrent(new RecurrentOperands(q4, k4, v4, kind.DecayTable,
-                    s ?? throw new InvalidOperationException("The recurrent form needs a state."), o4));
+                    s ?? throw new InvalidOperationException("The recurrent form needs a state."), o4, pass.Bounds));
                 break;
         }
         Gate(t, DecaySums(pass));
@@ -398,13 +406,14 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
         var do4 = dO.Reshape(batch, seqLen, heads, dv);
         if (pass.Mode.Form == RetentionForm.Parallel)
             ParallelRetention.Backward(q4, k4, v4, kind.Decay, null, do4, null, dq4, dk4, dv4, null, launch: null,
-                kind.DecayTable);
+                kind.DecayTable, pass.Bounds);
         else
             ChunkwiseRetention.Backward(q4, k4, v4, kind.Decay, pass.Mode.ChunkSize, null, do4, null, dq4, dk4, dv4,
-                null, launch: null, kind.DecayTable, kind.ChunkStates(batch, seqLen, pass.Mode.ChunkSize));
+                null, launch: null, kind.DecayTable, kind.ChunkStates(batch, seqLen, pass.Mode.ChunkSize),
+                pass.Bounds);
         // The rotation is orthogonal: its transpose, the rotation by −pθ, carries gradients back to q and k.
-        ThetaShift.Apply(dq4, pass.Starts, kind.InverseAngles, 1f, kind.Options.Rotary);
-        ThetaShift.Apply(dk4, pass.Starts, kind.InverseAngles, (float)(1 / Math.Sqrt(dk)), kind.Options.Rotary);
+        pass.Rotate(dq4, kind.InverseAngles, 1f, kind.Options.Rotary);
+        pass.Rotate(dk4, kind.InverseAngles, (float)(1 / Math.Sqrt(dk)), kind.Options.Rotary);
         if (kind.Options.Group > 1)
         {
             // The transpose of spreading: each kv head's gradient is the sum of its query heads'. dO is dead once
@@ -433,9 +442,9 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
         Linear.Apply(input, k, t.KvK!, pass.IsStep);
         Linear.Apply(input, v, t.KvV!, pass.IsStep);
         var q4 = t.Q.Reshape(pass.Batch, pass.SeqLen, heads, dk);
-        ThetaShift.Apply(q4, pass.Starts, kind.Angles, 1f, kind.Options.Rotary);
-        ThetaShift.Apply(t.KvK!.Reshape(pass.Batch, pass.SeqLen, kvHeads, dk), pass.Starts, kind.Angles,
-            (float)(1 / Math.Sqrt(dk)), kind.Options.Rotary);
+        pass.Rotate(q4, kind.Angles, 1f, kind.Options.Rotary);
+        pass.Rotate(t.KvK!.Reshape(pass.Batch, pass.SeqLen, kvHeads, dk), kind.Angles, (float)(1 / Math.Sqrt(dk)),
+            kind.Options.Rotary);
         HeadGroups.Expand(t.KvK!.Reshape(rows, kvHeads, dk), t.K.Reshape(rows, heads, dk));
         HeadGroups.Expand(t.KvV!.Reshape(rows, kvHeads, dv), t.V.Reshape(rows, heads, dv));
         return (q4, t.K.Reshape(pass.Batch, pass.SeqLen, heads, dk), t.V.Reshape(pass.Batch, pass.SeqLen, heads, dv));

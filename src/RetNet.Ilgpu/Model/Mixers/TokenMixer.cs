@@ -1,6 +1,7 @@
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.IO;
 using RetNet.Ilgpu.Kernels.Rotation;
+using RetNet.Ilgpu.Retention;
 using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Model;
@@ -17,15 +18,36 @@ namespace RetNet.Ilgpu.Model;
 /// to); null otherwise.</param>
 /// <param name="Mode">The retention form; a mixer with one form ignores it.</param>
 /// <param name="MixerData">What the mixers computed for the whole pass (<see cref="MixerKind.BeginPass"/>).</param>
+/// <param name="Documents">For packed documents, the token bounds [B·T, 2] (<see cref="PackedSequences"/>) and each
+/// token's position within its document [B·T]; null when every sequence is one document.</param>
 internal sealed record Pass(int Batch, int SeqLen, IndexTensor Starts, IndexTensor? Ends, ForwardMode Mode,
-    MixerPassData? MixerData)
+    MixerPassData? MixerData, PackedDocuments? Documents = null)
 {
     /// <summary>n = B·T.</summary>
     public int Rows => Batch * SeqLen;
 
     /// <summary>True for a decoding step: one token per sequence after what its state holds.</summary>
     public bool IsStep => Ends is not null;
+
+    /// <summary>The token bounds of packed documents, or null.</summary>
+    public IndexTensor? Bounds => Documents?.Bounds;
+
+    /// <summary>
+    /// Rotates <paramref name="x"/> [B, T, H, D] in place at each token's position: the sequence's start plus t, or,
+    /// packed, the token's position within its document (read as B·T sequences of one token each, so the rotation
+    /// kernel needs no second form).
+    /// </summary>
+    public void Rotate(Tensor x, Tensor angles, float scale, RotaryLayout layout)
+    {
+        if (Documents is null)
+            ThetaShift.Apply(x, Starts, angles, scale, layout);
+        else
+            ThetaShift.Apply(x.Reshape(Rows, 1, x.Dim(2), x.Dim(3)), Documents.Positions, angles, scale, layout);
+    }
 }
+
+/// <summary>Packed documents of one pass on the device: token bounds [B·T, 2] and positions [B·T].</summary>
+internal sealed record PackedDocuments(IndexTensor Bounds, IndexTensor Positions);
 
 /// <summary>What a mixer computes once per pass for every block (allocated with the workspace).</summary>
 internal abstract class MixerPassData
@@ -82,8 +104,8 @@ internal static class HeadProjections
         Linear.Apply(input, weights.V, outputs.V, pass.IsStep);
         var q4 = outputs.Q.Reshape(pass.Batch, pass.SeqLen, heads, -1);
         var k4 = outputs.K.Reshape(pass.Batch, pass.SeqLen, heads, -1);
-        ThetaShift.Apply(q4, pass.Starts, angles, 1f, layout);
-        ThetaShift.Apply(k4, pass.Starts, angles, keyScale, layout);
+        pass.Rotate(q4, angles, 1f, layout);
+        pass.Rotate(k4, angles, keyScale, layout);
         return (q4, k4, outputs.V.Reshape(pass.Batch, pass.SeqLen, heads, -1));
     }
 }
@@ -124,6 +146,10 @@ internal abstract class MixerKind : IDisposable
     /// <summary>Whether a state holding tokens can be continued by more than one token per pass (retention: chunkwise
     /// from the state; attention: token by token only, its cache has no chunk kernel).</summary>
     public abstract bool ContinuesInChunks { get; }
+
+    /// <summary>Whether the mixer keeps packed documents apart (<see cref="Pass.Documents"/>): retention does;
+    /// attention has no document mask yet.</summary>
+    public virtual bool PacksDocuments => false;
 
     /// <summary>Whether the state can forget its last tokens (<see cref="DecodingState.Truncate"/>).</summary>
     public abstract bool CanTruncate { get; }
