@@ -61,6 +61,8 @@ public sealed class Trainer : IDisposable
     private readonly TrainingData data;
     private readonly bool ownsModelAndData;
     private readonly WindowSampler sampler;
+    // The sampler, except in a run that replays recorded windows (StartReplaying), which cannot be saved.
+    private readonly IWindowSource windowSource;
     private readonly ModelGradients gradients;
     private readonly IReadOnlyList<Tensor> gradientList;
     private readonly IGradientReducer reducer;
@@ -72,7 +74,7 @@ public sealed class Trainer : IDisposable
     private bool disposed;
 
     private Trainer(ILanguageModel model, TrainingSettings settings, string outputFolder, TrainingData data,
-        bool ownsModelAndData, ulong[]? samplerState, IGradientReducer? reducer)
+        bool ownsModelAndData, ulong[]? samplerState, IGradientReducer? reducer, IWindowSource? windowSource = null)
     {
         Model = model;
         Settings = settings;
@@ -83,6 +85,7 @@ public sealed class Trainer : IDisposable
         sampler = samplerState is null
             ? new WindowSampler(data.Train, settings.SeqLen, settings.Seed)
             : WindowSampler.Restore(data.Train, settings.SeqLen, samplerState);
+        this.windowSource = windowSource ?? sampler;
         schedule = settings.LearningRates;
         schedule.Validate();
         windows = new int[settings.Batch, settings.SeqLen + 1];
@@ -194,6 +197,24 @@ public sealed class Trainer : IDisposable
         }
     }
 
+    /// <summary>
+    /// <see cref="Start(ILanguageModel, TrainingData, TrainingSettings, string, IGradientReducer?)"/>, but every
+    /// micro-batch's windows come from <paramref name="windows"/> instead of the sampler: a seam for replaying another
+    /// trainer's recorded windows step for step. Such a run cannot be checkpointed (<see cref="Save"/> refuses it).
+    /// </summary>
+    internal static Trainer StartReplaying(ILanguageModel model, TrainingData data, TrainingSettings settings,
+        string outputFolder, IWindowSource windows)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(data);
+        ArgumentNullException.ThrowIfNull(data.Train);
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(windows);
+        ArgumentException.ThrowIfNullOrWhiteSpace(outputFolder);
+        settings.Validate();
+        return new Trainer(model, settings, outputFolder, data, ownsModelAndData: false, null, reducer: null, windows);
+    }
+
     private static void RequireDataFiles(TrainingSettings settings)
     {
         if (settings.Data.Count == 0)
@@ -250,7 +271,7 @@ public sealed class Trainer : IDisposable
         var loss = 0.0;
         for (var micro = 0; micro < accumulation; micro++)
         {
-            sampler.Next(windows);
+            windowSource.Next(windows);
             loss += Model.ForwardBackward(windows, gradients, Settings.Mode, 1f / accumulation, Settings.Keep) /
                     accumulation;
         }
@@ -358,9 +379,14 @@ public sealed class Trainer : IDisposable
     /// trainer.safetensors alone, so a kill between the files resumes from the new step; the model folder then still
     /// holds the previous save's model, whole, until the next save.
     /// </summary>
+    /// <exception cref="InvalidOperationException">The run replays recorded windows: a checkpoint could not say where
+    /// a resumed run continues.</exception>
     public void Save()
     {
         ObjectDisposedException.ThrowIf(disposed, this);
+        if (!ReferenceEquals(windowSource, sampler))
+            throw new InvalidOperationException(
+                "This run replays recorded windows (Trainer.StartReplaying); it cannot be checkpointed.");
         Directory.CreateDirectory(OutputFolder);
         var weights = Model.ExportWeights();
         var tensors = new Dictionary<string, HostTensor>();
