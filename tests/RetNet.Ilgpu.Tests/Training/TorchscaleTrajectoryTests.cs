@@ -109,6 +109,22 @@ public sealed class TorchscaleTrajectoryTests(DeviceFixture fixture, ITestOutput
             optimizerStepsBefore: 1_000_000_000)));
     }
 
+    [Fact]
+    public void A_run_that_replays_windows_cannot_be_checkpointed()
+    {
+        // A checkpoint resumes from the sampler's state, which a replayed run never advanced.
+        var f = TorchscaleTrajectory.Load(Name);
+        using var model = LanguageModel.Load(device, f.Folder, weightType: TensorDType.Float32);
+        using var dataset = TokenDataset.FromIds(f.Windows[0].Cast<int>().ToArray(), model.VocabSize);
+        var output = Path.Combine(Path.GetTempPath(), $"retnet-trajectory-{Guid.NewGuid():N}");
+        using var trainer = Trainer.StartReplaying(model, new TrainingData(dataset), f.Settings with { Steps = 1, Warmup = 0 },
+            output, new ReplayedWindows(f.Windows));
+        trainer.RunStep();
+        var error = Assert.Throws<InvalidOperationException>(trainer.Save);
+        Assert.Contains("replays recorded windows", error.Message);
+        Assert.False(Directory.Exists(output));
+    }
+
     private void AssertRejected(string control, List<Closeness> checks)
     {
         log.WriteLine($"{control}: {Summary(checks)}");
