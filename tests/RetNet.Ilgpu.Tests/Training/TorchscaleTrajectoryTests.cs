@@ -17,7 +17,8 @@ namespace RetNet.Ilgpu.Tests.Training;
 /// tolerance is paired with runs that get one part of the recipe wrong, which the same check must reject.
 /// </summary>
 [Collection(DeviceCollection.Name)]
-public sealed class TorchscaleTrajectoryTests(DeviceFixture fixture, ITestOutputHelper log)
+public sealed class TorchscaleTrajectoryTests(DeviceFixture fixture, HostCpu hostCpu, ITestOutputHelper log)
+    : IClassFixture<HostCpu>
 {
     /// <summary>Each step's loss, relative to torchscale's (float64) loss of that step.</summary>
     private const double LossTolerance = 1e-4;
@@ -31,7 +32,11 @@ public sealed class TorchscaleTrajectoryTests(DeviceFixture fixture, ITestOutput
 
     private const string Name = "tiny-t16";
 
-    private readonly RetNetDevice device = fixture.Device;
+    // The lane's device, except ILGPU's CPU simulator, where these seven runs of 50 steps would take some 17 minutes
+    // (every kernel they launch is held to its reference through the simulator by its own tests): there, the CPU
+    // accelerator in host execution.
+    private readonly RetNetDevice device = fixture.Device.IsCpuSimulator ? hostCpu.WithHostExecution(fixture.Device)
+        : fixture.Device;
 
     /// <summary>The forms the trainer is held to the fixture in: parallel (torchscale's) and chunkwise with chunks
     /// shorter than the windows (the trainer's default form).</summary>
