@@ -1,4 +1,6 @@
+using System.Buffers;
 using System.Diagnostics;
+using System.IO.Pipelines;
 using System.Net;
 using System.Text;
 using System.Text.Json;
@@ -71,11 +73,16 @@ public sealed record ServeBenchmarkOptions
 /// <param name="ItlP99Ms">Inter-token latency, 99th percentile over requests.</param>
 /// <param name="MeanBatch">Sequences per decoding step of the server's loop, averaged over the level's steps.</param>
 /// <param name="StepP50Ms">Median wall time of one decoding step of the loop (sampling included).</param>
+/// <param name="CpuSeconds">CPU time of the whole process (server, loop and clients, all threads) during the level:
+/// what the level cost, which the load of other programs changes far less than it changes tokens/s.</param>
 /// <param name="TimedOut">The level hit <see cref="ServeBenchmarkOptions.LevelTimeLimit"/>.</param>
 public sealed record ServeBenchmarkResult(string Model, int Concurrency, int Requests, int Errors, double PromptTokens,
     long CompletionTokens, double Seconds, double TtftP50Ms, double TtftP99Ms, double ItlP50Ms, double ItlP99Ms,
-    double MeanBatch, double StepP50Ms, bool TimedOut)
+    double MeanBatch, double StepP50Ms, bool TimedOut, double CpuSeconds = double.NaN)
 {
+    /// <summary>CPU time of the process per generated token, in microseconds.</summary>
+    public double CpuMicrosecondsPerToken => CpuSeconds * 1e6 / CompletionTokens;
+
     /// <summary>Generated tokens per second of the level, all requests together.</summary>
     public double TokensPerSecond => CompletionTokens / Seconds;
 }
@@ -178,6 +185,8 @@ public static class ServeBenchmark
         var outcomes = new List<RequestOutcome>();
         var next = 0;
         steps.Reset();
+        using var process = Process.GetCurrentProcess();
+        var cpuBefore = process.TotalProcessorTime;
         var started = Stopwatch.GetTimestamp();
         var clients = Enumerable.Range(0, concurrency).Select(_ => Task.Run(async () =>
         {
@@ -190,6 +199,8 @@ public static class ServeBenchmark
         foreach (var mine in await Task.WhenAll(clients).ConfigureAwait(false))
             outcomes.AddRange(mine);
         var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        process.Refresh();
+        var cpuSeconds = (process.TotalProcessorTime - cpuBefore).TotalSeconds;
         var done = outcomes.Where(o => o.Error is null).ToList();
         var (meanBatch, stepMs) = steps.Summary();
         return new ServeBenchmarkResult(modelId, concurrency, done.Count, outcomes.Count - done.Count,
@@ -197,7 +208,7 @@ public static class ServeBenchmark
             seconds, Percentile(done.Select(o => o.TtftMs), 50), Percentile(done.Select(o => o.TtftMs), 99),
             Percentile(done.Select(o => o.ItlMs).Where(double.IsFinite), 50),
             Percentile(done.Select(o => o.ItlMs).Where(double.IsFinite), 99), meanBatch,
-            stepMs, limit.IsCancellationRequested && !cancellationToken.IsCancellationRequested);
+            stepMs, limit.IsCancellationRequested && !cancellationToken.IsCancellationRequested, cpuSeconds);
     }
 
     /// <summary>One streaming request, timed chunk by chunk.</summary>
@@ -229,24 +240,44 @@ public static class ServeBenchmark
                 return RequestOutcome.Failed($"status {(int)response.StatusCode}: " +
                                              await response.Content.ReadAsStringAsync(cancellationToken)
                                                  .ConfigureAwait(false), 0);
+            // The events are read as bytes and only the usage is parsed out of each: the clients share the machine
+            // with the server, so their per-token work is kept to a scan.
             using var stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
-            using var reader = new StreamReader(stream, Encoding.UTF8);
-            while (await reader.ReadLineAsync(cancellationToken).ConfigureAwait(false) is { } line)
+            var reader = PipeReader.Create(stream);
+            try
             {
-                if (!line.StartsWith("data: ", StringComparison.Ordinal))
-                    continue;
-                var now = Stopwatch.GetElapsedTime(sent).TotalMilliseconds;
-                if (line.AsSpan(6).SequenceEqual("[DONE]"))
-                    break;
-                using var chunk = JsonDocument.Parse(line.AsMemory(6));
-                if (!chunk.RootElement.TryGetProperty("usage", out var usage) ||
-                    usage.ValueKind != JsonValueKind.Object)
-                    continue;
-                promptTokens = usage.GetProperty("prompt_tokens").GetInt32();
-                chunks.Add((now, usage.GetProperty("completion_tokens").GetInt32()));
+                var done = false;
+                while (!done)
+                {
+                    var read = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                    var buffer = read.Buffer;
+                    while (!done && buffer.PositionOf((byte)'\n') is { } end)
+                    {
+                        var line = buffer.Slice(0, end);
+                        buffer = buffer.Slice(buffer.GetPosition(1, end));
+                        if (!new SequenceReader<byte>(line).IsNext("data: "u8))
+                            continue;
+                        var now = Stopwatch.GetElapsedTime(sent).TotalMilliseconds;
+                        var data = line.Slice(6);
+                        if (data.Length == 6 && new SequenceReader<byte>(data).IsNext("[DONE]"u8))
+                            done = true;
+                        else if (UsageOf(data) is var (inPrompt, completion))
+                        {
+                            promptTokens = inPrompt;
+                            chunks.Add((now, completion));
+                        }
+                    }
+                    reader.AdvanceTo(buffer.Start, buffer.End);
+                    if (read.IsCompleted)
+                        break;
+                }
+            }
+            finally
+            {
+                await reader.CompleteAsync().ConfigureAwait(false);
             }
         }
-        catch (Exception e) when (e is HttpRequestException or IOException or OperationCanceledException)
+        catch (Exception e) when (e is HttpRequestException or IOException or OperationCanceledException or JsonException)
         {
             return RequestOutcome.Failed(e.Message, chunks.Count == 0 ? 0 : chunks[^1].Tokens);
         }
@@ -255,6 +286,43 @@ public static class ServeBenchmark
             return RequestOutcome.Failed($"generated {tokens} tokens; expected {maxTokens}", tokens);
         var (ttft, itl) = Latencies(chunks);
         return new RequestOutcome(null, promptTokens, tokens, ttft, itl);
+    }
+
+    /// <summary>The top-level <c>usage</c> of one streamed chunk (its prompt and completion tokens), or null when the
+    /// chunk has none (or a null one).</summary>
+    /// <exception cref="JsonException">The chunk is not JSON, or its usage lacks a count.</exception>
+    internal static (int Prompt, int Completion)? UsageOf(ReadOnlySequence<byte> chunk)
+    {
+        var json = new Utf8JsonReader(chunk);
+        if (!json.Read() || json.TokenType != JsonTokenType.StartObject)
+            throw new JsonException("A streamed chunk is not a JSON object.");
+        while (json.Read() && json.TokenType == JsonTokenType.PropertyName)
+        {
+            var isUsage = json.ValueTextEquals("usage"u8);
+            json.Read();
+            if (!isUsage || json.TokenType != JsonTokenType.StartObject)
+            {
+                json.Skip();
+                continue;
+            }
+            int? prompt = null, completion = null;
+            while (json.Read() && json.TokenType == JsonTokenType.PropertyName)
+            {
+                if (json.ValueTextEquals("prompt_tokens"u8))
+                    prompt = json.Read() ? json.GetInt32() : null;
+                else if (json.ValueTextEquals("completion_tokens"u8))
+                    completion = json.Read() ? json.GetInt32() : null;
+                else
+                {
+                    json.Read();
+                    json.Skip();
+                }
+            }
+            return prompt is { } p && completion is { } c
+                ? (p, c)
+                : throw new JsonException("A streamed chunk's usage lacks prompt_tokens or completion_tokens.");
+        }
+        return null;
     }
 
     /// <summary>

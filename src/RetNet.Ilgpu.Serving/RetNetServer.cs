@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Builder;
@@ -287,34 +288,28 @@ public sealed class RetNetServer : IAsyncDisposable
         context.Response.ContentType = "text/event-stream";
         context.Response.Headers.CacheControl = "no-cache";
         var objectName = chat ? "chat.completion.chunk" : "text_completion";
+        using var events = new StreamChunkWriter(id, objectName, options.ModelId, created, chat);
+        var pipe = context.Response.BodyWriter;
+        var aborted = context.RequestAborted;
         try
         {
             var first = true;
             await foreach (var piece in completion.ReadTextAsync().ConfigureAwait(false))
             {
-                var delta = chat ? new JsonObject { ["content"] = piece } : null;
-                if (chat && first)
-                    delta!["role"] = "assistant";
+                events.Write(pipe, piece, first, null,
+                    request.ContinuousUsage ? (completion.PromptTokens, completion.TokensRead) : null);
                 first = false;
-                var chunk = Chunk(id, objectName, created, chat, piece, delta, null);
-                if (request.ContinuousUsage)
-                    chunk["usage"] = Usage(completion.PromptTokens, completion.TokensRead);
-                await Event(context, chunk).ConfigureAwait(false);
+                await pipe.FlushAsync(aborted).ConfigureAwait(false);
             }
             var result = await completion.Completion.ConfigureAwait(false);
             Metrics.Tokens(result.PromptTokens, result.CompletionTokens);
-            var last = Chunk(id, objectName, created, chat, "", chat ? new JsonObject() : null, Reason(result.Reason));
-            if (!request.IncludeUsage || request.ContinuousUsage)
-                last["usage"] = Usage(result);
-            await Event(context, last).ConfigureAwait(false);
+            var usage = (result.PromptTokens, result.CompletionTokens);
+            events.Write(pipe, "", false, Reason(result.Reason),
+                !request.IncludeUsage || request.ContinuousUsage ? usage : null);
             if (request.IncludeUsage)
-            {
-                var usage = Envelope(id, objectName, created);
-                usage["choices"] = new JsonArray();
-                usage["usage"] = Usage(result);
-                await Event(context, usage).ConfigureAwait(false);
-            }
-            await context.Response.WriteAsync("data: [DONE]\n\n", context.RequestAborted).ConfigureAwait(false);
+                events.Write(pipe, null, false, null, usage);
+            pipe.Write("data: [DONE]\n\n"u8);
+            await pipe.FlushAsync(aborted).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
@@ -326,17 +321,6 @@ public sealed class RetNetServer : IAsyncDisposable
     {
         ["id"] = id, ["object"] = objectName, ["created"] = created, ["model"] = options.ModelId,
     };
-
-    private JsonObject Chunk(string id, string objectName, long created, bool chat, string text, JsonObject? delta,
-        string? finish)
-    {
-        var choice = chat
-            ? new JsonObject { ["index"] = 0, ["delta"] = delta, ["finish_reason"] = finish }
-            : new JsonObject { ["index"] = 0, ["text"] = text, ["logprobs"] = null, ["finish_reason"] = finish };
-        var chunk = Envelope(id, objectName, created);
-        chunk["choices"] = new JsonArray(choice);
-        return chunk;
-    }
 
     private static JsonObject Usage(TextCompletionResult result) => Usage(result.PromptTokens, result.CompletionTokens);
 
@@ -354,13 +338,6 @@ public sealed class RetNetServer : IAsyncDisposable
         FinishReason.MaxTokens => "length",
         _ => "cancelled",
     };
-
-    private static async Task Event(HttpContext context, JsonObject chunk)
-    {
-        await context.Response.WriteAsync($"data: {chunk.ToJsonString(Compact)}\n\n", context.RequestAborted)
-            .ConfigureAwait(false);
-        await context.Response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
-    }
 
     private static Task Error(HttpContext context, RequestException e) => Write(context, e.Status, new JsonObject
     {

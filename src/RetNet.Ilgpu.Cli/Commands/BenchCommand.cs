@@ -102,14 +102,14 @@ internal static class BenchCommand
                               ", streaming over loopback HTTP");
             PrintBaseline(options.Architectures, options.Config);
             var print = Format.StreamingTable(["model", "concurrency", "requests", "tokens/s", "TTFT p50 ms",
-                "TTFT p99 ms", "ITL p50 ms", "ITL p99 ms", "mean batch", "step p50 ms"],
-                [11, 11, 8, 10, 11, 11, 10, 10, 10, 11]);
+                "TTFT p99 ms", "ITL p50 ms", "ITL p99 ms", "mean batch", "step p50 ms", "CPU µs/token"],
+                [11, 11, 8, 10, 11, 11, 10, 10, 10, 11, 12]);
             var results = ServeBenchmark.Run(opened, options, r => print([r.Model, r.Concurrency.ToString(),
                 r.Errors == 0 ? r.Requests.ToString() : $"{r.Requests}+{r.Errors}!",
                 Format.Number(r.TokensPerSecond, "0"), Format.Number(r.TtftP50Ms, "0.00"),
                 Format.Number(r.TtftP99Ms, "0.00"), Format.Number(r.ItlP50Ms, "0.000"),
                 Format.Number(r.ItlP99Ms, "0.000"), Format.Number(r.MeanBatch, "0.0"),
-                Format.Number(r.StepP50Ms, "0.000")]), interrupted);
+                Format.Number(r.StepP50Ms, "0.000"), Format.Number(r.CpuMicrosecondsPerToken, "0.0")]), interrupted);
             foreach (var r in results.Where(r => r.Errors > 0 || r.TimedOut))
                 Console.WriteLine($"{r.Model} at concurrency {r.Concurrency}: {r.Errors} request(s) failed" +
                                   (r.TimedOut ? $", the level hit the {options.LevelTimeLimit.TotalSeconds:0} s limit" : ""));
@@ -149,6 +149,8 @@ internal static class BenchCommand
                 itlP99Ms = r.ItlP99Ms,
                 meanBatch = r.MeanBatch,
                 stepP50Ms = r.StepP50Ms,
+                cpuSeconds = r.CpuSeconds,
+                cpuMicrosecondsPerToken = r.CpuMicrosecondsPerToken,
                 timedOut = r.TimedOut,
                 maxTokens = options.MaxTokens,
                 rangeRatio = options.RangeRatio,

@@ -155,24 +155,29 @@ internal static class CommonOptions
         {
             return body();
         }
-        // InvalidDataException (a malformed data or state file) is no IOException: it derives from SystemException.
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException
-                                      or InvalidDataException or UnauthorizedAccessException or NotSupportedException
-                                      or ArithmeticException)
+        catch (Exception e) when (IsUserError(e))
         {
-            // ArgumentException appends " (Parameter 'x')"; the message already names the argument.
-            var message = e is ArgumentException { ParamName: not null } argument
-                ? argument.Message.Split('\n')[0].Replace($" (Parameter '{argument.ParamName}')", "", StringComparison.Ordinal)
-                : e.Message;
-            Console.Error.WriteLine($"error: {message}");
+            Console.Error.WriteLine($"error: {UserMessage(e)}");
             return 1;
         }
     }
 
+    /// <summary>A failure the user can act on (bad arguments, files, devices, numbers), reported as one line rather
+    /// than a stack trace.</summary>
+    // InvalidDataException (a malformed data or state file) is no IOException: it derives from SystemException.
+    public static bool IsUserError(Exception e) => e is ArgumentException or InvalidOperationException or IOException
+        or InvalidDataException or UnauthorizedAccessException or NotSupportedException or ArithmeticException;
+
+    /// <summary>The message of a user error, without the " (Parameter 'x')" ArgumentException appends: the message
+    /// already names the argument.</summary>
+    public static string UserMessage(Exception e) => e is ArgumentException { ParamName: not null } argument
+        ? argument.Message.Split('\n')[0].Replace($" (Parameter '{argument.ParamName}')", "", StringComparison.Ordinal)
+        : e.Message;
+
     /// <summary>Opens the requested device and says which one was opened.</summary>
-    public static RetNetDevice OpenDevice(DeviceKind kind)
+    public static RetNetDevice OpenDevice(DeviceKind kind, int localRank = 0)
     {
-        var device = RetNetDevice.Open(kind);
+        var device = RetNetDevice.Open(kind, localRank: localRank);
         var execution = device.IsCpuSimulator ? $", {device.CpuExecution.ToString().ToLowerInvariant()} execution" : "";
         Console.WriteLine($"device: {device.Description.Name} ({device.Kind}, {Format.Bytes(device.Description.MemoryBytes)}, " +
                           $"max group {device.MaxGroupSize}{execution})");

@@ -8,6 +8,7 @@ using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Tokenizers;
 using RetNet.Ilgpu.Training;
 using RetNet.Ilgpu.Training.Data;
+using RetNet.Ilgpu.Training.Distributed;
 
 namespace RetNet.Ilgpu.Cli.Commands;
 
@@ -31,7 +32,7 @@ internal static class TrainCommands
         var stopAfter = new Option<int?>("--stop-after") { Description = "Stop after this step as if interrupted, leaving a resumable checkpoint." };
         var batch = new Option<int>("--batch") { Description = "Windows per micro-batch.", DefaultValueFactory = _ => defaults.Batch };
         var seqLen = new Option<int>("--seq-len") { Description = "Predicted tokens per window.", DefaultValueFactory = _ => defaults.SeqLen };
-        var accumulation = new Option<int>("--grad-accum") { Description = "Micro-batches per optimiser step.", DefaultValueFactory = _ => 1 };
+        var accumulation = new Option<int>("--grad-accum") { Description = "Micro-batches per optimiser step (under mpirun, per rank: a step averages ranks × this).", DefaultValueFactory = _ => 1 };
         var rate = new Option<double>("--lr") { Description = "Peak learning rate.", DefaultValueFactory = _ => defaults.LearningRate };
         var warmup = new Option<int>("--warmup") { Description = "Linear warm-up steps.", DefaultValueFactory = _ => 0 };
         var schedule = CommonOptions.Choice("--schedule", "cosine, linear, polynomial or constant.", defaults.Schedule,
@@ -65,21 +66,48 @@ internal static class TrainCommands
         var seed = new Option<ulong>("--seed") { Description = "Seed of the window sampler.", DefaultValueFactory = _ => 0 };
         var log = new Option<FileInfo?>("--log") { Description = "Append every step and evaluation to this JSONL file." };
         var device = CommonOptions.Device();
+        var collectiveTimeout = new Option<int>("--collective-timeout")
+        {
+            Description = "Under mpirun: the most seconds one rank waits for the others in a collective call before " +
+                          "it ends itself, and with it the job.",
+            DefaultValueFactory = _ => 900,
+        };
         var command = new Command("train",
-            "Train a model on text or token files; checkpoints are resumable and bit-identical on one device.")
+            "Train a model on text or token files; checkpoints are resumable and bit-identical on one device. Under " +
+            "mpirun, every process trains data-parallel (docs/DISTRIBUTED.md).")
         {
             model, resume, data, validation, output, tokenizer, steps, stopAfter, batch, seqLen, accumulation, rate,
             warmup, schedule, minRatio, decay, betas, eps, clip, form, chunk, checkpointActivations, evalEvery, saveEvery,
-            seed, log, device, computeType, onNonFinite,
+            seed, log, device, computeType, onNonFinite, collectiveTimeout,
         };
-        command.SetAction(parse => CommonOptions.Run(() =>
+        command.SetAction(parse =>
         {
-            var interrupted = Interruption.Listen();
-            using var opened = CommonOptions.OpenDevice(parse.GetValue(device));
+            MpiLaunch? launch = null;
+            var code = CommonOptions.Run(() =>
+            {
+                launch = MpiLaunch.FromEnvironment();
+                return 0;
+            });
+            if (code != 0)
+                return code;
+            if (launch is null)
+                return CommonOptions.Run(() => Train(parse, reducer: null, Interruption.Listen()));
+            var seconds = parse.GetValue(collectiveTimeout);
+            if (seconds < 1)
+                return CommonOptions.Run(() => throw new ArgumentException(
+                    $"--collective-timeout is {seconds}; expected ≥ 1 second."));
+            return Distributed(launch, TimeSpan.FromSeconds(seconds),
+                reducer => Train(parse, reducer, CancellationToken.None));
+        });
+        return command;
+
+        int Train(ParseResult parse, MpiGradientReducer? reducer, CancellationToken interrupted)
+        {
+            using var opened = CommonOptions.OpenDevice(parse.GetValue(device), reducer?.LocalRank ?? 0);
             Trainer trainer;
             if (parse.GetValue(resume) is { } checkpoint)
             {
-                trainer = Trainer.Resume(opened, checkpoint.FullName, parse.GetValue(output)?.FullName);
+                trainer = Trainer.Resume(opened, checkpoint.FullName, parse.GetValue(output)?.FullName, reducer);
                 Console.WriteLine($"resuming {checkpoint.FullName} at step {trainer.Step} of {trainer.Settings.Steps}");
             }
             else
@@ -106,29 +134,80 @@ internal static class TrainCommands
                     Data = TokenDataset.ParsePathList(parse.GetValue(data) ?? ""),
                     ValidationData = parse.GetValue(validation) is { } v ? TokenDataset.ParsePathList(v) : [],
                 };
-                trainer = Trainer.Start(opened, start.FullName, settings, target.FullName);
+                trainer = Trainer.Start(opened, start.FullName, settings, target.FullName, reducer);
             }
             using (trainer)
             {
-                foreach (var notice in trainer.Model.Notices)
-                    Console.Error.WriteLine($"note: {notice}");
-                return Run(trainer, parse.GetValue(stopAfter), parse.GetValue(log)?.FullName, interrupted);
+                if (reducer is null || reducer.Rank == 0)
+                {
+                    foreach (var notice in trainer.Model.Notices)
+                        Console.Error.WriteLine($"note: {notice}");
+                }
+                return Run(trainer, reducer, parse.GetValue(stopAfter), parse.GetValue(log)?.FullName, interrupted);
             }
-        }));
-        return command;
+        }
+    }
+
+    /// <summary>
+    /// One rank of a data-parallel run under mpirun: initialises MPI, silences the standard output of every rank but 0,
+    /// and runs <paramref name="train"/>. A failure every rank meets alike (the ranks disagree on the run) ends each
+    /// rank with exit code 1 after MPI_Finalize; a failure of this rank alone calls MPI_Abort, which ends the whole job
+    /// at once, so that no rank waits for one that has gone. Ctrl+C is left to mpirun, which ends the job: the last
+    /// checkpoint, written whole, is where a resumed run continues.
+    /// </summary>
+    private static int Distributed(MpiLaunch launch, TimeSpan collectiveTimeout, Func<MpiGradientReducer, int> train)
+    {
+        MpiWorld world;
+        try
+        {
+            world = MpiWorld.Initialize(launch, collectiveTimeout);
+        }
+        catch (Exception e) when (CommonOptions.IsUserError(e))
+        {
+            Console.Error.WriteLine($"error (rank {launch.Rank} of {launch.Size}): {CommonOptions.UserMessage(e)}");
+            return 1;
+        }
+        using (world)
+        {
+            if (world.Rank != 0)
+                Console.SetOut(TextWriter.Null);
+            Console.WriteLine($"data-parallel: {world.Size} ranks through {world.LibraryPath}; each step sums their " +
+                              "gradients in rank order");
+            try
+            {
+                return train(new MpiGradientReducer(world));
+            }
+            catch (RanksDisagreeException e)
+            {
+                Console.Error.WriteLine($"error (rank {world.Rank} of {world.Size}): {e.Message}");
+                return 1;
+            }
+            catch (Exception e)
+            {
+                Console.Error.WriteLine($"error (rank {world.Rank} of {world.Size}): " +
+                                        (CommonOptions.IsUserError(e) ? CommonOptions.UserMessage(e) : e.ToString()));
+                world.Abort(1);
+                return 1;
+            }
+        }
     }
 
     /// <summary>The trainer's step loop (<see cref="Trainer.Run"/>), printing each step and evaluation. Ctrl+C stops
     /// it at the next step boundary; the checkpoint is then saved so that no finished step is lost, and the run exits
     /// with <see cref="Interruption.ExitCode"/>.</summary>
-    private static int Run(Trainer trainer, int? stopAfter, string? logPath, CancellationToken interrupted)
+    private static int Run(Trainer trainer, IGradientReducer? reducer, int? stopAfter, string? logPath,
+        CancellationToken interrupted)
     {
         var s = trainer.Settings;
         var stop = Math.Min(stopAfter ?? s.Steps, s.Steps);
-        var live = !Console.IsOutputRedirected;
-        using var log = logPath is null ? null : new StreamWriter(logPath, append: true);
+        var workers = reducer?.Workers ?? 1;
+        // mpirun hands its ranks a terminal of its own and forwards their output: one line per step reads there.
+        var live = !Console.IsOutputRedirected && workers == 1;
+        var leader = reducer is null || reducer.Rank == 0;
+        using var log = logPath is null || !leader ? null : new StreamWriter(logPath, append: true);
+        var ranks = workers > 1 ? $"{workers} ranks × " : "";
         Console.WriteLine($"training {trainer.Model.ParameterCount:N0} parameters on {trainer.TrainingTokens:N0} tokens: " +
-                          $"{s.Steps} steps of {s.GradAccum}×{s.Batch}×{s.SeqLen} tokens, {trainer.Model.Architecture} " +
+                          $"{s.Steps} steps of {ranks}{s.GradAccum}×{s.Batch}×{s.SeqLen} tokens, {trainer.Model.Architecture} " +
                           $"({s.Mode} for retention), weights read as {TensorDTypes.Name(s.ComputeType)}, lr " +
                           $"{s.LearningRate} ({s.Schedule.ToString().ToLowerInvariant()}, warm-up {s.Warmup}), " +
                           $"checkpoints in {trainer.OutputFolder}");
@@ -142,16 +221,20 @@ internal static class TrainCommands
             done++;
             var eta = TimeSpan.FromSeconds(seconds / done * (stop - r.Step));
             var skipped = r.Skipped ? $"  SKIPPED (not finite; {trainer.SkippedSteps} so far)" : "";
+            var reduce = workers > 1
+                ? string.Create(CultureInfo.InvariantCulture, $"  reduce {r.ReduceSeconds * 1e3:F1} of {r.Seconds * 1e3:F1} ms")
+                : "";
             var line = string.Create(CultureInfo.InvariantCulture,
                 $"step {r.Step}/{s.Steps}  loss {r.Loss:F4}  lr {r.LearningRate:E2}  grad norm {r.GradientNorm:F3}  " +
-                $"{tokens / seconds:F0} tokens/s  ETA {eta:hh\\:mm\\:ss}{skipped}");
+                $"{tokens / seconds:F0} tokens/s{reduce}  ETA {eta:hh\\:mm\\:ss}{skipped}");
             if (live)
                 Console.Write($"\r{line}   ");
             else
                 Console.WriteLine(line);
             Write(log, new { type = "step", step = r.Step, loss = r.Loss, lr = r.LearningRate,
                 grad_norm = double.IsFinite(r.GradientNorm) ? r.GradientNorm : (double?)null,
-                tokens_per_second = r.Tokens / r.Seconds, skipped = r.Skipped });
+                tokens_per_second = r.Tokens / r.Seconds, skipped = r.Skipped, step_ms = r.Seconds * 1e3,
+                reduce_ms = r.ReduceSeconds * 1e3 });
         }
         void OnEvaluation(int step, Evaluation e)
         {

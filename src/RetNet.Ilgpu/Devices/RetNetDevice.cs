@@ -109,19 +109,27 @@ public sealed partial class RetNetDevice : IDisposable
     /// Opens a device of the requested kind. <see cref="DeviceKind.Auto"/> first honours <c>RETNET_DEVICE</c>, then
     /// prefers CUDA, then an OpenCL GPU, then the CPU accelerator. <paramref name="cpuExecution"/> applies to the CPU
     /// accelerator only (<see cref="CpuExecution.Auto"/> honours <c>RETNET_CPU_EXECUTION</c>, else the host path).
+    /// <paramref name="localRank"/> spreads the processes of a data-parallel job over a machine's devices: of the
+    /// devices of the chosen kind, it takes number localRank modulo their count (the CPU accelerator is one device,
+    /// shared by every process).
     /// </summary>
     /// <exception cref="InvalidOperationException">No device of the requested kind is present; the message lists
     /// the devices that are.</exception>
     /// <exception cref="ArgumentException"><c>RETNET_DEVICE</c> or <c>RETNET_CPU_EXECUTION</c> holds an unknown
     /// name.</exception>
-    public static RetNetDevice Open(DeviceKind kind = DeviceKind.Auto, CpuExecution cpuExecution = CpuExecution.Auto)
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="localRank"/> is negative.</exception>
+    public static RetNetDevice Open(DeviceKind kind = DeviceKind.Auto, CpuExecution cpuExecution = CpuExecution.Auto,
+        int localRank = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(localRank);
         var requested = DeviceKinds.ResolveFromEnvironment(kind);
         var execution = CpuExecutions.Resolve(cpuExecution);
         var context = CreateContext();
         try
         {
-            var device = Choose(context, requested);
+            var first = Choose(context, requested);
+            var siblings = context.Devices.Where(d => SameKind(d, first)).ToList();
+            var device = siblings[localRank % siblings.Count];
             var accelerator = device is CPUDevice cpu
                 ? cpu.CreateCPUAccelerator(context, CPUAcceleratorMode.Parallel)
                 : device.CreateAccelerator(context);
@@ -151,6 +159,14 @@ public sealed partial class RetNetDevice : IDisposable
     /// <summary>Creates the context every device and compile check uses: default devices, algorithms enabled
     /// (without them XMath fails to compile for PTX).</summary>
     internal static Context CreateContext() => Context.Create(builder => builder.Default().EnableAlgorithms());
+
+    // Devices a data-parallel job spreads over: CUDA devices, or OpenCL devices of one type (GPU or CPU).
+    private static bool SameKind(Device candidate, Device chosen) => chosen switch
+    {
+        CLDevice cl => candidate is CLDevice other && other.DeviceType == cl.DeviceType,
+        _ when chosen.AcceleratorType == AcceleratorType.Cuda => candidate.AcceleratorType == AcceleratorType.Cuda,
+        _ => ReferenceEquals(candidate, chosen),
+    };
 
     private static Device Choose(Context context, DeviceKind requested)
     {

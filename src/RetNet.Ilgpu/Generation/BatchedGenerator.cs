@@ -138,7 +138,7 @@ public sealed class GenerationHandle
 /// One <see cref="ILanguageModel"/> shared by many requests through continuous batching: a background loop owns the
 /// model and one running <see cref="DecodingState"/> whose sequence slots it keeps; each iteration admits waiting
 /// requests up to <see cref="BatchedGeneratorOptions.MaxBatch"/> (each prompt prefilled alone, chunkwise, then copied
-/// into a free slot with <see cref="DecodingState.Append"/>), runs one <see cref="ILanguageModel.Step"/> for every
+/// into a free slot with <see cref="DecodingState.Append"/>), runs one <see cref="ILanguageModel.Step(IReadOnlyList{int}, DecodingState, Span{float})"/> for every
 /// active sequence, samples each row with its own sampler (seeded per request, so what a request samples does not
 /// depend on its neighbours), and drops finished or cancelled rows in place (<see cref="DecodingState.Keep"/>) so their
 /// slots are free at the next step. Sampling, stop tokens and the token budget are <see cref="Generator"/>'s own code.
@@ -153,6 +153,8 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
     private readonly SemaphoreSlim wake = new(0);
     private readonly Thread loop;
     private readonly List<GenerationHandle> rows = [];
+    private readonly List<int> stepTokens = [];
+    private float[] stepLogits = [];
     private DecodingState? state;
     private volatile bool accepting = true, stopping;
     private int active;
@@ -379,7 +381,7 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
     }
 
     /// <summary>Samples the request's next token from its logits and emits it; false when the request has finished.</summary>
-    private static bool Sample(GenerationHandle request, float[] logits)
+    private static bool Sample(GenerationHandle request, ReadOnlySpan<float> logits)
     {
         if (request.Sampling.Next(logits) is { } token)
             request.Emit(token);
@@ -393,11 +395,18 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
 
     private void StepAll()
     {
-        var clock = Stopwatch.StartNew();
-        var logits = model.Step(rows.Select(r => r.LastToken).ToArray(), state!);
+        var started = Stopwatch.GetTimestamp();
+        // The step's inputs and logits live in buffers the loop keeps: nothing is allocated per step.
+        stepTokens.Clear();
+        foreach (var row in rows)
+            stepTokens.Add(row.LastToken);
+        var vocab = model.VocabSize;
+        if (stepLogits.Length < rows.Count * vocab)
+            stepLogits = new float[Options.MaxBatch * vocab];
+        model.Step(stepTokens, state!, stepLogits.AsSpan(0, rows.Count * vocab));
         for (var r = 0; r < rows.Count; r++)
-            Sample(rows[r], logits[r]);
-        Stepped?.Invoke(new GenerationStep(rows.Count, clock.Elapsed));
+            Sample(rows[r], stepLogits.AsSpan(r * vocab, vocab));
+        Stepped?.Invoke(new GenerationStep(rows.Count, Stopwatch.GetElapsedTime(started)));
     }
 
     /// <summary>Cancels the rows whose callers cancelled, and removes every finished row from the batch.</summary>

@@ -104,6 +104,16 @@ public interface ILanguageModel : IDisposable
     /// <exception cref="NonFiniteValuesException">A logit is not finite.</exception>
     float[][] Step(IReadOnlyList<int> tokens, DecodingState state);
 
+    /// <summary>
+    /// <see cref="Step(IReadOnlyList{int}, DecodingState)"/> into a buffer the caller keeps: the next-token logits of
+    /// sequence b go to <paramref name="logits"/>[b·V, (b + 1)·V). The same bits, without allocating per step (a
+    /// serving loop steps thousands of times a second).
+    /// </summary>
+    /// <exception cref="ArgumentException">As the other overload, or <paramref name="logits"/> does not hold exactly
+    /// B·V elements.</exception>
+    /// <exception cref="NonFiniteValuesException">A logit is not finite.</exception>
+    void Step(IReadOnlyList<int> tokens, DecodingState state, Span<float> logits);
+
     /// <summary>An empty decoding state for <paramref name="batch"/> sequences (all at position 0), with room for
     /// <paramref name="capacity"/> positions where the state grows (a KV cache; 0: a small default).</summary>
     /// <exception cref="ArgumentOutOfRangeException">The batch is below 1 or the capacity negative.</exception>

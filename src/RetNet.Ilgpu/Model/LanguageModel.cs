@@ -20,7 +20,7 @@ namespace RetNet.Ilgpu.Model;
 /// </summary>
 /// <remarks>
 /// Every pass runs the same forward path over the buffers of one <see cref="ActivationPlan"/>: <see cref="Forward"/>,
-/// <see cref="Prefill"/>, <see cref="Extend"/> and <see cref="Step"/> keep nothing; <see cref="ForwardBackward"/>
+/// <see cref="Prefill"/>, <see cref="Extend"/> and <see cref="Step(IReadOnlyList{int}, DecodingState)"/> keep nothing; <see cref="ForwardBackward"/>
 /// keeps what its backward pass reads. The weights live on one device and are owned by the model. A model, like its
 /// device, is used from one thread at a time: a call from a second thread while one runs throws
 /// <see cref="InvalidOperationException"/>.
@@ -373,6 +373,24 @@ public sealed class LanguageModel : ILanguageModel
     public float[][] Step(IReadOnlyList<int> tokens, DecodingState state)
     {
         using var _ = Enter();
+        var flat = new float[(tokens?.Count ?? 0) * Spec.VocabSize];
+        StepInto(tokens!, state, flat);
+        var vocab = Spec.VocabSize;
+        var result = new float[flat.Length / vocab][];
+        for (var b = 0; b < result.Length; b++)
+            result[b] = flat.AsSpan(b * vocab, vocab).ToArray();
+        return result;
+    }
+
+    /// <inheritdoc/>
+    public void Step(IReadOnlyList<int> tokens, DecodingState state, Span<float> logits)
+    {
+        using var _ = Enter();
+        StepInto(tokens, state, logits);
+    }
+
+    private void StepInto(IReadOnlyList<int> tokens, DecodingState state, Span<float> logits)
+    {
         CheckState(state);
         ArgumentNullException.ThrowIfNull(tokens);
         var batch = state.Batch;
@@ -380,6 +398,11 @@ public sealed class LanguageModel : ILanguageModel
             throw new ArgumentException(
                 $"Argument 'tokens' has {tokens.Count} ids; expected one per sequence of the state ({batch}).",
                 nameof(tokens));
+        var vocab = Spec.VocabSize;
+        if (logits.Length != batch * vocab)
+            throw new ArgumentException(
+                $"Argument 'logits' has {logits.Length} elements; expected {batch} sequences × {vocab} ids = " +
+                $"{batch * vocab}.", nameof(logits));
         var w = state.StepWorkspace();
         var input = w.StepInput;
         var positions = state.PositionArray;
@@ -394,16 +417,17 @@ public sealed class LanguageModel : ILanguageModel
         var p = w.Rows(batch);
         var pass = Upload(w, p, input, batch, 1, ends: batch, ForwardMode.Recurrent);
         RunBlocks(p, pass, ActivationPlan.KeepNothing, state, 0);
-        var logits = LastLogits(p.Features, p.FinalNormed, p.Logits!);
+        var output = p.Logits!.Slice(0, batch);
+        Linear.Apply(FinalNorm(p.Features, p.FinalNormed), outputWeight, output, batchInvariant: true);
+        output.CopyToHost(logits);
         for (var b = 0; b < batch; b++)
         {
             positions[b]++;
-            if (!IsFinite(logits[b]))
+            if (!IsFinite(logits.Slice(b * vocab, vocab)))
                 throw new NonFiniteValuesException(
                     $"The logits of sequence {b} at position {positions[b] - 1} are not finite; the decoding state " +
                     "holds non-finite values from here on.", null, b);
         }
-        return logits;
     }
 
     /// <inheritdoc/>
@@ -630,7 +654,7 @@ public sealed class LanguageModel : ILanguageModel
     /// <summary>Bytes of the training workspace the last training pass used (0 before one).</summary>
     internal long TrainingWorkspaceBytes => trainingWorkspace?.Bytes ?? 0;
 
-    private static bool IsFinite(float[] values)
+    private static bool IsFinite(ReadOnlySpan<float> values)
     {
         foreach (var v in values)
             if (!float.IsFinite(v))

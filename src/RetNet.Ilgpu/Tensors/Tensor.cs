@@ -259,6 +259,30 @@ public sealed class Tensor : IDisposable
         return result;
     }
 
+    /// <summary>Copies the elements into <paramref name="destination"/> (row-major, exactly <see cref="Length"/> of them;
+    /// waits for queued work first); 16-bit elements are widened.</summary>
+    /// <exception cref="ArgumentException">The destination's length differs from <see cref="Length"/>.</exception>
+    public void CopyToHost(Span<float> destination)
+    {
+        ShapeCheck.HostData(destination.Length, shape, nameof(destination));
+        if (Length == 0)
+            return;
+        if (DType != TensorDType.Float32)
+        {
+            ToHost().CopyTo(destination);
+            return;
+        }
+        // Pinned until the copy has finished: the GC must not move an array the accelerator is writing.
+        unsafe
+        {
+            fixed (float* pinned = destination)
+            {
+                ReadView.CopyToCPU(Device.Stream, ref *pinned, destination.Length);
+                Device.Stream.Synchronize();
+            }
+        }
+    }
+
     /// <summary>Copies the raw bits of a 16-bit tensor's elements to a new host array.</summary>
     /// <exception cref="NotSupportedException">The tensor is stored as fp32.</exception>
     public ushort[] ToHostBits()

@@ -244,6 +244,10 @@ public sealed class AdamW : IDisposable
         return ordered;
     }
 
+    /// <summary>The first and second moments of every parameter, in parameter order: what data-parallel workers take
+    /// from worker 0 when they resume.</summary>
+    internal IReadOnlyList<Tensor> StateTensors => [.. expAvg, .. expAvgSq];
+
     /// <summary>
     /// Copies the moments to the host, "&lt;name&gt;.exp_avg" and "&lt;name&gt;.exp_avg_sq" per parameter in parameter
     /// order, with <see cref="StepCount"/>. Waits for queued work.

@@ -18,8 +18,10 @@ namespace RetNet.Ilgpu.Training;
 /// <param name="Seconds">Wall time of the step.</param>
 /// <param name="Skipped">The loss or the gradient norm was not finite and the step left the weights as they were
 /// (<see cref="NonFiniteStepPolicy.Skip"/>).</param>
+/// <param name="ReduceSeconds">Of <paramref name="Seconds"/>, the time spent combining the gradients of the
+/// data-parallel workers (0 with one worker).</param>
 public sealed record TrainingStep(int Step, double Loss, double LearningRate, double GradientNorm, long Tokens,
-    double Seconds, bool Skipped = false);
+    double Seconds, bool Skipped = false, double ReduceSeconds = 0);
 
 /// <summary>The data a run trains on: the training ids, optional held-out ids, and the tokenizer of text data (for
 /// bits per byte).</summary>
@@ -56,6 +58,7 @@ public sealed class Trainer : IDisposable
     public const string StateFile = "trainer.safetensors";
 
     private const string ParameterPrefix = "model.";
+    private const string WorkersKey = "workers";
     private const string OptimizerPrefix = "optimizer.";
 
     private readonly TrainingData data;
@@ -128,10 +131,13 @@ public sealed class Trainer : IDisposable
     /// <summary>
     /// A new run from the model folder <paramref name="modelFolder"/> (either architecture, loaded with fp32 master
     /// weights) on the data files of <paramref name="settings"/>, checkpoints to <paramref name="outputFolder"/>. The
-    /// trainer owns the model and the data.
+    /// trainer owns the model and the data. <paramref name="reducer"/> combines the gradients of data-parallel workers
+    /// (default: one worker); with several, every worker starts from worker 0's weights.
     /// </summary>
     /// <exception cref="ArgumentException">Invalid settings or data (the message names the problem).</exception>
-    public static Trainer Start(RetNetDevice device, string modelFolder, TrainingSettings settings, string outputFolder)
+    /// <exception cref="RanksDisagreeException">The workers were given different settings, models or data.</exception>
+    public static Trainer Start(RetNetDevice device, string modelFolder, TrainingSettings settings, string outputFolder,
+        IGradientReducer? reducer = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(settings);
@@ -139,7 +145,7 @@ public sealed class Trainer : IDisposable
         settings.Validate();
         RequireDataFiles(settings);
         var model = LanguageModel.Load(device, modelFolder, weightType: TensorDType.Float32);
-        return OpenOwned(model, settings, modelFolder, outputFolder, samplerState: null);
+        return Joined(OpenOwned(model, settings, modelFolder, outputFolder, samplerState: null, reducer));
     }
 
     /// <summary>
@@ -158,18 +164,22 @@ public sealed class Trainer : IDisposable
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentException.ThrowIfNullOrWhiteSpace(outputFolder);
         settings.Validate();
-        return new Trainer(model, settings, outputFolder, data, ownsModelAndData: false, null, reducer);
+        return Joined(new Trainer(model, settings, outputFolder, data, ownsModelAndData: false, null, reducer));
     }
 
     /// <summary>
     /// Continues the run saved in <paramref name="checkpointFolder"/> (its trainer.safetensors) to its settings'
     /// steps, on the data files its settings name, writing checkpoints to <paramref name="outputFolder"/> (default:
-    /// the same folder).
+    /// the same folder). With several data-parallel workers (<paramref name="reducer"/>) every worker reads the
+    /// checkpoint, then takes worker 0's weights and moments; the run must have been saved by as many workers.
     /// </summary>
     /// <exception cref="FileNotFoundException">The folder has no trainer.safetensors.</exception>
     /// <exception cref="InvalidDataException">The state file is incomplete or does not fit its model.</exception>
-    /// <exception cref="ArgumentException">The run was trained on data in memory (its settings name no file).</exception>
-    public static Trainer Resume(RetNetDevice device, string checkpointFolder, string? outputFolder = null)
+    /// <exception cref="ArgumentException">The run was trained on data in memory (its settings name no file), or by
+    /// another number of workers.</exception>
+    /// <exception cref="RanksDisagreeException">The workers read different checkpoints or data.</exception>
+    public static Trainer Resume(RetNetDevice device, string checkpointFolder, string? outputFolder = null,
+        IGradientReducer? reducer = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentException.ThrowIfNullOrWhiteSpace(checkpointFolder);
@@ -177,6 +187,12 @@ public sealed class Trainer : IDisposable
         try
         {
             RequireDataFiles(saved.Settings);
+            var workers = (reducer ?? SingleWorker.Instance).Workers;
+            if (saved.Workers != workers)
+                throw new ArgumentException(
+                    $"The checkpoint {checkpointFolder} was trained by {saved.Workers} data-parallel worker(s); this " +
+                    $"run has {workers}. Resume with the same world size (mpirun -np {saved.Workers}), so that every " +
+                    "step averages the same micro-batches.", nameof(reducer));
         }
         catch
         {
@@ -184,11 +200,11 @@ public sealed class Trainer : IDisposable
             throw;
         }
         var trainer = OpenOwned(saved.Model, saved.Settings, checkpointFolder, outputFolder ?? checkpointFolder,
-            saved.SamplerState);
+            saved.SamplerState, reducer);
         try
         {
             trainer.Restore(saved);
-            return trainer;
+            return Joined(trainer);
         }
         catch
         {
@@ -224,7 +240,7 @@ public sealed class Trainer : IDisposable
     }
 
     private static Trainer OpenOwned(ILanguageModel model, TrainingSettings settings, string modelFolder,
-        string outputFolder, ulong[]? samplerState)
+        string outputFolder, ulong[]? samplerState, IGradientReducer? reducer)
     {
         TokenDataset? train = null, validation = null;
         try
@@ -234,7 +250,7 @@ public sealed class Trainer : IDisposable
             if (settings.ValidationData.Count > 0)
                 validation = TokenDataset.Open(settings.ValidationData, tokenizer, model.VocabSize);
             return new Trainer(model, settings, outputFolder, new TrainingData(train, validation, tokenizer),
-                ownsModelAndData: true, samplerState, reducer: null) { tokenizerFolder = modelFolder };
+                ownsModelAndData: true, samplerState, reducer) { tokenizerFolder = modelFolder };
         }
         catch
         {
@@ -246,9 +262,68 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>
-    /// One optimiser step, top to bottom: zero the gradients; for each of the <see cref="TrainingSettings.GradAccum"/>
-    /// micro-batches sample windows and run forward and backward, adding 1/A of the gradient; reduce the gradients
-    /// across workers; clip the global norm; AdamW at the schedule's rate; refresh the 16-bit compute copies.
+    /// With several workers: checks that they agree on everything that decides the run (each fact named in the error),
+    /// then gives every worker worker 0's weights (and moments, on resume). Disposes the trainer when that fails.
+    /// </summary>
+    private static Trainer Joined(Trainer trainer)
+    {
+        if (trainer.reducer.Workers == 1)
+            return trainer;
+        try
+        {
+            trainer.reducer.Agree(trainer.RunFacts());
+            trainer.reducer.Broadcast([.. trainer.Model.Parameters.Values]);
+            if (trainer.Step > 0)
+                trainer.reducer.Broadcast(trainer.optimizer.StateTensors);
+            trainer.Model.RefreshComputeWeights();
+            return trainer;
+        }
+        catch
+        {
+            trainer.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>What every worker of a data-parallel run must share: the world size, each setting, the model's
+    /// configuration, each data file's length and SHA-256, the step and the sampler's state.</summary>
+    private List<KeyValuePair<string, string>> RunFacts()
+    {
+        var facts = new List<KeyValuePair<string, string>>
+        {
+            new("world size", reducer.Workers.ToString(CultureInfo.InvariantCulture)),
+        };
+        using (var settings = System.Text.Json.JsonDocument.Parse(Settings.ToJson()))
+        {
+            foreach (var property in settings.RootElement.EnumerateObject())
+                facts.Add(new($"--{property.Name.Replace('_', '-')}", property.Value.GetRawText()));
+        }
+        facts.Add(new("model config", Model.Config.ToJson()));
+        void Files(string option, IReadOnlyList<string> paths)
+        {
+            for (var i = 0; i < paths.Count; i++)
+            {
+                using var stream = File.OpenRead(paths[i]);
+                var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
+                facts.Add(new($"{option} file {i + 1}", string.Create(CultureInfo.InvariantCulture,
+                    $"{stream.Length} bytes, sha256 {hash}, {Path.GetFileName(paths[i])}")));
+            }
+        }
+        Files("--data", Settings.Data);
+        Files("--val-data", Settings.ValidationData);
+        facts.Add(new("training tokens", data.Train.Count.ToString(CultureInfo.InvariantCulture)));
+        facts.Add(new("step", Step.ToString(CultureInfo.InvariantCulture)));
+        facts.Add(new("sampler state", string.Join(",", sampler.State)));
+        return facts;
+    }
+
+    /// <summary>
+    /// One optimiser step, top to bottom: zero the gradients; sample the windows of all N × A micro-batches of the
+    /// step (N workers, A = <see cref="TrainingSettings.GradAccum"/>), so that every worker's sampler stays where one
+    /// process's would be, and run forward and backward on this worker's A of them (Rank × A … Rank × A + A − 1),
+    /// adding 1/(N × A) of each gradient; sum the gradients across workers in rank order; clip the global norm; AdamW
+    /// at the schedule's rate; refresh the 16-bit compute copies. N workers with A each take exactly the step one
+    /// process with N × A takes (bit for bit at N = 2, where the sum of two partial gradients has one order).
     /// </summary>
     /// <param name="cancellationToken">Checked before the step starts, never during it: a cancelled token leaves the
     /// trainer exactly at the step boundary (weights, moments and sampler untouched), so <see cref="Save"/> then
@@ -266,16 +341,21 @@ public sealed class Trainer : IDisposable
             throw new InvalidOperationException($"The run is complete: {Step} of {Settings.Steps} steps.");
         var started = Stopwatch.GetTimestamp();
         var accumulation = Settings.GradAccum;
+        var microBatches = accumulation * reducer.Workers;
 
         gradients.Zero();
         var loss = 0.0;
-        for (var micro = 0; micro < accumulation; micro++)
+        for (var micro = 0; micro < microBatches; micro++)
         {
             windowSource.Next(windows);
-            loss += Model.ForwardBackward(windows, gradients, Settings.Mode, 1f / accumulation, Settings.Keep) /
-                    accumulation;
+            if (micro / accumulation != reducer.Rank)
+                continue;
+            loss += Model.ForwardBackward(windows, gradients, Settings.Mode, 1f / microBatches, Settings.Keep) /
+                    microBatches;
         }
-        reducer.Reduce(gradients);
+        var reduceStarted = Stopwatch.GetTimestamp();
+        loss = reducer.Reduce(gradients, loss);
+        var reduceSeconds = Stopwatch.GetElapsedTime(reduceStarted).TotalSeconds;
         var norm = FiniteGlobalNorm(loss);
         var rate = schedule.At(Step + 1);
         if (norm is { } finite)
@@ -290,8 +370,8 @@ public sealed class Trainer : IDisposable
         Model.Device.Synchronize();
 
         Step++;
-        return new TrainingStep(Step, loss, rate, norm ?? double.NaN, (long)accumulation * Settings.Batch * Settings.SeqLen,
-            Stopwatch.GetElapsedTime(started).TotalSeconds, Skipped: norm is null);
+        return new TrainingStep(Step, loss, rate, norm ?? double.NaN, (long)microBatches * Settings.Batch * Settings.SeqLen,
+            Stopwatch.GetElapsedTime(started).TotalSeconds, Skipped: norm is null, reduceSeconds);
     }
 
     /// <summary>The global gradient norm, or null when this step is to be skipped because the loss or the norm is not
@@ -324,6 +404,7 @@ public sealed class Trainer : IDisposable
     /// each step, evaluates on the validation data every <see cref="TrainingSettings.EvalEvery"/> steps (and after
     /// the schedule's last step), saves a checkpoint every <see cref="TrainingSettings.SaveEvery"/> steps and at the
     /// end. A cancelled token stops at the next step boundary and saves the checkpoint, so no finished step is lost.
+    /// Of data-parallel workers only worker 0 evaluates and saves.
     /// </summary>
     /// <param name="stopAfter">The step to stop after (default: the schedule's last).</param>
     /// <param name="onStep">Called after every step.</param>
@@ -335,6 +416,7 @@ public sealed class Trainer : IDisposable
         ObjectDisposedException.ThrowIf(disposed, this);
         var stop = Math.Min(stopAfter ?? Settings.Steps, Settings.Steps);
         var (steps, tokens, seconds, saved) = (0, 0L, 0.0, -1);
+        var leader = reducer.Rank == 0;
         while (Step < stop)
         {
             TrainingStep step;
@@ -349,17 +431,17 @@ public sealed class Trainer : IDisposable
             (steps, tokens, seconds) = (steps + 1, tokens + step.Tokens, seconds + step.Seconds);
             onStep?.Invoke(step);
             var last = step.Step == stop;
-            if (HasValidation &&
+            if (leader && HasValidation &&
                 ((Settings.EvalEvery > 0 && step.Step % Settings.EvalEvery == 0) || (last && step.Step == Settings.Steps)))
                 onEvaluation?.Invoke(step.Step, EvaluateValidation());
-            if ((Settings.SaveEvery > 0 && step.Step % Settings.SaveEvery == 0) || last)
+            if (leader && ((Settings.SaveEvery > 0 && step.Step % Settings.SaveEvery == 0) || last))
             {
                 Save();
                 saved = Step;
             }
         }
         var interrupted = cancellationToken.IsCancellationRequested && Step < stop;
-        if (interrupted && saved != Step)
+        if (leader && interrupted && saved != Step)
             Save();
         return new TrainingRun(steps, tokens, seconds, interrupted);
     }
@@ -379,11 +461,14 @@ public sealed class Trainer : IDisposable
     /// trainer.safetensors alone, so a kill between the files resumes from the new step; the model folder then still
     /// holds the previous save's model, whole, until the next save.
     /// </summary>
-    /// <exception cref="InvalidOperationException">The run replays recorded windows: a checkpoint could not say where
-    /// a resumed run continues.</exception>
+    /// <exception cref="InvalidOperationException">This is not worker 0 of a data-parallel run (only it writes), or
+    /// the run replays recorded windows (a checkpoint could not say where a resumed run continues).</exception>
     public void Save()
     {
         ObjectDisposedException.ThrowIf(disposed, this);
+        if (reducer.Rank != 0)
+            throw new InvalidOperationException(
+                $"Worker {reducer.Rank} of {reducer.Workers} called Save; only worker 0 writes the checkpoints.");
         if (!ReferenceEquals(windowSource, sampler))
             throw new InvalidOperationException(
                 "This run replays recorded windows (Trainer.StartReplaying); it cannot be checkpointed.");
@@ -403,6 +488,7 @@ public sealed class Trainer : IDisposable
             ["sampler"] = string.Join(",", sampler.State.Select(s => s.ToString(CultureInfo.InvariantCulture))),
             ["settings"] = Settings.ToJson(),
             ["config"] = Model.Config.ToJson(),
+            [WorkersKey] = reducer.Workers.ToString(CultureInfo.InvariantCulture),
         });
         ModelFolder.Save(OutputFolder, Model.Config, weights);
         if (tokenizerFolder is not null)
@@ -446,7 +532,7 @@ public sealed class Trainer : IDisposable
 
     /// <summary>What trainer.safetensors holds.</summary>
     private sealed record SavedRun(ILanguageModel Model, TrainingSettings Settings, int Step, ulong[] SamplerState,
-        AdamWState Optimizer)
+        AdamWState Optimizer, int Workers)
     {
         public static SavedRun Read(RetNetDevice device, string folder)
         {
@@ -462,6 +548,7 @@ public sealed class Trainer : IDisposable
             int step;
             ulong[] samplerState;
             long optimizerSteps;
+            int workers;
             try
             {
                 settings = TrainingSettings.FromJson(Meta("settings"));
@@ -469,6 +556,10 @@ public sealed class Trainer : IDisposable
                 samplerState = Meta("sampler").Split(',').Select(s => ulong.Parse(s, CultureInfo.InvariantCulture))
                     .ToArray();
                 optimizerSteps = long.Parse(Meta("optimizer_steps"), CultureInfo.InvariantCulture);
+                // Checkpoints written before data-parallel training have no count: one worker wrote them.
+                workers = file.Metadata.TryGetValue(WorkersKey, out var count)
+                    ? int.Parse(count, CultureInfo.InvariantCulture)
+                    : 1;
             }
             catch (Exception e) when (e is FormatException or OverflowException)
             {
@@ -480,7 +571,7 @@ public sealed class Trainer : IDisposable
                 .ToDictionary(kv => kv.Key[OptimizerPrefix.Length..], kv => kv.Value);
             var model = LanguageModel.FromWeights(device, ModelConfig.FromJson(Meta("config")), weights,
                 weightType: TensorDType.Float32);
-            return new SavedRun(model, settings, step, samplerState, new AdamWState(optimizerSteps, moments));
+            return new SavedRun(model, settings, step, samplerState, new AdamWState(optimizerSteps, moments), workers);
         }
     }
 }

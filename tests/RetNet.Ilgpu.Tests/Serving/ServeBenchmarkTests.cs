@@ -27,6 +27,7 @@ public sealed class ServeBenchmarkTests(DeviceFixture fixture)
             Assert.Equal(5, r.PromptTokens);
             Assert.Equal(requests * 6L, r.CompletionTokens);
             Assert.True(r.Seconds > 0 && r.TokensPerSecond > 0);
+            Assert.True(r.CpuSeconds > 0 && r.CpuMicrosecondsPerToken > 0, $"CPU {r.CpuSeconds} s");
             Assert.True(r.TtftP50Ms > 0 && r.TtftP99Ms >= r.TtftP50Ms);
             // An inter-token latency needs a chunk after the first: a client behind the loop may get all six at once.
             Assert.True(double.IsNaN(r.ItlP50Ms) || (r.ItlP50Ms > 0 && r.ItlP99Ms >= r.ItlP50Ms));
@@ -96,5 +97,44 @@ public sealed class ServeBenchmarkTests(DeviceFixture fixture)
         Assert.Equal(100, ServeBenchmark.Percentile(values, 100));
         Assert.Equal(7, ServeBenchmark.Percentile([7], 99));
         Assert.True(double.IsNaN(ServeBenchmark.Percentile([], 50)));
+    }
+
+    /// <summary>The clients read each chunk's top-level usage with a reader scan: in one segment or split across
+    /// several, with fields in any order; a usage nested inside a choice is not the chunk's.</summary>
+    [Fact]
+    public void A_chunk_s_usage_is_read_from_its_top_level()
+    {
+        static (int, int)? Usage(string json, int split = 0)
+        {
+            var bytes = System.Text.Encoding.UTF8.GetBytes(json);
+            if (split == 0)
+                return ServeBenchmark.UsageOf(new System.Buffers.ReadOnlySequence<byte>(bytes));
+            var first = new Segment(bytes.AsMemory(0, split));
+            var last = first.Append(bytes.AsMemory(split));
+            return ServeBenchmark.UsageOf(new System.Buffers.ReadOnlySequence<byte>(first, 0, last, last.Memory.Length));
+        }
+
+        const string Chunk = "{\"id\":\"cmpl-1\",\"choices\":[{\"index\":0,\"text\":\"a \\\"usage\\\"\",\"logprobs\":null}]," +
+                             "\"usage\":{\"prompt_tokens\":16,\"total_tokens\":19,\"completion_tokens\":3}}";
+        Assert.Equal((16, 3), Usage(Chunk));
+        for (var split = 1; split < Chunk.Length; split += 7)
+            Assert.Equal((16, 3), Usage(Chunk, split));
+        Assert.Null(Usage("""{"id":"cmpl-1","choices":[],"usage":null}"""));
+        // Negative control: a usage inside a choice is not the chunk's.
+        Assert.Null(Usage("""{"choices":[{"usage":{"prompt_tokens":1,"completion_tokens":2}}]}"""));
+        Assert.Throws<System.Text.Json.JsonException>(() => Usage("""{"usage":{"prompt_tokens":1}}"""));
+        Assert.ThrowsAny<System.Text.Json.JsonException>(() => Usage("""[1]"""));
+    }
+
+    private sealed class Segment : System.Buffers.ReadOnlySequenceSegment<byte>
+    {
+        public Segment(ReadOnlyMemory<byte> memory) => Memory = memory;
+
+        public Segment Append(ReadOnlyMemory<byte> memory)
+        {
+            var next = new Segment(memory) { RunningIndex = RunningIndex + Memory.Length };
+            Next = next;
+            return next;
+        }
     }
 }

@@ -152,13 +152,18 @@ internal static unsafe class HostGemm
         // Many entries: one thread per entry, each with its own packed panels. Few large entries: split each.
         if (shape.Batch > 1 && threads > 1 && (shape.Batch >= 2 * threads || entryFlops < ParallelFlops))
         {
-            Parallel.For(0, shape.Batch, new ParallelOptions { MaxDegreeOfParallelism = threads }, p =>
-                problem.Entry(p, shape).Multiply(1));
+            EntriesInParallel(problem, shape, threads);
             return;
         }
         for (var p = 0; p < shape.Batch; p++)
             problem.Entry(p, shape).Multiply(threads);
     }
+
+    // The parallel branches live in methods of their own: a lambda's captured variables are allocated where their
+    // scope begins, and a decoding step calls these products dozens of times on one thread.
+    private static void EntriesInParallel(Problem problem, GemmShape shape, int threads) =>
+        Parallel.For(0, shape.Batch, new ParallelOptions { MaxDegreeOfParallelism = threads }, p =>
+            problem.Entry(p, shape).Multiply(1));
 
     /// <summary>
     /// C = op(A)·op(B) for one matrix product on the calling thread, with leading dimensions, so operands can be
@@ -290,14 +295,14 @@ internal static unsafe class HostGemm
             var panels = (N + NR - 1) / NR;
             var tasks = SplitsColumns(threads) ? Math.Min(threads, panels) : 1;
             if (tasks == 1)
-            {
                 Panels(0, panels);
-                return;
-            }
-            var self = this;
+            else
+                PanelsInParallel(this, panels, tasks);
+        }
+
+        private static void PanelsInParallel(Problem self, int panels, int tasks) =>
             Parallel.For(0, tasks, new ParallelOptions { MaxDegreeOfParallelism = tasks },
                 t => self.Panels(t * panels / tasks, (t + 1) * panels / tasks));
-        }
 
         /// <summary>
         /// Whether the unpacked product splits its columns over threads: when B is large enough to pay for a
@@ -316,15 +321,15 @@ internal static unsafe class HostGemm
             var groups = (N + 3) / 4;
             var tasks = SplitsColumns(threads) ? Math.Min(threads, groups) : 1;
             if (tasks == 1)
-            {
                 DotColumns(0, N);
-                return;
-            }
-            var self = this;
+            else
+                DotsInParallel(this, groups, tasks);
+        }
+
+        private static void DotsInParallel(Problem self, int groups, int tasks) =>
             Parallel.For(0, tasks, new ParallelOptions { MaxDegreeOfParallelism = tasks },
                 t => self.DotColumns(Math.Min(self.N, 4 * (t * groups / tasks)),
                     Math.Min(self.N, 4 * ((t + 1) * groups / tasks))));
-        }
 
         private void DotColumns(int j0, int j1)
         {

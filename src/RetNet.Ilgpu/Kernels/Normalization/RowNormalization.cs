@@ -262,7 +262,7 @@ internal static class RowNormalization
     /// <paramref name="likeX"/> on x's device with x's shape. Returns x's rows R, its last dimension D and its device.
     /// </summary>
     private static (int Rows, int Dim, RetNetDevice Device) Input(Tensor x, Tensor? weight, float eps,
-        params (Tensor Tensor, string Name)[] likeX)
+        params ReadOnlySpan<(Tensor Tensor, string Name)> likeX)
     {
         ArgumentNullException.ThrowIfNull(x);
         foreach (var (tensor, name) in likeX)
@@ -318,7 +318,7 @@ internal static class RowNormalization
         CheckParameter(rstd, nameof(rstd), rows, device);
     }
 
-    private static void Distinct(Tensor? output, string outputName, params (Tensor? Tensor, string Name)[] others)
+    private static void Distinct(Tensor? output, string outputName, params ReadOnlySpan<(Tensor? Tensor, string Name)> others)
     {
         if (output is null)
             return;
