@@ -64,6 +64,8 @@ public sealed class Trainer : IDisposable
     private readonly TrainingData data;
     private readonly bool ownsModelAndData;
     private readonly WindowSampler sampler;
+    // The sampler, except in a run that replays recorded windows (StartReplaying), which cannot be saved.
+    private readonly IWindowSource windowSource;
     private readonly ModelGradients gradients;
     private readonly IReadOnlyList<Tensor> gradientList;
     private readonly IGradientReducer reducer;
@@ -77,7 +79,7 @@ public sealed class Trainer : IDisposable
     private bool disposed;
 
     private Trainer(ILanguageModel model, TrainingSettings settings, string outputFolder, TrainingData data,
-        bool ownsModelAndData, ulong[]? samplerState, IGradientReducer? reducer)
+        bool ownsModelAndData, ulong[]? samplerState, IGradientReducer? reducer, IWindowSource? windowSource = null)
     {
         Model = model;
         Settings = settings;
@@ -88,6 +90,7 @@ public sealed class Trainer : IDisposable
         sampler = samplerState is null
             ? new WindowSampler(data.Train, settings.SeqLen, settings.Seed)
             : WindowSampler.Restore(data.Train, settings.SeqLen, samplerState);
+        this.windowSource = windowSource ?? sampler;
         schedule = settings.LearningRates;
         schedule.Validate();
         separator = settings.PackDocuments
@@ -215,6 +218,24 @@ public sealed class Trainer : IDisposable
         }
     }
 
+    /// <summary>
+    /// <see cref="Start(ILanguageModel, TrainingData, TrainingSettings, string, IGradientReducer?)"/>, but every
+    /// micro-batch's windows come from <paramref name="windows"/> instead of the sampler: a seam for replaying another
+    /// trainer's recorded windows step for step. Such a run cannot be checkpointed (<see cref="Save"/> refuses it).
+    /// </summary>
+    internal static Trainer StartReplaying(ILanguageModel model, TrainingData data, TrainingSettings settings,
+        string outputFolder, IWindowSource windows)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(data);
+        ArgumentNullException.ThrowIfNull(data.Train);
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(windows);
+        ArgumentException.ThrowIfNullOrWhiteSpace(outputFolder);
+        settings.Validate();
+        return new Trainer(model, settings, outputFolder, data, ownsModelAndData: false, null, reducer: null, windows);
+    }
+
     private static void RequireDataFiles(TrainingSettings settings)
     {
         if (settings.Data.Count == 0)
@@ -331,7 +352,7 @@ public sealed class Trainer : IDisposable
         var loss = 0.0;
         for (var micro = 0; micro < microBatches; micro++)
         {
-            sampler.Next(windows);
+            windowSource.Next(windows);
             if (micro / accumulation != reducer.Rank)
                 continue;
             var documents = separator is { } id ? DocumentPacking.Offsets(windows, id) : null;
@@ -446,13 +467,17 @@ public sealed class Trainer : IDisposable
     /// trainer.safetensors alone, so a kill between the files resumes from the new step; the model folder then still
     /// holds the previous save's model, whole, until the next save.
     /// </summary>
-    /// <exception cref="InvalidOperationException">This is not worker 0 of a data-parallel run (only it writes).</exception>
+    /// <exception cref="InvalidOperationException">This is not worker 0 of a data-parallel run (only it writes), or
+    /// the run replays recorded windows (a checkpoint could not say where a resumed run continues).</exception>
     public void Save()
     {
         ObjectDisposedException.ThrowIf(disposed, this);
         if (reducer.Rank != 0)
             throw new InvalidOperationException(
                 $"Worker {reducer.Rank} of {reducer.Workers} called Save; only worker 0 writes the checkpoints.");
+        if (!ReferenceEquals(windowSource, sampler))
+            throw new InvalidOperationException(
+                "This run replays recorded windows (Trainer.StartReplaying); it cannot be checkpointed.");
         Directory.CreateDirectory(OutputFolder);
         var weights = Model.ExportWeights();
         var tensors = new Dictionary<string, HostTensor>();

@@ -11,7 +11,7 @@ namespace RetNet.Ilgpu.Training.Data;
 /// <see cref="System.Random"/>, whose algorithm is not specified and may change between runtimes: a run resumed from
 /// <see cref="State"/> continues with exactly the windows it would have drawn, on any .NET version.
 /// </remarks>
-public sealed class WindowSampler
+public sealed class WindowSampler : IWindowSource
 {
     private readonly TokenDataset data;
     private readonly int seqLen;
