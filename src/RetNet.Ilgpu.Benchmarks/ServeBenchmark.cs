@@ -53,6 +53,13 @@ public sealed record ServeBenchmarkOptions
     /// every level), so .NET has optimised the step and HTTP paths of every batch size.</summary>
     public TimeSpan WarmupTime { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// How many times each level is measured (default 1): the levels run in turn, round after round, and each level
+    /// reports its median round by tokens/s, so a slow spell of the machine falls on every level alike rather than on
+    /// one of them.
+    /// </summary>
+    public int Rounds { get; init; } = 1;
+
     /// <summary>Seed of the weights and the prompts.</summary>
     public int Seed { get; init; }
 }
@@ -73,12 +80,15 @@ public sealed record ServeBenchmarkOptions
 /// <param name="ItlP99Ms">Inter-token latency, 99th percentile over requests.</param>
 /// <param name="MeanBatch">Sequences per decoding step of the server's loop, averaged over the level's steps.</param>
 /// <param name="StepP50Ms">Median wall time of one decoding step of the loop (sampling included).</param>
+/// <param name="RoundTokensPerSecond">Every round's tokens/s, in the order measured, when the level ran more than
+/// once (<see cref="ServeBenchmarkOptions.Rounds"/>); the other fields are those of the median round.</param>
 /// <param name="CpuSeconds">CPU time of the whole process (server, loop and clients, all threads) during the level:
 /// what the level cost, which the load of other programs changes far less than it changes tokens/s.</param>
 /// <param name="TimedOut">The level hit <see cref="ServeBenchmarkOptions.LevelTimeLimit"/>.</param>
 public sealed record ServeBenchmarkResult(string Model, int Concurrency, int Requests, int Errors, double PromptTokens,
     long CompletionTokens, double Seconds, double TtftP50Ms, double TtftP99Ms, double ItlP50Ms, double ItlP99Ms,
-    double MeanBatch, double StepP50Ms, bool TimedOut, double CpuSeconds = double.NaN)
+    double MeanBatch, double StepP50Ms, bool TimedOut, double CpuSeconds = double.NaN,
+    IReadOnlyList<double>? RoundTokensPerSecond = null)
 {
     /// <summary>CPU time of the process per generated token, in microseconds.</summary>
     public double CpuMicrosecondsPerToken => CpuSeconds * 1e6 / CompletionTokens;
@@ -164,16 +174,42 @@ public static class ServeBenchmark
             foreach (var concurrency in options.Concurrency)
                 await RunLevel(client, model.Architecture, concurrency, concurrency, prompts, options, steps,
                     cancellationToken).ConfigureAwait(false);
-        foreach (var concurrency in options.Concurrency)
+        var rounds = options.Concurrency.Select(_ => new List<ServeBenchmarkResult>()).ToArray();
+        for (var round = 0; round < options.Rounds; round++)
+            for (var level = 0; level < options.Concurrency.Count; level++)
+            {
+                if (cancellationToken.IsCancellationRequested)
+                    break;
+                var concurrency = options.Concurrency[level];
+                var requests = Math.Max(options.Requests, 4 * concurrency);
+                var result = await RunLevel(client, model.Architecture, concurrency, requests, prompts, options, steps,
+                    cancellationToken).ConfigureAwait(false);
+                rounds[level].Add(result);
+                if (options.Rounds == 1)
+                    progress?.Invoke(result);
+            }
+        if (options.Rounds == 1)
         {
-            if (cancellationToken.IsCancellationRequested)
-                return;
-            var requests = Math.Max(options.Requests, 4 * concurrency);
-            var result = await RunLevel(client, model.Architecture, concurrency, requests, prompts, options, steps,
-                cancellationToken).ConfigureAwait(false);
-            results.Add(result);
-            progress?.Invoke(result);
+            results.AddRange(rounds.SelectMany(r => r));
+            return;
         }
+        foreach (var measured in rounds.Where(r => r.Count > 0))
+        {
+            var median = MedianRound(measured);
+            results.Add(median);
+            progress?.Invoke(median);
+        }
+    }
+
+    /// <summary>The round with the median tokens/s (the lower middle one of an even count), carrying every round's
+    /// tokens/s.</summary>
+    internal static ServeBenchmarkResult MedianRound(IReadOnlyList<ServeBenchmarkResult> rounds)
+    {
+        var ordered = rounds.OrderBy(r => r.TokensPerSecond).ToList();
+        return ordered[(ordered.Count - 1) / 2] with
+        {
+            RoundTokensPerSecond = rounds.Select(r => r.TokensPerSecond).ToArray(),
+        };
     }
 
     private static async Task<ServeBenchmarkResult> RunLevel(HttpClient client, string modelId, int concurrency,
@@ -376,6 +412,9 @@ public static class ServeBenchmark
             throw new ArgumentException(
                 $"Argument 'options' has {options.Requests} requests, prompts of {options.PromptTokens} tokens, " +
                 $"max tokens {options.MaxTokens}; expected each ≥ 1.", nameof(options));
+        if (options.Rounds < 1)
+            throw new ArgumentException(
+                $"Argument 'options' has {options.Rounds} rounds; expected ≥ 1.", nameof(options));
         if (options.LevelTimeLimit <= TimeSpan.Zero || options.WarmupTime < TimeSpan.Zero)
             throw new ArgumentException(
                 $"Argument 'options' has a level time limit of {options.LevelTimeLimit} and a warm-up of " +

@@ -63,6 +63,13 @@ internal static class BenchCommand
         {
             Description = "Storage type of the weight matrices: fp32, bf16 or fp16.", DefaultValueFactory = _ => "fp32",
         };
+        var rounds = new Option<int>("--rounds")
+        {
+            Description = "Measure every level this many times, the levels in turn round after round, and report " +
+                          "each level's median round by tokens/s (a slow spell of the machine then falls on every " +
+                          "level alike).",
+            DefaultValueFactory = _ => 1,
+        };
         var plot = new Option<FileInfo?>("--plot")
         {
             Description = "Also draw the results as a PNG (three panels: tokens/s, inter-token latency p50 and time " +
@@ -74,7 +81,7 @@ internal static class BenchCommand
             "latency (p50, p99).")
         {
             device, json, architecture, preset, concurrency, requests, promptTokens, maxTokens, rangeRatio, timeLimit,
-            weightType, plot,
+            weightType, rounds, plot,
         };
         SetAction(command, (parse, interrupted) =>
         {
@@ -91,6 +98,8 @@ internal static class BenchCommand
                 MaxTokens = parse.GetValue(maxTokens),
                 RangeRatio = parse.GetValue(rangeRatio),
                 LevelTimeLimit = TimeSpan.FromSeconds(seconds),
+                Rounds = parse.GetValue(rounds) is var n and >= 1 ? n
+                    : throw new ArgumentException($"--rounds: expected ≥ 1; got {parse.GetValue(rounds)}."),
                 WeightType = ParseWeightTypes(parse.GetValue(weightType) ?? "") is [var single] ? single
                     : throw new ArgumentException("--dtype: expected one of fp32, bf16, fp16."),
             };
@@ -110,6 +119,10 @@ internal static class BenchCommand
                 Format.Number(r.TtftP99Ms, "0.00"), Format.Number(r.ItlP50Ms, "0.000"),
                 Format.Number(r.ItlP99Ms, "0.000"), Format.Number(r.MeanBatch, "0.0"),
                 Format.Number(r.StepP50Ms, "0.000"), Format.Number(r.CpuMicrosecondsPerToken, "0.0")]), interrupted);
+            foreach (var r in results.Where(r => r.RoundTokensPerSecond is not null))
+                Console.WriteLine($"{r.Model} at concurrency {r.Concurrency}: tokens/s by round " +
+                                  string.Join(", ", r.RoundTokensPerSecond!.Select(t => Format.Number(t, "0"))) +
+                                  " (the table shows the median round)");
             foreach (var r in results.Where(r => r.Errors > 0 || r.TimedOut))
                 Console.WriteLine($"{r.Model} at concurrency {r.Concurrency}: {r.Errors} request(s) failed" +
                                   (r.TimedOut ? $", the level hit the {options.LevelTimeLimit.TotalSeconds:0} s limit" : ""));
@@ -151,6 +164,7 @@ internal static class BenchCommand
                 stepP50Ms = r.StepP50Ms,
                 cpuSeconds = r.CpuSeconds,
                 cpuMicrosecondsPerToken = r.CpuMicrosecondsPerToken,
+                roundTokensPerSecond = r.RoundTokensPerSecond,
                 timedOut = r.TimedOut,
                 maxTokens = options.MaxTokens,
                 rangeRatio = options.RangeRatio,

@@ -126,6 +126,26 @@ public sealed class ServeBenchmarkTests(DeviceFixture fixture)
         Assert.ThrowsAny<System.Text.Json.JsonException>(() => Usage("""[1]"""));
     }
 
+    /// <summary>With several rounds a level reports its median round by tokens/s (the lower middle of an even count)
+    /// and carries every round's tokens/s in the order measured.</summary>
+    [Fact]
+    public void A_level_measured_in_rounds_reports_its_median_round()
+    {
+        static ServeBenchmarkResult Round(double seconds, double step) =>
+            new("retnet", 16, 8, 0, 16, 1000, seconds, 1, 2, 0.1, 0.2, 16, step, false, 0.5);
+
+        var rounds = new[] { Round(0.010, 1), Round(0.020, 2), Round(0.005, 3), Round(0.040, 4), Round(0.008, 5) };
+        var median = ServeBenchmark.MedianRound(rounds);
+        Assert.Equal(1, median.StepP50Ms);
+        Assert.Equal(100_000, median.TokensPerSecond, 6);
+        Assert.Equal(rounds.Select(r => r.TokensPerSecond), median.RoundTokensPerSecond!);
+        // Negative control: the fastest round is not the median.
+        Assert.NotEqual(3, median.StepP50Ms);
+        Assert.Equal(2, ServeBenchmark.MedianRound(rounds[..4]).StepP50Ms);
+        Assert.Throws<ArgumentException>(() => ServeBenchmark.Run(fixture.Device,
+            new ServeBenchmarkOptions { Rounds = 0 }));
+    }
+
     private sealed class Segment : System.Buffers.ReadOnlySequenceSegment<byte>
     {
         public Segment(ReadOnlyMemory<byte> memory) => Memory = memory;
