@@ -39,7 +39,13 @@ public static class ChildProcess
         info.ArgumentList.Add(dll);
         foreach (var argument in arguments)
             info.ArgumentList.Add(argument);
-        var process = Process.Start(info) ?? throw new InvalidOperationException("dotnet did not start.");
+        return Drained(Process.Start(info) ?? throw new InvalidOperationException("dotnet did not start."), output);
+    }
+
+    /// <summary>Reads a started process's standard output and error as they come (a full pipe would block it),
+    /// keeping the lines in <paramref name="output"/> when given.</summary>
+    public static Process Drained(Process process, List<string>? output)
+    {
         void Keep(object sender, DataReceivedEventArgs e)
         {
             if (e.Data is not null && output is not null)

@@ -57,18 +57,8 @@ public static class MpiJob
             info.ArgumentList.Add("dotnet");
             info.ArgumentList.Add(ChildProcess.RetnetDll);
         }
-        var process = Process.Start(info) ?? throw new InvalidOperationException("mpirun did not start.");
-        void Keep(object sender, DataReceivedEventArgs e)
-        {
-            if (e.Data is not null)
-                lock (output)
-                    output.Add(e.Data);
-        }
-        process.OutputDataReceived += Keep;
-        process.ErrorDataReceived += Keep;
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
+        return ChildProcess.Drained(
+            Process.Start(info) ?? throw new InvalidOperationException("mpirun did not start."), output);
     }
 
     /// <summary>Runs the job to its end, killing its process tree after <paramref name="timeout"/> (default 60 s).</summary>
