@@ -419,9 +419,7 @@ public sealed class LanguageModel : ILanguageModel
         var p = w.Rows(batch);
         var pass = Upload(w, p, input, batch, 1, ends: batch, ForwardMode.Recurrent);
         RunBlocks(p, pass, ActivationPlan.KeepNothing, state, 0);
-        var output = p.Logits!.Slice(0, batch);
-        Linear.Apply(FinalNorm(p.Features, p.FinalNormed), outputWeight, output, batchInvariant: true);
-        output.CopyToHost(logits);
+        OutputLogits(p.Features, p.FinalNormed, p.Logits!).CopyToHost(logits);
         for (var b = 0; b < batch; b++)
         {
             positions[b]++;
@@ -633,12 +631,20 @@ public sealed class LanguageModel : ILanguageModel
     /// <summary>The logits of rows <paramref name="x"/> [r, d] (their final norm into <paramref name="normed"/>),
     /// written to <paramref name="logitsBuffer"/> and read to the host, one array of V per row. Each row is one
     /// sequence's last token, so the output projection sums every row in one order whatever r is.</summary>
-    private float[][] LastLogits(Tensor x, Tensor? normed, Tensor logitsBuffer)
+    /// <summary>The logits of each row of <paramref name="x"/> (the final norm, then the output projection, summed
+    /// in one order whatever the row count) in the first rows of <paramref name="logitsBuffer"/>.</summary>
+    private Tensor OutputLogits(Tensor x, Tensor? normed, Tensor logitsBuffer)
     {
         var rows = x.Dim(0);
         var logits = logitsBuffer.Slice(0, rows);
         Linear.Apply(FinalNorm(x, normed?.Slice(0, rows)), outputWeight, logits, batchInvariant: true);
-        var flat = logits.ToHost();
+        return logits;
+    }
+
+    private float[][] LastLogits(Tensor x, Tensor? normed, Tensor logitsBuffer)
+    {
+        var rows = x.Dim(0);
+        var flat = OutputLogits(x, normed, logitsBuffer).ToHost();
         var vocab = Spec.VocabSize;
         var result = new float[rows][];
         for (var r = 0; r < rows; r++)

@@ -248,8 +248,7 @@ public sealed class Tensor : IDisposable
             return result;
         if (DType == TensorDType.Float32)
         {
-            ReadView.CopyToCPU(Device.Stream, result);
-            Device.Stream.Synchronize();
+            CopyToHost(result);
             return result;
         }
         var bits = ToHostBits();
