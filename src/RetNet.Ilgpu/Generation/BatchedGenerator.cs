@@ -138,10 +138,11 @@ public sealed class GenerationHandle
 /// One <see cref="ILanguageModel"/> shared by many requests through continuous batching: a background loop owns the
 /// model and one running <see cref="DecodingState"/> whose sequence slots it keeps; each iteration admits waiting
 /// requests up to <see cref="BatchedGeneratorOptions.MaxBatch"/> (each prompt prefilled alone, chunkwise, then copied
-/// into a free slot with <see cref="DecodingState.Append"/>), runs one <see cref="ILanguageModel.Step(IReadOnlyList{int}, DecodingState, Span{float})"/> for every
-/// active sequence, samples each row with its own sampler (seeded per request, so what a request samples does not
-/// depend on its neighbours), and drops finished or cancelled rows in place (<see cref="DecodingState.Keep"/>) so their
-/// slots are free at the next step. Sampling, stop tokens and the token budget are <see cref="Generator"/>'s own code.
+/// into a free slot with <see cref="DecodingState.Append"/>), runs one
+/// <see cref="ILanguageModel.Step(IReadOnlyList{int}, DecodingState, Span{float})"/> for every active sequence (into
+/// a logits buffer the loop keeps), samples each row with its own sampler (seeded per request, so what a request
+/// samples does not depend on its neighbours), and drops finished or cancelled rows in place
+/// (<see cref="DecodingState.Keep"/>) so their slots are free at the next step. Sampling, stop tokens and the token budget are <see cref="Generator"/>'s own code.
 /// </summary>
 /// <remarks>The model is used only from the loop's thread; do not call it elsewhere while the generator lives.</remarks>
 public sealed class BatchedGenerator : IDisposable, IAsyncDisposable

@@ -21,8 +21,8 @@ namespace RetNet.Ilgpu.Model;
 /// </summary>
 /// <remarks>
 /// Every pass runs the same forward path over the buffers of one <see cref="ActivationPlan"/>: <see cref="Forward"/>,
-/// <see cref="Prefill"/>, <see cref="Extend"/> and <see cref="Step(IReadOnlyList{int}, DecodingState)"/> keep nothing; <see cref="ForwardBackward"/>
-/// keeps what its backward pass reads. The weights live on one device and are owned by the model. A model, like its
+/// <see cref="Prefill"/>, <see cref="Extend"/> and <see cref="Step(IReadOnlyList{int}, DecodingState)"/> keep
+/// nothing; <see cref="ForwardBackward"/> keeps what its backward pass reads. The weights live on one device and are owned by the model. A model, like its
 /// device, is used from one thread at a time: a call from a second thread while one runs throws
 /// <see cref="InvalidOperationException"/>.
 /// </remarks>

@@ -23,7 +23,8 @@ public sealed class StepIntoBufferTests(DeviceFixture fixture, HostCpu hostCpu) 
     {
         using var model = LanguageModel.Create(fixture.Device, Config(architecture), seed: 4);
         var tokens = ModelTestSupport.Tokens(seed: 6, batch: 3, seqLen: 5, model.VocabSize);
-        int[][] prompts = [ModelTestSupport.Row(tokens, 0), ModelTestSupport.Row(tokens, 1, 2), ModelTestSupport.Row(tokens, 2, 4)];
+        int[][] prompts =
+            [ModelTestSupport.Row(tokens, 0), ModelTestSupport.Row(tokens, 1, 2), ModelTestSupport.Row(tokens, 2, 4)];
         using var arrays = model.Prefill(prompts).State;
         using var buffered = model.Prefill(prompts).State;
         var vocab = model.VocabSize;
@@ -70,8 +71,8 @@ public sealed class StepIntoBufferTests(DeviceFixture fixture, HostCpu hostCpu) 
         var device = hostCpu.WithHostExecution(fixture.Device);
         using var model = LanguageModel.Create(device, RetNetConfig.Preset("tiny"), seed: 3);
         const int Batch = 16, Steps = 200;
-        using var state = model.Prefill(Enumerable.Range(0, Batch).Select(b => (IReadOnlyList<int>)[1 + b, 2, 3]).ToList())
-            .State;
+        var prompts = Enumerable.Range(0, Batch).Select(b => (IReadOnlyList<int>)[1 + b, 2, 3]).ToList();
+        using var state = model.Prefill(prompts).State;
         var tokens = Enumerable.Range(5, Batch).ToArray();
         var buffer = new float[Batch * model.VocabSize];
         for (var i = 0; i < 50; i++)
