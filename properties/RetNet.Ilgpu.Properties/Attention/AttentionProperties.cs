@@ -45,9 +45,9 @@ public sealed record AttentionProblem(AttentionShape Shape, float? Scale, int Pr
 /// the double reference agree forward and backward;
 /// decoding from a prefilled KV cache one token at a time gives the rows of the full forward pass; and the batch is
 /// a set of independent sequences, so permuting it permutes every result bit for bit. Every comparison with the
-/// reference uses the project's one tolerance rule; every drawn problem checks that zeros fail it, and every problem
-/// of 8 tokens or more that q and k swapped, a mask one key too wide, the output one position late and dq and dk
-/// swapped fail it too.
+/// reference uses the project's one tolerance rule; every drawn problem checks that zeros fail it (dq and dk wherever
+/// they exceed the check's resolution), and every problem of 8 tokens or more that q and k swapped, a mask one key too
+/// wide, the output one position late and dq and dk swapped fail it too.
 /// </summary>
 [Collection(PropertyDeviceCollection.Name)]
 public sealed class AttentionProperties(DeviceFixture fixture)
@@ -64,6 +64,15 @@ public sealed class AttentionProperties(DeviceFixture fixture)
     /// </summary>
     [Property(MaxTest = 6, Replay = "15828152326605675714,1664890772615760089")]
     public Property Kernels_equal_the_reference_on_the_draw_where_dq_cancels_to_zero() =>
+        Tiled_barrier_free_and_host_launches_equal_the_double_reference_forward_and_backward();
+
+    /// <summary>
+    /// The draw (its ninth problem: T = 2, Dk = 34, s = 1.33) whose softmax saturates, so that dq's largest entry,
+    /// 3.6e-4, is below its check's bound of 8.8e-4 (1e-4 of its terms' magnitude) and zeros pass the comparison —
+    /// which the zeros control took for a vacuous check until it learned to tell the two apart: replayed on every run.
+    /// </summary>
+    [Property(MaxTest = 9, Replay = "7423227019264430862,16087332179103576573")]
+    public Property Kernels_equal_the_reference_on_the_draw_where_the_softmax_saturates() =>
         Tiled_barrier_free_and_host_launches_equal_the_double_reference_forward_and_backward();
 
     [Property(MaxTest = 25)]
@@ -103,7 +112,8 @@ public sealed class AttentionProperties(DeviceFixture fixture)
     /// rejected where T ≥ 8. At T = 1 each of them is right — a query that sees one key returns its value whatever the
     /// logit, and dq = dk = 0 — and from T = 8 on every row past the first differs in a sum over several keys:
     /// q and k swapped (logits k_t·q_j), a mask that lets each query see one key past itself, the output read one
-    /// position late (o_(t−1) in place of o_t), and dq and dk swapped. (Zeros are rejected on every draw.)
+    /// position late (o_(t−1) in place of o_t), and dq and dk swapped. (Zeros are rejected on every draw,
+    /// dq and dk wherever they exceed the check's resolution.)
     /// </summary>
     private void AssertWrongComputationsAreRejected(AttentionTestCase test, AttentionProblem problem,
         float[] output)
