@@ -319,6 +319,7 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
     private void Admit()
     {
         var joined = new List<GenerationHandle>();
+        var firstTokens = new List<int?>();
         var parts = new List<DecodingState>();
         try
         {
@@ -343,13 +344,20 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
                     request.Fail(e);
                     continue;
                 }
-                if (Sample(request, prefill.Logits[0]))
+                // A request that goes on has its first token emitted once it counts as active (below), so a reader
+                // that has its first token also sees it among ActiveSequences.
+                var token = request.Sampling.Next(prefill.Logits[0]);
+                if (request.Sampling.Finished is { } reason)
                 {
-                    joined.Add(request);
-                    parts.Add(prefill.State);
-                }
-                else
+                    if (token is { } last)
+                        request.Emit(last);
+                    request.Complete(reason);
                     prefill.State.Dispose();
+                    continue;
+                }
+                joined.Add(request);
+                firstTokens.Add(token);
+                parts.Add(prefill.State);
             }
             if (parts.Count == 0)
                 return;
@@ -370,6 +378,9 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
             parts.Clear();
             rows.AddRange(joined);
             Volatile.Write(ref active, rows.Count);
+            for (var r = 0; r < joined.Count; r++)
+                if (firstTokens[r] is { } first)
+                    joined[r].Emit(first);
         }
         catch
         {
