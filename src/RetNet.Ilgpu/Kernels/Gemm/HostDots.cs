@@ -38,14 +38,22 @@ internal static unsafe class HostDots
         where TB : struct, IElements
     {
         var rowBytes = (nint)ldb * TB.Size;
-        var fullRows = m / Block * Block;
+        // Sixteen accumulators and five operands fit AVX-512's 32 registers but not AVX2's 16, where a 4×4 block
+        // spills; there two rows at a time (eight accumulators).
+        var rowBlock = typeof(TV) == typeof(Vector512<float>) ? Block : 2;
+        var fullRows = m / rowBlock * rowBlock;
         var j = j0;
         for (; j + Block <= j1; j += Block)
         {
             var bj = b + j * rowBytes;
-            for (var i = 0; i < fullRows; i += Block)
-                FourByFour<TV, TOps, TB>(a + (nint)i * lda, lda, bj, rowBytes, c + (nint)i * ldc + j, ldc, k, alpha,
-                    beta);
+            if (rowBlock == Block)
+                for (var i = 0; i < fullRows; i += Block)
+                    FourByFour<TV, TOps, TB>(a + (nint)i * lda, lda, bj, rowBytes, c + (nint)i * ldc + j, ldc, k,
+                        alpha, beta);
+            else
+                for (var i = 0; i < fullRows; i += 2)
+                    TwoByFour<TV, TOps, TB>(a + (nint)i * lda, lda, bj, rowBytes, c + (nint)i * ldc + j, ldc, k,
+                        alpha, beta);
         }
         // Rows past the last block of four: eight columns at a time (eight chains), then four.
         for (var i = fullRows; i < m; i++)
@@ -140,6 +148,42 @@ internal static unsafe class HostDots
         Store4<TB>(a1, b0, rowBytes, kk, k, TOps.Sum4(s10, s11, s12, s13), c + ldc, alpha, beta);
         Store4<TB>(a2, b0, rowBytes, kk, k, TOps.Sum4(s20, s21, s22, s23), c + 2 * ldc, alpha, beta);
         Store4<TB>(a3, b0, rowBytes, kk, k, TOps.Sum4(s30, s31, s32, s33), c + 3 * ldc, alpha, beta);
+    }
+
+    /// <summary>Rows a and a+1 against weight rows b … b+3: eight elements, one accumulator each, in registers
+    /// on AVX2.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TwoByFour<TV, TOps, TB>(float* a, int lda, nint b, nint rowBytes, float* c, int ldc, int k,
+        float alpha, float beta)
+        where TV : struct
+        where TOps : struct, IVectorOps<TV>
+        where TB : struct, IElements
+    {
+        var w = TOps.Count;
+        float* a0 = a, a1 = a + lda;
+        nint b0 = b, b1 = b + rowBytes, b2 = b1 + rowBytes, b3 = b2 + rowBytes;
+        TV s00 = TOps.Zero, s01 = TOps.Zero, s02 = TOps.Zero, s03 = TOps.Zero;
+        TV s10 = TOps.Zero, s11 = TOps.Zero, s12 = TOps.Zero, s13 = TOps.Zero;
+        var kk = 0;
+        for (; kk + w <= k; kk += w)
+        {
+            var x0 = TOps.Load(a0 + kk);
+            var x1 = TOps.Load(a1 + kk);
+            var v = TOps.Load<TB>(b0, kk);
+            s00 = TOps.Fma(x0, v, s00);
+            s10 = TOps.Fma(x1, v, s10);
+            v = TOps.Load<TB>(b1, kk);
+            s01 = TOps.Fma(x0, v, s01);
+            s11 = TOps.Fma(x1, v, s11);
+            v = TOps.Load<TB>(b2, kk);
+            s02 = TOps.Fma(x0, v, s02);
+            s12 = TOps.Fma(x1, v, s12);
+            v = TOps.Load<TB>(b3, kk);
+            s03 = TOps.Fma(x0, v, s03);
+            s13 = TOps.Fma(x1, v, s13);
+        }
+        Store4<TB>(a0, b0, rowBytes, kk, k, TOps.Sum4(s00, s01, s02, s03), c, alpha, beta);
+        Store4<TB>(a1, b0, rowBytes, kk, k, TOps.Sum4(s10, s11, s12, s13), c + ldc, alpha, beta);
     }
 
     /// <summary>One row against weight rows b … b+7: eight independent chains cover the FMA latency when a row is
