@@ -318,77 +318,75 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
 
     private void Admit()
     {
-        var joined = new List<GenerationHandle>();
-        var firstTokens = new List<int?>();
-        var parts = new List<DecodingState>();
+        while (rows.Count < Options.MaxBatch)
+        {
+            GenerationHandle request;
+            lock (gate)
+                if (!waiting.TryDequeue(out request!))
+                    break;
+            if (request.CancellationToken.IsCancellationRequested)
+            {
+                request.Complete(FinishReason.Cancelled);
+                continue;
+            }
+            PrefillResult prefill;
+            try
+            {
+                prefill = model.Prefill([request.Prompt], Options.ChunkSize);
+            }
+            catch (Exception e)
+            {
+                request.Fail(e);
+                continue;
+            }
+            var token = request.Sampling.Next(prefill.Logits[0]);
+            if (request.Sampling.Finished is { } reason)
+            {
+                if (token is { } last)
+                    request.Emit(last);
+                request.Complete(reason);
+                prefill.State.Dispose();
+                continue;
+            }
+            try
+            {
+                Join(prefill.State);
+            }
+            catch
+            {
+                request.Complete(FinishReason.Cancelled);
+                throw;
+            }
+            // The first token goes out once the request counts as active, so a reader that has it also sees the
+            // request among ActiveSequences; and right after its own prefill, not after those of the requests that
+            // arrived with it.
+            rows.Add(request);
+            Volatile.Write(ref active, rows.Count);
+            request.Emit(token!.Value);
+        }
+    }
+
+    /// <summary>
+    /// Copies a prefilled sequence into a free slot of the running state, which keeps its slots (its storage grows,
+    /// doubling, only until it has held MaxBatch sequences at once), and disposes it; the first one becomes the
+    /// running state.
+    /// </summary>
+    private void Join(DecodingState part)
+    {
+        if (state is null)
+        {
+            state = part;
+            return;
+        }
         try
         {
-            while (rows.Count + joined.Count < Options.MaxBatch)
-            {
-                GenerationHandle request;
-                lock (gate)
-                    if (!waiting.TryDequeue(out request!))
-                        break;
-                if (request.CancellationToken.IsCancellationRequested)
-                {
-                    request.Complete(FinishReason.Cancelled);
-                    continue;
-                }
-                PrefillResult prefill;
-                try
-                {
-                    prefill = model.Prefill([request.Prompt], Options.ChunkSize);
-                }
-                catch (Exception e)
-                {
-                    request.Fail(e);
-                    continue;
-                }
-                // A request that goes on has its first token emitted once it counts as active (below), so a reader
-                // that has its first token also sees it among ActiveSequences.
-                var token = request.Sampling.Next(prefill.Logits[0]);
-                if (request.Sampling.Finished is { } reason)
-                {
-                    if (token is { } last)
-                        request.Emit(last);
-                    request.Complete(reason);
-                    prefill.State.Dispose();
-                    continue;
-                }
-                joined.Add(request);
-                firstTokens.Add(token);
-                parts.Add(prefill.State);
-            }
-            if (parts.Count == 0)
-                return;
-            // The running state keeps its slots: a prefilled sequence is copied into a free one (the storage grows,
-            // doubling, only until it has held MaxBatch sequences at once).
-            if (state is null)
-            {
-                state = parts[0];
-                parts.RemoveAt(0);
-            }
-            var needed = state.Batch + parts.Count;
-            if (needed > state.SequenceCapacity)
-                state.ReserveSequences(Math.Min(Options.MaxBatch, Math.Max(needed, 2 * state.SequenceCapacity)));
-            foreach (var part in parts)
-                state.Append(part);
-            foreach (var part in parts)
-                part.Dispose();
-            parts.Clear();
-            rows.AddRange(joined);
-            Volatile.Write(ref active, rows.Count);
-            for (var r = 0; r < joined.Count; r++)
-                if (firstTokens[r] is { } first)
-                    joined[r].Emit(first);
+            if (state.Batch + 1 > state.SequenceCapacity)
+                state.ReserveSequences(Math.Min(Options.MaxBatch, Math.Max(state.Batch + 1, 2 * state.SequenceCapacity)));
+            state.Append(part);
         }
-        catch
+        finally
         {
-            foreach (var part in parts)
-                part.Dispose();
-            foreach (var request in joined)
-                request.Complete(FinishReason.Cancelled);
-            throw;
+            part.Dispose();
         }
     }
 
