@@ -380,8 +380,9 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
         }
         try
         {
-            if (state.Batch + 1 > state.SequenceCapacity)
-                state.ReserveSequences(Math.Min(Options.MaxBatch, Math.Max(state.Batch + 1, 2 * state.SequenceCapacity)));
+            var needed = state.Batch + 1;
+            if (needed > state.SequenceCapacity)
+                state.ReserveSequences(Math.Min(Options.MaxBatch, Math.Max(needed, 2 * state.SequenceCapacity)));
             state.Append(part);
         }
         finally
