@@ -9,9 +9,9 @@ namespace RetNet.Ilgpu.Tests.Kernels;
 /// The decoding step's dot products (<see cref="HostDots"/>) on the AVX-512 and AVX2 paths: every element is the
 /// summation order the remarks state (one lane-wise fused multiply-add chain over the vector slices of k, the lanes'
 /// fixed tree, the tail in k order), written out here in scalar code and compared bit for bit, at M = 1 … 17 and N, K
-/// that cut the 4×4 blocks, the 1×8 and 1×4 row kernels and the vectors; so a row's bits are the same alone and at
-/// any place in any block. Negative controls: a different order is seen, and the transpose-add equals the
-/// one-vector sum exactly.
+/// that cut the row blocks (4×4 on AVX-512, 2×4 on AVX2), the 1×8 and 1×4 row kernels and the vectors; so a row's bits
+/// are the same alone and at any place in any block. Negative controls: a different order is seen, and the
+/// transpose-add equals the one-vector sum exactly.
 /// </summary>
 public sealed unsafe class HostDotsTests
 {

@@ -205,9 +205,25 @@ internal readonly unsafe struct Vector256Ops : IVectorOps<Vector256<float>>
         return two.ToScalar() + two.GetElement(1);
     }
 
+    /// <summary>
+    /// <see cref="Sum"/> of four vectors at once, bit for bit: the same pairs added in the same tree, with the four
+    /// vectors' partial sums transposed into the lanes of one vector (SSE shuffles) instead of one scalar tree each —
+    /// a fifth of the instructions, which at k = 64 were as many as the products'.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Sum4(Vector256<float> a, Vector256<float> b, Vector256<float> c,
-        Vector256<float> d) => Vector128.Create(Sum(a), Sum(b), Sum(c), Sum(d));
+        Vector256<float> d)
+    {
+        if (!Sse.IsSupported)
+            return Vector128.Create(Sum(a), Sum(b), Sum(c), Sum(d));
+        // Per vector x: f = lower + upper, then (f0 + f2) + (f1 + f3), as Sum adds them.
+        Vector128<float> fa = a.GetLower() + a.GetUpper(), fb = b.GetLower() + b.GetUpper();
+        Vector128<float> fc = c.GetLower() + c.GetUpper(), fd = d.GetLower() + d.GetUpper();
+        // [fa0 + fa2, fa1 + fa3, fb0 + fb2, fb1 + fb3], and the same for c and d.
+        var ab = Sse.Shuffle(fa, fb, 0b01_00_01_00) + Sse.Shuffle(fa, fb, 0b11_10_11_10);
+        var cd = Sse.Shuffle(fc, fd, 0b01_00_01_00) + Sse.Shuffle(fc, fd, 0b11_10_11_10);
+        return Sse.Shuffle(ab, cd, 0b10_00_10_00) + Sse.Shuffle(ab, cd, 0b11_01_11_01);
+    }
 }
 
 /// <summary>
