@@ -1,3 +1,5 @@
+using RetNet.Ilgpu.Tensors;
+
 namespace RetNet.Ilgpu.Generation;
 
 /// <summary>
@@ -116,10 +118,9 @@ public sealed class Sampler
     {
         if (logits.IsEmpty)
             throw new ArgumentException("Argument 'logits' is empty; expected at least one value.", nameof(logits));
-        for (var i = 0; i < logits.Length; i++)
-            if (!float.IsFinite(logits[i]))
-                throw new ArgumentException(
-                    $"Argument 'logits' has {logits[i]} at index {i}; expected finite values (the model produced NaN or ∞).",
-                    nameof(logits));
+        if (FiniteValues.First(logits) is var i and >= 0)
+            throw new ArgumentException(
+                $"Argument 'logits' has {logits[i]} at index {i}; expected finite values (the model produced NaN or ∞).",
+                nameof(logits));
     }
 }

@@ -738,13 +738,7 @@ public sealed class LanguageModel : ILanguageModel
     /// <summary>Bytes of the training workspace the last training pass used (0 before one).</summary>
     internal long TrainingWorkspaceBytes => trainingWorkspace?.Bytes ?? 0;
 
-    private static bool IsFinite(ReadOnlySpan<float> values)
-    {
-        foreach (var v in values)
-            if (!float.IsFinite(v))
-                return false;
-        return true;
-    }
+    private static bool IsFinite(ReadOnlySpan<float> values) => FiniteValues.All(values);
 
     /// <summary>The exception for non-finite values in <paramref name="what"/> of a pass over
     /// <paramref name="tokens"/>, naming the first stage of the model where they appear.</summary>
