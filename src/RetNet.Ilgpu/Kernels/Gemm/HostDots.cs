@@ -6,10 +6,11 @@ namespace RetNet.Ilgpu.Kernels.Gemm;
 /// <summary>
 /// A decoding step's product on the host: a few rows of A against a weight stored [N, K] (a Linear layer's), each
 /// element of C one dot product of a row of A with a row of B, both read front to back. Every weight row is streamed
-/// contiguously, four rows side by side, and 16-bit weights are widened as they load. Four rows of A go through the
-/// same four weight rows at once (sixteen accumulators, each weight vector loaded once for four rows), so a step of
-/// many sequences is bound by the FMA units rather than by loads; a single row takes eight weight rows at once, so
-/// batch 1 keeps eight independent chains and stays bound by memory bandwidth.
+/// contiguously, four rows side by side, and 16-bit weights are widened as they load. Rows of A go through the same
+/// four weight rows at once, four rows with AVX-512 (sixteen accumulators in its 32 registers) and two with AVX2
+/// (eight accumulators: sixteen spilled out of its 16 registers), each weight vector loaded once for all of them, so a
+/// step of many sequences is bound by the FMA units rather than by loads; a single row takes eight weight rows at
+/// once, so batch 1 keeps eight independent chains and stays bound by memory bandwidth.
 /// </summary>
 /// <remarks>
 /// The order of the sums is fixed per element, whatever block it is computed in: one vector accumulator (fused
