@@ -5,8 +5,8 @@ namespace RetNet.Ilgpu.Tensors;
 
 /// <summary>
 /// Whether host values are all finite, checked eight at a time: x − x is 0 for every finite x and NaN for ±∞ and NaN,
-/// and a NaN stays in the running sum. What every decoding step asks of its logits (a batch-16 step of <c>tiny</c>
-/// spent 2.5% of its time on a scalar loop over them).
+/// and a NaN stays in the running sum. What every decoding step asks of its logits (a scalar loop over them was 1–2.5%
+/// of a batch-16 step of <c>tiny</c>).
 /// </summary>
 internal static class FiniteValues
 {
