@@ -13,11 +13,9 @@ public sealed class DecodingStateConcatTests(DeviceFixture fixture)
 {
     private readonly RetNetDevice device = fixture.Device;
 
-    public static TheoryData<string> Architectures => ["retnet", "transformer"];
+    public static TheoryData<string> Architectures => ModelTestSupport.Architectures;
 
-    private static ModelConfig Config(string architecture) => architecture == "retnet"
-        ? ModelTestSupport.Micro()
-        : new TransformerConfig { EmbedDim = 32, Heads = 2, FfnEmbedDim = 40, Layers = 2, VocabSize = 40 };
+    private static ModelConfig Config(string architecture) => ModelTestSupport.MicroOf(architecture);
 
     [Theory, MemberData(nameof(Architectures))]
     public void Joined_states_step_to_the_same_logit_bits_as_one_batch_prefill(string architecture)

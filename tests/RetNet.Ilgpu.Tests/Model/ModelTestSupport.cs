@@ -10,6 +10,14 @@ namespace RetNet.Ilgpu.Tests.Model;
 /// generators themselves are <see cref="ModelCases"/>, shared with <c>retnet verify</c>).</summary>
 public static class ModelTestSupport
 {
+    /// <summary>The two architectures by name, for theories over both.</summary>
+    public static TheoryData<string> Architectures => ["retnet", "transformer"];
+
+    /// <summary><see cref="Micro"/> for "retnet", a Transformer of about its size for "transformer".</summary>
+    public static ModelConfig MicroOf(string architecture) => architecture == "retnet"
+        ? Micro()
+        : new TransformerConfig { EmbedDim = 32, Heads = 2, FfnEmbedDim = 40, Layers = 2, VocabSize = 40 };
+
     /// <summary>A config small enough for the CPU accelerator: d 32, value 64, 2 heads (Dk 16, Dv 32), 2 layers.</summary>
     public static RetNetConfig Micro(string activation = "swish", bool tied = false, bool scaleEmbedding = true,
         int heads = 2, int layers = 2) => new()

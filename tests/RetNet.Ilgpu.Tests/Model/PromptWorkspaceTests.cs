@@ -12,11 +12,9 @@ namespace RetNet.Ilgpu.Tests.Model;
 [Collection(DeviceCollection.Name)]
 public sealed class PromptWorkspaceTests(DeviceFixture fixture)
 {
-    public static TheoryData<string> Architectures => ["retnet", "transformer"];
+    public static TheoryData<string> Architectures => ModelTestSupport.Architectures;
 
-    private static ModelConfig Config(string architecture) => architecture == "retnet"
-        ? ModelTestSupport.Micro()
-        : new TransformerConfig { EmbedDim = 32, Heads = 2, FfnEmbedDim = 40, Layers = 2, VocabSize = 40 };
+    private static ModelConfig Config(string architecture) => ModelTestSupport.MicroOf(architecture);
 
     [Theory, MemberData(nameof(Architectures))]
     public void A_prompt_after_others_gets_the_logits_and_steps_of_a_fresh_model(string architecture)

@@ -12,11 +12,9 @@ namespace RetNet.Ilgpu.Tests.Model;
 [Collection(DeviceCollection.Name)]
 public sealed class StepIntoBufferTests(DeviceFixture fixture, HostCpu hostCpu) : IClassFixture<HostCpu>
 {
-    public static TheoryData<string> Architectures => ["retnet", "transformer"];
+    public static TheoryData<string> Architectures => ModelTestSupport.Architectures;
 
-    private static ModelConfig Config(string architecture) => architecture == "retnet"
-        ? ModelTestSupport.Micro()
-        : new TransformerConfig { EmbedDim = 32, Heads = 2, FfnEmbedDim = 40, Layers = 2, VocabSize = 40 };
+    private static ModelConfig Config(string architecture) => ModelTestSupport.MicroOf(architecture);
 
     [Theory, MemberData(nameof(Architectures))]
     public void A_step_into_a_buffer_writes_the_bits_of_the_allocating_step(string architecture)
