@@ -340,11 +340,9 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
                 continue;
             }
             var token = request.Sampling.Next(prefill.Logits[0]);
-            if (request.Sampling.Finished is { } reason)
+            if (request.Sampling.Finished is not null)
             {
-                if (token is { } last)
-                    request.Emit(last);
-                request.Complete(reason);
+                Deliver(request, token);
                 prefill.State.Dispose();
                 continue;
             }
@@ -362,7 +360,7 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
             // arrived with it.
             rows.Add(request);
             Volatile.Write(ref active, rows.Count);
-            request.Emit(token!.Value);
+            Deliver(request, token);
         }
     }
 
@@ -392,10 +390,15 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
     }
 
     /// <summary>Samples the request's next token from its logits and emits it; false when the request has finished.</summary>
-    private static bool Sample(GenerationHandle request, ReadOnlySpan<float> logits)
+    private static bool Sample(GenerationHandle request, ReadOnlySpan<float> logits) =>
+        Deliver(request, request.Sampling.Next(logits));
+
+    /// <summary>Emits the request's sampled token (none after a stop token) and completes it when it has finished;
+    /// false when it has.</summary>
+    private static bool Deliver(GenerationHandle request, int? token)
     {
-        if (request.Sampling.Next(logits) is { } token)
-            request.Emit(token);
+        if (token is { } next)
+            request.Emit(next);
         if (request.Sampling.Finished is { } reason)
         {
             request.Complete(reason);

@@ -377,7 +377,7 @@ public sealed class LanguageModel : ILanguageModel
                 }
             }
             state.PositionArray[b] += sequence.Count;
-            if (!IsFinite(result[b]))
+            if (!FiniteValues.All(result[b]))
                 throw position == 0
                     ? NonFinite(Rows(sequence), ForwardMode.Chunkwise(chunkSize), $"the last logits of prompt {b}")
                     : new NonFiniteValuesException(
@@ -438,7 +438,7 @@ public sealed class LanguageModel : ILanguageModel
         for (var b = 0; b < batch; b++)
         {
             positions[b]++;
-            if (!IsFinite(logits.Slice(b * vocab, vocab)))
+            if (!FiniteValues.All(logits.Slice(b * vocab, vocab)))
                 throw new NonFiniteValuesException(
                     $"The logits of sequence {b} at position {positions[b] - 1} are not finite; the decoding state " +
                     "holds non-finite values from here on.", null, b);
@@ -737,8 +737,6 @@ public sealed class LanguageModel : ILanguageModel
 
     /// <summary>Bytes of the training workspace the last training pass used (0 before one).</summary>
     internal long TrainingWorkspaceBytes => trainingWorkspace?.Bytes ?? 0;
-
-    private static bool IsFinite(ReadOnlySpan<float> values) => FiniteValues.All(values);
 
     /// <summary>The exception for non-finite values in <paramref name="what"/> of a pass over
     /// <paramref name="tokens"/>, naming the first stage of the model where they appear.</summary>

@@ -86,26 +86,21 @@ public sealed unsafe class MpiWorld : IDisposable
     }
 
     /// <summary>Replaces <paramref name="values"/> on every rank by rank 0's.</summary>
-    public void Broadcast(Span<float> values)
-    {
-        using var _ = watchdog.Enter("MPI_Bcast");
-        for (var start = 0; start < values.Length; start += MaxCount)
-        {
-            var piece = values.Slice(start, Math.Min(MaxCount, values.Length - start));
-            fixed (float* p = piece)
-                mpi.Broadcast(p, piece.Length, mpi.Float, root: 0);
-        }
-    }
+    public void Broadcast(Span<float> values) => Broadcast(values, mpi.Float);
 
     /// <summary>Replaces <paramref name="values"/> on every rank by rank 0's.</summary>
-    public void Broadcast(Span<byte> values)
+    public void Broadcast(Span<byte> values) => Broadcast(values, mpi.Byte);
+
+    /// <summary>Rank 0's <paramref name="values"/> to every rank, as MPI elements of <paramref name="type"/>, in
+    /// pieces of at most <see cref="MaxCount"/> (MPI counts are ints).</summary>
+    private void Broadcast<T>(Span<T> values, nint type) where T : unmanaged
     {
         using var _ = watchdog.Enter("MPI_Bcast");
         for (var start = 0; start < values.Length; start += MaxCount)
         {
             var piece = values.Slice(start, Math.Min(MaxCount, values.Length - start));
-            fixed (byte* p = piece)
-                mpi.Broadcast(p, piece.Length, mpi.Byte, root: 0);
+            fixed (T* p = piece)
+                mpi.Broadcast(p, piece.Length, type, root: 0);
         }
     }
 
