@@ -141,6 +141,8 @@ public static class DecodeBenchmark
         foreach (var position in options.Positions)
         {
             var (_, prefix) = model.Prefill([Tokens(position - options.WarmupSteps)], options.ChunkSize);
+            // The device bytes are decoding's: weights, state or cache and the step's workspace, not prefill's.
+            model.ReleasePromptWorkspace();
             using (prefix)
             {
                 prefix.Reserve(position + options.Steps);

@@ -83,6 +83,13 @@ public interface ILanguageModel : IDisposable
     PrefillResult Prefill(IReadOnlyList<IReadOnlyList<int>> prompts, int chunkSize = ForwardMode.DefaultChunkSize);
 
     /// <summary>
+    /// Frees the workspace that <see cref="Prefill"/> and <c>Extend</c> keep between calls for prompts of up to
+    /// 1,024 tokens (so that a server's prefills allocate no device memory): for a program done prefilling, or one
+    /// measuring what decoding alone holds. The next prefill allocates it again.
+    /// </summary>
+    void ReleasePromptWorkspace();
+
+    /// <summary>
     /// Continues every sequence of <paramref name="state"/> with its own further tokens (lengths may differ; each
     /// ≥ 1) at its absolute positions; returns each sequence's last-token logits. A prefill split into parts gives the
     /// same state as one prefill of the whole. Retention runs chunkwise from the state; a KV cache continues token by

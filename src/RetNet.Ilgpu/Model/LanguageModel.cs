@@ -672,6 +672,14 @@ public sealed class LanguageModel : ILanguageModel
     /// time); a longer prompt gets a workspace of its own, freed after it.</summary>
     internal const int KeptPromptRows = 1024;
 
+    /// <inheritdoc/>
+    public void ReleasePromptWorkspace()
+    {
+        using var _ = Enter();
+        promptWorkspace?.Dispose();
+        promptWorkspace = null;
+    }
+
     /// <summary>A workspace for prompts of up to <paramref name="rows"/> tokens: the kept one when it is large enough,
     /// else a new one, kept in its place when <paramref name="rows"/> ≤ <see cref="KeptPromptRows"/>.</summary>
     private ModelWorkspace PromptWorkspaceFor(int rows)

@@ -7,7 +7,8 @@ namespace RetNet.Ilgpu.Tests.Model;
 /// Prefill reuses one workspace the model keeps for prompts of up to <see cref="LanguageModel.KeptPromptRows"/> tokens
 /// (a server prefills a prompt per request): what a previous, longer or shorter, prompt left in it never reaches the
 /// next one, whose logits and decoding state are those of a fresh model's; a prompt past the kept size runs in a
-/// workspace of its own and leaves the kept one usable.
+/// workspace of its own and leaves the kept one usable; <see cref="LanguageModel.ReleasePromptWorkspace"/> gives the
+/// kept workspace's bytes back.
 /// </summary>
 [Collection(DeviceCollection.Name)]
 public sealed class PromptWorkspaceTests(DeviceFixture fixture)
@@ -39,6 +40,32 @@ public sealed class PromptWorkspaceTests(DeviceFixture fixture)
         // Negative control: another prompt's logits are other bits, so equal bits above are the target's own.
         var (other, _) = PrefillAndStep(used, before[0][..9]);
         Assert.NotEqual(expected, other);
+    }
+
+    [Theory, MemberData(nameof(Architectures))]
+    public void Releasing_the_kept_workspace_gives_its_bytes_back_and_the_next_prefill_the_same_bits(
+        string architecture)
+    {
+        var memory = fixture.Device.Memory;
+        using var model = LanguageModel.Create(fixture.Device, Config(architecture), seed: 8);
+        int[] prompt = [1, 2, 3, 4, 5, 6, 7];
+        // A first pass makes what the model keeps for good (tables it builds on first use).
+        var (expected, expectedSteps) = PrefillAndStep(model, prompt);
+        model.ReleasePromptWorkspace();
+        var before = memory.CurrentBytes;
+        var (again, againSteps) = PrefillAndStep(model, prompt);
+        Assert.Equal(expected, again);
+        Assert.Equal(expectedSteps, againSteps);
+        // Negative control of the release: after a prefill the model still holds the workspace.
+        Assert.True(memory.CurrentBytes > before, $"{memory.CurrentBytes} bytes after a prefill, {before} before");
+        model.ReleasePromptWorkspace();
+        Assert.Equal(before, memory.CurrentBytes);
+        var (logits, steps) = PrefillAndStep(model, prompt);
+        Assert.Equal(expected, logits);
+        Assert.Equal(expectedSteps, steps);
+        model.ReleasePromptWorkspace();
+        model.ReleasePromptWorkspace();
+        Assert.Equal(before, memory.CurrentBytes);
     }
 
     private static (float[] Logits, float[][] Steps) PrefillAndStep(LanguageModel model, int[] prompt)
