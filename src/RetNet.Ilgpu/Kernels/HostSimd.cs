@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using ILGPU.Runtime;
 using RetNet.Ilgpu.Devices;
 using RetNet.Ilgpu.Kernels.Gemm;
@@ -78,4 +79,26 @@ internal readonly record struct HostSimd(HostGemmPath Path, int? ThreadLimit)
 
     /// <summary>The host address of an index tensor's first element on the CPU accelerator.</summary>
     public static unsafe int* Pointer(IndexTensor tensor) => (int*)tensor.View.LoadEffectiveAddressAsPtr();
+
+    /// <summary>to[i] = factor·from[i] for i &lt; <paramref name="count"/>, in vectors where the processor has them:
+    /// one rounded product per element, so the bits are the scalar loop's. <paramref name="to"/> may be
+    /// <paramref name="from"/>.</summary>
+    public static unsafe void Scale(float* from, float* to, int count, float factor)
+    {
+        var i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var f = Vector512.Create(factor);
+            for (; i + Vector512<float>.Count <= count; i += Vector512<float>.Count)
+                (f * Vector512.Load(from + i)).Store(to + i);
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var f = Vector256.Create(factor);
+            for (; i + Vector256<float>.Count <= count; i += Vector256<float>.Count)
+                (f * Vector256.Load(from + i)).Store(to + i);
+        }
+        for (; i < count; i++)
+            to[i] = factor * from[i];
+    }
 }

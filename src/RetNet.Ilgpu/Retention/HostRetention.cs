@@ -275,11 +275,11 @@ internal static unsafe partial class HostRetention
 
             // Final may be initial itself: the whole block is read here, before anything is written.
             var initial = (float*)Initial + bh * matrix + e0;
-            for (var i = 0; i < p.RowDim; i++)
-            {
-                for (var e = 0; e < cols; e++)
-                    s[i * cols + e] = p.HasInitial != 0 ? initial[(nint)i * p.ColDim + e] : 0f;
-            }
+            if (p.HasInitial != 0)
+                for (var i = 0; i < p.RowDim; i++)
+                    new ReadOnlySpan<float>(initial + (nint)i * p.ColDim, cols).CopyTo(new Span<float>(s + i * cols, cols));
+            else
+                new Span<float>(s, p.RowDim * cols).Clear();
 
             for (var step = 0; step < p.ChunkCount; step++)
             {
@@ -294,14 +294,9 @@ internal static unsafe partial class HostRetention
                 var documentBound = DocumentBound((int*)Bounds, p.HasBounds, reverse,
                     b * p.SeqLen + RetentionKernels.WalkedToken(reverse, start, start + n), p.SeqLen);
                 if (RetentionKernels.CarriesAcrossChunk(reverse, documentBound, start, start + n))
-                {
-                    for (var i = 0; i < p.RowDim * cols; i++)
-                        s[i] *= chunkDecay;
-                }
+                    HostSimd.Scale(s, s, p.RowDim * cols, chunkDecay);
                 else
-                {
                     new Span<float>(s, p.RowDim * cols).Clear();
-                }
                 for (var j0 = 0; j0 < n; j0 += Tokens)
                 {
                     var tokens = Math.Min(Tokens, n - j0);
@@ -312,10 +307,7 @@ internal static unsafe partial class HostRetention
                         var weight = RetentionKernels.InWalkedDocument(reverse, documentBound, start + j0 + j)
                             ? powers[reverse ? j0 + j + 1 : n - 1 - j0 - j]
                             : 0f;
-                        var source = x + (nint)j * xRows;
-                        var target = w + j * p.RowDim;
-                        for (var i = 0; i < p.RowDim; i++)
-                            target[i] = source[i] * weight;
+                        HostSimd.Scale(x + (nint)j * xRows, w + j * p.RowDim, p.RowDim, weight);
                     }
                     // S[i, e] += Σ_j w[j, i]·y[j, e]: the weighted rows are Aᵀ, stored [tokens, RowDim].
                     HostGemm.MultiplyStrided(w, p.RowDim, true, (float*)Y + first * p.ColDim + e0, yRows, false, s,

@@ -1,3 +1,4 @@
+using RetNet.Ilgpu.Kernels.Gemm;
 using RetNet.Ilgpu.Kernels.Rotation;
 using RetNet.Ilgpu.Tests.Support;
 using Xunit.Abstractions;
@@ -78,6 +79,46 @@ public sealed class RotationTests(DeviceFixture fixture, ITestOutputHelper log)
                         Reference(x, starts).Select(v => 0.5 * v).ToArray(), Tolerance);
                 call++;
             }
+        }
+    }
+
+    // Paths travel as names: the enum is internal to the library and theory methods are public. Head dimensions
+    // with a whole number of vectors of both widths, with a tail after them, and shorter than one vector.
+    public static TheoryData<string, int> PathsAndHeadDims()
+    {
+        var data = new TheoryData<string, int>();
+        foreach (var path in new[] { HostGemmPath.Vector512, HostGemmPath.Vector256, HostGemmPath.Scalar })
+            foreach (var headDim in new[] { 2, 6, 16, 34, 64 })
+                data.Add(path.ToString(), headDim);
+        return data;
+    }
+
+    [Theory, MemberData(nameof(PathsAndHeadDims))]
+    public void Every_host_path_gives_the_kernels_bits_in_both_layouts(string pathName, int headDim)
+    {
+        // Vectors hold whole interleaved pairs (x·c₂ + swap(x)·s₂) or runs of halves; pairs past the last vector take
+        // the scalar loop. Each must give the kernel's bits, at positions where the angles are large.
+        var path = Enum.Parse<HostGemmPath>(pathName);
+        using var host = RetNetDevice.Open(DeviceKind.Cpu, CpuExecution.Host);
+        const int batch = 3, seqLen = 2, heads = 3;
+        var x = Numerics.Uniform(headDim, batch * seqLen * heads * headDim);
+        foreach (var layout in new[] { RotaryLayout.Interleaved, RotaryLayout.Halves })
+        {
+            var angleValues = ThetaShift.Angles(headDim, layout);
+            using var startTensor = IndexTensor.FromHost(host, [0, 1037, 74], batch);
+            float[] Rotate(float[] angleSet, bool hostLoop)
+            {
+                using var angles = Tensor.FromHost(host, angleSet, headDim / 2);
+                using var tensor = Tensor.FromHost(host, x, batch, seqLen, heads, headDim);
+                ThetaShift.Apply(tensor, startTensor, angles, 0.75f, layout, hostLoop, path);
+                return tensor.ToHost();
+            }
+            var kernel = Rotate(angleValues, hostLoop: false);
+            var viaHost = Rotate(angleValues, hostLoop: true);
+            Assert.True(kernel.SequenceEqual(viaHost), $"{path}, Dk {headDim}, {layout}: host rotation differs from the kernel.");
+            // Negative control: the rotation the other way (what a sign slip in the sines would give) is told apart.
+            var backwards = Rotate(angleValues.Select(a => -a).ToArray(), hostLoop: false);
+            Assert.False(backwards.SequenceEqual(viaHost), $"{path}, Dk {headDim}, {layout}: the backward rotation passed.");
         }
     }
 

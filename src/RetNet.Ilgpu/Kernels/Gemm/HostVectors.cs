@@ -69,6 +69,9 @@ internal unsafe interface IVectorOps<TV> where TV : struct
     /// <summary>−value in the lanes where <paramref name="x"/> &lt; 0, else value (a NaN x counts as not negative).
     /// </summary>
     static abstract TV NegateWhereNegative(TV value, TV x);
+
+    /// <summary>Lanes 2i and 2i + 1 exchanged: [x1, x0, x3, x2, …].</summary>
+    static abstract TV SwapPairs(TV x);
 }
 
 /// <summary>Sixteen lanes (AVX-512).</summary>
@@ -115,6 +118,12 @@ internal readonly unsafe struct Vector512Ops : IVectorOps<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> NegateWhereNegative(Vector512<float> value, Vector512<float> x) =>
         Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512<float>.Zero), -value, value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> SwapPairs(Vector512<float> x) =>
+        Avx512F.IsSupported
+            ? Avx512F.Shuffle(x, x, 0b10_11_00_01)
+            : Vector512.Shuffle(x, Vector512.Create(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Sum(Vector512<float> v) => Vector256Ops.Sum(v.GetLower() + v.GetUpper());
@@ -196,6 +205,10 @@ internal readonly unsafe struct Vector256Ops : IVectorOps<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> NegateWhereNegative(Vector256<float> value, Vector256<float> x) =>
         Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256<float>.Zero), -value, value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> SwapPairs(Vector256<float> x) =>
+        Avx.IsSupported ? Avx.Shuffle(x, x, 0b10_11_00_01) : Vector256.Shuffle(x, Vector256.Create(1, 0, 3, 2, 5, 4, 7, 6));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Sum(Vector256<float> v)

@@ -1,7 +1,10 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
+using RetNet.Ilgpu.Kernels.Gemm;
 using RetNet.Ilgpu.Tensors;
 
 namespace RetNet.Ilgpu.Kernels.Rotation;
@@ -42,9 +45,10 @@ public static class ThetaShift
 
     /// <summary>The model's launch: one start position per sequence in <paramref name="starts"/> [B], angles [Dk/2]
     /// from <see cref="Angles"/> of the same <paramref name="layout"/>. In host execution it runs as host code unless
-    /// <paramref name="hostLoop"/> is false (the public overload, so tests and retnet verify reach the kernel).</summary>
+    /// <paramref name="hostLoop"/> is false (the public overload, so tests and retnet verify reach the kernel), in
+    /// vectors of <paramref name="hostPath"/> (tests force each; the widest by default).</summary>
     internal static void Apply(Tensor x, IndexTensor starts, Tensor angles, float scale, RotaryLayout layout,
-        bool hostLoop = true)
+        bool hostLoop = true, HostGemmPath hostPath = HostGemmPath.Auto)
     {
         Validate(x, starts.Length);
         if (x.Length == 0)
@@ -59,7 +63,7 @@ public static class ThetaShift
         if (hostLoop && device.RunsOnHost)
         {
             HostSimd.Enter(device, "the host rotation", requireHostExecution: true);
-            HostRotate(x, starts, angles, problem);
+            HostRotate(x, starts, angles, problem, hostPath == HostGemmPath.Auto ? HostGemm.Best : hostPath);
             return;
         }
         var kernel = device.Kernel(RotationKernels.ThetaShift, accelerator =>
@@ -76,7 +80,16 @@ public static class ThetaShift
     /// sines are kept per thread (<see cref="RotationTable"/>) and computed again only when the positions or the
     /// angles differ from the last call's.
     /// </summary>
-    private static unsafe void HostRotate(Tensor x, IndexTensor starts, Tensor angles, RotationProblem p)
+    /// <remarks>
+    /// In vectors, each lane takes the kernel's operations: scale·(x0·c − x1·s) and scale·(x1·c + x0·s). With halves
+    /// the pairs' first and second elements are contiguous runs, so that is written as it reads; with interleaved
+    /// pairs a vector holds whole pairs, and both results come at once as scale·(x·c₂ + swap(x)·s₂), c₂ each cosine
+    /// twice and s₂ = (−s, s) per pair (<see cref="RotationTable.PairCosines"/>): x0·c + x1·(−s) is x0·c − x1·s
+    /// exactly, since a product's rounding is symmetric in sign and a − b is a + (−b). Pairs past the last whole
+    /// vector take the scalar loop.
+    /// </remarks>
+    private static unsafe void HostRotate(Tensor x, IndexTensor starts, Tensor angles, RotationProblem p,
+        HostGemmPath path)
     {
         var data = HostSimd.Pointer(x);
         var start = (int*)starts.View.LoadEffectiveAddressAsPtr();
@@ -84,24 +97,93 @@ public static class ThetaShift
         var half = p.HeadDim / 2;
         var rows = x.Dim(0) * p.SeqLen;
         var table = RotationTable.For(start, p.SeqLen, rows, angle, half);
-        fixed (float* cosines = table.Cosines, sines = table.Sines)
+        fixed (float* cosines = table.Cosines, sines = table.Sines, pairCosines = table.PairCosines,
+               pairSines = table.PairSines)
         {
-            for (var bt = 0; bt < rows; bt++)
+            var t = new Tables(cosines, sines, pairCosines, pairSines);
+            switch (path)
             {
-                for (var i = 0; i < half; i++)
+                case HostGemmPath.Vector512:
+                    Rotate<Vector512<float>, Vector512Ops>(data, rows, t, p);
+                    break;
+                case HostGemmPath.Vector256:
+                    Rotate<Vector256<float>, Vector256Ops>(data, rows, t, p);
+                    break;
+                default:
+                    for (var bt = 0; bt < rows; bt++)
+                        for (var h = 0; h < p.Heads; h++)
+                            RotatePairs(data + ((nint)bt * p.Heads + h) * p.HeadDim, cosines + (nint)bt * half,
+                                sines + (nint)bt * half, 0, half, p);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>A rotation table's arrays, pinned.</summary>
+    private readonly unsafe struct Tables(float* cosines, float* sines, float* pairCosines, float* pairSines)
+    {
+        public readonly float* Cosines = cosines, Sines = sines, PairCosines = pairCosines, PairSines = pairSines;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void Rotate<TV, TOps>(float* data, int rows, Tables t, RotationProblem p)
+        where TV : struct
+        where TOps : struct, IVectorOps<TV>
+    {
+        var (w, half, scale) = (TOps.Count, p.HeadDim / 2, TOps.Broadcast(p.Scale));
+        var interleaved = p.PairStride == 2 && p.PairOffset == 1;
+        var halves = p.PairStride == 1 && p.PairOffset == half;
+        for (var bt = 0; bt < rows; bt++)
+        {
+            float* cosines = t.Cosines + (nint)bt * half, sines = t.Sines + (nint)bt * half;
+            for (var h = 0; h < p.Heads; h++)
+            {
+                var row = data + ((nint)bt * p.Heads + h) * p.HeadDim;
+                var done = 0;
+                if (interleaved)
                 {
-                    var c = cosines[(nint)bt * half + i];
-                    var s = sines[(nint)bt * half + i];
-                    for (var h = 0; h < p.Heads; h++)
+                    float* c2 = t.PairCosines + (nint)bt * p.HeadDim, s2 = t.PairSines + (nint)bt * p.HeadDim;
+                    var j = 0;
+                    for (; j + w <= p.HeadDim; j += w)
                     {
-                        var at = ((nint)bt * p.Heads + h) * p.HeadDim + i * p.PairStride;
-                        var x0 = data[at];
-                        var x1 = data[at + p.PairOffset];
-                        data[at] = p.Scale * (x0 * c - x1 * s);
-                        data[at + p.PairOffset] = p.Scale * (x1 * c + x0 * s);
+                        var v = TOps.Load(row + j);
+                        var turned = TOps.Add(TOps.Multiply(v, TOps.Load(c2 + j)),
+                            TOps.Multiply(TOps.SwapPairs(v), TOps.Load(s2 + j)));
+                        TOps.Store(TOps.Multiply(scale, turned), row + j);
+                    }
+                    done = j / 2;
+                }
+                else if (halves)
+                {
+                    for (; done + w <= half; done += w)
+                    {
+                        var (x0, x1) = (TOps.Load(row + done), TOps.Load(row + half + done));
+                        var (c, s) = (TOps.Load(cosines + done), TOps.Load(sines + done));
+                        TOps.Store(TOps.Multiply(scale, TOps.Subtract(TOps.Multiply(x0, c), TOps.Multiply(x1, s))),
+                            row + done);
+                        TOps.Store(TOps.Multiply(scale, TOps.Add(TOps.Multiply(x1, c), TOps.Multiply(x0, s))),
+                            row + half + done);
                     }
                 }
+                RotatePairs(row, cosines, sines, done, half, p);
             }
+        }
+    }
+
+    /// <summary>Pairs <paramref name="from"/> … <paramref name="to"/> − 1 of one head row, the kernel's scalar
+    /// operations.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void RotatePairs(float* row, float* cosines, float* sines, int from, int to,
+        RotationProblem p)
+    {
+        for (var i = from; i < to; i++)
+        {
+            var (c, s) = (cosines[i], sines[i]);
+            var at = i * p.PairStride;
+            var x0 = row[at];
+            var x1 = row[at + p.PairOffset];
+            row[at] = p.Scale * (x0 * c - x1 * s);
+            row[at + p.PairOffset] = p.Scale * (x1 * c + x0 * s);
         }
     }
 
@@ -123,6 +205,12 @@ public static class ThetaShift
         public float[] Cosines { get; private set; } = [];
 
         public float[] Sines { get; private set; } = [];
+
+        /// <summary>[rows, Dk]: each cosine twice, for interleaved pairs in vectors.</summary>
+        public float[] PairCosines { get; private set; } = [];
+
+        /// <summary>[rows, Dk]: (−sine, sine) per pair, for interleaved pairs in vectors.</summary>
+        public float[] PairSines { get; private set; } = [];
 
         public static unsafe RotationTable For(int* starts, int seqLen, int rows, float* angles, int half)
         {
@@ -156,7 +244,8 @@ public static class ThetaShift
             if (this.angles.Length < half)
                 this.angles = new float[half];
             if (Cosines.Length < rows * half)
-                (Cosines, Sines) = (new float[rows * half], new float[rows * half]);
+                (Cosines, Sines, PairCosines, PairSines) =
+                    (new float[rows * half], new float[rows * half], new float[rows * 2 * half], new float[rows * 2 * half]);
             (this.rows, this.half) = (0, 0);
             new ReadOnlySpan<float>(angles, half).CopyTo(this.angles);
             for (var bt = 0; bt < rows; bt++)
@@ -167,8 +256,10 @@ public static class ThetaShift
                 for (var i = 0; i < half; i++)
                 {
                     var a = position * angles[i];
-                    Cosines[bt * half + i] = XMath.Cos(a);
-                    Sines[bt * half + i] = XMath.Sin(a);
+                    var (c, s) = (XMath.Cos(a), XMath.Sin(a));
+                    (Cosines[bt * half + i], Sines[bt * half + i]) = (c, s);
+                    (PairCosines[2 * (bt * half + i)], PairCosines[2 * (bt * half + i) + 1]) = (c, c);
+                    (PairSines[2 * (bt * half + i)], PairSines[2 * (bt * half + i) + 1]) = (-s, s);
                 }
             }
             (this.rows, this.half) = (rows, half);

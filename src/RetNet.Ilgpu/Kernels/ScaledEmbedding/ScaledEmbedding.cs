@@ -75,10 +75,7 @@ public static class ScaledEmbedding
             // Validated before the upload; checked again because a wrong id here would read outside the table.
             if ((uint)id[n] >= (uint)vocab)
                 throw new InvalidOperationException($"Token id {id[n]} at position {n} is outside [0, {vocab}).");
-            var row = source + (nint)id[n] * width;
-            var to = destination + (nint)n * width;
-            for (var d = 0; d < width; d++)
-                to[d] = scale * row[d];
+            HostSimd.Scale(source + (nint)id[n] * width, destination + (nint)n * width, width, scale);
         }
     }
 }
