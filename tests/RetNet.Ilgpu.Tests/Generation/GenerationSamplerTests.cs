@@ -29,6 +29,33 @@ public sealed class GenerationSamplerTests
     }
 
     [Fact]
+    public void The_vector_argmax_is_the_one_at_a_time_scan_on_ties_in_the_body_the_tail_and_signed_zeros()
+    {
+        // Lengths below, at and past a vector of eight, with values drawn from a handful so the largest is often
+        // tied: the first of the tied ids must win wherever the ties fall (a vector's lanes, the tail, both).
+        var random = new Random(7);
+        var tiesSplit = 0;
+        for (var trial = 0; trial < 4000; trial++)
+        {
+            var logits = new float[1 + random.Next(70)];
+            for (var i = 0; i < logits.Length; i++)
+                logits[i] = random.Next(4) switch { 0 => -0f, 1 => 0f, 2 => -1.5f, _ => random.Next(3) - 1f };
+            var best = 0;
+            for (var i = 1; i < logits.Length; i++)
+                if (logits[i] > logits[best])
+                    best = i;
+            Assert.Equal(best, Sampler.ArgMax(logits));
+            // Negative control: the last of the tied ids differs from the first in many draws, so the ties are real.
+            var last = Array.FindLastIndex(logits, v => v == logits[best]);
+            if (last != best)
+                tiesSplit++;
+        }
+        Assert.True(tiesSplit > 1000, $"only {tiesSplit} draws had a tie for the largest logit");
+        Assert.Equal(3, Sampler.ArgMax([-1f, -0f, -2f, 3f, 1f, 3f, -5f, 2f, 3f, 0f]));
+        Assert.Equal(9, Sampler.ArgMax([1f, 1f, 1f, 1f, 1f, 1f, 1f, 1f, 1f, 4f, 4f]));
+    }
+
+    [Fact]
     public void Seeded_sampling_is_reproducible_and_different_seeds_differ()
     {
         var options = new SamplingOptions { Temperature = 1.5, Seed = 42 };
