@@ -85,20 +85,25 @@ internal readonly record struct HostSimd(HostGemmPath Path, int? ThreadLimit)
     /// <paramref name="from"/>.</summary>
     public static unsafe void Scale(float* from, float* to, int count, float factor)
     {
-        var i = 0;
-        if (Vector512.IsHardwareAccelerated)
+        var i = HostGemm.Best switch
         {
-            var f = Vector512.Create(factor);
-            for (; i + Vector512<float>.Count <= count; i += Vector512<float>.Count)
-                (f * Vector512.Load(from + i)).Store(to + i);
-        }
-        else if (Vector256.IsHardwareAccelerated)
-        {
-            var f = Vector256.Create(factor);
-            for (; i + Vector256<float>.Count <= count; i += Vector256<float>.Count)
-                (f * Vector256.Load(from + i)).Store(to + i);
-        }
+            HostGemmPath.Vector512 => ScaleLanes<Vector512<float>, Vector512Ops>(from, to, count, factor),
+            HostGemmPath.Vector256 => ScaleLanes<Vector256<float>, Vector256Ops>(from, to, count, factor),
+            _ => 0,
+        };
         for (; i < count; i++)
             to[i] = factor * from[i];
+    }
+
+    /// <summary>The whole vectors of <see cref="Scale"/>; returns how many elements they covered.</summary>
+    private static unsafe int ScaleLanes<TV, TOps>(float* from, float* to, int count, float factor)
+        where TV : struct
+        where TOps : struct, IVectorOps<TV>
+    {
+        var (w, f) = (TOps.Count, TOps.Broadcast(factor));
+        var i = 0;
+        for (; i + w <= count; i += w)
+            TOps.Store(TOps.Multiply(f, TOps.Load(from + i)), to + i);
+        return i;
     }
 }
