@@ -11,17 +11,30 @@ namespace RetNet.Ilgpu.Model;
 /// </summary>
 internal static class Linear
 {
-    /// <summary>
-    /// y = x · Wᵀ. With <paramref name="batchInvariant"/> (a decoding step, one row per sequence) each row of y is
-    /// summed in one order whatever the number of rows (<see cref="Gemm.RunBatchInvariant"/>), so a sequence's result
-    /// does not depend on the batch it shares; otherwise the fastest path for the shape.
-    /// </summary>
-    public static void Apply(Tensor x, Tensor weight, Tensor y, bool batchInvariant = false)
+    /// <summary>y = x · Wᵀ by the fastest path for the shape.</summary>
+    public static void Apply(Tensor x, Tensor weight, Tensor y) => Gemm.Run(x, weight, y, transposeB: true);
+
+    /// <summary>y = x · Wᵀ in <paramref name="pass"/>: a decoding step's product (<see cref="Step"/>) when it is
+    /// one, else <see cref="Apply(Tensor, Tensor, Tensor)"/>.</summary>
+    public static void Apply(Tensor x, Tensor weight, Tensor y, Pass pass)
     {
-        if (batchInvariant)
+        if (pass.IsStep)
+            Step(x, weight, y, pass.StepWeights);
+        else
+            Apply(x, weight, y);
+    }
+
+    /// <summary>
+    /// y = x · Wᵀ for a decoding step, one row per sequence: each row of y summed in one order whatever the number of
+    /// rows (<see cref="Gemm.RunBatchInvariant"/>), so a sequence's result does not depend on the batch it shares;
+    /// against the k-major copy of W in <paramref name="kMajor"/> when the model has copies.
+    /// </summary>
+    public static void Step(Tensor x, Tensor weight, Tensor y, StepWeights? kMajor)
+    {
+        if (kMajor is null)
             Gemm.RunBatchInvariant(x, weight, y, transposeB: true);
         else
-            Gemm.Run(x, weight, y, transposeB: true);
+            Gemm.RunBatchInvariant(x, kMajor.For(weight), y);
     }
 
     /// <summary>dx [N, in] = dy [N, out] · W, added to dx's contents when <paramref name="accumulate"/>.</summary>
@@ -121,14 +134,14 @@ internal sealed record BackwardScratch(Tensor[] Rows, Tensor[] Value, Tensor[] H
 internal sealed class GatedFeedForward(Tensor fc1, Tensor gate, Tensor fc2, bool gelu, string fc1Name, string gateName,
     string fc2Name)
 {
-    /// <summary>t.Branch = FFN(<paramref name="input"/>), input [N, d]; <paramref name="batchInvariant"/> for a
-    /// decoding step (<see cref="Linear.Apply"/>).</summary>
-    public void Forward(Tensor input, FeedForwardTensors t, bool batchInvariant = false)
+    /// <summary>t.Branch = FFN(<paramref name="input"/>), input [N, d], in <paramref name="pass"/> (a decoding step's
+    /// products are <see cref="Linear.Step"/>'s).</summary>
+    public void Forward(Tensor input, FeedForwardTensors t, Pass pass)
     {
-        Linear.Apply(input, fc1, t.Hidden, batchInvariant);
-        Linear.Apply(input, gate, t.Gate, batchInvariant);
+        Linear.Apply(input, fc1, t.Hidden, pass);
+        Linear.Apply(input, gate, t.Gate, pass);
         Activate(t);
-        Linear.Apply(t.Product, fc2, t.Branch, batchInvariant);
+        Linear.Apply(t.Product, fc2, t.Branch, pass);
     }
 
     /// <summary>
@@ -178,7 +191,7 @@ internal sealed class DecoderBlock(Tensor mixerNorm, TokenMixer mixer, Tensor ff
     public void Forward(BlockTensors t, Pass pass, LayerStateView? state)
     {
         Sublayer(t.MixerSublayer, mixerNorm, input => mixer.Forward(input, t.Mixer, pass, state), t.Mixer.Branch);
-        Sublayer(t.FeedForwardSublayer, ffnNorm, input => ffn.Forward(input, t.FeedForward, pass.IsStep),
+        Sublayer(t.FeedForwardSublayer, ffnNorm, input => ffn.Forward(input, t.FeedForward, pass),
             t.FeedForward.Branch);
     }
 

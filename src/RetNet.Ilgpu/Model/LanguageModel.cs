@@ -35,6 +35,7 @@ public sealed class LanguageModel : ILanguageModel
     private Tensor? finalNorm;
     private Tensor outputWeight = null!;
     private ComputeWeights? computeWeights;
+    private StepWeights? stepWeights;
     private ModelWorkspace? trainingWorkspace;
     private ModelWorkspace? promptWorkspace;
     private IndexTensor? packing;
@@ -54,9 +55,11 @@ public sealed class LanguageModel : ILanguageModel
     }
 
     /// <summary>Points the layers at the tensors <paramref name="weight"/> names: the parameters themselves, or mixed
-    /// precision's compute copies.</summary>
+    /// precision's compute copies; the decoding step's k-major copies start afresh for them.</summary>
     private void Bind(Func<string, Tensor> weight)
     {
+        stepWeights?.Dispose();
+        stepWeights = StepWeights.Create(Device, parameters.Values.Where(p => p.Rank >= 2));
         var names = Spec.Names;
         var mixer = Spec.Mixer.Name;
         embedding = weight(names.Embedding);
@@ -122,6 +125,10 @@ public sealed class LanguageModel : ILanguageModel
 
     /// <summary>Bytes of mixed precision's compute copies (0 without them).</summary>
     internal long ComputeWeightBytes => computeWeights?.Bytes ?? 0;
+
+    /// <summary>The decoding step's k-major copies of the matrices, or null where the step reads the matrices
+    /// themselves (<see cref="StepWeights.Create"/>).</summary>
+    internal StepWeights? StepWeights => stepWeights;
 
     /// <summary>A model of <paramref name="config"/> with its architecture's initialisation
     /// (<see cref="ModelConfig.InitialWeights"/>), reproducible from <paramref name="seed"/>, its matrices stored as
@@ -562,7 +569,7 @@ public sealed class LanguageModel : ILanguageModel
         var count = n + batch + (ends is null ? 0 : batch);
         w.Ids.Slice(0, count).CopyFromHost(ids[..count]);
         var pass = new Pass(batch, seqLen, w.Ids.Slice(n, batch), ends is null ? null : w.Ids.Slice(n + batch, batch),
-            mode, p.MixerData, documents);
+            mode, p.MixerData, documents, ends is null ? null : stepWeights);
         Mixers.BeginPass(pass);
         return pass;
     }
@@ -643,16 +650,13 @@ public sealed class LanguageModel : ILanguageModel
         return normed!;
     }
 
-    /// <summary>The logits of rows <paramref name="x"/> [r, d] (their final norm into <paramref name="normed"/>),
-    /// written to <paramref name="logitsBuffer"/> and read to the host, one array of V per row. Each row is one
-    /// sequence's last token, so the output projection sums every row in one order whatever r is.</summary>
     /// <summary>The logits of each row of <paramref name="x"/> (the final norm, then the output projection, summed
     /// in one order whatever the row count) in the first rows of <paramref name="logitsBuffer"/>.</summary>
     private Tensor OutputLogits(Tensor x, Tensor? normed, Tensor logitsBuffer)
     {
         var rows = x.Dim(0);
         var logits = logitsBuffer.Slice(0, rows);
-        Linear.Apply(FinalNorm(x, normed?.Slice(0, rows)), outputWeight, logits, batchInvariant: true);
+        Linear.Step(FinalNorm(x, normed?.Slice(0, rows)), outputWeight, logits, stepWeights);
         return logits;
     }
 
@@ -801,6 +805,7 @@ public sealed class LanguageModel : ILanguageModel
         promptWorkspace?.Dispose();
         packing?.Dispose();
         computeWeights?.Dispose();
+        stepWeights?.Dispose();
         foreach (var p in parameters.Values)
             p.Dispose();
         Mixers.Dispose();

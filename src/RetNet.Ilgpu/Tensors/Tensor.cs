@@ -70,6 +70,7 @@ public sealed class Tensor : IDisposable
         get
         {
             RefuseReadOnly();
+            Interlocked.Increment(ref storage.Writes);
             return ReadView;
         }
     }
@@ -99,6 +100,7 @@ public sealed class Tensor : IDisposable
         get
         {
             RefuseReadOnly();
+            Interlocked.Increment(ref storage.Writes);
             return ReadHalfView;
         }
     }
@@ -117,6 +119,14 @@ public sealed class Tensor : IDisposable
             return halves.SubView(offset, Length);
         }
     }
+
+    /// <summary>
+    /// How many times anything has taken a writable view of this tensor's storage (<see cref="View"/>,
+    /// <see cref="HalfView"/>: every write goes through one of them, the only ways to write). A copy derived from the
+    /// elements (<see cref="Model.StepWeights"/>) that recorded this count is current while the count is unchanged.
+    /// Shared by every view of the storage; a read-only tensor's stays 0.
+    /// </summary>
+    internal long WriteCount => Interlocked.Read(ref storage.Writes);
 
     private void RefuseReadOnly()
     {
@@ -434,6 +444,10 @@ public sealed class Tensor : IDisposable
 
         /// <summary>The owner of wrapped host memory (disposed with the storage); null for a device allocation.</summary>
         public IDisposable? ReadOnly { get; }
+
+        /// <summary>Writable views taken so far (<see cref="Tensor.WriteCount"/>); counted atomically, as host code
+        /// may take them from several threads.</summary>
+        public long Writes;
 
         public bool IsDisposed { get; private set; }
 

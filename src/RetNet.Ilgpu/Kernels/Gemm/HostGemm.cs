@@ -42,7 +42,8 @@ internal readonly record struct HostOperand(nint Pointer, TensorDType DType)
 /// </summary>
 /// <remarks>
 /// Products of at most <see cref="SmallRows"/> rows (a decoding step's Linear layers: one row per sequence) skip the
-/// packing, which would cost as much as the product: op(A) is read in place, and op(B) too when its rows run along N;
+/// packing, which would cost as much as the product: op(A) is read in place, and op(B) too when its rows run along N
+/// (whole column panels in register blocks of rows, <c>RowsAlongN</c>: a decoding step against k-major weights);
 /// against a transposed B ([N, K], a Linear layer's weight) the vector paths stream one dot product per element of C
 /// (<see cref="HostDots"/>: each weight row read once, front to back, as a step must to run at memory bandwidth), and
 /// the scalar path transposes one K-block of one column panel at a time. The vector paths' dot products also take
@@ -61,7 +62,7 @@ internal readonly record struct HostOperand(nint Pointer, TensorDType DType)
 /// deterministic on any thread count, equal to the packed path to rounding only.
 /// </para>
 /// </remarks>
-internal static unsafe class HostGemm
+internal static unsafe partial class HostGemm
 {
     /// <summary>Rows of the register block: with two B vectors a row, 6·2 accumulators + 2 B vectors + 1 broadcast
     /// fill 15 of the 16 vector registers AVX2 has; 12 independent FMA chains also cover the FMA latency (4 cycles,
@@ -189,7 +190,7 @@ internal static unsafe class HostGemm
     /// so a saved old C always has rows of N). Products of at most <paramref name="SmallRows"/> rows run unpacked;
     /// <see cref="MultiplyStrided"/> (which accumulates) always packs.
     /// </summary>
-    private readonly record struct Problem(nint A, TensorDType TypeA, nint B, TensorDType TypeB, nint C, int M, int N,
+    private readonly partial record struct Problem(nint A, TensorDType TypeA, nint B, TensorDType TypeB, nint C, int M, int N,
         int K, int Sam, int Sak, int Sbk, int Sbn, int Ldc, float Alpha, float Beta, bool Accumulate, HostGemmPath Path,
         int NR, int SmallRows)
     {
@@ -396,6 +397,19 @@ internal static unsafe class HostGemm
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Panels<TB>(int jr0, int jr1) where TB : struct, IElements
         {
+            if (Path != HostGemmPath.Scalar && Sbn == 1)
+            {
+                // B's rows run along N: whole panels read it in place, rows in register blocks.
+                var whole = Math.Min(jr1, N / NR);
+                if (whole > jr0)
+                {
+                    if (Path == HostGemmPath.Vector512)
+                        RowsAlongN<Vector512<float>, Vector512Ops, TB>(jr0, whole);
+                    else
+                        RowsAlongN<Vector256<float>, Vector256Ops, TB>(jr0, whole);
+                    jr0 = whole;
+                }
+            }
             for (var jr = jr0; jr < jr1; jr++)
             {
                 var j0 = jr * NR;

@@ -364,7 +364,7 @@ internal sealed class CausalSelfAttention(Tensor q, Tensor k, Tensor v, Tensor o
                 CausalAttention.AppendToCache(v4, values, pass.Starts);
             }
         }
-        Linear.Apply(t.O, output, t.Branch, pass.IsStep);
+        Linear.Apply(t.O, output, t.Branch, pass);
     }
 
     /// <summary>Attention's backward recomputes its probabilities from q, k and the saved log-sum-exp; the rotation is

@@ -341,7 +341,7 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
             ? HeadProjections.Rotated(input, (q, k, v), (t.Q, t.K, t.V), pass, heads, kind.Angles,
                 (float)(1 / Math.Sqrt(dk)), kind.Options.Rotary)
             : GroupedProjections(input, t, pass);
-        Linear.Apply(input, g, t.G, pass.IsStep);
+        Linear.Apply(input, g, t.G, pass);
         var o4 = t.O.Reshape(batch, seqLen, heads, dv);
         switch (pass.Mode.Form)
         {
@@ -361,7 +361,7 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
                 break;
         }
         Gate(t, DecaySums(pass));
-        Linear.Apply(t.Z, output, t.Branch, pass.IsStep);
+        Linear.Apply(t.Z, output, t.Branch, pass);
     }
 
     /// <summary>
@@ -438,9 +438,9 @@ internal sealed class MultiScaleRetention(Tensor q, Tensor k, Tensor v, Tensor g
     {
         int rows = t.Q.Dim(0), heads = kind.Heads, kvHeads = kind.Options.KvHeads;
         int dk = kind.KeyDim, dv = kind.ValueDim;
-        Linear.Apply(input, q, t.Q, pass.IsStep);
-        Linear.Apply(input, k, t.KvK!, pass.IsStep);
-        Linear.Apply(input, v, t.KvV!, pass.IsStep);
+        Linear.Apply(input, q, t.Q, pass);
+        Linear.Apply(input, k, t.KvK!, pass);
+        Linear.Apply(input, v, t.KvV!, pass);
         var q4 = t.Q.Reshape(pass.Batch, pass.SeqLen, heads, dk);
         pass.Rotate(q4, kind.Angles, 1f, kind.Options.Rotary);
         pass.Rotate(t.KvK!.Reshape(pass.Batch, pass.SeqLen, kvHeads, dk), kind.Angles, (float)(1 / Math.Sqrt(dk)),

@@ -20,8 +20,10 @@ namespace RetNet.Ilgpu.Model;
 /// <param name="MixerData">What the mixers computed for the whole pass (<see cref="MixerKind.BeginPass"/>).</param>
 /// <param name="Documents">For packed documents, the token bounds [B·T, 2] (<see cref="PackedSequences"/>) and each
 /// token's position within its document [B·T]; null when every sequence is one document.</param>
+/// <param name="StepWeights">For a decoding step, the model's k-major weights when it has them
+/// (<see cref="Linear.Step"/>); null otherwise.</param>
 internal sealed record Pass(int Batch, int SeqLen, IndexTensor Starts, IndexTensor? Ends, ForwardMode Mode,
-    MixerPassData? MixerData, PackedDocuments? Documents = null)
+    MixerPassData? MixerData, PackedDocuments? Documents = null, StepWeights? StepWeights = null)
 {
     /// <summary>n = B·T.</summary>
     public int Rows => Batch * SeqLen;
@@ -99,9 +101,9 @@ internal static class HeadProjections
         (Tensor Q, Tensor K, Tensor V) outputs, Pass pass, int heads, Tensor angles, float keyScale,
         RotaryLayout layout)
     {
-        Linear.Apply(input, weights.Q, outputs.Q, pass.IsStep);
-        Linear.Apply(input, weights.K, outputs.K, pass.IsStep);
-        Linear.Apply(input, weights.V, outputs.V, pass.IsStep);
+        Linear.Apply(input, weights.Q, outputs.Q, pass);
+        Linear.Apply(input, weights.K, outputs.K, pass);
+        Linear.Apply(input, weights.V, outputs.V, pass);
         var q4 = outputs.Q.Reshape(pass.Batch, pass.SeqLen, heads, -1);
         var k4 = outputs.K.Reshape(pass.Batch, pass.SeqLen, heads, -1);
         pass.Rotate(q4, angles, 1f, layout);

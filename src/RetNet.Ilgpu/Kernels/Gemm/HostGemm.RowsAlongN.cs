@@ -1,0 +1,143 @@
+using System.Runtime.CompilerServices;
+
+namespace RetNet.Ilgpu.Kernels.Gemm;
+
+/// <summary>
+/// The unpacked product against a B whose rows run along N (stored [K, N]: a weight kept k-major for decoding), read in
+/// place: rows of C in register blocks of six and four (twelve and eight accumulators, one fused multiply-add chain per
+/// element over k = 0 … K−1 from 0, each B vector loaded once for the block's rows), and a row alone across four
+/// panels at once (eight chains). Every element takes the packed path's sequence of operations, so the result is its
+/// bits whatever block or M a row falls in: a decoding step's product against a k-major weight is batch-invariant
+/// with no per-element horizontal sum, which at k = 64 cost as much as the products in the dot-product form.
+/// </summary>
+internal static unsafe partial class HostGemm
+{
+    private readonly partial record struct Problem
+    {
+        /// <summary>Whole column panels jr0 … jr1 of C for every row, B read in place.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void RowsAlongN<TV, TOps, TB>(int jr0, int jr1)
+            where TV : struct
+            where TOps : struct, IVectorOps<TV>
+            where TB : struct, IElements
+        {
+            var a = (float*)A;
+            var c = (float*)C;
+            var i = 0;
+            for (; i + 6 <= M; i += 6)
+                for (var jr = jr0; jr < jr1; jr++)
+                    SixRows<TV, TOps, TB>(a + (nint)i * Sam, Sam, Sak, B + (nint)jr * NR * TB.Size, Sbk, K,
+                        c + (nint)i * Ldc + jr * NR, Ldc, Alpha, Beta);
+            if (i + 4 <= M)
+            {
+                for (var jr = jr0; jr < jr1; jr++)
+                    FourRows<TV, TOps, TB>(a + (nint)i * Sam, Sam, Sak, B + (nint)jr * NR * TB.Size, Sbk, K,
+                        c + (nint)i * Ldc + jr * NR, Ldc, Alpha, Beta);
+                i += 4;
+            }
+            for (; i < M; i++)
+            {
+                var row = a + (nint)i * Sam;
+                var jr = jr0;
+                for (; jr + 4 <= jr1; jr += 4)
+                    OneRowFourPanels<TV, TOps, TB>(row, Sak, B + (nint)jr * NR * TB.Size, Sbk, K,
+                        c + (nint)i * Ldc + jr * NR, Alpha, Beta);
+                for (; jr < jr1; jr++)
+                    Small<TV, TOps, TB>(K, row, Sak, B + (nint)jr * NR * TB.Size, Sbk, null, true, true,
+                        c + (nint)i * Ldc + jr * NR, Alpha, Beta);
+            }
+        }
+    }
+
+    /// <summary>Rows a … a+5 (<paramref name="sam"/> apart) against one panel of two vectors: twelve chains.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SixRows<TV, TOps, TB>(float* a, int sam, int sak, nint b, int ldb, int k, float* c, int ldc,
+        float alpha, float beta)
+        where TV : struct
+        where TOps : struct, IVectorOps<TV>
+        where TB : struct, IElements
+    {
+        var w = TOps.Count;
+        float* a0 = a, a1 = a0 + sam, a2 = a1 + sam, a3 = a2 + sam, a4 = a3 + sam, a5 = a4 + sam;
+        TV c00 = TOps.Zero, c01 = TOps.Zero, c10 = TOps.Zero, c11 = TOps.Zero, c20 = TOps.Zero, c21 = TOps.Zero;
+        TV c30 = TOps.Zero, c31 = TOps.Zero, c40 = TOps.Zero, c41 = TOps.Zero, c50 = TOps.Zero, c51 = TOps.Zero;
+        for (var kk = 0; kk < k; kk++)
+        {
+            var row = (nint)kk * ldb;
+            var b0 = TOps.Load<TB>(b, row);
+            var b1 = TOps.Load<TB>(b, row + w);
+            var x = (nint)kk * sak;
+            var a0k = TOps.Broadcast(a0[x]); c00 = TOps.Fma(a0k, b0, c00); c01 = TOps.Fma(a0k, b1, c01);
+            var a1k = TOps.Broadcast(a1[x]); c10 = TOps.Fma(a1k, b0, c10); c11 = TOps.Fma(a1k, b1, c11);
+            var a2k = TOps.Broadcast(a2[x]); c20 = TOps.Fma(a2k, b0, c20); c21 = TOps.Fma(a2k, b1, c21);
+            var a3k = TOps.Broadcast(a3[x]); c30 = TOps.Fma(a3k, b0, c30); c31 = TOps.Fma(a3k, b1, c31);
+            var a4k = TOps.Broadcast(a4[x]); c40 = TOps.Fma(a4k, b0, c40); c41 = TOps.Fma(a4k, b1, c41);
+            var a5k = TOps.Broadcast(a5[x]); c50 = TOps.Fma(a5k, b0, c50); c51 = TOps.Fma(a5k, b1, c51);
+        }
+        Store<TV, TOps>(c, c, c00, c01, true, alpha, beta);
+        Store<TV, TOps>(c + ldc, c + ldc, c10, c11, true, alpha, beta);
+        Store<TV, TOps>(c + 2 * ldc, c + 2 * ldc, c20, c21, true, alpha, beta);
+        Store<TV, TOps>(c + 3 * ldc, c + 3 * ldc, c30, c31, true, alpha, beta);
+        Store<TV, TOps>(c + 4 * ldc, c + 4 * ldc, c40, c41, true, alpha, beta);
+        Store<TV, TOps>(c + 5 * ldc, c + 5 * ldc, c50, c51, true, alpha, beta);
+    }
+
+    /// <summary>Rows a … a+3 against one panel of two vectors: eight chains, as many as cover the FMA latency.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void FourRows<TV, TOps, TB>(float* a, int sam, int sak, nint b, int ldb, int k, float* c, int ldc,
+        float alpha, float beta)
+        where TV : struct
+        where TOps : struct, IVectorOps<TV>
+        where TB : struct, IElements
+    {
+        var w = TOps.Count;
+        float* a0 = a, a1 = a0 + sam, a2 = a1 + sam, a3 = a2 + sam;
+        TV c00 = TOps.Zero, c01 = TOps.Zero, c10 = TOps.Zero, c11 = TOps.Zero;
+        TV c20 = TOps.Zero, c21 = TOps.Zero, c30 = TOps.Zero, c31 = TOps.Zero;
+        for (var kk = 0; kk < k; kk++)
+        {
+            var row = (nint)kk * ldb;
+            var b0 = TOps.Load<TB>(b, row);
+            var b1 = TOps.Load<TB>(b, row + w);
+            var x = (nint)kk * sak;
+            var a0k = TOps.Broadcast(a0[x]); c00 = TOps.Fma(a0k, b0, c00); c01 = TOps.Fma(a0k, b1, c01);
+            var a1k = TOps.Broadcast(a1[x]); c10 = TOps.Fma(a1k, b0, c10); c11 = TOps.Fma(a1k, b1, c11);
+            var a2k = TOps.Broadcast(a2[x]); c20 = TOps.Fma(a2k, b0, c20); c21 = TOps.Fma(a2k, b1, c21);
+            var a3k = TOps.Broadcast(a3[x]); c30 = TOps.Fma(a3k, b0, c30); c31 = TOps.Fma(a3k, b1, c31);
+        }
+        Store<TV, TOps>(c, c, c00, c01, true, alpha, beta);
+        Store<TV, TOps>(c + ldc, c + ldc, c10, c11, true, alpha, beta);
+        Store<TV, TOps>(c + 2 * ldc, c + 2 * ldc, c20, c21, true, alpha, beta);
+        Store<TV, TOps>(c + 3 * ldc, c + 3 * ldc, c30, c31, true, alpha, beta);
+    }
+
+    /// <summary>One row against four consecutive panels (eight vectors): eight chains for a row alone.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void OneRowFourPanels<TV, TOps, TB>(float* a, int sak, nint b, int ldb, int k, float* c,
+        float alpha, float beta)
+        where TV : struct
+        where TOps : struct, IVectorOps<TV>
+        where TB : struct, IElements
+    {
+        var w = TOps.Count;
+        TV c0 = TOps.Zero, c1 = TOps.Zero, c2 = TOps.Zero, c3 = TOps.Zero;
+        TV c4 = TOps.Zero, c5 = TOps.Zero, c6 = TOps.Zero, c7 = TOps.Zero;
+        for (var kk = 0; kk < k; kk++)
+        {
+            var row = (nint)kk * ldb;
+            var x = TOps.Broadcast(a[(nint)kk * sak]);
+            c0 = TOps.Fma(x, TOps.Load<TB>(b, row), c0);
+            c1 = TOps.Fma(x, TOps.Load<TB>(b, row + w), c1);
+            c2 = TOps.Fma(x, TOps.Load<TB>(b, row + 2 * w), c2);
+            c3 = TOps.Fma(x, TOps.Load<TB>(b, row + 3 * w), c3);
+            c4 = TOps.Fma(x, TOps.Load<TB>(b, row + 4 * w), c4);
+            c5 = TOps.Fma(x, TOps.Load<TB>(b, row + 5 * w), c5);
+            c6 = TOps.Fma(x, TOps.Load<TB>(b, row + 6 * w), c6);
+            c7 = TOps.Fma(x, TOps.Load<TB>(b, row + 7 * w), c7);
+        }
+        Store<TV, TOps>(c, c, c0, c1, true, alpha, beta);
+        Store<TV, TOps>(c + 2 * w, c + 2 * w, c2, c3, true, alpha, beta);
+        Store<TV, TOps>(c + 4 * w, c + 4 * w, c4, c5, true, alpha, beta);
+        Store<TV, TOps>(c + 6 * w, c + 6 * w, c6, c7, true, alpha, beta);
+    }
+}

@@ -1,0 +1,116 @@
+using RetNet.Ilgpu.Devices;
+using RetNet.Ilgpu.Model;
+using RetNet.Ilgpu.Tensors;
+using RetNet.Ilgpu.Tests.Support;
+
+namespace RetNet.Ilgpu.Tests.Model;
+
+/// <summary>
+/// The decoding step's k-major weight copies on the CPU accelerator in host execution (<see cref="StepWeights"/>):
+/// each matrix is copied once and the steps read the copies; a matrix written between steps is copied again before
+/// the next step reads it, so the step gives what a model created with the written weights gives, bit for bit (the
+/// negative control: the write does change the logits, so a stale copy would be seen); the copies are freed with the
+/// model; only that device gets them, and only within the budget.
+/// </summary>
+[Collection(DeviceCollection.Name)]
+public sealed class StepWeightsTests(DeviceFixture fixture, HostCpu hostCpu) : IClassFixture<HostCpu>
+{
+    private readonly RetNetDevice device = hostCpu.WithHostExecution(fixture.Device);
+
+    private static readonly IReadOnlyList<IReadOnlyList<int>> Prompts = [[5, 17, 200, 3], [42], [7, 7, 9]];
+
+    [Theory]
+    [InlineData("retnet", TensorDType.Float32)]
+    [InlineData("retnet", TensorDType.BFloat16)]
+    [InlineData("transformer", TensorDType.Float32)]
+    public void Each_matrix_is_copied_once_and_every_step_reads_the_copies(string arch, TensorDType dtype)
+    {
+        using var model = arch == "retnet"
+            ? LanguageModel.Create(device, RetNetConfig.Preset("tiny"), seed: 17, weightType: dtype)
+            : LanguageModel.Create(device, TransformerConfig.Preset("tiny"), seed: 17, weightType: dtype);
+        var copies = model.StepWeights;
+        Assert.NotNull(copies);
+        Step(model, steps: 3);
+        // Every matrix but the embedding table: the mixer's projections, fc1, gate and fc2 per layer, and the output
+        // projection (the table itself when it is tied).
+        var matrices = model.Parameters.Values.Count(p => p.Rank == 2) - 1;
+        Assert.Equal(matrices, copies.Count);
+        Assert.Equal(matrices, copies.Made);
+        // More steps read the same copies: nothing in a step takes a writable view of a weight.
+        Step(model, steps: 5);
+        Assert.Equal(matrices, copies.Made);
+    }
+
+    [Fact]
+    public void A_matrix_written_between_steps_is_copied_again_before_the_next_step()
+    {
+        using var model = LanguageModel.Create(device, RetNetConfig.Preset("tiny"), seed: 17);
+        var before = Step(model, steps: 2);
+        var made = model.StepWeights!.Made;
+        var name = model.Parameters.Keys.First(k => k.EndsWith("ffn.fc2.weight", StringComparison.Ordinal));
+        var written = Rewrite(model, name);
+        var after = Step(model, steps: 2);
+        Assert.Equal(made + 1, model.StepWeights.Made);
+
+        using var fresh = LanguageModel.Create(device, RetNetConfig.Preset("tiny"), seed: 17);
+        fresh.Parameters[name].CopyFromHost(written);
+        var expected = Step(fresh, steps: 2);
+        for (var i = 0; i < expected.Count; i++)
+            AssertSameBits(expected[i], after[i], $"logits {i} after writing {name}");
+        Assert.True(Enumerable.Range(0, before.Count).Any(i => !SameBits(before[i], after[i])),
+            $"Writing {name} left every logit as it was: a stale copy would go unseen.");
+    }
+
+    [Fact]
+    public void Disposing_the_model_frees_its_copies()
+    {
+        var live = device.UndisposedBuffers.Count;
+        var model = LanguageModel.Create(device, RetNetConfig.Preset("tiny"), seed: 17);
+        Step(model, steps: 1);
+        Assert.True(model.StepWeights!.Count > 0);
+        model.Dispose();
+        Assert.Equal(live, device.UndisposedBuffers.Count);
+    }
+
+    [Fact]
+    public void Only_host_execution_within_the_budget_gets_copies()
+    {
+        using var megabyte = Tensor.Zeros(device, 512, 512);
+        using (var within = StepWeights.Create(device, Enumerable.Repeat(megabyte, 256)))
+            Assert.NotNull(within);
+        Assert.Null(StepWeights.Create(device, Enumerable.Repeat(megabyte, 257)));
+        using var simulator = RetNetDevice.Open(DeviceKind.Cpu, CpuExecution.Simulator);
+        Assert.Null(StepWeights.Create(simulator, []));
+    }
+
+    /// <summary>Prefills <see cref="Prompts"/>, then steps them: every row of the prefill's logits and of each
+    /// step's.</summary>
+    private static List<float[]> Step(LanguageModel model, int steps)
+    {
+        var prefill = model.Prefill(Prompts);
+        using var state = prefill.State;
+        var logits = new List<float[]>(prefill.Logits);
+        for (var s = 0; s < steps; s++)
+            logits.AddRange(model.Step([.. Enumerable.Range(0, Prompts.Count).Select(b => (s * 31 + b * 7) % 256)],
+                state));
+        return logits;
+    }
+
+    /// <summary>Writes <paramref name="name"/> with values of its own scale in a new order; returns them.</summary>
+    private static float[] Rewrite(LanguageModel model, string name)
+    {
+        var weight = model.Parameters[name];
+        var values = weight.ToHost();
+        var written = new float[values.Length];
+        for (var i = 0; i < values.Length; i++)
+            written[i] = -values[(i * 7 + 3) % values.Length];
+        weight.CopyFromHost(written);
+        return written;
+    }
+
+    private static bool SameBits(float[] a, float[] b) =>
+        a.Select(BitConverter.SingleToInt32Bits).SequenceEqual(b.Select(BitConverter.SingleToInt32Bits));
+
+    private static void AssertSameBits(float[] expected, float[] actual, string what) =>
+        Assert.True(SameBits(expected, actual), $"The bits differ ({what}).");
+}
