@@ -15,13 +15,19 @@ internal static class Linear
     public static void Apply(Tensor x, Tensor weight, Tensor y) => Gemm.Run(x, weight, y, transposeB: true);
 
     /// <summary>y = x · Wᵀ in <paramref name="pass"/>: a decoding step's product (<see cref="Step"/>) when it is
-    /// one, else <see cref="Apply(Tensor, Tensor, Tensor)"/>.</summary>
+    /// one; a prefill's against the k-major copy of W when the model has copies (the step's order, one fused
+    /// multiply-add chain per element over k, unpacked up to <see cref="HostGemm.DotRows"/> rows and packed above,
+    /// which take the same chain); else <see cref="Apply(Tensor, Tensor, Tensor)"/>.</summary>
     public static void Apply(Tensor x, Tensor weight, Tensor y, Pass pass)
     {
         if (pass.IsStep)
-            Step(x, weight, y, pass.StepWeights);
-        else
+            Step(x, weight, y, pass.DecodeWeights);
+        else if (pass.DecodeWeights is not { } copies)
             Apply(x, weight, y);
+        else if (x.Dim(0) <= HostGemm.DotRows)
+            Gemm.RunBatchInvariant(x, copies.For(weight), y);
+        else
+            Gemm.Run(x, copies.For(weight), y);
     }
 
     /// <summary>
@@ -29,7 +35,7 @@ internal static class Linear
     /// rows (<see cref="Gemm.RunBatchInvariant"/>), so a sequence's result does not depend on the batch it shares;
     /// against the k-major copy of W in <paramref name="kMajor"/> when the model has copies.
     /// </summary>
-    public static void Step(Tensor x, Tensor weight, Tensor y, StepWeights? kMajor)
+    public static void Step(Tensor x, Tensor weight, Tensor y, DecodeWeights? kMajor)
     {
         if (kMajor is null)
             Gemm.RunBatchInvariant(x, weight, y, transposeB: true);

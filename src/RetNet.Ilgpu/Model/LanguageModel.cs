@@ -35,7 +35,7 @@ public sealed class LanguageModel : ILanguageModel
     private Tensor? finalNorm;
     private Tensor outputWeight = null!;
     private ComputeWeights? computeWeights;
-    private StepWeights? stepWeights;
+    private DecodeWeights? decodeWeights;
     private ModelWorkspace? trainingWorkspace;
     private ModelWorkspace? promptWorkspace;
     private IndexTensor? packing;
@@ -58,8 +58,8 @@ public sealed class LanguageModel : ILanguageModel
     /// precision's compute copies; the decoding step's k-major copies start afresh for them.</summary>
     private void Bind(Func<string, Tensor> weight)
     {
-        stepWeights?.Dispose();
-        stepWeights = StepWeights.Create(Device, parameters.Values.Where(p => p.Rank >= 2));
+        decodeWeights?.Dispose();
+        decodeWeights = DecodeWeights.Create(Device, parameters.Values.Where(p => p.Rank >= 2));
         var names = Spec.Names;
         var mixer = Spec.Mixer.Name;
         embedding = weight(names.Embedding);
@@ -127,8 +127,8 @@ public sealed class LanguageModel : ILanguageModel
     internal long ComputeWeightBytes => computeWeights?.Bytes ?? 0;
 
     /// <summary>The decoding step's k-major copies of the matrices, or null where the step reads the matrices
-    /// themselves (<see cref="StepWeights.Create"/>).</summary>
-    internal StepWeights? StepWeights => stepWeights;
+    /// themselves (<see cref="DecodeWeights.Create"/>).</summary>
+    internal DecodeWeights? DecodeWeights => decodeWeights;
 
     /// <summary>A model of <paramref name="config"/> with its architecture's initialisation
     /// (<see cref="ModelConfig.InitialWeights"/>), reproducible from <paramref name="seed"/>, its matrices stored as
@@ -365,7 +365,7 @@ public sealed class LanguageModel : ILanguageModel
                     ids[t] = sequence[t];
                 ids[^1] = position;
                 var p = w.Rows(sequence.Count);
-                var pass = Upload(w, p, ids, 1, sequence.Count, ends: null, mode);
+                var pass = Upload(w, p, ids, 1, sequence.Count, ends: null, mode, decoding: true);
                 RunBlocks(p, pass, ActivationPlan.KeepNothing, state, b);
                 result[b] = LastLogits(p.Features.Slice(sequence.Count - 1, 1), p.FinalNormed?.Slice(0, 1),
                     p.Logits!)[0];
@@ -563,13 +563,13 @@ public sealed class LanguageModel : ILanguageModel
     /// describes the pass over them; the mixers then compute what every block shares (retention's decay sums).
     /// </summary>
     private Pass Upload(ModelWorkspace w, PassBuffers p, ReadOnlySpan<int> ids, int batch, int seqLen, int? ends,
-        ForwardMode mode, PackedDocuments? documents = null)
+        ForwardMode mode, PackedDocuments? documents = null, bool decoding = false)
     {
         var n = batch * seqLen;
         var count = n + batch + (ends is null ? 0 : batch);
         w.Ids.Slice(0, count).CopyFromHost(ids[..count]);
         var pass = new Pass(batch, seqLen, w.Ids.Slice(n, batch), ends is null ? null : w.Ids.Slice(n + batch, batch),
-            mode, p.MixerData, documents, ends is null ? null : stepWeights);
+            mode, p.MixerData, documents, decoding || ends is not null ? decodeWeights : null);
         Mixers.BeginPass(pass);
         return pass;
     }
@@ -656,7 +656,7 @@ public sealed class LanguageModel : ILanguageModel
     {
         var rows = x.Dim(0);
         var logits = logitsBuffer.Slice(0, rows);
-        Linear.Step(FinalNorm(x, normed?.Slice(0, rows)), outputWeight, logits, stepWeights);
+        Linear.Step(FinalNorm(x, normed?.Slice(0, rows)), outputWeight, logits, decodeWeights);
         return logits;
     }
 
@@ -805,7 +805,7 @@ public sealed class LanguageModel : ILanguageModel
         promptWorkspace?.Dispose();
         packing?.Dispose();
         computeWeights?.Dispose();
-        stepWeights?.Dispose();
+        decodeWeights?.Dispose();
         foreach (var p in parameters.Values)
             p.Dispose();
         Mixers.Dispose();

@@ -123,7 +123,7 @@ public sealed class Tensor : IDisposable
     /// <summary>
     /// How many times anything has taken a writable view of this tensor's storage (<see cref="View"/>,
     /// <see cref="HalfView"/>: every write goes through one of them, the only ways to write). A copy derived from the
-    /// elements (<see cref="Model.StepWeights"/>) that recorded this count is current while the count is unchanged.
+    /// elements (<see cref="Model.DecodeWeights"/>) that recorded this count is current while the count is unchanged.
     /// Shared by every view of the storage; a read-only tensor's stays 0.
     /// </summary>
     internal long WriteCount => Interlocked.Read(ref storage.Writes);

@@ -5,7 +5,7 @@ namespace RetNet.Ilgpu.Kernels.Gemm;
 
 /// <summary>
 /// A few rows of A against a weight stored [N, K] (a Linear layer's) on the host: a short prompt's prefill, and the
-/// decoding step of a model without k-major copies of its weights (<see cref="Model.StepWeights"/>). Each element
+/// decoding step of a model without k-major copies of its weights (<see cref="Model.DecodeWeights"/>). Each element
 /// of C is one dot product of a row of A with a row of B, both read front to back. Every weight row is streamed
 /// contiguously, four rows side by side, and 16-bit weights are widened as they load. Rows of A go through the same
 /// four weight rows at once, four rows with AVX-512 (sixteen accumulators in its 32 registers) and two with AVX2

@@ -1,14 +1,16 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace RetNet.Ilgpu.Kernels.Gemm;
 
 /// <summary>
 /// The unpacked product against a B whose rows run along N (stored [K, N]: a weight kept k-major for decoding), read in
-/// place: rows of C in register blocks of six and four (twelve and eight accumulators, one fused multiply-add chain per
-/// element over k = 0 … K−1 from 0, each B vector loaded once for the block's rows), and a row alone across four
-/// panels at once (eight chains). Every element takes the packed path's sequence of operations, so the result is its
-/// bits whatever block or M a row falls in: a decoding step's product against a k-major weight is batch-invariant
-/// with no per-element horizontal sum, which at k = 64 cost as much as the products in the dot-product form.
+/// place: rows of C in register blocks of eight (AVX-512, sixteen accumulators) or six (AVX2, twelve), then one of
+/// four (eight accumulators), each B vector loaded once for the block's rows, and a row alone across four panels at
+/// once (eight chains). Every element is one fused multiply-add chain over k = 0 … K−1 from 0, then alpha·sum
+/// (+ beta·C): the packed path's sequence of operations, so the result is its bits whatever block or M a row falls
+/// in. A decoding step's product against a k-major weight is therefore batch-invariant with no per-element horizontal
+/// sum, which at k = 64 cost as much as the products in the dot-product form (<see cref="HostDots"/>).
 /// </summary>
 internal static unsafe partial class HostGemm
 {
@@ -24,10 +26,22 @@ internal static unsafe partial class HostGemm
             var a = (float*)A;
             var c = (float*)C;
             var i = 0;
-            for (; i + 6 <= M; i += 6)
-                for (var jr = jr0; jr < jr1; jr++)
-                    SixRows<TV, TOps, TB>(a + (nint)i * Sam, Sam, Sak, B + (nint)jr * NR * TB.Size, Sbk, K,
-                        c + (nint)i * Ldc + jr * NR, Ldc, Alpha, Beta);
+            if (typeof(TV) == typeof(Vector512<float>))
+            {
+                // Sixteen accumulators, two B vectors and a broadcast fit AVX-512's 32 registers.
+                for (; i + 8 <= M; i += 8)
+                    for (var jr = jr0; jr < jr1; jr++)
+                        EightRows<TV, TOps, TB>(a + (nint)i * Sam, Sam, Sak, B + (nint)jr * NR * TB.Size, Sbk, K,
+                            c + (nint)i * Ldc + jr * NR, Ldc, Alpha, Beta);
+            }
+            else
+            {
+                // Twelve accumulators, two B vectors and a broadcast: 15 of AVX2's 16 registers.
+                for (; i + 6 <= M; i += 6)
+                    for (var jr = jr0; jr < jr1; jr++)
+                        SixRows<TV, TOps, TB>(a + (nint)i * Sam, Sam, Sak, B + (nint)jr * NR * TB.Size, Sbk, K,
+                            c + (nint)i * Ldc + jr * NR, Ldc, Alpha, Beta);
+            }
             if (i + 4 <= M)
             {
                 for (var jr = jr0; jr < jr1; jr++)
@@ -49,7 +63,46 @@ internal static unsafe partial class HostGemm
         }
     }
 
-    /// <summary>Rows a … a+5 (<paramref name="sam"/> apart) against one panel of two vectors: twelve chains.</summary>
+    /// <summary>Rows a … a+7 (<paramref name="sam"/> apart) against one panel of two vectors: sixteen chains
+    /// (AVX-512).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void EightRows<TV, TOps, TB>(float* a, int sam, int sak, nint b, int ldb, int k, float* c, int ldc,
+        float alpha, float beta)
+        where TV : struct
+        where TOps : struct, IVectorOps<TV>
+        where TB : struct, IElements
+    {
+        var w = TOps.Count;
+        TV c00 = TOps.Zero, c01 = TOps.Zero, c10 = TOps.Zero, c11 = TOps.Zero, c20 = TOps.Zero, c21 = TOps.Zero;
+        TV c30 = TOps.Zero, c31 = TOps.Zero, c40 = TOps.Zero, c41 = TOps.Zero, c50 = TOps.Zero, c51 = TOps.Zero;
+        TV c60 = TOps.Zero, c61 = TOps.Zero, c70 = TOps.Zero, c71 = TOps.Zero;
+        var s = (nint)sam;
+        nint row = 0;
+        for (var kk = 0; kk < k; kk++, a += sak, row += ldb)
+        {
+            var b0 = TOps.Load<TB>(b, row);
+            var b1 = TOps.Load<TB>(b, row + w);
+            var x = TOps.Broadcast(a[0]); c00 = TOps.Fma(x, b0, c00); c01 = TOps.Fma(x, b1, c01);
+            x = TOps.Broadcast(a[s]); c10 = TOps.Fma(x, b0, c10); c11 = TOps.Fma(x, b1, c11);
+            x = TOps.Broadcast(a[2 * s]); c20 = TOps.Fma(x, b0, c20); c21 = TOps.Fma(x, b1, c21);
+            x = TOps.Broadcast(a[3 * s]); c30 = TOps.Fma(x, b0, c30); c31 = TOps.Fma(x, b1, c31);
+            x = TOps.Broadcast(a[4 * s]); c40 = TOps.Fma(x, b0, c40); c41 = TOps.Fma(x, b1, c41);
+            x = TOps.Broadcast(a[5 * s]); c50 = TOps.Fma(x, b0, c50); c51 = TOps.Fma(x, b1, c51);
+            x = TOps.Broadcast(a[6 * s]); c60 = TOps.Fma(x, b0, c60); c61 = TOps.Fma(x, b1, c61);
+            x = TOps.Broadcast(a[7 * s]); c70 = TOps.Fma(x, b0, c70); c71 = TOps.Fma(x, b1, c71);
+        }
+        Store<TV, TOps>(c, c, c00, c01, true, alpha, beta);
+        Store<TV, TOps>(c + ldc, c + ldc, c10, c11, true, alpha, beta);
+        Store<TV, TOps>(c + 2 * ldc, c + 2 * ldc, c20, c21, true, alpha, beta);
+        Store<TV, TOps>(c + 3 * ldc, c + 3 * ldc, c30, c31, true, alpha, beta);
+        Store<TV, TOps>(c + 4 * ldc, c + 4 * ldc, c40, c41, true, alpha, beta);
+        Store<TV, TOps>(c + 5 * ldc, c + 5 * ldc, c50, c51, true, alpha, beta);
+        Store<TV, TOps>(c + 6 * ldc, c + 6 * ldc, c60, c61, true, alpha, beta);
+        Store<TV, TOps>(c + 7 * ldc, c + 7 * ldc, c70, c71, true, alpha, beta);
+    }
+
+    /// <summary>Rows a … a+5 (<paramref name="sam"/> apart) against one panel of two vectors: twelve chains (AVX2).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void SixRows<TV, TOps, TB>(float* a, int sam, int sak, nint b, int ldb, int k, float* c, int ldc,
         float alpha, float beta)

@@ -20,10 +20,10 @@ namespace RetNet.Ilgpu.Model;
 /// <param name="MixerData">What the mixers computed for the whole pass (<see cref="MixerKind.BeginPass"/>).</param>
 /// <param name="Documents">For packed documents, the token bounds [B·T, 2] (<see cref="PackedSequences"/>) and each
 /// token's position within its document [B·T]; null when every sequence is one document.</param>
-/// <param name="StepWeights">For a decoding step, the model's k-major weights when it has them
-/// (<see cref="Linear.Step"/>); null otherwise.</param>
+/// <param name="DecodeWeights">For a decoding step or a prefill, the model's k-major weights when it has them
+/// (<see cref="Linear.Apply(Tensor, Tensor, Tensor, Pass)"/>); null otherwise (a training pass, a full forward).</param>
 internal sealed record Pass(int Batch, int SeqLen, IndexTensor Starts, IndexTensor? Ends, ForwardMode Mode,
-    MixerPassData? MixerData, PackedDocuments? Documents = null, StepWeights? StepWeights = null)
+    MixerPassData? MixerData, PackedDocuments? Documents = null, DecodeWeights? DecodeWeights = null)
 {
     /// <summary>n = B·T.</summary>
     public int Rows => Batch * SeqLen;

@@ -7,21 +7,23 @@ using RetNet.Ilgpu.Tensors;
 namespace RetNet.Ilgpu.Model;
 
 /// <summary>
-/// A model's weight matrices stored k-major for the decoding step on ILGPU's CPU accelerator in host execution: each
-/// [out, in] matrix copied once as [in, out], in its own storage type, so the step's products read B along N and
-/// every element is one fused multiply-add chain over k from 0 (the packed GEMM's order), with sixteen sequences
-/// sharing each weight vector and no horizontal sum per element. The order does not depend on the number of rows, so
-/// the step stays batch-invariant; it is another order than the dot products over [out, in] that devices without
-/// copies use, so a model's steps agree with those to rounding, not bit for bit.
+/// A model's weight matrices stored k-major for decoding (prefills and steps) on ILGPU's CPU accelerator in host
+/// execution: each [out, in] matrix copied once as [in, out], in its own storage type, so the products read B along N
+/// and every element is one fused multiply-add chain over k from 0 (the packed GEMM's order), with the rows of a
+/// batch sharing each weight vector and no horizontal sum per element. The order depends neither on the number of rows
+/// nor on whether the product is packed, so a step stays batch-invariant. It is another order than the dot products
+/// over [out, in] that devices without copies use, so a model's logits there agree with these to rounding, not bit
+/// for bit.
 /// </summary>
 /// <remarks>
 /// A copy follows its matrix: it records the matrix's <see cref="Tensor.WriteCount"/> when made, and is made again
-/// at the next step after anything has written the matrix (an optimiser update, a load, a caller writing
-/// <see cref="ILanguageModel.Parameters"/>). Copies cost the matrices' bytes again, so a model gets them only while
-/// its matrices take at most <see cref="BudgetBytes"/>; larger models decode against the matrices themselves, where
-/// a step reads weights at memory bandwidth whatever the order.
+/// at the next prefill or step after anything has written the matrix (an optimiser update, a load, a caller writing
+/// <see cref="ILanguageModel.Parameters"/>). Training passes and full forwards read the matrices themselves. Copies
+/// cost the matrices' bytes again, so a model gets them only while its matrices take at most
+/// <see cref="BudgetBytes"/>; larger models decode against the matrices themselves, where a step reads weights at
+/// memory bandwidth whatever the order.
 /// </remarks>
-internal sealed class StepWeights : IDisposable
+internal sealed class DecodeWeights : IDisposable
 {
     /// <summary>The most bytes of matrices a model may have and still get copies (as many again).</summary>
     internal const long BudgetBytes = 256L << 20;
@@ -29,15 +31,15 @@ internal sealed class StepWeights : IDisposable
     private readonly Dictionary<Tensor, Copy> copies = new(ReferenceEqualityComparer.Instance);
     private bool disposed;
 
-    private StepWeights()
+    private DecodeWeights()
     {
     }
 
-    /// <summary>Copies for <paramref name="device"/>'s steps, or null where the step reads the matrices themselves:
+    /// <summary>Copies for decoding on <paramref name="device"/>, or null where decoding reads the matrices themselves:
     /// another device, the simulator, or <paramref name="matrices"/> over <see cref="BudgetBytes"/>.</summary>
-    public static StepWeights? Create(RetNetDevice device, IEnumerable<Tensor> matrices) =>
+    public static DecodeWeights? Create(RetNetDevice device, IEnumerable<Tensor> matrices) =>
         device.IsCpuSimulator && device.RunsOnHost && matrices.Sum(m => m.Bytes) <= BudgetBytes
-            ? new StepWeights()
+            ? new DecodeWeights()
             : null;
 
     /// <summary>Matrices with a copy.</summary>
@@ -73,7 +75,7 @@ internal sealed class StepWeights : IDisposable
     /// <summary>to [in, out] = fromᵀ, elements copied bit for bit in blocks that stay in L1.</summary>
     private static unsafe void Transpose(Tensor from, Tensor to)
     {
-        HostSimd.Enter(from.Device, "The decoding step's k-major weights", requireHostExecution: true);
+        HostSimd.Enter(from.Device, "Decoding's k-major weights", requireHostExecution: true);
         var (rows, columns) = (from.Dim(0), from.Dim(1));
         var source = HostOperand.Of(from).Pointer;
         if (from.DType == TensorDType.Float32)

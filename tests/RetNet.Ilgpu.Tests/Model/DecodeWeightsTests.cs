@@ -6,14 +6,14 @@ using RetNet.Ilgpu.Tests.Support;
 namespace RetNet.Ilgpu.Tests.Model;
 
 /// <summary>
-/// The decoding step's k-major weight copies on the CPU accelerator in host execution (<see cref="StepWeights"/>):
+/// The decoding step's k-major weight copies on the CPU accelerator in host execution (<see cref="DecodeWeights"/>):
 /// each matrix is copied once and the steps read the copies; a matrix written between steps is copied again before
 /// the next step reads it, so the step gives what a model created with the written weights gives, bit for bit (the
 /// negative control: the write does change the logits, so a stale copy would be seen); the copies are freed with the
 /// model; only that device gets them, and only within the budget.
 /// </summary>
 [Collection(DeviceCollection.Name)]
-public sealed class StepWeightsTests(DeviceFixture fixture, HostCpu hostCpu) : IClassFixture<HostCpu>
+public sealed class DecodeWeightsTests(DeviceFixture fixture, HostCpu hostCpu) : IClassFixture<HostCpu>
 {
     private readonly RetNetDevice device = hostCpu.WithHostExecution(fixture.Device);
 
@@ -28,7 +28,7 @@ public sealed class StepWeightsTests(DeviceFixture fixture, HostCpu hostCpu) : I
         using var model = arch == "retnet"
             ? LanguageModel.Create(device, RetNetConfig.Preset("tiny"), seed: 17, weightType: dtype)
             : LanguageModel.Create(device, TransformerConfig.Preset("tiny"), seed: 17, weightType: dtype);
-        var copies = model.StepWeights;
+        var copies = model.DecodeWeights;
         Assert.NotNull(copies);
         Step(model, steps: 3);
         // Every matrix but the embedding table: the mixer's projections, fc1, gate and fc2 per layer, and the output
@@ -46,11 +46,11 @@ public sealed class StepWeightsTests(DeviceFixture fixture, HostCpu hostCpu) : I
     {
         using var model = LanguageModel.Create(device, RetNetConfig.Preset("tiny"), seed: 17);
         var before = Step(model, steps: 2);
-        var made = model.StepWeights!.Made;
+        var made = model.DecodeWeights!.Made;
         var name = model.Parameters.Keys.First(k => k.EndsWith("ffn.fc2.weight", StringComparison.Ordinal));
         var written = Rewrite(model, name);
         var after = Step(model, steps: 2);
-        Assert.Equal(made + 1, model.StepWeights.Made);
+        Assert.Equal(made + 1, model.DecodeWeights.Made);
 
         using var fresh = LanguageModel.Create(device, RetNetConfig.Preset("tiny"), seed: 17);
         fresh.Parameters[name].CopyFromHost(written);
@@ -67,7 +67,7 @@ public sealed class StepWeightsTests(DeviceFixture fixture, HostCpu hostCpu) : I
         var live = device.UndisposedBuffers.Count;
         var model = LanguageModel.Create(device, RetNetConfig.Preset("tiny"), seed: 17);
         Step(model, steps: 1);
-        Assert.True(model.StepWeights!.Count > 0);
+        Assert.True(model.DecodeWeights!.Count > 0);
         model.Dispose();
         Assert.Equal(live, device.UndisposedBuffers.Count);
     }
@@ -76,11 +76,11 @@ public sealed class StepWeightsTests(DeviceFixture fixture, HostCpu hostCpu) : I
     public void Only_host_execution_within_the_budget_gets_copies()
     {
         using var megabyte = Tensor.Zeros(device, 512, 512);
-        using (var within = StepWeights.Create(device, Enumerable.Repeat(megabyte, 256)))
+        using (var within = DecodeWeights.Create(device, Enumerable.Repeat(megabyte, 256)))
             Assert.NotNull(within);
-        Assert.Null(StepWeights.Create(device, Enumerable.Repeat(megabyte, 257)));
+        Assert.Null(DecodeWeights.Create(device, Enumerable.Repeat(megabyte, 257)));
         using var simulator = RetNetDevice.Open(DeviceKind.Cpu, CpuExecution.Simulator);
-        Assert.Null(StepWeights.Create(simulator, []));
+        Assert.Null(DecodeWeights.Create(simulator, []));
     }
 
     /// <summary>Prefills <see cref="Prompts"/>, then steps them: every row of the prefill's logits and of each
