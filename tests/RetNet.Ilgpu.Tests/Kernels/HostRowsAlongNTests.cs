@@ -22,17 +22,7 @@ public sealed class HostRowsAlongNTests(DeviceFixture fixture, HostCpu hostCpu) 
 
     private static readonly int[] RowCounts = [1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 16, 17, 25];
 
-    public static TheoryData<string, string> PathsAndTypes()
-    {
-        var data = new TheoryData<string, string>();
-        foreach (var path in new[] { nameof(HostGemmPath.Vector512), nameof(HostGemmPath.Vector256) })
-            foreach (var dtype in new[] { nameof(TensorDType.Float32), nameof(TensorDType.BFloat16),
-                         nameof(TensorDType.Float16) })
-                data.Add(path, dtype);
-        return data;
-    }
-
-    [Theory, MemberData(nameof(PathsAndTypes))]
+    [Theory, MemberData(nameof(HostDotsTests.PathsAndTypes), MemberType = typeof(HostDotsTests))]
     public void Every_row_takes_the_packed_chain_in_any_block_alone_or_batched(string pathName, string dtypeName)
     {
         var path = Enum.Parse<HostGemmPath>(pathName);
