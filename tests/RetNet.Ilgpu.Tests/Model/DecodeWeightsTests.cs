@@ -1,4 +1,7 @@
 using RetNet.Ilgpu.Devices;
+using RetNet.Ilgpu.Kernels.Elementwise;
+using RetNet.Ilgpu.Kernels.Gemm;
+using RetNet.Ilgpu.Kernels.Normalization;
 using RetNet.Ilgpu.Model;
 using RetNet.Ilgpu.Tensors;
 using RetNet.Ilgpu.Tests.Support;
@@ -59,6 +62,44 @@ public sealed class DecodeWeightsTests(DeviceFixture fixture, HostCpu hostCpu) :
             AssertSameBits(expected[i], after[i], $"logits {i} after writing {name}");
         Assert.True(Enumerable.Range(0, before.Count).Any(i => !SameBits(before[i], after[i])),
             $"Writing {name} left every logit as it was: a stale copy would go unseen.");
+    }
+
+    /// <summary>
+    /// What the copies' staleness check rests on: every way to write a tensor counts in its WriteCount (host copies,
+    /// device copies, an operator's output on the host path: GEMM, a norm, an elementwise map), views share the count;
+    /// and reading weights as a decoding pass does (GEMM operands, a norm's weight, a copy to the host) leaves it.
+    /// </summary>
+    [Fact]
+    public void Every_write_counts_and_no_read_does()
+    {
+        using var x = Tensor.FromHost(device, [.. Enumerable.Range(0, 64).Select(i => i / 64f)], 8, 8);
+        using var weight = Tensor.FromHost(device, [.. Enumerable.Range(0, 64).Select(i => 1 - i / 64f)], 8, 8);
+        using var norm = Tensor.FromHost(device, [.. Enumerable.Range(0, 8).Select(i => 1 + i / 8f)], 8);
+        using var target = Tensor.Zeros(device, 8, 8);
+        var writes = new (string What, Action Write)[]
+        {
+            ("CopyFromHost", () => target.CopyFromHost(new float[64])),
+            ("CopyFrom", () => target.CopyFrom(x)),
+            ("a GEMM's output", () => Gemm.Run(x, weight, target, transposeB: true)),
+            ("a norm's output", () => RmsNorm.Forward(x, norm, 1e-6f, target)),
+            ("an elementwise output", () => Elementwise.Silu(x, target)),
+            ("a write to a view", () => target.Slice(2, 3).CopyFromHost(new float[24])),
+        };
+        foreach (var (what, write) in writes)
+        {
+            var before = target.WriteCount;
+            write();
+            Assert.True(target.WriteCount > before, $"Writing the tensor by {what} left its WriteCount at {before}.");
+        }
+        // How a decoding pass reads weights: as GEMM operands and norm weights. (Some host loops take their inputs
+        // through writable views too, which counts; that only costs a copy made again, never a stale one, and the
+        // test above shows no weight of a step goes through one.)
+        var counts = (x.WriteCount, weight.WriteCount, norm.WriteCount);
+        _ = weight.ToHost();
+        Gemm.Run(x, weight, target, transposeB: true);
+        Gemm.RunBatchInvariant(x, weight, target);
+        RmsNorm.Forward(target, norm, 1e-6f, target);
+        Assert.Equal(counts, (x.WriteCount, weight.WriteCount, norm.WriteCount));
     }
 
     [Fact]

@@ -150,8 +150,8 @@ internal static class RowNormalization
             // a configuration passed explicitly (tests, retnet verify) launches the kernel.
             HostSimd.Enter(device, "the host normalisation", requireHostExecution: true);
             HostNormalization.ForwardRows<TKind>(Address(x), weight is null ? null : Address(weight),
-                bias is null ? null : Address(bias), y is null ? null : Address(y), mean is null ? null : Address(mean),
-                rstd is null ? null : Address(rstd), epsScale is null ? null : Address(epsScale), rows, dim, eps, flags);
+                bias is null ? null : Address(bias), HostSimd.Pointer(y), HostSimd.Pointer(mean), HostSimd.Pointer(rstd),
+                epsScale is null ? null : Address(epsScale), rows, dim, eps, flags);
         }
         else
         {
@@ -165,7 +165,8 @@ internal static class RowNormalization
         }
     }
 
-    /// <summary>The host address of a tensor on the CPU accelerator, read-only tensors (mapped weights) included.</summary>
+    /// <summary>The host address of an input on the CPU accelerator, read-only tensors (mapped weights) included; the
+    /// outputs take <see cref="HostSimd.Pointer(Tensor?)"/>, a writable view.</summary>
     private static unsafe float* Address(Tensor tensor) => (float*)tensor.ReadView.LoadEffectiveAddressAsPtr();
 
     private static void LaunchInputGradient<TKind>(NormalizationOptions launch, Tensor x, Tensor? weight, Tensor dy,
