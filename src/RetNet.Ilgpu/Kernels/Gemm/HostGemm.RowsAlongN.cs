@@ -25,27 +25,25 @@ internal static unsafe partial class HostGemm
         {
             var a = (float*)A;
             var c = (float*)C;
+            var panel = (nint)NR * TB.Size;
+            // Blocks of eight rows on AVX-512 (sixteen accumulators, two B vectors and a broadcast in its 32
+            // registers), six on AVX2 (twelve: 15 of its 16); then one of four, then rows alone.
+            var block = typeof(TV) == typeof(Vector512<float>) ? 8 : 6;
             var i = 0;
-            if (typeof(TV) == typeof(Vector512<float>))
-            {
-                // Sixteen accumulators, two B vectors and a broadcast fit AVX-512's 32 registers.
-                for (; i + 8 <= M; i += 8)
-                    for (var jr = jr0; jr < jr1; jr++)
-                        EightRows<TV, TOps, TB>(a + (nint)i * Sam, Sam, Sak, B + (nint)jr * NR * TB.Size, Sbk, K,
+            for (; i + block <= M; i += block)
+                for (var jr = jr0; jr < jr1; jr++)
+                {
+                    if (block == 8)
+                        EightRows<TV, TOps, TB>(a + (nint)i * Sam, Sam, Sak, B + jr * panel, Sbk, K,
                             c + (nint)i * Ldc + jr * NR, Ldc, Alpha, Beta);
-            }
-            else
-            {
-                // Twelve accumulators, two B vectors and a broadcast: 15 of AVX2's 16 registers.
-                for (; i + 6 <= M; i += 6)
-                    for (var jr = jr0; jr < jr1; jr++)
-                        SixRows<TV, TOps, TB>(a + (nint)i * Sam, Sam, Sak, B + (nint)jr * NR * TB.Size, Sbk, K,
+                    else
+                        SixRows<TV, TOps, TB>(a + (nint)i * Sam, Sam, Sak, B + jr * panel, Sbk, K,
                             c + (nint)i * Ldc + jr * NR, Ldc, Alpha, Beta);
-            }
+                }
             if (i + 4 <= M)
             {
                 for (var jr = jr0; jr < jr1; jr++)
-                    FourRows<TV, TOps, TB>(a + (nint)i * Sam, Sam, Sak, B + (nint)jr * NR * TB.Size, Sbk, K,
+                    FourRows<TV, TOps, TB>(a + (nint)i * Sam, Sam, Sak, B + jr * panel, Sbk, K,
                         c + (nint)i * Ldc + jr * NR, Ldc, Alpha, Beta);
                 i += 4;
             }
@@ -54,10 +52,10 @@ internal static unsafe partial class HostGemm
                 var row = a + (nint)i * Sam;
                 var jr = jr0;
                 for (; jr + 4 <= jr1; jr += 4)
-                    OneRowFourPanels<TV, TOps, TB>(row, Sak, B + (nint)jr * NR * TB.Size, Sbk, K,
-                        c + (nint)i * Ldc + jr * NR, Alpha, Beta);
+                    OneRowFourPanels<TV, TOps, TB>(row, Sak, B + jr * panel, Sbk, K, c + (nint)i * Ldc + jr * NR,
+                        Alpha, Beta);
                 for (; jr < jr1; jr++)
-                    Small<TV, TOps, TB>(K, row, Sak, B + (nint)jr * NR * TB.Size, Sbk, null, true, true,
+                    Small<TV, TOps, TB>(K, row, Sak, B + jr * panel, Sbk, null, true, true,
                         c + (nint)i * Ldc + jr * NR, Alpha, Beta);
             }
         }
@@ -111,21 +109,20 @@ internal static unsafe partial class HostGemm
         where TB : struct, IElements
     {
         var w = TOps.Count;
-        float* a0 = a, a1 = a0 + sam, a2 = a1 + sam, a3 = a2 + sam, a4 = a3 + sam, a5 = a4 + sam;
         TV c00 = TOps.Zero, c01 = TOps.Zero, c10 = TOps.Zero, c11 = TOps.Zero, c20 = TOps.Zero, c21 = TOps.Zero;
         TV c30 = TOps.Zero, c31 = TOps.Zero, c40 = TOps.Zero, c41 = TOps.Zero, c50 = TOps.Zero, c51 = TOps.Zero;
-        for (var kk = 0; kk < k; kk++)
+        var s = (nint)sam;
+        nint row = 0;
+        for (var kk = 0; kk < k; kk++, a += sak, row += ldb)
         {
-            var row = (nint)kk * ldb;
             var b0 = TOps.Load<TB>(b, row);
             var b1 = TOps.Load<TB>(b, row + w);
-            var x = (nint)kk * sak;
-            var a0k = TOps.Broadcast(a0[x]); c00 = TOps.Fma(a0k, b0, c00); c01 = TOps.Fma(a0k, b1, c01);
-            var a1k = TOps.Broadcast(a1[x]); c10 = TOps.Fma(a1k, b0, c10); c11 = TOps.Fma(a1k, b1, c11);
-            var a2k = TOps.Broadcast(a2[x]); c20 = TOps.Fma(a2k, b0, c20); c21 = TOps.Fma(a2k, b1, c21);
-            var a3k = TOps.Broadcast(a3[x]); c30 = TOps.Fma(a3k, b0, c30); c31 = TOps.Fma(a3k, b1, c31);
-            var a4k = TOps.Broadcast(a4[x]); c40 = TOps.Fma(a4k, b0, c40); c41 = TOps.Fma(a4k, b1, c41);
-            var a5k = TOps.Broadcast(a5[x]); c50 = TOps.Fma(a5k, b0, c50); c51 = TOps.Fma(a5k, b1, c51);
+            var x = TOps.Broadcast(a[0]); c00 = TOps.Fma(x, b0, c00); c01 = TOps.Fma(x, b1, c01);
+            x = TOps.Broadcast(a[s]); c10 = TOps.Fma(x, b0, c10); c11 = TOps.Fma(x, b1, c11);
+            x = TOps.Broadcast(a[2 * s]); c20 = TOps.Fma(x, b0, c20); c21 = TOps.Fma(x, b1, c21);
+            x = TOps.Broadcast(a[3 * s]); c30 = TOps.Fma(x, b0, c30); c31 = TOps.Fma(x, b1, c31);
+            x = TOps.Broadcast(a[4 * s]); c40 = TOps.Fma(x, b0, c40); c41 = TOps.Fma(x, b1, c41);
+            x = TOps.Broadcast(a[5 * s]); c50 = TOps.Fma(x, b0, c50); c51 = TOps.Fma(x, b1, c51);
         }
         Store<TV, TOps>(c, c, c00, c01, true, alpha, beta);
         Store<TV, TOps>(c + ldc, c + ldc, c10, c11, true, alpha, beta);
@@ -144,19 +141,18 @@ internal static unsafe partial class HostGemm
         where TB : struct, IElements
     {
         var w = TOps.Count;
-        float* a0 = a, a1 = a0 + sam, a2 = a1 + sam, a3 = a2 + sam;
         TV c00 = TOps.Zero, c01 = TOps.Zero, c10 = TOps.Zero, c11 = TOps.Zero;
         TV c20 = TOps.Zero, c21 = TOps.Zero, c30 = TOps.Zero, c31 = TOps.Zero;
-        for (var kk = 0; kk < k; kk++)
+        var s = (nint)sam;
+        nint row = 0;
+        for (var kk = 0; kk < k; kk++, a += sak, row += ldb)
         {
-            var row = (nint)kk * ldb;
             var b0 = TOps.Load<TB>(b, row);
             var b1 = TOps.Load<TB>(b, row + w);
-            var x = (nint)kk * sak;
-            var a0k = TOps.Broadcast(a0[x]); c00 = TOps.Fma(a0k, b0, c00); c01 = TOps.Fma(a0k, b1, c01);
-            var a1k = TOps.Broadcast(a1[x]); c10 = TOps.Fma(a1k, b0, c10); c11 = TOps.Fma(a1k, b1, c11);
-            var a2k = TOps.Broadcast(a2[x]); c20 = TOps.Fma(a2k, b0, c20); c21 = TOps.Fma(a2k, b1, c21);
-            var a3k = TOps.Broadcast(a3[x]); c30 = TOps.Fma(a3k, b0, c30); c31 = TOps.Fma(a3k, b1, c31);
+            var x = TOps.Broadcast(a[0]); c00 = TOps.Fma(x, b0, c00); c01 = TOps.Fma(x, b1, c01);
+            x = TOps.Broadcast(a[s]); c10 = TOps.Fma(x, b0, c10); c11 = TOps.Fma(x, b1, c11);
+            x = TOps.Broadcast(a[2 * s]); c20 = TOps.Fma(x, b0, c20); c21 = TOps.Fma(x, b1, c21);
+            x = TOps.Broadcast(a[3 * s]); c30 = TOps.Fma(x, b0, c30); c31 = TOps.Fma(x, b1, c31);
         }
         Store<TV, TOps>(c, c, c00, c01, true, alpha, beta);
         Store<TV, TOps>(c + ldc, c + ldc, c10, c11, true, alpha, beta);
@@ -175,10 +171,10 @@ internal static unsafe partial class HostGemm
         var w = TOps.Count;
         TV c0 = TOps.Zero, c1 = TOps.Zero, c2 = TOps.Zero, c3 = TOps.Zero;
         TV c4 = TOps.Zero, c5 = TOps.Zero, c6 = TOps.Zero, c7 = TOps.Zero;
-        for (var kk = 0; kk < k; kk++)
+        nint row = 0;
+        for (var kk = 0; kk < k; kk++, a += sak, row += ldb)
         {
-            var row = (nint)kk * ldb;
-            var x = TOps.Broadcast(a[(nint)kk * sak]);
+            var x = TOps.Broadcast(a[0]);
             c0 = TOps.Fma(x, TOps.Load<TB>(b, row), c0);
             c1 = TOps.Fma(x, TOps.Load<TB>(b, row + w), c1);
             c2 = TOps.Fma(x, TOps.Load<TB>(b, row + 2 * w), c2);
